@@ -1,0 +1,105 @@
+//! The storage trait the log is written against, and its implementations.
+//!
+//! ```text
+//!   Storage ──open──► StorageFile   (read_at / write_at / sync_data / set_len / map)
+//!      │
+//!      ├── UringStorage  real files; writes and fdatasync go through the shard's own io_uring,
+//!      │                 optionally O_DIRECT (then every write is block aligned)
+//!      └── SimStorage    in memory, seeded: tears writes, loses unsynced writes on crash,
+//!                        flips bits, reports a full disk
+//! ```
+//!
+//! A storage value and its files live on one shard: they are `!Send` by construction
+//! (`Rc` inside), and only that shard's thread may call them.
+
+mod sim;
+mod uring;
+
+pub use sim::{SimFaults, SimStorage};
+pub use uring::{AlignedBuf, UringStorage, DIRECT_IO_ALIGNMENT};
+
+use std::io;
+use std::ops::Deref;
+use std::path::Path;
+
+/// Raw OS error for "no space left on device"; the simulator reports a full disk with it too.
+pub const ENOSPC: i32 = libc::ENOSPC;
+
+/// A whole file mapped (or, in the simulator, copied) read-only.
+pub enum Mapped {
+    Mmap(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl Deref for Mapped {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Mapped::Mmap(m) => m,
+            Mapped::Owned(v) => v,
+        }
+    }
+}
+
+impl std::fmt::Debug for Mapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Mapped({} bytes)", self.len())
+    }
+}
+
+/// A directory of files. Paths are absolute or relative to the process's working directory.
+pub trait Storage {
+    type File: StorageFile;
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// File names (not paths) in `dir`, sorted.
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Opens `path` for reading and writing, creating it empty if it does not exist.
+    /// `kind` says what the file holds: segment data may be written with O_DIRECT, indexes never.
+    fn open(&self, path: &Path, kind: FileKind) -> io::Result<Self::File>;
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    fn exists(&self, path: &Path) -> bool;
+    /// Makes creations and removals of files in `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// What a file holds, which decides how it is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// Segment data: large sequential appends, O_DIRECT where the storage is configured so.
+    SegmentData,
+    /// Small files written whole and mapped for reading (indexes).
+    Index,
+}
+
+/// One open file. Reads may be served from any point; writes follow [`StorageFile::write_alignment`].
+pub trait StorageFile {
+    /// Every write must start at, and be a length of, a multiple of this many bytes
+    /// (the logical block size under O_DIRECT, 1 for buffered files). Memory alignment of the
+    /// data is the implementation's business.
+    fn write_alignment(&self) -> usize;
+    fn len(&self) -> io::Result<u64>;
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+    /// Fills `buf` from `position`; fails with `UnexpectedEof` past the end of the file.
+    fn read_exact_at(&self, position: u64, buf: &mut [u8]) -> io::Result<()>;
+    fn write_at(&mut self, position: u64, data: &[u8]) -> io::Result<()>;
+    /// fdatasync: every write before this call is durable once it returns Ok.
+    fn sync_data(&mut self) -> io::Result<()>;
+    /// One write followed by one fdatasync (on io_uring: two linked entries, one submission).
+    fn write_and_sync(&mut self, position: u64, data: &[u8]) -> io::Result<()> {
+        self.write_at(position, data)?;
+        self.sync_data()
+    }
+    fn set_len(&mut self, len: u64) -> io::Result<()>;
+    /// The whole file, read-only, as of now.
+    fn map(&self) -> io::Result<Mapped>;
+    /// The OS file descriptor, for sendfile/splice; `None` in the simulator.
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd>;
+}
+
+/// True if `err` means the disk is full.
+pub fn is_disk_full(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(ENOSPC) || err.kind() == io::ErrorKind::StorageFull
+}

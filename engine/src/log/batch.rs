@@ -1,0 +1,274 @@
+//! Kafka RecordBatch v2 framing: the fixed header the log reads, checks and stamps.
+//!
+//! ```text
+//!  0  baseOffset            int64   assigned by the log (= raft index of the batch)
+//!  8  batchLength           int32   bytes after this field
+//! 12  partitionLeaderEpoch  int32   assigned by the log (= raft term)
+//! 16  magic                 int8    2
+//! 17  crc                   uint32  CRC-32C of bytes 21..end (so the two fields above are free)
+//! 21  attributes            int16   compression (bits 0-2), timestamp type, transactional, control
+//! 23  lastOffsetDelta       int32
+//! 27  baseTimestamp         int64
+//! 35  maxTimestamp          int64
+//! 43  producerId            int64
+//! 51  producerEpoch         int16
+//! 53  baseSequence          int32
+//! 57  recordCount           int32
+//! 61  records ...
+//! ```
+
+use std::fmt;
+
+/// Size of the fixed RecordBatch v2 header.
+pub const BATCH_HEADER_BYTES: usize = 61;
+/// baseOffset + batchLength: the bytes not counted by batchLength.
+pub const BATCH_LOG_OVERHEAD_BYTES: usize = 12;
+/// Smallest legal batchLength (a batch with no records).
+pub const BATCH_LENGTH_MIN: i32 = (BATCH_HEADER_BYTES - BATCH_LOG_OVERHEAD_BYTES) as i32;
+const CRC_POSITION: usize = 17;
+const CRC_COVERED_FROM: usize = 21;
+const MAGIC_V2: i8 = 2;
+
+/// What is wrong with a batch's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchError {
+    /// Fewer bytes than a header, or than batchLength says.
+    Truncated {
+        needed: usize,
+        available: usize,
+    },
+    /// batchLength is below the minimum or above the limit the caller allows.
+    BadLength(i32),
+    BadMagic(i8),
+    BadCrc {
+        stored: u32,
+        computed: u32,
+    },
+    /// recordCount or lastOffsetDelta is negative.
+    BadCounts {
+        record_count: i32,
+        last_offset_delta: i32,
+    },
+    /// The bytes hold more (or less) than exactly one batch.
+    TrailingBytes {
+        batch_bytes: usize,
+        given_bytes: usize,
+    },
+}
+
+impl fmt::Display for BatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BatchError::Truncated { needed, available } => {
+                write!(f, "truncated batch: {needed} bytes needed, {available} available")
+            }
+            BatchError::BadLength(length) => write!(f, "bad batchLength {length}"),
+            BatchError::BadMagic(magic) => write!(f, "unsupported magic {magic} (only RecordBatch v2)"),
+            BatchError::BadCrc { stored, computed } => {
+                write!(f, "CRC-32C mismatch: stored {stored:#010x}, computed {computed:#010x}")
+            }
+            BatchError::BadCounts { record_count, last_offset_delta } => {
+                write!(f, "bad counts: recordCount {record_count}, lastOffsetDelta {last_offset_delta}")
+            }
+            BatchError::TrailingBytes { batch_bytes, given_bytes } => {
+                write!(f, "one batch of {batch_bytes} bytes expected, {given_bytes} bytes given")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BatchError {}
+
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes(b[at..at + 2].try_into().expect("2 bytes"))
+}
+
+/// The decoded fixed header of one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub record_count: i32,
+}
+
+impl BatchHeader {
+    /// Decodes the header from the first [`BATCH_HEADER_BYTES`] of `bytes`, checking lengths,
+    /// magic and counts, but not the CRC (see [`check_crc`]).
+    pub fn parse(bytes: &[u8]) -> Result<Self, BatchError> {
+        if bytes.len() < BATCH_HEADER_BYTES {
+            return Err(BatchError::Truncated { needed: BATCH_HEADER_BYTES, available: bytes.len() });
+        }
+        let header = BatchHeader {
+            base_offset: be_i64(bytes, 0),
+            batch_length: be_i32(bytes, 8),
+            partition_leader_epoch: be_i32(bytes, 12),
+            magic: bytes[16] as i8,
+            crc: u32::from_be_bytes(bytes[17..21].try_into().expect("4 bytes")),
+            attributes: be_i16(bytes, 21),
+            last_offset_delta: be_i32(bytes, 23),
+            base_timestamp: be_i64(bytes, 27),
+            max_timestamp: be_i64(bytes, 35),
+            producer_id: be_i64(bytes, 43),
+            producer_epoch: be_i16(bytes, 51),
+            base_sequence: be_i32(bytes, 53),
+            record_count: be_i32(bytes, 57),
+        };
+        if header.batch_length < BATCH_LENGTH_MIN {
+            return Err(BatchError::BadLength(header.batch_length));
+        }
+        if header.magic != MAGIC_V2 {
+            return Err(BatchError::BadMagic(header.magic));
+        }
+        if header.record_count < 0 || header.last_offset_delta < 0 {
+            return Err(BatchError::BadCounts {
+                record_count: header.record_count,
+                last_offset_delta: header.last_offset_delta,
+            });
+        }
+        Ok(header)
+    }
+
+    /// Bytes the whole batch occupies in the log.
+    pub fn total_bytes(&self) -> usize {
+        BATCH_LOG_OVERHEAD_BYTES + self.batch_length as usize
+    }
+
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + i64::from(self.last_offset_delta)
+    }
+
+    /// One past the last offset.
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset() + 1
+    }
+
+    /// Compression codec id (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
+    pub fn compression(&self) -> i16 {
+        self.attributes & 0x7
+    }
+}
+
+/// Checks the CRC-32C of one whole batch.
+pub fn check_crc(batch: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
+    let computed = crc32c::crc32c(&batch[CRC_COVERED_FROM..header.total_bytes()]);
+    if computed != header.crc {
+        return Err(BatchError::BadCrc { stored: header.crc, computed });
+    }
+    Ok(())
+}
+
+/// Validates that `bytes` is exactly one well-formed batch with a correct CRC.
+pub fn validate(bytes: &[u8], max_batch_bytes: usize) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(bytes)?;
+    if header.total_bytes() > max_batch_bytes {
+        return Err(BatchError::BadLength(header.batch_length));
+    }
+    if header.total_bytes() != bytes.len() {
+        if header.total_bytes() > bytes.len() {
+            return Err(BatchError::Truncated { needed: header.total_bytes(), available: bytes.len() });
+        }
+        return Err(BatchError::TrailingBytes { batch_bytes: header.total_bytes(), given_bytes: bytes.len() });
+    }
+    check_crc(bytes, &header)?;
+    Ok(header)
+}
+
+/// Writes the two fields the log owns; the CRC does not cover them, so it stays valid.
+pub fn stamp(bytes: &mut [u8], base_offset: i64, partition_leader_epoch: i32) {
+    bytes[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    bytes[12..16].copy_from_slice(&partition_leader_epoch.to_be_bytes());
+}
+
+/// Builds a valid uncompressed batch whose records carry `values` (test data and tools).
+///
+/// Record layout (varints are zig-zag): length, attributes(i8), timestampDelta, offsetDelta,
+/// keyLength(-1 = null), valueLength, value, headerCount(0).
+pub fn build_batch(base_timestamp: i64, values: &[&[u8]]) -> Vec<u8> {
+    let mut records = Vec::new();
+    for (i, value) in values.iter().enumerate() {
+        let mut body = vec![0u8]; // attributes
+        put_varint(&mut body, 0); // timestamp delta
+        put_varint(&mut body, i as i64); // offset delta
+        put_varint(&mut body, -1); // null key
+        put_varint(&mut body, value.len() as i64);
+        body.extend_from_slice(value);
+        put_varint(&mut body, 0); // no headers
+        put_varint(&mut records, body.len() as i64);
+        records.extend_from_slice(&body);
+    }
+    let count = values.len() as i32;
+    let mut batch = Vec::with_capacity(BATCH_HEADER_BYTES + records.len());
+    batch.extend_from_slice(&0i64.to_be_bytes());
+    batch.extend_from_slice(&((BATCH_HEADER_BYTES - BATCH_LOG_OVERHEAD_BYTES + records.len()) as i32).to_be_bytes());
+    batch.extend_from_slice(&(-1i32).to_be_bytes());
+    batch.push(MAGIC_V2 as u8);
+    batch.extend_from_slice(&[0; 4]); // crc, filled below
+    batch.extend_from_slice(&0i16.to_be_bytes());
+    batch.extend_from_slice(&(count - 1).max(0).to_be_bytes());
+    batch.extend_from_slice(&base_timestamp.to_be_bytes());
+    batch.extend_from_slice(&base_timestamp.to_be_bytes());
+    batch.extend_from_slice(&(-1i64).to_be_bytes());
+    batch.extend_from_slice(&(-1i16).to_be_bytes());
+    batch.extend_from_slice(&(-1i32).to_be_bytes());
+    batch.extend_from_slice(&count.to_be_bytes());
+    batch.extend_from_slice(&records);
+    let crc = crc32c::crc32c(&batch[CRC_COVERED_FROM..]);
+    batch[CRC_POSITION..CRC_POSITION + 4].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+fn put_varint(out: &mut Vec<u8>, value: i64) {
+    let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+    while zigzag >= 0x80 {
+        out.push((zigzag as u8) | 0x80);
+        zigzag >>= 7;
+    }
+    out.push(zigzag as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_batch_validates_and_stamping_keeps_crc() {
+        let mut batch = build_batch(1_700_000_000_000, &[b"a", b"bc", b"def"]);
+        let header = validate(&batch, 1 << 20).unwrap();
+        assert_eq!(header.record_count, 3);
+        assert_eq!(header.last_offset_delta, 2);
+        stamp(&mut batch, 42, 7);
+        let header = validate(&batch, 1 << 20).unwrap();
+        assert_eq!(header.base_offset, 42);
+        assert_eq!(header.partition_leader_epoch, 7);
+        assert_eq!(header.next_offset(), 45);
+    }
+
+    #[test]
+    fn flipped_bit_fails_crc_and_short_input_is_truncated() {
+        let batch = build_batch(0, &[b"payload"]);
+        for byte in CRC_COVERED_FROM..batch.len() {
+            let mut bad = batch.clone();
+            bad[byte] ^= 0x10;
+            assert!(validate(&bad, 1 << 20).is_err(), "flip at {byte} not caught");
+        }
+        assert!(matches!(validate(&batch[..30], 1 << 20), Err(BatchError::Truncated { .. })));
+        assert!(matches!(validate(&batch[..batch.len() - 1], 1 << 20), Err(BatchError::Truncated { .. })));
+        assert!(matches!(validate(&batch, 10), Err(BatchError::BadLength(_))));
+    }
+}

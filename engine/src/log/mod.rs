@@ -1,0 +1,750 @@
+//! The partition log: segments of Kafka RecordBatch v2 bytes, sparse indexes, crash recovery,
+//! truncation, retention and group commit.
+//!
+//! ```text
+//!   segments[0] ... segments[n-2]     sealed: size fixed, indexes on disk (mapped)
+//!   segments[n-1]                     active: appends land in `tail`, an aligned buffer holding
+//!                                     the file's bytes from `tail_position` to `size`
+//!
+//!   log_start_offset <= durable_offset <= written_offset <= log_end_offset
+//!        first kept      fdatasync'd       in the file       appended (maybe only in memory)
+//! ```
+//! Readers see up to `written_offset`; callers that need durability (acks, raft) wait for
+//! `durable_offset`, which moves only in [`Log::flush`]: one write plus one fdatasync for every
+//! append since the previous flush (group commit).
+//!
+//! A `Log` lives on one shard and is driven by that shard's thread only. After an I/O failure in
+//! a write, sync or truncation it is poisoned (every call fails) until reopened, whose recovery
+//! keeps exactly the durable batches: nothing acknowledged is lost and nothing half-written is
+//! served.
+
+pub mod batch;
+mod durability;
+pub mod index;
+pub mod segment;
+
+pub use batch::{BatchError, BatchHeader};
+pub use durability::DurabilityWaiters;
+pub use segment::Corruption;
+
+use crate::io::{AlignedBuf, FileKind, Storage, StorageFile};
+use index::{OffsetIndex, TimeIndex};
+use segment::{file_name, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Kafka's `cleanup.policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanupPolicy {
+    Delete,
+    Compact,
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    pub fn deletes(self) -> bool {
+        matches!(self, CleanupPolicy::Delete | CleanupPolicy::CompactDelete)
+    }
+}
+
+/// Per-log settings (the topic configs of the same names).
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// `segment.bytes`: a segment is rolled before it would grow past this.
+    pub segment_bytes: u64,
+    /// `index.interval.bytes`: bytes of batches between two offset index entries.
+    pub index_interval_bytes: u64,
+    /// `retention.bytes` (-1 = no limit): whole oldest segments go while the log stays above it.
+    pub retention_bytes: i64,
+    /// `retention.ms` (-1 = forever): segments whose newest timestamp is older go.
+    pub retention_ms: i64,
+    pub cleanup_policy: CleanupPolicy,
+    /// Largest batch accepted, header included.
+    pub max_batch_bytes: usize,
+    /// Appended bytes held in memory before they are written out without waiting for a flush.
+    pub write_buffer_bytes: usize,
+}
+
+/// Kafka's default `segment.bytes` (1 GiB).
+pub const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
+/// Kafka's default `retention.ms` (7 days).
+pub const RETENTION_MS_DEFAULT: i64 = 7 * 24 * 60 * 60 * 1000;
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            index_interval_bytes: 4096,
+            retention_bytes: -1,
+            retention_ms: RETENTION_MS_DEFAULT,
+            cleanup_policy: CleanupPolicy::Delete,
+            max_batch_bytes: 16 << 20,
+            write_buffer_bytes: 4 << 20,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum LogError {
+    InvalidBatch(BatchError),
+    OffsetOutOfRange {
+        requested: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
+    Io {
+        context: String,
+        source: io::Error,
+    },
+    /// An earlier I/O failure left the log unusable until it is reopened.
+    Poisoned(String),
+}
+
+impl fmt::Display for LogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LogError::InvalidBatch(e) => write!(f, "invalid batch: {e}"),
+            LogError::OffsetOutOfRange { requested, log_start_offset, log_end_offset } => {
+                write!(f, "offset {requested} out of range [{log_start_offset}, {log_end_offset}]")
+            }
+            LogError::Io { context, source } => write!(f, "{context}: {source}"),
+            LogError::Poisoned(why) => write!(f, "log unusable after an earlier I/O failure ({why}); reopen it"),
+        }
+    }
+}
+
+impl std::error::Error for LogError {}
+
+impl LogError {
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, LogError::Io { source, .. } if crate::io::is_disk_full(source))
+    }
+}
+
+fn io_context(context: impl Into<String>) -> impl FnOnce(io::Error) -> LogError {
+    let context = context.into();
+    move |source| LogError::Io { context, source }
+}
+
+/// Where an appended batch went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+}
+
+/// A run of whole batches in one segment file, to send as it is (sendfile from `fd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadSlice {
+    pub segment_base_offset: i64,
+    pub position: u64,
+    pub len: u64,
+    /// Base offset of the first batch.
+    pub first_offset: i64,
+    /// One past the last offset of the last batch.
+    pub next_offset: i64,
+}
+
+/// What opening the log found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// The first torn or corrupt batch; the log was cut there.
+    pub corruption: Option<Corruption>,
+    /// Bytes dropped at the cut (including later segments' bytes).
+    pub truncated_bytes: u64,
+    /// Base offsets of sealed segments whose indexes were missing or damaged and were rebuilt.
+    pub rebuilt_indexes: Vec<i64>,
+}
+
+/// What a retention pass removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    pub deleted_segments: usize,
+    pub deleted_bytes: u64,
+}
+
+pub struct Log<S: Storage> {
+    storage: S,
+    dir: PathBuf,
+    config: LogConfig,
+    /// Ordered by base offset; never empty; the last is the active segment.
+    segments: Vec<Segment<S::File>>,
+    tail: AlignedBuf,
+    tail_position: u64,
+    written_offset: i64,
+    durable_offset: i64,
+    poisoned: Option<String>,
+}
+
+impl<S: Storage> Log<S> {
+    /// Opens (or creates) the log in `dir`, recovering from whatever a crash left.
+    pub fn open(storage: S, dir: &Path, config: LogConfig) -> Result<(Self, RecoveryReport), LogError> {
+        assert!(config.segment_bytes <= i32::MAX as u64, "segment.bytes must fit an i32 position");
+        storage.create_dir_all(dir).map_err(io_context(format!("creating {}", dir.display())))?;
+        let names = storage.list_dir(dir).map_err(io_context(format!("listing {}", dir.display())))?;
+        let mut bases: Vec<i64> = names.iter().filter_map(|n| segment::parse_log_file_name(n)).collect();
+        bases.sort_unstable();
+        if bases.is_empty() {
+            bases.push(0);
+        }
+        let mut log = Log {
+            storage,
+            dir: dir.to_path_buf(),
+            config,
+            segments: Vec::with_capacity(bases.len()),
+            tail: AlignedBuf::with_capacity(0),
+            tail_position: 0,
+            written_offset: 0,
+            durable_offset: 0,
+            poisoned: None,
+        };
+        let mut report = RecoveryReport::default();
+        for (i, &base) in bases.iter().enumerate() {
+            let next_base = bases.get(i + 1).copied();
+            let (segment, corruption) = log.open_segment(base, next_base, &mut report)?;
+            log.segments.push(segment);
+            if let Some(corruption) = corruption {
+                // Everything after the first bad batch goes: later segments too.
+                for &later in &bases[i + 1..] {
+                    let path = log.dir.join(file_name(later, LOG_SUFFIX));
+                    report.truncated_bytes +=
+                        log.storage.open(&path, FileKind::SegmentData).and_then(|f| f.len()).unwrap_or(0);
+                    log.remove_segment_files(later)?;
+                }
+                report.corruption = Some(corruption);
+                break;
+            }
+        }
+        if report.corruption.is_some() {
+            log.storage.sync_dir(&log.dir).map_err(io_context(format!("syncing {}", log.dir.display())))?;
+        }
+        log.reload_tail()?;
+        // What recovery kept may still sit only in the page cache (the process died, the machine
+        // did not): make it durable before calling it so.
+        let active = log.segments.last_mut().expect("a log always has a segment");
+        active.file.sync_data().map_err(io_context(format!("syncing {}", active.path.display())))?;
+        let end = log.log_end_offset();
+        log.written_offset = end;
+        log.durable_offset = end;
+        Ok((log, report))
+    }
+
+    /// Opens one segment. Sealed segments keep their indexes if they look sound; the last one
+    /// (or any whose index is missing or damaged) is scanned batch by batch.
+    fn open_segment(
+        &mut self,
+        base: i64,
+        next_base: Option<i64>,
+        report: &mut RecoveryReport,
+    ) -> Result<(Segment<S::File>, Option<Corruption>), LogError> {
+        let path = self.dir.join(file_name(base, LOG_SUFFIX));
+        let file = self
+            .storage
+            .open(&path, FileKind::SegmentData)
+            .map_err(io_context(format!("opening {}", path.display())))?;
+        let size = file.len().map_err(io_context(format!("reading the size of {}", path.display())))?;
+        let mut segment = Segment {
+            base_offset: base,
+            file,
+            path: path.clone(),
+            size,
+            readable_size: size,
+            next_offset: next_base.unwrap_or(base),
+            max_timestamp: -1,
+            offset_index: OffsetIndex::new(),
+            time_index: TimeIndex::new(),
+            bytes_since_index_entry: 0,
+        };
+        if let Some(next_base) = next_base {
+            if self.load_sealed_indexes(&mut segment, next_base) {
+                return Ok((segment, None));
+            }
+            report.rebuilt_indexes.push(base);
+        }
+        let corruption = segment
+            .recover(self.config.index_interval_bytes, self.config.max_batch_bytes)
+            .map_err(io_context(format!("recovering {}", path.display())))?;
+        let file_len = segment.file.len().map_err(io_context(format!("reading the size of {}", path.display())))?;
+        if file_len > segment.size {
+            if corruption.is_some() {
+                report.truncated_bytes += file_len - segment.size;
+            }
+            segment.file.set_len(segment.size).map_err(io_context(format!("truncating {}", path.display())))?;
+            segment.file.sync_data().map_err(io_context(format!("syncing {}", path.display())))?;
+        }
+        if next_base.is_some() && corruption.is_none() {
+            segment
+                .persist_indexes(&self.storage, &self.dir)
+                .map_err(io_context(format!("writing indexes of {}", path.display())))?;
+            let (offset_index, time_index) =
+                self.map_indexes(base).map_err(io_context(format!("mapping indexes of {}", path.display())))?;
+            segment.offset_index = offset_index;
+            segment.time_index = time_index;
+        }
+        Ok((segment, corruption))
+    }
+
+    fn map_indexes(&self, base: i64) -> io::Result<(OffsetIndex, TimeIndex)> {
+        let offset_map = self.storage.open(&self.dir.join(file_name(base, INDEX_SUFFIX)), FileKind::Index)?.map()?;
+        let time_map = self.storage.open(&self.dir.join(file_name(base, TIME_INDEX_SUFFIX)), FileKind::Index)?.map()?;
+        Ok((OffsetIndex::sealed(offset_map), TimeIndex::sealed(time_map)))
+    }
+
+    /// Maps a sealed segment's index files and checks them; false if they must be rebuilt.
+    fn load_sealed_indexes(&self, segment: &mut Segment<S::File>, next_base: i64) -> bool {
+        let base = segment.base_offset;
+        let index_path = self.dir.join(file_name(base, INDEX_SUFFIX));
+        let time_path = self.dir.join(file_name(base, TIME_INDEX_SUFFIX));
+        if !self.storage.exists(&index_path) || !self.storage.exists(&time_path) {
+            return false;
+        }
+        let Ok((offset_index, time_index)) = self.map_indexes(base) else { return false };
+        let span = next_base - base;
+        if !offset_index.is_sane(segment.size, span) || !time_index.is_sane(span) {
+            return false;
+        }
+        segment.offset_index = offset_index;
+        segment.time_index = time_index;
+        segment.max_timestamp = segment.time_index.last().map_or(-1, |(t, _)| t);
+        // The last indexed batch must be where the index says, and the segment must end on a
+        // batch boundary after it.
+        let mut position = match segment.offset_index.len().checked_sub(1) {
+            Some(i) => {
+                let (relative, position) = segment.offset_index.entry(i);
+                match segment.header_at(u64::from(position)) {
+                    Ok(Some(h)) if h.last_offset() == base + i64::from(relative) => u64::from(position),
+                    _ => return false,
+                }
+            }
+            None => 0,
+        };
+        while position < segment.size {
+            match segment.header_at(position) {
+                Ok(Some(h)) if h.next_offset() <= next_base => {
+                    segment.max_timestamp = segment.max_timestamp.max(h.max_timestamp);
+                    position += h.total_bytes() as u64;
+                }
+                _ => return false,
+            }
+        }
+        position == segment.size
+    }
+
+    /// Loads the partial last block of the active segment into the tail buffer.
+    fn reload_tail(&mut self) -> Result<(), LogError> {
+        let active = self.segments.last().expect("a log always has a segment");
+        let alignment = active.file.write_alignment() as u64;
+        self.tail_position = active.size / alignment * alignment;
+        let partial = (active.size - self.tail_position) as usize;
+        let mut bytes = vec![0u8; partial];
+        active
+            .file
+            .read_exact_at(self.tail_position, &mut bytes)
+            .map_err(io_context(format!("reading the tail of {}", active.path.display())))?;
+        self.tail = AlignedBuf::with_capacity(self.config.write_buffer_bytes.max(partial) + alignment as usize);
+        self.tail.extend_from_slice(&bytes);
+        Ok(())
+    }
+
+    fn check_usable(&self) -> Result<(), LogError> {
+        match &self.poisoned {
+            Some(why) => Err(LogError::Poisoned(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs an I/O step; a failure poisons the log.
+    fn poison_on_error<T>(&mut self, result: Result<T, LogError>) -> Result<T, LogError> {
+        if let Err(LogError::Io { context, source }) = &result {
+            self.poisoned = Some(format!("{context}: {source}"));
+        }
+        result
+    }
+
+    fn active(&self) -> &Segment<S::File> {
+        self.segments.last().expect("a log always has a segment")
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.segments[0].base_offset
+    }
+
+    /// One past the last appended offset (Kafka's log end offset).
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset
+    }
+
+    /// One past the last offset written to the file (what readers can see).
+    pub fn written_offset(&self) -> i64 {
+        self.written_offset
+    }
+
+    /// One past the last offset made durable by an fdatasync.
+    pub fn durable_offset(&self) -> i64 {
+        self.durable_offset
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    /// The file a [`ReadSlice`] refers to, for sendfile or a read.
+    pub fn segment_file(&self, segment_base_offset: i64) -> Option<&S::File> {
+        self.segments.iter().find(|s| s.base_offset == segment_base_offset).map(|s| &s.file)
+    }
+
+    /// Appends one RecordBatch v2, assigning its base offset and leader epoch. The batch's CRC
+    /// is checked first. The batch is readable after the next [`Log::write`] or [`Log::flush`],
+    /// durable after the next flush.
+    pub fn append(&mut self, batch: &[u8], partition_leader_epoch: i32) -> Result<AppendInfo, LogError> {
+        self.check_usable()?;
+        let header = batch::validate(batch, self.config.max_batch_bytes).map_err(LogError::InvalidBatch)?;
+        let base_offset = self.log_end_offset();
+        let active = self.active();
+        let offset_span = base_offset + i64::from(header.last_offset_delta) - active.base_offset;
+        if active.size > 0
+            && (active.size + batch.len() as u64 > self.config.segment_bytes || offset_span > i64::from(i32::MAX))
+        {
+            let result = self.roll();
+            self.poison_on_error(result)?;
+        }
+        let position = self.active().size;
+        let at = (position - self.tail_position) as usize;
+        self.tail.extend_from_slice(batch);
+        batch::stamp(&mut self.tail.as_mut_slice()[at..at + batch.len()], base_offset, partition_leader_epoch);
+        let stamped = BatchHeader { base_offset, partition_leader_epoch, ..header };
+        let interval = self.config.index_interval_bytes;
+        let active = self.segments.last_mut().expect("a log always has a segment");
+        active.size += batch.len() as u64;
+        active.index_batch(&stamped, position, interval);
+        if self.tail.len() >= self.config.write_buffer_bytes {
+            self.write()?;
+        }
+        Ok(AppendInfo { base_offset, last_offset: stamped.last_offset(), max_timestamp: header.max_timestamp })
+    }
+
+    /// Writes appended batches to the file (no fdatasync): they become readable.
+    pub fn write(&mut self) -> Result<(), LogError> {
+        self.check_usable()?;
+        let result = self.write_tail(false);
+        self.poison_on_error(result)
+    }
+
+    /// Writes appended batches and fdatasyncs the active segment: one write and one sync for
+    /// every append since the last flush. Returns the new durable offset.
+    pub fn flush(&mut self) -> Result<i64, LogError> {
+        self.check_usable()?;
+        let result = self.write_tail(true);
+        self.poison_on_error(result)?;
+        Ok(self.durable_offset)
+    }
+
+    fn write_tail(&mut self, sync: bool) -> Result<(), LogError> {
+        let active = self.segments.last_mut().expect("a log always has a segment");
+        let pending = active.size > active.readable_size;
+        if pending {
+            let logical = self.tail.len();
+            let alignment = active.file.write_alignment();
+            self.tail.pad_to(alignment);
+            let path = &active.path;
+            let result = if sync {
+                active.file.write_and_sync(self.tail_position, self.tail.as_slice())
+            } else {
+                active.file.write_at(self.tail_position, self.tail.as_slice())
+            };
+            result.map_err(io_context(format!("writing {} at byte {}", path.display(), self.tail_position)))?;
+            self.tail.truncate(logical);
+            active.readable_size = active.size;
+            self.written_offset = active.next_offset;
+            let keep_from = active.size / alignment as u64 * alignment as u64;
+            self.tail.drain_front((keep_from - self.tail_position) as usize);
+            self.tail_position = keep_from;
+        } else if sync && self.durable_offset < self.written_offset {
+            let path = &active.path;
+            active.file.sync_data().map_err(io_context(format!("syncing {}", path.display())))?;
+        }
+        if sync {
+            self.durable_offset = self.written_offset;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment (data synced and cut to its logical size, indexes written) and
+    /// starts a new one at the log end offset.
+    fn roll(&mut self) -> Result<(), LogError> {
+        self.write_tail(true)?;
+        let next_offset = self.log_end_offset();
+        let active = self.segments.last_mut().expect("a log always has a segment");
+        let path = active.path.clone();
+        if active.file.len().map_err(io_context(format!("reading the size of {}", path.display())))? != active.size {
+            active.file.set_len(active.size).map_err(io_context(format!("cutting {} to size", path.display())))?;
+            active.file.sync_data().map_err(io_context(format!("syncing {}", path.display())))?;
+        }
+        active
+            .persist_indexes(&self.storage, &self.dir)
+            .map_err(io_context(format!("writing indexes of {}", path.display())))?;
+        let base = active.base_offset;
+        let (offset_index, time_index) =
+            self.map_indexes(base).map_err(io_context(format!("mapping indexes of {}", path.display())))?;
+        let active = self.segments.last_mut().expect("a log always has a segment");
+        active.offset_index = offset_index;
+        active.time_index = time_index;
+        let segment = self.create_segment(next_offset)?;
+        self.segments.push(segment);
+        self.tail = AlignedBuf::with_capacity(self.config.write_buffer_bytes);
+        self.tail_position = 0;
+        Ok(())
+    }
+
+    fn create_segment(&mut self, base: i64) -> Result<Segment<S::File>, LogError> {
+        let path = self.dir.join(file_name(base, LOG_SUFFIX));
+        let mut file = self
+            .storage
+            .open(&path, FileKind::SegmentData)
+            .map_err(io_context(format!("creating {}", path.display())))?;
+        file.set_len(0).map_err(io_context(format!("creating {}", path.display())))?;
+        self.storage.sync_dir(&self.dir).map_err(io_context(format!("syncing {}", self.dir.display())))?;
+        Ok(Segment {
+            base_offset: base,
+            file,
+            path,
+            size: 0,
+            readable_size: 0,
+            next_offset: base,
+            max_timestamp: -1,
+            offset_index: OffsetIndex::new(),
+            time_index: TimeIndex::new(),
+            bytes_since_index_entry: 0,
+        })
+    }
+
+    fn remove_segment_files(&mut self, base: i64) -> Result<(), LogError> {
+        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let path = self.dir.join(file_name(base, suffix));
+            if self.storage.exists(&path) {
+                self.storage.remove(&path).map_err(io_context(format!("removing {}", path.display())))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn segment_index_for(&self, offset: i64) -> usize {
+        self.segments.partition_point(|s| s.base_offset <= offset).saturating_sub(1)
+    }
+
+    /// Whole batches from the one containing `start_offset`, at most `max_bytes` of them but
+    /// always at least one, none reaching `max_offset` or beyond (the high watermark) if given.
+    /// `Ok(None)` when there is nothing to read yet.
+    pub fn read(
+        &self,
+        start_offset: i64,
+        max_bytes: u64,
+        max_offset: Option<i64>,
+    ) -> Result<Option<ReadSlice>, LogError> {
+        self.check_usable()?;
+        let (start, end) = (self.log_start_offset(), self.log_end_offset());
+        if start_offset < start || start_offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                requested: start_offset,
+                log_start_offset: start,
+                log_end_offset: end,
+            });
+        }
+        let limit = max_offset.unwrap_or(i64::MAX).min(self.written_offset);
+        for segment in &self.segments[self.segment_index_for(start_offset)..] {
+            let found =
+                segment.find_offset(start_offset).map_err(io_context(format!("reading {}", segment.path.display())))?;
+            let Some(first) = found else { continue };
+            if first.header.next_offset() > limit {
+                return Ok(None);
+            }
+            let mut slice = ReadSlice {
+                segment_base_offset: segment.base_offset,
+                position: first.position,
+                len: first.header.total_bytes() as u64,
+                first_offset: first.header.base_offset,
+                next_offset: first.header.next_offset(),
+            };
+            while let Some(h) = segment
+                .header_at(slice.position + slice.len)
+                .map_err(io_context(format!("reading {}", segment.path.display())))?
+            {
+                if h.next_offset() > limit || slice.len + h.total_bytes() as u64 > max_bytes {
+                    break;
+                }
+                slice.len += h.total_bytes() as u64;
+                slice.next_offset = h.next_offset();
+            }
+            return Ok(Some(slice));
+        }
+        Ok(None)
+    }
+
+    /// Copies a slice's bytes out (tests, tools, and paths that cannot use sendfile).
+    pub fn read_bytes(&self, slice: &ReadSlice) -> Result<Vec<u8>, LogError> {
+        let file = self.segment_file(slice.segment_base_offset).ok_or(LogError::OffsetOutOfRange {
+            requested: slice.first_offset,
+            log_start_offset: self.log_start_offset(),
+            log_end_offset: self.log_end_offset(),
+        })?;
+        let mut bytes = vec![0u8; slice.len as usize];
+        file.read_exact_at(slice.position, &mut bytes).map_err(io_context("reading a slice"))?;
+        Ok(bytes)
+    }
+
+    /// The first readable batch whose max timestamp is >= `timestamp`: its base offset and max
+    /// timestamp (Kafka's ListOffsets by time, to batch precision).
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
+        self.check_usable()?;
+        for segment in self.segments.iter().filter(|s| s.max_timestamp >= timestamp) {
+            let found =
+                segment.find_timestamp(timestamp).map_err(io_context(format!("reading {}", segment.path.display())))?;
+            if let Some(located) = found {
+                return Ok(Some((located.header.base_offset, located.header.max_timestamp)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes every batch holding an offset >= `offset` (a batch straddling it goes whole) and
+    /// makes the cut durable. Returns the new log end offset. Below the log start, the log is
+    /// emptied and restarts at `offset`.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<i64, LogError> {
+        self.check_usable()?;
+        let result = self.truncate_inner(offset);
+        self.poison_on_error(result)
+    }
+
+    fn truncate_inner(&mut self, offset: i64) -> Result<i64, LogError> {
+        if offset >= self.log_end_offset() {
+            return Ok(self.log_end_offset());
+        }
+        self.write_tail(false)?;
+        let restart = offset <= self.log_start_offset();
+        let keep = if restart { 0 } else { self.segment_index_for(offset) };
+        while self.segments.len() > keep + 1 {
+            let segment = self.segments.pop().expect("more than one segment");
+            self.remove_segment_files(segment.base_offset)?;
+        }
+        if restart {
+            let segment = self.segments.pop().expect("one segment");
+            self.remove_segment_files(segment.base_offset)?;
+            self.storage.sync_dir(&self.dir).map_err(io_context(format!("syncing {}", self.dir.display())))?;
+            let fresh = self.create_segment(offset)?;
+            self.segments.push(fresh);
+        } else {
+            self.storage.sync_dir(&self.dir).map_err(io_context(format!("syncing {}", self.dir.display())))?;
+            let interval = self.config.index_interval_bytes;
+            let max_batch_bytes = self.config.max_batch_bytes;
+            let base = self.segments[keep].base_offset;
+            for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                let path = self.dir.join(file_name(base, suffix));
+                if self.storage.exists(&path) {
+                    self.storage.remove(&path).map_err(io_context(format!("removing {}", path.display())))?;
+                }
+            }
+            let segment = &mut self.segments[keep];
+            let path = segment.path.clone();
+            let cut = segment.find_offset(offset).map_err(io_context(format!("reading {}", path.display())))?;
+            let new_size = cut.map_or(segment.size, |located| located.position);
+            segment.file.set_len(new_size).map_err(io_context(format!("truncating {}", path.display())))?;
+            segment.file.sync_data().map_err(io_context(format!("syncing {}", path.display())))?;
+            segment.recover(interval, max_batch_bytes).map_err(io_context(format!("rescanning {}", path.display())))?;
+        }
+        self.reload_tail()?;
+        let end = self.log_end_offset();
+        self.written_offset = end;
+        self.durable_offset = self.durable_offset.min(end);
+        Ok(end)
+    }
+
+    /// Deletes whole oldest segments past `retention.ms` (against `now_ms`, given by the caller)
+    /// or while the log exceeds `retention.bytes`. The active segment is never deleted.
+    pub fn apply_retention(&mut self, now_ms: i64) -> Result<RetentionOutcome, LogError> {
+        self.check_usable()?;
+        let mut outcome = RetentionOutcome::default();
+        if !self.config.cleanup_policy.deletes() {
+            return Ok(outcome);
+        }
+        while self.segments.len() > 1 {
+            let oldest = &self.segments[0];
+            let expired = self.config.retention_ms >= 0
+                && oldest.max_timestamp >= 0
+                && oldest.max_timestamp < now_ms.saturating_sub(self.config.retention_ms);
+            let oversized = self.config.retention_bytes >= 0
+                && self.size_bytes() - oldest.size >= self.config.retention_bytes as u64;
+            if !expired && !oversized {
+                break;
+            }
+            let segment = self.segments.remove(0);
+            outcome.deleted_segments += 1;
+            outcome.deleted_bytes += segment.size;
+            let result = self.remove_segment_files(segment.base_offset);
+            self.poison_on_error(result)?;
+        }
+        if outcome.deleted_segments > 0 {
+            let result =
+                self.storage.sync_dir(&self.dir).map_err(io_context(format!("syncing {}", self.dir.display())));
+            self.poison_on_error(result)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Reads every readable batch and checks its CRC (a scrub). Returns the first bad batch of
+    /// each segment, with the segment's path and the byte position.
+    pub fn verify(&self) -> Result<Vec<Corruption>, LogError> {
+        let mut found = Vec::new();
+        for segment in &self.segments {
+            let mut position = 0;
+            loop {
+                let header = match segment.header_at(position) {
+                    Ok(Some(h)) => h,
+                    Ok(None) => break,
+                    Err(e) => {
+                        found.push(Corruption { segment: segment.path.clone(), position, reason: e.to_string() });
+                        break;
+                    }
+                };
+                let mut whole = vec![0u8; header.total_bytes()];
+                segment
+                    .file
+                    .read_exact_at(position, &mut whole)
+                    .map_err(io_context(format!("reading {}", segment.path.display())))?;
+                if let Err(e) = batch::check_crc(&whole, &header) {
+                    found.push(Corruption { segment: segment.path.clone(), position, reason: e.to_string() });
+                    break;
+                }
+                position += header.total_bytes() as u64;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Where a given segment's base offsets lie (tests and tooling).
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments.iter().map(|s| s.base_offset).collect()
+    }
+
+    /// The cleanup policy, for the compactor (which rewrites sealed segments) to consult.
+    pub fn cleanup_policy(&self) -> CleanupPolicy {
+        self.config.cleanup_policy
+    }
+}

@@ -1,0 +1,146 @@
+//! The log against an in-memory model, over random append / write / flush / truncate / reopen /
+//! crash / retention sequences on the simulated disk (buffered and O_DIRECT-aligned).
+
+mod common;
+
+use braid_engine::io::SimStorage;
+use braid_engine::log::batch::stamp;
+use braid_engine::log::{Log, LogConfig};
+use common::*;
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append { records: usize, timestamp_step: i64 },
+    Write,
+    Flush,
+    Truncate { per_mille: i64 },
+    Reopen,
+    Crash,
+    Retention { age_ms: i64 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (1usize..6, 0i64..50).prop_map(|(records, timestamp_step)| Op::Append { records, timestamp_step }),
+        2 => Just(Op::Write),
+        2 => Just(Op::Flush),
+        1 => (0i64..1000).prop_map(|per_mille| Op::Truncate { per_mille }),
+        1 => Just(Op::Reopen),
+        1 => Just(Op::Crash),
+        1 => (0i64..2000).prop_map(|age_ms| Op::Retention { age_ms }),
+    ]
+}
+
+struct Model {
+    /// Batches as the log should hold them: (base offset, next offset, max timestamp, bytes).
+    batches: Vec<(i64, i64, i64, Vec<u8>)>,
+    start: i64,
+    end: i64,
+}
+
+fn config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 1024,
+        index_interval_bytes: 128,
+        retention_ms: 1000,
+        write_buffer_bytes: 700,
+        ..LogConfig::default()
+    }
+}
+
+fn check(log: &Log<SimStorage>, model: &Model) {
+    assert_eq!(log.log_end_offset(), model.end, "log end offset");
+    assert_eq!(log.log_start_offset(), model.start, "log start offset");
+    let visible: Vec<Vec<u8>> =
+        model.batches.iter().filter(|b| b.1 <= log.written_offset()).map(|b| b.3.clone()).collect();
+    let got: Vec<Vec<u8>> = read_all(log).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(got, visible, "readable batches");
+    assert!(log.durable_offset() <= log.written_offset() && log.written_offset() <= log.log_end_offset());
+}
+
+fn run(seed: u64, alignment: usize, ops: &[Op]) {
+    let disk = sim_disk(seed, alignment);
+    let mut log = open(disk.clone(), &sim_dir(), config());
+    let mut model = Model { batches: Vec::new(), start: 0, end: 0 };
+    let mut now = 10_000i64;
+    let mut tag = 0u64;
+    for op in ops {
+        match op {
+            Op::Append { records, timestamp_step } => {
+                now += timestamp_step;
+                tag += 1;
+                let mut bytes = batch(tag, *records, now);
+                let info = log.append(&bytes, 1).unwrap();
+                assert_eq!(info.base_offset, model.end);
+                stamp(&mut bytes, info.base_offset, 1);
+                model.batches.push((info.base_offset, info.last_offset + 1, now, bytes));
+                model.end = info.last_offset + 1;
+            }
+            Op::Write => log.write().unwrap(),
+            Op::Flush => assert_eq!(log.flush().unwrap(), model.end),
+            Op::Truncate { per_mille } => {
+                let target = model.start + (model.end - model.start) * per_mille / 1000;
+                let end = log.truncate_to(target).unwrap();
+                if target <= model.start {
+                    model.batches.clear();
+                    model.start = target;
+                    model.end = target;
+                } else {
+                    model.batches.retain(|b| b.1 - 1 < target);
+                    model.end = model.batches.last().map_or(model.start, |b| b.1);
+                }
+                assert_eq!(end, model.end);
+            }
+            Op::Reopen => {
+                let written = log.written_offset();
+                drop(log);
+                log = open(disk.clone(), &sim_dir(), config());
+                model.batches.retain(|b| b.1 <= written);
+                model.end = model.batches.last().map_or(model.start, |b| b.1);
+                // A log emptied and restarted keeps its restart offset.
+                model.end = model.end.max(log.log_start_offset());
+            }
+            Op::Crash => {
+                let durable = log.durable_offset();
+                drop(log);
+                disk.crash();
+                log = open(disk.clone(), &sim_dir(), config());
+                let survived = log.log_end_offset();
+                assert!(survived >= durable, "lost acknowledged offsets: durable {durable}, survived {survived}");
+                model.batches.retain(|b| b.1 <= survived);
+                model.end = model.batches.last().map_or(model.start, |b| b.1);
+                model.end = model.end.max(log.log_start_offset());
+            }
+            Op::Retention { age_ms } => {
+                let threshold = now + age_ms - 1000;
+                log.apply_retention(now + age_ms).unwrap();
+                let start = log.log_start_offset();
+                for dropped in model.batches.iter().filter(|b| b.0 < start) {
+                    assert!(
+                        dropped.2 < threshold,
+                        "retention removed a batch of timestamp {} >= {threshold}",
+                        dropped.2
+                    );
+                }
+                model.batches.retain(|b| b.0 >= start);
+                model.start = start;
+            }
+        }
+        check(&log, &model);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn log_matches_model_buffered(seed in any::<u64>(), ops in prop::collection::vec(op(), 1..80)) {
+        run(seed, 1, &ops);
+    }
+
+    #[test]
+    fn log_matches_model_direct_io(seed in any::<u64>(), ops in prop::collection::vec(op(), 1..80)) {
+        run(seed, 512, &ops);
+    }
+}
