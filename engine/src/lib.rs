@@ -7,3 +7,4 @@
 pub mod io;
 pub mod log;
 pub mod rng;
+pub mod tree;

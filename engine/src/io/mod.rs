@@ -12,11 +12,13 @@
 //! A storage value and its files live on one shard: they are `!Send` by construction
 //! (`Rc` inside), and only that shard's thread may call them.
 
+mod aligned;
 mod sim;
 mod uring;
 
+pub use aligned::{AlignedBuf, DIRECT_IO_ALIGNMENT};
 pub use sim::{SimFaults, SimStorage};
-pub use uring::{AlignedBuf, UringStorage, DIRECT_IO_ALIGNMENT};
+pub use uring::{UringStorage, WRITE_CHUNK_BYTES};
 
 use std::io;
 use std::ops::Deref;
@@ -92,6 +94,16 @@ pub trait StorageFile {
         self.write_at(position, data)?;
         self.sync_data()
     }
+    /// Starts writing `buf` at `position` and returns without waiting; the file holds the buffer
+    /// until the write ends. Such writes must not overlap one another or any later write.
+    /// [`StorageFile::sync_data`], a synchronous write and [`StorageFile::set_len`] first wait for
+    /// them; so does [`StorageFile::wait_writes`], which hands the buffers back for reuse.
+    fn write_behind(&mut self, position: u64, buf: AlignedBuf) -> io::Result<()>;
+    /// Write-behinds not yet waited for.
+    fn write_behind_pending(&self) -> usize;
+    /// Waits for the oldest write-behinds until at most `keep_pending` remain; returns their
+    /// buffers.
+    fn wait_writes(&mut self, keep_pending: usize) -> io::Result<Vec<AlignedBuf>>;
     fn set_len(&mut self, len: u64) -> io::Result<()>;
     /// The whole file, read-only, as of now.
     fn map(&self) -> io::Result<Mapped>;

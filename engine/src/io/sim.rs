@@ -8,7 +8,7 @@
 //! Faults: torn and lost unsynced writes at a crash, single bit flips ([`SimStorage::flip_bit`]),
 //! a full disk (a capacity past which writes fail with ENOSPC), and failing fdatasyncs.
 
-use super::{FileKind, Mapped, Storage, StorageFile, ENOSPC};
+use super::{AlignedBuf, FileKind, Mapped, Storage, StorageFile, ENOSPC};
 use crate::rng::SimRng;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -211,7 +211,13 @@ impl Storage for SimStorage {
             FileKind::SegmentData => state.faults.segment_write_alignment,
             FileKind::Index => 1,
         };
-        Ok(SimFile { state: Rc::clone(&self.state), path: path.to_path_buf(), generation: state.generation, alignment })
+        Ok(SimFile {
+            state: Rc::clone(&self.state),
+            path: path.to_path_buf(),
+            generation: state.generation,
+            alignment,
+            behind: Vec::new(),
+        })
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
@@ -236,6 +242,8 @@ pub struct SimFile {
     path: PathBuf,
     generation: u64,
     alignment: usize,
+    /// Write-behind buffers: the simulated write happens at once; the buffer waits to be reclaimed.
+    behind: Vec<AlignedBuf>,
 }
 
 impl SimFile {
@@ -307,6 +315,21 @@ impl StorageFile for SimFile {
             f.pending.clear();
             Ok(())
         })
+    }
+
+    fn write_behind(&mut self, position: u64, buf: AlignedBuf) -> io::Result<()> {
+        self.write_at(position, buf.as_slice())?;
+        self.behind.push(buf);
+        Ok(())
+    }
+
+    fn write_behind_pending(&self) -> usize {
+        self.behind.len()
+    }
+
+    fn wait_writes(&mut self, keep_pending: usize) -> io::Result<Vec<AlignedBuf>> {
+        let done = self.behind.len().saturating_sub(keep_pending);
+        Ok(self.behind.drain(..done).collect())
     }
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {

@@ -1,14 +1,17 @@
 //! Real files, with writes and fdatasync submitted to the shard's own io_uring.
 //!
-//! One `UringStorage` per shard: its ring is shared (through `Rc`) by every file the shard opens,
-//! so a shard makes one `io_uring_enter` for a write and the fdatasync linked behind it.
+//! One `UringStorage` per shard: its [`Ring`] is shared (through `Rc`) by every file the shard
+//! opens. A small flush is one `io_uring_enter`: the write and an fdatasync linked behind it; a
+//! large one goes to the device as a queue of 1 MiB writes, then the fdatasync. Write-behind ([`StorageFile::write_behind`]) submits without
+//! waiting, so the shard keeps appending while the device writes.
 //! Segment data may be opened O_DIRECT; reads, maps and sendfile then use a second, buffered
 //! descriptor of the same file (the kernel keeps the two coherent).
 
+use super::aligned::{AlignedBuf, DIRECT_IO_ALIGNMENT};
 use super::{FileKind, Mapped, Storage, StorageFile};
 use io_uring::{opcode, squeue, types, IoUring};
-use std::alloc::{self, Layout};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -16,22 +19,22 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::rc::Rc;
 
-/// Submission queue depth of a shard's ring; a write and its fdatasync use two entries.
-const RING_ENTRIES: u32 = 64;
-/// Block size O_DIRECT writes are aligned to (offset, length and memory address).
-pub const DIRECT_IO_ALIGNMENT: usize = 4096;
+/// Submission queue depth of a shard's ring.
+const RING_ENTRIES: u32 = 128;
+/// Large writes are cut into chunks of this size and submitted together (a queue of them).
+pub const WRITE_CHUNK_BYTES: usize = 1 << 20;
 
-/// Files on the local file system, written through one io_uring.
-pub struct UringStorage {
-    ring: Rc<RefCell<IoUring>>,
-    direct_io: bool,
+/// A shard's io_uring and the completions reaped for operations not yet claimed: several files
+/// share the ring, so whoever waits collects every completion and leaves the others' behind.
+pub struct Ring {
+    uring: IoUring,
+    next_id: u64,
+    completed: HashMap<u64, i32>,
 }
 
-impl UringStorage {
-    /// Sets up the ring. Fails with a message naming the fix where the kernel or a seccomp
-    /// profile forbids io_uring.
-    pub fn new(direct_io: bool) -> io::Result<Self> {
-        let ring = IoUring::new(RING_ENTRIES).map_err(|err| {
+impl Ring {
+    fn new() -> io::Result<Self> {
+        let uring = IoUring::new(RING_ENTRIES).map_err(|err| {
             io::Error::new(
                 err.kind(),
                 format!(
@@ -42,7 +45,67 @@ impl UringStorage {
                 ),
             )
         })?;
-        Ok(Self { ring: Rc::new(RefCell::new(ring)), direct_io })
+        Ok(Self { uring, next_id: 0, completed: HashMap::new() })
+    }
+
+    /// Queues one entry and returns its id.
+    ///
+    /// # Safety
+    /// Memory the entry points at must stay valid until [`Ring::wait`] has returned its id.
+    unsafe fn push(&mut self, entry: squeue::Entry) -> io::Result<u64> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let entry = entry.user_data(id);
+        // SAFETY: the caller keeps the entry's memory alive until completion.
+        while unsafe { self.uring.submission().push(&entry) }.is_err() {
+            self.uring.submit()?;
+            self.reap();
+        }
+        Ok(id)
+    }
+
+    fn reap(&mut self) {
+        for cqe in self.uring.completion() {
+            self.completed.insert(cqe.user_data(), cqe.result());
+        }
+    }
+
+    /// Submits what is queued without waiting.
+    fn submit(&mut self) -> io::Result<()> {
+        self.uring.submit()?;
+        self.reap();
+        Ok(())
+    }
+
+    /// Submits what is queued and waits for `ids`; returns their results (negative = -errno).
+    fn wait(&mut self, ids: &[u64]) -> io::Result<Vec<i32>> {
+        loop {
+            self.reap();
+            let missing = ids.iter().filter(|id| !self.completed.contains_key(id)).count();
+            if missing == 0 {
+                break;
+            }
+            match self.uring.submit_and_wait(missing) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(ids.iter().map(|id| self.completed.remove(id).expect("reaped above")).collect())
+    }
+}
+
+/// Files on the local file system, written through one io_uring.
+pub struct UringStorage {
+    ring: Rc<RefCell<Ring>>,
+    direct_io: bool,
+}
+
+impl UringStorage {
+    /// Sets up the ring. Fails with a message naming the fix where the kernel or a seccomp
+    /// profile forbids io_uring.
+    pub fn new(direct_io: bool) -> io::Result<Self> {
+        Ok(Self { ring: Rc::new(RefCell::new(Ring::new()?)), direct_io })
     }
 
     pub fn direct_io(&self) -> bool {
@@ -76,7 +139,7 @@ impl Storage for UringStorage {
         } else {
             None
         };
-        Ok(UringFile { ring: Rc::clone(&self.ring), buffered, direct })
+        Ok(UringFile { ring: Rc::clone(&self.ring), buffered, direct, behind: Vec::new() })
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
@@ -92,11 +155,19 @@ impl Storage for UringStorage {
     }
 }
 
+/// A write started by [`StorageFile::write_behind`]: the buffer is the kernel's until it ends.
+struct WriteBehind {
+    ids: Vec<u64>,
+    buf: AlignedBuf,
+    position: u64,
+}
+
 /// A file of a [`UringStorage`]; lives on the shard that opened it.
 pub struct UringFile {
-    ring: Rc<RefCell<IoUring>>,
+    ring: Rc<RefCell<Ring>>,
     buffered: File,
     direct: Option<File>,
+    behind: Vec<WriteBehind>,
 }
 
 impl UringFile {
@@ -104,103 +175,131 @@ impl UringFile {
         types::Fd(self.direct.as_ref().unwrap_or(&self.buffered).as_raw_fd())
     }
 
-    /// Submits a write of `data` at `position` and, if `sync`, an fdatasync linked behind it;
-    /// waits for both. Returns the bytes written (a short write cancels the linked sync, and
-    /// `Ok((written, false))` says so).
-    fn submit_write(&self, position: u64, data: &[u8], sync: bool) -> io::Result<(usize, bool)> {
-        let len = u32::try_from(data.len()).map_err(|_| io::Error::other("write larger than 4 GiB"))?;
+    /// Queues `data` at `position` as 1 MiB writes; returns their ids.
+    ///
+    /// # Safety
+    /// `data` must stay valid until the ids have been waited for.
+    unsafe fn queue_writes(&self, ring: &mut Ring, position: u64, data: &[u8], link: bool) -> io::Result<Vec<u64>> {
         let fd = self.write_fd();
-        let mut write = opcode::Write::new(fd, data.as_ptr(), len).offset(position).build().user_data(1);
-        if sync {
-            write = write.flags(squeue::Flags::IO_LINK);
-        }
-        let fsync = opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build().user_data(2);
-        let mut ring = self.ring.borrow_mut();
-        // SAFETY: `data` outlives the submission: we wait for every completion below before
-        // returning, and the ring is not shared across threads.
-        unsafe {
-            let mut sq = ring.submission();
-            sq.push(&write).map_err(|_| io::Error::other("io_uring submission queue full"))?;
-            if sync {
-                sq.push(&fsync).map_err(|_| io::Error::other("io_uring submission queue full"))?;
+        let mut ids = Vec::with_capacity(data.len().div_ceil(WRITE_CHUNK_BYTES));
+        let mut at = position;
+        for chunk in data.chunks(WRITE_CHUNK_BYTES) {
+            let mut entry = opcode::Write::new(fd, chunk.as_ptr(), chunk.len() as u32).offset(at).build();
+            if link {
+                entry = entry.flags(squeue::Flags::IO_LINK);
             }
+            // SAFETY: forwarded to the caller.
+            ids.push(unsafe { ring.push(entry)? });
+            at += chunk.len() as u64;
         }
-        let expected = if sync { 2 } else { 1 };
-        let mut written = 0usize;
-        let mut synced = false;
-        let mut seen = 0;
-        let mut first_error: Option<io::Error> = None;
-        while seen < expected {
-            ring.submit_and_wait(expected - seen)?;
-            for cqe in ring.completion() {
-                seen += 1;
-                let result = cqe.result();
-                match cqe.user_data() {
-                    1 if result >= 0 => written = result as usize,
-                    2 if result >= 0 => synced = true,
-                    2 if result == -libc::ECANCELED => {}
-                    _ => {
-                        first_error.get_or_insert(io::Error::from_raw_os_error(-result));
-                    }
+        Ok(ids)
+    }
+
+    fn sync_entry(&self) -> squeue::Entry {
+        opcode::Fsync::new(self.write_fd()).flags(types::FsyncFlags::DATASYNC).build()
+    }
+
+    /// Turns write results into an error for the first failed or short chunk, finishing short
+    /// chunks synchronously (rare: a signal, or a disk filling at the edge).
+    fn settle(&self, position: u64, data: &[u8], results: &[i32]) -> io::Result<bool> {
+        let mut short = false;
+        for (i, (chunk, &result)) in data.chunks(WRITE_CHUNK_BYTES).zip(results).enumerate() {
+            if result < 0 {
+                return Err(io::Error::from_raw_os_error(-result));
+            }
+            let mut done = result as usize;
+            while done < chunk.len() {
+                short = true;
+                let at = position + (i * WRITE_CHUNK_BYTES + done) as u64;
+                let mut ring = self.ring.borrow_mut();
+                // SAFETY: `chunk` outlives the wait right below.
+                let id = unsafe { self.queue_writes(&mut ring, at, &chunk[done..], false)? };
+                let more = ring.wait(&id)?[0];
+                if more <= 0 {
+                    return Err(if more < 0 {
+                        io::Error::from_raw_os_error(-more)
+                    } else {
+                        io::Error::new(io::ErrorKind::WriteZero, "io_uring write wrote nothing")
+                    });
                 }
+                done += more as usize;
             }
+        }
+        Ok(short)
+    }
+
+    fn write_now(&mut self, position: u64, data: &[u8], sync: bool) -> io::Result<()> {
+        self.check_direct(position, data.len());
+        if self.direct.is_some() && !(data.as_ptr() as usize).is_multiple_of(DIRECT_IO_ALIGNMENT) {
+            let mut bounce = AlignedBuf::with_capacity(data.len());
+            bounce.extend_from_slice(data);
+            return self.write_now(position, bounce.as_slice(), sync);
+        }
+        self.wait_behind()?;
+        let single = data.len() <= WRITE_CHUNK_BYTES;
+        let (write_ids, sync_id) = {
+            let mut ring = self.ring.borrow_mut();
+            // SAFETY: `data` outlives the waits below.
+            let write_ids = unsafe { self.queue_writes(&mut ring, position, data, sync && single)? };
+            // One chunk: the fdatasync is linked behind it, one submission for both. Several:
+            // they go to the device together and the fdatasync follows once all are done.
+            // SAFETY: an fdatasync entry points at no memory.
+            let sync_id = if sync && single { Some(unsafe { ring.push(self.sync_entry())? }) } else { None };
+            (write_ids, sync_id)
+        };
+        let results = self.ring.borrow_mut().wait(&write_ids)?;
+        let sync_result = match sync_id {
+            Some(id) => Some(self.ring.borrow_mut().wait(&[id])?[0]),
+            None => None,
+        };
+        let short = self.settle(position, data, &results)?;
+        match sync_result {
+            Some(result) if result < 0 && result != -libc::ECANCELED => Err(io::Error::from_raw_os_error(-result)),
+            Some(result) if short || result == -libc::ECANCELED => self.sync_data(),
+            None if sync => self.sync_data(),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_direct(&self, position: u64, len: usize) {
+        if self.direct.is_some() {
+            assert!(
+                (position as usize).is_multiple_of(DIRECT_IO_ALIGNMENT) && len.is_multiple_of(DIRECT_IO_ALIGNMENT),
+                "O_DIRECT write at {position} of {len} bytes is not {DIRECT_IO_ALIGNMENT}-aligned"
+            );
+        }
+    }
+
+    /// Waits for the oldest write-behinds until at most `keep_pending` remain; returns their
+    /// buffers for reuse.
+    fn wait_behind_until(&mut self, keep_pending: usize) -> io::Result<Vec<AlignedBuf>> {
+        let mut first_error = None;
+        let done = self.behind.len().saturating_sub(keep_pending);
+        let mut buffers = Vec::with_capacity(done);
+        for write in self.behind.drain(..done).collect::<Vec<_>>() {
+            let results = self.ring.borrow_mut().wait(&write.ids)?;
+            if let Err(e) = self.settle(write.position, write.buf.as_slice(), &results) {
+                first_error.get_or_insert(e);
+            }
+            buffers.push(write.buf);
         }
         match first_error {
-            Some(err) => Err(err),
-            None => Ok((written, synced)),
+            Some(e) => Err(e),
+            None => Ok(buffers),
         }
     }
 
-    fn write_all(&self, mut position: u64, mut data: &[u8], sync: bool) -> io::Result<()> {
-        loop {
-            let (written, synced) = self.submit_write(position, data, sync && !data.is_empty())?;
-            if written == data.len() {
-                if sync && !synced {
-                    self.submit_sync()?;
-                }
-                return Ok(());
-            }
-            if written == 0 {
-                return Err(io::Error::new(io::ErrorKind::WriteZero, "io_uring write wrote nothing"));
-            }
-            position += written as u64;
-            data = &data[written..];
-        }
+    fn wait_behind(&mut self) -> io::Result<Vec<AlignedBuf>> {
+        self.wait_behind_until(0)
     }
+}
 
-    fn submit_sync(&self) -> io::Result<()> {
-        let fsync = opcode::Fsync::new(self.write_fd()).flags(types::FsyncFlags::DATASYNC).build().user_data(2);
-        let mut ring = self.ring.borrow_mut();
-        // SAFETY: the entry references no memory.
-        unsafe {
-            ring.submission().push(&fsync).map_err(|_| io::Error::other("io_uring submission queue full"))?;
+impl Drop for UringFile {
+    fn drop(&mut self) {
+        // The kernel may still be reading write-behind buffers: they must outlive it.
+        for write in std::mem::take(&mut self.behind) {
+            let _ = self.ring.borrow_mut().wait(&write.ids);
         }
-        ring.submit_and_wait(1)?;
-        let cqe = ring.completion().next().ok_or_else(|| io::Error::other("io_uring lost a completion"))?;
-        if cqe.result() < 0 {
-            return Err(io::Error::from_raw_os_error(-cqe.result()));
-        }
-        Ok(())
-    }
-
-    /// Writes through O_DIRECT need block-aligned memory; data that is not gets copied into an
-    /// aligned bounce buffer first (the log's own tail buffer is always aligned, so this is rare).
-    fn write_checked(&mut self, position: u64, data: &[u8], sync: bool) -> io::Result<()> {
-        if self.direct.is_none() {
-            return self.write_all(position, data, sync);
-        }
-        let alignment = DIRECT_IO_ALIGNMENT;
-        assert!(
-            (position as usize).is_multiple_of(alignment) && data.len().is_multiple_of(alignment),
-            "O_DIRECT write at {position} of {} bytes is not {alignment}-aligned",
-            data.len()
-        );
-        if (data.as_ptr() as usize).is_multiple_of(alignment) {
-            return self.write_all(position, data, sync);
-        }
-        let mut bounce = AlignedBuf::with_capacity(data.len());
-        bounce.extend_from_slice(data);
-        self.write_all(position, bounce.as_slice(), sync)
     }
 }
 
@@ -222,18 +321,47 @@ impl StorageFile for UringFile {
     }
 
     fn write_at(&mut self, position: u64, data: &[u8]) -> io::Result<()> {
-        self.write_checked(position, data, false)
+        self.write_now(position, data, false)
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
-        self.submit_sync()
+        self.wait_behind()?;
+        let mut ring = self.ring.borrow_mut();
+        // SAFETY: an fdatasync entry points at no memory.
+        let id = unsafe { ring.push(self.sync_entry())? };
+        let result = ring.wait(&[id])?[0];
+        if result < 0 {
+            return Err(io::Error::from_raw_os_error(-result));
+        }
+        Ok(())
     }
 
     fn write_and_sync(&mut self, position: u64, data: &[u8]) -> io::Result<()> {
-        self.write_checked(position, data, true)
+        self.write_now(position, data, true)
+    }
+
+    fn write_behind(&mut self, position: u64, buf: AlignedBuf) -> io::Result<()> {
+        self.check_direct(position, buf.len());
+        let mut ring = self.ring.borrow_mut();
+        // SAFETY: `buf` moves into `self.behind` and is dropped only after its ids are waited for
+        // (in `wait_behind` or in `Drop`); moving an AlignedBuf does not move its heap memory.
+        let ids = unsafe { self.queue_writes(&mut ring, position, buf.as_slice(), false)? };
+        ring.submit()?;
+        drop(ring);
+        self.behind.push(WriteBehind { ids, buf, position });
+        Ok(())
+    }
+
+    fn write_behind_pending(&self) -> usize {
+        self.behind.len()
+    }
+
+    fn wait_writes(&mut self, keep_pending: usize) -> io::Result<Vec<AlignedBuf>> {
+        self.wait_behind_until(keep_pending)
     }
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.wait_behind()?;
         self.buffered.set_len(len)
     }
 
@@ -241,8 +369,8 @@ impl StorageFile for UringFile {
         if self.len()? == 0 {
             return Ok(Mapped::Owned(Vec::new()));
         }
-        // SAFETY: index files are written whole before they are mapped and never modified while
-        // a map of them is alive (a rebuilt index is written under a new file).
+        // SAFETY: index files are written whole before they are mapped and are replaced, never
+        // modified in place, while a map of them is alive.
         Ok(Mapped::Mmap(unsafe { memmap2::Mmap::map(&self.buffered)? }))
     }
 
@@ -251,110 +379,10 @@ impl StorageFile for UringFile {
     }
 }
 
-/// A growable byte buffer whose memory is aligned for O_DIRECT.
-pub struct AlignedBuf {
-    ptr: std::ptr::NonNull<u8>,
-    len: usize,
-    capacity: usize,
-}
-
-impl AlignedBuf {
-    pub fn with_capacity(capacity: usize) -> Self {
-        let capacity = capacity.max(DIRECT_IO_ALIGNMENT).next_multiple_of(DIRECT_IO_ALIGNMENT);
-        let layout = Layout::from_size_align(capacity, DIRECT_IO_ALIGNMENT).expect("aligned buffer layout");
-        // SAFETY: the layout has a non-zero size.
-        let raw = unsafe { alloc::alloc_zeroed(layout) };
-        let ptr = std::ptr::NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(layout));
-        Self { ptr, len: 0, capacity }
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: `len <= capacity` bytes are initialised (the allocation is zeroed).
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-
-    fn reserve(&mut self, additional: usize) {
-        let needed = self.len + additional;
-        if needed <= self.capacity {
-            return;
-        }
-        let mut bigger = AlignedBuf::with_capacity(needed.max(self.capacity * 2));
-        bigger.extend_from_slice(self.as_slice());
-        *self = bigger;
-    }
-
-    pub fn extend_from_slice(&mut self, data: &[u8]) {
-        self.reserve(data.len());
-        // SAFETY: reserve made room for `data.len()` more bytes; the regions cannot overlap since
-        // `self` owns its allocation exclusively.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(self.len), data.len());
-        }
-        self.len += data.len();
-    }
-
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: as in `as_slice`, and `&mut self` makes the borrow exclusive.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-
-    /// Pads with zero bytes up to a multiple of `alignment`.
-    pub fn pad_to(&mut self, alignment: usize) {
-        let target = self.len.next_multiple_of(alignment);
-        self.reserve(target - self.len);
-        // SAFETY: room reserved above.
-        unsafe { std::ptr::write_bytes(self.ptr.as_ptr().add(self.len), 0, target - self.len) };
-        self.len = target;
-    }
-
-    /// Shortens to `len` bytes.
-    pub fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
-    }
-
-    /// Drops the first `count` bytes, moving the rest to the front.
-    pub fn drain_front(&mut self, count: usize) {
-        assert!(count <= self.len, "drain_front({count}) past the end ({})", self.len);
-        // SAFETY: both ranges are within the allocation; `copy` handles overlap.
-        unsafe { std::ptr::copy(self.ptr.as_ptr().add(count), self.ptr.as_ptr(), self.len - count) };
-        self.len -= count;
-    }
-}
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        let layout = Layout::from_size_align(self.capacity, DIRECT_IO_ALIGNMENT).expect("aligned buffer layout");
-        // SAFETY: allocated in `with_capacity` with this very layout.
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), layout) };
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn aligned_buf_keeps_alignment_and_contents() {
-        let mut buf = AlignedBuf::with_capacity(10);
-        buf.extend_from_slice(&[1; 5000]);
-        assert_eq!(buf.as_slice().as_ptr() as usize % DIRECT_IO_ALIGNMENT, 0);
-        buf.pad_to(DIRECT_IO_ALIGNMENT);
-        assert_eq!(buf.len(), 8192);
-        assert_eq!(buf.as_slice()[4999], 1);
-        assert_eq!(buf.as_slice()[5000], 0);
-        buf.drain_front(4096);
-        assert_eq!(buf.len(), 4096);
-        assert_eq!(buf.as_slice()[903], 1);
-        assert_eq!(buf.as_slice()[904], 0);
-    }
+    use crate::io::AlignedBuf;
 
     #[test]
     fn uring_write_and_sync_round_trip() {

@@ -62,9 +62,17 @@ pub struct LogConfig {
     pub cleanup_policy: CleanupPolicy,
     /// Largest batch accepted, header included.
     pub max_batch_bytes: usize,
-    /// Appended bytes held in memory before they are written out without waiting for a flush.
+    /// Appended bytes held in memory before they are handed to the device as a write-behind
+    /// (written while appends go on; made durable by the next flush).
     pub write_buffer_bytes: usize,
 }
+
+/// Write-behinds in flight per log before an append waits for them (the device queue depth the
+/// log offers; with 1 MiB buffers, 8 MiB in flight).
+pub const WRITE_BEHIND_MAX: usize = 8;
+
+/// Finished write-behind buffers a log keeps for reuse.
+pub const SPARE_BUFFERS_MAX: usize = 4;
 
 /// Kafka's default `segment.bytes` (1 GiB).
 pub const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
@@ -80,7 +88,7 @@ impl Default for LogConfig {
             retention_ms: RETENTION_MS_DEFAULT,
             cleanup_policy: CleanupPolicy::Delete,
             max_batch_bytes: 16 << 20,
-            write_buffer_bytes: 4 << 20,
+            write_buffer_bytes: 1 << 20,
         }
     }
 }
@@ -173,6 +181,8 @@ pub struct Log<S: Storage> {
     segments: Vec<Segment<S::File>>,
     tail: AlignedBuf,
     tail_position: u64,
+    /// Buffers back from finished write-behinds, for reuse.
+    spare_buffers: Vec<AlignedBuf>,
     written_offset: i64,
     durable_offset: i64,
     poisoned: Option<String>,
@@ -196,6 +206,7 @@ impl<S: Storage> Log<S> {
             segments: Vec::with_capacity(bases.len()),
             tail: AlignedBuf::with_capacity(0),
             tail_position: 0,
+            spare_buffers: Vec::new(),
             written_offset: 0,
             durable_offset: 0,
             poisoned: None,
@@ -343,7 +354,7 @@ impl<S: Storage> Log<S> {
             .file
             .read_exact_at(self.tail_position, &mut bytes)
             .map_err(io_context(format!("reading the tail of {}", active.path.display())))?;
-        self.tail = AlignedBuf::with_capacity(self.config.write_buffer_bytes.max(partial) + alignment as usize);
+        self.tail = self.take_buffer();
         self.tail.extend_from_slice(&bytes);
         Ok(())
     }
@@ -436,9 +447,56 @@ impl<S: Storage> Log<S> {
         active.size += batch.len() as u64;
         active.index_batch(&stamped, position, interval);
         if self.tail.len() >= self.config.write_buffer_bytes {
-            self.write()?;
+            let result = self.hand_off();
+            self.poison_on_error(result)?;
         }
         Ok(AppendInfo { base_offset, last_offset: stamped.last_offset(), max_timestamp: header.max_timestamp })
+    }
+
+    /// Hands the whole blocks of the tail buffer to the device as a write-behind and keeps
+    /// appending into a fresh buffer that starts with the partial last block (rewritten later, so
+    /// write-behinds never overlap).
+    fn hand_off(&mut self) -> Result<(), LogError> {
+        let mut next = self.take_buffer();
+        let active = self.segments.last_mut().expect("a log always has a segment");
+        let alignment = active.file.write_alignment();
+        let whole = self.tail.len() / alignment * alignment;
+        if whole == 0 {
+            self.spare_buffers.push(next);
+            return Ok(());
+        }
+        next.extend_from_slice(&self.tail.as_slice()[whole..]);
+        let mut full = std::mem::replace(&mut self.tail, next);
+        full.truncate(whole);
+        let context = format!("writing {} at byte {}", active.path.display(), self.tail_position);
+        active.file.write_behind(self.tail_position, full).map_err(io_context(context))?;
+        self.tail_position += whole as u64;
+        if active.file.write_behind_pending() > WRITE_BEHIND_MAX {
+            let context = format!("writing {}", active.path.display());
+            let buffers = active.file.wait_writes(WRITE_BEHIND_MAX).map_err(io_context(context))?;
+            self.keep_spares(buffers);
+        }
+        Ok(())
+    }
+
+    /// An empty tail buffer, reused if one is spare. Its capacity holds twice the hand-off size, so
+    /// a batch appended just below the threshold does not make it grow (and fault in new pages).
+    fn take_buffer(&mut self) -> AlignedBuf {
+        let mut buffer = self.spare_buffers.pop().unwrap_or_else(|| {
+            AlignedBuf::with_capacity(2 * self.config.write_buffer_bytes + crate::io::DIRECT_IO_ALIGNMENT)
+        });
+        buffer.truncate(0);
+        buffer
+    }
+
+    /// Keeps a few returned buffers for reuse (bounded: a quiet log holds no more than
+    /// [`SPARE_BUFFERS_MAX`]), dropping the rest.
+    fn keep_spares(&mut self, buffers: Vec<AlignedBuf>) {
+        for buffer in buffers {
+            if self.spare_buffers.len() < SPARE_BUFFERS_MAX {
+                self.spare_buffers.push(buffer);
+            }
+        }
     }
 
     /// Writes appended batches to the file (no fdatasync): they become readable.
@@ -458,6 +516,9 @@ impl<S: Storage> Log<S> {
     }
 
     fn write_tail(&mut self, sync: bool) -> Result<(), LogError> {
+        let active = self.segments.last_mut().expect("a log always has a segment");
+        let buffers = active.file.wait_writes(0).map_err(io_context(format!("writing {}", active.path.display())))?;
+        self.keep_spares(buffers);
         let active = self.segments.last_mut().expect("a log always has a segment");
         let pending = active.size > active.readable_size;
         if pending {
@@ -509,7 +570,9 @@ impl<S: Storage> Log<S> {
         active.time_index = time_index;
         let segment = self.create_segment(next_offset)?;
         self.segments.push(segment);
-        self.tail = AlignedBuf::with_capacity(self.config.write_buffer_bytes);
+        let old = std::mem::replace(&mut self.tail, AlignedBuf::with_capacity(0));
+        self.keep_spares(vec![old]);
+        self.tail = self.take_buffer();
         self.tail_position = 0;
         Ok(())
     }
