@@ -105,6 +105,10 @@ pub trait StorageFile {
     /// buffers.
     fn wait_writes(&mut self, keep_pending: usize) -> io::Result<Vec<AlignedBuf>>;
     fn set_len(&mut self, len: u64) -> io::Result<()>;
+    /// Reserves disk blocks for `[offset, offset + len)` without changing the file's length
+    /// (fallocate with KEEP_SIZE), so later appends do not allocate as they go. Fails with
+    /// `Unsupported` where the file system cannot.
+    fn preallocate(&mut self, offset: u64, len: u64) -> io::Result<()>;
     /// The whole file, read-only, as of now.
     fn map(&self) -> io::Result<Mapped>;
     /// The OS file descriptor, for sendfile/splice; `None` in the simulator.

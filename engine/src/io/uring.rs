@@ -95,7 +95,9 @@ impl Ring {
     }
 }
 
-/// Files on the local file system, written through one io_uring.
+/// Files on the local file system, written through one io_uring. Clones share the ring (one
+/// ring per shard, however many logs the shard holds).
+#[derive(Clone)]
 pub struct UringStorage {
     ring: Rc<RefCell<Ring>>,
     direct_io: bool,
@@ -363,6 +365,26 @@ impl StorageFile for UringFile {
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.wait_behind()?;
         self.buffered.set_len(len)
+    }
+
+    fn preallocate(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        // SAFETY: fallocate on a descriptor this file owns; no memory is passed.
+        let rc = unsafe {
+            libc::fallocate(
+                self.buffered.as_raw_fd(),
+                libc::FALLOC_FL_KEEP_SIZE,
+                offset as libc::off_t,
+                len as libc::off_t,
+            )
+        };
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
+                return Err(io::Error::new(io::ErrorKind::Unsupported, err));
+            }
+            return Err(err);
+        }
+        Ok(())
     }
 
     fn map(&self) -> io::Result<Mapped> {

@@ -233,6 +233,75 @@ pub fn build_batch(base_timestamp: i64, values: &[&[u8]]) -> Vec<u8> {
     batch
 }
 
+/// One record of an uncompressed batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+}
+
+/// The records of one whole, uncompressed batch (headers are skipped). Compressed batches are
+/// not opened here: the log never needs to look inside them.
+pub fn records(batch: &[u8]) -> Result<Vec<Record<'_>>, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    let malformed = |at: usize| BatchError::Truncated { needed: at + 1, available: batch.len() };
+    if header.compression() != 0 {
+        return Err(BatchError::BadCounts {
+            record_count: header.record_count,
+            last_offset_delta: header.last_offset_delta,
+        });
+    }
+    let end = header.total_bytes().min(batch.len());
+    let mut at = BATCH_HEADER_BYTES;
+    let mut out = Vec::with_capacity(header.record_count.clamp(0, 4096) as usize);
+    for _ in 0..header.record_count {
+        let length = get_varint(batch, &mut at, end).ok_or_else(|| malformed(at))?;
+        let record_end = at.checked_add(usize::try_from(length).map_err(|_| malformed(at))?).filter(|&e| e <= end);
+        let record_end = record_end.ok_or_else(|| malformed(at))?;
+        at += 1; // attributes
+        let timestamp_delta = get_varint(batch, &mut at, record_end).ok_or_else(|| malformed(at))?;
+        let offset_delta = get_varint(batch, &mut at, record_end).ok_or_else(|| malformed(at))?;
+        let field = |at: &mut usize| -> Result<Option<&[u8]>, BatchError> {
+            let len = get_varint(batch, at, record_end).ok_or_else(|| malformed(*at))?;
+            if len < 0 {
+                return Ok(None);
+            }
+            let stop = at.checked_add(len as usize).filter(|&e| e <= record_end).ok_or_else(|| malformed(*at))?;
+            let bytes = &batch[*at..stop];
+            *at = stop;
+            Ok(Some(bytes))
+        };
+        let key = field(&mut at)?;
+        let value = field(&mut at)?;
+        out.push(Record {
+            offset: header.base_offset + offset_delta,
+            timestamp: header.base_timestamp + timestamp_delta,
+            key,
+            value,
+        });
+        at = record_end;
+    }
+    Ok(out)
+}
+
+fn get_varint(bytes: &[u8], at: &mut usize, end: usize) -> Option<i64> {
+    let mut raw: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        if *at >= end {
+            return None;
+        }
+        let byte = bytes[*at];
+        *at += 1;
+        raw |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+        }
+    }
+    None
+}
+
 fn put_varint(out: &mut Vec<u8>, value: i64) {
     let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
     while zigzag >= 0x80 {
@@ -257,6 +326,21 @@ mod tests {
         assert_eq!(header.base_offset, 42);
         assert_eq!(header.partition_leader_epoch, 7);
         assert_eq!(header.next_offset(), 45);
+    }
+
+    #[test]
+    fn records_of_a_built_batch_read_back() {
+        let mut batch = build_batch(1000, &[b"one", b"", b"three"]);
+        stamp(&mut batch, 10, 0);
+        let records = records(&batch).unwrap();
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[2].offset, 12);
+        assert_eq!(records[0].timestamp, 1000);
+        assert_eq!(records[0].key, None);
+        assert_eq!(records[2].value, Some(&b"three"[..]));
+        for cut in BATCH_HEADER_BYTES..batch.len() {
+            let _ = super::records(&batch[..cut]);
+        }
     }
 
     #[test]

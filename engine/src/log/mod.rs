@@ -71,6 +71,10 @@ pub struct LogConfig {
 /// log offers; with 1 MiB buffers, 8 MiB in flight).
 pub const WRITE_BEHIND_MAX: usize = 8;
 
+/// Blocks are reserved ahead of the active segment's writes in steps of this size: appends
+/// into reserved blocks skip block allocation on the write path (measured in decision 0001).
+pub const PREALLOCATE_STEP_BYTES: u64 = 64 << 20;
+
 /// Finished write-behind buffers a log keeps for reuse.
 pub const SPARE_BUFFERS_MAX: usize = 4;
 
@@ -183,6 +187,10 @@ pub struct Log<S: Storage> {
     tail_position: u64,
     /// Buffers back from finished write-behinds, for reuse.
     spare_buffers: Vec<AlignedBuf>,
+    /// End of the blocks reserved ahead of the active segment's writes (0: none, or the file
+    /// system cannot); see [`PREALLOCATE_STEP_BYTES`].
+    preallocated_to: u64,
+    preallocate_supported: bool,
     written_offset: i64,
     durable_offset: i64,
     poisoned: Option<String>,
@@ -207,6 +215,8 @@ impl<S: Storage> Log<S> {
             tail: AlignedBuf::with_capacity(0),
             tail_position: 0,
             spare_buffers: Vec::new(),
+            preallocated_to: 0,
+            preallocate_supported: true,
             written_offset: 0,
             durable_offset: 0,
             poisoned: None,
@@ -356,6 +366,7 @@ impl<S: Storage> Log<S> {
             .map_err(io_context(format!("reading the tail of {}", active.path.display())))?;
         self.tail = self.take_buffer();
         self.tail.extend_from_slice(&bytes);
+        self.preallocated_to = 0;
         Ok(())
     }
 
@@ -413,6 +424,12 @@ impl<S: Storage> Log<S> {
         &self.config
     }
 
+    /// Replaces the settings (a topic config change): sizes apply from the next roll, retention
+    /// from the next [`Log::apply_retention`].
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
     pub fn is_poisoned(&self) -> bool {
         self.poisoned.is_some()
     }
@@ -457,6 +474,7 @@ impl<S: Storage> Log<S> {
     /// appending into a fresh buffer that starts with the partial last block (rewritten later, so
     /// write-behinds never overlap).
     fn hand_off(&mut self) -> Result<(), LogError> {
+        self.ensure_preallocated(self.tail_position + self.tail.len() as u64)?;
         let mut next = self.take_buffer();
         let active = self.segments.last_mut().expect("a log always has a segment");
         let alignment = active.file.write_alignment();
@@ -475,6 +493,22 @@ impl<S: Storage> Log<S> {
             let context = format!("writing {}", active.path.display());
             let buffers = active.file.wait_writes(WRITE_BEHIND_MAX).map_err(io_context(context))?;
             self.keep_spares(buffers);
+        }
+        Ok(())
+    }
+
+    /// Reserves blocks of the active segment up to past `end` (never past `segment.bytes`).
+    fn ensure_preallocated(&mut self, end: u64) -> Result<(), LogError> {
+        if !self.preallocate_supported || end <= self.preallocated_to {
+            return Ok(());
+        }
+        let from = self.preallocated_to.max(end / PREALLOCATE_STEP_BYTES * PREALLOCATE_STEP_BYTES);
+        let to = (from + PREALLOCATE_STEP_BYTES).min(self.config.segment_bytes.max(end));
+        let active = self.segments.last_mut().expect("a log always has a segment");
+        match active.file.preallocate(from, to - from) {
+            Ok(()) => self.preallocated_to = to,
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => self.preallocate_supported = false,
+            Err(e) => return Err(io_context(format!("reserving blocks of {}", active.path.display()))(e)),
         }
         Ok(())
     }
@@ -519,6 +553,8 @@ impl<S: Storage> Log<S> {
         let active = self.segments.last_mut().expect("a log always has a segment");
         let buffers = active.file.wait_writes(0).map_err(io_context(format!("writing {}", active.path.display())))?;
         self.keep_spares(buffers);
+        let end = self.tail_position + self.tail.len() as u64;
+        self.ensure_preallocated(end)?;
         let active = self.segments.last_mut().expect("a log always has a segment");
         let pending = active.size > active.readable_size;
         if pending {
@@ -555,10 +591,9 @@ impl<S: Storage> Log<S> {
         let next_offset = self.log_end_offset();
         let active = self.segments.last_mut().expect("a log always has a segment");
         let path = active.path.clone();
-        if active.file.len().map_err(io_context(format!("reading the size of {}", path.display())))? != active.size {
-            active.file.set_len(active.size).map_err(io_context(format!("cutting {} to size", path.display())))?;
-            active.file.sync_data().map_err(io_context(format!("syncing {}", path.display())))?;
-        }
+        // Cuts O_DIRECT padding and gives back blocks reserved past the end.
+        active.file.set_len(active.size).map_err(io_context(format!("cutting {} to size", path.display())))?;
+        active.file.sync_data().map_err(io_context(format!("syncing {}", path.display())))?;
         active
             .persist_indexes(&self.storage, &self.dir)
             .map_err(io_context(format!("writing indexes of {}", path.display())))?;
@@ -573,6 +608,7 @@ impl<S: Storage> Log<S> {
         let old = std::mem::replace(&mut self.tail, AlignedBuf::with_capacity(0));
         self.keep_spares(vec![old]);
         self.tail = self.take_buffer();
+        self.preallocated_to = 0;
         self.tail_position = 0;
         Ok(())
     }

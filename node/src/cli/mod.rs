@@ -1,0 +1,53 @@
+//! The `braid` command line: `start` runs a node; the other commands talk to a running node
+//! over its Kafka protocol.
+
+mod records;
+mod topic;
+
+use crate::config::{NodeConfig, StartArgs};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "braid",
+    version,
+    about = "Braid: a Kafka-compatible log and ZooKeeper-compatible tree on one replicated log"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start a node (no flags: one node, data in ./braid-data, Kafka on 127.0.0.1:9092).
+    Start(StartArgs),
+    /// Create, list, describe or delete topics.
+    Topic {
+        #[command(subcommand)]
+        command: topic::TopicCommand,
+        /// A node's Kafka address.
+        #[arg(long, global = true, env = "BRAID_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
+    /// Produce records read from standard input, one per line.
+    Produce(records::ProduceArgs),
+    /// Print records of a partition, one value per line.
+    Consume(records::ConsumeArgs),
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BRAID_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    init_tracing();
+    match cli.command {
+        Command::Start(args) => crate::runtime::run(NodeConfig::resolve(args)?),
+        Command::Topic { command, bootstrap } => topic::run(&bootstrap, command),
+        Command::Produce(args) => records::produce(args),
+        Command::Consume(args) => records::consume(args),
+    }
+}

@@ -1,0 +1,133 @@
+//! `braid topic create|list|describe|delete`.
+
+use crate::client::Client;
+use anyhow::Context;
+use clap::Subcommand;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, MetadataRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+#[derive(Subcommand, Debug)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create {
+        name: String,
+        /// Number of partitions [default: the node's default].
+        #[arg(long, default_value_t = -1)]
+        partitions: i32,
+        /// Replication factor [default: the node's default].
+        #[arg(long, default_value_t = -1)]
+        replication_factor: i16,
+        /// A topic config, as name=value (repeatable), e.g. retention.ms=60000.
+        #[arg(long = "config")]
+        configs: Vec<String>,
+    },
+    /// List topic names.
+    List,
+    /// Show a topic's partitions and configs.
+    Describe { name: String },
+    /// Delete a topic and its data.
+    Delete { name: String },
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_owned()))
+}
+
+fn fail(code: i16, message: Option<&StrBytes>) -> anyhow::Error {
+    let known = kafka_protocol::ResponseError::try_from_code(code);
+    anyhow::anyhow!(
+        "{} (error {code}{})",
+        message.map(|m| m.to_string()).unwrap_or_default(),
+        known.map(|k| format!(", {k:?}")).unwrap_or_default()
+    )
+}
+
+pub fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
+    let mut client = Client::connect(bootstrap)?;
+    match command {
+        TopicCommand::Create { name: topic, partitions, replication_factor, configs } => {
+            let mut creatable = CreatableTopic::default();
+            creatable.name = name(&topic);
+            creatable.num_partitions = partitions;
+            creatable.replication_factor = replication_factor;
+            for config in configs {
+                let (k, v) =
+                    config.split_once('=').with_context(|| format!("--config {config:?} is not name=value"))?;
+                let mut c = CreatableTopicConfig::default();
+                c.name = StrBytes::from_string(k.to_owned());
+                c.value = Some(StrBytes::from_string(v.to_owned()));
+                creatable.configs.push(c);
+            }
+            let mut request = CreateTopicsRequest::default();
+            request.topics = vec![creatable];
+            request.timeout_ms = 30_000;
+            let response = client.call(request)?;
+            let result = response.topics.first().context("empty CreateTopics response")?;
+            if result.error_code != 0 {
+                return Err(fail(result.error_code, result.error_message.as_ref()));
+            }
+            println!("created topic {topic}");
+        }
+        TopicCommand::List => {
+            let response = client.call(MetadataRequest::default())?;
+            let mut names: Vec<String> =
+                response.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect();
+            names.sort();
+            for n in names {
+                println!("{n}");
+            }
+        }
+        TopicCommand::Describe { name: topic } => {
+            let mut request = MetadataRequest::default();
+            let mut wanted = MetadataRequestTopic::default();
+            wanted.name = Some(name(&topic));
+            request.topics = Some(vec![wanted]);
+            let response = client.call(request)?;
+            let meta = response.topics.first().context("empty Metadata response")?;
+            if meta.error_code != 0 {
+                return Err(fail(meta.error_code, None));
+            }
+            println!("topic {topic} id {} partitions {}", meta.topic_id, meta.partitions.len());
+            for p in &meta.partitions {
+                let replicas: Vec<i32> = p.replica_nodes.iter().map(|r| r.0).collect();
+                println!("  partition {} leader {} replicas {:?}", p.partition_index, p.leader_id.0, replicas);
+            }
+            let mut resource = DescribeConfigsResource::default();
+            resource.resource_type = 2;
+            resource.resource_name = StrBytes::from_string(topic.clone());
+            let mut request = DescribeConfigsRequest::default();
+            request.resources = vec![resource];
+            let response = client.call(request)?;
+            for result in response.results {
+                for c in result.configs {
+                    println!("  config {}={}", c.name, c.value.map(|v| v.to_string()).unwrap_or_default());
+                }
+            }
+        }
+        TopicCommand::Delete { name: topic } => {
+            let mut request = DeleteTopicsRequest::default();
+            let version = client.version_for::<DeleteTopicsRequest>()?;
+            if version >= 6 {
+                let mut state = DeleteTopicState::default();
+                state.name = Some(name(&topic));
+                request.topics = vec![state];
+            } else {
+                request.topic_names = vec![name(&topic)];
+            }
+            request.timeout_ms = 30_000;
+            let response = client.call_version(request, version)?;
+            let result = response.responses.first().context("empty DeleteTopics response")?;
+            if result.error_code != 0 {
+                return Err(fail(result.error_code, result.error_message.as_ref()));
+            }
+            println!("deleted topic {topic}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! A small blocking Kafka client over the node's own protocol, for the command-line tools.
+
+use anyhow::{bail, Context};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// Largest response the tools accept.
+const RESPONSE_MAX_BYTES: usize = 256 << 20;
+
+pub struct Client {
+    stream: TcpStream,
+    correlation_id: i32,
+    versions: HashMap<i16, (i16, i16)>,
+}
+
+impl Client {
+    pub fn connect(addr: &str) -> anyhow::Result<Self> {
+        let target = addr.to_socket_addrs()?.next().with_context(|| format!("no address for {addr}"))?;
+        let stream = TcpStream::connect_timeout(&target, Duration::from_secs(10))
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let mut client = Client { stream, correlation_id: 0, versions: HashMap::new() };
+        let response = client.call_version(ApiVersionsRequest::default(), 0)?;
+        if response.error_code != 0 {
+            bail!("ApiVersions failed with error {}", response.error_code);
+        }
+        client.versions = response.api_keys.iter().map(|k| (k.api_key, (k.min_version, k.max_version))).collect();
+        Ok(client)
+    }
+
+    /// The highest version both sides speak.
+    pub fn version_for<R: Request>(&self) -> anyhow::Result<i16> {
+        let (min, max) =
+            *self.versions.get(&R::KEY).with_context(|| format!("the node does not serve API key {}", R::KEY))?;
+        let ours = R::VERSIONS;
+        let version = max.min(ours.max);
+        if version < min.max(ours.min) {
+            bail!("no common version for API key {}", R::KEY);
+        }
+        Ok(version)
+    }
+
+    pub fn call<R: Request>(&mut self, request: R) -> anyhow::Result<R::Response> {
+        let version = self.version_for::<R>()?;
+        self.call_version(request, version)
+    }
+
+    pub fn call_version<R: Request>(&mut self, request: R, version: i16) -> anyhow::Result<R::Response> {
+        self.correlation_id += 1;
+        let key = ApiKey::try_from(R::KEY).map_err(|()| anyhow::anyhow!("unknown API key {}", R::KEY))?;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("braid-cli")));
+        let header_version = key.request_header_version(version);
+        let size = header.compute_size(header_version)? + request.compute_size(version)?;
+        let mut buf = BytesMut::with_capacity(4 + size);
+        buf.put_i32(size as i32);
+        header.encode(&mut buf, header_version)?;
+        request.encode(&mut buf, version)?;
+        self.stream.write_all(&buf)?;
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).context("reading a response")?;
+        let size = i32::from_be_bytes(size);
+        if size < 4 || size as usize > RESPONSE_MAX_BYTES {
+            bail!("response size {size} out of range");
+        }
+        let mut body = vec![0u8; size as usize];
+        self.stream.read_exact(&mut body)?;
+        let mut body = Bytes::from(body);
+        let response_header = ResponseHeader::decode(&mut body, R::Response::header_version(version))?;
+        if response_header.correlation_id != self.correlation_id {
+            bail!("response to request {} arrived for {}", response_header.correlation_id, self.correlation_id);
+        }
+        let response = R::Response::decode(&mut body, version)?;
+        if body.has_remaining() {
+            tracing::debug!(left = body.remaining(), "response had trailing bytes");
+        }
+        Ok(response)
+    }
+}

@@ -1,0 +1,131 @@
+//! Fetch: reads from each partition's owner, long-polls until `min_bytes` are there or
+//! `max_wait_ms` passes, and answers with record bytes sent straight from the segment files.
+
+use super::ask_owner;
+use crate::kafka::fetch_response::{encode_fetch_response, FetchPartitionResult, FetchTopicResult};
+use crate::kafka::{record_latency, Pending};
+use crate::runtime::ShardCtx;
+use crate::shard::{FetchOutcome, ShardMsg};
+use kafka_protocol::messages::{ApiKey, FetchRequest};
+use kafka_protocol::ResponseError;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use tokio::sync::OwnedSemaphorePermit;
+
+/// Longest long-poll honoured, whatever the client asks.
+pub const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
+
+struct Wanted {
+    topic: String,
+    partitions: Vec<(i32, i64, u64)>,
+}
+
+fn missing(error: ResponseError) -> FetchOutcome {
+    FetchOutcome { error: error.code(), high_watermark: -1, log_start_offset: -1, records: None }
+}
+
+async fn read_all(ctx: &ShardCtx, wanted: &[Wanted]) -> Vec<FetchTopicResult> {
+    let mut pending = Vec::new();
+    for topic in wanted {
+        let count = ctx.snapshot.borrow().topic(&topic.topic).map(|t| t.partitions.len() as i32);
+        let mut partitions = Vec::new();
+        for &(partition, offset, max_bytes) in &topic.partitions {
+            let rx = if count.is_some_and(|c| (0..c).contains(&partition)) {
+                let name = topic.topic.clone();
+                ask_owner(ctx, &topic.topic, partition, |reply| ShardMsg::Fetch {
+                    topic: name,
+                    partition,
+                    offset,
+                    max_bytes,
+                    reply,
+                })
+                .await
+            } else {
+                None
+            };
+            partitions.push((partition, rx));
+        }
+        pending.push((topic.topic.clone(), partitions));
+    }
+    let mut results = Vec::new();
+    for (topic, partitions) in pending {
+        let mut out = Vec::new();
+        for (partition, rx) in partitions {
+            let outcome = match rx {
+                Some(rx) => rx.await.unwrap_or_else(|_| missing(ResponseError::UnknownServerError)),
+                None => missing(ResponseError::UnknownTopicOrPartition),
+            };
+            out.push(FetchPartitionResult { partition, outcome });
+        }
+        results.push(FetchTopicResult { topic, partitions: out });
+    }
+    results
+}
+
+/// Keeps whole-record results within the request's `max_bytes`, except that the first
+/// non-empty one always goes (so a batch larger than the limit can still be consumed).
+fn cap_total(results: &mut [FetchTopicResult], max_bytes: u64) -> u64 {
+    let mut total = 0u64;
+    for topic in results.iter_mut() {
+        for p in topic.partitions.iter_mut() {
+            let len = p.outcome.records.as_ref().map_or(0, |r| r.len);
+            if len == 0 {
+                continue;
+            }
+            if total > 0 && total + len > max_bytes {
+                p.outcome.records = None;
+            } else {
+                total += len;
+            }
+        }
+    }
+    total
+}
+
+pub fn start(
+    ctx: &Rc<ShardCtx>,
+    version: i16,
+    correlation_id: i32,
+    started: Instant,
+    permit: OwnedSemaphorePermit,
+    request: FetchRequest,
+) -> Pending {
+    let ctx = Rc::clone(ctx);
+    let wanted: Vec<Wanted> = request
+        .topics
+        .into_iter()
+        .map(|t| Wanted {
+            topic: t.topic.0.to_string(),
+            partitions: t
+                .partitions
+                .into_iter()
+                .map(|p| (p.partition, p.fetch_offset, p.partition_max_bytes.max(0) as u64))
+                .collect(),
+        })
+        .collect();
+    let min_bytes = request.min_bytes.max(0) as u64;
+    let max_bytes = request.max_bytes.max(0) as u64;
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    Box::pin(async move {
+        drop(permit);
+        let results = loop {
+            // Registered before reading, so an append between the read and the wait still wakes.
+            let appended = ctx.shared.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let mut results = read_all(&ctx, &wanted).await;
+            let total = cap_total(&mut results, max_bytes);
+            let any_error = results.iter().flat_map(|t| &t.partitions).any(|p| p.outcome.error != 0);
+            if total >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
+                break results;
+            }
+            tokio::select! {
+                _ = appended => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        };
+        record_latency(&ctx, ApiKey::Fetch as i16, started);
+        Some(encode_fetch_response(version, correlation_id, 0, results))
+    })
+}

@@ -1,0 +1,46 @@
+//! One file per Kafka API (a few close relatives share one).
+
+pub mod api_versions;
+pub mod cluster;
+pub mod configs;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+pub mod topics;
+
+use crate::runtime::{owner_shard, ShardCtx};
+use crate::shard::{MetaOp, MetaReply, ShardMsg};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use std::rc::Rc;
+use tokio::sync::oneshot;
+
+/// Sends a message to the shard owning a partition; the message is built around the reply
+/// channel. Returns the receiver, or None if the shard is gone (the node is stopping).
+pub async fn ask_owner<T>(
+    ctx: &ShardCtx,
+    topic: &str,
+    partition: i32,
+    build: impl FnOnce(oneshot::Sender<T>) -> ShardMsg,
+) -> Option<oneshot::Receiver<T>> {
+    let shard = owner_shard(topic, partition, ctx.shared.senders.len());
+    let (reply, answer) = oneshot::channel();
+    ctx.shared.senders[shard].send(build(reply)).await.ok()?;
+    Some(answer)
+}
+
+/// Runs a topic change on shard 0 (the metadata store) and waits until every shard has the
+/// resulting snapshot.
+pub async fn meta_op(ctx: &Rc<ShardCtx>, op: MetaOp) -> MetaReply {
+    let (reply, answer) = oneshot::channel();
+    let msg = ShardMsg::Meta { op, now_ms: crate::shard::now_ms(), reply };
+    if ctx.shared.senders[0].send(msg).await.is_err() {
+        return Err((ResponseError::UnknownServerError.code(), "the node is stopping".into()));
+    }
+    answer.await.unwrap_or_else(|_| Err((ResponseError::UnknownServerError.code(), "the node is stopping".into())))
+}
+
+pub fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}

@@ -1,0 +1,138 @@
+//! CreateTopics, DeleteTopics, CreatePartitions: changes applied by the metadata store.
+
+use super::{meta_op, str_bytes};
+use crate::runtime::ShardCtx;
+use crate::shard::MetaOp;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, TopicName,
+};
+use kafka_protocol::ResponseError;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+pub async fn create(ctx: Rc<ShardCtx>, version: i16, request: CreateTopicsRequest) -> CreateTopicsResponse {
+    let node_id = ctx.shared.config.node_id;
+    let mut response = CreateTopicsResponse::default();
+    for topic in request.topics {
+        let name = topic.name.0.to_string();
+        let mut result = CreatableTopicResult::default();
+        result.name = topic.name.clone();
+        let mut partitions = topic.num_partitions;
+        let mut replication_factor = topic.replication_factor;
+        let outcome = if !topic.assignments.is_empty() {
+            // Manual assignment: every replica must be this node (the only one).
+            if topic.assignments.iter().any(|a| a.broker_ids.iter().any(|b| b.0 != node_id) || a.broker_ids.is_empty())
+            {
+                Err((ResponseError::InvalidReplicaAssignment.code(), format!("replicas must be on node {node_id}")))
+            } else {
+                partitions = topic.assignments.len() as i32;
+                replication_factor = topic.assignments[0].broker_ids.len() as i16;
+                Ok(())
+            }
+        } else {
+            Ok(())
+        };
+        let configs: BTreeMap<String, String> = topic
+            .configs
+            .iter()
+            .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+            .collect();
+        let outcome = match outcome {
+            Ok(()) => {
+                let op = MetaOp::CreateTopic {
+                    name: name.clone(),
+                    partitions,
+                    replication_factor,
+                    configs,
+                    validate_only: request.validate_only,
+                };
+                meta_op(&ctx, op).await
+            }
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => {
+                let snapshot = ctx.snapshot.borrow().clone();
+                let meta = snapshot.topic(&name);
+                if version >= 5 {
+                    result.num_partitions = meta.map_or(
+                        if partitions == -1 { ctx.shared.config.default_partitions } else { partitions },
+                        |m| m.partitions.len() as i32,
+                    );
+                    result.replication_factor = 1;
+                    result.configs = Some(Vec::new());
+                }
+                if version >= 7 {
+                    if let Some(meta) = meta {
+                        result.topic_id = meta.id;
+                    }
+                }
+            }
+            Err((code, message)) => {
+                result.error_code = code;
+                result.error_message = Some(str_bytes(message));
+                if version >= 5 {
+                    result.num_partitions = -1;
+                    result.replication_factor = -1;
+                }
+            }
+        }
+        response.topics.push(result);
+    }
+    response
+}
+
+pub async fn delete(ctx: Rc<ShardCtx>, version: i16, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    // v6 names topics by name or id; earlier versions by name only.
+    let mut targets: Vec<(Option<String>, uuid::Uuid)> =
+        request.topic_names.iter().map(|n| (Some(n.0.to_string()), uuid::Uuid::nil())).collect();
+    targets.extend(request.topics.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)));
+    let mut response = DeleteTopicsResponse::default();
+    for (name, id) in targets {
+        let snapshot = ctx.snapshot.borrow().clone();
+        let resolved = match &name {
+            Some(name) => Some(name.clone()),
+            None => snapshot.topics.iter().find(|(_, meta)| meta.id == id).map(|(n, _)| n.clone()),
+        };
+        let mut result = DeletableTopicResult::default();
+        result.name = resolved.clone().map(|n| TopicName(str_bytes(n)));
+        if version >= 6 {
+            result.topic_id = resolved.as_ref().and_then(|n| snapshot.topic(n)).map_or(id, |m| m.id);
+        }
+        let outcome = match resolved {
+            Some(name) => meta_op(&ctx, MetaOp::DeleteTopic { name }).await,
+            None => Err((ResponseError::UnknownTopicId.code(), format!("no topic with id {id}"))),
+        };
+        if let Err((code, message)) = outcome {
+            result.error_code = code;
+            if version >= 5 {
+                result.error_message = Some(str_bytes(message));
+            }
+        }
+        response.responses.push(result);
+    }
+    response
+}
+
+pub async fn create_partitions(ctx: Rc<ShardCtx>, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let mut response = CreatePartitionsResponse::default();
+    for topic in request.topics {
+        let mut result = CreatePartitionsTopicResult::default();
+        result.name = topic.name.clone();
+        let op = MetaOp::CreatePartitions {
+            name: topic.name.0.to_string(),
+            count: topic.count,
+            validate_only: request.validate_only,
+        };
+        if let Err((code, message)) = meta_op(&ctx, op).await {
+            result.error_code = code;
+            result.error_message = Some(str_bytes(message));
+        }
+        response.results.push(result);
+    }
+    response
+}

@@ -1,0 +1,268 @@
+//! The Kafka front end: framing, version negotiation, dispatch to one handler per API, and the
+//! in-order response writer (records go out with sendfile, without a user-space copy).
+//!
+//! A connection has a reader loop and a writer task. The reader decodes each request and runs
+//! its handler's ordering-sensitive part at once (sending produce batches to the owning shard in
+//! arrival order); what remains is a pending response, queued to the writer, which awaits them
+//! in request order. At most [`IN_FLIGHT_MAX`] responses wait per connection, and the request
+//! bytes a shard holds are bounded by its request-memory semaphore.
+
+mod fetch_response;
+pub mod handlers;
+mod writer;
+
+pub use fetch_response::encode_fetch_response;
+pub use writer::Chunk;
+
+use crate::runtime::ShardCtx;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::future::LocalBoxFuture;
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+
+/// Responses a connection may have pending (requests pipelined by the client).
+pub const IN_FLIGHT_MAX: usize = 64;
+/// Time a client has to send the rest of a frame once its size arrived.
+pub const FRAME_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The APIs served, with the version range advertised (intersected with the codec's).
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The advertised range of an API key, if served.
+pub fn supported_range(api_key: i16) -> Option<(ApiKey, i16, i16)> {
+    let key = ApiKey::try_from(api_key).ok()?;
+    let (_, min, max) = SUPPORTED_APIS.iter().find(|(k, _, _)| *k == key)?;
+    let codec = key.valid_versions();
+    Some((key, (*min).max(codec.min), (*max).min(codec.max)))
+}
+
+/// The name of an API key, for metrics and logs.
+pub fn api_name(api_key: i16) -> Option<&'static str> {
+    let key = ApiKey::try_from(api_key).ok()?;
+    SUPPORTED_APIS.iter().any(|(k, _, _)| *k == key).then_some(match key {
+        ApiKey::Produce => "Produce",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::AlterConfigs => "AlterConfigs",
+        ApiKey::CreatePartitions => "CreatePartitions",
+        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        ApiKey::DescribeCluster => "DescribeCluster",
+        _ => "Other",
+    })
+}
+
+/// A response being prepared; `None` means the request gets no response (acks=0).
+pub type Pending = LocalBoxFuture<'static, Option<Vec<Chunk>>>;
+
+/// Encodes a size-prefixed response: header (the version the API uses) and body.
+pub fn encode_response<T: Encodable + HeaderVersion>(
+    version: i16,
+    correlation_id: i32,
+    body: &T,
+) -> anyhow::Result<Bytes> {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = T::header_version(version);
+    let size = header.compute_size(header_version)? + body.compute_size(version)?;
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.put_i32(size as i32);
+    header.encode(&mut buf, header_version)?;
+    body.encode(&mut buf, version)?;
+    Ok(buf.freeze())
+}
+
+/// Wraps a handler's future: encodes its response, counts it, and keeps the request's memory
+/// permit until the response is ready.
+pub fn respond<T, F>(
+    ctx: &Rc<ShardCtx>,
+    api_key: i16,
+    version: i16,
+    correlation_id: i32,
+    started: Instant,
+    permit: OwnedSemaphorePermit,
+    body: F,
+) -> Pending
+where
+    T: Encodable + HeaderVersion + 'static,
+    F: std::future::Future<Output = T> + 'static,
+{
+    let ctx = Rc::clone(ctx);
+    Box::pin(async move {
+        let body = body.await;
+        drop(permit);
+        record_latency(&ctx, api_key, started);
+        match encode_response(version, correlation_id, &body) {
+            Ok(bytes) => Some(vec![Chunk::Bytes(bytes)]),
+            Err(e) => {
+                tracing::error!(api_key, version, error = %e, "cannot encode a response");
+                None
+            }
+        }
+    })
+}
+
+pub fn record_latency(ctx: &ShardCtx, api_key: i16, started: Instant) {
+    if let Some(m) = ctx.shared.metrics.api(api_key) {
+        m.observe(started.elapsed().as_micros() as u64);
+    }
+}
+
+/// The answer to an unknown API key or an unsupported version: an ApiVersions v0 response
+/// with UNSUPPORTED_VERSION and the full list (what Kafka brokers send), under the request's
+/// correlation id.
+pub fn unsupported_version(correlation_id: i32) -> Vec<Chunk> {
+    let mut body = handlers::api_versions::supported();
+    body.error_code = kafka_protocol::ResponseError::UnsupportedVersion.code();
+    let bytes = encode_response(0, correlation_id, &body).expect("ApiVersions v0 encodes");
+    vec![Chunk::Bytes(bytes)]
+}
+
+/// Serves one Kafka connection until the client closes it or sends something unreadable.
+pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, peer: SocketAddr) {
+    let (mut reader, writer) = stream.into_split();
+    let (queue, pending) = mpsc::channel::<Pending>(IN_FLIGHT_MAX);
+    let writer_task = tokio::task::spawn_local(writer::write_responses(Rc::clone(&ctx), writer, pending));
+    let max = ctx.shared.config.max_request_bytes;
+    loop {
+        let mut size = [0u8; 4];
+        if reader.read_exact(&mut size).await.is_err() {
+            break;
+        }
+        let size = i32::from_be_bytes(size);
+        if size < 8 || size as usize > max {
+            tracing::warn!(%peer, size, max, "request frame size out of range; closing the connection");
+            ctx.shared.metrics.bad_frames.fetch_add(1, Relaxed);
+            break;
+        }
+        let size = size as usize;
+        let Ok(permit) = Arc::clone(&ctx.request_memory).acquire_many_owned((size / 1024 + 1) as u32).await else {
+            break;
+        };
+        let mut frame = BytesMut::zeroed(size);
+        match tokio::time::timeout(FRAME_READ_TIMEOUT, reader.read_exact(&mut frame)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => {
+                tracing::debug!(%peer, size, "connection closed inside a frame");
+                break;
+            }
+            Err(_) => {
+                tracing::warn!(%peer, size, "frame not completed within {FRAME_READ_TIMEOUT:?}; closing");
+                ctx.shared.metrics.bad_frames.fetch_add(1, Relaxed);
+                break;
+            }
+        }
+        ctx.shared.metrics.bytes_in.fetch_add(4 + size as u64, Relaxed);
+        match dispatch(&ctx, frame.freeze(), permit).await {
+            Ok(Some(response)) => {
+                if queue.send(response).await.is_err() {
+                    break;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(%peer, error = %format!("{e:#}"), "unreadable request; closing the connection");
+                ctx.shared.metrics.bad_frames.fetch_add(1, Relaxed);
+                break;
+            }
+        }
+    }
+    drop(queue);
+    let _ = writer_task.await;
+    ctx.shared.metrics.connections_closed.fetch_add(1, Relaxed);
+}
+
+use std::sync::Arc;
+
+/// Decodes one request and starts its handler.
+async fn dispatch(ctx: &Rc<ShardCtx>, frame: Bytes, permit: OwnedSemaphorePermit) -> anyhow::Result<Option<Pending>> {
+    let started = Instant::now();
+    let api_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Some((key, min, max)) = supported_range(api_key).filter(|(_, min, max)| (*min..=*max).contains(&version))
+    else {
+        tracing::debug!(api_key, version, "unsupported API or version");
+        if let Some(m) = ctx.shared.metrics.api(api_key) {
+            m.errors.fetch_add(1, Relaxed);
+        }
+        return Ok(Some(Box::pin(std::future::ready(Some(unsupported_version(correlation_id))))));
+    };
+    debug_assert!(min <= version && version <= max);
+    let mut buf = frame;
+    let header = RequestHeader::decode(&mut buf, key.request_header_version(version))
+        .map_err(|e| anyhow::anyhow!("{key:?} v{version} request header: {e:#}"))?;
+    let request = RequestKind::decode(key, &mut buf, version).map_err(|e| {
+        if let Some(m) = ctx.shared.metrics.api(api_key) {
+            m.errors.fetch_add(1, Relaxed);
+        }
+        anyhow::anyhow!("{key:?} v{version} request body: {e:#}")
+    })?;
+    let corr = header.correlation_id;
+    use handlers::*;
+    let pending = match request {
+        RequestKind::ApiVersions(_) => {
+            respond(ctx, api_key, version, corr, started, permit, async { api_versions::supported() })
+        }
+        RequestKind::Metadata(r) => {
+            respond(ctx, api_key, version, corr, started, permit, metadata::handle(Rc::clone(ctx), version, r))
+        }
+        RequestKind::Produce(r) => match produce::start(ctx, version, r).await {
+            Some(body) => respond(ctx, api_key, version, corr, started, permit, body),
+            None => {
+                record_latency(ctx, api_key, started);
+                return Ok(None);
+            }
+        },
+        RequestKind::Fetch(r) => fetch::start(ctx, version, corr, started, permit, r),
+        RequestKind::ListOffsets(r) => {
+            respond(ctx, api_key, version, corr, started, permit, list_offsets::handle(Rc::clone(ctx), version, r))
+        }
+        RequestKind::CreateTopics(r) => {
+            respond(ctx, api_key, version, corr, started, permit, topics::create(Rc::clone(ctx), version, r))
+        }
+        RequestKind::DeleteTopics(r) => {
+            respond(ctx, api_key, version, corr, started, permit, topics::delete(Rc::clone(ctx), version, r))
+        }
+        RequestKind::CreatePartitions(r) => {
+            respond(ctx, api_key, version, corr, started, permit, topics::create_partitions(Rc::clone(ctx), r))
+        }
+        RequestKind::DescribeConfigs(r) => {
+            respond(ctx, api_key, version, corr, started, permit, configs::describe(Rc::clone(ctx), version, r))
+        }
+        RequestKind::AlterConfigs(r) => {
+            respond(ctx, api_key, version, corr, started, permit, configs::alter(Rc::clone(ctx), r))
+        }
+        RequestKind::IncrementalAlterConfigs(r) => {
+            respond(ctx, api_key, version, corr, started, permit, configs::incremental_alter(Rc::clone(ctx), r))
+        }
+        RequestKind::DescribeCluster(_) => {
+            respond(ctx, api_key, version, corr, started, permit, cluster::describe(Rc::clone(ctx)))
+        }
+        _ => return Ok(Some(Box::pin(std::future::ready(Some(unsupported_version(correlation_id)))))),
+    };
+    Ok(Some(pending))
+}

@@ -1,0 +1,13 @@
+//! The braid node: configuration, the thread-per-core runtime, the Kafka front end, the
+//! metadata store, the admin HTTP endpoint and the command-line tools.
+
+pub mod admin;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod kafka;
+pub mod meta;
+pub mod metrics;
+pub mod runtime;
+pub mod shard;
+pub mod topic_config;

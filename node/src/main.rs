@@ -1,0 +1,14 @@
+//! `braid`: start a node, or talk to one (topics, produce, consume).
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = braid_node::cli::Cli::parse();
+    match braid_node::cli::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("braid: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

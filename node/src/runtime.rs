@@ -1,0 +1,303 @@
+//! The thread-per-core runtime: one pinned thread per shard, each with a single-threaded
+//! executor, its own io_uring (the storage ring) and its own Kafka listener (SO_REUSEPORT, so
+//! the kernel spreads connections over shards).
+//!
+//! ```text
+//!  main thread: start shards, wait for SIGINT/SIGTERM, ask every shard to flush and stop
+//!  shard k:     accept loop ─► connections (kafka::serve) ─► ShardMsg to the owning shard
+//!               message loop (ShardState::handle)   flusher (group commit)   retention timer
+//!  shard 0:     also the metadata store and the admin HTTP listener
+//! ```
+
+use crate::config::NodeConfig;
+use crate::meta::{MetaStore, SharedSnapshot};
+use crate::metrics::Metrics;
+use crate::shard::{self, MetaReply, ShardMsg, ShardState, SHARD_QUEUE_DEPTH};
+use anyhow::Context;
+use braid_engine::io::UringStorage;
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+
+/// What all shards share: settings, the senders of every shard's queue, counters, and the
+/// signal that new records are readable (for long-polling fetches).
+pub struct Shared {
+    pub config: NodeConfig,
+    pub senders: Vec<mpsc::Sender<ShardMsg>>,
+    pub metrics: Metrics,
+    pub appended: Notify,
+}
+
+/// The shard that owns a partition: a stable hash, the same across restarts.
+pub fn owner_shard(topic: &str, partition: i32, shards: usize) -> usize {
+    let hash = crc32c::crc32c_append(crc32c::crc32c(topic.as_bytes()), &partition.to_be_bytes());
+    hash as usize % shards
+}
+
+/// Per-shard, per-thread context handed to connections.
+pub struct ShardCtx {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    /// The metadata snapshot as this shard last applied it.
+    pub snapshot: RefCell<SharedSnapshot>,
+    /// Request bytes this shard may hold at once (permits of 1 KiB).
+    pub request_memory: Arc<Semaphore>,
+}
+
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes within it; sched_setaffinity reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            tracing::warn!(cpu, error = %std::io::Error::last_os_error(), "could not pin shard thread");
+        }
+    }
+}
+
+fn reuse_port_listener(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(&addr.into()).with_context(|| format!("binding {addr}"))?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Checks io_uring and O_DIRECT on the data directory before any shard starts, so a bad
+/// environment is one clear message instead of a failure per shard.
+fn preflight(config: &mut NodeConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    UringStorage::new(config.direct_io)?;
+    if config.direct_io {
+        use std::os::unix::fs::OpenOptionsExt;
+        let probe = config.data_dir.join(".direct-io-probe");
+        let result = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&probe);
+        let _ = std::fs::remove_file(&probe);
+        if let Err(e) = result {
+            tracing::warn!(dir = %config.data_dir.display(), error = %e, "O_DIRECT is not available here; writing through the page cache");
+            config.direct_io = false;
+        }
+    }
+    Ok(())
+}
+
+/// Runs a node until SIGINT or SIGTERM.
+pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
+    preflight(&mut config)?;
+    let shards = config.cores;
+    let mut receivers = Vec::with_capacity(shards);
+    let mut senders = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        let (tx, rx) = mpsc::channel(SHARD_QUEUE_DEPTH);
+        senders.push(tx);
+        receivers.push(rx);
+    }
+    let shared =
+        Arc::new(Shared { config: config.clone(), senders, metrics: Metrics::default(), appended: Notify::new() });
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(usize, anyhow::Result<()>)>();
+    let mut threads = Vec::new();
+    for (id, rx) in receivers.into_iter().enumerate() {
+        let shared = Arc::clone(&shared);
+        let ready = ready_tx.clone();
+        let thread = std::thread::Builder::new().name(format!("shard-{id}")).spawn(move || {
+            pin_to_cpu(id % cpus);
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = ready.send((id, Err(e.into())));
+                    return;
+                }
+            };
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&runtime, shard_main(id, shared, rx, ready));
+        })?;
+        threads.push(thread);
+    }
+    drop(ready_tx);
+    for _ in 0..shards {
+        let (id, result) = ready_rx.recv().context("a shard thread died during start-up")?;
+        if let Err(e) = result {
+            for tx in &shared.senders {
+                let (ack, _) = oneshot::channel();
+                let _ = tx.try_send(ShardMsg::Shutdown { ack });
+            }
+            return Err(e.context(format!("starting shard {id}")));
+        }
+    }
+    tracing::info!(
+        node_id = config.node_id, kafka = %config.kafka_addr, admin = %config.admin_addr, shards,
+        data_dir = %config.data_dir.display(), direct_io = config.direct_io, "braid node started"
+    );
+    eprintln!(
+        "braid: node {} serving Kafka on {} (admin http://{}), data in {}",
+        config.node_id,
+        config.kafka_addr,
+        config.admin_addr,
+        config.data_dir.display()
+    );
+
+    let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    signals.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("stopping: flushing every partition");
+        for tx in &shared.senders {
+            let (ack, done) = oneshot::channel();
+            if tx.send(ShardMsg::Shutdown { ack }).await.is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(30), done).await;
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    for thread in threads {
+        let _ = thread.join();
+    }
+    Ok(())
+}
+
+async fn shard_main(
+    id: usize,
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<ShardMsg>,
+    ready: std::sync::mpsc::Sender<(usize, anyhow::Result<()>)>,
+) {
+    let start = async {
+        let storage = UringStorage::new(shared.config.direct_io)?;
+        let meta = if id == 0 {
+            Some(MetaStore::open(
+                storage.clone(),
+                &shared.config.data_dir,
+                shared.config.node_id,
+                shared.config.kafka_addr,
+                shard::now_ms(),
+            )?)
+        } else {
+            None
+        };
+        let listener = tokio::net::TcpListener::from_std(reuse_port_listener(shared.config.kafka_addr)?)?;
+        let admin = if id == 0 {
+            let std_listener = std::net::TcpListener::bind(shared.config.admin_addr)
+                .with_context(|| format!("binding admin {}", shared.config.admin_addr))?;
+            std_listener.set_nonblocking(true)?;
+            Some(tokio::net::TcpListener::from_std(std_listener)?)
+        } else {
+            None
+        };
+        anyhow::Ok((storage, meta, listener, admin))
+    };
+    let (storage, meta, listener, admin) = match start.await {
+        Ok(parts) => parts,
+        Err(e) => {
+            let _ = ready.send((id, Err(e)));
+            return;
+        }
+    };
+    let state = Rc::new(RefCell::new(ShardState::new(id, Arc::clone(&shared), storage, meta)));
+    let ctx = Rc::new(ShardCtx {
+        id,
+        shared: Arc::clone(&shared),
+        snapshot: RefCell::new(Arc::default()),
+        request_memory: Arc::new(Semaphore::new(shared.config.shard_request_memory / 1024)),
+    });
+
+    // Snapshots that shard 0 publishes after a metadata change: sent to every shard, and the
+    // client is answered once all have applied it (so its next request finds the topic).
+    let (publish_tx, mut publish_rx) =
+        mpsc::unbounded_channel::<(SharedSnapshot, oneshot::Sender<MetaReply>, MetaReply)>();
+    let publisher_shared = Arc::clone(&shared);
+    tokio::task::spawn_local(async move {
+        while let Some((snapshot, reply, result)) = publish_rx.recv().await {
+            broadcast(&publisher_shared, snapshot).await;
+            let _ = reply.send(result);
+        }
+    });
+    if id == 0 {
+        let snapshot = state.borrow().meta_snapshot().expect("shard 0 has the metadata store");
+        shard::remove_orphan_dirs(&shared.config.data_dir, &snapshot);
+        let shared = Arc::clone(&shared);
+        tokio::task::spawn_local(async move { broadcast(&shared, snapshot).await });
+    }
+
+    // Group commit: after each burst of messages, flush what is dirty.
+    let flush_needed = state.borrow().flush_needed();
+    let flusher_state = Rc::clone(&state);
+    tokio::task::spawn_local(async move {
+        loop {
+            flush_needed.notified().await;
+            flusher_state.borrow_mut().flush_dirty();
+        }
+    });
+    let retention_state = Rc::clone(&state);
+    let retention_every = Duration::from_millis(shared.config.retention_check_ms.max(10));
+    tokio::task::spawn_local(async move {
+        let mut interval = tokio::time::interval(retention_every);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            retention_state.borrow_mut().apply_retention();
+        }
+    });
+    let accept_ctx = Rc::clone(&ctx);
+    tokio::task::spawn_local(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    accept_ctx.shared.metrics.connections_opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::task::spawn_local(crate::kafka::serve(Rc::clone(&accept_ctx), stream, peer));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+    if let Some(admin) = admin {
+        tokio::task::spawn_local(crate::admin::serve(Arc::clone(&shared), admin));
+    }
+    let _ = ready.send((id, Ok(())));
+
+    while let Some(msg) = rx.recv().await {
+        if let ShardMsg::Snapshot { snapshot, .. } = &msg {
+            if snapshot.zxid >= ctx.snapshot.borrow().zxid {
+                *ctx.snapshot.borrow_mut() = Arc::clone(snapshot);
+            }
+        }
+        if !state.borrow_mut().handle(msg, &publish_tx) {
+            break;
+        }
+    }
+}
+
+/// Sends a snapshot to every shard and waits until each has applied it.
+pub async fn broadcast(shared: &Shared, snapshot: SharedSnapshot) {
+    let mut acks = Vec::new();
+    for tx in &shared.senders {
+        let (ack, done) = oneshot::channel();
+        if tx.send(ShardMsg::Snapshot { snapshot: Arc::clone(&snapshot), ack }).await.is_ok() {
+            acks.push(done);
+        }
+    }
+    for done in acks {
+        let _ = done.await;
+    }
+}
