@@ -75,7 +75,9 @@ pub fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
             println!("created topic {topic}");
         }
         TopicCommand::List => {
-            let response = client.call(MetadataRequest::default())?;
+            let mut request = MetadataRequest::default();
+            request.topics = None; // every topic
+            let response = client.call(request)?;
             let mut names: Vec<String> =
                 response.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect();
             names.sort();
@@ -101,6 +103,7 @@ pub fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
             let mut resource = DescribeConfigsResource::default();
             resource.resource_type = 2;
             resource.resource_name = StrBytes::from_string(topic.clone());
+            resource.configuration_keys = None;
             let mut request = DescribeConfigsRequest::default();
             request.resources = vec![resource];
             let response = client.call(request)?;

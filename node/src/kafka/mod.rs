@@ -197,33 +197,51 @@ pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, peer: SocketAddr) {
 
 use std::sync::Arc;
 
-/// Decodes one request and starts its handler.
-async fn dispatch(ctx: &Rc<ShardCtx>, frame: Bytes, permit: OwnedSemaphorePermit) -> anyhow::Result<Option<Pending>> {
-    let started = Instant::now();
+/// A request frame, decoded.
+pub enum Decoded {
+    /// An API this node serves, at a version it serves.
+    Request { api_key: i16, version: i16, header: RequestHeader, request: Box<RequestKind> },
+    /// Unknown API key or version out of range: answered with UNSUPPORTED_VERSION.
+    Unsupported { api_key: i16, version: i16, correlation_id: i32 },
+}
+
+/// Decodes one frame (the bytes after the size prefix). Errors mean the bytes are not a
+/// request of the API and version they claim; the connection is then closed.
+pub fn decode_request(frame: Bytes) -> anyhow::Result<Decoded> {
+    if frame.len() < 8 {
+        anyhow::bail!("frame of {} bytes is shorter than a request header", frame.len());
+    }
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-    let Some((key, min, max)) = supported_range(api_key).filter(|(_, min, max)| (*min..=*max).contains(&version))
-    else {
-        tracing::debug!(api_key, version, "unsupported API or version");
-        if let Some(m) = ctx.shared.metrics.api(api_key) {
-            m.errors.fetch_add(1, Relaxed);
-        }
-        return Ok(Some(Box::pin(std::future::ready(Some(unsupported_version(correlation_id))))));
+    let Some((key, _, _)) = supported_range(api_key).filter(|(_, min, max)| (*min..=*max).contains(&version)) else {
+        return Ok(Decoded::Unsupported { api_key, version, correlation_id });
     };
-    debug_assert!(min <= version && version <= max);
     let mut buf = frame;
     let header = RequestHeader::decode(&mut buf, key.request_header_version(version))
         .map_err(|e| anyhow::anyhow!("{key:?} v{version} request header: {e:#}"))?;
-    let request = RequestKind::decode(key, &mut buf, version).map_err(|e| {
-        if let Some(m) = ctx.shared.metrics.api(api_key) {
-            m.errors.fetch_add(1, Relaxed);
+    let request = RequestKind::decode(key, &mut buf, version)
+        .map_err(|e| anyhow::anyhow!("{key:?} v{version} request body: {e:#}"))?;
+    Ok(Decoded::Request { api_key, version, header, request: Box::new(request) })
+}
+
+/// Decodes one request and starts its handler.
+async fn dispatch(ctx: &Rc<ShardCtx>, frame: Bytes, permit: OwnedSemaphorePermit) -> anyhow::Result<Option<Pending>> {
+    let started = Instant::now();
+    let decoded = decode_request(frame)?;
+    let (api_key, version, header, request) = match decoded {
+        Decoded::Request { api_key, version, header, request } => (api_key, version, header, request),
+        Decoded::Unsupported { api_key, version, correlation_id } => {
+            tracing::debug!(api_key, version, "unsupported API or version");
+            if let Some(m) = ctx.shared.metrics.api(api_key) {
+                m.errors.fetch_add(1, Relaxed);
+            }
+            return Ok(Some(Box::pin(std::future::ready(Some(unsupported_version(correlation_id))))));
         }
-        anyhow::anyhow!("{key:?} v{version} request body: {e:#}")
-    })?;
+    };
     let corr = header.correlation_id;
     use handlers::*;
-    let pending = match request {
+    let pending = match *request {
         RequestKind::ApiVersions(_) => {
             respond(ctx, api_key, version, corr, started, permit, async { api_versions::supported() })
         }
@@ -262,7 +280,7 @@ async fn dispatch(ctx: &Rc<ShardCtx>, frame: Bytes, permit: OwnedSemaphorePermit
         RequestKind::DescribeCluster(_) => {
             respond(ctx, api_key, version, corr, started, permit, cluster::describe(Rc::clone(ctx)))
         }
-        _ => return Ok(Some(Box::pin(std::future::ready(Some(unsupported_version(correlation_id)))))),
+        _ => return Ok(Some(Box::pin(std::future::ready(Some(unsupported_version(corr)))))),
     };
     Ok(Some(pending))
 }

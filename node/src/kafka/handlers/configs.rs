@@ -47,7 +47,9 @@ pub async fn describe(ctx: Rc<ShardCtx>, version: i16, request: DescribeConfigsR
     let config = &ctx.shared.config;
     let mut response = DescribeConfigsResponse::default();
     for resource in request.resources {
-        let keys: Option<Vec<String>> = resource.configuration_keys.map(|k| k.iter().map(|s| s.to_string()).collect());
+        // Null asks for every config; so does an empty list.
+        let keys: Option<Vec<String>> =
+            resource.configuration_keys.filter(|k| !k.is_empty()).map(|k| k.iter().map(|s| s.to_string()).collect());
         let wanted = |name: &str| keys.as_ref().is_none_or(|k| k.iter().any(|w| w == name));
         let mut result = DescribeConfigsResult::default();
         result.resource_type = resource.resource_type;

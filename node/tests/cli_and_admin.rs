@@ -1,0 +1,69 @@
+//! The braid CLI and the admin HTTP endpoint against a running node.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn cli_manages_topics_and_moves_records() {
+    let node = Node::start();
+    let out = node.cli(&["topic", "create", "cli-topic", "--partitions", "3", "--config", "retention.ms=60000"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bad = node.cli(&["topic", "create", "cli-topic"], None);
+    assert!(!bad.status.success(), "creating twice fails");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("TopicAlreadyExists"));
+    let invalid = node.cli(&["topic", "create", "x", "--config", "retention.ms=abc"], None);
+    assert!(
+        String::from_utf8_lossy(&invalid.stderr).contains("InvalidConfig"),
+        "{}",
+        String::from_utf8_lossy(&invalid.stderr)
+    );
+    assert!(lines(&node.cli(&["topic", "list"], None)).contains(&"cli-topic".to_owned()));
+    let described = String::from_utf8(node.cli(&["topic", "describe", "cli-topic"], None).stdout).unwrap();
+    assert!(described.contains("partitions 3") && described.contains("retention.ms=60000"), "{described}");
+
+    let input: String = (0..2500).map(|i| format!("line {i}\n")).collect();
+    for codec in ["none", "zstd"] {
+        let out =
+            node.cli(&["produce", "cli-topic", "--partition", "2", "--compression", codec], Some(input.as_bytes()));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let consumed = node.cli(&["consume", "cli-topic", "--partition", "2", "--count", "5000"], None);
+    let got = lines(&consumed);
+    assert_eq!(got.len(), 5000);
+    assert_eq!(got[0], "line 0");
+    assert_eq!(got[2500], "line 0");
+    assert_eq!(got[4999], "line 2499");
+    let from = node.cli(&["consume", "cli-topic", "--partition", "2", "--offset", "4990", "--count", "10"], None);
+    assert_eq!(lines(&from).first().map(String::as_str), Some("line 2490"));
+
+    let out = node.cli(&["topic", "delete", "cli-topic"], None);
+    assert!(out.status.success());
+    assert!(!lines(&node.cli(&["topic", "list"], None)).contains(&"cli-topic".to_owned()));
+}
+
+#[test]
+fn admin_http_serves_metrics_and_status() {
+    let node = Node::start();
+    node.cli(&["topic", "create", "observed", "--partitions", "2"], None);
+    let out = node.cli(&["produce", "observed"], Some(b"a\nb\nc\n"));
+    assert!(out.status.success());
+    let metrics = node.http_get("/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(metrics.contains("braid_kafka_requests_total{api=\"Produce\"} 1"), "{metrics}");
+    assert!(metrics.contains("braid_kafka_request_latency_seconds_bucket{api=\"Produce\",le=\"+Inf\"} 1"));
+    assert!(metrics.contains("braid_log_end_offset{topic=\"observed\",partition=\"0\"} 3"), "{metrics}");
+    let status = node.http_get("/v1/status");
+    let json: serde_json::Value = serde_json::from_str(status.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(json["node_id"], 1);
+    assert_eq!(json["partitions"].as_array().unwrap().len(), 2);
+    assert!(node.http_get("/nope").starts_with("HTTP/1.1 404"));
+}
+
+#[test]
+fn start_refuses_peers_it_cannot_serve_with_a_clear_error() {
+    let node = Node::start();
+    let out = node.cli(&["start", "--peers", "1@127.0.0.1:9093,2@127.0.0.1:9094", "--kafka-addr", "127.0.0.1:1"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("single-node"), "{}", String::from_utf8_lossy(&out.stderr));
+}

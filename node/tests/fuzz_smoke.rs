@@ -1,0 +1,72 @@
+//! The fuzz targets' functions over seeded random and mutated inputs, on stable Rust, so the
+//! default test run catches a decoder that panics. Real fuzzing: tests/fuzz (cargo fuzz).
+
+use braid_engine::rng::SimRng;
+use bytes::Bytes;
+
+/// Valid request frames to mutate: ApiVersions v0/v3, Metadata v1/v12, Produce v3, Fetch v4.
+fn seeds() -> Vec<Vec<u8>> {
+    let header = |key: i16, version: i16| {
+        let mut h = Vec::new();
+        h.extend_from_slice(&key.to_be_bytes());
+        h.extend_from_slice(&version.to_be_bytes());
+        h.extend_from_slice(&1i32.to_be_bytes());
+        h.extend_from_slice(&3i16.to_be_bytes());
+        h.extend_from_slice(b"cli");
+        h
+    };
+    let mut seeds = vec![header(18, 0)];
+    let mut v3 = header(18, 3);
+    v3.extend_from_slice(&[0, 4, b'k', b'c', b'a', 4, b'2', b'.', b'0', 0]);
+    seeds.push(v3);
+    let mut metadata = header(3, 1);
+    metadata.extend_from_slice(&1i32.to_be_bytes());
+    metadata.extend_from_slice(&1i16.to_be_bytes());
+    metadata.push(b't');
+    seeds.push(metadata);
+    let batch = braid_engine::log::batch::build_batch(0, &[b"v"]);
+    let mut produce = header(0, 3);
+    produce.extend_from_slice(&(-1i16).to_be_bytes());
+    produce.extend_from_slice(&1i16.to_be_bytes());
+    produce.extend_from_slice(&1000i32.to_be_bytes());
+    produce.extend_from_slice(&1i32.to_be_bytes());
+    produce.extend_from_slice(&1i16.to_be_bytes());
+    produce.push(b't');
+    produce.extend_from_slice(&1i32.to_be_bytes());
+    produce.extend_from_slice(&0i32.to_be_bytes());
+    produce.extend_from_slice(&(batch.len() as i32).to_be_bytes());
+    produce.extend_from_slice(&batch);
+    seeds.push(produce);
+    seeds
+}
+
+#[test]
+fn request_decoder_survives_random_and_mutated_frames() {
+    let mut rng = SimRng::new(0xB4A1D);
+    let seeds = seeds();
+    for seed in &seeds {
+        if let Err(e) = braid_node::kafka::decode_request(Bytes::from(seed.clone())) {
+            panic!("seed frame {seed:?} does not decode: {e:#}");
+        }
+    }
+    for round in 0..200_000u64 {
+        let mut frame = if round % 4 == 0 {
+            (0..rng.below(64)).map(|_| rng.below(256) as u8).collect()
+        } else {
+            seeds[rng.below(seeds.len() as u64) as usize].clone()
+        };
+        for _ in 0..=rng.below(4) {
+            if frame.is_empty() {
+                break;
+            }
+            let at = rng.below(frame.len() as u64) as usize;
+            match rng.below(4) {
+                0 => frame[at] ^= 1 << rng.below(8),
+                1 => frame[at] = [0x00, 0x7f, 0x80, 0xff][rng.below(4) as usize],
+                2 => frame.truncate(at),
+                _ => frame.insert(at, rng.below(256) as u8),
+            }
+        }
+        let _ = braid_node::kafka::decode_request(Bytes::from(frame));
+    }
+}
