@@ -6,5 +6,6 @@
 
 pub mod io;
 pub mod log;
+pub mod raft;
 pub mod rng;
 pub mod tree;

@@ -233,6 +233,42 @@ pub fn build_batch(base_timestamp: i64, values: &[&[u8]]) -> Vec<u8> {
     batch
 }
 
+/// A control batch (attributes bit 5 set) holding one record with `key` and no value, as Kafka
+/// writes for leader changes and transaction markers.
+pub fn build_control_batch(key: &[u8]) -> Vec<u8> {
+    let mut body = vec![0u8];
+    put_varint(&mut body, 0);
+    put_varint(&mut body, 0);
+    put_varint(&mut body, key.len() as i64);
+    body.extend_from_slice(key);
+    put_varint(&mut body, -1);
+    put_varint(&mut body, 0);
+    let mut records = Vec::new();
+    put_varint(&mut records, body.len() as i64);
+    records.extend_from_slice(&body);
+    let mut batch = Vec::with_capacity(BATCH_HEADER_BYTES + records.len());
+    batch.extend_from_slice(&0i64.to_be_bytes());
+    batch.extend_from_slice(&((BATCH_HEADER_BYTES - BATCH_LOG_OVERHEAD_BYTES + records.len()) as i32).to_be_bytes());
+    batch.extend_from_slice(&(-1i32).to_be_bytes());
+    batch.push(MAGIC_V2 as u8);
+    batch.extend_from_slice(&[0; 4]);
+    batch.extend_from_slice(&CONTROL_ATTRIBUTE.to_be_bytes());
+    batch.extend_from_slice(&0i32.to_be_bytes());
+    batch.extend_from_slice(&(-1i64).to_be_bytes());
+    batch.extend_from_slice(&(-1i64).to_be_bytes());
+    batch.extend_from_slice(&(-1i64).to_be_bytes());
+    batch.extend_from_slice(&(-1i16).to_be_bytes());
+    batch.extend_from_slice(&(-1i32).to_be_bytes());
+    batch.extend_from_slice(&1i32.to_be_bytes());
+    batch.extend_from_slice(&records);
+    let crc = crc32c::crc32c(&batch[CRC_COVERED_FROM..]);
+    batch[CRC_POSITION..CRC_POSITION + 4].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+/// Attributes bit marking a control batch.
+pub const CONTROL_ATTRIBUTE: i16 = 0x20;
+
 /// One record of an uncompressed batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record<'a> {

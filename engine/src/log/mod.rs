@@ -533,6 +533,36 @@ impl<S: Storage> Log<S> {
         }
     }
 
+    /// Appends a batch that already carries its offsets and leader epoch (a follower copying
+    /// the leader's log): its base offset must be the log end offset. The CRC is checked.
+    pub fn append_replicated(&mut self, batch: &[u8]) -> Result<AppendInfo, LogError> {
+        let header = batch::validate(batch, self.config.max_batch_bytes).map_err(LogError::InvalidBatch)?;
+        if header.base_offset != self.log_end_offset() {
+            return Err(LogError::OffsetOutOfRange {
+                requested: header.base_offset,
+                log_start_offset: self.log_start_offset(),
+                log_end_offset: self.log_end_offset(),
+            });
+        }
+        self.append(batch, header.partition_leader_epoch)
+    }
+
+    /// The leader epoch (raft term) of the batch that ends right before `end_offset`, if a batch
+    /// ends exactly there; `Ok(None)` if `end_offset` is not a batch boundary of this log.
+    pub fn epoch_of_batch_ending_at(&self, end_offset: i64) -> Result<Option<i32>, LogError> {
+        if end_offset <= self.log_start_offset() || end_offset > self.written_offset {
+            return Ok(None);
+        }
+        match self.read(end_offset - 1, 1, None)? {
+            Some(slice) if slice.next_offset == end_offset => {
+                let bytes = self.read_bytes(&ReadSlice { len: batch::BATCH_HEADER_BYTES as u64, ..slice })?;
+                let header = BatchHeader::parse(&bytes).map_err(LogError::InvalidBatch)?;
+                Ok(Some(header.partition_leader_epoch))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Writes appended batches to the file (no fdatasync): they become readable.
     pub fn write(&mut self) -> Result<(), LogError> {
         self.check_usable()?;

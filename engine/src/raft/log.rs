@@ -1,0 +1,123 @@
+//! What the raft core needs of a log, and its implementation on the partition [`Log`].
+//!
+//! Entries are Kafka batches: an entry spans offsets `[base, end)`, its term is the batch's
+//! partitionLeaderEpoch, and raft positions are batch boundaries (end offsets). So raft index =
+//! Kafka offset, and the commit index is the high watermark.
+
+use crate::io::Storage;
+use crate::log::batch::{self, BatchHeader};
+use crate::log::{Log, LogError};
+
+pub type Term = u64;
+
+/// The log as the raft core sees it. Reads see every appended entry (the implementation writes
+/// appends through to its file before answering reads); durability is `durable_end`.
+pub trait RaftLog {
+    /// Offset where the log starts (the end of the empty prefix).
+    fn start(&self) -> i64;
+    /// End offset of the last entry and its term (`(start, 0)` when empty).
+    fn last(&self) -> (i64, Term);
+    /// The term of the entry ending exactly at `end`; `Some(0)` for `end == start()`; None if
+    /// no entry ends there.
+    fn term_at(&self, end: i64) -> Option<Term>;
+    /// Start offset of the entry ending at `end` (the previous boundary).
+    fn boundary_before(&self, end: i64) -> Option<i64>;
+    /// Whole entries starting at boundary `from`, up to about `max_bytes` (at least one).
+    fn entries_from(&self, from: i64, max_bytes: u64) -> Vec<Vec<u8>>;
+    /// Appends a new entry in `term` (leader); returns its end offset.
+    fn append_new(&mut self, entry: &[u8], term: Term) -> Result<i64, LogError>;
+    /// Appends an entry copied from the leader; its base offset must be the log end.
+    fn append_copy(&mut self, entry: &[u8]) -> Result<i64, LogError>;
+    /// Removes every entry ending after `end` (a boundary).
+    fn truncate(&mut self, end: i64) -> Result<(), LogError>;
+    /// Everything up to here survived an fdatasync.
+    fn durable_end(&self) -> i64;
+    /// The entry a new leader appends to commit its term (Kafka: a control batch).
+    fn leader_marker(&self, term: Term) -> Vec<u8>;
+}
+
+/// Term and end offset of an entry from its bytes.
+pub fn entry_position(entry: &[u8]) -> Option<(i64, i64, Term)> {
+    let header = BatchHeader::parse(entry).ok()?;
+    Some((header.base_offset, header.next_offset(), header.partition_leader_epoch.max(0) as Term))
+}
+
+fn term_from_epoch(epoch: i32) -> Term {
+    epoch.max(0) as Term
+}
+
+fn epoch_from_term(term: Term) -> i32 {
+    i32::try_from(term).expect("raft terms stay below 2^31 (Kafka leader epochs are int32)")
+}
+
+impl<S: Storage> RaftLog for Log<S> {
+    fn start(&self) -> i64 {
+        self.log_start_offset()
+    }
+
+    fn last(&self) -> (i64, Term) {
+        let end = self.log_end_offset();
+        (end, self.term_at(end).unwrap_or(0))
+    }
+
+    fn term_at(&self, end: i64) -> Option<Term> {
+        if end == self.log_start_offset() {
+            return Some(0);
+        }
+        self.epoch_of_batch_ending_at(end).ok().flatten().map(term_from_epoch)
+    }
+
+    fn boundary_before(&self, end: i64) -> Option<i64> {
+        if end <= self.log_start_offset() {
+            return None;
+        }
+        let slice = self.read(end - 1, 1, None).ok()??;
+        (slice.next_offset == end).then_some(slice.first_offset)
+    }
+
+    fn entries_from(&self, from: i64, max_bytes: u64) -> Vec<Vec<u8>> {
+        let Ok(Some(slice)) = self.read(from, max_bytes, None) else { return Vec::new() };
+        if slice.first_offset != from {
+            return Vec::new();
+        }
+        let Ok(bytes) = self.read_bytes(&slice) else { return Vec::new() };
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let Ok(header) = BatchHeader::parse(&bytes[at..]) else { break };
+            out.push(bytes[at..at + header.total_bytes()].to_vec());
+            at += header.total_bytes();
+        }
+        out
+    }
+
+    fn append_new(&mut self, entry: &[u8], term: Term) -> Result<i64, LogError> {
+        let info = self.append(entry, epoch_from_term(term))?;
+        self.write()?;
+        Ok(info.last_offset + 1)
+    }
+
+    fn append_copy(&mut self, entry: &[u8]) -> Result<i64, LogError> {
+        let info = self.append_replicated(entry)?;
+        self.write()?;
+        Ok(info.last_offset + 1)
+    }
+
+    fn truncate(&mut self, end: i64) -> Result<(), LogError> {
+        let new_end = self.truncate_to(end)?;
+        assert_eq!(new_end, end, "raft truncates at entry boundaries only");
+        Ok(())
+    }
+
+    fn durable_end(&self) -> i64 {
+        self.durable_offset()
+    }
+
+    fn leader_marker(&self, term: Term) -> Vec<u8> {
+        // A control batch (attributes bit 5) with one LEADER_CHANGE record (key: version 0,
+        // type 2); consumers skip control batches.
+        let mut marker = batch::build_control_batch(&[0, 0, 0, 2]);
+        batch::stamp(&mut marker, 0, epoch_from_term(term));
+        marker
+    }
+}

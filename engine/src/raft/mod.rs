@@ -1,0 +1,604 @@
+//! Raft as a pure state machine, one instance per group (a partition, or group 0).
+//!
+//! Inputs: [`Raft::tick`], [`Raft::step`] (a message), [`Raft::propose`]. Outputs: messages
+//! ([`Raft::take_messages`]), the log itself (appends and truncations go to the [`RaftLog`],
+//! which buffers them until the driver flushes it), the hard state to persist
+//! ([`Raft::hard_state`]) and the commit position ([`Raft::committed`]).
+//!
+//! The driver's contract, in each round: persist the hard state if it changed and flush the
+//! log, then call [`Raft::on_persisted`], then send the messages. So a vote or an append
+//! acknowledgement never leaves before what it promises is on disk.
+//!
+//! ```text
+//!            timeout              pre-vote majority          vote majority
+//!  Follower ─────────► PreCandidate ─────────────► Candidate ─────────────► Leader
+//!     ▲                    │ higher term / leader      │                      │ higher term,
+//!     └────────────────────┴───────────────────────────┴──────────────────────┘ lost quorum
+//! ```
+//! Pre-vote keeps a partitioned node from disrupting a healthy leader; check-quorum makes a
+//! leader that cannot hear a majority step down; a node that heard from a leader within the
+//! election timeout ignores (pre-)votes (leader lease).
+//!
+//! Positions are entry end offsets (see [`log`]): an append carries the entries after
+//! `prev_end` and the term of the entry ending there; the follower accepts if its own entry
+//! ending at `prev_end` has that term, and truncates its first conflicting entry and after.
+
+pub mod log;
+
+pub use log::{RaftLog, Term};
+
+use crate::log::LogError;
+use crate::rng::SimRng;
+use std::collections::{BTreeMap, BTreeSet};
+
+pub type NodeId = u64;
+
+/// Bytes of entries per append message, at most (at least one entry is always sent).
+pub const APPEND_MAX_BYTES: u64 = 1 << 20;
+/// Append messages a leader keeps in flight to one follower when replicating.
+pub const INFLIGHT_MAX: usize = 8;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub id: NodeId,
+    pub voters: Vec<NodeId>,
+    /// Base election timeout, in ticks; the actual one is drawn from [base, 2 * base).
+    pub election_ticks: u32,
+    pub heartbeat_ticks: u32,
+    /// Seed of this node's timeout draws (deterministic in simulation).
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Follower,
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+/// What must be durable before any message of a round is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HardState {
+    pub term: Term,
+    pub voted_for: Option<NodeId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// Would you vote for me at `term` (the message's)? My log ends at `last_end` in `last_term`.
+    PreVote {
+        last_end: i64,
+        last_term: Term,
+    },
+    PreVoteReply {
+        granted: bool,
+    },
+    Vote {
+        last_end: i64,
+        last_term: Term,
+    },
+    VoteReply {
+        granted: bool,
+    },
+    Append {
+        prev_end: i64,
+        prev_term: Term,
+        entries: Vec<Vec<u8>>,
+        commit: i64,
+    },
+    /// `accepted`: the follower's log matches up to `end`. Rejected: `end` is a hint, the
+    /// follower's log end.
+    AppendReply {
+        accepted: bool,
+        end: i64,
+    },
+    Heartbeat {
+        commit: i64,
+    },
+    HeartbeatReply,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub term: Term,
+    pub body: Body,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// One append at a time, resent on heartbeats, until the follower's position is known.
+    Probe,
+    /// Appends pipelined up to INFLIGHT_MAX.
+    Replicate,
+}
+
+#[derive(Debug, Clone)]
+struct Progress {
+    match_end: i64,
+    next_end: i64,
+    mode: Mode,
+    inflight: usize,
+    /// Heard from since the last check-quorum round.
+    recent: bool,
+    /// `match_end` at the previous heartbeat: no movement with appends in flight means they
+    /// were lost, and the follower is probed again.
+    match_at_heartbeat: i64,
+}
+
+#[derive(Debug)]
+pub enum ProposeError {
+    NotLeader { leader: Option<NodeId> },
+    Log(LogError),
+}
+
+pub struct Raft<L: RaftLog> {
+    config: Config,
+    log: L,
+    role: Role,
+    hard: HardState,
+    hard_dirty: bool,
+    leader: Option<NodeId>,
+    committed: i64,
+    votes: BTreeSet<NodeId>,
+    progress: BTreeMap<NodeId, Progress>,
+    elapsed: u32,
+    heartbeat_elapsed: u32,
+    timeout: u32,
+    rng: SimRng,
+    outbox: Vec<Message>,
+}
+
+fn quorum(voters: usize) -> usize {
+    voters / 2 + 1
+}
+
+impl<L: RaftLog> Raft<L> {
+    /// A node restarting from its persisted hard state and log.
+    pub fn new(config: Config, log: L, hard: HardState) -> Self {
+        assert!(config.voters.contains(&config.id), "a node is one of its group's voters");
+        assert!(config.heartbeat_ticks >= 1 && config.election_ticks > config.heartbeat_ticks);
+        let mut rng = SimRng::new(config.seed ^ config.id.rotate_left(17));
+        let timeout = config.election_ticks + rng.below(u64::from(config.election_ticks)) as u32;
+        let committed = log.start();
+        let mut raft = Raft {
+            config,
+            log,
+            role: Role::Follower,
+            hard,
+            hard_dirty: false,
+            leader: None,
+            committed,
+            votes: BTreeSet::new(),
+            progress: BTreeMap::new(),
+            elapsed: 0,
+            heartbeat_elapsed: 0,
+            timeout,
+            rng,
+            outbox: Vec::new(),
+        };
+        if raft.config.voters.len() == 1 {
+            raft.campaign_now();
+        }
+        raft
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn term(&self) -> Term {
+        self.hard.term
+    }
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+    /// End offset of the committed prefix (the high watermark).
+    pub fn committed(&self) -> i64 {
+        self.committed
+    }
+    pub fn hard_state(&self) -> HardState {
+        self.hard
+    }
+    /// True once since the last call if the hard state changed and must be persisted.
+    pub fn take_hard_state_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.hard_dirty)
+    }
+    pub fn log(&self) -> &L {
+        &self.log
+    }
+    pub fn log_mut(&mut self) -> &mut L {
+        &mut self.log
+    }
+    pub fn take_messages(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    fn send(&mut self, to: NodeId, body: Body) {
+        self.outbox.push(Message { from: self.config.id, to, term: self.hard.term, body });
+    }
+
+    fn reset_timeout(&mut self) {
+        self.elapsed = 0;
+        self.timeout = self.config.election_ticks + self.rng.below(u64::from(self.config.election_ticks)) as u32;
+    }
+
+    fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        if term > self.hard.term {
+            self.hard = HardState { term, voted_for: None };
+            self.hard_dirty = true;
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.votes.clear();
+        self.progress.clear();
+        self.reset_timeout();
+    }
+
+    fn others(&self) -> Vec<NodeId> {
+        self.config.voters.iter().copied().filter(|&v| v != self.config.id).collect()
+    }
+
+    /// One unit of time passes.
+    pub fn tick(&mut self) {
+        self.elapsed += 1;
+        match self.role {
+            Role::Leader => {
+                self.heartbeat_elapsed += 1;
+                if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
+                    self.heartbeat_elapsed = 0;
+                    self.broadcast_heartbeat();
+                }
+                if self.elapsed >= self.config.election_ticks {
+                    self.elapsed = 0;
+                    self.check_quorum();
+                }
+            }
+            _ => {
+                if self.elapsed >= self.timeout {
+                    self.start_pre_vote();
+                }
+            }
+        }
+    }
+
+    fn check_quorum(&mut self) {
+        let heard = 1 + self.progress.values().filter(|p| p.recent).count();
+        for p in self.progress.values_mut() {
+            p.recent = false;
+        }
+        if heard < quorum(self.config.voters.len()) {
+            let term = self.hard.term;
+            self.become_follower(term, None);
+        }
+    }
+
+    fn start_pre_vote(&mut self) {
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.votes = BTreeSet::from([self.config.id]);
+        self.reset_timeout();
+        let (last_end, last_term) = self.log.last();
+        let term = self.hard.term + 1;
+        for to in self.others() {
+            self.outbox.push(Message { from: self.config.id, to, term, body: Body::PreVote { last_end, last_term } });
+        }
+        self.maybe_win_pre_vote();
+    }
+
+    fn maybe_win_pre_vote(&mut self) {
+        if self.role == Role::PreCandidate && self.votes.len() >= quorum(self.config.voters.len()) {
+            self.campaign_now();
+        }
+    }
+
+    fn campaign_now(&mut self) {
+        self.role = Role::Candidate;
+        self.hard = HardState { term: self.hard.term + 1, voted_for: Some(self.config.id) };
+        self.hard_dirty = true;
+        self.leader = None;
+        self.votes = BTreeSet::from([self.config.id]);
+        self.reset_timeout();
+        let (last_end, last_term) = self.log.last();
+        for to in self.others() {
+            self.send(to, Body::Vote { last_end, last_term });
+        }
+        self.maybe_win_vote();
+    }
+
+    fn maybe_win_vote(&mut self) {
+        if self.role == Role::Candidate && self.votes.len() >= quorum(self.config.voters.len()) {
+            self.become_leader();
+        }
+    }
+
+    fn become_leader(&mut self) {
+        self.role = Role::Leader;
+        self.leader = Some(self.config.id);
+        self.elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        let (last_end, _) = self.log.last();
+        self.progress = self
+            .others()
+            .into_iter()
+            .map(|id| {
+                (
+                    id,
+                    Progress {
+                        match_end: self.log.start(),
+                        next_end: last_end,
+                        mode: Mode::Probe,
+                        inflight: 0,
+                        recent: true,
+                        match_at_heartbeat: self.log.start(),
+                    },
+                )
+            })
+            .collect();
+        // An entry of the new term, so entries of earlier terms can commit under it.
+        let marker = self.log.leader_marker(self.hard.term);
+        match self.log.append_new(&marker, self.hard.term) {
+            Ok(_) => {}
+            Err(_) => {
+                let term = self.hard.term;
+                self.become_follower(term, None);
+                return;
+            }
+        }
+        for id in self.others() {
+            self.send_append(id);
+        }
+        self.maybe_commit();
+    }
+
+    /// Appends a new entry (leader only); it commits once a majority holds it durably.
+    pub fn propose(&mut self, entry: &[u8]) -> Result<i64, ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader { leader: self.leader });
+        }
+        let end = self.log.append_new(entry, self.hard.term).map_err(ProposeError::Log)?;
+        for id in self.others() {
+            if self.progress[&id].mode == Mode::Replicate {
+                self.send_append(id);
+            }
+        }
+        self.maybe_commit();
+        Ok(end)
+    }
+
+    /// The driver made the log durable up to `log().durable_end()`.
+    pub fn on_persisted(&mut self) {
+        if self.role == Role::Leader {
+            self.maybe_commit();
+        }
+    }
+
+    fn send_append(&mut self, to: NodeId) {
+        let Some(p) = self.progress.get(&to).cloned() else { return };
+        let (last_end, _) = self.log.last();
+        if p.mode == Mode::Probe && p.inflight > 0 || p.mode == Mode::Replicate && p.inflight >= INFLIGHT_MAX {
+            return;
+        }
+        let prev_end = p.next_end;
+        let Some(prev_term) = self.log.term_at(prev_end) else {
+            // Not a boundary of ours (a stale hint): back up to one that is.
+            let back = self.log.boundary_before(prev_end).unwrap_or(self.log.start());
+            let p = self.progress.get_mut(&to).expect("progress");
+            p.next_end = back.max(p.match_end);
+            if p.next_end != prev_end {
+                self.send_append(to);
+            }
+            return;
+        };
+        let entries = if prev_end < last_end { self.log.entries_from(prev_end, APPEND_MAX_BYTES) } else { Vec::new() };
+        let sent_end = entries.last().and_then(|e| log::entry_position(e)).map_or(prev_end, |(_, end, _)| end);
+        let commit = self.committed.min(sent_end);
+        let p = self.progress.get_mut(&to).expect("progress");
+        p.inflight += 1;
+        if p.mode == Mode::Replicate {
+            p.next_end = sent_end;
+        }
+        self.send(to, Body::Append { prev_end, prev_term, entries, commit });
+    }
+
+    fn broadcast_heartbeat(&mut self) {
+        for id in self.others() {
+            let (last_end, _) = self.log.last();
+            let p = self.progress.get_mut(&id).expect("progress");
+            let stalled = p.mode == Mode::Replicate
+                && p.inflight > 0
+                && p.match_end == p.match_at_heartbeat
+                && p.match_end < last_end;
+            if stalled {
+                p.mode = Mode::Probe;
+                p.next_end = p.match_end;
+            }
+            p.match_at_heartbeat = p.match_end;
+            let p = p.clone();
+            if p.mode == Mode::Probe || p.match_end < last_end && p.inflight == 0 {
+                // A probe lost on the way is sent again on the next heartbeat.
+                self.progress.get_mut(&id).expect("progress").inflight = 0;
+                self.send_append(id);
+            } else {
+                let commit = self.committed.min(p.match_end);
+                self.send(id, Body::Heartbeat { commit });
+            }
+        }
+    }
+
+    fn maybe_commit(&mut self) {
+        let mut ends: Vec<i64> = self.progress.values().map(|p| p.match_end).collect();
+        ends.push(self.log.durable_end().min(self.log.last().0));
+        ends.sort_unstable_by(|a, b| b.cmp(a));
+        let candidate = ends[quorum(self.config.voters.len()) - 1];
+        if candidate > self.committed && self.log.term_at(candidate) == Some(self.hard.term) {
+            self.committed = candidate;
+        }
+    }
+
+    fn up_to_date(&self, last_end: i64, last_term: Term) -> bool {
+        let (our_end, our_term) = self.log.last();
+        last_term > our_term || last_term == our_term && last_end >= our_end
+    }
+
+    fn in_lease(&self) -> bool {
+        self.leader.is_some() && self.elapsed < self.config.election_ticks
+    }
+
+    /// Handles one message.
+    pub fn step(&mut self, msg: Message) {
+        match &msg.body {
+            Body::PreVote { last_end, last_term } => {
+                let granted = msg.term > self.hard.term && !self.in_lease() && self.up_to_date(*last_end, *last_term);
+                // Granted: echo the proposed term. Refused: our term, so a requester behind us
+                // learns it.
+                let term = if granted { msg.term } else { self.hard.term };
+                self.outbox.push(Message {
+                    from: self.config.id,
+                    to: msg.from,
+                    term,
+                    body: Body::PreVoteReply { granted },
+                });
+                return;
+            }
+            Body::PreVoteReply { granted } => {
+                if self.role == Role::PreCandidate && msg.term == self.hard.term + 1 && *granted {
+                    self.votes.insert(msg.from);
+                    self.maybe_win_pre_vote();
+                } else if !granted && msg.term > self.hard.term {
+                    self.become_follower(msg.term, None);
+                }
+                return;
+            }
+            Body::Vote { .. } if msg.term > self.hard.term && self.in_lease() => return,
+            _ => {}
+        }
+        if msg.term > self.hard.term {
+            let leader = matches!(msg.body, Body::Append { .. } | Body::Heartbeat { .. }).then_some(msg.from);
+            self.become_follower(msg.term, leader);
+        } else if msg.term < self.hard.term {
+            if matches!(msg.body, Body::Append { .. } | Body::Heartbeat { .. }) {
+                // Tell a deposed leader about the newer term.
+                let end = self.log.last().0;
+                self.send(msg.from, Body::AppendReply { accepted: false, end });
+            }
+            return;
+        }
+        match msg.body {
+            Body::Vote { last_end, last_term } => {
+                let can_vote = self.hard.voted_for.is_none_or(|v| v == msg.from) && self.leader.is_none();
+                let granted = can_vote && self.up_to_date(last_end, last_term);
+                if granted {
+                    self.hard.voted_for = Some(msg.from);
+                    self.hard_dirty = true;
+                    self.reset_timeout();
+                }
+                self.send(msg.from, Body::VoteReply { granted });
+            }
+            Body::VoteReply { granted } => {
+                if self.role == Role::Candidate && granted {
+                    self.votes.insert(msg.from);
+                    self.maybe_win_vote();
+                }
+            }
+            Body::Append { prev_end, prev_term, entries, commit } => {
+                self.become_follower(msg.term, Some(msg.from));
+                self.handle_append(msg.from, prev_end, prev_term, entries, commit);
+            }
+            Body::Heartbeat { commit } => {
+                self.become_follower(msg.term, Some(msg.from));
+                if commit > self.committed && commit <= self.log.last().0 && self.log.term_at(commit).is_some() {
+                    self.committed = commit;
+                }
+                self.send(msg.from, Body::HeartbeatReply);
+            }
+            Body::AppendReply { accepted, end } => self.handle_append_reply(msg.from, accepted, end),
+            Body::HeartbeatReply => {
+                if let Some(p) = self.progress.get_mut(&msg.from) {
+                    p.recent = true;
+                    let lagging = p.match_end < self.log.last().0;
+                    if lagging && p.inflight == 0 {
+                        self.send_append(msg.from);
+                    }
+                }
+            }
+            Body::PreVote { .. } | Body::PreVoteReply { .. } => unreachable!("handled above"),
+        }
+    }
+
+    fn handle_append(&mut self, leader: NodeId, prev_end: i64, prev_term: Term, entries: Vec<Vec<u8>>, commit: i64) {
+        if prev_end < self.committed {
+            // Already committed here: the entries up to our commit match by definition.
+            let end = self.committed;
+            self.send(leader, Body::AppendReply { accepted: true, end });
+            return;
+        }
+        if self.log.term_at(prev_end) != Some(prev_term) {
+            let end = self.log.last().0.min(prev_end);
+            self.send(leader, Body::AppendReply { accepted: false, end });
+            return;
+        }
+        let mut matched = prev_end;
+        for entry in &entries {
+            let Some((base, end, term)) = log::entry_position(entry) else { break };
+            assert_eq!(base, matched, "entries in an append are contiguous");
+            if self.log.term_at(end) == Some(term) && self.log.last().0 >= end {
+                matched = end;
+                continue;
+            }
+            if self.log.last().0 > base {
+                assert!(base >= self.committed, "never truncate committed entries ({base} < {})", self.committed);
+                if self.log.truncate(base).is_err() {
+                    break;
+                }
+            }
+            if self.log.append_copy(entry).is_err() {
+                break;
+            }
+            matched = end;
+        }
+        let new_commit = commit.min(matched);
+        if new_commit > self.committed {
+            self.committed = new_commit;
+        }
+        self.send(leader, Body::AppendReply { accepted: true, end: matched });
+    }
+
+    fn handle_append_reply(&mut self, from: NodeId, accepted: bool, end: i64) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(p) = self.progress.get_mut(&from) else { return };
+        p.recent = true;
+        p.inflight = p.inflight.saturating_sub(1);
+        if accepted {
+            if end > p.match_end {
+                p.match_end = end;
+            }
+            if p.mode == Mode::Probe {
+                p.mode = Mode::Replicate;
+                p.next_end = p.match_end;
+                p.inflight = 0;
+            } else if p.next_end < p.match_end {
+                p.next_end = p.match_end;
+            }
+            self.maybe_commit();
+            let last = self.log.last().0;
+            if self.progress[&from].next_end < last {
+                self.send_append(from);
+            }
+        } else {
+            // Back up: to the follower's log end if shorter, else one entry before the probe.
+            let back = self.log.boundary_before(p.next_end).unwrap_or(self.log.start());
+            let p = self.progress.get_mut(&from).expect("progress");
+            p.next_end = end.min(back).max(p.match_end);
+            p.mode = Mode::Probe;
+            p.inflight = 0;
+            self.send_append(from);
+        }
+    }
+}

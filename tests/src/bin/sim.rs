@@ -1,0 +1,37 @@
+//! Long simulation runs: `braid-sim [--seed N | --seeds COUNT --first N] [--steps S] [--nodes K] [--calm]`.
+//! Prints one line per seed; exits non-zero at the first failing seed, naming the replay command.
+
+use braid_tests::{run, Faults, SimConfig};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |flag: &str| {
+        args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).map(|v| v.parse::<u64>().expect(flag))
+    };
+    let steps = value("--steps").unwrap_or(5_000);
+    let nodes = value("--nodes").unwrap_or(3) as usize;
+    let faults = if args.iter().any(|a| a == "--calm") { Faults::none() } else { Faults::harsh() };
+    let seeds: Vec<u64> = match value("--seed") {
+        Some(seed) => vec![seed],
+        None => {
+            let first = value("--first").unwrap_or(1);
+            (first..first + value("--seeds").unwrap_or(100)).collect()
+        }
+    };
+    let mut total_steps = 0u64;
+    for seed in seeds {
+        let config = SimConfig { nodes, seed, steps, faults: faults.clone(), propose: 300 };
+        match run(&config) {
+            Ok(outcome) => {
+                total_steps += steps;
+                println!("seed {seed}: ok {outcome:?}");
+            }
+            Err(violation) => {
+                eprintln!("seed {seed}: FAILED: {violation}");
+                eprintln!("replay: cargo run -p braid-tests --release --bin braid-sim -- --seed {seed} --steps {steps} --nodes {nodes}");
+                std::process::exit(1);
+            }
+        }
+    }
+    println!("all seeds passed, {total_steps} steps");
+}

@@ -1,0 +1,416 @@
+//! One simulated raft group (see the crate docs for what each step does and checks).
+
+use crate::hard_state;
+use braid_engine::io::{SimFaults, SimStorage, Storage};
+use braid_engine::log::batch::build_batch;
+use braid_engine::log::{Log, LogConfig};
+use braid_engine::raft::log::entry_position;
+use braid_engine::raft::{Config, Message, Raft, RaftLog, Role, Term};
+use braid_engine::rng::SimRng;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Fault rates, per mille per step (or per message for the network ones).
+#[derive(Debug, Clone)]
+pub struct Faults {
+    pub drop: u64,
+    pub duplicate: u64,
+    pub max_delay_ticks: u64,
+    pub partition: u64,
+    pub heal: u64,
+    pub crash: u64,
+    pub restart: u64,
+}
+
+impl Faults {
+    pub fn none() -> Self {
+        Faults { drop: 0, duplicate: 0, max_delay_ticks: 1, partition: 0, heal: 1000, crash: 0, restart: 1000 }
+    }
+    pub fn harsh() -> Self {
+        Faults { drop: 50, duplicate: 20, max_delay_ticks: 6, partition: 4, heal: 30, crash: 3, restart: 40 }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub nodes: usize,
+    pub seed: u64,
+    pub steps: u64,
+    pub faults: Faults,
+    /// Client proposals per mille per step.
+    pub propose: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    pub acked: usize,
+    pub leaders: usize,
+    pub crashes: usize,
+    pub max_term: Term,
+    pub committed_end: i64,
+}
+
+struct Node {
+    disk: SimStorage,
+    raft: Option<Raft<Log<SimStorage>>>,
+    hard_seq: u64,
+    /// Offset up to which this node's committed entries were compared with the canonical log.
+    checked_to: i64,
+}
+
+struct Proposal {
+    node: u64,
+    end: i64,
+    term: Term,
+}
+
+/// An acknowledged entry: committed by a leader, reported to its client.
+#[derive(Debug, Clone, Copy)]
+struct Acked {
+    end: i64,
+    term: Term,
+}
+
+fn node_dir(id: u64) -> PathBuf {
+    PathBuf::from(format!("/node-{id}"))
+}
+
+fn log_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 16 << 10,
+        index_interval_bytes: 512,
+        retention_ms: -1,
+        write_buffer_bytes: 2048,
+        ..LogConfig::default()
+    }
+}
+
+struct Sim {
+    config: SimConfig,
+    rng: SimRng,
+    nodes: BTreeMap<u64, Node>,
+    voters: Vec<u64>,
+    in_flight: Vec<(u64, u64, Message)>,
+    sequence: u64,
+    now: u64,
+    group: BTreeMap<u64, u8>,
+    leaders_by_term: BTreeMap<Term, u64>,
+    proposals: Vec<Proposal>,
+    acked: Vec<Acked>,
+    /// (end, term, crc) of every committed entry, in order: what all nodes must agree on.
+    canonical: Vec<(i64, Term, u32)>,
+    outcome: Outcome,
+    proposal_counter: u64,
+}
+
+impl Sim {
+    fn start_node(&mut self, id: u64) -> Result<(), String> {
+        let node = self.nodes.get_mut(&id).expect("node");
+        let (seq, hard) = hard_state::load(&node.disk, &node_dir(id).join("raft-state"));
+        let (log, _) = Log::open(node.disk.clone(), &node_dir(id).join("log"), log_config())
+            .map_err(|e| format!("node {id} log open: {e}"))?;
+        let config = Config {
+            id,
+            voters: self.voters.clone(),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            seed: self.config.seed ^ self.now,
+        };
+        node.raft = Some(Raft::new(config, log, hard));
+        node.hard_seq = seq;
+        node.checked_to = 0;
+        Ok(())
+    }
+
+    fn linked(&self, a: u64, b: u64) -> bool {
+        self.group.get(&a) == self.group.get(&b)
+    }
+
+    fn inject_faults(&mut self) -> Result<(), String> {
+        let f = self.config.faults.clone();
+        if self.rng.chance(f.partition, 1000) {
+            for &id in &self.voters {
+                self.group.insert(id, self.rng.below(2) as u8);
+            }
+        } else if self.rng.chance(f.heal, 1000) {
+            for &id in &self.voters {
+                self.group.insert(id, 0);
+            }
+        }
+        let live: Vec<u64> = self.nodes.iter().filter(|(_, n)| n.raft.is_some()).map(|(id, _)| *id).collect();
+        let dead: Vec<u64> = self.nodes.iter().filter(|(_, n)| n.raft.is_none()).map(|(id, _)| *id).collect();
+        // Keep a majority able to run, so the group can make progress between faults.
+        if !live.is_empty() && live.len() > self.voters.len() / 2 + 1 && self.rng.chance(f.crash, 1000) {
+            let id = live[self.rng.below(live.len() as u64) as usize];
+            let node = self.nodes.get_mut(&id).expect("node");
+            node.raft = None;
+            node.disk.crash();
+            self.outcome.crashes += 1;
+        }
+        if !dead.is_empty() && self.rng.chance(f.restart, 1000) {
+            let id = dead[self.rng.below(dead.len() as u64) as usize];
+            self.start_node(id)?;
+        }
+        Ok(())
+    }
+
+    fn deliver(&mut self) {
+        let now = self.now;
+        let mut due: Vec<(u64, Message)> = Vec::new();
+        self.in_flight.retain(|(at, order, msg)| {
+            if *at <= now {
+                due.push((*order, msg.clone()));
+                false
+            } else {
+                true
+            }
+        });
+        // Seeded reordering of what arrives in the same tick.
+        for i in (1..due.len()).rev() {
+            let j = self.rng.below(i as u64 + 1) as usize;
+            due.swap(i, j);
+        }
+        for (_, msg) in due {
+            if !self.linked(msg.from, msg.to) {
+                continue;
+            }
+            if let Some(raft) = self.nodes.get_mut(&msg.to).and_then(|n| n.raft.as_mut()) {
+                raft.step(msg);
+            }
+        }
+    }
+
+    fn propose(&mut self) {
+        let leaders: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.raft.as_ref().is_some_and(|r| r.role() == Role::Leader))
+            .map(|(id, _)| *id)
+            .collect();
+        if leaders.is_empty() {
+            return;
+        }
+        let id = leaders[self.rng.below(leaders.len() as u64) as usize];
+        self.proposal_counter += 1;
+        let value = format!("seed{}-p{}", self.config.seed, self.proposal_counter);
+        let records = 1 + self.rng.below(3) as usize;
+        let values: Vec<&[u8]> = (0..records).map(|_| value.as_bytes()).collect();
+        let batch = build_batch(self.now as i64, &values);
+        let raft = self.nodes.get_mut(&id).and_then(|n| n.raft.as_mut()).expect("leader");
+        let term = raft.term();
+        if let Ok(end) = raft.propose(&batch) {
+            self.proposals.push(Proposal { node: id, end, term });
+        }
+    }
+
+    /// Each live node's driver round: persist, flush, then send.
+    fn drive(&mut self) -> Result<(), String> {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            let node = self.nodes.get_mut(&id).expect("node");
+            let Some(raft) = node.raft.as_mut() else { continue };
+            if raft.take_hard_state_dirty() {
+                node.hard_seq += 1;
+                hard_state::store(&node.disk, &node_dir(id).join("raft-state"), node.hard_seq, raft.hard_state())
+                    .map_err(|e| format!("node {id}: hard state: {e}"))?;
+            }
+            raft.log_mut().flush().map_err(|e| format!("node {id}: flush: {e}"))?;
+            raft.on_persisted();
+            let messages = raft.take_messages();
+            for msg in messages {
+                if self.rng.chance(self.config.faults.drop, 1000) {
+                    continue;
+                }
+                let copies = if self.rng.chance(self.config.faults.duplicate, 1000) { 2 } else { 1 };
+                for _ in 0..copies {
+                    let delay = 1 + self.rng.below(self.config.faults.max_delay_ticks.max(1));
+                    self.sequence += 1;
+                    self.in_flight.push((self.now + delay, self.sequence, msg.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&mut self) -> Result<(), String> {
+        // Election safety.
+        for (id, node) in &self.nodes {
+            let Some(raft) = &node.raft else { continue };
+            self.outcome.max_term = self.outcome.max_term.max(raft.term());
+            if raft.role() == Role::Leader {
+                let first = *self.leaders_by_term.entry(raft.term()).or_insert(*id);
+                if first != *id {
+                    return Err(format!("two leaders in term {}: {first} and {id}", raft.term()));
+                }
+            }
+        }
+        self.outcome.leaders = self.leaders_by_term.len();
+        // Acknowledgements: a proposal is acked when its leader has committed it.
+        let mut still = Vec::new();
+        for p in std::mem::take(&mut self.proposals) {
+            match self.nodes.get(&p.node).and_then(|n| n.raft.as_ref()) {
+                Some(raft) if raft.term() == p.term && raft.role() == Role::Leader => {
+                    if raft.committed() >= p.end {
+                        if raft.log().term_at(p.end) != Some(p.term) {
+                            return Err(format!(
+                                "leader {} committed past {} but holds another entry there",
+                                p.node, p.end
+                            ));
+                        }
+                        self.acked.push(Acked { end: p.end, term: p.term });
+                    } else {
+                        still.push(p);
+                    }
+                }
+                _ => {} // leader gone: the client saw no ack
+            }
+        }
+        self.proposals = still;
+        self.outcome.acked = self.acked.len();
+        // Leader completeness: every leader holds every acknowledged entry.
+        for (id, node) in &self.nodes {
+            let Some(raft) = &node.raft else { continue };
+            if raft.role() != Role::Leader {
+                continue;
+            }
+            for a in &self.acked {
+                if raft.log().term_at(a.end) != Some(a.term) {
+                    return Err(format!(
+                        "leader {id} (term {}) lacks acknowledged entry ending at {} of term {}",
+                        raft.term(),
+                        a.end,
+                        a.term
+                    ));
+                }
+            }
+        }
+        // State machine safety: committed prefixes agree with the canonical committed log.
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            let Some(raft) = self.nodes[&id].raft.as_ref() else { continue };
+            let committed = raft.committed();
+            let mut from = self.nodes[&id].checked_to.max(raft.log().start());
+            let mut verified = Vec::new();
+            while from < committed {
+                let entries = raft.log().entries_from(from, 1 << 20);
+                if entries.is_empty() {
+                    return Err(format!("node {id} committed to {committed} but cannot read its log at {from}"));
+                }
+                for e in entries {
+                    let (_, end, term) = entry_position(&e).ok_or("unreadable entry")?;
+                    if end > committed {
+                        return Err(format!("node {id} committed to {committed}, inside the entry ending at {end}"));
+                    }
+                    verified.push((end, term, crc32c::crc32c(&e)));
+                    from = end;
+                    if from == committed {
+                        break;
+                    }
+                }
+            }
+            for entry in verified {
+                match self.canonical.binary_search_by_key(&entry.0, |c| c.0) {
+                    Ok(i) if self.canonical[i] == entry => {}
+                    Ok(i) => {
+                        return Err(format!("node {id} committed {entry:?}, others committed {:?}", self.canonical[i]))
+                    }
+                    Err(i) if i == self.canonical.len() => self.canonical.push(entry),
+                    Err(_) => {
+                        return Err(format!(
+                            "node {id} committed an entry ending at {} where others have none",
+                            entry.0
+                        ))
+                    }
+                }
+            }
+            let node = self.nodes.get_mut(&id).expect("node");
+            node.checked_to = node.checked_to.max(from);
+            self.outcome.committed_end = self.outcome.committed_end.max(from);
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, faults: bool, proposals: bool) -> Result<(), String> {
+        self.now += 1;
+        if faults {
+            self.inject_faults()?;
+        }
+        for node in self.nodes.values_mut() {
+            if let Some(raft) = node.raft.as_mut() {
+                raft.tick();
+            }
+        }
+        self.deliver();
+        if proposals && self.rng.chance(self.config.propose, 1000) {
+            self.propose();
+        }
+        self.drive()?;
+        self.check()
+    }
+}
+
+/// Runs one seeded simulation; `Err` describes the first violated property.
+pub fn run(config: &SimConfig) -> Result<Outcome, String> {
+    let voters: Vec<u64> = (1..=config.nodes as u64).collect();
+    let mut sim = Sim {
+        config: config.clone(),
+        rng: SimRng::new(config.seed),
+        nodes: BTreeMap::new(),
+        voters: voters.clone(),
+        in_flight: Vec::new(),
+        sequence: 0,
+        now: 0,
+        group: voters.iter().map(|&v| (v, 0)).collect(),
+        leaders_by_term: BTreeMap::new(),
+        proposals: Vec::new(),
+        acked: Vec::new(),
+        canonical: Vec::new(),
+        outcome: Outcome::default(),
+        proposal_counter: 0,
+    };
+    for &id in &voters {
+        let disk = SimStorage::new(config.seed.wrapping_mul(31).wrapping_add(id), SimFaults::default());
+        disk.create_dir_all(&node_dir(id)).map_err(|e| e.to_string())?;
+        sim.nodes.insert(id, Node { disk, raft: None, hard_seq: 0, checked_to: 0 });
+        sim.start_node(id)?;
+    }
+    for _ in 0..config.steps {
+        sim.step(true, true)?;
+    }
+    // Heal: every node up, no faults, until every node holds every acknowledged entry.
+    for &id in &voters {
+        sim.group.insert(id, 0);
+        if sim.nodes[&id].raft.is_none() {
+            sim.start_node(id)?;
+        }
+    }
+    let target = sim.acked.iter().map(|a| a.end).max().unwrap_or(0);
+    let mut settle = 0;
+    loop {
+        sim.config.faults = Faults::none();
+        sim.step(false, settle < 50)?;
+        settle += 1;
+        let done = sim
+            .nodes
+            .values()
+            .all(|n| n.raft.as_ref().is_some_and(|r| r.committed() >= target && r.log().durable_end() >= target));
+        if done && settle > 100 {
+            break;
+        }
+        if settle > 20_000 {
+            return Err(format!("the healed cluster did not converge within 20000 steps (target {target})"));
+        }
+    }
+    for (id, node) in &sim.nodes {
+        let raft = node.raft.as_ref().expect("all up");
+        for a in &sim.acked {
+            if raft.log().term_at(a.end) != Some(a.term) {
+                return Err(format!(
+                    "node {id} lacks acknowledged entry ending at {} (term {}) after healing",
+                    a.end, a.term
+                ));
+            }
+        }
+    }
+    Ok(sim.outcome)
+}

@@ -1,0 +1,38 @@
+//! Bounded simulation runs for CI: many seeds, calm and harsh. Longer runs: the braid-sim binary
+//! (docs in tests/README.md).
+
+use braid_tests::{run, Faults, SimConfig};
+
+fn seeds(first: u64, count: u64, steps: u64, nodes: usize, faults: Faults) {
+    for seed in first..first + count {
+        let config = SimConfig { nodes, seed, steps, faults: faults.clone(), propose: 300 };
+        if let Err(violation) = run(&config) {
+            panic!(
+                "seed {seed}: {violation}\nreplay: cargo run -p braid-tests --release --bin braid-sim -- --seed {seed} --steps {steps} --nodes {nodes}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_calm_three_node_group_elects_one_leader_and_commits() {
+    let outcome = run(&SimConfig { nodes: 3, seed: 1, steps: 300, faults: Faults::none(), propose: 300 }).unwrap();
+    assert!(outcome.acked > 20, "{outcome:?}");
+    assert_eq!(outcome.leaders, 1, "no fault, one election: {outcome:?}");
+}
+
+#[test]
+fn a_single_voter_commits_on_its_own() {
+    let outcome = run(&SimConfig { nodes: 1, seed: 2, steps: 200, faults: Faults::none(), propose: 500 }).unwrap();
+    assert!(outcome.acked > 50, "{outcome:?}");
+}
+
+#[test]
+fn three_nodes_under_harsh_faults_keep_every_safety_property() {
+    seeds(100, 24, 1500, 3, Faults::harsh());
+}
+
+#[test]
+fn five_nodes_under_harsh_faults_keep_every_safety_property() {
+    seeds(500, 12, 1500, 5, Faults::harsh());
+}
