@@ -9,7 +9,7 @@ use crate::metrics::PartitionStats;
 use crate::runtime::Shared;
 use crate::topic_config;
 use braid_engine::io::UringStorage;
-use braid_engine::log::batch::{self, BatchHeader, BATCH_HEADER_BYTES};
+use braid_engine::log::batch::{self, BatchHeader};
 use braid_engine::log::{DurabilityWaiters, Log, LogError};
 use braid_engine::tree::TxnError;
 use bytes::Bytes;
@@ -33,6 +33,44 @@ pub struct ProduceOutcome {
     pub message: Option<String>,
     pub base_offset: i64,
     pub log_start_offset: i64,
+}
+
+impl ProduceOutcome {
+    pub fn failed(error: Code, message: Option<String>) -> Self {
+        ProduceOutcome { error, message, base_offset: -1, log_start_offset: -1 }
+    }
+}
+
+/// Splits a produce request's records into whole batches, checking each (structure, size
+/// against `max.message.bytes`, CRC) before any is appended: a request is taken whole or not
+/// at all.
+fn split_batches(
+    records: &[u8],
+    max_message_bytes: i64,
+) -> Result<Vec<std::ops::Range<usize>>, (ResponseError, String)> {
+    if records.is_empty() {
+        return Err((ResponseError::InvalidRecord, "no records".into()));
+    }
+    let mut batches = Vec::new();
+    let mut at = 0;
+    while at < records.len() {
+        let rest = &records[at..];
+        let header = BatchHeader::parse(rest)
+            .map_err(|e| (ResponseError::CorruptMessage, format!("batch at byte {at}: {e}")))?;
+        if header.total_bytes() > rest.len() {
+            let message = format!("batch of {} bytes truncated to {}", header.total_bytes(), rest.len());
+            return Err((ResponseError::CorruptMessage, message));
+        }
+        if header.total_bytes() as i64 > max_message_bytes {
+            let message =
+                format!("batch of {} bytes exceeds max.message.bytes {max_message_bytes}", header.total_bytes());
+            return Err((ResponseError::MessageTooLarge, message));
+        }
+        batch::check_crc(rest, &header).map_err(|e| (ResponseError::CorruptMessage, e.to_string()))?;
+        batches.push(at..at + header.total_bytes());
+        at += header.total_bytes();
+    }
+    Ok(batches)
 }
 
 /// Record bytes to send from a segment file (a duplicate descriptor: it stays valid even if the
@@ -245,14 +283,8 @@ impl ShardState {
         reply: oneshot::Sender<ProduceOutcome>,
     ) {
         let key = (topic, partition);
-        let outcome = |error: ResponseError, message: Option<String>| ProduceOutcome {
-            error: error.code(),
-            message,
-            base_offset: -1,
-            log_start_offset: -1,
-        };
         let Some(p) = self.partitions.get_mut(&key) else {
-            let _ = reply.send(outcome(ResponseError::UnknownTopicOrPartition, None));
+            let _ = reply.send(ProduceOutcome::failed(ResponseError::UnknownTopicOrPartition.code(), None));
             return;
         };
         if p.log.is_poisoned() {
@@ -262,61 +294,19 @@ impl ShardState {
                     p.log = log;
                 }
                 Err(e) => {
-                    let _ = reply.send(ProduceOutcome {
-                        error: storage_error(&e),
-                        message: Some(e.to_string()),
-                        base_offset: -1,
-                        log_start_offset: -1,
-                    });
+                    let _ = reply.send(ProduceOutcome::failed(storage_error(&e), Some(e.to_string())));
                     return;
                 }
             }
         }
-        let Some(records) = records.filter(|r| !r.is_empty()) else {
-            let _ = reply.send(outcome(ResponseError::InvalidRecord, Some("no records".into())));
-            return;
+        let records = records.unwrap_or_default();
+        let batches = match split_batches(&records, p.max_message_bytes) {
+            Ok(batches) => batches,
+            Err((error, message)) => {
+                let _ = reply.send(ProduceOutcome::failed(error.code(), Some(message)));
+                return;
+            }
         };
-        // Check every batch before appending any: a request is taken whole or not at all.
-        let mut batches = Vec::new();
-        let mut at = 0;
-        while at < records.len() {
-            let rest = &records[at..];
-            let header = match BatchHeader::parse(rest) {
-                Ok(h) if h.total_bytes() <= rest.len() => h,
-                Ok(h) => {
-                    let _ = reply.send(outcome(
-                        ResponseError::CorruptMessage,
-                        Some(format!("batch of {} bytes truncated to {}", h.total_bytes(), rest.len())),
-                    ));
-                    return;
-                }
-                Err(e) if rest.len() >= BATCH_HEADER_BYTES || at == 0 => {
-                    let _ = reply.send(outcome(ResponseError::CorruptMessage, Some(e.to_string())));
-                    return;
-                }
-                Err(e) => {
-                    let _ = reply.send(outcome(ResponseError::CorruptMessage, Some(format!("trailing bytes: {e}"))));
-                    return;
-                }
-            };
-            if header.total_bytes() as i64 > p.max_message_bytes {
-                let _ = reply.send(outcome(
-                    ResponseError::MessageTooLarge,
-                    Some(format!(
-                        "batch of {} bytes exceeds max.message.bytes {}",
-                        header.total_bytes(),
-                        p.max_message_bytes
-                    )),
-                ));
-                return;
-            }
-            if let Err(e) = batch::check_crc(rest, &header) {
-                let _ = reply.send(outcome(ResponseError::CorruptMessage, Some(e.to_string())));
-                return;
-            }
-            batches.push(at..at + header.total_bytes());
-            at += header.total_bytes();
-        }
         let mut base_offset = -1;
         for range in batches {
             match p.log.append(&records[range], 0) {
@@ -324,12 +314,7 @@ impl ShardState {
                 Ok(_) => {}
                 Err(e) => {
                     tracing::error!(topic = %key.0, partition = key.1, error = %e, "append failed");
-                    let _ = reply.send(ProduceOutcome {
-                        error: storage_error(&e),
-                        message: Some(e.to_string()),
-                        base_offset: -1,
-                        log_start_offset: -1,
-                    });
+                    let _ = reply.send(ProduceOutcome::failed(storage_error(&e), Some(e.to_string())));
                     return;
                 }
             }
@@ -344,12 +329,7 @@ impl ShardState {
         }
         if let Err(e) = p.log.write() {
             tracing::error!(topic = %key.0, partition = key.1, error = %e, "write failed");
-            let _ = reply.send(ProduceOutcome {
-                error: storage_error(&e),
-                message: Some(e.to_string()),
-                base_offset: -1,
-                log_start_offset,
-            });
+            let _ = reply.send(ProduceOutcome::failed(storage_error(&e), Some(e.to_string())));
             return;
         }
         // acks=1 answers once the batch is in the file (readable); the flusher makes it durable.
@@ -377,12 +357,7 @@ impl ShardState {
                     tracing::error!(topic = %key.0, partition = key.1, error = %e, "flush failed; the log will be reopened");
                     let code = storage_error(&e);
                     for waiter in p.waiters.fail_all() {
-                        let _ = waiter.send(ProduceOutcome {
-                            error: code,
-                            message: Some(e.to_string()),
-                            base_offset: -1,
-                            log_start_offset: -1,
-                        });
+                        let _ = waiter.send(ProduceOutcome::failed(code, Some(e.to_string())));
                     }
                     p.waiter_offsets.clear();
                 }
@@ -488,12 +463,7 @@ impl ShardState {
             if let Some(p) = self.partitions.remove(&key) {
                 let mut p = p;
                 for waiter in p.waiters.fail_all() {
-                    let _ = waiter.send(ProduceOutcome {
-                        error: ResponseError::UnknownTopicOrPartition.code(),
-                        message: None,
-                        base_offset: -1,
-                        log_start_offset: -1,
-                    });
+                    let _ = waiter.send(ProduceOutcome::failed(ResponseError::UnknownTopicOrPartition.code(), None));
                 }
                 drop(p.log);
                 if let Err(e) = std::fs::remove_dir_all(&p.dir) {
