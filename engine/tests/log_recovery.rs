@@ -247,3 +247,21 @@ proptest::proptest! {
         log.flush().unwrap();
     }
 }
+
+#[test]
+fn retention_below_a_limit_keeps_what_is_past_it() {
+    let disk = sim_disk(11, 1);
+    let config = LogConfig { segment_bytes: 1024, retention_bytes: 2048, retention_ms: -1, ..LogConfig::default() };
+    let mut log = open(disk, &sim_dir(), config);
+    fill(&mut log, 200);
+    let segments = log.segment_count();
+    assert!(segments > 4, "{segments} segments");
+    assert_eq!(log.apply_retention_below(0, 0).unwrap().deleted_segments, 0, "nothing below offset 0");
+    let limit = 150;
+    let outcome = log.apply_retention_below(0, limit).unwrap();
+    assert!(outcome.deleted_segments > 0, "{outcome:?}");
+    assert!(log.log_start_offset() <= limit, "kept every segment holding an offset >= {limit}");
+    let outcome = log.apply_retention(0).unwrap();
+    assert!(outcome.deleted_segments > 0);
+    assert!(log.size_bytes() < 2048 + 1024, "{} bytes kept", log.size_bytes());
+}

@@ -39,6 +39,8 @@ pub struct SimConfig {
     pub faults: Faults,
     /// Client proposals per mille per step.
     pub propose: u64,
+    /// Retention passes per mille per node per step (segments of 1 KiB, 2 KiB kept).
+    pub retention: u64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -48,6 +50,10 @@ pub struct Outcome {
     pub crashes: usize,
     pub max_term: Term,
     pub committed_end: i64,
+    /// Resets sent to followers behind a leader's deleted prefix.
+    pub resets: usize,
+    /// Highest log start offset seen at the end (how much retention deleted).
+    pub log_start_max: i64,
 }
 
 struct Node {
@@ -71,15 +77,22 @@ struct Acked {
     term: Term,
 }
 
+/// True if the log holds the acknowledged entry, or has deleted it as part of its committed
+/// prefix (retention).
+fn holds(log: &Log<SimStorage>, acked: &Acked) -> bool {
+    acked.end <= log.start() || log.term_at(acked.end) == Some(acked.term)
+}
+
 fn node_dir(id: u64) -> PathBuf {
     PathBuf::from(format!("/node-{id}"))
 }
 
 fn log_config() -> LogConfig {
     LogConfig {
-        segment_bytes: 16 << 10,
+        segment_bytes: 1 << 10,
         index_interval_bytes: 512,
         retention_ms: -1,
+        retention_bytes: 2 << 10,
         write_buffer_bytes: 2048,
         ..LogConfig::default()
     }
@@ -216,7 +229,15 @@ impl Sim {
             }
             raft.log_mut().flush().map_err(|e| format!("node {id}: flush: {e}"))?;
             raft.on_persisted();
+            // Retention now and then, never past the commit point: laggards then need the
+            // leader's reset to catch up.
+            if self.rng.chance(self.config.retention, 1000) {
+                let committed = raft.committed();
+                raft.log_mut().apply_retention_below(0, committed).map_err(|e| format!("node {id}: retention: {e}"))?;
+            }
             let messages = raft.take_messages();
+            self.outcome.resets +=
+                messages.iter().filter(|m| matches!(m.body, braid_engine::raft::Body::Reset { .. })).count();
             for msg in messages {
                 if self.rng.chance(self.config.faults.drop, 1000) {
                     continue;
@@ -251,7 +272,7 @@ impl Sim {
             match self.nodes.get(&p.node).and_then(|n| n.raft.as_ref()) {
                 Some(raft) if raft.term() == p.term && raft.role() == Role::Leader => {
                     if raft.committed() >= p.end {
-                        if raft.log().term_at(p.end) != Some(p.term) {
+                        if !holds(raft.log(), &Acked { end: p.end, term: p.term }) {
                             return Err(format!(
                                 "leader {} committed past {} but holds another entry there",
                                 p.node, p.end
@@ -274,12 +295,14 @@ impl Sim {
                 continue;
             }
             for a in &self.acked {
-                if raft.log().term_at(a.end) != Some(a.term) {
+                if !holds(raft.log(), a) {
                     return Err(format!(
-                        "leader {id} (term {}) lacks acknowledged entry ending at {} of term {}",
+                        "leader {id} (term {}) lacks acknowledged entry ending at {} of term {} (log start {}, last {:?})",
                         raft.term(),
                         a.end,
-                        a.term
+                        a.term,
+                        raft.log().start(),
+                        raft.log().last(),
                     ));
                 }
             }
@@ -384,12 +407,13 @@ pub fn run(config: &SimConfig) -> Result<Outcome, String> {
             sim.start_node(id)?;
         }
     }
-    let target = sim.acked.iter().map(|a| a.end).max().unwrap_or(0);
     let mut settle = 0;
     loop {
         sim.config.faults = Faults::none();
         sim.step(false, settle < 50)?;
         settle += 1;
+        // Proposals still run for a while after healing; everything acknowledged counts.
+        let target = sim.acked.iter().map(|a| a.end).max().unwrap_or(0);
         let done = sim
             .nodes
             .values()
@@ -398,19 +422,26 @@ pub fn run(config: &SimConfig) -> Result<Outcome, String> {
             break;
         }
         if settle > 20_000 {
-            return Err(format!("the healed cluster did not converge within 20000 steps (target {target})"));
+            return Err("the healed cluster did not converge within 20000 steps".to_owned());
         }
     }
     for (id, node) in &sim.nodes {
         let raft = node.raft.as_ref().expect("all up");
+        sim.outcome.log_start_max = sim.outcome.log_start_max.max(raft.log().start());
         for a in &sim.acked {
-            if raft.log().term_at(a.end) != Some(a.term) {
+            if !holds(raft.log(), a) {
                 return Err(format!(
-                    "node {id} lacks acknowledged entry ending at {} (term {}) after healing",
-                    a.end, a.term
+                    "node {id} lacks acknowledged entry ending at {} (term {}) after healing (log start {}, last {:?}, term there {:?}, committed {}, role {:?})",
+                    a.end,
+                    a.term,
+                    raft.log().start(),
+                    raft.log().last(),
+                    raft.log().term_at(a.end),
+                    raft.committed(),
+                    raft.role()
                 ));
             }
         }
     }
-    Ok(sim.outcome)
+    Ok(sim.outcome.clone())
 }

@@ -808,12 +808,18 @@ impl<S: Storage> Log<S> {
     /// Deletes whole oldest segments past `retention.ms` (against `now_ms`, given by the caller)
     /// or while the log exceeds `retention.bytes`. The active segment is never deleted.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<RetentionOutcome, LogError> {
+        self.apply_retention_below(now_ms, i64::MAX)
+    }
+
+    /// Retention that keeps every segment holding an offset at or past `limit_offset` (raft
+    /// passes its commit point: uncommitted entries are never deleted).
+    pub fn apply_retention_below(&mut self, now_ms: i64, limit_offset: i64) -> Result<RetentionOutcome, LogError> {
         self.check_usable()?;
         let mut outcome = RetentionOutcome::default();
         if !self.config.cleanup_policy.deletes() {
             return Ok(outcome);
         }
-        while self.segments.len() > 1 {
+        while self.segments.len() > 1 && self.segments[0].next_offset <= limit_offset {
             let oldest = &self.segments[0];
             let expired = self.config.retention_ms >= 0
                 && oldest.max_timestamp >= 0
@@ -835,6 +841,28 @@ impl<S: Storage> Log<S> {
             self.poison_on_error(result)?;
         }
         Ok(outcome)
+    }
+
+    /// Empties the log and starts it again at `offset`, which may lie past the log end (a
+    /// follower catching up with a leader whose log now starts beyond it).
+    pub fn reset_to(&mut self, offset: i64) -> Result<(), LogError> {
+        self.check_usable()?;
+        let result = self.reset_inner(offset);
+        self.poison_on_error(result)
+    }
+
+    fn reset_inner(&mut self, offset: i64) -> Result<(), LogError> {
+        self.write_tail(false)?;
+        while let Some(segment) = self.segments.pop() {
+            self.remove_segment_files(segment.base_offset)?;
+        }
+        self.storage.sync_dir(&self.dir).map_err(io_context(format!("syncing {}", self.dir.display())))?;
+        let fresh = self.create_segment(offset)?;
+        self.segments.push(fresh);
+        self.reload_tail()?;
+        self.written_offset = offset;
+        self.durable_offset = offset;
+        Ok(())
     }
 
     /// Reads every readable batch and checks its CRC (a scrub). Returns the first bad batch of

@@ -30,6 +30,9 @@ pub trait RaftLog {
     fn append_copy(&mut self, entry: &[u8]) -> Result<i64, LogError>;
     /// Removes every entry ending after `end` (a boundary).
     fn truncate(&mut self, end: i64) -> Result<(), LogError>;
+    /// Drops the whole log and starts it empty at `start` (catch-up past a leader's deleted
+    /// prefix, which is committed by construction).
+    fn reset(&mut self, start: i64) -> Result<(), LogError>;
     /// Everything up to here survived an fdatasync.
     fn durable_end(&self) -> i64;
     /// The entry a new leader appends to commit its term (Kafka: a control batch).
@@ -107,6 +110,10 @@ impl<S: Storage> RaftLog for Log<S> {
         let new_end = self.truncate_to(end)?;
         assert_eq!(new_end, end, "raft truncates at entry boundaries only");
         Ok(())
+    }
+
+    fn reset(&mut self, start: i64) -> Result<(), LogError> {
+        self.reset_to(start)
     }
 
     fn durable_end(&self) -> i64 {

@@ -97,6 +97,11 @@ pub enum Body {
         commit: i64,
     },
     HeartbeatReply,
+    /// The leader's log now starts at `start`, past the follower's position: the follower
+    /// drops its log and starts again there (everything before `start` is committed).
+    Reset {
+        start: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -329,12 +334,12 @@ impl<L: RaftLog> Raft<L> {
                 (
                     id,
                     Progress {
-                        match_end: self.log.start(),
+                        match_end: -1,
                         next_end: last_end,
                         mode: Mode::Probe,
                         inflight: 0,
                         recent: true,
-                        match_at_heartbeat: self.log.start(),
+                        match_at_heartbeat: -1,
                     },
                 )
             })
@@ -384,6 +389,12 @@ impl<L: RaftLog> Raft<L> {
             return;
         }
         let prev_end = p.next_end;
+        if prev_end < self.log.start() {
+            let start = self.log.start();
+            self.progress.get_mut(&to).expect("progress").inflight += 1;
+            self.send(to, Body::Reset { start });
+            return;
+        }
         let Some(prev_term) = self.log.term_at(prev_end) else {
             // Not a boundary of ours (a stale hint): back up to one that is.
             let back = self.log.boundary_before(prev_end).unwrap_or(self.log.start());
@@ -478,10 +489,11 @@ impl<L: RaftLog> Raft<L> {
             _ => {}
         }
         if msg.term > self.hard.term {
-            let leader = matches!(msg.body, Body::Append { .. } | Body::Heartbeat { .. }).then_some(msg.from);
+            let leader = matches!(msg.body, Body::Append { .. } | Body::Heartbeat { .. } | Body::Reset { .. })
+                .then_some(msg.from);
             self.become_follower(msg.term, leader);
         } else if msg.term < self.hard.term {
-            if matches!(msg.body, Body::Append { .. } | Body::Heartbeat { .. }) {
+            if matches!(msg.body, Body::Append { .. } | Body::Heartbeat { .. } | Body::Reset { .. }) {
                 // Tell a deposed leader about the newer term.
                 let end = self.log.last().0;
                 self.send(msg.from, Body::AppendReply { accepted: false, end });
@@ -516,6 +528,19 @@ impl<L: RaftLog> Raft<L> {
                 }
                 self.send(msg.from, Body::HeartbeatReply);
             }
+            Body::Reset { start } => {
+                self.become_follower(msg.term, Some(msg.from));
+                // Our entries up to `start` can only be trusted if we know them committed; an
+                // uncommitted suffix reaching past `start` may differ from what the leader
+                // deleted, so anything short of our commit point is dropped, not kept.
+                if start > self.committed {
+                    if self.log.reset(start).is_err() {
+                        return;
+                    }
+                    self.committed = start;
+                }
+                self.send(msg.from, Body::AppendReply { accepted: true, end: start });
+            }
             Body::AppendReply { accepted, end } => self.handle_append_reply(msg.from, accepted, end),
             Body::HeartbeatReply => {
                 if let Some(p) = self.progress.get_mut(&msg.from) {
@@ -537,7 +562,9 @@ impl<L: RaftLog> Raft<L> {
             self.send(leader, Body::AppendReply { accepted: true, end });
             return;
         }
-        if self.log.term_at(prev_end) != Some(prev_term) {
+        // At our commit point the logs match by definition (the leader may no longer know the
+        // term there, if it deleted that prefix); past it the terms must agree.
+        if prev_end > self.committed && self.log.term_at(prev_end) != Some(prev_term) {
             let end = self.log.last().0.min(prev_end);
             self.send(leader, Body::AppendReply { accepted: false, end });
             return;

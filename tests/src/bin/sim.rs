@@ -1,4 +1,5 @@
-//! Long simulation runs: `braid-sim [--seed N | --seeds COUNT --first N] [--steps S] [--nodes K] [--calm]`.
+//! Long simulation runs: `braid-sim [--seed N | --seeds COUNT --first N] [--steps S] [--nodes K]
+//! [--retention PER_MILLE] [--calm]`.
 //! Prints one line per seed; exits non-zero at the first failing seed, naming the replay command.
 
 use braid_tests::{run, Faults, SimConfig};
@@ -20,7 +21,14 @@ fn main() {
     };
     let mut total_steps = 0u64;
     for seed in seeds {
-        let config = SimConfig { nodes, seed, steps, faults: faults.clone(), propose: 300 };
+        let config = SimConfig {
+            nodes,
+            seed,
+            steps,
+            faults: faults.clone(),
+            propose: 300,
+            retention: value("--retention").unwrap_or(20),
+        };
         match run(&config) {
             Ok(outcome) => {
                 total_steps += steps;
