@@ -5,7 +5,7 @@ use braid_engine::io::{SimFaults, SimStorage, Storage};
 use braid_engine::log::batch::build_batch;
 use braid_engine::log::{Log, LogConfig};
 use braid_engine::raft::log::entry_position;
-use braid_engine::raft::{Config, Message, Raft, RaftLog, Role, Term};
+use braid_engine::raft::{wire, Config, Message, Raft, RaftLog, Role, Term};
 use braid_engine::rng::SimRng;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -239,6 +239,10 @@ impl Sim {
             self.outcome.resets +=
                 messages.iter().filter(|m| matches!(m.body, braid_engine::raft::Body::Reset { .. })).count();
             for msg in messages {
+                // Every message crosses the node-to-node wire format on its way.
+                let frame = wire::encode_frame(&[(wire::GroupId::METADATA, msg)]);
+                let mut decoded = wire::decode_frame(&frame[4..]).map_err(|e| format!("wire: {e}"))?;
+                let msg = decoded.pop().ok_or("wire: empty frame")?.1;
                 if self.rng.chance(self.config.faults.drop, 1000) {
                     continue;
                 }

@@ -24,6 +24,7 @@
 //! ending at `prev_end` has that term, and truncates its first conflicting entry and after.
 
 pub mod log;
+pub mod wire;
 
 pub use log::{RaftLog, Term};
 
