@@ -132,6 +132,13 @@ impl<'a> Reader<'a> {
     fn u8(&mut self) -> Result<u8, WireError> {
         Ok(self.take(1)?[0])
     }
+    fn flag(&mut self) -> Result<bool, WireError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(WireError::BadEntry { at: self.at - 1 }),
+        }
+    }
     fn u16(&mut self) -> Result<u16, WireError> {
         Ok(u16::from_be_bytes(self.take(2)?.try_into().expect("2")))
     }
@@ -177,9 +184,9 @@ pub fn decode_frame(body: &[u8]) -> Result<Vec<(GroupId, Message)>, WireError> {
         let (from, to, term) = (r.u64()?, r.u64()?, r.u64()?);
         let body = match r.u8()? {
             1 => Body::PreVote { last_end: r.i64()?, last_term: r.u64()? },
-            2 => Body::PreVoteReply { granted: r.u8()? != 0 },
+            2 => Body::PreVoteReply { granted: r.flag()? },
             3 => Body::Vote { last_end: r.i64()?, last_term: r.u64()? },
-            4 => Body::VoteReply { granted: r.u8()? != 0 },
+            4 => Body::VoteReply { granted: r.flag()? },
             5 => {
                 let (prev_end, prev_term, commit) = (r.i64()?, r.u64()?, r.i64()?);
                 let n = r.u32()? as usize;
@@ -198,7 +205,7 @@ pub fn decode_frame(body: &[u8]) -> Result<Vec<(GroupId, Message)>, WireError> {
                 }
                 Body::Append { prev_end, prev_term, entries, commit }
             }
-            6 => Body::AppendReply { accepted: r.u8()? != 0, end: r.i64()? },
+            6 => Body::AppendReply { accepted: r.flag()?, end: r.i64()? },
             7 => Body::Heartbeat { commit: r.i64()? },
             8 => Body::HeartbeatReply,
             9 => Body::Reset { start: r.i64()? },
@@ -265,7 +272,9 @@ mod tests {
                 let at = rng.below(bytes.len() as u64) as usize;
                 bytes[at] ^= 1 << rng.below(8);
             }
-            let _ = decode_frame(&bytes);
+            if let Ok(messages) = decode_frame(&bytes) {
+                assert_eq!(encode_frame(&messages)[4..], bytes[..], "decode then encode is the identity");
+            }
         }
         assert!(matches!(decode_frame(&[0, 1, 0xff, 0xff, 0xff, 0xff]), Err(WireError::TooLarge { .. })));
         assert!(frame_length([0xff; 4]).is_err());
