@@ -42,8 +42,20 @@ fn init_tracing() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
+/// Tools piped into `head` should stop quietly when the pipe closes, as Unix tools do; the
+/// node itself keeps SIGPIPE ignored (a closed client socket is an error to handle, not a death).
+fn default_sigpipe() {
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     init_tracing();
+    if !matches!(cli.command, Command::Start(_)) {
+        default_sigpipe();
+    }
     match cli.command {
         Command::Start(args) => crate::runtime::run(NodeConfig::resolve(args)?),
         Command::Topic { command, bootstrap } => topic::run(&bootstrap, command),
