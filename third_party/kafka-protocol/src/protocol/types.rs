@@ -360,6 +360,10 @@ impl Decoder<Option<StdString>> for String {
         match Int16.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
+                // Braid patch: no allocation for bytes that are not there.
+                if n as usize > buf.remaining() {
+                    bail!("String length {n} exceeds the {} bytes left", buf.remaining());
+                }
                 let mut strbuf = vec![0; n as usize];
                 buf.try_copy_to_slice(&mut strbuf)?;
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
@@ -512,6 +516,10 @@ impl Decoder<Option<StdString>> for CompactString {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                // Braid patch: no allocation for bytes that are not there.
+                if (n - 1) as usize > buf.remaining() {
+                    bail!("String length {} exceeds the {} bytes left", n - 1, buf.remaining());
+                }
                 let mut strbuf = vec![0; (n - 1) as usize];
                 buf.try_copy_to_slice(&mut strbuf)?;
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
@@ -656,6 +664,10 @@ impl Decoder<Option<Vec<u8>>> for Bytes {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
+                // Braid patch: no allocation for bytes that are not there.
+                if n as usize > buf.remaining() {
+                    bail!("Data length {n} exceeds the {} bytes left", buf.remaining());
+                }
                 let mut data = vec![0; n as usize];
                 buf.try_copy_to_slice(&mut data)?;
                 Ok(Some(data))
@@ -805,6 +817,10 @@ impl Decoder<Option<Vec<u8>>> for CompactBytes {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                // Braid patch: no allocation for bytes that are not there.
+                if (n - 1) as usize > buf.remaining() {
+                    bail!("Data length {} exceeds the {} bytes left", n - 1, buf.remaining());
+                }
                 let mut data = vec![0; (n - 1) as usize];
                 buf.try_copy_to_slice(&mut data)?;
                 Ok(Some(data))
