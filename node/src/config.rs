@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 /// Largest request frame accepted by default (Kafka's `socket.request.max.bytes`).
 pub const MAX_REQUEST_BYTES_DEFAULT: usize = 100 << 20;
+/// Kafka connections a shard serves at once by default.
+pub const MAX_CONNECTIONS_PER_SHARD_DEFAULT: usize = 4096;
 /// Request bytes a shard holds in memory at once, across all its connections.
 pub const SHARD_REQUEST_MEMORY_DEFAULT: usize = 256 << 20;
 
@@ -36,6 +38,10 @@ pub struct StartArgs {
     /// Largest request frame, in bytes [default: 104857600].
     #[arg(long, env = "BRAID_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
+    /// Kafka connections a shard keeps open at once; more are closed on arrival
+    /// [default: 4096].
+    #[arg(long, env = "BRAID_MAX_CONNECTIONS_PER_SHARD")]
+    pub max_connections_per_shard: Option<usize>,
     /// Write segments through the page cache instead of O_DIRECT.
     #[arg(long, env = "BRAID_BUFFERED_IO")]
     #[serde(default)]
@@ -66,6 +72,7 @@ pub struct NodeConfig {
     pub admin_addr: SocketAddr,
     pub cores: usize,
     pub max_request_bytes: usize,
+    pub max_connections_per_shard: usize,
     pub shard_request_memory: usize,
     pub direct_io: bool,
     pub default_partitions: i32,
@@ -92,6 +99,10 @@ impl NodeConfig {
             admin_addr: args.admin_addr.or(file.admin_addr).unwrap_or(([127, 0, 0, 1], 9644).into()),
             cores: args.cores.or(file.cores).unwrap_or(cpus),
             max_request_bytes: args.max_request_bytes.or(file.max_request_bytes).unwrap_or(MAX_REQUEST_BYTES_DEFAULT),
+            max_connections_per_shard: args
+                .max_connections_per_shard
+                .or(file.max_connections_per_shard)
+                .unwrap_or(MAX_CONNECTIONS_PER_SHARD_DEFAULT),
             shard_request_memory: SHARD_REQUEST_MEMORY_DEFAULT,
             direct_io: !(args.buffered_io || file.buffered_io),
             default_partitions: args.default_partitions.or(file.default_partitions).unwrap_or(1),
@@ -115,6 +126,9 @@ impl NodeConfig {
         }
         if config.default_partitions < 1 {
             bail!("--default-partitions must be at least 1");
+        }
+        if config.max_connections_per_shard == 0 {
+            bail!("--max-connections-per-shard must be at least 1");
         }
         if config.max_request_bytes < 1024 {
             bail!("--max-request-bytes must be at least 1024");

@@ -43,6 +43,7 @@ pub struct Metrics {
     pub bytes_out: AtomicU64,
     pub connections_opened: AtomicU64,
     pub connections_closed: AtomicU64,
+    pub connections_refused: AtomicU64,
     pub bad_frames: AtomicU64,
     pub produced_records_batches: AtomicU64,
 }
@@ -55,6 +56,7 @@ impl Default for Metrics {
             bytes_out: AtomicU64::new(0),
             connections_opened: AtomicU64::new(0),
             connections_closed: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
             bad_frames: AtomicU64::new(0),
             produced_records_batches: AtomicU64::new(0),
         }
@@ -124,6 +126,11 @@ impl Metrics {
             ("braid_kafka_bytes_out_total", "Response bytes sent.", &self.bytes_out),
             ("braid_kafka_connections_opened_total", "Kafka connections accepted.", &self.connections_opened),
             ("braid_kafka_connections_closed_total", "Kafka connections closed.", &self.connections_closed),
+            (
+                "braid_kafka_connections_refused_total",
+                "Kafka connections closed on arrival: the shard was at its limit.",
+                &self.connections_refused,
+            ),
             (
                 "braid_kafka_bad_frames_total",
                 "Connections closed for a malformed or oversized frame.",

@@ -256,13 +256,30 @@ async fn shard_main(
         }
     });
     let accept_ctx = Rc::clone(&ctx);
+    let connections = Arc::new(Semaphore::new(shared.config.max_connections_per_shard));
     tokio::task::spawn_local(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
+                    let Ok(slot) = Arc::clone(&connections).try_acquire_owned() else {
+                        // Over the limit: closing at once bounds the shard's memory; the client
+                        // sees its connection refused and retries (or goes to another node).
+                        tracing::warn!(%peer, limit = accept_ctx.shared.config.max_connections_per_shard, "connection limit reached; closing a new connection");
+                        accept_ctx
+                            .shared
+                            .metrics
+                            .connections_refused
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        drop(stream);
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     accept_ctx.shared.metrics.connections_opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tokio::task::spawn_local(crate::kafka::serve(Rc::clone(&accept_ctx), stream, peer));
+                    let ctx = Rc::clone(&accept_ctx);
+                    tokio::task::spawn_local(async move {
+                        crate::kafka::serve(ctx, stream, peer).await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");

@@ -140,3 +140,29 @@ fn a_corrupt_batch_is_refused_with_corrupt_message() {
         run(Command::new("kcat").args(["-b", &node.bootstrap(), "-C", "-t", "crc", "-o", "beginning", "-e", "-q"]));
     assert!(output.stdout.is_empty(), "nothing of the corrupt batch was stored");
 }
+
+#[test]
+fn connections_past_the_limit_are_closed_and_the_rest_keep_working() {
+    // Two shards, one connection each at most.
+    let node = Node::start_with(&["--max-connections-per-shard", "1"]);
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..8 {
+        let mut stream = connect(&node);
+        stream.write_all(&request(18, 0, 1, &[])).unwrap();
+        match read_response(&mut stream) {
+            Some(_) => held.push(stream),
+            None => refused += 1,
+        }
+    }
+    assert!(held.len() <= 2, "{} connections served past a limit of 1 per shard", held.len());
+    assert!(refused >= 6, "only {refused} of 8 refused");
+    // The connections already held are still served.
+    for stream in &mut held {
+        stream.write_all(&request(18, 0, 2, &[])).unwrap();
+        assert!(read_response(stream).is_some());
+    }
+    drop(held);
+    let metrics = node.http_get("/metrics");
+    assert!(metrics.contains("braid_kafka_connections_refused_total"), "{metrics}");
+}
