@@ -8,6 +8,7 @@ pub mod config;
 pub mod kafka;
 pub mod meta;
 pub mod metrics;
+pub mod raft_net;
 pub mod runtime;
 pub mod shard;
 pub mod topic_config;
