@@ -2,11 +2,12 @@
 
 use crate::hard_state;
 use braid_engine::io::{SimFaults, SimStorage, Storage};
-use braid_engine::log::batch::build_batch;
+use braid_engine::log::batch::{build_batch, records, BatchHeader, CONTROL_ATTRIBUTE};
 use braid_engine::log::{Log, LogConfig};
 use braid_engine::raft::log::entry_position;
 use braid_engine::raft::{wire, Config, Message, Raft, RaftLog, Role, Term};
 use braid_engine::rng::SimRng;
+use braid_engine::tree::{DataTree, Txn};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -54,6 +55,8 @@ pub struct Outcome {
     pub resets: usize,
     /// Highest log start offset seen at the end (how much retention deleted).
     pub log_start_max: i64,
+    /// Tree transactions (zxids) whose resulting tree was compared across nodes.
+    pub tree_digests: usize,
 }
 
 struct Node {
@@ -62,12 +65,28 @@ struct Node {
     hard_seq: u64,
     /// Offset up to which this node's committed entries were compared with the canonical log.
     checked_to: i64,
+    /// The coordination tree applied from this node's committed entries (the state machine).
+    tree: DataTree,
+    /// End offset of the last entry applied to `tree`.
+    applied: i64,
+    /// False once the log no longer starts at 0 (retention): the tree cannot be rebuilt
+    /// without snapshots, so this node's tree is not compared.
+    tree_valid: bool,
 }
 
 struct Proposal {
     node: u64,
     end: i64,
     term: Term,
+    invoked_at: u64,
+}
+
+/// A write a client saw acknowledged: when it was invoked and acknowledged, and where it went.
+#[derive(Debug, Clone, Copy)]
+struct Completed {
+    invoked_at: u64,
+    acked_at: u64,
+    end: i64,
 }
 
 /// An acknowledged entry: committed by a leader, reported to its client.
@@ -112,6 +131,9 @@ struct Sim {
     acked: Vec<Acked>,
     /// (end, term, crc) of every committed entry, in order: what all nodes must agree on.
     canonical: Vec<(i64, Term, u32)>,
+    /// Tree digest after each zxid, as the first node to apply it saw it.
+    digests: BTreeMap<i64, u64>,
+    completed: Vec<Completed>,
     outcome: Outcome,
     proposal_counter: u64,
 }
@@ -129,9 +151,13 @@ impl Sim {
             heartbeat_ticks: 2,
             seed: self.config.seed ^ self.now,
         };
+        let start = log.log_start_offset();
         node.raft = Some(Raft::new(config, log, hard));
         node.hard_seq = seq;
         node.checked_to = 0;
+        node.tree = DataTree::new();
+        node.applied = start;
+        node.tree_valid = start == 0;
         Ok(())
     }
 
@@ -205,15 +231,89 @@ impl Sim {
         }
         let id = leaders[self.rng.below(leaders.len() as u64) as usize];
         self.proposal_counter += 1;
-        let value = format!("seed{}-p{}", self.config.seed, self.proposal_counter);
+        // Tree transactions on a handful of paths, so creates, updates and deletes collide.
         let records = 1 + self.rng.below(3) as usize;
-        let values: Vec<&[u8]> = (0..records).map(|_| value.as_bytes()).collect();
+        let txns: Vec<Vec<u8>> = (0..records).map(|_| self.random_txn().encode()).collect();
+        let values: Vec<&[u8]> = txns.iter().map(Vec::as_slice).collect();
         let batch = build_batch(self.now as i64, &values);
         let raft = self.nodes.get_mut(&id).and_then(|n| n.raft.as_mut()).expect("leader");
         let term = raft.term();
         if let Ok(end) = raft.propose(&batch) {
-            self.proposals.push(Proposal { node: id, end, term });
+            self.proposals.push(Proposal { node: id, end, term, invoked_at: self.now });
         }
+    }
+
+    fn random_txn(&mut self) -> Txn {
+        let path = |n: u64| format!("/k{n}");
+        let data = format!("v{}", self.proposal_counter).into_bytes();
+        let one = |rng: &mut SimRng| match rng.below(4) {
+            0 => Txn::Create { path: path(rng.below(6)), data: data.clone(), ephemeral_owner: 0 },
+            1 => Txn::Delete { path: path(rng.below(6)), version: -1 },
+            2 => Txn::SetData { path: path(rng.below(6)), data: data.clone(), version: -1 },
+            _ => Txn::SetData { path: path(rng.below(6)), data: data.clone(), version: rng.below(3) as i32 },
+        };
+        if self.rng.chance(1, 5) {
+            Txn::Multi((0..2).map(|_| one(&mut self.rng)).collect())
+        } else {
+            one(&mut self.rng)
+        }
+    }
+
+    /// Applies newly committed entries to each node's tree; trees must agree at every zxid.
+    fn apply_trees(&mut self) -> Result<(), String> {
+        for (id, node) in &mut self.nodes {
+            let Some(raft) = node.raft.as_ref() else { continue };
+            if !node.tree_valid {
+                continue;
+            }
+            if raft.log().start() > node.applied {
+                node.tree_valid = false;
+                continue;
+            }
+            while node.applied < raft.committed() {
+                let entries = raft.log().entries_from(node.applied, 1 << 20);
+                let Some(entry) = entries.into_iter().next() else {
+                    return Err(format!("node {id}: cannot read committed entry at {}", node.applied));
+                };
+                let header = BatchHeader::parse(&entry).map_err(|e| e.to_string())?;
+                if header.attributes & CONTROL_ATTRIBUTE == 0 {
+                    for record in records(&entry).map_err(|e| format!("node {id}: {e}"))? {
+                        let txn =
+                            Txn::decode(record.value.unwrap_or_default()).map_err(|e| format!("node {id}: {e}"))?;
+                        let zxid = record.offset + 1;
+                        let _ = node.tree.apply(zxid, record.timestamp, &txn);
+                        let digest = node.tree.digest();
+                        let first = *self.digests.entry(zxid).or_insert(digest);
+                        if first != digest {
+                            return Err(format!("node {id}: tree after zxid {zxid} differs from another node's"));
+                        }
+                    }
+                }
+                node.applied = header.next_offset();
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes in real-time order land in log order: a write acknowledged before another was
+    /// invoked sits at a lower offset (linearizability of the write history).
+    fn check_write_order(&self) -> Result<(), String> {
+        let mut by_ack: Vec<Completed> = self.completed.clone();
+        by_ack.sort_by_key(|c| c.acked_at);
+        let mut by_invoke = self.completed.clone();
+        by_invoke.sort_by_key(|c| c.invoked_at);
+        let mut i = 0;
+        let mut max_end_acked_before = i64::MIN;
+        for c in &by_invoke {
+            while i < by_ack.len() && by_ack[i].acked_at < c.invoked_at {
+                max_end_acked_before = max_end_acked_before.max(by_ack[i].end);
+                i += 1;
+            }
+            if c.end <= max_end_acked_before {
+                return Err(format!("write invoked at step {} landed at {} before a write acknowledged earlier (at {max_end_acked_before})", c.invoked_at, c.end));
+            }
+        }
+        Ok(())
     }
 
     /// Each live node's driver round: persist, flush, then send.
@@ -283,6 +383,7 @@ impl Sim {
                             ));
                         }
                         self.acked.push(Acked { end: p.end, term: p.term });
+                        self.completed.push(Completed { invoked_at: p.invoked_at, acked_at: self.now, end: p.end });
                     } else {
                         still.push(p);
                     }
@@ -372,7 +473,8 @@ impl Sim {
             self.propose();
         }
         self.drive()?;
-        self.check()
+        self.check()?;
+        self.apply_trees()
     }
 }
 
@@ -392,13 +494,18 @@ pub fn run(config: &SimConfig) -> Result<Outcome, String> {
         proposals: Vec::new(),
         acked: Vec::new(),
         canonical: Vec::new(),
+        digests: BTreeMap::new(),
+        completed: Vec::new(),
         outcome: Outcome::default(),
         proposal_counter: 0,
     };
     for &id in &voters {
         let disk = SimStorage::new(config.seed.wrapping_mul(31).wrapping_add(id), SimFaults::default());
         disk.create_dir_all(&node_dir(id)).map_err(|e| e.to_string())?;
-        sim.nodes.insert(id, Node { disk, raft: None, hard_seq: 0, checked_to: 0 });
+        sim.nodes.insert(
+            id,
+            Node { disk, raft: None, hard_seq: 0, checked_to: 0, tree: DataTree::new(), applied: 0, tree_valid: true },
+        );
         sim.start_node(id)?;
     }
     for _ in 0..config.steps {
@@ -447,5 +554,7 @@ pub fn run(config: &SimConfig) -> Result<Outcome, String> {
             }
         }
     }
+    sim.check_write_order()?;
+    sim.outcome.tree_digests = sim.digests.len();
     Ok(sim.outcome.clone())
 }
