@@ -47,6 +47,13 @@ pub struct ShardCtx {
     pub request_memory: Arc<Semaphore>,
 }
 
+impl ShardCtx {
+    /// True if the topic exists in this shard's snapshot and has this partition.
+    pub fn has_partition(&self, topic: &str, partition: i32) -> bool {
+        self.snapshot.borrow().topic(topic).is_some_and(|t| (0..t.partitions.len() as i32).contains(&partition))
+    }
+}
+
 fn pin_to_cpu(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes within it; sched_setaffinity reads it.
     unsafe {

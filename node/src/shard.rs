@@ -170,9 +170,8 @@ struct Partition {
     log: Log<UringStorage>,
     dir: PathBuf,
     topic_id: uuid::Uuid,
-    waiters: DurabilityWaiters<oneshot::Sender<ProduceOutcome>>,
-    /// The base offset each waiter's produce got, in waiter order.
-    waiter_offsets: std::collections::VecDeque<i64>,
+    /// acks=all producers waiting for durability, with the base offset each one's batch got.
+    waiters: DurabilityWaiters<(oneshot::Sender<ProduceOutcome>, i64)>,
     max_message_bytes: i64,
 }
 
@@ -321,8 +320,7 @@ impl ShardState {
         }
         let log_start_offset = p.log.log_start_offset();
         if acks == -1 {
-            p.waiters.wait(p.log.log_end_offset(), reply);
-            p.waiter_offsets.push_back(base_offset);
+            p.waiters.wait(p.log.log_end_offset(), (reply, base_offset));
             self.dirty.insert(key);
             self.flush_needed.notify_one();
             return;
@@ -348,18 +346,16 @@ impl ShardState {
             match p.log.flush() {
                 Ok(durable) => {
                     let log_start_offset = p.log.log_start_offset();
-                    for waiter in p.waiters.release(durable) {
-                        let base_offset = p.waiter_offsets.pop_front().unwrap_or(-1);
+                    for (waiter, base_offset) in p.waiters.release(durable) {
                         let _ = waiter.send(ProduceOutcome { error: 0, message: None, base_offset, log_start_offset });
                     }
                 }
                 Err(e) => {
                     tracing::error!(topic = %key.0, partition = key.1, error = %e, "flush failed; the log will be reopened");
                     let code = storage_error(&e);
-                    for waiter in p.waiters.fail_all() {
+                    for (waiter, _) in p.waiters.fail_all() {
                         let _ = waiter.send(ProduceOutcome::failed(code, Some(e.to_string())));
                     }
-                    p.waiter_offsets.clear();
                 }
             }
         }
@@ -462,7 +458,7 @@ impl ShardState {
         for key in gone {
             if let Some(p) = self.partitions.remove(&key) {
                 let mut p = p;
-                for waiter in p.waiters.fail_all() {
+                for (waiter, _) in p.waiters.fail_all() {
                     let _ = waiter.send(ProduceOutcome::failed(ResponseError::UnknownTopicOrPartition.code(), None));
                 }
                 drop(p.log);
@@ -489,14 +485,7 @@ impl ShardState {
                     }
                     self.partitions.insert(
                         key,
-                        Partition {
-                            log,
-                            dir,
-                            topic_id: meta.id,
-                            waiters: DurabilityWaiters::new(),
-                            waiter_offsets: Default::default(),
-                            max_message_bytes,
-                        },
+                        Partition { log, dir, topic_id: meta.id, waiters: DurabilityWaiters::new(), max_message_bytes },
                     );
                 }
                 Err(e) => tracing::error!(topic = %key.0, partition = key.1, error = %e, "cannot open partition log"),

@@ -22,6 +22,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -194,8 +195,6 @@ pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, peer: SocketAddr) {
     let _ = writer_task.await;
     ctx.shared.metrics.connections_closed.fetch_add(1, Relaxed);
 }
-
-use std::sync::Arc;
 
 /// A request frame, decoded.
 pub enum Decoded {

@@ -27,10 +27,9 @@ fn missing(error: ResponseError) -> FetchOutcome {
 async fn read_all(ctx: &ShardCtx, wanted: &[Wanted]) -> Vec<FetchTopicResult> {
     let mut pending = Vec::new();
     for topic in wanted {
-        let count = ctx.snapshot.borrow().topic(&topic.topic).map(|t| t.partitions.len() as i32);
         let mut partitions = Vec::new();
         for &(partition, offset, max_bytes) in &topic.partitions {
-            let rx = if count.is_some_and(|c| (0..c).contains(&partition)) {
+            let rx = if ctx.has_partition(&topic.topic, partition) {
                 let name = topic.topic.clone();
                 ask_owner(ctx, &topic.topic, partition, |reply| ShardMsg::Fetch {
                     topic: name,

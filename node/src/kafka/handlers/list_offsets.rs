@@ -12,12 +12,11 @@ pub async fn handle(ctx: Rc<ShardCtx>, version: i16, request: ListOffsetsRequest
     let mut pending = Vec::new();
     for topic in request.topics {
         let name = topic.name.0.to_string();
-        let count = ctx.snapshot.borrow().topic(&name).map(|t| t.partitions.len() as i32);
         let mut partitions = Vec::new();
         for p in topic.partitions {
             let index = p.partition_index;
             let timestamp = p.timestamp;
-            let rx = if count.is_some_and(|c| (0..c).contains(&index)) {
+            let rx = if ctx.has_partition(&name, index) {
                 let topic_name = name.clone();
                 ask_owner(&ctx, &name, index, |reply| ShardMsg::ListOffsets {
                     topic: topic_name,

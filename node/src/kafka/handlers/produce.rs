@@ -29,7 +29,6 @@ pub async fn start(
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
-        let known = ctx.snapshot.borrow().topic(&name).map(|t| t.partitions.len() as i32);
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
             let answer = if !valid_acks {
@@ -39,7 +38,7 @@ pub async fn start(
                     ResponseError::TransactionalIdAuthorizationFailed.code(),
                     Some("transactions are not supported yet".into()),
                 )
-            } else if known.is_none_or(|count| data.index < 0 || data.index >= count) {
+            } else if !ctx.has_partition(&name, data.index) {
                 Answer::Now(ResponseError::UnknownTopicOrPartition.code(), None)
             } else {
                 let records = data.records;
