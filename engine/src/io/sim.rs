@@ -172,11 +172,6 @@ impl SimStorage {
             SimFileData { current: data.to_vec(), durable: data.to_vec(), pending: Vec::new() },
         );
     }
-
-    /// Seeded random number, so tests drive their fault choices from the disk's one seed.
-    pub fn random_below(&self, bound: u64) -> u64 {
-        self.state.borrow_mut().rng.below(bound)
-    }
 }
 
 impl Storage for SimStorage {

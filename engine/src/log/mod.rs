@@ -899,9 +899,4 @@ impl<S: Storage> Log<S> {
     pub fn segment_base_offsets(&self) -> Vec<i64> {
         self.segments.iter().map(|s| s.base_offset).collect()
     }
-
-    /// The cleanup policy, for the compactor (which rewrites sealed segments) to consult.
-    pub fn cleanup_policy(&self) -> CleanupPolicy {
-        self.config.cleanup_policy
-    }
 }

@@ -37,12 +37,6 @@ pub struct Znode {
     children: BTreeSet<String>,
 }
 
-impl Znode {
-    pub fn children(&self) -> impl Iterator<Item = &str> {
-        self.children.iter().map(String::as_str)
-    }
-}
-
 /// The data tree. Paths are absolute ("/brokers/topics/t"); "/" always exists.
 #[derive(Debug, Clone)]
 pub struct DataTree {
@@ -99,11 +93,6 @@ impl DataTree {
 
     pub fn node_count(&self) -> usize {
         self.nodes.len()
-    }
-
-    /// Every znode, by path in byte order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Znode)> {
-        self.nodes.iter().map(|(path, node)| (path.as_str(), node))
     }
 
     /// A digest of the whole tree (paths, data and Stat), equal on every node that applied the
