@@ -265,3 +265,18 @@ fn retention_below_a_limit_keeps_what_is_past_it() {
     assert!(outcome.deleted_segments > 0);
     assert!(log.size_bytes() < 2048 + 1024, "{} bytes kept", log.size_bytes());
 }
+
+#[test]
+fn append_all_takes_every_batch_or_none() {
+    let mut log = open(sim_disk(12, 1), &sim_dir(), LogConfig::default());
+    let good = batch(1, 2, 0);
+    let mut bad = batch(2, 1, 0);
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert!(matches!(log.append_all(&[&good, &bad], 0), Err(braid_engine::log::LogError::InvalidBatch(_))));
+    assert_eq!(log.log_end_offset(), 0, "nothing of a request with a bad batch is appended");
+    let infos = log.append_all(&[&good, &good], 0).unwrap();
+    assert_eq!((infos[0].base_offset, infos[1].base_offset), (0, 2));
+    log.flush().unwrap();
+    assert_eq!(read_all(&log).len(), 2);
+}

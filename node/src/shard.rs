@@ -41,9 +41,9 @@ impl ProduceOutcome {
     }
 }
 
-/// Splits a produce request's records into whole batches, checking each (structure, size
-/// against `max.message.bytes`, CRC) before any is appended: a request is taken whole or not
-/// at all.
+/// Splits a produce request's records into whole batches, checking each one's framing and size
+/// against `max.message.bytes` (the CRCs are checked by the log, for all batches before any is
+/// appended).
 fn split_batches(
     records: &[u8],
     max_message_bytes: i64,
@@ -66,7 +66,6 @@ fn split_batches(
                 format!("batch of {} bytes exceeds max.message.bytes {max_message_bytes}", header.total_bytes());
             return Err((ResponseError::MessageTooLarge, message));
         }
-        batch::check_crc(rest, &header).map_err(|e| (ResponseError::CorruptMessage, e.to_string()))?;
         batches.push(at..at + header.total_bytes());
         at += header.total_bytes();
     }
@@ -306,18 +305,19 @@ impl ShardState {
                 return;
             }
         };
-        let mut base_offset = -1;
-        for range in batches {
-            match p.log.append(&records[range], 0) {
-                Ok(info) if base_offset < 0 => base_offset = info.base_offset,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(topic = %key.0, partition = key.1, error = %e, "append failed");
-                    let _ = reply.send(ProduceOutcome::failed(storage_error(&e), Some(e.to_string())));
-                    return;
-                }
+        let slices: Vec<&[u8]> = batches.into_iter().map(|range| &records[range]).collect();
+        let base_offset = match p.log.append_all(&slices, 0) {
+            Ok(infos) => infos.first().map_or(-1, |info| info.base_offset),
+            Err(LogError::InvalidBatch(e)) => {
+                let _ = reply.send(ProduceOutcome::failed(ResponseError::CorruptMessage.code(), Some(e.to_string())));
+                return;
             }
-        }
+            Err(e) => {
+                tracing::error!(topic = %key.0, partition = key.1, error = %e, "append failed");
+                let _ = reply.send(ProduceOutcome::failed(storage_error(&e), Some(e.to_string())));
+                return;
+            }
+        };
         let log_start_offset = p.log.log_start_offset();
         if acks == -1 {
             p.waiters.wait(p.log.log_end_offset(), (reply, base_offset));

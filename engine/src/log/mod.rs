@@ -445,6 +445,27 @@ impl<S: Storage> Log<S> {
     pub fn append(&mut self, batch: &[u8], partition_leader_epoch: i32) -> Result<AppendInfo, LogError> {
         self.check_usable()?;
         let header = batch::validate(batch, self.config.max_batch_bytes).map_err(LogError::InvalidBatch)?;
+        self.append_validated(batch, header, partition_leader_epoch)
+    }
+
+    /// Appends several batches as one: every batch is checked (structure and CRC) before any is
+    /// appended, so a request with one bad batch leaves the log untouched.
+    pub fn append_all(&mut self, batches: &[&[u8]], partition_leader_epoch: i32) -> Result<Vec<AppendInfo>, LogError> {
+        self.check_usable()?;
+        let headers = batches
+            .iter()
+            .map(|b| batch::validate(b, self.config.max_batch_bytes))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(LogError::InvalidBatch)?;
+        batches.iter().zip(headers).map(|(b, h)| self.append_validated(b, h, partition_leader_epoch)).collect()
+    }
+
+    fn append_validated(
+        &mut self,
+        batch: &[u8],
+        header: BatchHeader,
+        partition_leader_epoch: i32,
+    ) -> Result<AppendInfo, LogError> {
         let base_offset = self.log_end_offset();
         let active = self.active();
         let offset_span = base_offset + i64::from(header.last_offset_delta) - active.base_offset;
