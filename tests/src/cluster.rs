@@ -1,9 +1,9 @@
 //! One simulated raft group (see the crate docs for what each step does and checks).
 
-use crate::hard_state;
 use braid_engine::io::{SimFaults, SimStorage, Storage};
 use braid_engine::log::batch::{build_batch, records, BatchHeader, CONTROL_ATTRIBUTE};
 use braid_engine::log::{Log, LogConfig};
+use braid_engine::raft::hard_state;
 use braid_engine::raft::log::entry_position;
 use braid_engine::raft::{wire, Config, Message, Raft, RaftLog, Role, Term};
 use braid_engine::rng::SimRng;

@@ -16,6 +16,5 @@
 //! replays it exactly.
 
 pub mod cluster;
-pub mod hard_state;
 
 pub use cluster::{run, Faults, Outcome, SimConfig};

@@ -26,6 +26,8 @@ pub trait RaftLog {
     fn entries_from(&self, from: i64, max_bytes: u64) -> Vec<Vec<u8>>;
     /// Appends a new entry in `term` (leader); returns its end offset.
     fn append_new(&mut self, entry: &[u8], term: Term) -> Result<i64, LogError>;
+    /// Appends several new entries in `term`, all or none; returns each one's (base, end).
+    fn append_new_all(&mut self, entries: &[&[u8]], term: Term) -> Result<Vec<(i64, i64)>, LogError>;
     /// Appends an entry copied from the leader; its base offset must be the log end.
     fn append_copy(&mut self, entry: &[u8]) -> Result<i64, LogError>;
     /// Removes every entry ending after `end` (a boundary).
@@ -98,6 +100,12 @@ impl<S: Storage> RaftLog for Log<S> {
         let info = self.append(entry, epoch_from_term(term))?;
         self.write()?;
         Ok(info.last_offset + 1)
+    }
+
+    fn append_new_all(&mut self, entries: &[&[u8]], term: Term) -> Result<Vec<(i64, i64)>, LogError> {
+        let infos = self.append_all(entries, epoch_from_term(term))?;
+        self.write()?;
+        Ok(infos.iter().map(|info| (info.base_offset, info.last_offset + 1)).collect())
     }
 
     fn append_copy(&mut self, entry: &[u8]) -> Result<i64, LogError> {

@@ -23,6 +23,7 @@
 //! `prev_end` and the term of the entry ending there; the follower accepts if its own entry
 //! ending at `prev_end` has that term, and truncates its first conflicting entry and after.
 
+pub mod hard_state;
 pub mod log;
 pub mod wire;
 
@@ -102,6 +103,11 @@ pub enum Body {
     /// drops its log and starts again there (everything before `start` is committed).
     Reset {
         start: i64,
+    },
+    /// An entry proposed on a follower, for the leader to propose (dropped by a non-leader;
+    /// the proposer retries if it does not see the entry applied).
+    Forward {
+        entry: Vec<u8>,
     },
 }
 
@@ -345,11 +351,11 @@ impl<L: RaftLog> Raft<L> {
                 )
             })
             .collect();
-        // An entry of the new term, so entries of earlier terms can commit under it.
-        let marker = self.log.leader_marker(self.hard.term);
-        match self.log.append_new(&marker, self.hard.term) {
-            Ok(_) => {}
-            Err(_) => {
+        // An entry of the new term, so entries of earlier terms can commit under it (an empty
+        // log has none: everything before its start is committed).
+        if last_end > self.log.start() {
+            let marker = self.log.leader_marker(self.hard.term);
+            if self.log.append_new(&marker, self.hard.term).is_err() {
                 let term = self.hard.term;
                 self.become_follower(term, None);
                 return;
@@ -374,6 +380,44 @@ impl<L: RaftLog> Raft<L> {
         }
         self.maybe_commit();
         Ok(end)
+    }
+
+    /// Appends several entries at once (leader only), all or none: the log checks every one
+    /// before appending any. Returns each entry's (base, end) offsets.
+    pub fn propose_all(&mut self, entries: &[&[u8]]) -> Result<Vec<(i64, i64)>, ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader { leader: self.leader });
+        }
+        let positions = self.log.append_new_all(entries, self.hard.term).map_err(ProposeError::Log)?;
+        for id in self.others() {
+            if self.progress[&id].mode == Mode::Replicate {
+                self.send_append(id);
+            }
+        }
+        self.maybe_commit();
+        Ok(positions)
+    }
+
+    /// Proposes `entry` if this node leads, else forwards it to the leader it knows (false if it
+    /// knows none). A forwarded entry may be lost; the caller checks for its effect.
+    pub fn propose_or_forward(&mut self, entry: &[u8]) -> bool {
+        match self.role {
+            Role::Leader => self.propose(entry).is_ok(),
+            _ => match self.leader {
+                Some(leader) => {
+                    self.send(leader, Body::Forward { entry: entry.to_vec() });
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+
+    /// Starts an election now instead of at the next timeout (a new group's preferred leader).
+    pub fn campaign(&mut self) {
+        if self.role != Role::Leader {
+            self.start_pre_vote();
+        }
     }
 
     /// The driver made the log durable up to `log().durable_end()`.
@@ -464,6 +508,12 @@ impl<L: RaftLog> Raft<L> {
     /// Handles one message.
     pub fn step(&mut self, msg: Message) {
         match &msg.body {
+            Body::Forward { entry } => {
+                if self.role == Role::Leader {
+                    let _ = self.propose(entry);
+                }
+                return;
+            }
             Body::PreVote { last_end, last_term } => {
                 let granted = msg.term > self.hard.term && !self.in_lease() && self.up_to_date(*last_end, *last_term);
                 // Granted: echo the proposed term. Refused: our term, so a requester behind us
@@ -552,7 +602,9 @@ impl<L: RaftLog> Raft<L> {
                     }
                 }
             }
-            Body::PreVote { .. } | Body::PreVoteReply { .. } => unreachable!("handled above"),
+            Body::PreVote { .. } | Body::PreVoteReply { .. } | Body::Forward { .. } => {
+                unreachable!("handled above")
+            }
         }
     }
 

@@ -14,6 +14,7 @@
 //!            7 Heartbeat    i64 commit
 //!            8 HeartbeatReply
 //!            9 Reset        i64 start
+//!           10 Forward      u32 len | batch
 //! ```
 //! All integers big-endian. Decoding checks every length against what is left and against the
 //! limits below, so any bytes at all give a frame or an error, never a panic or a huge
@@ -107,6 +108,11 @@ pub fn encode_frame(messages: &[(GroupId, Message)]) -> Vec<u8> {
             Body::Reset { start } => {
                 out.push(9);
                 out.extend_from_slice(&start.to_be_bytes());
+            }
+            Body::Forward { entry } => {
+                out.push(10);
+                out.extend_from_slice(&(entry.len() as u32).to_be_bytes());
+                out.extend_from_slice(entry);
             }
         }
     }
@@ -209,6 +215,15 @@ pub fn decode_frame(body: &[u8]) -> Result<Vec<(GroupId, Message)>, WireError> {
             7 => Body::Heartbeat { commit: r.i64()? },
             8 => Body::HeartbeatReply,
             9 => Body::Reset { start: r.i64()? },
+            10 => {
+                let len = r.u32()? as usize;
+                let at = r.at;
+                let entry = r.take(len)?;
+                match BatchHeader::parse(entry) {
+                    Ok(h) if h.total_bytes() == len => Body::Forward { entry: entry.to_vec() },
+                    _ => return Err(WireError::BadEntry { at }),
+                }
+            }
             kind => return Err(WireError::BadKind(kind)),
         };
         messages.push((GroupId { topic_id, partition }, Message { from, to, term, body }));
@@ -246,6 +261,7 @@ mod tests {
             (group, m(Body::Heartbeat { commit: 8 })),
             (group, m(Body::HeartbeatReply)),
             (group, m(Body::Reset { start: 100 })),
+            (group, m(Body::Forward { entry: crate::log::batch::build_batch(5, &[b"forwarded"]) })),
         ]
     }
 

@@ -1,9 +1,9 @@
-//! Raft's hard state (term, vote) on the simulated disk, written so a torn write can never
+//! Raft's hard state (term, vote) on disk, written so a torn write can never
 //! lose the last synced value: two 32-byte slots used in turn, each with a sequence number and
 //! a CRC; the valid slot with the highest sequence wins.
 
-use braid_engine::io::{FileKind, Storage, StorageFile};
-use braid_engine::raft::HardState;
+use super::HardState;
+use crate::io::{FileKind, Storage, StorageFile};
 use std::path::Path;
 
 const SLOT_BYTES: usize = 32;
