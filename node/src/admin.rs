@@ -65,8 +65,15 @@ async fn handle(shared: Arc<Shared>, mut stream: TcpStream) {
         }
         ("GET", "/v1/status") => {
             let stats = partition_stats(&shared).await;
+            let snapshot = shared.published.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let brokers: serde_json::Map<String, serde_json::Value> =
+                snapshot.brokers.iter().map(|(id, addr)| (id.to_string(), addr.to_string().into())).collect();
             let body = serde_json::json!({
                 "node_id": shared.config.node_id,
+                "cluster_id": snapshot.cluster_id,
+                "controller": snapshot.controller,
+                "brokers": brokers,
+                "metadata_zxid": snapshot.zxid,
                 "kafka_addr": shared.config.kafka_addr.to_string(),
                 "shards": shared.senders.len(),
                 "direct_io": shared.config.direct_io,

@@ -28,10 +28,21 @@ pub struct StartArgs {
     /// Admin HTTP listener: /metrics and /v1/status [default: 127.0.0.1:9644].
     #[arg(long, env = "BRAID_ADMIN_ADDR")]
     pub admin_addr: Option<SocketAddr>,
-    /// Cluster members as id@host:port,... (this build runs single-node clusters: only this
-    /// node may be listed).
+    /// Cluster members, this node included, as id@host:port,... where host:port is each
+    /// node's node-to-node (raft) listener. Without it the node is a cluster of one.
     #[arg(long, env = "BRAID_PEERS")]
     pub peers: Option<String>,
+    /// Node-to-node (raft) listener [default: this node's entry in --peers].
+    #[arg(long, env = "BRAID_RAFT_ADDR")]
+    pub raft_addr: Option<SocketAddr>,
+    /// Replicas of a topic created without a replication factor [default: 3, or the number of
+    /// nodes if fewer].
+    #[arg(long, env = "BRAID_DEFAULT_REPLICATION_FACTOR")]
+    pub default_replication_factor: Option<i16>,
+    /// Raft tick in milliseconds: heartbeats every 2 ticks, elections after 10 to 20 without
+    /// a leader [default: 50].
+    #[arg(long, env = "BRAID_RAFT_TICK_MS")]
+    pub raft_tick_ms: Option<u64>,
     /// Shards (pinned threads, one io_uring each) [default: the number of CPUs].
     #[arg(long, env = "BRAID_CORES")]
     pub cores: Option<usize>,
@@ -78,6 +89,45 @@ pub struct NodeConfig {
     pub default_partitions: i32,
     pub auto_create_topics: bool,
     pub retention_check_ms: u64,
+    /// Every member of the cluster with its raft address, sorted by id; empty for a cluster of
+    /// one.
+    pub peers: Vec<(i32, SocketAddr)>,
+    pub raft_addr: Option<SocketAddr>,
+    pub default_replication_factor: i16,
+    pub raft_tick_ms: u64,
+}
+
+impl NodeConfig {
+    /// Node ids of every member (just this node for a cluster of one).
+    pub fn members(&self) -> Vec<i32> {
+        if self.peers.is_empty() {
+            vec![self.node_id]
+        } else {
+            self.peers.iter().map(|(id, _)| *id).collect()
+        }
+    }
+}
+
+/// Parses `id@host:port,...`.
+pub fn parse_peers(spec: &str) -> anyhow::Result<Vec<(i32, SocketAddr)>> {
+    let mut peers = Vec::new();
+    for peer in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = peer.split_once('@').with_context(|| format!("peer {peer:?} is not id@host:port"))?;
+        let id: i32 = id.trim().parse().with_context(|| format!("peer id in {peer:?}"))?;
+        if id < 0 {
+            bail!("peer id in {peer:?} must not be negative");
+        }
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(addr.trim())
+            .with_context(|| format!("peer address in {peer:?}"))?
+            .next()
+            .with_context(|| format!("no address for {peer:?}"))?;
+        if peers.iter().any(|(other, _)| *other == id) {
+            bail!("peer {id} is listed twice in --peers");
+        }
+        peers.push((id, addr));
+    }
+    peers.sort_unstable_by_key(|(id, _)| *id);
+    Ok(peers)
 }
 
 impl NodeConfig {
@@ -108,18 +158,34 @@ impl NodeConfig {
             default_partitions: args.default_partitions.or(file.default_partitions).unwrap_or(1),
             auto_create_topics: args.auto_create_topics.or(file.auto_create_topics).unwrap_or(true),
             retention_check_ms: args.retention_check_ms.or(file.retention_check_ms).unwrap_or(30_000),
+            peers: Vec::new(),
+            raft_addr: None,
+            default_replication_factor: 1,
+            raft_tick_ms: args.raft_tick_ms.or(file.raft_tick_ms).unwrap_or(50),
         };
-        if let Some(peers) = args.peers.or(file.peers) {
-            for peer in peers.split(',').filter(|p| !p.trim().is_empty()) {
-                let (id, _) = peer.split_once('@').with_context(|| format!("peer {peer:?} is not id@host:port"))?;
-                let id: i32 = id.trim().parse().with_context(|| format!("peer id in {peer:?}"))?;
-                if id != node_id {
-                    bail!(
-                        "--peers names node {id}: this build runs single-node clusters only (replication across \
-                         nodes is not part of it yet); start without --peers"
-                    );
-                }
+        let mut config = config;
+        if let Some(spec) = args.peers.or(file.peers) {
+            let peers = parse_peers(&spec)?;
+            let Some((_, own)) = peers.iter().find(|(id, _)| *id == node_id) else {
+                bail!("--peers must list this node ({node_id}) too");
+            };
+            config.raft_addr = Some(args.raft_addr.or(file.raft_addr).unwrap_or(*own));
+            // A cluster of one listed alone is the same as no --peers.
+            if peers.len() > 1 {
+                config.peers = peers;
             }
+        }
+        let nodes = config.members().len() as i16;
+        config.default_replication_factor =
+            args.default_replication_factor.or(file.default_replication_factor).unwrap_or(3.min(nodes));
+        if !(1..=nodes).contains(&config.default_replication_factor) {
+            bail!(
+                "--default-replication-factor must be between 1 and the number of nodes ({nodes}), not {}",
+                config.default_replication_factor
+            );
+        }
+        if !(5..=10_000).contains(&config.raft_tick_ms) {
+            bail!("--raft-tick-ms must be between 5 and 10000, not {}", config.raft_tick_ms);
         }
         if config.cores == 0 || config.cores > 1024 {
             bail!("--cores must be between 1 and 1024, not {}", config.cores);

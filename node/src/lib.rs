@@ -9,6 +9,7 @@ pub mod kafka;
 pub mod meta;
 pub mod metrics;
 pub mod raft_net;
+pub mod replica;
 pub mod runtime;
 pub mod shard;
 pub mod topic_config;

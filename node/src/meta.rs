@@ -1,29 +1,42 @@
 //! The metadata store: the coordination tree applied from the metadata log (group 0).
 //!
-//! Lives on shard 0. Every change is a tree transaction appended to the metadata log as one
-//! record of one batch, made durable (fdatasync) and only then applied; on start the log is
-//! replayed into the tree, so what was acknowledged survives restarts. zxid = log offset + 1.
+//! Lives on shard 0. Group 0 is a raft group of every node of the cluster. A change is a tree
+//! transaction, proposed by the group-0 leader (the controller) as one record of one batch;
+//! every node applies committed transactions to its own tree, in log order, once they are
+//! also durable locally. zxid = offset + 1. A restarted node starts with an empty tree and
+//! rebuilds it by applying its log as the group commits it.
 //!
 //! Kafka's metadata sits at the paths Kafka used with ZooKeeper, as the same JSON:
 //! ```text
 //! /cluster/id                 {"version":"1","id":"<cluster id>"}
 //! /controller                 {"version":1,"brokerid":1,"timestamp":"..."}
 //! /brokers/ids/<id>           {"version":5,"host":..,"port":..,"endpoints":["PLAINTEXT://h:p"],...}
-//! /brokers/topics/<topic>     {"version":3,"topic_id":"..","partitions":{"0":[1],...},...}
+//! /brokers/topics/<topic>     {"version":3,"topic_id":"..","partitions":{"0":[1,2,3],...},...}
+//! /brokers/topics/<topic>/partitions/<p>/state
+//!                             {"version":1,"leader":2,"leader_epoch":7,"isr":[2,3,1],...}
 //! /config/topics/<topic>      {"version":1,"config":{"retention.ms":"1000",...}}
 //! ```
-//! With one node and no sessions yet, /brokers/ids/<id> and /controller are rewritten at every
-//! start rather than being ephemeral.
+//! A partition's leader writes its own state node when it is elected (through the controller),
+//! so every node can point clients to it, including nodes that hold no replica of it.
+//! Duties: the controller creates the fixed paths and the cluster id, and names itself in
+//! /controller; every node registers itself at /brokers/ids/<id> (through the controller, by
+//! forwarding). Without sessions yet, registrations are persistent, not ephemeral.
 
+use crate::config::NodeConfig;
+use crate::replica::Replica;
+use crate::shard::MetaReply;
 use anyhow::Context;
 use braid_engine::io::UringStorage;
-use braid_engine::log::batch::{build_batch, records};
-use braid_engine::log::{Log, LogConfig};
+use braid_engine::log::batch::{build_batch, records, CONTROL_ATTRIBUTE};
+use braid_engine::log::LogConfig;
+use braid_engine::raft::wire::GroupId;
+use braid_engine::raft::{Message, NodeId, ProposeError};
 use braid_engine::tree::{DataTree, Txn, TxnError};
-use std::collections::BTreeMap;
+use kafka_protocol::ResponseError;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
+use tokio::sync::oneshot;
 
 /// What every shard needs to know about topics: an immutable snapshot, replaced whole.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +45,14 @@ pub struct MetaSnapshot {
     pub node_id: i32,
     pub kafka_addr: Option<SocketAddr>,
     pub topics: BTreeMap<String, TopicMeta>,
+    /// Topic names by topic id (to route raft messages).
+    pub names: HashMap<u128, String>,
+    /// Registered brokers: id → Kafka address.
+    pub brokers: BTreeMap<i32, SocketAddr>,
+    /// The node named in /controller.
+    pub controller: Option<i32>,
+    /// (leader, leader epoch) of each partition, as its leader last wrote it to the tree.
+    pub partition_leaders: HashMap<(String, i32), (i32, i32)>,
     /// zxid of the last transaction the snapshot reflects.
     pub zxid: i64,
 }
@@ -52,15 +73,63 @@ impl MetaSnapshot {
 }
 
 pub struct MetaStore {
-    log: Log<UringStorage>,
+    replica: Replica,
     tree: DataTree,
     node_id: i32,
     kafka_addr: SocketAddr,
+    /// End offset of the last applied entry.
+    applied: i64,
+    /// Log end when the store opened: once applied this far, the tree holds at least what this
+    /// node knew before it stopped.
+    caught_up_at: i64,
+    caught_up: bool,
+    /// Clients waiting for their transaction to apply, by zxid.
+    pending: BTreeMap<i64, oneshot::Sender<MetaReply>>,
+    /// Ticks until the duties run again.
+    duty_wait: u32,
+}
+
+/// Ticks between runs of the duties (registration, bootstrap) while they have work left.
+const DUTY_EVERY_TICKS: u32 = 20;
+
+/// What a transaction's outcome means to a Kafka client.
+pub fn reply_for(result: Result<(), TxnError>) -> MetaReply {
+    match result {
+        Ok(()) => Ok(()),
+        Err(TxnError::NodeExists(p)) => Err((ResponseError::TopicAlreadyExists.code(), format!("{p} exists"))),
+        Err(TxnError::NoNode(p)) => Err((ResponseError::UnknownTopicOrPartition.code(), format!("{p} does not exist"))),
+        Err(e) => Err((ResponseError::InvalidRequest.code(), e.to_string())),
+    }
 }
 
 fn topic_path(name: &str) -> String {
     format!("/brokers/topics/{name}")
 }
+fn partitions_path(name: &str) -> String {
+    format!("/brokers/topics/{name}/partitions")
+}
+fn state_path(name: &str, partition: usize) -> String {
+    format!("/brokers/topics/{name}/partitions/{partition}/state")
+}
+fn state_json(leader: i32, epoch: i32, replicas: &[i32]) -> Vec<u8> {
+    serde_json::json!({"controller_epoch": 1, "leader": leader, "version": 1, "leader_epoch": epoch, "isr": replicas})
+        .to_string()
+        .into_bytes()
+}
+
+/// Creates the state nodes of partitions `from..` of a topic (and the `partitions` node).
+fn partition_nodes(name: &str, from: usize, meta: &TopicMeta) -> Vec<Txn> {
+    let mut ops = Vec::new();
+    if from == 0 {
+        ops.push(Txn::Create { path: partitions_path(name), data: Vec::new(), ephemeral_owner: 0 });
+    }
+    for (p, replicas) in meta.partitions.iter().enumerate().skip(from) {
+        ops.push(Txn::Create { path: format!("{}/{p}", partitions_path(name)), data: Vec::new(), ephemeral_owner: 0 });
+        ops.push(Txn::Create { path: state_path(name, p), data: state_json(-1, -1, replicas), ephemeral_owner: 0 });
+    }
+    ops
+}
+
 fn config_path(name: &str) -> String {
     format!("/config/topics/{name}")
 }
@@ -105,96 +174,229 @@ fn parse_topic(topic_bytes: &[u8], config_bytes: Option<&[u8]>) -> anyhow::Resul
     Ok(TopicMeta { id, partitions, configs })
 }
 
+/// What a round of the metadata group produced.
+#[derive(Default)]
+pub struct MetaRound {
+    /// Messages for peers (persisted first).
+    pub messages: Vec<Message>,
+    /// The tree changed: the new snapshot, and the clients whose transactions it holds.
+    pub snapshot: Option<MetaSnapshot>,
+    pub replies: Vec<(oneshot::Sender<MetaReply>, MetaReply)>,
+    /// The tree just caught up with what this node had before it stopped (once per start).
+    pub caught_up: bool,
+}
+
 impl MetaStore {
-    /// Opens the metadata log under `data_dir/meta`, replays it, and registers this node.
-    pub fn open(
-        storage: UringStorage,
-        data_dir: &Path,
-        node_id: i32,
-        kafka_addr: SocketAddr,
-        now_ms: i64,
-    ) -> anyhow::Result<Self> {
-        let dir = data_dir.join("meta").join("group-0");
-        let (log, report) = Log::open(storage, &dir, LogConfig { retention_ms: -1, ..LogConfig::default() })
-            .with_context(|| format!("opening the metadata log in {}", dir.display()))?;
+    /// Opens the metadata log under `data_dir/meta/group-0` as a member of group 0.
+    pub fn open(storage: UringStorage, config: &NodeConfig) -> anyhow::Result<Self> {
+        let dir = config.data_dir.join("meta").join("group-0");
+        let voters = config.members().into_iter().map(|id| id as NodeId).collect();
+        let log_config = LogConfig { retention_ms: -1, ..LogConfig::default() };
+        let (replica, report) =
+            Replica::open(storage, &dir, log_config, GroupId::METADATA, config.node_id as NodeId, voters)
+                .with_context(|| format!("opening the metadata log in {}", dir.display()))?;
         if let Some(corruption) = &report.corruption {
             tracing::warn!(%corruption, "metadata log: cut at a torn or corrupt batch");
         }
-        let mut store = MetaStore { log, tree: DataTree::new(), node_id, kafka_addr };
-        store.replay()?;
-        store.bootstrap(now_ms)?;
-        Ok(store)
+        let caught_up_at = replica.raft.log().log_end_offset();
+        let applied = replica.raft.log().log_start_offset();
+        Ok(MetaStore {
+            replica,
+            tree: DataTree::new(),
+            node_id: config.node_id,
+            kafka_addr: config.kafka_addr,
+            applied,
+            caught_up_at,
+            caught_up: false,
+            pending: BTreeMap::new(),
+            duty_wait: 0,
+        })
     }
 
-    fn replay(&mut self) -> anyhow::Result<()> {
-        let mut offset = self.log.log_start_offset();
-        while let Some(slice) = self.log.read(offset, 1 << 20, None)? {
-            let bytes = self.log.read_bytes(&slice)?;
+    pub fn is_leader(&self) -> bool {
+        self.replica.is_leader()
+    }
+
+    pub fn leader(&self) -> Option<i32> {
+        self.replica.raft.leader().map(|id| id as i32)
+    }
+
+    pub fn tick(&mut self) {
+        self.replica.raft.tick();
+        self.duty_wait = self.duty_wait.saturating_sub(1);
+    }
+
+    pub fn step(&mut self, message: Message) {
+        self.replica.raft.step(message);
+    }
+
+    /// Proposes a transaction (controller only); `reply` is answered once it has applied.
+    pub fn propose(&mut self, txn: &Txn, now_ms: i64, reply: oneshot::Sender<MetaReply>) {
+        let batch = build_batch(now_ms, &[&txn.encode()]);
+        match self.replica.raft.propose(&batch) {
+            Ok(end) => {
+                self.pending.insert(end, reply);
+            }
+            Err(ProposeError::NotLeader { leader }) => {
+                let message = match leader {
+                    Some(id) => format!("node {id} is the controller"),
+                    None => "no controller is elected right now".to_owned(),
+                };
+                let _ = reply.send(Err((ResponseError::NotController.code(), message)));
+            }
+            Err(ProposeError::Log(e)) => {
+                tracing::error!(error = %e, "metadata log append failed");
+                let _ = reply.send(Err((ResponseError::KafkaStorageError.code(), e.to_string())));
+            }
+        }
+    }
+
+    /// Proposes a transaction here if this node is the controller, else forwards it to the
+    /// controller; nobody waits for it (the caller looks for its effect in the tree).
+    pub fn propose_or_forward(&mut self, txn: &Txn, now_ms: i64) -> bool {
+        let batch = build_batch(now_ms, &[&txn.encode()]);
+        self.replica.raft.propose_or_forward(&batch)
+    }
+
+    /// Persists, applies what is newly committed, runs the duties.
+    pub fn round(&mut self, now_ms: i64) -> MetaRound {
+        let mut round = MetaRound::default();
+        match self.replica.persist() {
+            Ok(messages) => round.messages = messages,
+            Err(e) => tracing::error!(error = %e, "metadata log: persisting failed"),
+        }
+        if !self.replica.is_leader() && !self.pending.is_empty() {
+            for (_, reply) in std::mem::take(&mut self.pending) {
+                let _ = reply.send(Err((ResponseError::NotController.code(), "the controller changed".into())));
+            }
+        }
+        let applied_before = self.applied;
+        if let Err(e) = self.apply_committed(&mut round) {
+            tracing::error!(error = %format!("{e:#}"), "metadata log: applying failed");
+        }
+        if self.applied != applied_before {
+            round.snapshot = Some(self.snapshot());
+            // The tree moved: the duties look at it again now.
+            self.duty_wait = 0;
+        }
+        if !self.caught_up && self.applied >= self.caught_up_at {
+            self.caught_up = true;
+            round.caught_up = true;
+        }
+        // Work proposed now goes out with the next round.
+        if self.duty_wait == 0 && self.applied == self.replica.raft.committed() && self.duties(now_ms) {
+            self.duty_wait = DUTY_EVERY_TICKS;
+        }
+        if self.replica.leader_changed().is_some() {
+            self.duty_wait = 0;
+        }
+        round
+    }
+
+    fn apply_committed(&mut self, round: &mut MetaRound) -> anyhow::Result<()> {
+        let log = self.replica.raft.log();
+        let limit = self.replica.raft.committed().min(log.durable_offset());
+        while self.applied < limit {
+            let Some(slice) = log.read(self.applied, 1 << 20, Some(limit))? else { break };
+            let bytes = log.read_bytes(&slice)?;
             let mut at = 0;
             while at < bytes.len() {
                 let header = braid_engine::log::BatchHeader::parse(&bytes[at..])?;
                 let batch = &bytes[at..at + header.total_bytes()];
-                for record in records(batch)? {
-                    let value = record.value.context("metadata record without a value")?;
-                    let txn =
-                        Txn::decode(value).with_context(|| format!("metadata record at offset {}", record.offset))?;
-                    // A transaction that failed when first applied fails the same way again.
-                    let _ = self.tree.apply(record.offset + 1, record.timestamp, &txn);
+                if header.attributes & CONTROL_ATTRIBUTE == 0 {
+                    for record in records(batch)? {
+                        let value = record.value.context("metadata record without a value")?;
+                        let zxid = record.offset + 1;
+                        let result = Txn::decode(value)
+                            .with_context(|| format!("metadata record at offset {}", record.offset))
+                            .map(|txn| self.tree.apply(zxid, record.timestamp, &txn));
+                        let result = match result {
+                            Ok(result) => result,
+                            Err(e) => {
+                                tracing::error!(error = %format!("{e:#}"), "skipping an undecodable metadata record");
+                                Ok(())
+                            }
+                        };
+                        if let Some(reply) = self.pending.remove(&(header.next_offset())) {
+                            round.replies.push((reply, reply_for(result)));
+                        }
+                    }
                 }
                 at += header.total_bytes();
+                self.applied = header.next_offset();
             }
-            offset = slice.next_offset;
         }
-        tracing::info!(zxid = self.tree.last_zxid(), nodes = self.tree.node_count(), "metadata tree replayed");
         Ok(())
     }
 
-    /// Creates the fixed paths, the cluster id, and this node's registration.
-    fn bootstrap(&mut self, now_ms: i64) -> anyhow::Result<()> {
-        let mut ops = Vec::new();
-        for path in ["/brokers", "/brokers/ids", "/brokers/topics", "/config", "/config/topics", "/admin", "/cluster"] {
-            if self.tree.get(path).is_none() {
-                ops.push(Txn::Create { path: path.into(), data: Vec::new(), ephemeral_owner: 0 });
-            }
-        }
-        if self.tree.get("/cluster/id").is_none() {
-            let id = uuid::Uuid::new_v4().simple().to_string();
-            let data = serde_json::json!({"version": "1", "id": id}).to_string().into_bytes();
-            ops.push(Txn::Create { path: "/cluster/id".into(), data, ephemeral_owner: 0 });
-        }
-        let host = self.kafka_addr.ip().to_string();
-        let port = self.kafka_addr.port();
-        let broker = serde_json::json!({
-            "version": 5, "host": host, "port": port, "jmx_port": -1, "timestamp": now_ms.to_string(),
-            "endpoints": [format!("PLAINTEXT://{host}:{port}")],
-            "listener_security_protocol_map": {"PLAINTEXT": "PLAINTEXT"}, "rack": null,
-        })
-        .to_string()
-        .into_bytes();
-        let controller = serde_json::json!({"version": 1, "brokerid": self.node_id, "timestamp": now_ms.to_string()})
-            .to_string()
-            .into_bytes();
-        for (path, data) in [(format!("/brokers/ids/{}", self.node_id), broker), ("/controller".to_owned(), controller)]
-        {
-            if self.tree.get(&path).is_some()
-                || ops.iter().any(|op| matches!(op, Txn::Create { path: p, .. } if *p == path))
+    /// Registration (every node) and bootstrap (the controller). True if there was work.
+    fn duties(&mut self, now_ms: i64) -> bool {
+        let mut work = false;
+        if self.replica.is_leader() {
+            let mut ops = Vec::new();
+            for path in
+                ["/brokers", "/brokers/ids", "/brokers/topics", "/config", "/config/topics", "/admin", "/cluster"]
             {
-                ops.push(Txn::SetData { path, data, version: -1 });
-            } else {
-                ops.push(Txn::Create { path, data, ephemeral_owner: 0 });
+                if self.tree.get(path).is_none() {
+                    ops.push(Txn::Create { path: path.into(), data: Vec::new(), ephemeral_owner: 0 });
+                }
+            }
+            if self.tree.get("/cluster/id").is_none() {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                let data = serde_json::json!({"version": "1", "id": id}).to_string().into_bytes();
+                ops.push(Txn::Create { path: "/cluster/id".into(), data, ephemeral_owner: 0 });
+            }
+            let controller = self
+                .tree
+                .get("/controller")
+                .and_then(|n| serde_json::from_slice::<serde_json::Value>(&n.data).ok())
+                .and_then(|v| v["brokerid"].as_i64());
+            if controller != Some(i64::from(self.node_id)) {
+                let data = serde_json::json!({"version": 1, "brokerid": self.node_id, "timestamp": now_ms.to_string()})
+                    .to_string()
+                    .into_bytes();
+                ops.push(if self.tree.get("/controller").is_some() {
+                    Txn::SetData { path: "/controller".into(), data, version: -1 }
+                } else {
+                    Txn::Create { path: "/controller".into(), data, ephemeral_owner: 0 }
+                });
+            }
+            if !ops.is_empty() {
+                let (reply, _) = oneshot::channel();
+                self.propose(&Txn::Multi(ops), now_ms, reply);
+                work = true;
             }
         }
-        self.commit(Txn::Multi(ops), now_ms)?.map_err(|e| anyhow::anyhow!("bootstrapping the tree: {e}"))
-    }
-
-    /// Appends a transaction to the metadata log, makes it durable, then applies it.
-    /// The outer error is the log failing; the inner one the transaction not applying.
-    pub fn commit(&mut self, txn: Txn, now_ms: i64) -> anyhow::Result<Result<(), TxnError>> {
-        let bytes = txn.encode();
-        let batch = build_batch(now_ms, &[&bytes]);
-        let info = self.log.append(&batch, 0).context("appending to the metadata log")?;
-        self.log.flush().context("syncing the metadata log")?;
-        Ok(self.tree.apply(info.base_offset + 1, now_ms, &txn))
+        let path = format!("/brokers/ids/{}", self.node_id);
+        if self.tree.get("/brokers/ids").is_some() {
+            let registered = self
+                .tree
+                .get(&path)
+                .and_then(|n| serde_json::from_slice::<serde_json::Value>(&n.data).ok())
+                .is_some_and(|v| {
+                    v["host"].as_str() == Some(&self.kafka_addr.ip().to_string())
+                        && v["port"].as_u64() == Some(u64::from(self.kafka_addr.port()))
+                });
+            if !registered {
+                let host = self.kafka_addr.ip().to_string();
+                let port = self.kafka_addr.port();
+                let data = serde_json::json!({
+                    "version": 5, "host": host, "port": port, "jmx_port": -1, "timestamp": now_ms.to_string(),
+                    "endpoints": [format!("PLAINTEXT://{host}:{port}")],
+                    "listener_security_protocol_map": {"PLAINTEXT": "PLAINTEXT"}, "rack": null,
+                })
+                .to_string()
+                .into_bytes();
+                let txn = if self.tree.get(&path).is_some() {
+                    Txn::SetData { path, data, version: -1 }
+                } else {
+                    Txn::Create { path, data, ephemeral_owner: 0 }
+                };
+                self.propose_or_forward(&txn, now_ms);
+                work = true;
+            }
+        }
+        work
     }
 
     pub fn tree(&self) -> &DataTree {
@@ -203,11 +405,23 @@ impl MetaStore {
 
     pub fn snapshot(&self) -> MetaSnapshot {
         let mut topics = BTreeMap::new();
+        let mut partition_leaders = HashMap::new();
         for name in self.tree.children("/brokers/topics").unwrap_or_default() {
             let Some(node) = self.tree.get(&topic_path(&name)) else { continue };
             let config = self.tree.get(&config_path(&name)).map(|n| n.data.as_slice());
             match parse_topic(&node.data, config) {
                 Ok(meta) => {
+                    for p in 0..meta.partitions.len() {
+                        let state = self
+                            .tree
+                            .get(&state_path(&name, p))
+                            .and_then(|n| serde_json::from_slice::<serde_json::Value>(&n.data).ok());
+                        let leader = state.as_ref().and_then(|s| s["leader"].as_i64()).unwrap_or(-1) as i32;
+                        let epoch = state.as_ref().and_then(|s| s["leader_epoch"].as_i64()).unwrap_or(-1) as i32;
+                        if leader >= 0 {
+                            partition_leaders.insert((name.clone(), p as i32), (leader, epoch));
+                        }
+                    }
                     topics.insert(name, meta);
                 }
                 Err(e) => tracing::warn!(topic = %name, error = %e, "unreadable topic metadata in the tree"),
@@ -219,40 +433,99 @@ impl MetaStore {
             .and_then(|n| serde_json::from_slice::<serde_json::Value>(&n.data).ok())
             .and_then(|v| v["id"].as_str().map(str::to_owned))
             .unwrap_or_default();
+        let mut brokers = BTreeMap::new();
+        for id in self.tree.children("/brokers/ids").unwrap_or_default() {
+            let Ok(id) = id.parse::<i32>() else { continue };
+            let Some(node) = self.tree.get(&format!("/brokers/ids/{id}")) else { continue };
+            let Ok(json) = serde_json::from_slice::<serde_json::Value>(&node.data) else { continue };
+            let ip = json["host"].as_str().and_then(|h| h.parse::<std::net::IpAddr>().ok());
+            let port = json["port"].as_u64().and_then(|p| u16::try_from(p).ok());
+            if let (Some(ip), Some(port)) = (ip, port) {
+                brokers.insert(id, SocketAddr::new(ip, port));
+            }
+        }
+        let controller = self
+            .tree
+            .get("/controller")
+            .and_then(|n| serde_json::from_slice::<serde_json::Value>(&n.data).ok())
+            .and_then(|v| v["brokerid"].as_i64())
+            .map(|id| id as i32);
+        let names = topics.iter().map(|(name, meta)| (meta.id.as_u128(), name.clone())).collect();
         MetaSnapshot {
             cluster_id,
             node_id: self.node_id,
             kafka_addr: Some(self.kafka_addr),
             topics,
+            names,
+            brokers,
+            controller,
+            partition_leaders,
             zxid: self.tree.last_zxid(),
         }
     }
 
-    pub fn create_topic(&mut self, name: &str, meta: &TopicMeta, now_ms: i64) -> anyhow::Result<Result<(), TxnError>> {
+    pub fn create_topic(&mut self, name: &str, meta: &TopicMeta, now_ms: i64, reply: oneshot::Sender<MetaReply>) {
         let mut ops = vec![Txn::Create { path: topic_path(name), data: topic_json(meta), ephemeral_owner: 0 }];
+        ops.extend(partition_nodes(name, 0, meta));
         let config = config_path(name);
         if self.tree.get(&config).is_some() {
             ops.push(Txn::SetData { path: config, data: config_json(&meta.configs), version: -1 });
         } else {
             ops.push(Txn::Create { path: config, data: config_json(&meta.configs), ephemeral_owner: 0 });
         }
-        self.commit(Txn::Multi(ops), now_ms)
+        self.propose(&Txn::Multi(ops), now_ms, reply)
     }
 
-    pub fn delete_topic(&mut self, name: &str, now_ms: i64) -> anyhow::Result<Result<(), TxnError>> {
-        let mut ops = vec![Txn::Delete { path: topic_path(name), version: -1 }];
+    /// A topic creation from a node that is not the controller (a Metadata request's
+    /// auto-creation): forwarded, nobody waits.
+    pub fn forward_create_topic(&mut self, name: &str, meta: &TopicMeta, now_ms: i64) -> bool {
+        let mut ops = vec![Txn::Create { path: topic_path(name), data: topic_json(meta), ephemeral_owner: 0 }];
+        ops.extend(partition_nodes(name, 0, meta));
+        ops.push(Txn::Create { path: config_path(name), data: config_json(&meta.configs), ephemeral_owner: 0 });
+        self.propose_or_forward(&Txn::Multi(ops), now_ms)
+    }
+
+    pub fn delete_topic(&mut self, name: &str, now_ms: i64, reply: oneshot::Sender<MetaReply>) {
+        // Children first: a znode with children cannot be deleted.
+        let mut ops = Vec::new();
+        let partitions = partitions_path(name);
+        for p in self.tree.children(&partitions).unwrap_or_default() {
+            let dir = format!("{partitions}/{p}");
+            for child in self.tree.children(&dir).unwrap_or_default() {
+                ops.push(Txn::Delete { path: format!("{dir}/{child}"), version: -1 });
+            }
+            ops.push(Txn::Delete { path: dir, version: -1 });
+        }
+        if self.tree.get(&partitions).is_some() {
+            ops.push(Txn::Delete { path: partitions, version: -1 });
+        }
+        ops.push(Txn::Delete { path: topic_path(name), version: -1 });
         if self.tree.get(&config_path(name)).is_some() {
             ops.push(Txn::Delete { path: config_path(name), version: -1 });
         }
-        self.commit(Txn::Multi(ops), now_ms)
+        self.propose(&Txn::Multi(ops), now_ms, reply)
     }
 
-    pub fn update_topic(&mut self, name: &str, meta: &TopicMeta, now_ms: i64) -> anyhow::Result<Result<(), TxnError>> {
-        let ops = vec![
+    pub fn update_topic(&mut self, name: &str, meta: &TopicMeta, now_ms: i64, reply: oneshot::Sender<MetaReply>) {
+        let mut ops = vec![
             Txn::SetData { path: topic_path(name), data: topic_json(meta), version: -1 },
             Txn::SetData { path: config_path(name), data: config_json(&meta.configs), version: -1 },
         ];
-        self.commit(Txn::Multi(ops), now_ms)
+        let existing = self.tree.children(&partitions_path(name)).map_or(0, |c| c.len());
+        if existing > 0 {
+            ops.extend(partition_nodes(name, existing, meta));
+        }
+        self.propose(&Txn::Multi(ops), now_ms, reply)
+    }
+
+    /// A partition leader announces itself (proposed here, or forwarded to the controller).
+    pub fn set_partition_leader(&mut self, name: &str, partition: i32, leader: i32, epoch: i32, replicas: &[i32]) {
+        let Ok(p) = usize::try_from(partition) else { return };
+        let path = state_path(name, p);
+        if self.tree.get(&path).is_some() {
+            let txn = Txn::SetData { path, data: state_json(leader, epoch, replicas), version: -1 };
+            self.propose_or_forward(&txn, crate::shard::now_ms());
+        }
     }
 }
 
@@ -262,33 +535,55 @@ pub type SharedSnapshot = Arc<MetaSnapshot>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    fn config(dir: &Path) -> NodeConfig {
+        let args = crate::config::StartArgs { data_dir: Some(dir.to_path_buf()), ..Default::default() };
+        NodeConfig::resolve(args).unwrap()
+    }
+
+    /// Runs rounds until nothing is left to do, answering the clients as the node does.
+    fn settle(store: &mut MetaStore, now: i64) {
+        for _ in 0..4 {
+            let round = store.round(now);
+            assert!(round.messages.is_empty(), "a cluster of one sends nothing");
+            for (reply, result) in round.replies {
+                let _ = reply.send(result);
+            }
+        }
+    }
 
     #[test]
     fn topics_survive_reopen_and_sit_at_kafkas_paths() {
         let dir = tempfile::tempdir().unwrap();
-        let addr: SocketAddr = "127.0.0.1:9092".parse().unwrap();
+        let config = config(dir.path());
         let meta = TopicMeta {
             id: uuid::Uuid::new_v4(),
             partitions: vec![vec![1], vec![1]],
             configs: BTreeMap::from([("retention.ms".into(), "1000".into())]),
         };
         let cluster_id = {
-            let mut store = MetaStore::open(UringStorage::new(false).unwrap(), dir.path(), 1, addr, 1).unwrap();
-            store.create_topic("orders", &meta, 2).unwrap().unwrap();
-            assert_eq!(
-                store.create_topic("orders", &meta, 3).unwrap(),
-                Err(TxnError::NodeExists("/brokers/topics/orders".into()))
-            );
+            let mut store = MetaStore::open(UringStorage::new(false).unwrap(), &config).unwrap();
+            assert!(store.is_leader(), "a cluster of one leads at once");
+            settle(&mut store, 1);
+            let (reply, _) = oneshot::channel();
+            store.create_topic("orders", &meta, 2, reply);
+            let (reply, mut again) = oneshot::channel();
+            store.create_topic("orders", &meta, 3, reply);
+            settle(&mut store, 3);
+            assert_eq!(again.try_recv().unwrap().unwrap_err().0, ResponseError::TopicAlreadyExists.code());
             store.snapshot().cluster_id
         };
-        let store = MetaStore::open(UringStorage::new(false).unwrap(), dir.path(), 1, addr, 4).unwrap();
+        let mut store = MetaStore::open(UringStorage::new(false).unwrap(), &config).unwrap();
+        settle(&mut store, 4);
         let snapshot = store.snapshot();
+        assert!(!cluster_id.is_empty());
         assert_eq!(snapshot.cluster_id, cluster_id, "the cluster id is kept");
         assert_eq!(snapshot.topic("orders"), Some(&meta));
         let json: serde_json::Value =
             serde_json::from_slice(&store.tree().get("/brokers/topics/orders").unwrap().data).unwrap();
         assert_eq!(json["partitions"]["1"], serde_json::json!([1]));
-        assert!(store.tree().get("/brokers/ids/1").is_some());
-        assert!(store.tree().get("/controller").is_some());
+        assert_eq!(snapshot.brokers.get(&1), Some(&config.kafka_addr));
+        assert_eq!(snapshot.controller, Some(1));
     }
 }

@@ -69,6 +69,8 @@ pub struct PartitionStats {
     pub topic: String,
     pub partition: i32,
     pub shard: usize,
+    /// The partition's leader as this replica knows it (-1: none).
+    pub leader: i32,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
     pub high_watermark: i64,

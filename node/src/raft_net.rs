@@ -1,10 +1,10 @@
 //! Node-to-node transport of raft messages: one TCP connection per peer and direction, frames
 //! of many groups' messages (engine/src/raft/wire.rs), reconnection with backoff.
 //!
-//! Not yet wired into the node (the quorum log issue does that): a `RaftNet` is started on a
-//! shard's executor; `send` queues a message for a peer without waiting (raft tolerates a lost
-//! message; a full queue drops it and says so), and every message received for this node is
-//! handed to the `deliver` callback in the order its connection carried it.
+//! The connections run on shard 0's executor; any shard may `send`, which queues a message for
+//! a peer without waiting (raft tolerates a lost message; a full queue drops it and counts it),
+//! and every message received for this node is handed to the `deliver` callback (on shard 0) in
+//! the order its connection carried it.
 
 use braid_engine::raft::wire::{self, GroupId};
 use braid_engine::raft::{Message, NodeId};
@@ -38,30 +38,51 @@ pub struct NetStats {
     pub bad_frames: AtomicU64,
 }
 
+/// The sending side: cheap to share between shards (each peer's queue is a thread-safe
+/// channel); the connections themselves run on the shard that called [`spawn`].
 pub struct RaftNet {
     local: NodeId,
     queues: HashMap<NodeId, mpsc::Sender<(GroupId, Message)>>,
     pub stats: Arc<NetStats>,
 }
 
+/// The receiving ends of the peer queues, handed to [`spawn`].
+pub struct Outgoing(Vec<(NodeId, SocketAddr, PeerQueue)>);
+
+type PeerQueue = mpsc::Receiver<(GroupId, Message)>;
+
 impl RaftNet {
-    /// Listens on `listener` and keeps a connection to each peer. Must run inside a LocalSet.
+    /// The queues to every peer but `local`, and their receiving ends for [`spawn`].
+    pub fn new(local: NodeId, peers: &[(NodeId, SocketAddr)]) -> (RaftNet, Outgoing) {
+        let mut queues = HashMap::new();
+        let mut outgoing = Vec::new();
+        for &(id, addr) in peers.iter().filter(|(id, _)| *id != local) {
+            let (tx, rx) = mpsc::channel(PEER_QUEUE_DEPTH);
+            queues.insert(id, tx);
+            outgoing.push((id, addr, rx));
+        }
+        (RaftNet { local, queues, stats: Arc::new(NetStats::default()) }, Outgoing(outgoing))
+    }
+
+    /// `new` and `spawn` in one, for a transport used on one thread.
     pub fn start(
         local: NodeId,
         listener: TcpListener,
         peers: Vec<(NodeId, SocketAddr)>,
         deliver: impl Fn(GroupId, Message) + 'static,
     ) -> RaftNet {
-        let stats = Arc::new(NetStats::default());
+        let (net, outgoing) = RaftNet::new(local, &peers);
+        net.spawn(listener, outgoing, deliver);
+        net
+    }
+
+    /// Listens on `listener` and keeps a connection to each peer. Must run inside a LocalSet.
+    pub fn spawn(&self, listener: TcpListener, outgoing: Outgoing, deliver: impl Fn(GroupId, Message) + 'static) {
         let deliver: Rc<dyn Fn(GroupId, Message)> = Rc::new(deliver);
-        tokio::task::spawn_local(accept_loop(local, listener, deliver, Arc::clone(&stats)));
-        let mut queues = HashMap::new();
-        for (id, addr) in peers.into_iter().filter(|(id, _)| *id != local) {
-            let (tx, rx) = mpsc::channel(PEER_QUEUE_DEPTH);
-            tokio::task::spawn_local(send_loop(id, addr, rx, Arc::clone(&stats)));
-            queues.insert(id, tx);
+        tokio::task::spawn_local(accept_loop(self.local, listener, deliver, Arc::clone(&self.stats)));
+        for (id, addr, rx) in outgoing.0 {
+            tokio::task::spawn_local(send_loop(id, addr, rx, Arc::clone(&self.stats)));
         }
-        RaftNet { local, queues, stats }
     }
 
     /// Queues a message for its destination; false (and counted) if it had to be dropped.

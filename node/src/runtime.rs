@@ -6,19 +6,26 @@
 //!  main thread: start shards, wait for SIGINT/SIGTERM, ask every shard to flush and stop
 //!  shard k:     accept loop ─► connections (kafka::serve) ─► ShardMsg to the owning shard
 //!               message loop (ShardState::handle)   flusher (group commit)   retention timer
-//!  shard 0:     also the metadata store and the admin HTTP listener
+//!               raft ticker (every --raft-tick-ms)
+//!  shard 0:     also the metadata store (group 0), the admin HTTP listener and the raft
+//!               transport (connections to peers; received messages go to the owning shard)
 //! ```
 
 use crate::config::NodeConfig;
 use crate::meta::{MetaStore, SharedSnapshot};
 use crate::metrics::Metrics;
-use crate::shard::{self, MetaReply, ShardMsg, ShardState, SHARD_QUEUE_DEPTH};
+use crate::raft_net::{Outgoing, RaftNet};
+use crate::shard::{Publication, ShardMsg, ShardState, SHARD_QUEUE_DEPTH};
 use anyhow::Context;
 use braid_engine::io::UringStorage;
+use braid_engine::raft::wire::GroupId;
+use braid_engine::raft::{Message, NodeId};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::RwLock;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
@@ -28,7 +35,15 @@ pub struct Shared {
     pub config: NodeConfig,
     pub senders: Vec<mpsc::Sender<ShardMsg>>,
     pub metrics: Metrics,
+    /// New records committed somewhere: long-polling fetches look again.
     pub appended: Notify,
+    /// The raft transport's sending side (None for a cluster of one).
+    pub net: Option<RaftNet>,
+    /// Partition leaders (node id, leader epoch) as the replicas on this node know them;
+    /// written by the owning shard when leadership changes, read by Metadata.
+    pub leaders: RwLock<HashMap<(String, i32), (i32, i32)>>,
+    /// The metadata snapshot every shard has applied last (for the admin endpoint).
+    pub published: RwLock<SharedSnapshot>,
 }
 
 /// The shard that owns a partition: a stable hash, the same across restarts.
@@ -112,14 +127,30 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
         senders.push(tx);
         receivers.push(rx);
     }
-    let shared =
-        Arc::new(Shared { config: config.clone(), senders, metrics: Metrics::default(), appended: Notify::new() });
+    let peers: Vec<(NodeId, SocketAddr)> = config.peers.iter().map(|&(id, addr)| (id as NodeId, addr)).collect();
+    let (net, outgoing) = if peers.is_empty() {
+        (None, None)
+    } else {
+        let (net, outgoing) = RaftNet::new(config.node_id as NodeId, &peers);
+        (Some(net), Some(outgoing))
+    };
+    let mut outgoing = outgoing;
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        senders,
+        metrics: Metrics::default(),
+        appended: Notify::new(),
+        net,
+        leaders: RwLock::default(),
+        published: RwLock::default(),
+    });
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(usize, anyhow::Result<()>)>();
     let mut threads = Vec::new();
     for (id, rx) in receivers.into_iter().enumerate() {
         let shared = Arc::clone(&shared);
         let ready = ready_tx.clone();
+        let outgoing = if id == 0 { outgoing.take() } else { None };
         let thread = std::thread::Builder::new().name(format!("shard-{id}")).spawn(move || {
             pin_to_cpu(id % cpus);
             let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -130,7 +161,7 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
                 }
             };
             let local = tokio::task::LocalSet::new();
-            local.block_on(&runtime, shard_main(id, shared, rx, ready));
+            local.block_on(&runtime, shard_main(id, shared, rx, outgoing, ready));
         })?;
         threads.push(thread);
     }
@@ -149,8 +180,12 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
         node_id = config.node_id, kafka = %config.kafka_addr, admin = %config.admin_addr, shards,
         data_dir = %config.data_dir.display(), direct_io = config.direct_io, "braid node started"
     );
+    let cluster = match config.raft_addr {
+        Some(raft) if !config.peers.is_empty() => format!(", raft on {raft} with {} nodes", config.peers.len()),
+        _ => String::new(),
+    };
     eprintln!(
-        "braid: node {} serving Kafka on {} (admin http://{}), data in {}",
+        "braid: node {} serving Kafka on {} (admin http://{}){cluster}, data in {}",
         config.node_id,
         config.kafka_addr,
         config.admin_addr,
@@ -184,20 +219,17 @@ async fn shard_main(
     id: usize,
     shared: Arc<Shared>,
     mut rx: mpsc::Receiver<ShardMsg>,
+    outgoing: Option<Outgoing>,
     ready: std::sync::mpsc::Sender<(usize, anyhow::Result<()>)>,
 ) {
     let start = async {
         let storage = UringStorage::new(shared.config.direct_io)?;
-        let meta = if id == 0 {
-            Some(MetaStore::open(
-                storage.clone(),
-                &shared.config.data_dir,
-                shared.config.node_id,
-                shared.config.kafka_addr,
-                shard::now_ms(),
-            )?)
-        } else {
-            None
+        let meta = if id == 0 { Some(MetaStore::open(storage.clone(), &shared.config)?) } else { None };
+        let raft_listener = match (&outgoing, shared.config.raft_addr) {
+            (Some(_), Some(addr)) => Some(
+                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding raft listener {addr}"))?,
+            ),
+            _ => None,
         };
         let listener = tokio::net::TcpListener::from_std(reuse_port_listener(shared.config.kafka_addr)?)?;
         let admin = if id == 0 {
@@ -208,16 +240,19 @@ async fn shard_main(
         } else {
             None
         };
-        anyhow::Ok((storage, meta, listener, admin))
+        anyhow::Ok((storage, meta, listener, admin, raft_listener))
     };
-    let (storage, meta, listener, admin) = match start.await {
+    let (storage, meta, listener, admin, raft_listener) = match start.await {
         Ok(parts) => parts,
         Err(e) => {
             let _ = ready.send((id, Err(e)));
             return;
         }
     };
-    let state = Rc::new(RefCell::new(ShardState::new(id, Arc::clone(&shared), storage, meta)));
+    // Snapshots that shard 0 publishes after a metadata change: sent to every shard, and the
+    // clients are answered once all have applied it (so their next request finds the topic).
+    let (publish_tx, mut publish_rx) = mpsc::unbounded_channel::<Publication>();
+    let state = Rc::new(RefCell::new(ShardState::new(id, Arc::clone(&shared), storage, meta, publish_tx)));
     let ctx = Rc::new(ShardCtx {
         id,
         shared: Arc::clone(&shared),
@@ -225,23 +260,30 @@ async fn shard_main(
         request_memory: Arc::new(Semaphore::new(shared.config.shard_request_memory / 1024)),
     });
 
-    // Snapshots that shard 0 publishes after a metadata change: sent to every shard, and the
-    // client is answered once all have applied it (so its next request finds the topic).
-    let (publish_tx, mut publish_rx) =
-        mpsc::unbounded_channel::<(SharedSnapshot, oneshot::Sender<MetaReply>, MetaReply)>();
     let publisher_shared = Arc::clone(&shared);
     tokio::task::spawn_local(async move {
-        while let Some((snapshot, reply, result)) = publish_rx.recv().await {
-            broadcast(&publisher_shared, snapshot).await;
-            let _ = reply.send(result);
+        while let Some((snapshot, replies)) = publish_rx.recv().await {
+            broadcast(&publisher_shared, Arc::clone(&snapshot)).await;
+            *publisher_shared.published.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
+            for (reply, result) in replies {
+                let _ = reply.send(result);
+            }
         }
     });
-    if id == 0 {
-        let snapshot = state.borrow().meta_snapshot().expect("shard 0 has the metadata store");
-        shard::remove_orphan_dirs(&shared.config.data_dir, &snapshot);
-        let shared = Arc::clone(&shared);
-        tokio::task::spawn_local(async move { broadcast(&shared, snapshot).await });
+    if let (Some(listener), Some(outgoing), Some(net)) = (raft_listener, outgoing, shared.net.as_ref()) {
+        let deliver_ctx = Rc::clone(&ctx);
+        net.spawn(listener, outgoing, move |group, message| deliver(&deliver_ctx, group, message));
     }
+    let tick_state = Rc::clone(&state);
+    let tick_every = Duration::from_millis(shared.config.raft_tick_ms);
+    tokio::task::spawn_local(async move {
+        let mut interval = tokio::time::interval(tick_every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            tick_state.borrow_mut().tick();
+        }
+    });
 
     // Group commit: after each burst of messages, flush what is dirty.
     let flush_needed = state.borrow().flush_needed();
@@ -306,10 +348,24 @@ async fn shard_main(
                 *ctx.snapshot.borrow_mut() = Arc::clone(snapshot);
             }
         }
-        if !state.borrow_mut().handle(msg, &publish_tx) {
+        if !state.borrow_mut().handle(msg) {
             break;
         }
     }
+}
+
+/// Hands a raft message received from a peer to the shard owning its group (dropped if the
+/// group is unknown here yet, or the shard's queue is full: raft sends again).
+fn deliver(ctx: &ShardCtx, group: GroupId, message: Message) {
+    let shards = ctx.shared.senders.len();
+    let shard = if group == GroupId::METADATA {
+        0
+    } else {
+        let snapshot = ctx.snapshot.borrow();
+        let Some(name) = snapshot.names.get(&group.topic_id) else { return };
+        owner_shard(name, group.partition, shards)
+    };
+    let _ = ctx.shared.senders[shard].try_send(ShardMsg::Raft { group, message });
 }
 
 /// Sends a snapshot to every shard and waits until each has applied it.

@@ -3,15 +3,23 @@
 //! Everything a shard owns (`ShardState`: logs, waiters) is touched by its thread only; other
 //! shards reach it through its bounded queue of [`ShardMsg`], and answers go back over oneshot
 //! channels. Shard 0 also owns the metadata store.
+//!
+//! Every partition is a raft group over its log ([`Replica`]): the leader appends produced
+//! batches and answers acks=all once the batch commits (a majority persisted it); consumers
+//! read up to the commit point (the high watermark); followers refuse produce and fetch with
+//! NOT_LEADER_OR_FOLLOWER. Raft inputs (produce, messages from peers, ticks) mark a partition
+//! dirty; the flusher's round then persists, sends the messages and releases the waiters.
 
 use crate::meta::{MetaStore, SharedSnapshot, TopicMeta};
 use crate::metrics::PartitionStats;
+use crate::replica::Replica;
 use crate::runtime::Shared;
 use crate::topic_config;
 use braid_engine::io::UringStorage;
 use braid_engine::log::batch::{self, BatchHeader};
 use braid_engine::log::{DurabilityWaiters, Log, LogError};
-use braid_engine::tree::TxnError;
+use braid_engine::raft::wire::GroupId;
+use braid_engine::raft::{Message, NodeId, ProposeError};
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -105,6 +113,9 @@ pub enum MetaOp {
         replication_factor: i16,
         configs: BTreeMap<String, String>,
         validate_only: bool,
+        /// A Metadata request's auto-creation: on a node that is not the controller it is
+        /// forwarded to the controller, and answered LEADER_NOT_AVAILABLE (retry shortly).
+        forward: bool,
     },
     DeleteTopic {
         name: String,
@@ -159,6 +170,19 @@ pub enum ShardMsg {
     Stats {
         reply: oneshot::Sender<Vec<PartitionStats>>,
     },
+    /// A raft message from a peer, for a group this shard owns.
+    Raft {
+        group: GroupId,
+        message: Message,
+    },
+    /// For shard 0: a partition's leader asks to be written to the tree.
+    PartitionLeader {
+        topic: String,
+        partition: i32,
+        leader: i32,
+        epoch: i32,
+        replicas: Vec<i32>,
+    },
     /// Flush everything and stop.
     Shutdown {
         ack: oneshot::Sender<()>,
@@ -166,23 +190,46 @@ pub enum ShardMsg {
 }
 
 struct Partition {
-    log: Log<UringStorage>,
+    replica: Replica,
     dir: PathBuf,
     topic_id: uuid::Uuid,
-    /// acks=all producers waiting for durability, with the base offset each one's batch got.
+    voters: Vec<NodeId>,
+    /// acks=all producers waiting for their batch to commit, with the base offset it got.
     waiters: DurabilityWaiters<(oneshot::Sender<ProduceOutcome>, i64)>,
     max_message_bytes: i64,
 }
+
+/// Snapshots to send to every shard, and the clients to answer once all have applied it.
+pub type Publication = (SharedSnapshot, Vec<(oneshot::Sender<MetaReply>, MetaReply)>);
 
 pub struct ShardState {
     pub id: usize,
     shared: Arc<Shared>,
     storage: UringStorage,
     partitions: HashMap<(String, i32), Partition>,
+    groups: HashMap<GroupId, (String, i32)>,
     dirty: HashSet<(String, i32)>,
     flush_needed: Rc<Notify>,
     snapshot: SharedSnapshot,
     meta: Option<MetaStore>,
+    meta_dirty: bool,
+    publish: mpsc::UnboundedSender<Publication>,
+    ticks: u64,
+}
+
+/// Ticks between checks that the tree names this node as leader of the partitions it leads.
+const ANNOUNCE_EVERY_TICKS: u64 = 20;
+
+fn group_of(topic_id: uuid::Uuid, partition: i32) -> GroupId {
+    GroupId { topic_id: topic_id.as_u128(), partition }
+}
+
+fn not_leader(replica: &Replica) -> ProduceOutcome {
+    let message = match replica.raft.leader() {
+        Some(id) => format!("node {id} leads this partition"),
+        None => "this partition has no leader right now".to_owned(),
+    };
+    ProduceOutcome::failed(ResponseError::NotLeaderOrFollower.code(), Some(message))
 }
 
 pub fn now_ms() -> i64 {
@@ -203,16 +250,29 @@ pub fn partition_dir(data_dir: &std::path::Path, topic: &str, partition: i32, id
 }
 
 impl ShardState {
-    pub fn new(id: usize, shared: Arc<Shared>, storage: UringStorage, meta: Option<MetaStore>) -> Self {
+    pub fn new(
+        id: usize,
+        shared: Arc<Shared>,
+        storage: UringStorage,
+        meta: Option<MetaStore>,
+        publish: mpsc::UnboundedSender<Publication>,
+    ) -> Self {
+        let flush_needed = Rc::new(Notify::new());
+        // The metadata group's first round: a cluster of one commits and applies at once.
+        flush_needed.notify_one();
         Self {
             id,
             shared,
             storage,
             partitions: HashMap::new(),
+            groups: HashMap::new(),
             dirty: HashSet::new(),
-            flush_needed: Rc::new(Notify::new()),
+            flush_needed,
             snapshot: Arc::default(),
+            meta_dirty: meta.is_some(),
             meta,
+            publish,
+            ticks: 0,
         }
     }
 
@@ -225,11 +285,7 @@ impl ShardState {
     }
 
     /// Handles one message; returns false on shutdown.
-    pub fn handle(
-        &mut self,
-        msg: ShardMsg,
-        snapshot_tx: &mpsc::UnboundedSender<(SharedSnapshot, oneshot::Sender<MetaReply>, MetaReply)>,
-    ) -> bool {
+    pub fn handle(&mut self, msg: ShardMsg) -> bool {
         match msg {
             ShardMsg::Produce { topic, partition, records, acks, reply } => {
                 self.produce(topic, partition, records, acks, reply)
@@ -247,21 +303,36 @@ impl ShardState {
                 let _ = ack.send(());
             }
             ShardMsg::Meta { op, now_ms, reply } => {
-                let result = self.meta_op(op, now_ms);
-                match (result, self.meta_snapshot()) {
-                    (Ok(true), Some(snapshot)) => {
-                        let _ = snapshot_tx.send((snapshot, reply, Ok(())));
-                    }
-                    (Ok(_), _) => {
-                        let _ = reply.send(Ok(()));
-                    }
-                    (Err(e), _) => {
-                        let _ = reply.send(Err(e));
-                    }
+                // Answered now if refused or only validated, else once the change has applied.
+                if let Some(reply) = self.meta_op(op, now_ms, reply) {
+                    let _ = reply.send(Ok(()));
                 }
+                self.meta_dirty = true;
+                self.flush_needed.notify_one();
             }
             ShardMsg::Stats { reply } => {
                 let _ = reply.send(self.stats());
+            }
+            ShardMsg::PartitionLeader { topic, partition, leader, epoch, replicas } => {
+                if let Some(meta) = self.meta.as_mut() {
+                    meta.set_partition_leader(&topic, partition, leader, epoch, &replicas);
+                    self.meta_dirty = true;
+                    self.flush_needed.notify_one();
+                }
+            }
+            ShardMsg::Raft { group, message } => {
+                if group == GroupId::METADATA {
+                    if let Some(meta) = self.meta.as_mut() {
+                        meta.step(message);
+                        self.meta_dirty = true;
+                    }
+                } else if let Some(key) = self.groups.get(&group) {
+                    if let Some(p) = self.partitions.get_mut(key) {
+                        p.replica.raft.step(message);
+                        self.dirty.insert(key.clone());
+                    }
+                }
+                self.flush_needed.notify_one();
             }
             ShardMsg::Shutdown { ack } => {
                 self.flush_all();
@@ -285,17 +356,15 @@ impl ShardState {
             let _ = reply.send(ProduceOutcome::failed(ResponseError::UnknownTopicOrPartition.code(), None));
             return;
         };
-        if p.log.is_poisoned() {
-            match Log::open(self.storage.clone(), &p.dir, p.log.config().clone()) {
-                Ok((log, report)) => {
-                    tracing::warn!(topic = %key.0, partition = key.1, ?report.corruption, "partition log reopened after an I/O failure");
-                    p.log = log;
-                }
-                Err(e) => {
-                    let _ = reply.send(ProduceOutcome::failed(storage_error(&e), Some(e.to_string())));
-                    return;
-                }
+        if p.replica.raft.log().is_poisoned() {
+            if let Err(e) = reopen(&self.storage, &self.shared, &key, p) {
+                let _ = reply.send(ProduceOutcome::failed(storage_error(&e), Some(e.to_string())));
+                return;
             }
+        }
+        if !p.replica.is_leader() {
+            let _ = reply.send(not_leader(&p.replica));
+            return;
         }
         let records = records.unwrap_or_default();
         let batches = match split_batches(&records, p.max_message_bytes) {
@@ -306,60 +375,129 @@ impl ShardState {
             }
         };
         let slices: Vec<&[u8]> = batches.into_iter().map(|range| &records[range]).collect();
-        let base_offset = match p.log.append_all(&slices, 0) {
-            Ok(infos) => infos.first().map_or(-1, |info| info.base_offset),
-            Err(LogError::InvalidBatch(e)) => {
+        let (base_offset, end) = match p.replica.raft.propose_all(&slices) {
+            Ok(positions) => (positions.first().map_or(-1, |p| p.0), positions.last().map_or(-1, |p| p.1)),
+            Err(ProposeError::NotLeader { .. }) => {
+                let _ = reply.send(not_leader(&p.replica));
+                return;
+            }
+            Err(ProposeError::Log(LogError::InvalidBatch(e))) => {
                 let _ = reply.send(ProduceOutcome::failed(ResponseError::CorruptMessage.code(), Some(e.to_string())));
                 return;
             }
-            Err(e) => {
+            Err(ProposeError::Log(e)) => {
                 tracing::error!(topic = %key.0, partition = key.1, error = %e, "append failed");
                 let _ = reply.send(ProduceOutcome::failed(storage_error(&e), Some(e.to_string())));
                 return;
             }
         };
-        let log_start_offset = p.log.log_start_offset();
         if acks == -1 {
-            p.waiters.wait(p.log.log_end_offset(), (reply, base_offset));
-            self.dirty.insert(key);
-            self.flush_needed.notify_one();
-            return;
+            p.waiters.wait(end, (reply, base_offset));
+        } else {
+            // acks=1 answers once the batch is in the leader's log; the round replicates it.
+            let log_start_offset = p.replica.raft.log().log_start_offset();
+            let _ = reply.send(ProduceOutcome { error: 0, message: None, base_offset, log_start_offset });
         }
-        if let Err(e) = p.log.write() {
-            tracing::error!(topic = %key.0, partition = key.1, error = %e, "write failed");
-            let _ = reply.send(ProduceOutcome::failed(storage_error(&e), Some(e.to_string())));
-            return;
-        }
-        // acks=1 answers once the batch is in the file (readable); the flusher makes it durable.
         self.dirty.insert(key);
         self.flush_needed.notify_one();
-        self.shared.appended.notify_waiters();
-        let _ = reply.send(ProduceOutcome { error: 0, message: None, base_offset, log_start_offset });
     }
 
-    /// Flushes every partition with pending appends: one fdatasync each, releasing all the
-    /// acks=all waiters it made durable (group commit).
+    /// One raft round for every dirty group: persist (one fdatasync per log with appends:
+    /// group commit), send what raft queued, release the producers whose batches committed.
     pub fn flush_dirty(&mut self) {
+        let mut committed_any = false;
         let dirty: Vec<(String, i32)> = self.dirty.drain().collect();
         for key in dirty {
             let Some(p) = self.partitions.get_mut(&key) else { continue };
-            match p.log.flush() {
-                Ok(durable) => {
-                    let log_start_offset = p.log.log_start_offset();
-                    for (waiter, base_offset) in p.waiters.release(durable) {
-                        let _ = waiter.send(ProduceOutcome { error: 0, message: None, base_offset, log_start_offset });
-                    }
-                }
+            let before = p.replica.raft.committed();
+            match p.replica.persist() {
+                Ok(messages) => send(&self.shared, p.replica.group, messages),
                 Err(e) => {
-                    tracing::error!(topic = %key.0, partition = key.1, error = %e, "flush failed; the log will be reopened");
-                    let code = storage_error(&e);
+                    tracing::error!(topic = %key.0, partition = key.1, error = %e, "persisting failed; the log will be reopened");
+                    let code = ResponseError::KafkaStorageError.code();
                     for (waiter, _) in p.waiters.fail_all() {
-                        let _ = waiter.send(ProduceOutcome::failed(code, Some(e.to_string())));
+                        let _ = waiter.send(ProduceOutcome::failed(code, Some(e.clone())));
+                    }
+                    if let Err(e) = reopen(&self.storage, &self.shared, &key, p) {
+                        tracing::error!(topic = %key.0, partition = key.1, error = %e, "reopening failed");
+                    }
+                    continue;
+                }
+            }
+            let committed = p.replica.raft.committed();
+            committed_any |= committed > before;
+            let log_start_offset = p.replica.raft.log().log_start_offset();
+            for (waiter, base_offset) in p.waiters.release(committed) {
+                let _ = waiter.send(ProduceOutcome { error: 0, message: None, base_offset, log_start_offset });
+            }
+            if let Some((leader, term)) = p.replica.leader_changed() {
+                tracing::info!(topic = %key.0, partition = key.1, ?leader, term, "partition leader");
+                let mut leaders = self.shared.leaders.write().unwrap_or_else(|e| e.into_inner());
+                match leader {
+                    Some(leader) => leaders.insert(key.clone(), (leader as i32, term as i32)),
+                    None => leaders.remove(&key),
+                };
+                drop(leaders);
+                if p.replica.is_leader() {
+                    announce_leader(&self.shared, &key, (self.shared.config.node_id, term as i32), &p.voters);
+                }
+                if !p.replica.is_leader() {
+                    // These batches are in the log but not committed: the next leader may keep
+                    // them or not. REQUEST_TIMED_OUT says "possibly stored" (clients count a
+                    // retry, and an idempotent producer deduplicates it); NOT_LEADER_OR_FOLLOWER
+                    // would tell them it was not stored, and they would resend a duplicate.
+                    let message = format!(
+                        "leadership moved before the batch committed; it may be stored ({})",
+                        not_leader(&p.replica).message.unwrap_or_default()
+                    );
+                    for (waiter, _) in p.waiters.fail_all() {
+                        let _ = waiter
+                            .send(ProduceOutcome::failed(ResponseError::RequestTimedOut.code(), Some(message.clone())));
                     }
                 }
             }
         }
-        self.shared.appended.notify_waiters();
+        if self.meta_dirty {
+            self.meta_dirty = false;
+            self.meta_round();
+        }
+        if committed_any {
+            self.shared.appended.notify_waiters();
+        }
+    }
+
+    fn meta_round(&mut self) {
+        let Some(meta) = self.meta.as_mut() else { return };
+        let round = meta.round(now_ms());
+        send(&self.shared, GroupId::METADATA, round.messages);
+        if let Some(snapshot) = round.snapshot {
+            let snapshot = Arc::new(snapshot);
+            if round.caught_up {
+                remove_orphan_dirs(&self.shared.config.data_dir, &snapshot);
+            }
+            let _ = self.publish.send((snapshot, round.replies));
+        }
+    }
+
+    /// One raft tick for every group this shard holds.
+    pub fn tick(&mut self) {
+        self.ticks += 1;
+        let announce = self.ticks.is_multiple_of(ANNOUNCE_EVERY_TICKS);
+        for (key, p) in &mut self.partitions {
+            p.replica.raft.tick();
+            self.dirty.insert(key.clone());
+            if announce && p.replica.is_leader() {
+                let mine = (self.shared.config.node_id, p.replica.raft.term() as i32);
+                if self.snapshot.partition_leaders.get(key) != Some(&mine) {
+                    announce_leader(&self.shared, key, mine, &p.voters);
+                }
+            }
+        }
+        if let Some(meta) = self.meta.as_mut() {
+            meta.tick();
+            self.meta_dirty = true;
+        }
+        self.flush_needed.notify_one();
     }
 
     fn flush_all(&mut self) {
@@ -377,21 +515,25 @@ impl ShardState {
         let Some(p) = self.partitions.get(&(topic.to_owned(), partition)) else {
             return empty(ResponseError::UnknownTopicOrPartition);
         };
-        let high_watermark = p.log.written_offset();
-        let log_start_offset = p.log.log_start_offset();
+        if !p.replica.is_leader() {
+            return empty(ResponseError::NotLeaderOrFollower);
+        }
+        let log = p.replica.raft.log();
+        let high_watermark = p.replica.raft.committed();
+        let log_start_offset = log.log_start_offset();
         let out_of_range = FetchOutcome {
             error: ResponseError::OffsetOutOfRange.code(),
             high_watermark,
             log_start_offset,
             records: None,
         };
-        if offset < log_start_offset || offset > p.log.log_end_offset() {
+        if offset < log_start_offset || offset > log.log_end_offset() {
             return out_of_range;
         }
-        match p.log.read(offset, max_bytes.max(1), Some(high_watermark)) {
+        match log.read(offset, max_bytes.max(1), Some(high_watermark)) {
             Ok(None) => FetchOutcome { error: 0, high_watermark, log_start_offset, records: None },
             Ok(Some(slice)) => {
-                let fd = p.log.segment_file(slice.segment_base_offset).and_then(|f| {
+                let fd = log.segment_file(slice.segment_base_offset).and_then(|f| {
                     use braid_engine::io::StorageFile;
                     f.raw_fd()
                 });
@@ -421,12 +563,16 @@ impl ShardState {
         let Some(p) = self.partitions.get(&(topic.to_owned(), partition)) else {
             return OffsetOutcome { error: ResponseError::UnknownTopicOrPartition.code(), offset: -1, timestamp: -1 };
         };
+        if !p.replica.is_leader() {
+            return OffsetOutcome { error: ResponseError::NotLeaderOrFollower.code(), offset: -1, timestamp: -1 };
+        }
+        let log = p.replica.raft.log();
         match timestamp {
-            -2 => OffsetOutcome { error: 0, offset: p.log.log_start_offset(), timestamp: -1 },
-            -1 => OffsetOutcome { error: 0, offset: p.log.written_offset(), timestamp: -1 },
+            -2 => OffsetOutcome { error: 0, offset: log.log_start_offset(), timestamp: -1 },
+            -1 => OffsetOutcome { error: 0, offset: p.replica.raft.committed(), timestamp: -1 },
             t if t < 0 => OffsetOutcome { error: ResponseError::InvalidRequest.code(), offset: -1, timestamp: -1 },
-            t => match p.log.offset_for_timestamp(t) {
-                Ok(Some((base, max_timestamp))) => refine_by_record(&p.log, base, t)
+            t => match log.offset_for_timestamp(t) {
+                Ok(Some((base, max_timestamp))) => refine_by_record(log, base, t)
                     .map_or(OffsetOutcome { error: 0, offset: base, timestamp: max_timestamp }, |(offset, ts)| {
                         OffsetOutcome { error: 0, offset, timestamp: ts }
                     }),
@@ -441,64 +587,90 @@ impl ShardState {
 
     fn apply_snapshot(&mut self, snapshot: SharedSnapshot) {
         let shards = self.shared.senders.len();
-        let mut wanted: HashMap<(String, i32), &TopicMeta> = HashMap::new();
+        let me = self.shared.config.node_id;
+        let mut wanted: HashMap<(String, i32), (&TopicMeta, &Vec<i32>)> = HashMap::new();
         for (name, meta) in &snapshot.topics {
-            for partition in 0..meta.partitions.len() as i32 {
-                if crate::runtime::owner_shard(name, partition, shards) == self.id {
-                    wanted.insert((name.clone(), partition), meta);
+            for (partition, replicas) in meta.partitions.iter().enumerate() {
+                let partition = partition as i32;
+                if replicas.contains(&me) && crate::runtime::owner_shard(name, partition, shards) == self.id {
+                    wanted.insert((name.clone(), partition), (meta, replicas));
                 }
             }
         }
         let gone: Vec<(String, i32)> = self
             .partitions
             .iter()
-            .filter(|(key, p)| wanted.get(*key).is_none_or(|meta| meta.id != p.topic_id))
+            .filter(|(key, p)| wanted.get(*key).is_none_or(|(meta, _)| meta.id != p.topic_id))
             .map(|(key, _)| key.clone())
             .collect();
         for key in gone {
-            if let Some(p) = self.partitions.remove(&key) {
-                let mut p = p;
+            if let Some(mut p) = self.partitions.remove(&key) {
                 for (waiter, _) in p.waiters.fail_all() {
                     let _ = waiter.send(ProduceOutcome::failed(ResponseError::UnknownTopicOrPartition.code(), None));
                 }
-                drop(p.log);
+                self.groups.remove(&p.replica.group);
+                drop(p.replica);
                 if let Err(e) = std::fs::remove_dir_all(&p.dir) {
                     tracing::warn!(dir = %p.dir.display(), error = %e, "could not remove a deleted partition's directory");
                 }
                 tracing::info!(topic = %key.0, partition = key.1, "partition removed");
             }
+            self.shared.leaders.write().unwrap_or_else(|e| e.into_inner()).remove(&key);
             self.dirty.remove(&key);
         }
-        for (key, meta) in wanted {
+        for (key, (meta, replicas)) in wanted {
             let config = topic_config::log_config(&meta.configs);
             let max_message_bytes = topic_config::max_message_bytes(&meta.configs);
+            let voters: Vec<NodeId> = replicas.iter().map(|&r| r as NodeId).collect();
             if let Some(p) = self.partitions.get_mut(&key) {
-                p.log.set_config(config);
+                p.replica.raft.log_mut().set_config(config);
                 p.max_message_bytes = max_message_bytes;
+                if p.voters != voters {
+                    tracing::warn!(topic = %key.0, partition = key.1, ?voters, "replica set changes are not applied to a running partition");
+                }
                 continue;
             }
             let dir = partition_dir(&self.shared.config.data_dir, &key.0, key.1, meta.id);
-            match Log::open(self.storage.clone(), &dir, config) {
-                Ok((log, report)) => {
+            let group = group_of(meta.id, key.1);
+            match Replica::open(self.storage.clone(), &dir, config, group, me as NodeId, voters.clone()) {
+                Ok((mut replica, report)) => {
                     if let Some(corruption) = &report.corruption {
                         tracing::warn!(topic = %key.0, partition = key.1, %corruption, "recovery cut the log at a torn or corrupt batch");
                     }
+                    // A new partition's first replica stands for leader at once (leaders spread
+                    // as the placement does); the others wait for it.
+                    let fresh = replica.raft.term() == 0 && replica.raft.log().log_end_offset() == 0;
+                    if fresh && replicas.first() == Some(&me) {
+                        replica.raft.campaign();
+                    }
+                    self.groups.insert(group, key.clone());
+                    self.dirty.insert(key.clone());
                     self.partitions.insert(
                         key,
-                        Partition { log, dir, topic_id: meta.id, waiters: DurabilityWaiters::new(), max_message_bytes },
+                        Partition {
+                            replica,
+                            dir,
+                            topic_id: meta.id,
+                            voters,
+                            waiters: DurabilityWaiters::new(),
+                            max_message_bytes,
+                        },
                     );
                 }
                 Err(e) => tracing::error!(topic = %key.0, partition = key.1, error = %e, "cannot open partition log"),
             }
         }
+        self.flush_needed.notify_one();
         self.snapshot = snapshot;
     }
 
     /// Runs retention on every partition, with the wall clock (the engine never reads it).
+    /// Only committed data is deleted: a follower may still need what is past the commit point.
     pub fn apply_retention(&mut self) {
         let now = now_ms();
         for ((topic, partition), p) in &mut self.partitions {
-            match p.log.apply_retention(now) {
+            let committed = p.replica.raft.committed();
+            match p.replica.raft.log_mut().apply_retention_below(now, committed) {
                 Ok(outcome) if outcome.deleted_segments > 0 => {
                     tracing::info!(
                         topic,
@@ -517,125 +689,187 @@ impl ShardState {
     fn stats(&self) -> Vec<PartitionStats> {
         self.partitions
             .iter()
-            .map(|((topic, partition), p)| PartitionStats {
-                topic: topic.clone(),
-                partition: *partition,
-                shard: self.id,
-                log_start_offset: p.log.log_start_offset(),
-                log_end_offset: p.log.log_end_offset(),
-                high_watermark: p.log.written_offset(),
-                size_bytes: p.log.size_bytes(),
-                segments: p.log.segment_count(),
+            .map(|((topic, partition), p)| {
+                let log = p.replica.raft.log();
+                PartitionStats {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    shard: self.id,
+                    leader: p.replica.raft.leader().map_or(-1, |l| l as i32),
+                    log_start_offset: log.log_start_offset(),
+                    log_end_offset: log.log_end_offset(),
+                    high_watermark: p.replica.raft.committed(),
+                    size_bytes: log.size_bytes(),
+                    segments: log.segment_count(),
+                }
             })
             .collect()
     }
 
-    /// Applies a topic change on shard 0. Ok(true) when the metadata changed.
-    fn meta_op(&mut self, op: MetaOp, now: i64) -> Result<bool, (Code, String)> {
-        let node_id = self.shared.config.node_id;
-        let default_partitions = self.shared.config.default_partitions;
-        let Some(meta) = self.meta.as_mut() else {
-            return Err((ResponseError::NotController.code(), "metadata changes go to shard 0".into()));
-        };
-        let snapshot = meta.snapshot();
-        let committed = |r: anyhow::Result<Result<(), TxnError>>| -> Result<bool, (Code, String)> {
-            match r {
-                Ok(Ok(())) => Ok(true),
-                Ok(Err(TxnError::NodeExists(p))) => {
-                    Err((ResponseError::TopicAlreadyExists.code(), format!("{p} exists")))
-                }
-                Ok(Err(TxnError::NoNode(p))) => {
-                    Err((ResponseError::UnknownTopicOrPartition.code(), format!("{p} does not exist")))
-                }
-                Ok(Err(e)) => Err((ResponseError::InvalidRequest.code(), e.to_string())),
-                Err(e) => {
-                    tracing::error!(error = %e, "metadata log write failed");
-                    Err((ResponseError::KafkaStorageError.code(), format!("{e:#}")))
-                }
-            }
-        };
-        match op {
-            MetaOp::CreateTopic { name, partitions, replication_factor, configs, validate_only } => {
-                topic_config::validate_topic_name(&name)
-                    .map_err(|m| (ResponseError::InvalidTopicException.code(), m))?;
-                let partitions = if partitions == -1 { default_partitions } else { partitions };
-                if !(1..=100_000).contains(&partitions) {
-                    return Err((
-                        ResponseError::InvalidPartitions.code(),
-                        format!("Number of partitions must be 1..100000, not {partitions}"),
-                    ));
-                }
-                if replication_factor != -1 && replication_factor != 1 {
-                    return Err((
-                        ResponseError::InvalidReplicationFactor.code(),
-                        format!("Replication factor: {replication_factor} larger than available brokers: 1."),
-                    ));
-                }
-                for (k, v) in &configs {
-                    topic_config::validate(k, v).map_err(|m| (ResponseError::InvalidConfig.code(), m))?;
-                }
-                if snapshot.topics.contains_key(&name) {
-                    return Err((ResponseError::TopicAlreadyExists.code(), format!("Topic '{name}' already exists.")));
-                }
-                if validate_only {
-                    return Ok(false);
-                }
-                let topic = TopicMeta {
-                    id: uuid::Uuid::new_v4(),
-                    partitions: vec![vec![node_id]; partitions as usize],
-                    configs,
-                };
-                committed(meta.create_topic(&name, &topic, now))
-            }
-            MetaOp::DeleteTopic { name } => {
-                if !snapshot.topics.contains_key(&name) {
-                    return Err((
-                        ResponseError::UnknownTopicOrPartition.code(),
-                        format!("Topic '{name}' does not exist."),
-                    ));
-                }
-                committed(meta.delete_topic(&name, now))
-            }
-            MetaOp::CreatePartitions { name, count, validate_only } => {
-                let Some(topic) = snapshot.topics.get(&name) else {
-                    return Err((
-                        ResponseError::UnknownTopicOrPartition.code(),
-                        format!("Topic '{name}' does not exist."),
-                    ));
-                };
-                let current = topic.partitions.len() as i32;
-                if count <= current || count > 100_000 {
-                    return Err((
-                        ResponseError::InvalidPartitions.code(),
-                        format!("Topic currently has {current} partitions, which is higher than or equal to the requested {count}."),
-                    ));
-                }
-                if validate_only {
-                    return Ok(false);
-                }
-                let mut topic = topic.clone();
-                topic.partitions.resize(count as usize, vec![node_id]);
-                committed(meta.update_topic(&name, &topic, now))
-            }
-            MetaOp::SetConfigs { name, configs, validate_only } => {
-                let Some(topic) = snapshot.topics.get(&name) else {
-                    return Err((
-                        ResponseError::UnknownTopicOrPartition.code(),
-                        format!("Topic '{name}' does not exist."),
-                    ));
-                };
-                for (k, v) in &configs {
-                    topic_config::validate(k, v).map_err(|m| (ResponseError::InvalidConfig.code(), m))?;
-                }
-                if validate_only {
-                    return Ok(false);
-                }
-                let mut topic = topic.clone();
-                topic.configs = configs;
-                committed(meta.update_topic(&name, &topic, now))
+    /// Replica sets for partitions `from..to` of a topic: `replication_factor` consecutive
+    /// members, starting at a place that moves with the topic and the partition, so replicas
+    /// and first replicas (preferred leaders) spread over the nodes.
+    fn place(&self, name: &str, from: i32, to: i32, replication_factor: usize) -> Vec<Vec<i32>> {
+        let members = self.shared.config.members();
+        let offset = crc32c::crc32c(name.as_bytes()) as usize;
+        (from..to)
+            .map(|p| {
+                let start = offset.wrapping_add(p as usize);
+                (0..replication_factor).map(|i| members[(start + i) % members.len()]).collect()
+            })
+            .collect()
+    }
+
+    /// Handles a topic change on shard 0: refused or validated at once (the reply is handed
+    /// back, or answered with an error), else proposed, and answered once it has applied.
+    fn meta_op(
+        &mut self,
+        op: MetaOp,
+        now: i64,
+        reply: oneshot::Sender<MetaReply>,
+    ) -> Option<oneshot::Sender<MetaReply>> {
+        let result = self.meta_op_inner(op, now, reply);
+        match result {
+            Ok(reply) => reply,
+            Err((reply, error)) => {
+                let _ = reply.send(Err(error));
+                None
             }
         }
     }
+
+    #[allow(clippy::type_complexity)]
+    fn meta_op_inner(
+        &mut self,
+        op: MetaOp,
+        now: i64,
+        reply: oneshot::Sender<MetaReply>,
+    ) -> Result<Option<oneshot::Sender<MetaReply>>, (oneshot::Sender<MetaReply>, (Code, String))> {
+        let default_partitions = self.shared.config.default_partitions;
+        let members = self.shared.config.members().len();
+        let Some(meta) = self.meta.as_ref() else {
+            return Err((reply, (ResponseError::NotController.code(), "metadata changes go to shard 0".into())));
+        };
+        let snapshot = meta.snapshot();
+        let unknown =
+            |name: &str| (ResponseError::UnknownTopicOrPartition.code(), format!("Topic '{name}' does not exist."));
+        match op {
+            MetaOp::CreateTopic { name, partitions, replication_factor, configs, validate_only, forward } => {
+                if let Err(m) = topic_config::validate_topic_name(&name) {
+                    return Err((reply, (ResponseError::InvalidTopicException.code(), m)));
+                }
+                let partitions = if partitions == -1 { default_partitions } else { partitions };
+                if !(1..=100_000).contains(&partitions) {
+                    let message = format!("Number of partitions must be 1..100000, not {partitions}");
+                    return Err((reply, (ResponseError::InvalidPartitions.code(), message)));
+                }
+                let replication_factor = match replication_factor {
+                    -1 => self.shared.config.default_replication_factor,
+                    rf => rf,
+                };
+                if replication_factor < 1 || replication_factor as usize > members {
+                    let message =
+                        format!("Replication factor: {replication_factor} larger than available brokers: {members}.");
+                    return Err((reply, (ResponseError::InvalidReplicationFactor.code(), message)));
+                }
+                for (k, v) in &configs {
+                    if let Err(m) = topic_config::validate(k, v) {
+                        return Err((reply, (ResponseError::InvalidConfig.code(), m)));
+                    }
+                }
+                if snapshot.topics.contains_key(&name) {
+                    let message = format!("Topic '{name}' already exists.");
+                    return Err((reply, (ResponseError::TopicAlreadyExists.code(), message)));
+                }
+                if validate_only {
+                    return Ok(Some(reply));
+                }
+                let topic = TopicMeta {
+                    id: uuid::Uuid::new_v4(),
+                    partitions: self.place(&name, 0, partitions, replication_factor as usize),
+                    configs,
+                };
+                let meta = self.meta.as_mut().expect("checked above");
+                if forward && !meta.is_leader() {
+                    meta.forward_create_topic(&name, &topic, now);
+                    let message = format!("Topic '{name}' is being created.");
+                    return Err((reply, (ResponseError::LeaderNotAvailable.code(), message)));
+                }
+                meta.create_topic(&name, &topic, now, reply);
+                Ok(None)
+            }
+            MetaOp::DeleteTopic { name } => {
+                if !snapshot.topics.contains_key(&name) {
+                    return Err((reply, unknown(&name)));
+                }
+                self.meta.as_mut().expect("checked above").delete_topic(&name, now, reply);
+                Ok(None)
+            }
+            MetaOp::CreatePartitions { name, count, validate_only } => {
+                let Some(topic) = snapshot.topics.get(&name) else {
+                    return Err((reply, unknown(&name)));
+                };
+                let current = topic.partitions.len() as i32;
+                if count <= current || count > 100_000 {
+                    let message = format!("Topic currently has {current} partitions, which is higher than or equal to the requested {count}.");
+                    return Err((reply, (ResponseError::InvalidPartitions.code(), message)));
+                }
+                if validate_only {
+                    return Ok(Some(reply));
+                }
+                let replication_factor = topic.partitions.first().map_or(1, Vec::len);
+                let mut topic = topic.clone();
+                topic.partitions.extend(self.place(&name, current, count, replication_factor));
+                self.meta.as_mut().expect("checked above").update_topic(&name, &topic, now, reply);
+                Ok(None)
+            }
+            MetaOp::SetConfigs { name, configs, validate_only } => {
+                let Some(topic) = snapshot.topics.get(&name) else {
+                    return Err((reply, unknown(&name)));
+                };
+                for (k, v) in &configs {
+                    if let Err(m) = topic_config::validate(k, v) {
+                        return Err((reply, (ResponseError::InvalidConfig.code(), m)));
+                    }
+                }
+                if validate_only {
+                    return Ok(Some(reply));
+                }
+                let mut topic = topic.clone();
+                topic.configs = configs;
+                self.meta.as_mut().expect("checked above").update_topic(&name, &topic, now, reply);
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Asks shard 0 to write this node into the tree as the partition's leader (dropped if its
+/// queue is full: the periodic check asks again).
+fn announce_leader(shared: &Shared, key: &(String, i32), (leader, epoch): (i32, i32), voters: &[NodeId]) {
+    let replicas = voters.iter().map(|&v| v as i32).collect();
+    let msg = ShardMsg::PartitionLeader { topic: key.0.clone(), partition: key.1, leader, epoch, replicas };
+    let _ = shared.senders[0].try_send(msg);
+}
+
+/// Hands raft messages to the transport (a cluster of one has none).
+fn send(shared: &Shared, group: GroupId, messages: Vec<Message>) {
+    if let Some(net) = &shared.net {
+        for message in messages {
+            net.send(group, message);
+        }
+    }
+}
+
+/// Reopens a partition whose log failed (recovery runs again); raft starts over as a follower
+/// from its persisted hard state.
+fn reopen(storage: &UringStorage, shared: &Shared, key: &(String, i32), p: &mut Partition) -> Result<(), LogError> {
+    let config = p.replica.raft.log().config().clone();
+    let me = shared.config.node_id as NodeId;
+    let (replica, report) = Replica::open(storage.clone(), &p.dir, config, p.replica.group, me, p.voters.clone())?;
+    tracing::warn!(topic = %key.0, partition = key.1, ?report.corruption, "partition log reopened after an I/O failure");
+    p.replica = replica;
+    Ok(())
 }
 
 /// For an uncompressed batch, the first record at or after `timestamp` (Kafka's answer is

@@ -61,9 +61,16 @@ fn admin_http_serves_metrics_and_status() {
 }
 
 #[test]
-fn start_refuses_peers_it_cannot_serve_with_a_clear_error() {
+fn start_refuses_bad_peer_lists_with_a_clear_error() {
     let node = Node::start();
-    let out = node.cli(&["start", "--peers", "1@127.0.0.1:9093,2@127.0.0.1:9094", "--kafka-addr", "127.0.0.1:1"], None);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("single-node"), "{}", String::from_utf8_lossy(&out.stderr));
+    for (peers, expected) in [
+        ("1@127.0.0.1:9093,2@127.0.0.1:9094", "must list this node (3)"),
+        ("3@127.0.0.1:9093,3@127.0.0.1:9094", "listed twice"),
+        ("3-127.0.0.1:9093", "is not id@host:port"),
+    ] {
+        let out = node.cli(&["start", "--node-id", "3", "--peers", peers, "--kafka-addr", "127.0.0.1:1"], None);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{peers}: {stderr}");
+    }
 }

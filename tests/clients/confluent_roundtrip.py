@@ -2,7 +2,7 @@
 using assign() reads them all back; every acknowledged message is read exactly once, in
 per-partition offset order, and each key's messages keep their production order.
 
-usage: confluent_roundtrip.py BOOTSTRAP TOPIC N
+usage: confluent_roundtrip.py BOOTSTRAP TOPIC N [REPLICATION_FACTOR]
 """
 import sys
 import time
@@ -11,10 +11,11 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 bootstrap, topic, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+replication_factor = int(sys.argv[4]) if len(sys.argv) > 4 else 1
 PARTITIONS = 8
 
 admin = AdminClient({"bootstrap.servers": bootstrap})
-for _, future in admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)]).items():
+for _, future in admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=replication_factor)]).items():
     future.result(30)
 
 acked = {}

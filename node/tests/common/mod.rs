@@ -2,10 +2,13 @@
 //! directory, stopped (SIGKILL) when dropped.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a node may take to start listening.
@@ -26,22 +29,30 @@ pub struct Node {
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     log_path: PathBuf,
+    /// Flags given at every (re)start.
+    args: Vec<String>,
 }
 
 impl Node {
     pub fn start() -> Node {
+        let mut node = Node::prepare(Vec::new());
+        node.launch(&[]);
+        node
+    }
+
+    /// A node with its own ports and directory, not started yet; `args` go to every start.
+    pub fn prepare(args: Vec<String>) -> Node {
         let temp = tempfile::tempdir().unwrap();
         let data_dir = temp.path().join("data");
-        let mut node = Node {
+        Node {
             child: None,
             kafka: SocketAddr::from(([127, 0, 0, 1], free_port())),
             admin: SocketAddr::from(([127, 0, 0, 1], free_port())),
             data_dir,
             log_path: temp.path().join("node.log"),
             _temp: Some(temp),
-        };
-        node.launch(&[]);
-        node
+            args,
+        }
     }
 
     pub fn start_with(extra: &[&str]) -> Node {
@@ -55,7 +66,7 @@ impl Node {
         self.kafka.to_string()
     }
 
-    fn launch(&mut self, extra: &[&str]) {
+    pub fn launch(&mut self, extra: &[&str]) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_braid"))
             .args([
@@ -69,6 +80,7 @@ impl Node {
             ])
             .arg("--data-dir")
             .arg(&self.data_dir)
+            .args(&self.args)
             .args(extra)
             .env("BRAID_LOG", "info")
             .stdout(Stdio::null())
@@ -107,6 +119,14 @@ impl Node {
         self.launch(&[]);
     }
 
+    /// SIGSTOP or SIGCONT.
+    pub fn pause(&self, paused: bool) {
+        let pid = self.child.as_ref().expect("running").id() as i32;
+        let signal = if paused { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: signalling our own child process.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
     /// True while the process runs.
     pub fn alive(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
@@ -127,6 +147,17 @@ impl Node {
             child.stdin.take().unwrap().write_all(input).unwrap();
         }
         child.wait_with_output().unwrap()
+    }
+
+    /// /v1/status as JSON, None if the node does not answer (stopped, or paused: 2 s timeout).
+    pub fn status(&self) -> Option<serde_json::Value> {
+        use std::io::{Read, Write};
+        let mut stream = TcpStream::connect_timeout(&self.admin, Duration::from_secs(2)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(stream, "GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        serde_json::from_str(response.split("\r\n\r\n").nth(1)?).ok()
     }
 
     pub fn http_get(&self, path: &str) -> String {
@@ -171,4 +202,140 @@ pub fn python(script: &str) -> Command {
 /// Lines of a command's stdout.
 pub fn lines(output: &Output) -> Vec<String> {
     BufReader::new(&output.stdout[..]).lines().map(Result::unwrap).collect()
+}
+
+/// A TCP relay between two nodes' raft endpoints that can be cut: a cut closes the relayed
+/// connections and refuses new ones until it is mended.
+pub struct Link {
+    pub addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+    streams: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Link {
+    pub fn start(target: SocketAddr) -> Link {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(AtomicBool::new(false));
+        let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (cut2, streams2) = (Arc::clone(&cut), Arc::clone(&streams));
+        std::thread::spawn(move || {
+            for incoming in listener.incoming() {
+                let Ok(inbound) = incoming else { continue };
+                if cut2.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(outbound) = TcpStream::connect(target) else { continue };
+                let mut all = streams2.lock().unwrap();
+                all.retain(|s: &TcpStream| s.peer_addr().is_ok());
+                all.push(inbound.try_clone().unwrap());
+                all.push(outbound.try_clone().unwrap());
+                drop(all);
+                for (mut from, mut to) in
+                    [(inbound.try_clone().unwrap(), outbound.try_clone().unwrap()), (outbound, inbound)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Link { addr, cut, streams }
+    }
+
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+        if cut {
+            for s in self.streams.lock().unwrap().drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// N real nodes on loopback forming one cluster; node i's raft traffic to node j goes through
+/// `links[(i, j)]`, so the links of one node can be cut.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub links: HashMap<(usize, usize), Link>,
+}
+
+impl Cluster {
+    pub fn start(n: usize, extra: &[&str]) -> Cluster {
+        let raft: Vec<SocketAddr> = (0..n).map(|_| SocketAddr::from(([127, 0, 0, 1], free_port()))).collect();
+        let mut links = HashMap::new();
+        for i in 0..n {
+            for (j, target) in raft.iter().enumerate() {
+                if i != j {
+                    links.insert((i, j), Link::start(*target));
+                }
+            }
+        }
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let peers: Vec<String> =
+                (0..n).map(|j| format!("{}@{}", j + 1, if i == j { raft[j] } else { links[&(i, j)].addr })).collect();
+            let mut args = vec!["--node-id".to_owned(), (i + 1).to_string(), "--peers".to_owned(), peers.join(",")];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            nodes.push(Node::prepare(args));
+        }
+        for node in &mut nodes {
+            node.launch(&[]);
+        }
+        let cluster = Cluster { nodes, links };
+        cluster.wait_formed();
+        cluster
+    }
+
+    /// Waits (bounded) until every node knows the controller and every broker: what a client
+    /// looks up first.
+    pub fn wait_formed(&self) {
+        let started = Instant::now();
+        loop {
+            let formed = self.nodes.iter().all(|node| {
+                node.status().is_some_and(|s| {
+                    s["controller"].is_i64() && s["brokers"].as_object().is_some_and(|b| b.len() == self.nodes.len())
+                })
+            });
+            if formed {
+                return;
+            }
+            assert!(started.elapsed() < START_TIMEOUT, "the cluster did not form within {START_TIMEOUT:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.nodes.iter().map(|n| n.kafka.to_string()).collect::<Vec<_>>().join(",")
+    }
+
+    /// Cuts (or mends) every link to and from node `i`.
+    pub fn isolate(&self, i: usize, cut: bool) {
+        for ((from, to), link) in &self.links {
+            if *from == i || *to == i {
+                link.set_cut(cut);
+            }
+        }
+    }
+
+    /// The node that says it leads `topic`/`partition` (asking the running nodes' status).
+    pub fn leader_of(&mut self, topic: &str, partition: i32) -> Option<usize> {
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].alive() {
+                continue;
+            }
+            let Some(status) = self.nodes[i].status() else { continue };
+            let leads = status["partitions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["topic"] == topic && p["partition"] == partition && p["leader"] == (i as i64 + 1));
+            if leads {
+                return Some(i);
+            }
+        }
+        None
+    }
 }

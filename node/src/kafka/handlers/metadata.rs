@@ -1,4 +1,5 @@
-//! Metadata: brokers (this node), topics and their partitions, creating requested topics when
+//! Metadata: brokers (registered in the tree), the controller, topics and their partitions
+//! with the leaders the replicas here know, creating requested topics when
 //! `auto.create.topics.enable` is on and the client allows it.
 
 use super::{meta_op, str_bytes};
@@ -10,7 +11,7 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::ResponseError;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 pub async fn handle(ctx: Rc<ShardCtx>, version: i16, request: MetadataRequest) -> MetadataResponse {
@@ -32,6 +33,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, version: i16, request: MetadataRequest) -
                 replication_factor: -1,
                 configs: BTreeMap::new(),
                 validate_only: false,
+                forward: true,
             };
             match meta_op(&ctx, op).await {
                 Ok(()) => tracing::info!(topic = %name, "topic created by a Metadata request"),
@@ -47,24 +49,36 @@ pub async fn handle(ctx: Rc<ShardCtx>, version: i16, request: MetadataRequest) -
     let names: Vec<String> = requested.unwrap_or_else(|| snapshot.topics.keys().cloned().collect());
     let mut response = MetadataResponse::default();
     let config = &ctx.shared.config;
-    let mut broker = MetadataResponseBroker::default();
-    broker.node_id = BrokerId(config.node_id);
-    broker.host = str_bytes(config.kafka_addr.ip().to_string());
-    broker.port = i32::from(config.kafka_addr.port());
-    response.brokers = vec![broker];
+    let mut brokers = snapshot.brokers.clone();
+    // This node answers even before its registration has committed.
+    brokers.entry(config.node_id).or_insert(config.kafka_addr);
+    response.brokers = brokers
+        .iter()
+        .map(|(&id, addr)| {
+            let mut broker = MetadataResponseBroker::default();
+            broker.node_id = BrokerId(id);
+            broker.host = str_bytes(addr.ip().to_string());
+            broker.port = i32::from(addr.port());
+            broker
+        })
+        .collect();
     if version >= 2 {
         response.cluster_id = Some(str_bytes(snapshot.cluster_id.clone()));
     }
     if version >= 1 {
-        response.controller_id = BrokerId(config.node_id);
+        response.controller_id = BrokerId(snapshot.controller.unwrap_or(-1));
     }
-    response.topics =
-        names.iter().map(|name| topic_entry(&snapshot, name, version, creation_errors.get(name).copied())).collect();
+    let leaders = ctx.shared.leaders.read().unwrap_or_else(|e| e.into_inner()).clone();
+    response.topics = names
+        .iter()
+        .map(|name| topic_entry(&snapshot, &leaders, name, version, creation_errors.get(name).copied()))
+        .collect();
     response
 }
 
 fn topic_entry(
     snapshot: &MetaSnapshot,
+    leaders: &HashMap<(String, i32), (i32, i32)>,
     name: &str,
     version: i16,
     creation_error: Option<i16>,
@@ -85,9 +99,29 @@ fn topic_entry(
         .map(|(index, replicas)| {
             let mut p = MetadataResponsePartition::default();
             p.partition_index = index as i32;
-            p.leader_id = BrokerId(replicas.first().copied().unwrap_or(-1));
-            if version >= 7 {
-                p.leader_epoch = 0;
+            // What a replica here knows, or what the leader wrote to the tree: the newer.
+            let key = (name.to_owned(), index as i32);
+            let local = leaders.get(&key).copied();
+            let tree = snapshot.partition_leaders.get(&key).copied();
+            let known = match (local, tree) {
+                (Some(a), Some(b)) => Some(if b.1 > a.1 { b } else { a }),
+                (a, b) => a.or(b),
+            };
+            match known {
+                Some((leader, epoch)) => {
+                    p.leader_id = BrokerId(leader);
+                    if version >= 7 {
+                        p.leader_epoch = epoch;
+                    }
+                }
+                None => {
+                    // No leader known yet (an election is on).
+                    p.error_code = ResponseError::LeaderNotAvailable.code();
+                    p.leader_id = BrokerId(-1);
+                    if version >= 7 {
+                        p.leader_epoch = -1;
+                    }
+                }
             }
             p.replica_nodes = replicas.iter().map(|&r| BrokerId(r)).collect();
             p.isr_nodes = p.replica_nodes.clone();

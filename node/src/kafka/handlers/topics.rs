@@ -49,6 +49,7 @@ pub async fn create(ctx: Rc<ShardCtx>, version: i16, request: CreateTopicsReques
                     replication_factor,
                     configs,
                     validate_only: request.validate_only,
+                    forward: false,
                 };
                 meta_op(&ctx, op).await
             }

@@ -1,0 +1,60 @@
+"""Produces continuously with acks=all and no retries until STOPFILE exists (or MAX_SECONDS
+pass, or 2,000,000 messages), then writes every acknowledged message as
+"ack_time_ms partition offset value" lines to OUT.
+
+Without retries a message is either acknowledged once or reported failed, so every value is
+sent at most once: any duplicate read back is the server's doing. Failed messages are counted,
+not resent (the next message carries a new value).
+
+usage: failover_producer.py BOOTSTRAP TOPIC OUT STOPFILE MAX_SECONDS
+"""
+import os
+import sys
+import time
+
+from confluent_kafka import Producer
+
+bootstrap, topic, out, stopfile, max_seconds = sys.argv[1:6]
+deadline = time.time() + float(max_seconds)
+acked = []
+failed = [0]
+
+
+def delivered(err, msg):
+    if err is None:
+        acked.append((int(time.time() * 1000), msg.partition(), msg.offset(), msg.value().decode()))
+    else:
+        failed[0] += 1
+
+
+producer = Producer({
+    "bootstrap.servers": bootstrap,
+    "acks": "all",
+    "enable.idempotence": False,
+    "message.send.max.retries": 0,
+    "linger.ms": 5,
+    "message.timeout.ms": 10000,
+    # A paused leader never answers: give up on a request after 1 s (the client-side socket
+    # timeout; librdkafka's default is 60 s), look the leader up again, go on.
+    "socket.timeout.ms": 1000,
+    "topic.metadata.refresh.interval.ms": 200,
+    "retry.backoff.ms": 50,
+    "reconnect.backoff.ms": 50,
+    "reconnect.backoff.max.ms": 500,
+})
+i = 0
+while i < 2_000_000 and time.time() < deadline and not os.path.exists(stopfile):
+    if len(producer) >= 2000:
+        producer.poll(0.01)
+        continue
+    try:
+        producer.produce(topic, value=f"m{i}".encode(), on_delivery=delivered)
+        i += 1
+    except BufferError:
+        producer.poll(0.01)
+    producer.poll(0)
+producer.flush(30)
+with open(out, "w") as f:
+    for t, p, o, v in acked:
+        f.write(f"{t} {p} {o} {v}\n")
+print(f"sent {i}, acknowledged {len(acked)}, failed {failed[0]}")
