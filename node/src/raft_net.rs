@@ -104,6 +104,7 @@ async fn send_loop(
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut pending: Vec<(GroupId, Message)> = Vec::new();
+    let mut frame = Vec::new();
     loop {
         let mut stream = match TcpStream::connect(addr).await {
             Ok(stream) => {
@@ -135,7 +136,7 @@ async fn send_loop(
                     Err(_) => break,
                 }
             }
-            let frame = wire::encode_frame(&pending);
+            wire::encode_frame_into(&mut frame, &pending);
             if let Err(e) = stream.write_all(&frame).await {
                 tracing::debug!(peer, error = %e, "raft connection lost; reconnecting");
                 stats.messages_dropped.fetch_add(pending.len() as u64, Relaxed);
@@ -176,6 +177,7 @@ async fn receive_loop(
     deliver: Rc<dyn Fn(GroupId, Message)>,
     stats: Arc<NetStats>,
 ) {
+    let mut body = Vec::new();
     loop {
         let mut prefix = [0u8; 4];
         if stream.read_exact(&mut prefix).await.is_err() {
@@ -189,7 +191,10 @@ async fn receive_loop(
                 return;
             }
         };
-        let mut body = vec![0u8; length];
+        // One buffer per connection, kept between frames: no fresh pages to fault in and clear
+        // for every frame.
+        body.clear();
+        body.resize(length, 0);
         match tokio::time::timeout(FRAME_READ_TIMEOUT, stream.read_exact(&mut body)).await {
             Ok(Ok(_)) => {}
             _ => return,

@@ -329,6 +329,8 @@ impl ShardState {
                 } else if let Some(key) = self.groups.get(&group) {
                     if let Some(p) = self.partitions.get_mut(key) {
                         p.replica.raft.step(message);
+                        // A leader's next appends (after a follower's reply) leave at once.
+                        send(&self.shared, p.replica.group, p.replica.raft.take_leader_messages());
                         self.dirty.insert(key.clone());
                     }
                 }
@@ -391,6 +393,8 @@ impl ShardState {
                 return;
             }
         };
+        // Followers persist while the leader does.
+        send(&self.shared, p.replica.group, p.replica.raft.take_leader_messages());
         if acks == -1 {
             p.waiters.wait(end, (reply, base_offset));
         } else {

@@ -91,6 +91,57 @@ fn positions(cluster: &Cluster, topic: &str, partition: i32) -> Vec<Option<(i64,
         .collect()
 }
 
+/// Acknowledged messages as (ack time, offset, value) from the producer's output file.
+fn read_acked(path: &Path) -> Vec<(i64, i64, String)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split(' ').collect();
+            (f[0].parse().unwrap(), f[2].parse().unwrap(), f[3].to_owned())
+        })
+        .collect()
+}
+
+/// Milliseconds from `at` until the first acknowledgement of a message sent after `at` (the
+/// value carries its send time): how long producing stopped.
+fn resume_ms(acked: &[(i64, i64, String)], at: i64) -> Option<i64> {
+    acked
+        .iter()
+        .filter(|(_, _, value)| value.split_once('@').and_then(|(_, t)| t.parse::<i64>().ok()).is_some_and(|t| t >= at))
+        .map(|(t, _, _)| t - at)
+        .min()
+}
+
+fn start_producer(
+    cluster: &Cluster,
+    topic: &str,
+    out: &Path,
+    stop: &Path,
+    seconds: u32,
+    rate: u32,
+) -> std::process::Child {
+    Command::new("python3")
+        .arg(repo_root().join("tests/clients/failover_producer.py"))
+        .arg(cluster.bootstrap())
+        .arg(topic)
+        .arg(out)
+        .arg(stop)
+        .arg(seconds.to_string())
+        .arg(rate.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn stop_producer(producer: std::process::Child, stop: &Path) {
+    std::fs::write(stop, b"").unwrap();
+    let output = producer.wait_with_output().unwrap();
+    assert!(output.status.success(), "producer failed: {}", String::from_utf8_lossy(&output.stderr));
+    eprintln!("{}", String::from_utf8_lossy(&output.stdout).trim());
+}
+
 #[test]
 fn acknowledged_messages_survive_a_killed_leader_a_paused_node_and_cut_links() {
     let mut cluster = Cluster::start(3, &[]);
@@ -99,17 +150,7 @@ fn acknowledged_messages_survive_a_killed_leader_a_paused_node_and_cut_links() {
 
     let dir = tempfile::tempdir().unwrap();
     let (out, stop) = (dir.path().join("acked"), dir.path().join("stop"));
-    let producer = Command::new("python3")
-        .arg(repo_root().join("tests/clients/failover_producer.py"))
-        .arg(cluster.bootstrap())
-        .arg("ha")
-        .arg(&out)
-        .arg(&stop)
-        .arg("120")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let producer = start_producer(&cluster, "ha", &out, &stop, 120, 0);
     let steady = Duration::from_secs(2);
     let mut faults: Vec<(&str, i64)> = Vec::new();
 
@@ -139,24 +180,12 @@ fn acknowledged_messages_survive_a_killed_leader_a_paused_node_and_cut_links() {
     cluster.isolate(leader, false);
 
     std::thread::sleep(steady);
-    std::fs::write(&stop, b"").unwrap();
-    let output = producer.wait_with_output().unwrap();
-    assert!(output.status.success(), "producer failed: {}", String::from_utf8_lossy(&output.stderr));
-    eprintln!("{}", String::from_utf8_lossy(&output.stdout).trim());
-
-    let acked: Vec<(i64, i64, String)> = std::fs::read_to_string(&out)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let f: Vec<&str> = line.split(' ').collect();
-            (f[0].parse().unwrap(), f[2].parse().unwrap(), f[3].to_owned())
-        })
-        .collect();
+    stop_producer(producer, &stop);
+    let acked = read_acked(&out);
     assert!(acked.len() > 1000, "only {} messages were acknowledged", acked.len());
     for (what, at) in &faults {
-        let resumed = acked.iter().map(|a| a.0).filter(|&t| t > *at).min();
-        let resumed = resumed.unwrap_or_else(|| panic!("producing never resumed after: {what}"));
-        eprintln!("{what}: producing resumed {} ms after the fault", resumed - at);
+        let resumed = resume_ms(&acked, *at).unwrap_or_else(|| panic!("producing never resumed after: {what}"));
+        eprintln!("{what}: producing resumed {resumed} ms after the fault");
     }
 
     // Every replica catches up, then holds each acknowledged message exactly once, at the
@@ -212,4 +241,49 @@ fn partitions_spread_over_a_cluster_serve_clients_through_any_node() {
         let hosted = status["partitions"].as_array().unwrap().iter().filter(|p| p["topic"] == "spread").count();
         assert!(hosted < 8, "replication factor 2 of 3: no node holds every partition");
     }
+}
+
+/// Failover times over 20 leader kills (a benchmark, not run by default):
+/// `cargo test --release -p braid --test cluster_failover -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn failover_times_over_20_leader_kills() {
+    let mut cluster = Cluster::start(3, &[]);
+    create_topic(&cluster, "kills", "1", "3");
+    wait_for("a leader", || cluster.leader_of("kills", 0));
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stop) = (dir.path().join("acked"), dir.path().join("stop"));
+    let producer = start_producer(&cluster, "kills", &out, &stop, 600, 2000);
+    let mut kills = Vec::new();
+    let mut elections = Vec::new();
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_secs(1));
+        let leader = wait_for("a leader", || cluster.leader_of("kills", 0));
+        let at = now_ms();
+        cluster.nodes[leader].kill();
+        wait_for("a new leader", || cluster.leader_of("kills", 0).filter(|&l| l != leader));
+        elections.push(now_ms() - at);
+        kills.push(at);
+        cluster.nodes[leader].restart();
+        wait_for("the replicas to converge", || {
+            let p = positions(&cluster, "kills", 0);
+            let first = p[0]?;
+            (first.0 == first.1 && p.iter().all(|x| *x == Some(first))).then_some(())
+        });
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    stop_producer(producer, &stop);
+    let acked = read_acked(&out);
+    let mut resumed: Vec<i64> = kills.iter().map(|&at| resume_ms(&acked, at).expect("producing resumed")).collect();
+    resumed.sort_unstable();
+    elections.sort_unstable();
+    eprintln!("new leader seen by /v1/status after (ms): {elections:?}");
+    eprintln!("producing resumed after (ms): {resumed:?}");
+    eprintln!(
+        "median {} ms, max {} ms (new leader: median {} ms, max {} ms)",
+        resumed[resumed.len() / 2],
+        resumed[resumed.len() - 1],
+        elections[elections.len() / 2],
+        elections[elections.len() - 1]
+    );
 }

@@ -1,12 +1,13 @@
 """Produces continuously with acks=all and no retries until STOPFILE exists (or MAX_SECONDS
 pass, or 2,000,000 messages), then writes every acknowledged message as
-"ack_time_ms partition offset value" lines to OUT.
+"ack_time_ms partition offset value" lines to OUT. A value is "m<i>@<send time in ms>".
 
 Without retries a message is either acknowledged once or reported failed, so every value is
 sent at most once: any duplicate read back is the server's doing. Failed messages are counted,
 not resent (the next message carries a new value).
 
-usage: failover_producer.py BOOTSTRAP TOPIC OUT STOPFILE MAX_SECONDS
+usage: failover_producer.py BOOTSTRAP TOPIC OUT STOPFILE MAX_SECONDS [RATE]
+RATE: messages per second at most (default: as fast as acknowledgements allow).
 """
 import os
 import sys
@@ -15,7 +16,9 @@ import time
 from confluent_kafka import Producer
 
 bootstrap, topic, out, stopfile, max_seconds = sys.argv[1:6]
-deadline = time.time() + float(max_seconds)
+rate = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
+started = time.time()
+deadline = started + float(max_seconds)
 acked = []
 failed = [0]
 
@@ -44,11 +47,11 @@ producer = Producer({
 })
 i = 0
 while i < 2_000_000 and time.time() < deadline and not os.path.exists(stopfile):
-    if len(producer) >= 2000:
-        producer.poll(0.01)
+    if len(producer) >= 2000 or rate and i >= (time.time() - started) * rate:
+        producer.poll(0.001)
         continue
     try:
-        producer.produce(topic, value=f"m{i}".encode(), on_delivery=delivered)
+        producer.produce(topic, value=f"m{i}@{int(time.time() * 1000)}".encode(), on_delivery=delivered)
         i += 1
     except BufferError:
         producer.poll(0.01)

@@ -7,7 +7,8 @@
 //!
 //! The driver's contract, in each round: persist the hard state if it changed and flush the
 //! log, then call [`Raft::on_persisted`], then send the messages. So a vote or an append
-//! acknowledgement never leaves before what it promises is on disk.
+//! acknowledgement never leaves before what it promises is on disk. A leader's own appends may
+//! leave earlier ([`Raft::take_leader_messages`]).
 //!
 //! ```text
 //!            timeout              pre-vote majority          vote majority
@@ -219,6 +220,18 @@ impl<L: RaftLog> Raft<L> {
     /// True once since the last call if the hard state changed and must be persisted.
     pub fn take_hard_state_dirty(&mut self) -> bool {
         std::mem::take(&mut self.hard_dirty)
+    }
+
+    /// The messages a leader may send before its own log is durable: all of a leader's, as long
+    /// as its term and vote are on disk (a leader counts itself toward a commit only once its
+    /// log is durable, so its appends may reach followers first: they persist in parallel).
+    /// Empty for any other role, whose messages wait for the persist round.
+    pub fn take_leader_messages(&mut self) -> Vec<Message> {
+        if self.role == Role::Leader && !self.hard_dirty {
+            self.take_messages()
+        } else {
+            Vec::new()
+        }
     }
     pub fn log(&self) -> &L {
         &self.log

@@ -68,7 +68,15 @@ impl std::error::Error for WireError {}
 
 /// Encodes one frame (length prefix included).
 pub fn encode_frame(messages: &[(GroupId, Message)]) -> Vec<u8> {
-    let mut out = vec![0u8; 4];
+    let mut out = Vec::new();
+    encode_frame_into(&mut out, messages);
+    out
+}
+
+/// Encodes one frame into `out`, replacing what it held (a sender reuses one buffer).
+pub fn encode_frame_into(out: &mut Vec<u8>, messages: &[(GroupId, Message)]) {
+    out.clear();
+    out.extend_from_slice(&[0u8; 4]);
     out.extend_from_slice(&WIRE_VERSION.to_be_bytes());
     out.extend_from_slice(&(messages.len() as u32).to_be_bytes());
     for (group, m) in messages {
@@ -118,7 +126,6 @@ pub fn encode_frame(messages: &[(GroupId, Message)]) -> Vec<u8> {
     }
     let length = (out.len() - 4) as u32;
     out[0..4].copy_from_slice(&length.to_be_bytes());
-    out
 }
 
 struct Reader<'a> {
