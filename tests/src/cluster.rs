@@ -215,6 +215,9 @@ impl Sim {
             }
             if let Some(raft) = self.nodes.get_mut(&msg.to).and_then(|n| n.raft.as_mut()) {
                 raft.step(msg);
+                // As the node does: a leader's next appends leave at once.
+                let early = raft.take_leader_messages();
+                self.transmit(early).expect("messages encode");
             }
         }
     }
@@ -241,6 +244,9 @@ impl Sim {
         if let Ok(end) = raft.propose(&batch) {
             self.proposals.push(Proposal { node: id, end, term, invoked_at: self.now });
         }
+        // As the node does: the leader's appends leave before its own flush.
+        let early = raft.take_leader_messages();
+        self.transmit(early).expect("messages encode");
     }
 
     fn random_txn(&mut self) -> Txn {
@@ -336,22 +342,28 @@ impl Sim {
                 raft.log_mut().apply_retention_below(0, committed).map_err(|e| format!("node {id}: retention: {e}"))?;
             }
             let messages = raft.take_messages();
-            self.outcome.resets +=
-                messages.iter().filter(|m| matches!(m.body, braid_engine::raft::Body::Reset { .. })).count();
-            for msg in messages {
-                // Every message crosses the node-to-node wire format on its way.
-                let frame = wire::encode_frame(&[(wire::GroupId::METADATA, msg)]);
-                let mut decoded = wire::decode_frame(&frame[4..]).map_err(|e| format!("wire: {e}"))?;
-                let msg = decoded.pop().ok_or("wire: empty frame")?.1;
-                if self.rng.chance(self.config.faults.drop, 1000) {
-                    continue;
-                }
-                let copies = if self.rng.chance(self.config.faults.duplicate, 1000) { 2 } else { 1 };
-                for _ in 0..copies {
-                    let delay = 1 + self.rng.below(self.config.faults.max_delay_ticks.max(1));
-                    self.sequence += 1;
-                    self.in_flight.push((self.now + delay, self.sequence, msg.clone()));
-                }
+            self.transmit(messages)?;
+        }
+        Ok(())
+    }
+
+    /// Puts messages on the simulated network (through the wire format), with its faults.
+    fn transmit(&mut self, messages: Vec<braid_engine::raft::Message>) -> Result<(), String> {
+        self.outcome.resets +=
+            messages.iter().filter(|m| matches!(m.body, braid_engine::raft::Body::Reset { .. })).count();
+        for msg in messages {
+            // Every message crosses the node-to-node wire format on its way.
+            let frame = wire::encode_frame(&[(wire::GroupId::METADATA, msg)]);
+            let mut decoded = wire::decode_frame(&frame[4..]).map_err(|e| format!("wire: {e}"))?;
+            let msg = decoded.pop().ok_or("wire: empty frame")?.1;
+            if self.rng.chance(self.config.faults.drop, 1000) {
+                continue;
+            }
+            let copies = if self.rng.chance(self.config.faults.duplicate, 1000) { 2 } else { 1 };
+            for _ in 0..copies {
+                let delay = 1 + self.rng.below(self.config.faults.max_delay_ticks.max(1));
+                self.sequence += 1;
+                self.in_flight.push((self.now + delay, self.sequence, msg.clone()));
             }
         }
         Ok(())
