@@ -39,8 +39,8 @@ pub struct Shared {
     pub appended: Notify,
     /// The raft transport's sending side (None for a cluster of one).
     pub net: Option<RaftNet>,
-    /// Partition leaders (node id, leader epoch) as the replicas on this node know them;
-    /// written by the owning shard when leadership changes, read by Metadata.
+    /// Partition leaders (node id or -1 for none, term) as the replicas on this node know
+    /// them; written by the owning shard when leadership changes, read by Metadata.
     pub leaders: RwLock<HashMap<(String, i32), (i32, i32)>>,
     /// The metadata snapshot every shard has applied last (for the admin endpoint).
     pub published: RwLock<SharedSnapshot>,

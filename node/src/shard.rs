@@ -436,12 +436,8 @@ impl ShardState {
             }
             if let Some((leader, term)) = p.replica.leader_changed() {
                 tracing::info!(topic = %key.0, partition = key.1, ?leader, term, "partition leader");
-                let mut leaders = self.shared.leaders.write().unwrap_or_else(|e| e.into_inner());
-                match leader {
-                    Some(leader) => leaders.insert(key.clone(), (leader as i32, term as i32)),
-                    None => leaders.remove(&key),
-                };
-                drop(leaders);
+                let known = (leader.map_or(-1, |l| l as i32), term as i32);
+                self.shared.leaders.write().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), known);
                 if p.replica.is_leader() {
                     announce_leader(&self.shared, &key, (self.shared.config.node_id, term as i32), &p.voters);
                 }

@@ -76,6 +76,27 @@ pub async fn handle(ctx: Rc<ShardCtx>, version: i16, request: MetadataRequest) -
     response
 }
 
+/// The leader to tell clients about, from a local replica's view (leader or -1, term) and the
+/// tree's (leader, epoch): the newer term wins. At the same term a local "no leader" defers to
+/// the tree, unless the tree names this very node, which knows it no longer leads (a leader cut
+/// off from the others steps down, but the tree it sees still names it).
+fn newest_leader(local: Option<(i32, i32)>, tree: Option<(i32, i32)>, me: i32) -> Option<(i32, i32)> {
+    let known = match (local, tree) {
+        (Some(l), Some(t)) if l.1 > t.1 => l,
+        (Some(l), Some(t)) if l.1 == t.1 => {
+            if l.0 >= 0 || t.0 == me {
+                l
+            } else {
+                t
+            }
+        }
+        (_, Some(t)) => t,
+        (Some(l), None) => l,
+        (None, None) => return None,
+    };
+    (known.0 >= 0).then_some(known)
+}
+
 fn topic_entry(
     snapshot: &MetaSnapshot,
     leaders: &HashMap<(String, i32), (i32, i32)>,
@@ -103,10 +124,7 @@ fn topic_entry(
             let key = (name.to_owned(), index as i32);
             let local = leaders.get(&key).copied();
             let tree = snapshot.partition_leaders.get(&key).copied();
-            let known = match (local, tree) {
-                (Some(a), Some(b)) => Some(if b.1 > a.1 { b } else { a }),
-                (a, b) => a.or(b),
-            };
+            let known = newest_leader(local, tree, snapshot.node_id);
             match known {
                 Some((leader, epoch)) => {
                     p.leader_id = BrokerId(leader);
@@ -129,4 +147,20 @@ fn topic_entry(
         })
         .collect();
     topic
+}
+
+#[cfg(test)]
+mod tests {
+    use super::newest_leader;
+
+    #[test]
+    fn the_newer_view_of_a_leader_wins() {
+        assert_eq!(newest_leader(Some((2, 5)), Some((1, 4)), 3), Some((2, 5)));
+        assert_eq!(newest_leader(Some((2, 4)), Some((1, 5)), 3), Some((1, 5)));
+        assert_eq!(newest_leader(Some((-1, 5)), Some((1, 5)), 3), Some((1, 5)), "not heard yet: the tree");
+        assert_eq!(newest_leader(Some((-1, 5)), Some((3, 5)), 3), None, "the tree names us, stale");
+        assert_eq!(newest_leader(Some((-1, 6)), Some((1, 5)), 3), None, "an election is on");
+        assert_eq!(newest_leader(None, Some((1, 5)), 3), Some((1, 5)), "no replica here");
+        assert_eq!(newest_leader(None, None, 3), None);
+    }
 }
