@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Bounds of every wait below: past them the cluster has failed, not merely been slow.
-const SETTLE: Duration = Duration::from_secs(30);
+const SETTLE: Duration = Duration::from_secs(60);
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
@@ -150,7 +150,7 @@ fn acknowledged_messages_survive_a_killed_leader_a_paused_node_and_cut_links() {
 
     let dir = tempfile::tempdir().unwrap();
     let (out, stop) = (dir.path().join("acked"), dir.path().join("stop"));
-    let producer = start_producer(&cluster, "ha", &out, &stop, 120, 0);
+    let producer = start_producer(&cluster, "ha", &out, &stop, 120, 20_000);
     let steady = Duration::from_secs(2);
     let mut faults: Vec<(&str, i64)> = Vec::new();
 
