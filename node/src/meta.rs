@@ -87,7 +87,14 @@ pub struct MetaStore {
     pending: BTreeMap<i64, oneshot::Sender<MetaReply>>,
     /// Ticks until the duties run again.
     duty_wait: u32,
+    /// Ticks in a row without a known leader.
+    leaderless_ticks: u32,
 }
+
+/// Ticks without a metadata-group leader after which a node counts itself cut off: an election
+/// timeout (a node starts counting only once its own timeout has passed, so this is 1 to 1.5
+/// election timeouts after it last heard from a leader).
+pub const CUT_OFF_TICKS: u32 = crate::replica::ELECTION_TICKS;
 
 /// Ticks between runs of the duties (registration, bootstrap) while they have work left.
 const DUTY_EVERY_TICKS: u32 = 20;
@@ -210,6 +217,7 @@ impl MetaStore {
             caught_up: false,
             pending: BTreeMap::new(),
             duty_wait: 0,
+            leaderless_ticks: 0,
         })
     }
 
@@ -224,6 +232,16 @@ impl MetaStore {
     pub fn tick(&mut self) {
         self.replica.raft.tick();
         self.duty_wait = self.duty_wait.saturating_sub(1);
+        self.leaderless_ticks = match self.replica.raft.leader() {
+            Some(_) => 0,
+            None => self.leaderless_ticks.saturating_add(1),
+        };
+    }
+
+    /// True when this node has known no metadata-group leader for [`CUT_OFF_TICKS`]: it cannot
+    /// reach a majority (or an election is unusually long).
+    pub fn cut_off(&self) -> bool {
+        self.leaderless_ticks >= CUT_OFF_TICKS
     }
 
     pub fn step(&mut self, message: Message) {

@@ -44,6 +44,9 @@ pub struct Shared {
     pub leaders: RwLock<HashMap<(String, i32), (i32, i32)>>,
     /// The metadata snapshot every shard has applied last (for the admin endpoint).
     pub published: RwLock<SharedSnapshot>,
+    /// This node has known no metadata-group leader for a while: it is cut off from a majority
+    /// of the cluster, and sends Kafka clients away (set by shard 0).
+    pub cut_off: std::sync::atomic::AtomicBool,
 }
 
 /// The shard that owns a partition: a stable hash, the same across restarts.
@@ -143,6 +146,7 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
         net,
         leaders: RwLock::default(),
         published: RwLock::default(),
+        cut_off: Default::default(),
     });
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(usize, anyhow::Result<()>)>();
@@ -310,6 +314,10 @@ async fn shard_main(
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
+                    if accept_ctx.shared.cut_off.load(std::sync::atomic::Ordering::Relaxed) {
+                        drop(stream);
+                        continue;
+                    }
                     let Ok(slot) = Arc::clone(&connections).try_acquire_owned() else {
                         // Over the limit: closing at once bounds the shard's memory; the client
                         // sees its connection refused and retries (or goes to another node).

@@ -496,6 +496,16 @@ impl ShardState {
         if let Some(meta) = self.meta.as_mut() {
             meta.tick();
             self.meta_dirty = true;
+            let cut_off = meta.cut_off();
+            if self.shared.cut_off.swap(cut_off, std::sync::atomic::Ordering::Relaxed) != cut_off {
+                if cut_off {
+                    tracing::warn!(
+                        "no metadata-group leader reachable: cut off from the cluster; turning Kafka clients away"
+                    );
+                } else {
+                    tracing::info!("a metadata-group leader is back: serving Kafka clients again");
+                }
+            }
         }
         self.flush_needed.notify_one();
     }

@@ -130,15 +130,17 @@ fn start_producer(
         .arg(seconds.to_string())
         .arg(rate.to_string())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        // librdkafka logs every lost connection: to a file, so a full pipe never stalls it.
+        .stderr(std::fs::File::create(out.with_extension("stderr")).unwrap())
         .spawn()
         .unwrap()
 }
 
-fn stop_producer(producer: std::process::Child, stop: &Path) {
+fn stop_producer(producer: std::process::Child, out: &Path, stop: &Path) {
     std::fs::write(stop, b"").unwrap();
     let output = producer.wait_with_output().unwrap();
-    assert!(output.status.success(), "producer failed: {}", String::from_utf8_lossy(&output.stderr));
+    let stderr = std::fs::read_to_string(out.with_extension("stderr")).unwrap_or_default();
+    assert!(output.status.success(), "producer failed: {stderr}");
     eprintln!("{}", String::from_utf8_lossy(&output.stdout).trim());
 }
 
@@ -180,7 +182,7 @@ fn acknowledged_messages_survive_a_killed_leader_a_paused_node_and_cut_links() {
     cluster.isolate(leader, false);
 
     std::thread::sleep(steady);
-    stop_producer(producer, &stop);
+    stop_producer(producer, &out, &stop);
     let acked = read_acked(&out);
     assert!(acked.len() > 1000, "only {} messages were acknowledged", acked.len());
     for (what, at) in &faults {
@@ -272,7 +274,7 @@ fn failover_times_over_20_leader_kills() {
         });
     }
     std::thread::sleep(Duration::from_secs(1));
-    stop_producer(producer, &stop);
+    stop_producer(producer, &out, &stop);
     let acked = read_acked(&out);
     let mut resumed: Vec<i64> = kills.iter().map(|&at| resume_ms(&acked, at).expect("producing resumed")).collect();
     resumed.sort_unstable();

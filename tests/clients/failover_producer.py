@@ -8,6 +8,7 @@ not resent (the next message carries a new value).
 
 usage: failover_producer.py BOOTSTRAP TOPIC OUT STOPFILE MAX_SECONDS [RATE]
 RATE: messages per second at most (default: as fast as acknowledgements allow).
+FAILOVER_PRODUCER_DEBUG=metadata,broker,... turns on librdkafka's debug contexts (on stderr).
 """
 import os
 import sys
@@ -30,7 +31,7 @@ def delivered(err, msg):
         failed[0] += 1
 
 
-producer = Producer({
+producer_config = {
     "bootstrap.servers": bootstrap,
     "acks": "all",
     "enable.idempotence": False,
@@ -44,7 +45,10 @@ producer = Producer({
     "retry.backoff.ms": 50,
     "reconnect.backoff.ms": 50,
     "reconnect.backoff.max.ms": 500,
-})
+}
+producer = Producer(producer_config)
+if os.environ.get("FAILOVER_PRODUCER_DEBUG"):
+    producer = Producer({**producer_config, "debug": os.environ["FAILOVER_PRODUCER_DEBUG"]})
 i = 0
 while i < 2_000_000 and time.time() < deadline and not os.path.exists(stopfile):
     if len(producer) >= 2000 or rate and i >= (time.time() - started) * rate:

@@ -177,6 +177,12 @@ pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, peer: SocketAddr) {
             }
         }
         ctx.shared.metrics.bytes_in.fetch_add(4 + size as u64, Relaxed);
+        if ctx.shared.cut_off.load(Relaxed) {
+            // This node cannot reach the rest of the cluster: it can neither commit nor know
+            // the current leaders. Closing sends the client to another node.
+            tracing::debug!(%peer, "cut off from the cluster; closing a client connection");
+            break;
+        }
         match dispatch(&ctx, frame.freeze(), permit).await {
             Ok(Some(response)) => {
                 if queue.send(response).await.is_err() {
