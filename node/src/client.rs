@@ -34,6 +34,66 @@ impl Client {
         Ok(client)
     }
 
+    /// A client connected to the leader of `topic`/`partition`, found through Metadata from
+    /// `bootstrap` (waiting up to 10 s while an election is on).
+    pub fn connect_to_leader(bootstrap: &str, topic: &str, partition: i32) -> anyhow::Result<Self> {
+        use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+        use kafka_protocol::messages::{MetadataRequest, TopicName};
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut client = Client::connect(bootstrap)?;
+            let mut request = MetadataRequest::default();
+            let mut wanted = MetadataRequestTopic::default();
+            wanted.name = Some(TopicName(StrBytes::from_string(topic.to_owned())));
+            request.topics = Some(vec![wanted]);
+            let metadata = client.call(request)?;
+            let leader = metadata
+                .topics
+                .iter()
+                .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+                .and_then(|t| t.partitions.iter().find(|p| p.partition_index == partition))
+                .map(|p| p.leader_id.0)
+                .filter(|&id| id >= 0);
+            let broker = leader.and_then(|id| metadata.brokers.iter().find(|b| b.node_id.0 == id));
+            if let Some(broker) = broker {
+                let addr = format!("{}:{}", broker.host.as_str(), broker.port);
+                let here = client.stream.peer_addr()?;
+                if addr.to_socket_addrs()?.any(|a| a == here) {
+                    return Ok(client);
+                }
+                return Client::connect(&addr);
+            }
+            if std::time::Instant::now() >= deadline {
+                // No leader to be found: go on with this node, whose answer says why.
+                return Ok(client);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A client connected to the controller named by `bootstrap`'s Metadata (or to
+    /// `bootstrap` itself if it names none yet).
+    pub fn connect_to_controller(bootstrap: &str) -> anyhow::Result<Self> {
+        use kafka_protocol::messages::MetadataRequest;
+        let mut client = Client::connect(bootstrap)?;
+        let mut request = MetadataRequest::default();
+        request.topics = Some(Vec::new());
+        let metadata = client.call(request)?;
+        let controller = metadata.brokers.iter().find(|b| b.node_id == metadata.controller_id);
+        match controller {
+            Some(broker) => {
+                let addr = format!("{}:{}", broker.host.as_str(), broker.port);
+                let here = client.stream.peer_addr()?;
+                if addr.to_socket_addrs()?.any(|a| a == here) {
+                    Ok(client)
+                } else {
+                    Client::connect(&addr)
+                }
+            }
+            None => Ok(client),
+        }
+    }
+
     /// The highest version both sides speak.
     pub fn version_for<R: Request>(&self) -> anyhow::Result<i16> {
         let (min, max) =

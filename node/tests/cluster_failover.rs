@@ -289,3 +289,52 @@ fn failover_times_over_20_leader_kills() {
         elections[elections.len() - 1]
     );
 }
+
+/// The controller (metadata-group leader) is killed: another node takes over, topic changes
+/// go on through it, and the restarted node catches up with the topics created meanwhile and
+/// with a partition's records written while it was down.
+#[test]
+fn the_controller_fails_over_and_a_restarted_node_catches_up() {
+    let mut cluster = Cluster::start(3, &[]);
+    let controller = |cluster: &Cluster| -> Option<usize> {
+        cluster.nodes.iter().find_map(|n| n.status()).and_then(|s| s["controller"].as_i64()).map(|id| id as usize - 1)
+    };
+    let first = wait_for("a controller", || controller(&cluster));
+    create_topic(&cluster, "before", "2", "3");
+    cluster.nodes[first].kill();
+    // Another node becomes controller and accepts topic changes.
+    create_topic(&cluster, "during", "2", "3");
+    wait_for("a new controller", || controller(&cluster).filter(|&c| c != first));
+    let input: String = (0..3000).map(|i| format!("r{i}\n")).collect();
+    let alive = (first + 1) % 3;
+    let out = wait_for("a produce to succeed", || {
+        let out = cluster.nodes[alive].cli(&["produce", "during", "--partition", "1"], Some(input.as_bytes()));
+        out.status.success().then_some(out)
+    });
+    assert!(String::from_utf8_lossy(&out.stderr).contains("produced 3000"), "{}", String::from_utf8_lossy(&out.stderr));
+    cluster.nodes[first].restart();
+    // The restarted node applies the metadata it missed and its replicas catch up.
+    wait_for("the restarted node to hold both topics", || {
+        let status = cluster.nodes[first].status()?;
+        let topics: std::collections::BTreeSet<String> =
+            status["partitions"].as_array()?.iter().filter_map(|p| p["topic"].as_str().map(str::to_owned)).collect();
+        (topics.contains("before") && topics.contains("during")).then_some(())
+    });
+    wait_for("the partition to converge", || {
+        let p = positions(&cluster, "during", 1);
+        let first = p[0]?;
+        (first.1 >= 3000 && first.0 == first.1 && p.iter().all(|x| *x == Some(first))).then_some(())
+    });
+    for node in &mut cluster.nodes {
+        node.kill();
+    }
+    let values: Vec<Vec<String>> = cluster
+        .nodes
+        .iter()
+        .map(|n| replica_records(&n.data_dir, "during", 1).into_iter().map(|(_, v, _)| v).collect())
+        .collect();
+    let expected: Vec<String> = (0..3000).map(|i| format!("r{i}")).collect();
+    for v in &values {
+        assert_eq!(v, &expected, "every replica holds the records once, in order");
+    }
+}

@@ -121,7 +121,7 @@ fn send(client: &mut Client, args: &ProduceArgs, codec: Compression, values: &[S
 
 pub fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     let codec = compression(&args.compression)?;
-    let mut client = Client::connect(&args.bootstrap)?;
+    let mut client = Client::connect_to_leader(&args.bootstrap, &args.topic, args.partition)?;
     let mut pending = Vec::new();
     let mut total = 0u64;
     for line in std::io::stdin().lock().lines() {
@@ -164,7 +164,7 @@ fn start_offset(client: &mut Client, args: &ConsumeArgs) -> anyhow::Result<i64> 
 }
 
 pub fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
-    let mut client = Client::connect(&args.bootstrap)?;
+    let mut client = Client::connect_to_leader(&args.bootstrap, &args.topic, args.partition)?;
     let mut offset = start_offset(&mut client, &args)?;
     let mut printed = 0u64;
     let mut idle_since = std::time::Instant::now();

@@ -49,7 +49,11 @@ fn fail(code: i16, message: Option<&StrBytes>) -> anyhow::Error {
 }
 
 pub fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
-    let mut client = Client::connect(bootstrap)?;
+    // Changes go to the controller; reads may go to any node.
+    let mut client = match command {
+        TopicCommand::Create { .. } | TopicCommand::Delete { .. } => Client::connect_to_controller(bootstrap)?,
+        _ => Client::connect(bootstrap)?,
+    };
     match command {
         TopicCommand::Create { name: topic, partitions, replication_factor, configs } => {
             let mut creatable = CreatableTopic::default();
