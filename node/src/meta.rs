@@ -266,6 +266,9 @@ impl MetaStore {
                 tracing::error!(error = %e, "metadata log append failed");
                 let _ = reply.send(Err((ResponseError::KafkaStorageError.code(), e.to_string())));
             }
+            Err(ProposeError::ConfigChange(e)) => {
+                let _ = reply.send(Err((ResponseError::InvalidRequest.code(), e)));
+            }
         }
     }
 

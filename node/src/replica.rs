@@ -2,7 +2,8 @@
 //! [`Raft`] over the group's [`Log`], plus what the driver adds — the hard state file, and the
 //! persist-then-send round.
 //!
-//! A round ([`Replica::persist`]): write the hard state if it changed (fdatasync), flush the log
+//! A round ([`Replica::persist`]): write the hard state and the configuration if they changed
+//! (fdatasync), flush the log
 //! (one write and one fdatasync for every append since the last round), tell raft, then hand
 //! out the messages raft queued meanwhile. So no vote and no append acknowledgement leaves the
 //! node before what it promises is on disk.
@@ -10,7 +11,7 @@
 use braid_engine::io::UringStorage;
 use braid_engine::log::{Log, LogConfig, LogError};
 use braid_engine::raft::wire::GroupId;
-use braid_engine::raft::{hard_state, Config, Message, NodeId, Raft, Role, Term};
+use braid_engine::raft::{config_file, hard_state, Config, Message, NodeId, Raft, Role, Term};
 use std::path::{Path, PathBuf};
 
 /// Heartbeat every 2 ticks; an election after 10 to 20 ticks without a leader.
@@ -18,6 +19,8 @@ pub const HEARTBEAT_TICKS: u32 = 2;
 pub const ELECTION_TICKS: u32 = 10;
 /// File of the hard state, beside the group's segments.
 pub const HARD_STATE_FILE: &str = "raft-state";
+/// Files (.0 and .1) of the configuration changes, beside the group's segments.
+pub const CONFIG_FILE: &str = "raft-config";
 
 pub struct Replica {
     pub raft: Raft<Log<UringStorage>>,
@@ -25,12 +28,14 @@ pub struct Replica {
     storage: UringStorage,
     dir: PathBuf,
     hard_seq: u64,
+    config_seq: u64,
     /// Leader and term as last reported by [`Replica::leader_changed`].
     seen_leader: (Option<NodeId>, Term),
 }
 
 impl Replica {
-    /// Opens (recovers) the group's log in `dir` and its hard state.
+    /// Opens (recovers) the group's log in `dir`, its hard state and its configuration
+    /// (`voters` for a new group; what the group changed them to, if it did).
     pub fn open(
         storage: UringStorage,
         dir: &Path,
@@ -41,10 +46,13 @@ impl Replica {
     ) -> Result<(Self, braid_engine::log::RecoveryReport), LogError> {
         let (log, report) = Log::open(storage.clone(), dir, config)?;
         let (hard_seq, hard) = hard_state::load(&storage, &dir.join(HARD_STATE_FILE));
+        let (config_seq, voters, changes) =
+            config_file::load(&storage, &dir.join(CONFIG_FILE)).unwrap_or((0, voters, Vec::new()));
         let seed = uuid::Uuid::new_v4().as_u128() as u64;
         let config = Config { id, voters, election_ticks: ELECTION_TICKS, heartbeat_ticks: HEARTBEAT_TICKS, seed };
-        let raft = Raft::new(config, log, hard);
-        let replica = Replica { raft, group, storage, dir: dir.to_path_buf(), hard_seq, seen_leader: (None, 0) };
+        let raft = Raft::restore(config, log, hard, changes);
+        let replica =
+            Replica { raft, group, storage, dir: dir.to_path_buf(), hard_seq, config_seq, seen_leader: (None, 0) };
         Ok((replica, report))
     }
 
@@ -62,6 +70,17 @@ impl Replica {
             if let Err(e) = hard_state::store(&self.storage, &path, self.hard_seq, self.raft.hard_state()) {
                 // The vote or term is not durable: nothing may leave, and it is written again
                 // on the next change.
+                let _ = self.raft.take_messages();
+                return Err(format!("writing {}: {e}", path.display()));
+            }
+        }
+        // The configuration before the log: on restart, changes whose entry the log lost are
+        // dropped, but an entry the log kept is never missing from the configuration.
+        if self.raft.take_config_dirty() {
+            self.config_seq += 1;
+            let path = self.dir.join(CONFIG_FILE);
+            let (base, changes) = self.raft.config_state();
+            if let Err(e) = config_file::store(&self.storage, &path, self.config_seq, &base, &changes) {
                 let _ = self.raft.take_messages();
                 return Err(format!("writing {}: {e}", path.display()));
             }

@@ -69,6 +69,11 @@ fn split_batches(
             let message = format!("batch of {} bytes truncated to {}", header.total_bytes(), rest.len());
             return Err((ResponseError::CorruptMessage, message));
         }
+        if header.attributes & batch::CONTROL_ATTRIBUTE != 0 {
+            // Control batches are the node's own (leader markers, configuration entries):
+            // a client's would be taken for one.
+            return Err((ResponseError::InvalidRecord, format!("batch at byte {at} is a control batch")));
+        }
         if header.total_bytes() as i64 > max_message_bytes {
             let message =
                 format!("batch of {} bytes exceeds max.message.bytes {max_message_bytes}", header.total_bytes());
@@ -385,6 +390,10 @@ impl ShardState {
             }
             Err(ProposeError::Log(LogError::InvalidBatch(e))) => {
                 let _ = reply.send(ProduceOutcome::failed(ResponseError::CorruptMessage.code(), Some(e.to_string())));
+                return;
+            }
+            Err(ProposeError::ConfigChange(e)) => {
+                let _ = reply.send(ProduceOutcome::failed(ResponseError::InvalidRecord.code(), Some(e)));
                 return;
             }
             Err(ProposeError::Log(e)) => {

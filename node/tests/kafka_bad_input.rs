@@ -111,14 +111,8 @@ fn oversized_truncated_and_garbage_frames_close_only_their_connection() {
     assert!(bad_frames >= 3, "bad frames counted: {bad_frames}");
 }
 
-#[test]
-fn a_corrupt_batch_is_refused_with_corrupt_message() {
-    let node = Node::start();
-    run(Command::new(env!("CARGO_BIN_EXE_braid")).args(["topic", "create", "crc", "--bootstrap", &node.bootstrap()]));
-    // Produce v3: transactional_id null, acks 1, timeout, one topic, one partition, records.
-    let mut batch = braid_engine::log::batch::build_batch(0, &[b"payload"]);
-    let last = batch.len() - 1;
-    batch[last] ^= 0xff;
+/// Produce v3 of one batch to partition 0 of topic "crc" (acks 1); returns the error code.
+fn produce_one(node: &Node, batch: &[u8]) -> i16 {
     let mut body = Vec::new();
     body.extend_from_slice(&(-1i16).to_be_bytes());
     body.extend_from_slice(&1i16.to_be_bytes());
@@ -129,16 +123,29 @@ fn a_corrupt_batch_is_refused_with_corrupt_message() {
     body.extend_from_slice(&1i32.to_be_bytes());
     body.extend_from_slice(&0i32.to_be_bytes());
     body.extend_from_slice(&(batch.len() as i32).to_be_bytes());
-    body.extend_from_slice(&batch);
-    let mut stream = connect(&node);
+    body.extend_from_slice(batch);
+    let mut stream = connect(node);
     stream.write_all(&request(0, 3, 9, &body)).unwrap();
     let response = read_response(&mut stream).expect("produce answered");
     // correlation(4) topics(4) name(2+3) partitions(4) index(4) error_code(2)
-    let error = i16::from_be_bytes(response[21..23].try_into().unwrap());
-    assert_eq!(error, 2, "CORRUPT_MESSAGE");
+    i16::from_be_bytes(response[21..23].try_into().unwrap())
+}
+
+#[test]
+fn a_corrupt_batch_is_refused_with_corrupt_message() {
+    let node = Node::start();
+    run(Command::new(env!("CARGO_BIN_EXE_braid")).args(["topic", "create", "crc", "--bootstrap", &node.bootstrap()]));
+    let mut batch = braid_engine::log::batch::build_batch(0, &[b"payload"]);
+    let last = batch.len() - 1;
+    batch[last] ^= 0xff;
+    assert_eq!(produce_one(&node, &batch), 2, "CORRUPT_MESSAGE");
+    // A control batch is the node's own kind (leader markers, voter changes): never a client's.
+    let voters: Vec<u8> = [1u64, 2].iter().flat_map(|v| v.to_be_bytes()).collect();
+    let control = braid_engine::log::batch::build_control_batch_with_value(&[0, 0, 0, 6], Some(&voters));
+    assert_eq!(produce_one(&node, &control), 87, "INVALID_RECORD");
     let output =
         run(Command::new("kcat").args(["-b", &node.bootstrap(), "-C", "-t", "crc", "-o", "beginning", "-e", "-q"]));
-    assert!(output.stdout.is_empty(), "nothing of the corrupt batch was stored");
+    assert!(output.stdout.is_empty(), "nothing of either batch was stored");
 }
 
 #[test]

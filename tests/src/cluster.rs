@@ -3,8 +3,8 @@
 use braid_engine::io::{SimFaults, SimStorage, Storage};
 use braid_engine::log::batch::{build_batch, records, BatchHeader, CONTROL_ATTRIBUTE};
 use braid_engine::log::{Log, LogConfig};
-use braid_engine::raft::hard_state;
 use braid_engine::raft::log::entry_position;
+use braid_engine::raft::{config_file, hard_state};
 use braid_engine::raft::{wire, Config, Message, Raft, RaftLog, Role, Term};
 use braid_engine::rng::SimRng;
 use braid_engine::tree::{DataTree, Txn};
@@ -42,6 +42,8 @@ pub struct SimConfig {
     pub propose: u64,
     /// Retention passes per mille per node per step (segments of 1 KiB, 2 KiB kept).
     pub retention: u64,
+    /// Configuration changes (add or remove one voter) asked of the leader, per mille per step.
+    pub membership: u64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -53,6 +55,8 @@ pub struct Outcome {
     pub committed_end: i64,
     /// Resets sent to followers behind a leader's deleted prefix.
     pub resets: usize,
+    /// Configuration changes the leaders accepted.
+    pub config_changes: usize,
     /// Highest log start offset seen at the end (how much retention deleted).
     pub log_start_max: i64,
     /// Tree transactions (zxids) whose resulting tree was compared across nodes.
@@ -63,6 +67,7 @@ struct Node {
     disk: SimStorage,
     raft: Option<Raft<Log<SimStorage>>>,
     hard_seq: u64,
+    config_seq: u64,
     /// Offset up to which this node's committed entries were compared with the canonical log.
     checked_to: i64,
     /// The coordination tree applied from this node's committed entries (the state machine).
@@ -130,7 +135,8 @@ struct Sim {
     proposals: Vec<Proposal>,
     acked: Vec<Acked>,
     /// (end, term, crc) of every committed entry, in order: what all nodes must agree on.
-    canonical: Vec<(i64, Term, u32)>,
+    /// end -> (start, term, crc).
+    canonical: BTreeMap<i64, (i64, Term, u32)>,
     /// Tree digest after each zxid, as the first node to apply it saw it.
     digests: BTreeMap<i64, u64>,
     completed: Vec<Completed>,
@@ -142,18 +148,19 @@ impl Sim {
     fn start_node(&mut self, id: u64) -> Result<(), String> {
         let node = self.nodes.get_mut(&id).expect("node");
         let (seq, hard) = hard_state::load(&node.disk, &node_dir(id).join("raft-state"));
+        let (config_seq, base, changes) = config_file::load(&node.disk, &node_dir(id).join("raft-config")).unwrap_or((
+            0,
+            self.voters.clone(),
+            Vec::new(),
+        ));
         let (log, _) = Log::open(node.disk.clone(), &node_dir(id).join("log"), log_config())
             .map_err(|e| format!("node {id} log open: {e}"))?;
-        let config = Config {
-            id,
-            voters: self.voters.clone(),
-            election_ticks: 10,
-            heartbeat_ticks: 2,
-            seed: self.config.seed ^ self.now,
-        };
+        let config =
+            Config { id, voters: base, election_ticks: 10, heartbeat_ticks: 2, seed: self.config.seed ^ self.now };
         let start = log.log_start_offset();
-        node.raft = Some(Raft::new(config, log, hard));
+        node.raft = Some(Raft::restore(config, log, hard, changes));
         node.hard_seq = seq;
+        node.config_seq = config_seq;
         node.checked_to = 0;
         node.tree = DataTree::new();
         node.applied = start;
@@ -249,6 +256,35 @@ impl Sim {
         self.transmit(early).expect("messages encode");
     }
 
+    /// Asks a leader to add a node that is not a voter, or (unless `add_only`) sometimes to
+    /// remove one (itself included), keeping at least two voters.
+    fn change_membership(&mut self, add_only: bool) {
+        let leader = self
+            .nodes
+            .iter()
+            .find(|(_, n)| n.raft.as_ref().is_some_and(|r| r.role() == Role::Leader))
+            .map(|(id, _)| *id);
+        let Some(id) = leader else { return };
+        let raft = self.nodes.get_mut(&id).and_then(|n| n.raft.as_mut()).expect("leader");
+        let current = raft.voters().to_vec();
+        let missing: Vec<u64> = self.voters.iter().copied().filter(|v| !current.contains(v)).collect();
+        let remove = !add_only && current.len() > 2 && (missing.is_empty() || self.rng.chance(1, 2));
+        let mut next = current.clone();
+        if remove {
+            let victim = current[self.rng.below(current.len() as u64) as usize];
+            next.retain(|&v| v != victim);
+        } else if let Some(&node) = missing.first() {
+            next.push(node);
+        } else {
+            return;
+        }
+        if raft.propose_config(next).is_ok() {
+            self.outcome.config_changes += 1;
+        }
+        let early = raft.take_leader_messages();
+        self.transmit(early).expect("messages encode");
+    }
+
     fn random_txn(&mut self) -> Txn {
         let path = |n: u64| format!("/k{n}");
         let data = format!("v{}", self.proposal_counter).into_bytes();
@@ -332,6 +368,13 @@ impl Sim {
                 node.hard_seq += 1;
                 hard_state::store(&node.disk, &node_dir(id).join("raft-state"), node.hard_seq, raft.hard_state())
                     .map_err(|e| format!("node {id}: hard state: {e}"))?;
+            }
+            // The configuration before the log: a restart drops changes the log lost.
+            if raft.take_config_dirty() {
+                node.config_seq += 1;
+                let (base, changes) = raft.config_state();
+                config_file::store(&node.disk, &node_dir(id).join("raft-config"), node.config_seq, &base, &changes)
+                    .map_err(|e| format!("node {id}: config: {e}"))?;
             }
             raft.log_mut().flush().map_err(|e| format!("node {id}: flush: {e}"))?;
             raft.on_persisted();
@@ -437,31 +480,37 @@ impl Sim {
                     return Err(format!("node {id} committed to {committed} but cannot read its log at {from}"));
                 }
                 for e in entries {
-                    let (_, end, term) = entry_position(&e).ok_or("unreadable entry")?;
+                    let (start, end, term) = entry_position(&e).ok_or("unreadable entry")?;
                     if end > committed {
                         return Err(format!("node {id} committed to {committed}, inside the entry ending at {end}"));
                     }
-                    verified.push((end, term, crc32c::crc32c(&e)));
+                    verified.push((start, end, term, crc32c::crc32c(&e)));
                     from = end;
                     if from == committed {
                         break;
                     }
                 }
             }
-            for entry in verified {
-                match self.canonical.binary_search_by_key(&entry.0, |c| c.0) {
-                    Ok(i) if self.canonical[i] == entry => {}
-                    Ok(i) => {
-                        return Err(format!("node {id} committed {entry:?}, others committed {:?}", self.canonical[i]))
-                    }
-                    Err(i) if i == self.canonical.len() => self.canonical.push(entry),
-                    Err(_) => {
+            for (start, end, term, crc) in verified {
+                // A node that was reset past part of the log verifies from its new start, so
+                // entries may arrive out of order: each must match the one recorded at its end,
+                // or fill a gap without straddling a recorded boundary.
+                if let Some(&(s0, t0, c0)) = self.canonical.get(&end) {
+                    if (s0, t0, c0) != (start, term, crc) {
                         return Err(format!(
-                            "node {id} committed an entry ending at {} where others have none",
-                            entry.0
-                        ))
+                            "node {id} committed the entry {start}..{end} (term {term}), others committed {s0}..{end} (term {t0})"
+                        ));
                     }
+                    continue;
                 }
+                let before = self.canonical.range(..end).next_back().map(|(&e, _)| e);
+                let after = self.canonical.range(end..).next().map(|(_, &(s, _, _))| s);
+                if before.is_some_and(|e| e > start) || after.is_some_and(|s| s < end) {
+                    return Err(format!(
+                        "node {id} committed the entry {start}..{end} across an entry others committed (ending before: {before:?}, starting after: {after:?})"
+                    ));
+                }
+                self.canonical.insert(end, (start, term, crc));
             }
             let node = self.nodes.get_mut(&id).expect("node");
             node.checked_to = node.checked_to.max(from);
@@ -484,6 +533,9 @@ impl Sim {
         if proposals && self.rng.chance(self.config.propose, 1000) {
             self.propose();
         }
+        if proposals && self.rng.chance(self.config.membership, 1000) {
+            self.change_membership(false);
+        }
         self.drive()?;
         self.check()?;
         self.apply_trees()
@@ -505,7 +557,7 @@ pub fn run(config: &SimConfig) -> Result<Outcome, String> {
         leaders_by_term: BTreeMap::new(),
         proposals: Vec::new(),
         acked: Vec::new(),
-        canonical: Vec::new(),
+        canonical: BTreeMap::new(),
         digests: BTreeMap::new(),
         completed: Vec::new(),
         outcome: Outcome::default(),
@@ -516,7 +568,16 @@ pub fn run(config: &SimConfig) -> Result<Outcome, String> {
         disk.create_dir_all(&node_dir(id)).map_err(|e| e.to_string())?;
         sim.nodes.insert(
             id,
-            Node { disk, raft: None, hard_seq: 0, checked_to: 0, tree: DataTree::new(), applied: 0, tree_valid: true },
+            Node {
+                disk,
+                raft: None,
+                hard_seq: 0,
+                config_seq: 0,
+                checked_to: 0,
+                tree: DataTree::new(),
+                applied: 0,
+                tree_valid: true,
+            },
         );
         sim.start_node(id)?;
     }
@@ -534,6 +595,8 @@ pub fn run(config: &SimConfig) -> Result<Outcome, String> {
     loop {
         sim.config.faults = Faults::none();
         sim.step(false, settle < 50)?;
+        // Every node becomes a voter again, so every node must end up with every entry.
+        sim.change_membership(true);
         settle += 1;
         // Proposals still run for a while after healing; everything acknowledged counts.
         let target = sim.acked.iter().map(|a| a.end).max().unwrap_or(0);

@@ -236,12 +236,23 @@ pub fn build_batch(base_timestamp: i64, values: &[&[u8]]) -> Vec<u8> {
 /// A control batch (attributes bit 5 set) holding one record with `key` and no value, as Kafka
 /// writes for leader changes and transaction markers.
 pub fn build_control_batch(key: &[u8]) -> Vec<u8> {
+    build_control_batch_with_value(key, None)
+}
+
+/// A control batch holding one record with `key` and `value`.
+pub fn build_control_batch_with_value(key: &[u8], value: Option<&[u8]>) -> Vec<u8> {
     let mut body = vec![0u8];
     put_varint(&mut body, 0);
     put_varint(&mut body, 0);
     put_varint(&mut body, key.len() as i64);
     body.extend_from_slice(key);
-    put_varint(&mut body, -1);
+    match value {
+        Some(value) => {
+            put_varint(&mut body, value.len() as i64);
+            body.extend_from_slice(value);
+        }
+        None => put_varint(&mut body, -1),
+    }
     put_varint(&mut body, 0);
     let mut records = Vec::new();
     put_varint(&mut records, body.len() as i64);

@@ -39,7 +39,14 @@ pub trait RaftLog {
     fn durable_end(&self) -> i64;
     /// The entry a new leader appends to commit its term (Kafka: a control batch).
     fn leader_marker(&self, term: Term) -> Vec<u8>;
+    /// The entry that makes `voters` the group's configuration.
+    fn config_entry(&self, term: Term, voters: &[u64]) -> Vec<u8>;
+    /// The voters an entry sets, if it is a configuration entry.
+    fn entry_voters(&self, entry: &[u8]) -> Option<Vec<u64>>;
 }
+
+/// Control record key of a configuration entry: version 0, type 6 (Kafka's KRaft voters).
+const VOTERS_KEY: [u8; 4] = [0, 0, 0, 6];
 
 /// Term and end offset of an entry from its bytes.
 pub fn entry_position(entry: &[u8]) -> Option<(i64, i64, Term)> {
@@ -126,6 +133,29 @@ impl<S: Storage> RaftLog for Log<S> {
 
     fn durable_end(&self) -> i64 {
         self.durable_offset()
+    }
+
+    fn config_entry(&self, term: Term, voters: &[u64]) -> Vec<u8> {
+        let value: Vec<u8> = voters.iter().flat_map(|v| v.to_be_bytes()).collect();
+        let mut entry = batch::build_control_batch_with_value(&VOTERS_KEY, Some(&value));
+        batch::stamp(&mut entry, 0, epoch_from_term(term));
+        entry
+    }
+
+    fn entry_voters(&self, entry: &[u8]) -> Option<Vec<u64>> {
+        let header = BatchHeader::parse(entry).ok()?;
+        if header.attributes & batch::CONTROL_ATTRIBUTE == 0 || header.record_count != 1 {
+            return None;
+        }
+        let record = batch::records(entry).ok()?.into_iter().next()?;
+        if record.key != Some(&VOTERS_KEY[..]) {
+            return None;
+        }
+        let value = record.value?;
+        if value.is_empty() || value.len() % 8 != 0 {
+            return None;
+        }
+        Some(value.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes"))).collect())
     }
 
     fn leader_marker(&self, term: Term) -> Vec<u8> {

@@ -24,6 +24,7 @@
 //! `prev_end` and the term of the entry ending there; the follower accepts if its own entry
 //! ending at `prev_end` has that term, and truncates its first conflicting entry and after.
 
+pub mod config_file;
 pub mod hard_state;
 pub mod log;
 pub mod wire;
@@ -104,6 +105,8 @@ pub enum Body {
     /// drops its log and starts again there (everything before `start` is committed).
     Reset {
         start: i64,
+        /// The group's voters as of `start` (configuration entries before it may be gone).
+        voters: Vec<NodeId>,
     },
     /// An entry proposed on a follower, for the leader to propose (dropped by a non-leader;
     /// the proposer retries if it does not see the entry applied).
@@ -139,12 +142,27 @@ struct Progress {
     /// `match_end` at the previous heartbeat: no movement with appends in flight means they
     /// were lost, and the follower is probed again.
     match_at_heartbeat: i64,
+    /// The follower disagreed at our log start, where we no longer know the term: only a
+    /// reset can bring it in line.
+    reset_needed: bool,
 }
 
 #[derive(Debug)]
 pub enum ProposeError {
-    NotLeader { leader: Option<NodeId> },
+    NotLeader {
+        leader: Option<NodeId>,
+    },
     Log(LogError),
+    /// A configuration change that cannot start now (see [`Raft::propose_config`]).
+    ConfigChange(String),
+}
+
+/// A configuration entry in the log: from `end` on, the group's voters are `voters`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigChange {
+    pub end: i64,
+    pub term: Term,
+    pub voters: Vec<NodeId>,
 }
 
 pub struct Raft<L: RaftLog> {
@@ -162,6 +180,15 @@ pub struct Raft<L: RaftLog> {
     timeout: u32,
     rng: SimRng,
     outbox: Vec<Message>,
+    /// The voters in effect: those of the last configuration entry in the log, committed or
+    /// not (single-step changes: each differs from the one before by one node).
+    voters: Vec<NodeId>,
+    /// The voters before the first entry of `changes`.
+    base_voters: Vec<NodeId>,
+    changes: Vec<ConfigChange>,
+    config_dirty: bool,
+    /// A leader's first entry of its term ends here; no configuration change until it commits.
+    term_start: i64,
 }
 
 fn quorum(voters: usize) -> usize {
@@ -169,10 +196,30 @@ fn quorum(voters: usize) -> usize {
 }
 
 impl<L: RaftLog> Raft<L> {
-    /// A node restarting from its persisted hard state and log.
+    /// A node restarting from its persisted hard state and log, with `config.voters` as the
+    /// group's voters (a new group's, or the base of no configuration changes).
     pub fn new(config: Config, log: L, hard: HardState) -> Self {
-        assert!(config.voters.contains(&config.id), "a node is one of its group's voters");
+        Self::restore(config, log, hard, Vec::new())
+    }
+
+    /// A node restarting with the configuration changes it persisted ([`Raft::config_state`]):
+    /// `config.voters` is the base they apply to. Changes whose entry is no longer in the log
+    /// (lost in a crash) are dropped; those before the log start (deleted by retention, so
+    /// committed) become the base.
+    pub fn restore(config: Config, log: L, hard: HardState, changes: Vec<ConfigChange>) -> Self {
         assert!(config.heartbeat_ticks >= 1 && config.election_ticks > config.heartbeat_ticks);
+        let mut base_voters = config.voters.clone();
+        let mut kept = Vec::new();
+        for change in changes {
+            if change.end <= log.start() {
+                base_voters = change.voters;
+            } else if change.end <= log.last().0 && log.term_at(change.end) == Some(change.term) {
+                kept.push(change);
+            } else {
+                break;
+            }
+        }
+        let voters = kept.last().map_or_else(|| base_voters.clone(), |c| c.voters.clone());
         let mut rng = SimRng::new(config.seed ^ config.id.rotate_left(17));
         let timeout = config.election_ticks + rng.below(u64::from(config.election_ticks)) as u32;
         let committed = log.start();
@@ -191,11 +238,121 @@ impl<L: RaftLog> Raft<L> {
             timeout,
             rng,
             outbox: Vec::new(),
+            voters,
+            base_voters,
+            changes: kept,
+            config_dirty: false,
+            term_start: i64::MAX,
         };
-        if raft.config.voters.len() == 1 {
+        if raft.voters == [raft.config.id] {
             raft.campaign_now();
         }
         raft
+    }
+
+    /// The voters in effect.
+    pub fn voters(&self) -> &[NodeId] {
+        &self.voters
+    }
+
+    fn is_voter(&self) -> bool {
+        self.voters.contains(&self.config.id)
+    }
+
+    /// What to persist for [`Raft::restore`]: the base voters and the changes after them.
+    pub fn config_state(&self) -> (Vec<NodeId>, Vec<ConfigChange>) {
+        (self.base_voters.clone(), self.changes.clone())
+    }
+
+    /// True once since the last call if the configuration changed and must be persisted
+    /// (before the log is flushed: a restart drops changes whose entry did not survive).
+    pub fn take_config_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.config_dirty)
+    }
+
+    /// The voters in effect at log position `end`.
+    fn voters_at(&self, end: i64) -> Vec<NodeId> {
+        self.changes.iter().rev().find(|c| c.end <= end).map_or_else(|| self.base_voters.clone(), |c| c.voters.clone())
+    }
+
+    fn set_voters(&mut self, voters: Vec<NodeId>) {
+        if voters == self.voters {
+            return;
+        }
+        self.voters = voters;
+        self.config_dirty = true;
+        if self.role == Role::Leader {
+            let others = self.others();
+            self.progress.retain(|id, _| others.contains(id));
+            let last_end = self.log.last().0;
+            for id in others {
+                self.progress.entry(id).or_insert(Progress {
+                    match_end: -1,
+                    next_end: last_end,
+                    mode: Mode::Probe,
+                    inflight: 0,
+                    recent: true,
+                    match_at_heartbeat: -1,
+                    reset_needed: false,
+                });
+            }
+        }
+    }
+
+    /// An entry ending at `end` joined the log: a configuration entry takes effect at once.
+    fn on_appended(&mut self, entry: &[u8], end: i64, term: Term) {
+        if let Some(voters) = self.log.entry_voters(entry) {
+            self.changes.push(ConfigChange { end, term, voters: voters.clone() });
+            self.config_dirty = true;
+            self.set_voters(voters);
+        }
+    }
+
+    /// The log was cut after `end`: configuration entries past it are undone.
+    fn on_truncated(&mut self, end: i64) {
+        if self.changes.last().is_some_and(|c| c.end > end) {
+            self.changes.retain(|c| c.end <= end);
+            self.config_dirty = true;
+            let voters = self.changes.last().map_or_else(|| self.base_voters.clone(), |c| c.voters.clone());
+            self.set_voters(voters);
+        }
+    }
+
+    /// Proposes a single-step configuration change (leader only): `voters` adds or removes
+    /// exactly one node. Refused while an earlier change is uncommitted, and until the leader
+    /// has committed an entry of its own term (so no change of a previous leader can still be
+    /// pending unseen). The change takes effect on each node when its entry is appended; a
+    /// leader that removes itself steps down once the change commits.
+    pub fn propose_config(&mut self, voters: Vec<NodeId>) -> Result<i64, ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader { leader: self.leader });
+        }
+        let mut voters = voters;
+        voters.sort_unstable();
+        voters.dedup();
+        let mut current = self.voters.clone();
+        current.sort_unstable();
+        let added = voters.iter().filter(|v| !current.contains(v)).count();
+        let removed = current.iter().filter(|v| !voters.contains(v)).count();
+        if added + removed != 1 || voters.is_empty() {
+            return Err(ProposeError::ConfigChange(format!(
+                "a change adds or removes exactly one voter: {current:?} -> {voters:?}"
+            )));
+        }
+        if self.changes.last().is_some_and(|c| c.end > self.committed) {
+            return Err(ProposeError::ConfigChange("an earlier change is not committed yet".into()));
+        }
+        if self.committed < self.term_start {
+            return Err(ProposeError::ConfigChange("the leader has not committed an entry of its term yet".into()));
+        }
+        let entry = self.log.config_entry(self.hard.term, &voters);
+        let end = self.log.append_new(&entry, self.hard.term).map_err(ProposeError::Log)?;
+        self.on_appended(&entry, end, self.hard.term);
+        for id in self.others() {
+            self.send_append(id);
+        }
+        self.maybe_commit();
+        Ok(end)
     }
 
     pub fn id(&self) -> NodeId {
@@ -227,7 +384,7 @@ impl<L: RaftLog> Raft<L> {
     /// log is durable, so its appends may reach followers first: they persist in parallel).
     /// Empty for any other role, whose messages wait for the persist round.
     pub fn take_leader_messages(&mut self) -> Vec<Message> {
-        if self.role == Role::Leader && !self.hard_dirty {
+        if self.role == Role::Leader && !self.hard_dirty && !self.config_dirty {
             self.take_messages()
         } else {
             Vec::new()
@@ -265,7 +422,7 @@ impl<L: RaftLog> Raft<L> {
     }
 
     fn others(&self) -> Vec<NodeId> {
-        self.config.voters.iter().copied().filter(|&v| v != self.config.id).collect()
+        self.voters.iter().copied().filter(|&v| v != self.config.id).collect()
     }
 
     /// One unit of time passes.
@@ -284,7 +441,8 @@ impl<L: RaftLog> Raft<L> {
                 }
             }
             _ => {
-                if self.elapsed >= self.timeout {
+                // A node outside the configuration follows, but never stands.
+                if self.elapsed >= self.timeout && self.is_voter() {
                     self.start_pre_vote();
                 }
             }
@@ -296,7 +454,8 @@ impl<L: RaftLog> Raft<L> {
         for p in self.progress.values_mut() {
             p.recent = false;
         }
-        if heard < quorum(self.config.voters.len()) {
+        let heard = if self.is_voter() { heard } else { heard - 1 };
+        if heard < quorum(self.voters.len()) {
             let term = self.hard.term;
             self.become_follower(term, None);
         }
@@ -316,7 +475,8 @@ impl<L: RaftLog> Raft<L> {
     }
 
     fn maybe_win_pre_vote(&mut self) {
-        if self.role == Role::PreCandidate && self.votes.len() >= quorum(self.config.voters.len()) {
+        let votes = self.votes.iter().filter(|v| self.voters.contains(v)).count();
+        if self.role == Role::PreCandidate && votes >= quorum(self.voters.len()) {
             self.campaign_now();
         }
     }
@@ -336,7 +496,8 @@ impl<L: RaftLog> Raft<L> {
     }
 
     fn maybe_win_vote(&mut self) {
-        if self.role == Role::Candidate && self.votes.len() >= quorum(self.config.voters.len()) {
+        let votes = self.votes.iter().filter(|v| self.voters.contains(v)).count();
+        if self.role == Role::Candidate && votes >= quorum(self.voters.len()) {
             self.become_leader();
         }
     }
@@ -360,18 +521,23 @@ impl<L: RaftLog> Raft<L> {
                         inflight: 0,
                         recent: true,
                         match_at_heartbeat: -1,
+                        reset_needed: false,
                     },
                 )
             })
             .collect();
         // An entry of the new term, so entries of earlier terms can commit under it (an empty
         // log has none: everything before its start is committed).
+        self.term_start = last_end;
         if last_end > self.log.start() {
             let marker = self.log.leader_marker(self.hard.term);
-            if self.log.append_new(&marker, self.hard.term).is_err() {
-                let term = self.hard.term;
-                self.become_follower(term, None);
-                return;
+            match self.log.append_new(&marker, self.hard.term) {
+                Ok(end) => self.term_start = end,
+                Err(_) => {
+                    let term = self.hard.term;
+                    self.become_follower(term, None);
+                    return;
+                }
             }
         }
         for id in self.others() {
@@ -386,8 +552,9 @@ impl<L: RaftLog> Raft<L> {
             return Err(ProposeError::NotLeader { leader: self.leader });
         }
         let end = self.log.append_new(entry, self.hard.term).map_err(ProposeError::Log)?;
+        self.on_appended(entry, end, self.hard.term);
         for id in self.others() {
-            if self.progress[&id].mode == Mode::Replicate {
+            if self.progress.get(&id).is_some_and(|p| p.mode == Mode::Replicate) {
                 self.send_append(id);
             }
         }
@@ -402,8 +569,11 @@ impl<L: RaftLog> Raft<L> {
             return Err(ProposeError::NotLeader { leader: self.leader });
         }
         let positions = self.log.append_new_all(entries, self.hard.term).map_err(ProposeError::Log)?;
+        for (entry, &(_, end)) in entries.iter().zip(&positions) {
+            self.on_appended(entry, end, self.hard.term);
+        }
         for id in self.others() {
-            if self.progress[&id].mode == Mode::Replicate {
+            if self.progress.get(&id).is_some_and(|p| p.mode == Mode::Replicate) {
                 self.send_append(id);
             }
         }
@@ -447,10 +617,11 @@ impl<L: RaftLog> Raft<L> {
             return;
         }
         let prev_end = p.next_end;
-        if prev_end < self.log.start() {
+        if prev_end < self.log.start() || p.reset_needed && prev_end == self.log.start() {
             let start = self.log.start();
             self.progress.get_mut(&to).expect("progress").inflight += 1;
-            self.send(to, Body::Reset { start });
+            let voters = self.voters_at(start);
+            self.send(to, Body::Reset { start, voters });
             return;
         }
         let Some(prev_term) = self.log.term_at(prev_end) else {
@@ -501,11 +672,19 @@ impl<L: RaftLog> Raft<L> {
 
     fn maybe_commit(&mut self) {
         let mut ends: Vec<i64> = self.progress.values().map(|p| p.match_end).collect();
-        ends.push(self.log.durable_end().min(self.log.last().0));
+        // A leader removed by an uncommitted change still leads, but does not count itself.
+        if self.is_voter() {
+            ends.push(self.log.durable_end().min(self.log.last().0));
+        }
         ends.sort_unstable_by(|a, b| b.cmp(a));
-        let candidate = ends[quorum(self.config.voters.len()) - 1];
+        let Some(&candidate) = ends.get(quorum(self.voters.len()) - 1) else { return };
         if candidate > self.committed && self.log.term_at(candidate) == Some(self.hard.term) {
             self.committed = candidate;
+        }
+        if !self.is_voter() && self.changes.last().is_some_and(|c| c.end <= self.committed) {
+            // Its own removal committed: hand over (a voter times out and is elected).
+            let term = self.hard.term;
+            self.become_follower(term, None);
         }
     }
 
@@ -592,7 +771,7 @@ impl<L: RaftLog> Raft<L> {
                 }
                 self.send(msg.from, Body::HeartbeatReply);
             }
-            Body::Reset { start } => {
+            Body::Reset { start, voters } => {
                 self.become_follower(msg.term, Some(msg.from));
                 // Our entries up to `start` can only be trusted if we know them committed; an
                 // uncommitted suffix reaching past `start` may differ from what the leader
@@ -602,6 +781,12 @@ impl<L: RaftLog> Raft<L> {
                         return;
                     }
                     self.committed = start;
+                    // Configuration entries before `start` are gone: the leader's voters as
+                    // of `start` are the base now.
+                    self.changes.clear();
+                    self.base_voters = voters.clone();
+                    self.config_dirty = true;
+                    self.set_voters(voters);
                 }
                 self.send(msg.from, Body::AppendReply { accepted: true, end: start });
             }
@@ -648,10 +833,12 @@ impl<L: RaftLog> Raft<L> {
                 if self.log.truncate(base).is_err() {
                     break;
                 }
+                self.on_truncated(base);
             }
             if self.log.append_copy(entry).is_err() {
                 break;
             }
+            self.on_appended(entry, end, term);
             matched = end;
         }
         let new_commit = commit.min(matched);
@@ -669,6 +856,7 @@ impl<L: RaftLog> Raft<L> {
         p.recent = true;
         p.inflight = p.inflight.saturating_sub(1);
         if accepted {
+            p.reset_needed = false;
             if end > p.match_end {
                 p.match_end = end;
             }
@@ -681,16 +869,20 @@ impl<L: RaftLog> Raft<L> {
             }
             self.maybe_commit();
             let last = self.log.last().0;
-            if self.progress[&from].next_end < last {
+            if self.progress.get(&from).is_some_and(|p| p.next_end < last) {
                 self.send_append(from);
             }
         } else {
             // Back up: to the follower's log end if shorter, else one entry before the probe.
             let back = self.log.boundary_before(p.next_end).unwrap_or(self.log.start());
+            let start = self.log.start();
             let p = self.progress.get_mut(&from).expect("progress");
             p.next_end = end.min(back).max(p.match_end);
             p.mode = Mode::Probe;
             p.inflight = 0;
+            // Refused at our log start: the term we send there (0) proves nothing, and the
+            // follower's entry ending there may differ from the committed one we deleted.
+            p.reset_needed = start > 0 && p.next_end <= start;
             self.send_append(from);
         }
     }

@@ -13,7 +13,7 @@
 //!            6 AppendReply  u8 accepted | i64 end
 //!            7 Heartbeat    i64 commit
 //!            8 HeartbeatReply
-//!            9 Reset        i64 start
+//!            9 Reset        i64 start | u32 n | n × u64 voter
 //!           10 Forward      u32 len | batch
 //! ```
 //! All integers big-endian. Decoding checks every length against what is left and against the
@@ -28,6 +28,8 @@ pub const WIRE_VERSION: u16 = 1;
 pub const FRAME_MAX_BYTES: usize = 64 << 20;
 /// Entries in one append, at most.
 pub const ENTRIES_MAX: usize = 65_536;
+/// Voters in one reset, at most.
+pub const VOTERS_MAX: usize = 1024;
 
 /// Which raft group a message belongs to: a partition (topic id, partition) or, with the nil id
 /// and partition -1, the metadata log.
@@ -113,9 +115,13 @@ pub fn encode_frame_into(out: &mut Vec<u8>, messages: &[(GroupId, Message)]) {
                 out.extend_from_slice(&commit.to_be_bytes());
             }
             Body::HeartbeatReply => out.push(8),
-            Body::Reset { start } => {
+            Body::Reset { start, voters } => {
                 out.push(9);
                 out.extend_from_slice(&start.to_be_bytes());
+                out.extend_from_slice(&(voters.len() as u32).to_be_bytes());
+                for v in voters {
+                    out.extend_from_slice(&v.to_be_bytes());
+                }
             }
             Body::Forward { entry } => {
                 out.push(10);
@@ -221,7 +227,18 @@ pub fn decode_frame(body: &[u8]) -> Result<Vec<(GroupId, Message)>, WireError> {
             6 => Body::AppendReply { accepted: r.flag()?, end: r.i64()? },
             7 => Body::Heartbeat { commit: r.i64()? },
             8 => Body::HeartbeatReply,
-            9 => Body::Reset { start: r.i64()? },
+            9 => {
+                let start = r.i64()?;
+                let n = r.u32()? as usize;
+                if n > VOTERS_MAX {
+                    return Err(WireError::TooLarge { what: "voters", value: n as u64 });
+                }
+                let mut voters = Vec::with_capacity(n);
+                for _ in 0..n {
+                    voters.push(r.u64()?);
+                }
+                Body::Reset { start, voters }
+            }
             10 => {
                 let len = r.u32()? as usize;
                 let at = r.at;
@@ -267,7 +284,7 @@ mod tests {
             (group, m(Body::AppendReply { accepted: true, end: 8 })),
             (group, m(Body::Heartbeat { commit: 8 })),
             (group, m(Body::HeartbeatReply)),
-            (group, m(Body::Reset { start: 100 })),
+            (group, m(Body::Reset { start: 100, voters: vec![1, 2, 3] })),
             (group, m(Body::Forward { entry: crate::log::batch::build_batch(5, &[b"forwarded"]) })),
         ]
     }

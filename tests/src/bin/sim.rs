@@ -28,6 +28,7 @@ fn main() {
             faults: faults.clone(),
             propose: 300,
             retention: value("--retention").unwrap_or(20),
+            membership: value("--membership").unwrap_or(5),
         };
         match run(&config) {
             Ok(outcome) => {
