@@ -238,6 +238,15 @@ fn partitions_spread_over_a_cluster_serve_clients_through_any_node() {
         leaders.insert(wait_for("a leader", || cluster.leader_of("spread", p)));
     }
     eprintln!("partition leaders on nodes {leaders:?}");
+    // The CLI shows the same from any node: three brokers, a controller, every leader.
+    let out = cluster.nodes[2].cli(&["cluster", "status"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(status.lines().filter(|l| l.starts_with("broker ")).count(), 3, "{status}");
+    assert!(!status.contains("controller -1"), "{status}");
+    let led: Vec<&str> = status.lines().filter(|l| l.starts_with("partition spread-")).collect();
+    assert_eq!(led.len(), 8, "{status}");
+    assert!(led.iter().all(|l| !l.contains("leader -1")), "{status}");
     for node in &cluster.nodes {
         let status = node.status().unwrap();
         let hosted = status["partitions"].as_array().unwrap().iter().filter(|p| p["topic"] == "spread").count();

@@ -1,6 +1,7 @@
 //! The `braid` command line: `start` runs a node; the other commands talk to a running node
 //! over its Kafka protocol.
 
+mod cluster;
 mod records;
 mod topic;
 
@@ -26,6 +27,14 @@ pub enum Command {
     Topic {
         #[command(subcommand)]
         command: topic::TopicCommand,
+        /// A node's Kafka address.
+        #[arg(long, global = true, env = "BRAID_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
+    /// Show the cluster: brokers, controller, partition leaders.
+    Cluster {
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
         /// A node's Kafka address.
         #[arg(long, global = true, env = "BRAID_BOOTSTRAP", default_value = "127.0.0.1:9092")]
         bootstrap: String,
@@ -59,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Start(args) => crate::runtime::run(NodeConfig::resolve(args)?),
         Command::Topic { command, bootstrap } => topic::run(&bootstrap, command),
+        Command::Cluster { command, bootstrap } => cluster::run(&bootstrap, command),
         Command::Produce(args) => records::produce(args),
         Command::Consume(args) => records::consume(args),
     }
