@@ -14,8 +14,28 @@ use std::time::{Duration, Instant};
 /// How long a node may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// A port free right now, below the kernel's ephemeral range (32768 and up on Linux), so that
+/// no outgoing connection or `bind(:0)` can take it between this call and the node's bind
+/// (with many nodes and relays starting at once, an ephemeral pick was taken that way). Each
+/// test process walks its own stretch of 20000..32000, starting from its pid.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::AtomicU32;
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN);
 }
 
 pub fn repo_root() -> PathBuf {
