@@ -661,6 +661,10 @@ impl ShardState {
                     let fresh = replica.raft.term() == 0 && replica.raft.log().log_end_offset() == 0;
                     if fresh && replicas.first() == Some(&me) {
                         replica.raft.campaign();
+                    } else if fresh {
+                        // Its first try may find the others not open yet; its retry comes
+                        // before their own first elections.
+                        replica.raft.defer_election(2 * crate::replica::ELECTION_TICKS);
                     }
                     self.groups.insert(group, key.clone());
                     self.dirty.insert(key.clone());

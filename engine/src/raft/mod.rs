@@ -596,6 +596,12 @@ impl<L: RaftLog> Raft<L> {
         }
     }
 
+    /// Waits `ticks` longer than usual before this node's next election (a new group's other
+    /// replicas, so that its preferred leader, retrying, wins: leaders spread as placed).
+    pub fn defer_election(&mut self, ticks: u32) {
+        self.timeout = self.timeout.saturating_add(ticks);
+    }
+
     /// Starts an election now instead of at the next timeout (a new group's preferred leader).
     pub fn campaign(&mut self) {
         if self.role != Role::Leader {
