@@ -224,6 +224,9 @@ pub struct ShardState {
 
 /// Ticks between checks that the tree names this node as leader of the partitions it leads.
 const ANNOUNCE_EVERY_TICKS: u64 = 20;
+/// Ticks between hand-overs of leadership back to preferred replicas (10 s at 50 ms ticks):
+/// after a failover, leaders drift back to where placement spread them, unhurried.
+const REBALANCE_EVERY_TICKS: u64 = 200;
 
 fn group_of(topic_id: uuid::Uuid, partition: i32) -> GroupId {
     GroupId { topic_id: topic_id.as_u128(), partition }
@@ -492,9 +495,18 @@ impl ShardState {
     pub fn tick(&mut self) {
         self.ticks += 1;
         let announce = self.ticks.is_multiple_of(ANNOUNCE_EVERY_TICKS);
+        let rebalance = self.ticks.is_multiple_of(REBALANCE_EVERY_TICKS);
+        let me = self.shared.config.node_id as NodeId;
         for (key, p) in &mut self.partitions {
             p.replica.raft.tick();
             self.dirty.insert(key.clone());
+            // The preferred replica (placement's first) leads when it is up and caught up.
+            let preferred = p.voters.first().copied();
+            if rebalance && p.replica.is_leader() {
+                if let Some(preferred) = preferred.filter(|&r| r != me) {
+                    p.replica.raft.transfer_leadership(preferred);
+                }
+            }
             if announce && p.replica.is_leader() {
                 let mine = (self.shared.config.node_id, p.replica.raft.term() as i32);
                 if self.snapshot.partition_leaders.get(key) != Some(&mine) {

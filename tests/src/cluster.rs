@@ -57,6 +57,8 @@ pub struct Outcome {
     pub resets: usize,
     /// Configuration changes the leaders accepted.
     pub config_changes: usize,
+    /// Leadership transfers started.
+    pub transfers: usize,
     /// Highest log start offset seen at the end (how much retention deleted).
     pub log_start_max: i64,
     /// Tree transactions (zxids) whose resulting tree was compared across nodes.
@@ -257,7 +259,7 @@ impl Sim {
     }
 
     /// Asks a leader to add a node that is not a voter, or (unless `add_only`) sometimes to
-    /// remove one (itself included), keeping at least two voters.
+    /// remove one (itself included, keeping at least two voters) or to hand leadership over.
     fn change_membership(&mut self, add_only: bool) {
         let leader = self
             .nodes
@@ -267,6 +269,16 @@ impl Sim {
         let Some(id) = leader else { return };
         let raft = self.nodes.get_mut(&id).and_then(|n| n.raft.as_mut()).expect("leader");
         let current = raft.voters().to_vec();
+        if !add_only && self.rng.chance(1, 3) {
+            // Or hand leadership to another voter.
+            let to = current[self.rng.below(current.len() as u64) as usize];
+            if raft.transfer_leadership(to) {
+                self.outcome.transfers += 1;
+            }
+            let early = raft.take_leader_messages();
+            self.transmit(early).expect("messages encode");
+            return;
+        }
         let missing: Vec<u64> = self.voters.iter().copied().filter(|v| !current.contains(v)).collect();
         let remove = !add_only && current.len() > 2 && (missing.is_empty() || self.rng.chance(1, 2));
         let mut next = current.clone();
@@ -448,13 +460,15 @@ impl Sim {
         }
         self.proposals = still;
         self.outcome.acked = self.acked.len();
-        // Leader completeness: every leader holds every acknowledged entry.
+        // Leader completeness: every leader holds every acknowledged entry of its term or an
+        // earlier one. (A deposed leader that has not heard of the next term yet may still
+        // think it leads while its successor commits; it cannot commit anything itself.)
         for (id, node) in &self.nodes {
             let Some(raft) = &node.raft else { continue };
             if raft.role() != Role::Leader {
                 continue;
             }
-            for a in &self.acked {
+            for a in self.acked.iter().filter(|a| a.term <= raft.term()) {
                 if !holds(raft.log(), a) {
                     return Err(format!(
                         "leader {id} (term {}) lacks acknowledged entry ending at {} of term {} (log start {}, last {:?})",

@@ -81,6 +81,9 @@ pub enum Body {
     Vote {
         last_end: i64,
         last_term: Term,
+        /// Asked for by the leader handing over ([`Body::TimeoutNow`]): granted even by nodes
+        /// that heard from that leader within the election timeout.
+        transfer: bool,
     },
     VoteReply {
         granted: bool,
@@ -108,6 +111,8 @@ pub enum Body {
         /// The group's voters as of `start` (configuration entries before it may be gone).
         voters: Vec<NodeId>,
     },
+    /// The leader hands leadership to this follower, which has all its entries: stand now.
+    TimeoutNow,
     /// An entry proposed on a follower, for the leader to propose (dropped by a non-leader;
     /// the proposer retries if it does not see the entry applied).
     Forward {
@@ -189,6 +194,8 @@ pub struct Raft<L: RaftLog> {
     config_dirty: bool,
     /// A leader's first entry of its term ends here; no configuration change until it commits.
     term_start: i64,
+    /// A leadership transfer under way (leader only), abandoned after an election timeout.
+    transfer_to: Option<NodeId>,
 }
 
 fn quorum(voters: usize) -> usize {
@@ -243,6 +250,7 @@ impl<L: RaftLog> Raft<L> {
             changes: kept,
             config_dirty: false,
             term_start: i64::MAX,
+            transfer_to: None,
         };
         if raft.voters == [raft.config.id] {
             raft.campaign_now();
@@ -418,6 +426,7 @@ impl<L: RaftLog> Raft<L> {
         self.leader = leader;
         self.votes.clear();
         self.progress.clear();
+        self.transfer_to = None;
         self.reset_timeout();
     }
 
@@ -437,6 +446,7 @@ impl<L: RaftLog> Raft<L> {
                 }
                 if self.elapsed >= self.config.election_ticks {
                     self.elapsed = 0;
+                    self.transfer_to = None;
                     self.check_quorum();
                 }
             }
@@ -482,6 +492,10 @@ impl<L: RaftLog> Raft<L> {
     }
 
     fn campaign_now(&mut self) {
+        self.campaign_with(false);
+    }
+
+    fn campaign_with(&mut self, transfer: bool) {
         self.role = Role::Candidate;
         self.hard = HardState { term: self.hard.term + 1, voted_for: Some(self.config.id) };
         self.hard_dirty = true;
@@ -490,7 +504,7 @@ impl<L: RaftLog> Raft<L> {
         self.reset_timeout();
         let (last_end, last_term) = self.log.last();
         for to in self.others() {
-            self.send(to, Body::Vote { last_end, last_term });
+            self.send(to, Body::Vote { last_end, last_term, transfer });
         }
         self.maybe_win_vote();
     }
@@ -600,6 +614,27 @@ impl<L: RaftLog> Raft<L> {
     /// replicas, so that its preferred leader, retrying, wins: leaders spread as placed).
     pub fn defer_election(&mut self, ticks: u32) {
         self.timeout = self.timeout.saturating_add(ticks);
+    }
+
+    /// Hands leadership to voter `to` (leader only): once `to` holds every entry, it is told to
+    /// stand at once, and its votes are granted despite leases. Abandoned if it has not
+    /// happened within an election timeout. Returns false if it cannot start.
+    pub fn transfer_leadership(&mut self, to: NodeId) -> bool {
+        if self.role != Role::Leader || to == self.config.id || !self.voters.contains(&to) {
+            return false;
+        }
+        self.transfer_to = Some(to);
+        self.maybe_send_timeout_now();
+        true
+    }
+
+    fn maybe_send_timeout_now(&mut self) {
+        let Some(to) = self.transfer_to else { return };
+        let last = self.log.last().0;
+        if self.progress.get(&to).is_some_and(|p| p.match_end == last) {
+            self.transfer_to = None;
+            self.send(to, Body::TimeoutNow);
+        }
     }
 
     /// Starts an election now instead of at the next timeout (a new group's preferred leader).
@@ -734,7 +769,7 @@ impl<L: RaftLog> Raft<L> {
                 }
                 return;
             }
-            Body::Vote { .. } if msg.term > self.hard.term && self.in_lease() => return,
+            Body::Vote { transfer: false, .. } if msg.term > self.hard.term && self.in_lease() => return,
             _ => {}
         }
         if msg.term > self.hard.term {
@@ -750,7 +785,7 @@ impl<L: RaftLog> Raft<L> {
             return;
         }
         match msg.body {
-            Body::Vote { last_end, last_term } => {
+            Body::Vote { last_end, last_term, .. } => {
                 let can_vote = self.hard.voted_for.is_none_or(|v| v == msg.from) && self.leader.is_none();
                 let granted = can_vote && self.up_to_date(last_end, last_term);
                 if granted {
@@ -797,6 +832,11 @@ impl<L: RaftLog> Raft<L> {
                 self.send(msg.from, Body::AppendReply { accepted: true, end: start });
             }
             Body::AppendReply { accepted, end } => self.handle_append_reply(msg.from, accepted, end),
+            Body::TimeoutNow => {
+                if self.leader == Some(msg.from) && self.is_voter() && self.role == Role::Follower {
+                    self.campaign_with(true);
+                }
+            }
             Body::HeartbeatReply => {
                 if let Some(p) = self.progress.get_mut(&msg.from) {
                     p.recent = true;
@@ -877,6 +917,9 @@ impl<L: RaftLog> Raft<L> {
             let last = self.log.last().0;
             if self.progress.get(&from).is_some_and(|p| p.next_end < last) {
                 self.send_append(from);
+            }
+            if self.transfer_to == Some(from) {
+                self.maybe_send_timeout_now();
             }
         } else {
             // Back up: to the follower's log end if shorter, else one entry before the probe.

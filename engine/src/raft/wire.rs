@@ -15,6 +15,8 @@
 //!            8 HeartbeatReply
 //!            9 Reset        i64 start | u32 n | n × u64 voter
 //!           10 Forward      u32 len | batch
+//!           11 TimeoutNow
+//!           12 Vote, asked for by a leader handing over: as 3
 //! ```
 //! All integers big-endian. Decoding checks every length against what is left and against the
 //! limits below, so any bytes at all give a frame or an error, never a panic or a huge
@@ -88,8 +90,12 @@ pub fn encode_frame_into(out: &mut Vec<u8>, messages: &[(GroupId, Message)]) {
         out.extend_from_slice(&m.to.to_be_bytes());
         out.extend_from_slice(&m.term.to_be_bytes());
         match &m.body {
-            Body::PreVote { last_end, last_term } | Body::Vote { last_end, last_term } => {
-                out.push(if matches!(m.body, Body::PreVote { .. }) { 1 } else { 3 });
+            Body::PreVote { last_end, last_term } | Body::Vote { last_end, last_term, .. } => {
+                out.push(match m.body {
+                    Body::PreVote { .. } => 1,
+                    Body::Vote { transfer: false, .. } => 3,
+                    _ => 12,
+                });
                 out.extend_from_slice(&last_end.to_be_bytes());
                 out.extend_from_slice(&last_term.to_be_bytes());
             }
@@ -123,6 +129,7 @@ pub fn encode_frame_into(out: &mut Vec<u8>, messages: &[(GroupId, Message)]) {
                     out.extend_from_slice(&v.to_be_bytes());
                 }
             }
+            Body::TimeoutNow => out.push(11),
             Body::Forward { entry } => {
                 out.push(10);
                 out.extend_from_slice(&(entry.len() as u32).to_be_bytes());
@@ -204,7 +211,9 @@ pub fn decode_frame(body: &[u8]) -> Result<Vec<(GroupId, Message)>, WireError> {
         let body = match r.u8()? {
             1 => Body::PreVote { last_end: r.i64()?, last_term: r.u64()? },
             2 => Body::PreVoteReply { granted: r.flag()? },
-            3 => Body::Vote { last_end: r.i64()?, last_term: r.u64()? },
+            3 => Body::Vote { last_end: r.i64()?, last_term: r.u64()?, transfer: false },
+            12 => Body::Vote { last_end: r.i64()?, last_term: r.u64()?, transfer: true },
+            11 => Body::TimeoutNow,
             4 => Body::VoteReply { granted: r.flag()? },
             5 => {
                 let (prev_end, prev_term, commit) = (r.i64()?, r.u64()?, r.i64()?);
@@ -270,7 +279,9 @@ mod tests {
         vec![
             (GroupId::METADATA, m(Body::PreVote { last_end: 10, last_term: 3 })),
             (group, m(Body::PreVoteReply { granted: true })),
-            (group, m(Body::Vote { last_end: -1, last_term: 0 })),
+            (group, m(Body::Vote { last_end: -1, last_term: 0, transfer: false })),
+            (group, m(Body::Vote { last_end: 7, last_term: 2, transfer: true })),
+            (group, m(Body::TimeoutNow)),
             (group, m(Body::VoteReply { granted: false })),
             (
                 group,
