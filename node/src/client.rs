@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use std::collections::HashMap;
@@ -56,12 +57,7 @@ impl Client {
                 .filter(|&id| id >= 0);
             let broker = leader.and_then(|id| metadata.brokers.iter().find(|b| b.node_id.0 == id));
             if let Some(broker) = broker {
-                let addr = format!("{}:{}", broker.host.as_str(), broker.port);
-                let here = client.stream.peer_addr()?;
-                if addr.to_socket_addrs()?.any(|a| a == here) {
-                    return Ok(client);
-                }
-                return Client::connect(&addr);
+                return client.move_to(broker);
             }
             if std::time::Instant::now() >= deadline {
                 // No leader to be found: go on with this node, whose answer says why.
@@ -81,16 +77,19 @@ impl Client {
         let metadata = client.call(request)?;
         let controller = metadata.brokers.iter().find(|b| b.node_id == metadata.controller_id);
         match controller {
-            Some(broker) => {
-                let addr = format!("{}:{}", broker.host.as_str(), broker.port);
-                let here = client.stream.peer_addr()?;
-                if addr.to_socket_addrs()?.any(|a| a == here) {
-                    Ok(client)
-                } else {
-                    Client::connect(&addr)
-                }
-            }
+            Some(broker) => client.move_to(broker),
             None => Ok(client),
+        }
+    }
+
+    /// This client if it is connected to `broker` already, else a new one connected to it.
+    fn move_to(self, broker: &MetadataResponseBroker) -> anyhow::Result<Self> {
+        let addr = format!("{}:{}", broker.host.as_str(), broker.port);
+        let here = self.stream.peer_addr()?;
+        if addr.to_socket_addrs()?.any(|a| a == here) {
+            Ok(self)
+        } else {
+            Client::connect(&addr)
         }
     }
 

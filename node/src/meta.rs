@@ -367,12 +367,7 @@ impl MetaStore {
                 let data = serde_json::json!({"version": "1", "id": id}).to_string().into_bytes();
                 ops.push(Txn::Create { path: "/cluster/id".into(), data, ephemeral_owner: 0 });
             }
-            let controller = self
-                .tree
-                .get("/controller")
-                .and_then(|n| serde_json::from_slice::<serde_json::Value>(&n.data).ok())
-                .and_then(|v| v["brokerid"].as_i64());
-            if controller != Some(i64::from(self.node_id)) {
+            if self.controller_id() != Some(self.node_id) {
                 let data = serde_json::json!({"version": 1, "brokerid": self.node_id, "timestamp": now_ms.to_string()})
                     .to_string()
                     .into_bytes();
@@ -388,36 +383,44 @@ impl MetaStore {
                 work = true;
             }
         }
-        let path = format!("/brokers/ids/{}", self.node_id);
-        if self.tree.get("/brokers/ids").is_some() {
-            let registered = self
-                .tree
-                .get(&path)
-                .and_then(|n| serde_json::from_slice::<serde_json::Value>(&n.data).ok())
-                .is_some_and(|v| {
-                    v["host"].as_str() == Some(&self.kafka_addr.ip().to_string())
-                        && v["port"].as_u64() == Some(u64::from(self.kafka_addr.port()))
-                });
-            if !registered {
-                let host = self.kafka_addr.ip().to_string();
-                let port = self.kafka_addr.port();
-                let data = serde_json::json!({
-                    "version": 5, "host": host, "port": port, "jmx_port": -1, "timestamp": now_ms.to_string(),
-                    "endpoints": [format!("PLAINTEXT://{host}:{port}")],
-                    "listener_security_protocol_map": {"PLAINTEXT": "PLAINTEXT"}, "rack": null,
-                })
-                .to_string()
-                .into_bytes();
-                let txn = if self.tree.get(&path).is_some() {
-                    Txn::SetData { path, data, version: -1 }
-                } else {
-                    Txn::Create { path, data, ephemeral_owner: 0 }
-                };
-                self.propose_or_forward(&txn, now_ms);
-                work = true;
-            }
+        if self.tree.get("/brokers/ids").is_some() && self.broker_addr(self.node_id) != Some(self.kafka_addr) {
+            let path = format!("/brokers/ids/{}", self.node_id);
+            let host = self.kafka_addr.ip().to_string();
+            let port = self.kafka_addr.port();
+            let data = serde_json::json!({
+                "version": 5, "host": host, "port": port, "jmx_port": -1, "timestamp": now_ms.to_string(),
+                "endpoints": [format!("PLAINTEXT://{host}:{port}")],
+                "listener_security_protocol_map": {"PLAINTEXT": "PLAINTEXT"}, "rack": null,
+            })
+            .to_string()
+            .into_bytes();
+            let txn = if self.tree.get(&path).is_some() {
+                Txn::SetData { path, data, version: -1 }
+            } else {
+                Txn::Create { path, data, ephemeral_owner: 0 }
+            };
+            self.propose_or_forward(&txn, now_ms);
+            work = true;
         }
         work
+    }
+
+    /// A znode's data as JSON (None if absent or not JSON).
+    fn json_at(&self, path: &str) -> Option<serde_json::Value> {
+        self.tree.get(path).and_then(|n| serde_json::from_slice(&n.data).ok())
+    }
+
+    /// The node /controller names.
+    fn controller_id(&self) -> Option<i32> {
+        self.json_at("/controller").and_then(|v| v["brokerid"].as_i64()).map(|id| id as i32)
+    }
+
+    /// The Kafka address broker `id` registered at /brokers/ids/<id>.
+    fn broker_addr(&self, id: i32) -> Option<SocketAddr> {
+        let json = self.json_at(&format!("/brokers/ids/{id}"))?;
+        let ip = json["host"].as_str()?.parse::<std::net::IpAddr>().ok()?;
+        let port = u16::try_from(json["port"].as_u64()?).ok()?;
+        Some(SocketAddr::new(ip, port))
     }
 
     pub fn tree(&self) -> &DataTree {
@@ -433,10 +436,7 @@ impl MetaStore {
             match parse_topic(&node.data, config) {
                 Ok(meta) => {
                     for p in 0..meta.partitions.len() {
-                        let state = self
-                            .tree
-                            .get(&state_path(&name, p))
-                            .and_then(|n| serde_json::from_slice::<serde_json::Value>(&n.data).ok());
+                        let state = self.json_at(&state_path(&name, p));
                         let leader = state.as_ref().and_then(|s| s["leader"].as_i64()).unwrap_or(-1) as i32;
                         let epoch = state.as_ref().and_then(|s| s["leader_epoch"].as_i64()).unwrap_or(-1) as i32;
                         if leader >= 0 {
@@ -448,29 +448,17 @@ impl MetaStore {
                 Err(e) => tracing::warn!(topic = %name, error = %e, "unreadable topic metadata in the tree"),
             }
         }
-        let cluster_id = self
+        let cluster_id =
+            self.json_at("/cluster/id").and_then(|v| v["id"].as_str().map(str::to_owned)).unwrap_or_default();
+        let brokers = self
             .tree
-            .get("/cluster/id")
-            .and_then(|n| serde_json::from_slice::<serde_json::Value>(&n.data).ok())
-            .and_then(|v| v["id"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let mut brokers = BTreeMap::new();
-        for id in self.tree.children("/brokers/ids").unwrap_or_default() {
-            let Ok(id) = id.parse::<i32>() else { continue };
-            let Some(node) = self.tree.get(&format!("/brokers/ids/{id}")) else { continue };
-            let Ok(json) = serde_json::from_slice::<serde_json::Value>(&node.data) else { continue };
-            let ip = json["host"].as_str().and_then(|h| h.parse::<std::net::IpAddr>().ok());
-            let port = json["port"].as_u64().and_then(|p| u16::try_from(p).ok());
-            if let (Some(ip), Some(port)) = (ip, port) {
-                brokers.insert(id, SocketAddr::new(ip, port));
-            }
-        }
-        let controller = self
-            .tree
-            .get("/controller")
-            .and_then(|n| serde_json::from_slice::<serde_json::Value>(&n.data).ok())
-            .and_then(|v| v["brokerid"].as_i64())
-            .map(|id| id as i32);
+            .children("/brokers/ids")
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|id| id.parse::<i32>().ok())
+            .filter_map(|id| self.broker_addr(id).map(|addr| (id, addr)))
+            .collect();
+        let controller = self.controller_id();
         let names = topics.iter().map(|(name, meta)| (meta.id.as_u128(), name.clone())).collect();
         MetaSnapshot {
             cluster_id,

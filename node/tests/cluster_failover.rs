@@ -144,6 +144,16 @@ fn stop_producer(producer: std::process::Child, out: &Path, stop: &Path) {
     eprintln!("{}", String::from_utf8_lossy(&output.stdout).trim());
 }
 
+/// Waits (bounded) until every node holds the partition up to the same committed end, at
+/// least `min_committed`, with nothing uncommitted.
+fn wait_converged(cluster: &Cluster, topic: &str, partition: i32, min_committed: i64) {
+    wait_for("the replicas to converge", || {
+        let p = positions(cluster, topic, partition);
+        let first = p[0]?;
+        (first.1 >= min_committed && first.0 == first.1 && p.iter().all(|x| *x == Some(first))).then_some(())
+    });
+}
+
 #[test]
 fn acknowledged_messages_survive_a_killed_leader_a_paused_node_and_cut_links() {
     let mut cluster = Cluster::start(3, &[]);
@@ -192,11 +202,7 @@ fn acknowledged_messages_survive_a_killed_leader_a_paused_node_and_cut_links() {
 
     // Every replica catches up, then holds each acknowledged message exactly once, at the
     // offset it was acknowledged with, in acknowledgement order.
-    wait_for("the replicas to converge", || {
-        let p = positions(&cluster, "ha", 0);
-        let first = p[0]?;
-        (first.0 == first.1 && p.iter().all(|x| *x == Some(first))).then_some(())
-    });
+    wait_converged(&cluster, "ha", 0, 0);
     for node in &mut cluster.nodes {
         node.kill();
     }
@@ -276,11 +282,7 @@ fn failover_times_over_20_leader_kills() {
         elections.push(now_ms() - at);
         kills.push(at);
         cluster.nodes[leader].restart();
-        wait_for("the replicas to converge", || {
-            let p = positions(&cluster, "kills", 0);
-            let first = p[0]?;
-            (first.0 == first.1 && p.iter().all(|x| *x == Some(first))).then_some(())
-        });
+        wait_converged(&cluster, "kills", 0, 0);
     }
     std::thread::sleep(Duration::from_secs(1));
     stop_producer(producer, &out, &stop);
@@ -329,11 +331,7 @@ fn the_controller_fails_over_and_a_restarted_node_catches_up() {
             status["partitions"].as_array()?.iter().filter_map(|p| p["topic"].as_str().map(str::to_owned)).collect();
         (topics.contains("before") && topics.contains("during")).then_some(())
     });
-    wait_for("the partition to converge", || {
-        let p = positions(&cluster, "during", 1);
-        let first = p[0]?;
-        (first.1 >= 3000 && first.0 == first.1 && p.iter().all(|x| *x == Some(first))).then_some(())
-    });
+    wait_converged(&cluster, "during", 1, 3000);
     for node in &mut cluster.nodes {
         node.kill();
     }

@@ -1,18 +1,26 @@
 //! Bounded simulation runs for CI: many seeds, calm and harsh. Longer runs: the braid-sim binary
 //! (docs in tests/README.md).
 
-use braid_tests::{run, Faults, SimConfig};
+use braid_tests::{run, Faults, Outcome, SimConfig};
+
+/// Runs `count` seeds from `first` (membership changes at `membership` per mille); panics with
+/// the replay command at the first violation, else returns every outcome.
+fn seeds_with(first: u64, count: u64, steps: u64, nodes: usize, faults: Faults, membership: u64) -> Vec<Outcome> {
+    (first..first + count)
+        .map(|seed| {
+            let config =
+                SimConfig { nodes, seed, steps, faults: faults.clone(), propose: 300, retention: 20, membership };
+            run(&config).unwrap_or_else(|violation| {
+                panic!(
+                    "seed {seed}: {violation}\nreplay: cargo run -p braid-tests --release --bin braid-sim -- --seed {seed} --steps {steps} --nodes {nodes} --membership {membership}"
+                )
+            })
+        })
+        .collect()
+}
 
 fn seeds(first: u64, count: u64, steps: u64, nodes: usize, faults: Faults) {
-    for seed in first..first + count {
-        let config =
-            SimConfig { nodes, seed, steps, faults: faults.clone(), propose: 300, retention: 20, membership: 5 };
-        if let Err(violation) = run(&config) {
-            panic!(
-                "seed {seed}: {violation}\nreplay: cargo run -p braid-tests --release --bin braid-sim -- --seed {seed} --steps {steps} --nodes {nodes}"
-            );
-        }
-    }
+    seeds_with(first, count, steps, nodes, faults, 5);
 }
 
 #[test]
@@ -76,20 +84,7 @@ fn a_seed_replays_exactly() {
 fn laggards_catch_up_past_a_deleted_prefix() {
     // With retention on, some seeds make a follower fall behind the leader's log start; the
     // leader then resets it. Across these seeds that path must run, and safety must hold.
-    let mut resets = 0;
-    for seed in 1000..1012 {
-        let config = SimConfig {
-            nodes: 3,
-            seed,
-            steps: 1500,
-            faults: Faults::harsh(),
-            propose: 300,
-            retention: 20,
-            membership: 5,
-        };
-        let outcome = run(&config).unwrap_or_else(|v| panic!("seed {seed}: {v}"));
-        resets += outcome.resets;
-    }
+    let resets: usize = seeds_with(1000, 12, 1500, 3, Faults::harsh(), 5).iter().map(|o| o.resets).sum();
     assert!(resets > 0, "no follower needed a reset: the catch-up path went untested");
 }
 
@@ -98,19 +93,6 @@ fn voters_come_and_go_one_at_a_time_without_losing_anything() {
     // Leaders are asked now and then to add or remove a voter (themselves included); the
     // healing phase adds every node back. Across these seeds changes must commit, and every
     // safety property must hold.
-    let mut changes = 0;
-    for seed in 2000..2010 {
-        let config = SimConfig {
-            nodes: 3,
-            seed,
-            steps: 1500,
-            faults: Faults::harsh(),
-            propose: 300,
-            retention: 20,
-            membership: 30,
-        };
-        let outcome = run(&config).unwrap_or_else(|v| panic!("seed {seed}: {v}"));
-        changes += outcome.config_changes;
-    }
+    let changes: usize = seeds_with(2000, 10, 1500, 3, Faults::harsh(), 30).iter().map(|o| o.config_changes).sum();
     assert!(changes >= 10, "only {changes} configuration changes were accepted");
 }

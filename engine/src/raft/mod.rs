@@ -484,9 +484,13 @@ impl<L: RaftLog> Raft<L> {
         self.maybe_win_pre_vote();
     }
 
+    /// Votes (or pre-votes) from a majority of the voters in effect.
+    fn won(&self) -> bool {
+        self.votes.iter().filter(|v| self.voters.contains(v)).count() >= quorum(self.voters.len())
+    }
+
     fn maybe_win_pre_vote(&mut self) {
-        let votes = self.votes.iter().filter(|v| self.voters.contains(v)).count();
-        if self.role == Role::PreCandidate && votes >= quorum(self.voters.len()) {
+        if self.role == Role::PreCandidate && self.won() {
             self.campaign_now();
         }
     }
@@ -510,8 +514,7 @@ impl<L: RaftLog> Raft<L> {
     }
 
     fn maybe_win_vote(&mut self) {
-        let votes = self.votes.iter().filter(|v| self.voters.contains(v)).count();
-        if self.role == Role::Candidate && votes >= quorum(self.voters.len()) {
+        if self.role == Role::Candidate && self.won() {
             self.become_leader();
         }
     }
@@ -562,18 +565,7 @@ impl<L: RaftLog> Raft<L> {
 
     /// Appends a new entry (leader only); it commits once a majority holds it durably.
     pub fn propose(&mut self, entry: &[u8]) -> Result<i64, ProposeError> {
-        if self.role != Role::Leader {
-            return Err(ProposeError::NotLeader { leader: self.leader });
-        }
-        let end = self.log.append_new(entry, self.hard.term).map_err(ProposeError::Log)?;
-        self.on_appended(entry, end, self.hard.term);
-        for id in self.others() {
-            if self.progress.get(&id).is_some_and(|p| p.mode == Mode::Replicate) {
-                self.send_append(id);
-            }
-        }
-        self.maybe_commit();
-        Ok(end)
+        Ok(self.propose_all(&[entry])?[0].1)
     }
 
     /// Appends several entries at once (leader only), all or none: the log checks every one

@@ -68,11 +68,13 @@ pub async fn handle(ctx: Rc<ShardCtx>, version: i16, request: MetadataRequest) -
     if version >= 1 {
         response.controller_id = BrokerId(snapshot.controller.unwrap_or(-1));
     }
-    let leaders = ctx.shared.leaders.read().unwrap_or_else(|e| e.into_inner()).clone();
+    // Read under the lock (nothing awaits here) rather than copying the whole map per request.
+    let leaders = ctx.shared.leaders.read().unwrap_or_else(|e| e.into_inner());
     response.topics = names
         .iter()
         .map(|name| topic_entry(&snapshot, &leaders, name, version, creation_errors.get(name).copied()))
         .collect();
+    drop(leaders);
     response
 }
 
