@@ -1,6 +1,8 @@
 //! The fuzz targets' functions over seeded random and mutated inputs, on stable Rust, so the
 //! default test run catches a decoder that panics. Real fuzzing: tests/fuzz (cargo fuzz).
 
+mod common;
+
 use braid_engine::rng::SimRng;
 use bytes::Bytes;
 
@@ -26,16 +28,7 @@ fn seeds() -> Vec<Vec<u8>> {
     seeds.push(metadata);
     let batch = braid_engine::log::batch::build_batch(0, &[b"v"]);
     let mut produce = header(0, 3);
-    produce.extend_from_slice(&(-1i16).to_be_bytes());
-    produce.extend_from_slice(&1i16.to_be_bytes());
-    produce.extend_from_slice(&1000i32.to_be_bytes());
-    produce.extend_from_slice(&1i32.to_be_bytes());
-    produce.extend_from_slice(&1i16.to_be_bytes());
-    produce.push(b't');
-    produce.extend_from_slice(&1i32.to_be_bytes());
-    produce.extend_from_slice(&0i32.to_be_bytes());
-    produce.extend_from_slice(&(batch.len() as i32).to_be_bytes());
-    produce.extend_from_slice(&batch);
+    produce.extend_from_slice(&common::produce_v3_body("t", 1000, &batch));
     seeds.push(produce);
     seeds
 }

@@ -113,17 +113,7 @@ fn oversized_truncated_and_garbage_frames_close_only_their_connection() {
 
 /// Produce v3 of one batch to partition 0 of topic "crc" (acks 1); returns the error code.
 fn produce_one(node: &Node, batch: &[u8]) -> i16 {
-    let mut body = Vec::new();
-    body.extend_from_slice(&(-1i16).to_be_bytes());
-    body.extend_from_slice(&1i16.to_be_bytes());
-    body.extend_from_slice(&5000i32.to_be_bytes());
-    body.extend_from_slice(&1i32.to_be_bytes());
-    body.extend_from_slice(&3i16.to_be_bytes());
-    body.extend_from_slice(b"crc");
-    body.extend_from_slice(&1i32.to_be_bytes());
-    body.extend_from_slice(&0i32.to_be_bytes());
-    body.extend_from_slice(&(batch.len() as i32).to_be_bytes());
-    body.extend_from_slice(batch);
+    let body = produce_v3_body("crc", 5000, batch);
     let mut stream = connect(node);
     stream.write_all(&request(0, 3, 9, &body)).unwrap();
     let response = read_response(&mut stream).expect("produce answered");

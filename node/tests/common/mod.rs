@@ -219,6 +219,23 @@ pub fn python(script: &str) -> Command {
     command
 }
 
+/// The body of a Produce v3 request (acks 1, no transactional id) carrying `batch` to
+/// partition 0 of `topic`.
+pub fn produce_v3_body(topic: &str, timeout_ms: i32, batch: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&(-1i16).to_be_bytes());
+    body.extend_from_slice(&1i16.to_be_bytes());
+    body.extend_from_slice(&timeout_ms.to_be_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+    body.extend_from_slice(topic.as_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&0i32.to_be_bytes());
+    body.extend_from_slice(&(batch.len() as i32).to_be_bytes());
+    body.extend_from_slice(batch);
+    body
+}
+
 /// Lines of a command's stdout.
 pub fn lines(output: &Output) -> Vec<String> {
     BufReader::new(&output.stdout[..]).lines().map(Result::unwrap).collect()
