@@ -152,6 +152,21 @@ struct Progress {
     reset_needed: bool,
 }
 
+impl Progress {
+    /// A follower whose position is unknown: probed from `next_end` (the leader's log end).
+    fn probing(next_end: i64) -> Self {
+        Progress {
+            match_end: -1,
+            next_end,
+            mode: Mode::Probe,
+            inflight: 0,
+            recent: true,
+            match_at_heartbeat: -1,
+            reset_needed: false,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum ProposeError {
     NotLeader {
@@ -294,15 +309,7 @@ impl<L: RaftLog> Raft<L> {
             self.progress.retain(|id, _| others.contains(id));
             let last_end = self.log.last().0;
             for id in others {
-                self.progress.entry(id).or_insert(Progress {
-                    match_end: -1,
-                    next_end: last_end,
-                    mode: Mode::Probe,
-                    inflight: 0,
-                    recent: true,
-                    match_at_heartbeat: -1,
-                    reset_needed: false,
-                });
+                self.progress.entry(id).or_insert(Progress::probing(last_end));
             }
         }
     }
@@ -525,24 +532,7 @@ impl<L: RaftLog> Raft<L> {
         self.elapsed = 0;
         self.heartbeat_elapsed = 0;
         let (last_end, _) = self.log.last();
-        self.progress = self
-            .others()
-            .into_iter()
-            .map(|id| {
-                (
-                    id,
-                    Progress {
-                        match_end: -1,
-                        next_end: last_end,
-                        mode: Mode::Probe,
-                        inflight: 0,
-                        recent: true,
-                        match_at_heartbeat: -1,
-                        reset_needed: false,
-                    },
-                )
-            })
-            .collect();
+        self.progress = self.others().into_iter().map(|id| (id, Progress::probing(last_end))).collect();
         // An entry of the new term, so entries of earlier terms can commit under it (an empty
         // log has none: everything before its start is committed).
         self.term_start = last_end;
