@@ -278,6 +278,19 @@ impl<L: RaftLog> Raft<L> {
         &self.voters
     }
 
+    /// True when a configuration change may be proposed: this node leads, has committed an
+    /// entry of its term, and no earlier change is uncommitted.
+    pub fn config_settled(&self) -> bool {
+        self.role == Role::Leader
+            && self.committed >= self.term_start
+            && self.changes.last().is_none_or(|c| c.end <= self.committed)
+    }
+
+    /// Leader only: true if voter `id` holds every committed entry (this node: always).
+    pub fn caught_up(&self, id: NodeId) -> bool {
+        id == self.config.id || self.progress.get(&id).is_some_and(|p| p.match_end >= self.committed)
+    }
+
     fn is_voter(&self) -> bool {
         self.voters.contains(&self.config.id)
     }
@@ -621,7 +634,7 @@ impl<L: RaftLog> Raft<L> {
 
     /// Starts an election now instead of at the next timeout (a new group's preferred leader).
     pub fn campaign(&mut self) {
-        if self.role != Role::Leader {
+        if self.role != Role::Leader && self.is_voter() {
             self.start_pre_vote();
         }
     }
