@@ -64,6 +64,62 @@ pub struct TopicMeta {
     pub partitions: Vec<Vec<i32>>,
     /// Config overrides (names and values as Kafka has them).
     pub configs: BTreeMap<String, String>,
+    /// Partitions being moved to other nodes, by partition.
+    pub reassigning: BTreeMap<i32, Reassignment>,
+}
+
+/// A partition on its way to another replica set, as Kafka writes it in the topic's znode:
+/// `replicas` is then the target followed by the original replicas that are not in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reassignment {
+    /// Replicas of the target that were not in the original set.
+    pub adding: Vec<i32>,
+    /// Original replicas that are not in the target.
+    pub removing: Vec<i32>,
+}
+
+impl TopicMeta {
+    /// The replica set partition `p` is moving to (its replicas if it is not moving).
+    pub fn target(&self, p: i32) -> Vec<i32> {
+        let replicas = self.partitions.get(p as usize).cloned().unwrap_or_default();
+        match self.reassigning.get(&p) {
+            Some(r) => replicas.into_iter().filter(|n| !r.removing.contains(n)).collect(),
+            None => replicas,
+        }
+    }
+
+    /// The replica set partition `p` had before its move began: the voters a replica that
+    /// opens during the move starts from (the leader's log brings it the changes since).
+    pub fn original(&self, p: i32) -> Vec<i32> {
+        let replicas = self.partitions.get(p as usize).cloned().unwrap_or_default();
+        match self.reassigning.get(&p) {
+            Some(r) => replicas.into_iter().filter(|n| !r.adding.contains(n)).collect(),
+            None => replicas,
+        }
+    }
+
+    /// Starts moving partition `p` to `target` (to its original replicas: cancels a move).
+    /// Kafka's layout: replicas = the target, then the current replicas not in it.
+    pub fn reassign(&mut self, p: i32, target: Vec<i32>) {
+        let original = self.original(p);
+        let current = std::mem::take(&mut self.partitions[p as usize]);
+        let mut replicas = target.clone();
+        replicas.extend(current.iter().filter(|n| !target.contains(n)));
+        let adding: Vec<i32> = target.iter().copied().filter(|n| !original.contains(n)).collect();
+        let removing: Vec<i32> = current.into_iter().filter(|n| !target.contains(n)).collect();
+        self.partitions[p as usize] = replicas;
+        if adding.is_empty() && removing.is_empty() {
+            self.reassigning.remove(&p);
+        } else {
+            self.reassigning.insert(p, Reassignment { adding, removing });
+        }
+    }
+
+    /// Ends partition `p`'s move: its replicas are the target.
+    pub fn finish_reassignment(&mut self, p: i32) {
+        self.partitions[p as usize] = self.target(p);
+        self.reassigning.remove(&p);
+    }
 }
 
 impl MetaSnapshot {
@@ -105,6 +161,9 @@ pub fn reply_for(result: Result<(), TxnError>) -> MetaReply {
         Ok(()) => Ok(()),
         Err(TxnError::NodeExists(p)) => Err((ResponseError::TopicAlreadyExists.code(), format!("{p} exists"))),
         Err(TxnError::NoNode(p)) => Err((ResponseError::UnknownTopicOrPartition.code(), format!("{p} does not exist"))),
+        Err(TxnError::BadVersion(p)) => {
+            Err((ResponseError::InvalidRequest.code(), format!("{p} changed meanwhile; try again")))
+        }
         Err(e) => Err((ResponseError::InvalidRequest.code(), e.to_string())),
     }
 }
@@ -144,12 +203,17 @@ fn config_path(name: &str) -> String {
 fn topic_json(meta: &TopicMeta) -> Vec<u8> {
     let partitions: serde_json::Map<String, serde_json::Value> =
         meta.partitions.iter().enumerate().map(|(i, r)| (i.to_string(), serde_json::json!(r))).collect();
+    let (mut adding, mut removing) = (serde_json::Map::new(), serde_json::Map::new());
+    for (p, r) in &meta.reassigning {
+        adding.insert(p.to_string(), serde_json::json!(r.adding));
+        removing.insert(p.to_string(), serde_json::json!(r.removing));
+    }
     serde_json::json!({
         "version": 3,
         "topic_id": meta.id.to_string(),
         "partitions": partitions,
-        "adding_replicas": {},
-        "removing_replicas": {},
+        "adding_replicas": adding,
+        "removing_replicas": removing,
     })
     .to_string()
     .into_bytes()
@@ -157,6 +221,11 @@ fn topic_json(meta: &TopicMeta) -> Vec<u8> {
 
 fn config_json(configs: &BTreeMap<String, String>) -> Vec<u8> {
     serde_json::json!({"version": 1, "config": configs}).to_string().into_bytes()
+}
+
+/// Node ids in a JSON array (an absent or malformed one reads as empty).
+fn ids(value: &serde_json::Value) -> Vec<i32> {
+    value.as_array().map_or_else(Vec::new, |a| a.iter().filter_map(|r| r.as_i64().map(|r| r as i32)).collect())
 }
 
 fn parse_topic(topic_bytes: &[u8], config_bytes: Option<&[u8]>) -> anyhow::Result<TopicMeta> {
@@ -167,8 +236,17 @@ fn parse_topic(topic_bytes: &[u8], config_bytes: Option<&[u8]>) -> anyhow::Resul
     for (index, replicas) in map {
         let index: usize = index.parse()?;
         let slot = partitions.get_mut(index).context("partition numbers are dense")?;
-        *slot = replicas.as_array().context("replicas")?.iter().filter_map(|r| r.as_i64().map(|r| r as i32)).collect();
+        *slot = ids(replicas);
     }
+    let mut reassigning = BTreeMap::new();
+    for key in ["adding_replicas", "removing_replicas"] {
+        for (index, nodes) in topic[key].as_object().into_iter().flatten() {
+            let p: i32 = index.parse()?;
+            let entry: &mut Reassignment = reassigning.entry(p).or_default();
+            *(if key == "adding_replicas" { &mut entry.adding } else { &mut entry.removing }) = ids(nodes);
+        }
+    }
+    reassigning.retain(|_, r: &mut Reassignment| !r.adding.is_empty() || !r.removing.is_empty());
     let mut configs = BTreeMap::new();
     if let Some(bytes) = config_bytes {
         let config: serde_json::Value = serde_json::from_slice(bytes)?;
@@ -178,7 +256,7 @@ fn parse_topic(topic_bytes: &[u8], config_bytes: Option<&[u8]>) -> anyhow::Resul
             }
         }
     }
-    Ok(TopicMeta { id, partitions, configs })
+    Ok(TopicMeta { id, partitions, configs, reassigning })
 }
 
 /// What a round of the metadata group produced.
@@ -515,9 +593,13 @@ impl MetaStore {
         self.propose(&Txn::Multi(ops), now_ms, reply)
     }
 
+    /// Rewrites a topic's metadata; `meta` was read from this tree, and the write is refused
+    /// (BadVersion) if another change to the topic lands first.
     pub fn update_topic(&mut self, name: &str, meta: &TopicMeta, now_ms: i64, reply: oneshot::Sender<MetaReply>) {
+        let path = topic_path(name);
+        let version = self.tree.get(&path).map_or(-1, |n| n.stat.version);
         let mut ops = vec![
-            Txn::SetData { path: topic_path(name), data: topic_json(meta), version: -1 },
+            Txn::SetData { path, data: topic_json(meta), version },
             Txn::SetData { path: config_path(name), data: config_json(&meta.configs), version: -1 },
         ];
         let existing = self.tree.children(&partitions_path(name)).map_or(0, |c| c.len());
@@ -525,6 +607,28 @@ impl MetaStore {
             ops.extend(partition_nodes(name, existing, meta));
         }
         self.propose(&Txn::Multi(ops), now_ms, reply)
+    }
+
+    /// A partition's leader reports that its voters are the target of the partition's move:
+    /// the topic's replicas become the target (proposed here, or forwarded to the
+    /// controller; if the topic changed meanwhile, the write is refused and the leader
+    /// reports again).
+    pub fn finish_reassignment(&mut self, name: &str, partition: i32, voters: &[i32]) {
+        let path = topic_path(name);
+        let Some(node) = self.tree.get(&path) else { return };
+        let config = self.tree.get(&config_path(name)).map(|n| n.data.as_slice());
+        let Ok(mut meta) = parse_topic(&node.data, config) else { return };
+        let mut target = meta.target(partition);
+        let mut voters = voters.to_vec();
+        target.sort_unstable();
+        voters.sort_unstable();
+        if !meta.reassigning.contains_key(&partition) || target != voters {
+            return;
+        }
+        meta.finish_reassignment(partition);
+        let txn = Txn::SetData { path, data: topic_json(&meta), version: node.stat.version };
+        tracing::info!(topic = name, partition, replicas = ?meta.partitions[partition as usize], "partition moved");
+        self.propose_or_forward(&txn, crate::shard::now_ms());
     }
 
     /// A partition leader announces itself (proposed here, or forwarded to the controller).
@@ -570,6 +674,7 @@ mod tests {
             id: uuid::Uuid::new_v4(),
             partitions: vec![vec![1], vec![1]],
             configs: BTreeMap::from([("retention.ms".into(), "1000".into())]),
+            reassigning: BTreeMap::new(),
         };
         let cluster_id = {
             let mut store = MetaStore::open(UringStorage::new(false).unwrap(), &config).unwrap();
@@ -594,5 +699,48 @@ mod tests {
         assert_eq!(json["partitions"]["1"], serde_json::json!([1]));
         assert_eq!(snapshot.brokers.get(&1), Some(&config.kafka_addr));
         assert_eq!(snapshot.controller, Some(1));
+    }
+
+    #[test]
+    fn a_move_is_written_as_kafka_writes_it_and_cancels_back_to_the_original_replicas() {
+        let mut meta = TopicMeta {
+            id: uuid::Uuid::new_v4(),
+            partitions: vec![vec![1, 2, 3], vec![2, 3, 1]],
+            configs: BTreeMap::new(),
+            reassigning: BTreeMap::new(),
+        };
+        meta.reassign(0, vec![4, 2, 3]);
+        assert_eq!(meta.partitions[0], vec![4, 2, 3, 1], "the target, then the replicas leaving");
+        assert_eq!(meta.reassigning[&0], Reassignment { adding: vec![4], removing: vec![1] });
+        assert_eq!((meta.target(0), meta.original(0)), (vec![4, 2, 3], vec![2, 3, 1]));
+        assert_eq!((meta.target(1), meta.original(1)), (vec![2, 3, 1], vec![2, 3, 1]), "partition 1 stays");
+
+        // Kafka's JSON, read back the same.
+        let json: serde_json::Value = serde_json::from_slice(&topic_json(&meta)).unwrap();
+        assert_eq!(json["adding_replicas"], serde_json::json!({"0": [4]}));
+        assert_eq!(json["removing_replicas"], serde_json::json!({"0": [1]}));
+        assert_eq!(parse_topic(&topic_json(&meta), None).unwrap(), meta);
+
+        // Cancelling moves towards the original replicas: 4 now leaves. As with Kafka, the
+        // original order is not kept (replicas minus those being added).
+        let mut cancelled = meta.clone();
+        cancelled.reassign(0, cancelled.original(0));
+        assert_eq!(cancelled.partitions[0], vec![2, 3, 1, 4]);
+        assert_eq!(cancelled.reassigning[&0], Reassignment { adding: vec![], removing: vec![4] });
+        cancelled.finish_reassignment(0);
+        assert_eq!(cancelled.partitions[0], vec![2, 3, 1]);
+        assert!(cancelled.reassigning.is_empty());
+
+        // Finishing the move: the target is the replica set.
+        meta.finish_reassignment(0);
+        assert_eq!(meta.partitions[0], vec![4, 2, 3]);
+        assert!(meta.reassigning.is_empty());
+        let json: serde_json::Value = serde_json::from_slice(&topic_json(&meta)).unwrap();
+        assert_eq!(json["adding_replicas"], serde_json::json!({}));
+
+        // A new order of the same nodes is no move at all.
+        meta.reassign(0, vec![3, 4, 2]);
+        assert_eq!(meta.partitions[0], vec![3, 4, 2]);
+        assert!(meta.reassigning.is_empty());
     }
 }

@@ -136,6 +136,12 @@ pub enum MetaOp {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     },
+    /// Moves a partition to other replicas (AlterPartitionReassignments); None cancels a move.
+    Reassign {
+        name: String,
+        partition: i32,
+        replicas: Option<Vec<i32>>,
+    },
 }
 
 pub type MetaReply = Result<(), (Code, String)>;
@@ -187,6 +193,12 @@ pub enum ShardMsg {
         leader: i32,
         epoch: i32,
         replicas: Vec<i32>,
+    },
+    /// For shard 0: a partition's voters are the target of its move.
+    Reassigned {
+        topic: String,
+        partition: i32,
+        voters: Vec<i32>,
     },
     /// Flush everything and stop.
     Shutdown {
@@ -324,6 +336,13 @@ impl ShardState {
             ShardMsg::PartitionLeader { topic, partition, leader, epoch, replicas } => {
                 if let Some(meta) = self.meta.as_mut() {
                     meta.set_partition_leader(&topic, partition, leader, epoch, &replicas);
+                    self.meta_dirty = true;
+                    self.flush_needed.notify_one();
+                }
+            }
+            ShardMsg::Reassigned { topic, partition, voters } => {
+                if let Some(meta) = self.meta.as_mut() {
+                    meta.finish_reassignment(&topic, partition, &voters);
                     self.meta_dirty = true;
                     self.flush_needed.notify_one();
                 }
@@ -510,8 +529,11 @@ impl ShardState {
             if announce && p.replica.is_leader() {
                 let mine = (self.shared.config.node_id, p.replica.raft.term() as i32);
                 if self.snapshot.partition_leaders.get(key) != Some(&mine) {
-                    announce_leader(&self.shared, key, mine, &p.voters);
+                    announce_leader(&self.shared, key, mine, p.replica.raft.voters());
                 }
+            }
+            if let Some(topic) = self.snapshot.topics.get(&key.0).filter(|t| t.reassigning.contains_key(&key.1)) {
+                step_reassignment(&self.shared, key, p, &topic.target(key.1), announce);
             }
         }
         if let Some(meta) = self.meta.as_mut() {
@@ -620,6 +642,9 @@ impl ShardState {
         let shards = self.shared.senders.len();
         let me = self.shared.config.node_id;
         let mut wanted: HashMap<(String, i32), (&TopicMeta, &Vec<i32>)> = HashMap::new();
+        // Replicas include, while a partition moves, both the nodes it leaves and those it
+        // joins: a joining node opens its replica at once, a leaving one keeps it until the
+        // move is over.
         for (name, meta) in &snapshot.topics {
             for (partition, replicas) in meta.partitions.iter().enumerate() {
                 let partition = partition as i32;
@@ -656,14 +681,15 @@ impl ShardState {
             if let Some(p) = self.partitions.get_mut(&key) {
                 p.replica.raft.log_mut().set_config(config);
                 p.max_message_bytes = max_message_bytes;
-                if p.voters != voters {
-                    tracing::warn!(topic = %key.0, partition = key.1, ?voters, "replica set changes are not applied to a running partition");
-                }
+                p.voters = voters;
                 continue;
             }
             let dir = partition_dir(&self.shared.config.data_dir, &key.0, key.1, meta.id);
             let group = group_of(meta.id, key.1);
-            match Replica::open(self.storage.clone(), &dir, config, group, me as NodeId, voters.clone()) {
+            // Raft's voters start as the replicas before any move (a joining node is not one
+            // of them: it becomes a voter when the leader's change reaches its log).
+            let base: Vec<NodeId> = meta.original(key.1).iter().map(|&r| r as NodeId).collect();
+            match Replica::open(self.storage.clone(), &dir, config, group, me as NodeId, base) {
                 Ok((mut replica, report)) => {
                     if let Some(corruption) = &report.corruption {
                         tracing::warn!(topic = %key.0, partition = key.1, %corruption, "recovery cut the log at a torn or corrupt batch");
@@ -671,7 +697,7 @@ impl ShardState {
                     // A new partition's first replica stands for leader at once (leaders spread
                     // as the placement does); the others wait for it.
                     let fresh = replica.raft.term() == 0 && replica.raft.log().log_end_offset() == 0;
-                    if fresh && replicas.first() == Some(&me) {
+                    if fresh && replicas.first() == Some(&me) && !meta.reassigning.contains_key(&key.1) {
                         replica.raft.campaign();
                     } else if fresh {
                         // Its first try may find the others not open yet; its retry comes
@@ -823,6 +849,7 @@ impl ShardState {
                     id: uuid::Uuid::new_v4(),
                     partitions: self.place(&name, 0, partitions, replication_factor as usize),
                     configs,
+                    reassigning: BTreeMap::new(),
                 };
                 let meta = self.meta.as_mut().expect("checked above");
                 if forward && !meta.is_leader() {
@@ -875,6 +902,36 @@ impl ShardState {
                 self.meta.as_mut().expect("checked above").update_topic(&name, &topic, now, reply);
                 Ok(None)
             }
+            MetaOp::Reassign { name, partition, replicas } => {
+                let Some(topic) =
+                    snapshot.topics.get(&name).filter(|t| (0..t.partitions.len() as i32).contains(&partition))
+                else {
+                    return Err((reply, unknown(&name)));
+                };
+                let moving = topic.reassigning.contains_key(&partition);
+                let target = match replicas {
+                    None if !moving => {
+                        let message = format!("no reassignment of {name}-{partition} is in progress");
+                        return Err((reply, (ResponseError::NoReassignmentInProgress.code(), message)));
+                    }
+                    None => topic.original(partition),
+                    Some(_) if moving => {
+                        let message = format!("{name}-{partition} is being moved already; cancel that move first");
+                        return Err((reply, (ResponseError::ReassignmentInProgress.code(), message)));
+                    }
+                    Some(target) => target,
+                };
+                let members = self.shared.config.members();
+                let distinct: HashSet<i32> = target.iter().copied().collect();
+                if target.is_empty() || distinct.len() != target.len() || target.iter().any(|r| !members.contains(r)) {
+                    let message = format!("replicas {target:?} must be distinct members of the cluster {members:?}");
+                    return Err((reply, (ResponseError::InvalidReplicaAssignment.code(), message)));
+                }
+                let mut topic = topic.clone();
+                topic.reassign(partition, target);
+                self.meta.as_mut().expect("checked above").update_topic(&name, &topic, now, reply);
+                Ok(None)
+            }
         }
     }
 }
@@ -885,6 +942,53 @@ fn announce_leader(shared: &Shared, key: &(String, i32), (leader, epoch): (i32, 
     let replicas = voters.iter().map(|&v| v as i32).collect();
     let msg = ShardMsg::PartitionLeader { topic: key.0.clone(), partition: key.1, leader, epoch, replicas };
     let _ = shared.senders[0].try_send(msg);
+}
+
+/// One step of a partition's move, on its leader, once the previous change has committed:
+/// - add one voter of the target (additions first: the group never shrinks below the
+///   target's size, and a new voter catches up while the old majority goes on committing);
+/// - once every voter of the target holds every committed entry, remove one that is not in
+///   the target; the leader itself last, by first handing leadership to a target voter (no
+///   election gap);
+/// - when the voters are the target, report it (every `report` tick) so the controller ends
+///   the move.
+fn step_reassignment(shared: &Shared, key: &(String, i32), p: &mut Partition, target: &[i32], report: bool) {
+    let raft = &mut p.replica.raft;
+    if !raft.config_settled() {
+        return;
+    }
+    let me = shared.config.node_id as NodeId;
+    let target: Vec<NodeId> = target.iter().map(|&r| r as NodeId).collect();
+    let voters = raft.voters().to_vec();
+    let next = if let Some(add) = target.iter().find(|n| !voters.contains(n)) {
+        [voters.clone(), vec![*add]].concat()
+    } else if voters.iter().any(|n| !target.contains(n)) {
+        if !target.iter().all(|&n| raft.caught_up(n)) {
+            return;
+        }
+        match voters.iter().find(|&&n| !target.contains(&n) && n != me) {
+            Some(&remove) => voters.iter().copied().filter(|&n| n != remove).collect(),
+            None => {
+                // Only this node is left to remove: a target voter takes over and removes it.
+                if let Some(&to) = target.first() {
+                    raft.transfer_leadership(to);
+                }
+                return;
+            }
+        }
+    } else {
+        if report {
+            let voters = voters.iter().map(|&v| v as i32).collect();
+            let _ = shared.senders[0].try_send(ShardMsg::Reassigned { topic: key.0.clone(), partition: key.1, voters });
+        }
+        return;
+    };
+    match raft.propose_config(next.clone()) {
+        Ok(_) => {
+            tracing::info!(topic = %key.0, partition = key.1, from = ?voters, to = ?next, "partition voters change")
+        }
+        Err(e) => tracing::debug!(topic = %key.0, partition = key.1, error = ?e, "voter change not proposed"),
+    }
 }
 
 /// Hands raft messages to the transport (a cluster of one has none).

@@ -147,11 +147,44 @@ fn stop_producer(producer: std::process::Child, out: &Path, stop: &Path) {
 /// Waits (bounded) until every node holds the partition up to the same committed end, at
 /// least `min_committed`, with nothing uncommitted.
 fn wait_converged(cluster: &Cluster, topic: &str, partition: i32, min_committed: i64) {
+    let all: Vec<usize> = (0..cluster.nodes.len()).collect();
+    wait_converged_on(cluster, &all, topic, partition, min_committed)
+}
+
+/// [`wait_converged`] for the replicas on nodes `on` (indexes into the cluster's nodes).
+fn wait_converged_on(cluster: &Cluster, on: &[usize], topic: &str, partition: i32, min_committed: i64) {
     wait_for("the replicas to converge", || {
-        let p = positions(cluster, topic, partition);
+        let all = positions(cluster, topic, partition);
+        let p: Vec<_> = on.iter().map(|&i| all[i]).collect();
         let first = p[0]?;
         (first.1 >= min_committed && first.0 == first.1 && p.iter().all(|x| *x == Some(first))).then_some(())
     });
+}
+
+/// Every replica (a node's data directory) holds each acknowledged message exactly once, at
+/// the offset it was acknowledged with, and all replicas hold the same records.
+fn assert_replicas_hold(data_dirs: &[&Path], topic: &str, acked: &[(i64, i64, String)], context: &str) {
+    let mut replicas = Vec::new();
+    for dir in data_dirs {
+        let records = replica_records(dir, topic, 0);
+        let by_offset: HashMap<i64, &str> = records.iter().map(|(o, v, _)| (*o, v.as_str())).collect();
+        let mut seen: HashMap<&str, (i64, i32)> = HashMap::new();
+        for (offset, value, epoch) in &records {
+            if let Some(first) = seen.insert(value, (*offset, *epoch)) {
+                let ack = acked.iter().find(|a| a.2 == *value);
+                panic!(
+                    "{value} is stored twice, at (offset, epoch) {first:?} and {:?}, in {}; acknowledged: {ack:?}; {context}",
+                    (offset, epoch),
+                    dir.display()
+                );
+            }
+        }
+        for (_, offset, value) in acked {
+            assert_eq!(by_offset.get(offset).copied(), Some(value.as_str()), "acknowledged {value} at {offset}");
+        }
+        replicas.push(records);
+    }
+    assert!(replicas.windows(2).all(|w| w[0] == w[1]), "the replicas hold the same records");
 }
 
 #[test]
@@ -206,27 +239,8 @@ fn acknowledged_messages_survive_a_killed_leader_a_paused_node_and_cut_links() {
     for node in &mut cluster.nodes {
         node.kill();
     }
-    let mut replicas = Vec::new();
-    for node in &cluster.nodes {
-        let records = replica_records(&node.data_dir, "ha", 0);
-        let by_offset: HashMap<i64, &str> = records.iter().map(|(o, v, _)| (*o, v.as_str())).collect();
-        let mut seen: HashMap<&str, (i64, i32)> = HashMap::new();
-        for (offset, value, epoch) in &records {
-            if let Some(first) = seen.insert(value, (*offset, *epoch)) {
-                let ack = acked.iter().find(|a| a.2 == *value);
-                panic!(
-                    "{value} is stored twice, at (offset, epoch) {first:?} and {:?}, in {}; acknowledged: {ack:?}; faults {faults:?}",
-                    (offset, epoch),
-                    node.data_dir.display()
-                );
-            }
-        }
-        for (_, offset, value) in &acked {
-            assert_eq!(by_offset.get(offset).copied(), Some(value.as_str()), "acknowledged {value} at {offset}");
-        }
-        replicas.push(records);
-    }
-    assert!(replicas.windows(2).all(|w| w[0] == w[1]), "the replicas hold the same records");
+    let dirs: Vec<&Path> = cluster.nodes.iter().map(|n| n.data_dir.as_path()).collect();
+    assert_replicas_hold(&dirs, "ha", &acked, &format!("faults {faults:?}"));
     assert!(acked.windows(2).all(|w| w[0].1 < w[1].1), "acknowledgements come in offset order");
 }
 
@@ -344,4 +358,76 @@ fn the_controller_fails_over_and_a_restarted_node_catches_up() {
     for v in &values {
         assert_eq!(v, &expected, "every replica holds the records once, in order");
     }
+}
+
+/// Nodes (indexes) holding a replica of `topic`-0, as their status shows.
+fn holders(cluster: &Cluster, topic: &str) -> Vec<usize> {
+    (0..cluster.nodes.len())
+        .filter(|&i| {
+            cluster.nodes[i].status().is_some_and(|s| {
+                s["partitions"].as_array().into_iter().flatten().any(|p| p["topic"] == topic && p["partition"] == 0)
+            })
+        })
+        .collect()
+}
+
+/// A partition moves to the node that had no replica of it, and its leader leaves it, while a
+/// producer writes with acks=all: the move completes (AlterPartitionReassignments through the
+/// CLI, one voter at a time), every acknowledged message is on the new replicas, and the node
+/// that left has dropped its copy.
+#[test]
+fn a_partition_moves_to_another_node_under_load_and_keeps_every_acknowledged_message() {
+    let mut cluster = Cluster::start(3, &[]);
+    create_topic(&cluster, "moving", "1", "2");
+    let leader = wait_for("a leader", || cluster.leader_of("moving", 0));
+    let before = wait_for("two replicas", || Some(holders(&cluster, "moving")).filter(|h| h.len() == 2));
+    let stays = *before.iter().find(|&&i| i != leader).unwrap();
+    let joins = (0..3).find(|i| !before.contains(i)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stop) = (dir.path().join("acked"), dir.path().join("stop"));
+    let producer = start_producer(&cluster, "moving", &out, &stop, 120, 5_000);
+    std::thread::sleep(Duration::from_secs(2));
+
+    // The node that had no replica first (the preferred leader), and without the leader.
+    let target = format!("{},{}", joins + 1, stays + 1);
+    let moved_at = now_ms();
+    let out_cli = cluster.nodes[stays].cli(&["topic", "reassign", "moving", "0", "--replicas", &target], None);
+    assert!(out_cli.status.success(), "{}", String::from_utf8_lossy(&out_cli.stderr));
+
+    // Done: nothing listed any more, and the replicas are on the target nodes only.
+    wait_for("the move to complete", || {
+        let listed = cluster.nodes[leader].cli(&["topic", "reassignments"], None);
+        let holders = holders(&cluster, "moving");
+        (listed.status.success() && listed.stdout.is_empty() && holders == [joins.min(stays), joins.max(stays)])
+            .then_some(())
+    });
+    eprintln!("moved in {} ms", now_ms() - moved_at);
+    for node in &cluster.nodes {
+        for line in node.log().lines().filter(|l| l.contains("voters change") || l.contains("partition moved")) {
+            eprintln!("{line}");
+        }
+    }
+    let status = cluster.nodes[leader].cli(&["cluster", "status"], None);
+    let status = String::from_utf8(status.stdout).unwrap();
+    let line = status.lines().find(|l| l.starts_with("partition moving-0 ")).unwrap().to_owned();
+    assert!(line.ends_with(&format!("replicas {target}")), "{status}");
+    std::thread::sleep(Duration::from_secs(2));
+    stop_producer(producer, &out, &stop);
+
+    let acked = read_acked(&out);
+    assert!(acked.len() > 1000, "only {} messages were acknowledged", acked.len());
+    let resumed = resume_ms(&acked, moved_at).expect("producing went on after the move");
+    eprintln!("first acknowledgement of a message sent after the move began: {resumed} ms");
+    wait_converged_on(&cluster, &[joins, stays], "moving", 0, 0);
+    for node in &mut cluster.nodes {
+        node.kill();
+    }
+    let dirs = [cluster.nodes[joins].data_dir.as_path(), cluster.nodes[stays].data_dir.as_path()];
+    assert_replicas_hold(&dirs, "moving", &acked, "after the move");
+    let left = std::fs::read_dir(cluster.nodes[leader].data_dir.join("kafka")).unwrap().flatten();
+    assert!(
+        left.map(|e| e.file_name().to_string_lossy().into_owned()).all(|n| !n.starts_with("moving-0.")),
+        "the node that left still has the partition's directory"
+    );
 }

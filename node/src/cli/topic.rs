@@ -1,14 +1,16 @@
-//! `braid topic create|list|describe|delete`.
+//! `braid topic create|list|describe|delete|reassign|reassignments`.
 
 use crate::client::Client;
 use anyhow::Context;
 use clap::Subcommand;
+use kafka_protocol::messages::alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, MetadataRequest, TopicName,
+    AlterPartitionReassignmentsRequest, BrokerId, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    ListPartitionReassignmentsRequest, MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -33,6 +35,19 @@ pub enum TopicCommand {
     Describe { name: String },
     /// Delete a topic and its data.
     Delete { name: String },
+    /// Move a partition to other nodes (the first is its preferred leader); or cancel a move.
+    Reassign {
+        name: String,
+        partition: i32,
+        /// The new replicas, as node ids, e.g. 3,1,2.
+        #[arg(long, value_delimiter = ',', required_unless_present = "cancel")]
+        replicas: Vec<i32>,
+        /// Cancel the partition's move: back to the replicas it had.
+        #[arg(long, conflicts_with = "replicas")]
+        cancel: bool,
+    },
+    /// List partitions being moved, with the nodes they gain and lose.
+    Reassignments,
 }
 
 fn name(s: &str) -> TopicName {
@@ -51,7 +66,9 @@ fn fail(code: i16, message: Option<&StrBytes>) -> anyhow::Error {
 pub fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
     // Changes go to the controller; reads may go to any node.
     let mut client = match command {
-        TopicCommand::Create { .. } | TopicCommand::Delete { .. } => Client::connect_to_controller(bootstrap)?,
+        TopicCommand::Create { .. } | TopicCommand::Delete { .. } | TopicCommand::Reassign { .. } => {
+            Client::connect_to_controller(bootstrap)?
+        }
         _ => Client::connect(bootstrap)?,
     };
     match command {
@@ -134,6 +151,52 @@ pub fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
                 return Err(fail(result.error_code, result.error_message.as_ref()));
             }
             println!("deleted topic {topic}");
+        }
+        TopicCommand::Reassign { name: topic, partition, replicas, cancel } => {
+            let mut wanted = ReassignablePartition::default();
+            wanted.partition_index = partition;
+            wanted.replicas = (!cancel).then(|| replicas.iter().map(|&r| BrokerId(r)).collect());
+            let mut moved = ReassignableTopic::default();
+            moved.name = name(&topic);
+            moved.partitions = vec![wanted];
+            let mut request = AlterPartitionReassignmentsRequest::default();
+            request.timeout_ms = 30_000;
+            request.topics = vec![moved];
+            let response = client.call(request)?;
+            let result = response
+                .responses
+                .first()
+                .and_then(|t| t.partitions.first())
+                .context("empty AlterPartitionReassignments response")?;
+            if result.error_code != 0 {
+                return Err(fail(result.error_code, result.error_message.as_ref()));
+            }
+            match cancel {
+                true => println!("cancelling the move of {topic}-{partition}"),
+                false => println!("moving {topic}-{partition} to {replicas:?}"),
+            }
+        }
+        TopicCommand::Reassignments => {
+            let mut request = ListPartitionReassignmentsRequest::default();
+            request.timeout_ms = 30_000;
+            request.topics = None;
+            let response = client.call(request)?;
+            if response.error_code != 0 {
+                return Err(fail(response.error_code, response.error_message.as_ref()));
+            }
+            let ids = |v: &[BrokerId]| v.iter().map(|b| b.0.to_string()).collect::<Vec<_>>().join(",");
+            for topic in &response.topics {
+                for p in &topic.partitions {
+                    println!(
+                        "partition {}-{} replicas {} adding {} removing {}",
+                        topic.name.0,
+                        p.partition_index,
+                        ids(&p.replicas),
+                        ids(&p.adding_replicas),
+                        ids(&p.removing_replicas)
+                    );
+                }
+            }
         }
     }
     Ok(())

@@ -47,6 +47,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 /// The advertised range of an API key, if served.
@@ -73,6 +75,8 @@ pub fn api_name(api_key: i16) -> Option<&'static str> {
         ApiKey::CreatePartitions => "CreatePartitions",
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
+        ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
         _ => "Other",
     })
 }
@@ -284,6 +288,12 @@ async fn dispatch(ctx: &Rc<ShardCtx>, frame: Bytes, permit: OwnedSemaphorePermit
         }
         RequestKind::DescribeCluster(_) => {
             respond(ctx, api_key, version, corr, started, permit, cluster::describe(Rc::clone(ctx)))
+        }
+        RequestKind::AlterPartitionReassignments(r) => {
+            respond(ctx, api_key, version, corr, started, permit, reassignments::alter(Rc::clone(ctx), r))
+        }
+        RequestKind::ListPartitionReassignments(r) => {
+            respond(ctx, api_key, version, corr, started, permit, reassignments::list(Rc::clone(ctx), r))
         }
         _ => return Ok(Some(Box::pin(std::future::ready(Some(unsupported_version(corr)))))),
     };
