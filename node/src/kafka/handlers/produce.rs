@@ -1,5 +1,7 @@
 //! Produce: batches go, in arrival order, to the shard owning each partition; acks=0 gets no
-//! response, acks=1 an answer once the batch is in the log, acks=all once it is durable.
+//! response, acks=1 an answer once the batch is in the log, acks=all once a majority has it
+//! durably, or REQUEST_TIMED_OUT if that takes longer than the request's `timeout_ms` (the
+//! batch may still commit later, as with Kafka).
 
 use super::{ask_owner, str_bytes};
 use crate::runtime::ShardCtx;
@@ -10,6 +12,15 @@ use kafka_protocol::ResponseError;
 use std::future::Future;
 use std::rc::Rc;
 use tokio::sync::oneshot;
+
+fn stopping() -> ProduceOutcome {
+    ProduceOutcome {
+        error: ResponseError::UnknownServerError.code(),
+        message: Some("the node is stopping".into()),
+        base_offset: -1,
+        log_start_offset: -1,
+    }
+}
 
 enum Answer {
     Now(i16, Option<String>),
@@ -24,6 +35,8 @@ pub async fn start(
     request: ProduceRequest,
 ) -> Option<impl Future<Output = ProduceResponse> + 'static> {
     let acks = request.acks;
+    let timeout_ms = request.timeout_ms.max(0);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64);
     let valid_acks = matches!(acks, -1..=1);
     let transactional = request.transactional_id.is_some();
     let mut topics = Vec::with_capacity(request.topic_data.len());
@@ -74,12 +87,18 @@ pub async fn start(
                     Answer::Now(error, message) => {
                         ProduceOutcome { error, message, base_offset: -1, log_start_offset: -1 }
                     }
-                    Answer::Later(rx) => rx.await.unwrap_or(ProduceOutcome {
-                        error: ResponseError::UnknownServerError.code(),
-                        message: Some("the node is stopping".into()),
-                        base_offset: -1,
-                        log_start_offset: -1,
-                    }),
+                    // acks=1 is answered at the leader's append, at once; acks=all waits for
+                    // a majority, at most until the request's deadline.
+                    Answer::Later(rx) if acks == -1 => match tokio::time::timeout_at(deadline, rx).await {
+                        Ok(outcome) => outcome.unwrap_or_else(|_| stopping()),
+                        Err(_) => ProduceOutcome {
+                            error: ResponseError::RequestTimedOut.code(),
+                            message: Some(format!("not replicated to a majority within {timeout_ms} ms")),
+                            base_offset: -1,
+                            log_start_offset: -1,
+                        },
+                    },
+                    Answer::Later(rx) => rx.await.unwrap_or_else(|_| stopping()),
                 };
                 let mut p = PartitionProduceResponse::default();
                 p.index = index;
