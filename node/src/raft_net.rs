@@ -8,6 +8,7 @@
 
 use braid_engine::raft::wire::{self, GroupId};
 use braid_engine::raft::{Message, NodeId};
+use bytes::BytesMut;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -104,7 +105,7 @@ async fn send_loop(
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut pending: Vec<(GroupId, Message)> = Vec::new();
-    let mut frame = Vec::new();
+    let mut frame = wire::EncodedFrame::default();
     loop {
         let mut stream = match TcpStream::connect(addr).await {
             Ok(stream) => {
@@ -136,8 +137,8 @@ async fn send_loop(
                     Err(_) => break,
                 }
             }
-            wire::encode_frame_into(&mut frame, &pending);
-            if let Err(e) = stream.write_all(&frame).await {
+            wire::encode_frame_parts(&mut frame, &pending);
+            if let Err(e) = write_all_vectored(&mut stream, &frame).await {
                 tracing::debug!(peer, error = %e, "raft connection lost; reconnecting");
                 stats.messages_dropped.fetch_add(pending.len() as u64, Relaxed);
                 pending.clear();
@@ -148,6 +149,21 @@ async fn send_loop(
             pending.clear();
         }
     }
+}
+
+/// Writes a frame's pieces with vectored writes: large entries go from the buffers the log
+/// holds them in, without a copy.
+async fn write_all_vectored(stream: &mut TcpStream, frame: &wire::EncodedFrame) -> std::io::Result<()> {
+    let mut slices = frame.io_slices();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = stream.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        std::io::IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
 }
 
 async fn accept_loop(
@@ -177,7 +193,7 @@ async fn receive_loop(
     deliver: Rc<dyn Fn(GroupId, Message)>,
     stats: Arc<NetStats>,
 ) {
-    let mut body = Vec::new();
+    let mut buffer = BytesMut::new();
     loop {
         let mut prefix = [0u8; 4];
         if stream.read_exact(&mut prefix).await.is_err() {
@@ -191,14 +207,24 @@ async fn receive_loop(
                 return;
             }
         };
-        // One buffer per connection, kept between frames: no fresh pages to fault in and clear
-        // for every frame.
-        body.clear();
-        body.resize(length, 0);
-        match tokio::time::timeout(FRAME_READ_TIMEOUT, stream.read_exact(&mut body)).await {
-            Ok(Ok(_)) => {}
+        // Read into spare capacity (nothing to clear first); the frame's entries keep their
+        // part of it alive until the log has them, and the buffer is reused once they are gone.
+        buffer.clear();
+        buffer.reserve(length);
+        let read = async {
+            while buffer.len() < length {
+                let mut limited = (&mut stream).take((length - buffer.len()) as u64);
+                if limited.read_buf(&mut buffer).await? == 0 {
+                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(FRAME_READ_TIMEOUT, read).await {
+            Ok(Ok(())) => {}
             _ => return,
         }
+        let body = buffer.split_to(length).freeze();
         match wire::decode_frame(&body) {
             Ok(messages) => {
                 for (group, message) in messages {
@@ -225,11 +251,16 @@ mod tests {
 
     fn message(from: NodeId, to: NodeId, n: u64) -> Message {
         let body = match n % 3 {
-            0 => Body::Heartbeat { commit: n as i64 },
+            0 => Body::Heartbeat { commit: n as i64, sent_end: n as i64 },
             1 => Body::Append {
                 prev_end: n as i64,
                 prev_term: 1,
-                entries: vec![braid_engine::log::batch::build_batch(n as i64, &[b"entry"])],
+                // Some entries large enough to leave from their own buffers.
+                entries: vec![braid_engine::log::batch::build_batch(
+                    n as i64,
+                    &[&vec![n as u8; (n % 5) as usize * 9000]],
+                )
+                .into()],
                 commit: 0,
             },
             _ => Body::AppendReply { accepted: true, end: n as i64 },

@@ -21,6 +21,9 @@ pub const ELECTION_TICKS: u32 = 10;
 pub const HARD_STATE_FILE: &str = "raft-state";
 /// Files (.0 and .1) of the configuration changes, beside the group's segments.
 pub const CONFIG_FILE: &str = "raft-config";
+/// Bytes of the last appended batches a replicated group keeps in memory: followers get their
+/// appends from there (no segment read, no copy) unless they are further behind.
+pub const RECENT_BYTES: usize = 16 << 20;
 
 pub struct Replica {
     pub raft: Raft<Log<UringStorage>>,
@@ -31,6 +34,8 @@ pub struct Replica {
     config_seq: u64,
     /// Leader and term as last reported by [`Replica::leader_changed`].
     seen_leader: (Option<NodeId>, Term),
+    /// What the log keeps of its recent batches now.
+    recent_budget: usize,
 }
 
 impl Replica {
@@ -50,9 +55,19 @@ impl Replica {
             config_file::load(&storage, &dir.join(CONFIG_FILE)).unwrap_or((0, voters, Vec::new()));
         let seed = uuid::Uuid::new_v4().as_u128() as u64;
         let config = Config { id, voters, election_ticks: ELECTION_TICKS, heartbeat_ticks: HEARTBEAT_TICKS, seed };
-        let raft = Raft::restore(config, log, hard, changes);
-        let replica =
-            Replica { raft, group, storage, dir: dir.to_path_buf(), hard_seq, config_seq, seen_leader: (None, 0) };
+        let mut raft = Raft::restore(config, log, hard, changes);
+        let recent_budget = if raft.voters().len() > 1 { RECENT_BYTES } else { 0 };
+        raft.log_mut().keep_recent(recent_budget);
+        let replica = Replica {
+            raft,
+            group,
+            storage,
+            dir: dir.to_path_buf(),
+            hard_seq,
+            config_seq,
+            seen_leader: (None, 0),
+            recent_budget,
+        };
         Ok((replica, report))
     }
 
@@ -84,6 +99,12 @@ impl Replica {
                 let _ = self.raft.take_messages();
                 return Err(format!("writing {}: {e}", path.display()));
             }
+        }
+        // Only a group with followers needs its recent batches.
+        let recent = if self.raft.voters().len() > 1 { RECENT_BYTES } else { 0 };
+        if recent != self.recent_budget {
+            self.recent_budget = recent;
+            self.raft.log_mut().keep_recent(recent);
         }
         if let Err(e) = self.raft.log_mut().flush() {
             let _ = self.raft.take_messages();

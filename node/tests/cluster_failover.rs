@@ -431,3 +431,44 @@ fn a_partition_moves_to_another_node_under_load_and_keeps_every_acknowledged_mes
         "the node that left still has the partition's directory"
     );
 }
+
+/// acks=all with the followers paused: the leader cannot reach a majority, and the producer
+/// hears REQUEST_TIMED_OUT when its request's timeout_ms has passed (ticks of 200 ms keep the
+/// leader from stepping down first, which would answer the same code without the message).
+#[test]
+fn acks_all_times_out_as_the_request_asks_when_no_majority_answers() {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    let mut cluster = Cluster::start(3, &["--raft-tick-ms", "200"]);
+    create_topic(&cluster, "slow", "1", "3");
+    let leader = wait_for("a leader", || cluster.leader_of("slow", 0));
+    let produce = |timeout_ms: i32| {
+        let mut data = PartitionProduceData::default();
+        data.index = 0;
+        data.records = Some(braid_engine::log::batch::build_batch(now_ms(), &[b"v"]).into());
+        let mut topic = TopicProduceData::default();
+        topic.name = TopicName(StrBytes::from_static_str("slow"));
+        topic.partition_data = vec![data];
+        let mut request = ProduceRequest::default();
+        request.acks = -1;
+        request.timeout_ms = timeout_ms;
+        request.topic_data = vec![topic];
+        let mut client = braid_node::client::Client::connect(&cluster.nodes[leader].kafka.to_string()).unwrap();
+        let response = client.call_version(request, 8).unwrap();
+        let p = &response.responses[0].partition_responses[0];
+        (p.error_code, p.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default())
+    };
+    assert_eq!(produce(10_000).0, 0, "with a majority up, acks=all succeeds");
+    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    for &i in &others {
+        cluster.nodes[i].pause(true);
+    }
+    let (code, message) = produce(300);
+    for &i in &others {
+        cluster.nodes[i].pause(false);
+    }
+    assert_eq!(code, kafka_protocol::ResponseError::RequestTimedOut.code(), "{message}");
+    assert!(message.contains("within 300 ms"), "{message}");
+}

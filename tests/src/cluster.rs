@@ -113,6 +113,9 @@ fn node_dir(id: u64) -> PathBuf {
     PathBuf::from(format!("/node-{id}"))
 }
 
+/// Bytes of recent batches each simulated log keeps for replication.
+const RECENT_BYTES: usize = 2 << 10;
+
 fn log_config() -> LogConfig {
     LogConfig {
         segment_bytes: 1 << 10,
@@ -155,8 +158,10 @@ impl Sim {
             self.voters.clone(),
             Vec::new(),
         ));
-        let (log, _) = Log::open(node.disk.clone(), &node_dir(id).join("log"), log_config())
+        let (mut log, _) = Log::open(node.disk.clone(), &node_dir(id).join("log"), log_config())
             .map_err(|e| format!("node {id} log open: {e}"))?;
+        // Small enough that laggards are served from the segments too.
+        log.keep_recent(RECENT_BYTES);
         let config =
             Config { id, voters: base, election_ticks: 10, heartbeat_ticks: 2, seed: self.config.seed ^ self.now };
         let start = log.log_start_offset();
@@ -409,7 +414,8 @@ impl Sim {
         for msg in messages {
             // Every message crosses the node-to-node wire format on its way.
             let frame = wire::encode_frame(&[(wire::GroupId::METADATA, msg)]);
-            let mut decoded = wire::decode_frame(&frame[4..]).map_err(|e| format!("wire: {e}"))?;
+            let mut decoded =
+                wire::decode_frame(&bytes::Bytes::from(frame).slice(4..)).map_err(|e| format!("wire: {e}"))?;
             let msg = decoded.pop().ok_or("wire: empty frame")?.1;
             if self.rng.chance(self.config.faults.drop, 1000) {
                 continue;

@@ -21,6 +21,7 @@
 pub mod batch;
 mod durability;
 pub mod index;
+mod recent;
 pub mod segment;
 
 pub use batch::{BatchError, BatchHeader};
@@ -28,6 +29,7 @@ pub use durability::DurabilityWaiters;
 pub use segment::Corruption;
 
 use crate::io::{AlignedBuf, FileKind, Storage, StorageFile};
+use bytes::Bytes;
 use index::{OffsetIndex, TimeIndex};
 use segment::{file_name, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 use std::fmt;
@@ -194,6 +196,8 @@ pub struct Log<S: Storage> {
     written_offset: i64,
     durable_offset: i64,
     poisoned: Option<String>,
+    /// The last batches appended, for replication ([`Log::keep_recent`]).
+    recent: recent::Recent,
 }
 
 impl<S: Storage> Log<S> {
@@ -220,6 +224,7 @@ impl<S: Storage> Log<S> {
             written_offset: 0,
             durable_offset: 0,
             poisoned: None,
+            recent: recent::Recent::default(),
         };
         let mut report = RecoveryReport::default();
         for (i, &base) in bases.iter().enumerate() {
@@ -445,7 +450,7 @@ impl<S: Storage> Log<S> {
     pub fn append(&mut self, batch: &[u8], partition_leader_epoch: i32) -> Result<AppendInfo, LogError> {
         self.check_usable()?;
         let header = batch::validate(batch, self.config.max_batch_bytes).map_err(LogError::InvalidBatch)?;
-        self.append_validated(batch, header, partition_leader_epoch)
+        self.append_validated(batch, header, partition_leader_epoch, None)
     }
 
     /// Appends several batches as one: every batch is checked (structure and CRC) before any is
@@ -457,14 +462,17 @@ impl<S: Storage> Log<S> {
             .map(|b| batch::validate(b, self.config.max_batch_bytes))
             .collect::<Result<Vec<_>, _>>()
             .map_err(LogError::InvalidBatch)?;
-        batches.iter().zip(headers).map(|(b, h)| self.append_validated(b, h, partition_leader_epoch)).collect()
+        batches.iter().zip(headers).map(|(b, h)| self.append_validated(b, h, partition_leader_epoch, None)).collect()
     }
 
+    /// `shared`: the batch's bytes, already stamped as they will be stored, for the recent
+    /// batches (else they are copied there from the write buffer).
     fn append_validated(
         &mut self,
         batch: &[u8],
         header: BatchHeader,
         partition_leader_epoch: i32,
+        shared: Option<&Bytes>,
     ) -> Result<AppendInfo, LogError> {
         let base_offset = self.log_end_offset();
         let active = self.active();
@@ -484,6 +492,11 @@ impl<S: Storage> Log<S> {
         let active = self.segments.last_mut().expect("a log always has a segment");
         active.size += batch.len() as u64;
         active.index_batch(&stamped, position, interval);
+        if self.recent.enabled() {
+            let bytes =
+                shared.cloned().unwrap_or_else(|| Bytes::copy_from_slice(&self.tail.as_slice()[at..at + batch.len()]));
+            self.recent.push(&stamped, bytes);
+        }
         if self.tail.len() >= self.config.write_buffer_bytes {
             let result = self.hand_off();
             self.poison_on_error(result)?;
@@ -556,7 +569,9 @@ impl<S: Storage> Log<S> {
 
     /// Appends a batch that already carries its offsets and leader epoch (a follower copying
     /// the leader's log): its base offset must be the log end offset. The CRC is checked.
-    pub fn append_replicated(&mut self, batch: &[u8]) -> Result<AppendInfo, LogError> {
+    /// The recent batches keep `batch` itself (no copy).
+    pub fn append_replicated(&mut self, batch: &Bytes) -> Result<AppendInfo, LogError> {
+        self.check_usable()?;
         let header = batch::validate(batch, self.config.max_batch_bytes).map_err(LogError::InvalidBatch)?;
         if header.base_offset != self.log_end_offset() {
             return Err(LogError::OffsetOutOfRange {
@@ -565,7 +580,38 @@ impl<S: Storage> Log<S> {
                 log_end_offset: self.log_end_offset(),
             });
         }
-        self.append(batch, header.partition_leader_epoch)
+        self.append_validated(batch, header, header.partition_leader_epoch, Some(batch))
+    }
+
+    /// Keeps the last `max_bytes` of appended batches in memory (0: none), for
+    /// [`Log::recent_from`]: a replicated log's leader sends them to followers from there.
+    pub fn keep_recent(&mut self, max_bytes: usize) {
+        self.recent.set_budget(max_bytes);
+    }
+
+    /// Whole written batches from the one starting at `from`, about `max_bytes` of them (at
+    /// least one), as shared buffers, if the recent batches still hold them.
+    pub fn recent_from(&self, from: i64, max_bytes: u64) -> Option<Vec<Bytes>> {
+        let mut batches = self.recent.from(from, max_bytes)?;
+        let written = self.written_offset;
+        batches.retain(|b| BatchHeader::parse(b).is_ok_and(|h| h.next_offset() <= written));
+        (!batches.is_empty()).then_some(batches)
+    }
+
+    /// Lets the recent batches ending at or before `end_offset` go (followers have them).
+    pub fn release_recent_before(&mut self, end_offset: i64) {
+        self.recent.release_before(end_offset);
+    }
+
+    /// Start offset of the batch ending exactly at `end_offset`, if one does.
+    pub fn base_of_batch_ending_at(&self, end_offset: i64) -> Result<Option<i64>, LogError> {
+        if end_offset <= self.log_start_offset() || end_offset > self.written_offset {
+            return Ok(None);
+        }
+        if let Some(base) = self.recent.base_of_batch_ending_at(end_offset) {
+            return Ok(Some(base));
+        }
+        Ok(self.read(end_offset - 1, 1, None)?.filter(|s| s.next_offset == end_offset).map(|s| s.first_offset))
     }
 
     /// The leader epoch (raft term) of the batch that ends right before `end_offset`, if a batch
@@ -573,6 +619,9 @@ impl<S: Storage> Log<S> {
     pub fn epoch_of_batch_ending_at(&self, end_offset: i64) -> Result<Option<i32>, LogError> {
         if end_offset <= self.log_start_offset() || end_offset > self.written_offset {
             return Ok(None);
+        }
+        if let Some(epoch) = self.recent.epoch_ending_at(end_offset) {
+            return Ok(Some(epoch));
         }
         match self.read(end_offset - 1, 1, None)? {
             Some(slice) if slice.next_offset == end_offset => {
@@ -780,6 +829,11 @@ impl<S: Storage> Log<S> {
     pub fn truncate_to(&mut self, offset: i64) -> Result<i64, LogError> {
         self.check_usable()?;
         let result = self.truncate_inner(offset);
+        if let Ok(end) = result {
+            self.recent.truncate(end);
+        } else {
+            self.recent.clear();
+        }
         self.poison_on_error(result)
     }
 
@@ -868,6 +922,7 @@ impl<S: Storage> Log<S> {
     /// follower catching up with a leader whose log now starts beyond it).
     pub fn reset_to(&mut self, offset: i64) -> Result<(), LogError> {
         self.check_usable()?;
+        self.recent.clear();
         let result = self.reset_inner(offset);
         self.poison_on_error(result)
     }

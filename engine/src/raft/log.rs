@@ -7,6 +7,7 @@
 use crate::io::Storage;
 use crate::log::batch::{self, BatchHeader};
 use crate::log::{Log, LogError};
+use bytes::Bytes;
 
 pub type Term = u64;
 
@@ -23,13 +24,16 @@ pub trait RaftLog {
     /// Start offset of the entry ending at `end` (the previous boundary).
     fn boundary_before(&self, end: i64) -> Option<i64>;
     /// Whole entries starting at boundary `from`, up to about `max_bytes` (at least one).
-    fn entries_from(&self, from: i64, max_bytes: u64) -> Vec<Vec<u8>>;
+    fn entries_from(&self, from: i64, max_bytes: u64) -> Vec<Bytes>;
     /// Appends a new entry in `term` (leader); returns its end offset.
     fn append_new(&mut self, entry: &[u8], term: Term) -> Result<i64, LogError>;
     /// Appends several new entries in `term`, all or none; returns each one's (base, end).
     fn append_new_all(&mut self, entries: &[&[u8]], term: Term) -> Result<Vec<(i64, i64)>, LogError>;
     /// Appends an entry copied from the leader; its base offset must be the log end.
-    fn append_copy(&mut self, entry: &[u8]) -> Result<i64, LogError>;
+    fn append_copy(&mut self, entry: &Bytes) -> Result<i64, LogError>;
+    /// Entries ending at or before `end` will not be sent again soon (every follower has them,
+    /// or they are committed): a log that keeps recent entries in memory may let them go.
+    fn release_before(&mut self, end: i64);
     /// Removes every entry ending after `end` (a boundary).
     fn truncate(&mut self, end: i64) -> Result<(), LogError>;
     /// Drops the whole log and starts it empty at `start` (catch-up past a leader's deleted
@@ -83,24 +87,34 @@ impl<S: Storage> RaftLog for Log<S> {
         if end <= self.log_start_offset() {
             return None;
         }
-        let slice = self.read(end - 1, 1, None).ok()??;
-        (slice.next_offset == end).then_some(slice.first_offset)
+        self.base_of_batch_ending_at(end).ok().flatten()
     }
 
-    fn entries_from(&self, from: i64, max_bytes: u64) -> Vec<Vec<u8>> {
+    /// From the recent batches if they still hold `from` (shared buffers, no copy); else one
+    /// read from the segment, shared by the entries cut from it.
+    fn entries_from(&self, from: i64, max_bytes: u64) -> Vec<Bytes> {
+        if let Some(entries) = self.recent_from(from, max_bytes) {
+            return entries;
+        }
         let Ok(Some(slice)) = self.read(from, max_bytes, None) else { return Vec::new() };
         if slice.first_offset != from {
             return Vec::new();
         }
         let Ok(bytes) = self.read_bytes(&slice) else { return Vec::new() };
+        let bytes = Bytes::from(bytes);
         let mut out = Vec::new();
         let mut at = 0;
         while at < bytes.len() {
             let Ok(header) = BatchHeader::parse(&bytes[at..]) else { break };
-            out.push(bytes[at..at + header.total_bytes()].to_vec());
-            at += header.total_bytes();
+            let end = (at + header.total_bytes()).min(bytes.len());
+            out.push(bytes.slice(at..end));
+            at = end;
         }
         out
+    }
+
+    fn release_before(&mut self, end: i64) {
+        self.release_recent_before(end);
     }
 
     fn append_new(&mut self, entry: &[u8], term: Term) -> Result<i64, LogError> {
@@ -115,7 +129,7 @@ impl<S: Storage> RaftLog for Log<S> {
         Ok(infos.iter().map(|info| (info.base_offset, info.last_offset + 1)).collect())
     }
 
-    fn append_copy(&mut self, entry: &[u8]) -> Result<i64, LogError> {
+    fn append_copy(&mut self, entry: &Bytes) -> Result<i64, LogError> {
         let info = self.append_replicated(entry)?;
         self.write()?;
         Ok(info.last_offset + 1)

@@ -33,6 +33,7 @@ pub use log::{RaftLog, Term};
 
 use crate::log::LogError;
 use crate::rng::SimRng;
+use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub type NodeId = u64;
@@ -41,6 +42,10 @@ pub type NodeId = u64;
 pub const APPEND_MAX_BYTES: u64 = 1 << 20;
 /// Append messages a leader keeps in flight to one follower when replicating.
 pub const INFLIGHT_MAX: usize = 8;
+/// Heartbeats in a row without a follower's progress, appends in flight, before they are
+/// taken for lost and the follower is probed again (a follower busy persisting a large
+/// backlog is slow, not lost; heartbeat replies report real losses at once).
+pub const STALL_HEARTBEATS: u32 = 5;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -91,7 +96,7 @@ pub enum Body {
     Append {
         prev_end: i64,
         prev_term: Term,
-        entries: Vec<Vec<u8>>,
+        entries: Vec<Bytes>,
         commit: i64,
     },
     /// `accepted`: the follower's log matches up to `end`. Rejected: `end` is a hint, the
@@ -100,10 +105,18 @@ pub enum Body {
         accepted: bool,
         end: i64,
     },
+    /// `sent_end`: where the appends sent to this follower before the heartbeat end.
     Heartbeat {
         commit: i64,
+        sent_end: i64,
     },
-    HeartbeatReply,
+    /// `end`: the follower's log end once it had handled everything sent before the
+    /// heartbeat; `sent_end`: the heartbeat's, echoed. Messages between two nodes arrive in
+    /// order, so `end < sent_end` means appends were lost on the way.
+    HeartbeatReply {
+        end: i64,
+        sent_end: i64,
+    },
     /// The leader's log now starts at `start`, past the follower's position: the follower
     /// drops its log and starts again there (everything before `start` is committed).
     Reset {
@@ -116,7 +129,7 @@ pub enum Body {
     /// An entry proposed on a follower, for the leader to propose (dropped by a non-leader;
     /// the proposer retries if it does not see the entry applied).
     Forward {
-        entry: Vec<u8>,
+        entry: Bytes,
     },
 }
 
@@ -144,9 +157,11 @@ struct Progress {
     inflight: usize,
     /// Heard from since the last check-quorum round.
     recent: bool,
-    /// `match_end` at the previous heartbeat: no movement with appends in flight means they
-    /// were lost, and the follower is probed again.
+    /// `match_end` at the previous heartbeat, and heartbeats in a row since without movement
+    /// while appends were in flight: past [`STALL_HEARTBEATS`] the follower is probed again
+    /// (the backstop; heartbeat replies tell of lost appends sooner).
     match_at_heartbeat: i64,
+    stalled_heartbeats: u32,
     /// The follower disagreed at our log start, where we no longer know the term: only a
     /// reset can bring it in line.
     reset_needed: bool,
@@ -162,6 +177,7 @@ impl Progress {
             inflight: 0,
             recent: true,
             match_at_heartbeat: -1,
+            stalled_heartbeats: 0,
             reset_needed: false,
         }
     }
@@ -457,6 +473,13 @@ impl<L: RaftLog> Raft<L> {
     /// One unit of time passes.
     pub fn tick(&mut self) {
         self.elapsed += 1;
+        // What no follower will be sent again soon: below every follower's match on a leader,
+        // below the commit point elsewhere.
+        let sent_to_all = match self.role {
+            Role::Leader => self.progress.values().map(|p| p.match_end).min().unwrap_or(self.committed),
+            _ => self.committed,
+        };
+        self.log.release_before(sent_to_all.min(self.committed));
         match self.role {
             Role::Leader => {
                 self.heartbeat_elapsed += 1;
@@ -597,7 +620,7 @@ impl<L: RaftLog> Raft<L> {
             Role::Leader => self.propose(entry).is_ok(),
             _ => match self.leader {
                 Some(leader) => {
-                    self.send(leader, Body::Forward { entry: entry.to_vec() });
+                    self.send(leader, Body::Forward { entry: Bytes::copy_from_slice(entry) });
                     true
                 }
                 None => false,
@@ -685,11 +708,13 @@ impl<L: RaftLog> Raft<L> {
         for id in self.others() {
             let (last_end, _) = self.log.last();
             let p = self.progress.get_mut(&id).expect("progress");
-            let stalled = p.mode == Mode::Replicate
+            let still = p.mode == Mode::Replicate
                 && p.inflight > 0
                 && p.match_end == p.match_at_heartbeat
                 && p.match_end < last_end;
-            if stalled {
+            p.stalled_heartbeats = if still { p.stalled_heartbeats + 1 } else { 0 };
+            if p.stalled_heartbeats >= STALL_HEARTBEATS {
+                p.stalled_heartbeats = 0;
                 p.mode = Mode::Probe;
                 p.next_end = p.match_end;
             }
@@ -701,7 +726,7 @@ impl<L: RaftLog> Raft<L> {
                 self.send_append(id);
             } else {
                 let commit = self.committed.min(p.match_end);
-                self.send(id, Body::Heartbeat { commit });
+                self.send(id, Body::Heartbeat { commit, sent_end: p.next_end });
             }
         }
     }
@@ -800,12 +825,13 @@ impl<L: RaftLog> Raft<L> {
                 self.become_follower(msg.term, Some(msg.from));
                 self.handle_append(msg.from, prev_end, prev_term, entries, commit);
             }
-            Body::Heartbeat { commit } => {
+            Body::Heartbeat { commit, sent_end } => {
                 self.become_follower(msg.term, Some(msg.from));
                 if commit > self.committed && commit <= self.log.last().0 && self.log.term_at(commit).is_some() {
                     self.committed = commit;
                 }
-                self.send(msg.from, Body::HeartbeatReply);
+                let end = self.log.last().0;
+                self.send(msg.from, Body::HeartbeatReply { end, sent_end });
             }
             Body::Reset { start, voters } => {
                 self.become_follower(msg.term, Some(msg.from));
@@ -832,9 +858,15 @@ impl<L: RaftLog> Raft<L> {
                     self.campaign_with(true);
                 }
             }
-            Body::HeartbeatReply => {
+            Body::HeartbeatReply { end, sent_end } => {
                 if let Some(p) = self.progress.get_mut(&msg.from) {
                     p.recent = true;
+                    if p.mode == Mode::Replicate && p.inflight > 0 && end < sent_end && sent_end <= p.next_end {
+                        // Appends sent before the heartbeat never reached the follower's log.
+                        p.mode = Mode::Probe;
+                        p.next_end = p.match_end;
+                        p.inflight = 0;
+                    }
                     let lagging = p.match_end < self.log.last().0;
                     if lagging && p.inflight == 0 {
                         self.send_append(msg.from);
@@ -847,7 +879,7 @@ impl<L: RaftLog> Raft<L> {
         }
     }
 
-    fn handle_append(&mut self, leader: NodeId, prev_end: i64, prev_term: Term, entries: Vec<Vec<u8>>, commit: i64) {
+    fn handle_append(&mut self, leader: NodeId, prev_end: i64, prev_term: Term, entries: Vec<Bytes>, commit: i64) {
         if prev_end < self.committed {
             // Already committed here: the entries up to our commit match by definition.
             let end = self.committed;
@@ -864,7 +896,10 @@ impl<L: RaftLog> Raft<L> {
         let mut matched = prev_end;
         for entry in &entries {
             let Some((base, end, term)) = log::entry_position(entry) else { break };
-            assert_eq!(base, matched, "entries in an append are contiguous");
+            if base != matched {
+                // Not contiguous: a malformed message; what matched so far stands.
+                break;
+            }
             if self.log.term_at(end) == Some(term) && self.log.last().0 >= end {
                 matched = end;
                 continue;

@@ -1,0 +1,167 @@
+//! The batches appended last, kept in memory for replication: a leader sends followers their
+//! appends from here (shared, reference-counted buffers) instead of reading them back from the
+//! segment, and terms of recent positions are looked up here instead of in segment headers.
+//!
+//! The batches are contiguous and end at the log end; the oldest are dropped beyond the byte
+//! budget. A follower keeps the very buffers its leader's messages arrived in.
+
+use bytes::Bytes;
+use std::collections::VecDeque;
+
+use super::batch::BatchHeader;
+
+/// One batch: its offsets, term (partitionLeaderEpoch) and stamped bytes.
+#[derive(Debug, Clone)]
+struct Entry {
+    base: i64,
+    end: i64,
+    epoch: i32,
+    bytes: Bytes,
+}
+
+#[derive(Debug, Default)]
+pub struct Recent {
+    entries: VecDeque<Entry>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl Recent {
+    /// Keeps up to `max_bytes` of batches (0: none).
+    pub fn set_budget(&mut self, max_bytes: usize) {
+        self.max_bytes = max_bytes;
+        self.trim();
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.max_bytes > 0
+    }
+
+    /// A stamped batch just appended at the log end.
+    pub fn push(&mut self, header: &BatchHeader, bytes: Bytes) {
+        if self.max_bytes == 0 {
+            return;
+        }
+        if self.entries.back().is_some_and(|e| e.end != header.base_offset) {
+            // Not contiguous (cannot happen after truncate/clear are reported): start over.
+            self.clear();
+        }
+        self.bytes += bytes.len();
+        let entry =
+            Entry { base: header.base_offset, end: header.next_offset(), epoch: header.partition_leader_epoch, bytes };
+        self.entries.push_back(entry);
+        self.trim();
+    }
+
+    fn trim(&mut self) {
+        while self.bytes > self.max_bytes {
+            let Some(e) = self.entries.pop_front() else { break };
+            self.bytes -= e.bytes.len();
+        }
+    }
+
+    /// Drops the batches ending at or before `end`.
+    pub fn release_before(&mut self, end: i64) {
+        while self.entries.front().is_some_and(|e| e.end <= end) {
+            let e = self.entries.pop_front().expect("checked");
+            self.bytes -= e.bytes.len();
+        }
+    }
+
+    /// The log lost every batch ending after `end`.
+    pub fn truncate(&mut self, end: i64) {
+        while self.entries.back().is_some_and(|e| e.end > end) {
+            let e = self.entries.pop_back().expect("checked");
+            self.bytes -= e.bytes.len();
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    fn index_of_base(&self, base: i64) -> Option<usize> {
+        let i = self.entries.partition_point(|e| e.base < base);
+        (self.entries.get(i)?.base == base).then_some(i)
+    }
+
+    fn index_of_end(&self, end: i64) -> Option<usize> {
+        let i = self.entries.partition_point(|e| e.end < end);
+        (self.entries.get(i)?.end == end).then_some(i)
+    }
+
+    /// Whole batches from the one starting at `from`, about `max_bytes` of them (at least one);
+    /// None unless a batch here starts exactly at `from`.
+    pub fn from(&self, from: i64, max_bytes: u64) -> Option<Vec<Bytes>> {
+        let first = self.index_of_base(from)?;
+        let mut out = Vec::new();
+        let mut total = 0u64;
+        for e in self.entries.range(first..) {
+            if !out.is_empty() && total + e.bytes.len() as u64 > max_bytes {
+                break;
+            }
+            total += e.bytes.len() as u64;
+            out.push(e.bytes.clone());
+        }
+        Some(out)
+    }
+
+    /// The epoch of the batch ending exactly at `end`, if it is here.
+    pub fn epoch_ending_at(&self, end: i64) -> Option<i32> {
+        self.index_of_end(end).map(|i| self.entries[i].epoch)
+    }
+
+    /// Base offset of the batch ending exactly at `end`, if it is here.
+    pub fn base_of_batch_ending_at(&self, end: i64) -> Option<i64> {
+        self.index_of_end(end).map(|i| self.entries[i].base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::{build_batch, stamp};
+
+    fn batch(base: i64, records: usize, epoch: i32) -> (BatchHeader, Bytes) {
+        let values: Vec<&[u8]> = (0..records).map(|_| &b"v"[..]).collect();
+        let mut b = build_batch(0, &values);
+        stamp(&mut b, base, epoch);
+        (BatchHeader::parse(&b).unwrap(), Bytes::from(b))
+    }
+
+    #[test]
+    fn keeps_the_last_batches_within_budget_and_follows_truncation() {
+        let mut recent = Recent::default();
+        let (h, b) = batch(0, 2, 1);
+        recent.push(&h, b.clone());
+        assert!(recent.from(0, 1).is_none(), "disabled: keeps nothing");
+        let one = b.len();
+        recent.set_budget(3 * one);
+        for i in 0..5 {
+            let (h, b) = batch(2 * i, 2, 1 + i as i32 / 3);
+            recent.push(&h, b);
+        }
+        // Batches [4,6) [6,8) [8,10) are left.
+        assert!(recent.from(2, u64::MAX).is_none());
+        assert_eq!(recent.from(4, u64::MAX).unwrap().len(), 3);
+        assert_eq!(recent.from(6, 1).unwrap().len(), 1, "at least one");
+        assert!(recent.from(5, u64::MAX).is_none(), "not a batch start");
+        assert_eq!(recent.epoch_ending_at(8), Some(2));
+        assert_eq!(recent.base_of_batch_ending_at(10), Some(8));
+        assert_eq!(recent.epoch_ending_at(9), None);
+        recent.truncate(6);
+        assert!(recent.from(6, u64::MAX).is_none());
+        assert_eq!(recent.epoch_ending_at(6), Some(1));
+        let (h, b) = batch(6, 1, 3);
+        recent.push(&h, b);
+        assert_eq!(recent.epoch_ending_at(7), Some(3));
+        // A batch that does not follow: the cache starts over.
+        let (h, b) = batch(20, 1, 3);
+        recent.push(&h, b);
+        assert!(recent.from(4, u64::MAX).is_none());
+        assert_eq!(recent.from(20, u64::MAX).unwrap().len(), 1);
+        recent.release_before(21);
+        assert!(recent.from(20, u64::MAX).is_none(), "released");
+    }
+}
