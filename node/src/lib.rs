@@ -8,6 +8,7 @@ pub mod config;
 pub mod kafka;
 pub mod meta;
 pub mod metrics;
+pub mod producers;
 pub mod raft_net;
 pub mod replica;
 pub mod runtime;

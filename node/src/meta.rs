@@ -145,7 +145,24 @@ pub struct MetaStore {
     duty_wait: u32,
     /// Ticks in a row without a known leader.
     leaderless_ticks: u32,
+    /// Producer ids this node hands out (InitProducerId): the next one and the last of its block.
+    producer_ids: Option<(i64, i64)>,
+    /// InitProducerId requests waiting for a block.
+    producer_id_waiters: Vec<oneshot::Sender<ProducerIdReply>>,
+    /// This node's request for a block in flight: its nonce, and ticks since it was proposed.
+    producer_block_request: Option<(u64, u32)>,
 }
+
+/// A producer id, or why there is none.
+pub type ProducerIdReply = Result<i64, (i16, String)>;
+
+/// Where nodes claim blocks of producer ids (Kafka's path for the same purpose).
+pub const PRODUCER_ID_BLOCK_PATH: &str = "/latest_producer_id_block";
+/// Producer ids per block: a block is the committed zxid of its claim times this, so no two
+/// claims (by any nodes) ever get overlapping blocks.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+/// Ticks before an unanswered claim is made again (it may have been lost on the way).
+const PRODUCER_BLOCK_RETRY_TICKS: u32 = 40;
 
 /// Ticks without a metadata-group leader after which a node counts itself cut off: an election
 /// timeout (a node starts counting only once its own timeout has passed, so this is 1 to 1.5
@@ -296,6 +313,9 @@ impl MetaStore {
             pending: BTreeMap::new(),
             duty_wait: 0,
             leaderless_ticks: 0,
+            producer_ids: None,
+            producer_id_waiters: Vec::new(),
+            producer_block_request: None,
         })
     }
 
@@ -314,6 +334,64 @@ impl MetaStore {
             Some(_) => 0,
             None => self.leaderless_ticks.saturating_add(1),
         };
+        if let Some((_, age)) = self.producer_block_request.as_mut() {
+            *age += 1;
+            if *age >= PRODUCER_BLOCK_RETRY_TICKS {
+                self.claim_producer_block(crate::shard::now_ms());
+            }
+        }
+    }
+
+    /// A new producer id (InitProducerId): from this node's block, or once a new block is
+    /// claimed through the metadata log.
+    pub fn producer_id(&mut self, now_ms: i64, reply: oneshot::Sender<ProducerIdReply>) {
+        if let Some((next, last)) = self.producer_ids.as_mut().filter(|(next, last)| next <= last) {
+            let id = *next;
+            *next += 1;
+            if *next > *last {
+                self.producer_ids = None;
+            }
+            let _ = reply.send(Ok(id));
+            return;
+        }
+        self.producer_id_waiters.push(reply);
+        if self.producer_block_request.is_none() {
+            self.claim_producer_block(now_ms);
+        }
+    }
+
+    /// Claims a block: a write naming this node and a fresh nonce; the zxid it commits at
+    /// fixes the block (see [`PRODUCER_ID_BLOCK`]).
+    fn claim_producer_block(&mut self, now_ms: i64) {
+        let nonce = uuid::Uuid::new_v4().as_u128() as u64;
+        let data = serde_json::json!({"version": 1, "broker": self.node_id, "nonce": nonce.to_string()})
+            .to_string()
+            .into_bytes();
+        self.producer_block_request = Some((nonce, 0));
+        self.propose_or_forward(&Txn::SetData { path: PRODUCER_ID_BLOCK_PATH.into(), data, version: -1 }, now_ms);
+    }
+
+    /// A transaction applied at `zxid`: if it is this node's block claim, the block is ours.
+    fn on_applied(&mut self, zxid: i64, txn: &Txn) {
+        let Some((nonce, _)) = self.producer_block_request else { return };
+        let Txn::SetData { path, data, .. } = txn else { return };
+        if path != PRODUCER_ID_BLOCK_PATH {
+            return;
+        }
+        let claim: Option<serde_json::Value> = serde_json::from_slice(data).ok();
+        if claim.as_ref().and_then(|c| c["nonce"].as_str()) != Some(nonce.to_string().as_str()) {
+            return;
+        }
+        self.producer_block_request = None;
+        let first = zxid * PRODUCER_ID_BLOCK;
+        let mut next = first;
+        for waiter in std::mem::take(&mut self.producer_id_waiters) {
+            if waiter.send(Ok(next)).is_ok() {
+                next += 1;
+            }
+        }
+        self.producer_ids = Some((next, first + PRODUCER_ID_BLOCK - 1));
+        tracing::debug!(first, "claimed a block of producer ids");
     }
 
     /// True when this node has known no metadata-group leader for [`CUT_OFF_TICKS`]: it cannot
@@ -395,6 +473,7 @@ impl MetaStore {
     fn apply_committed(&mut self, round: &mut MetaRound) -> anyhow::Result<()> {
         let log = self.replica.raft.log();
         let limit = self.replica.raft.committed().min(log.durable_offset());
+        let mut claims = Vec::new();
         while self.applied < limit {
             let Some(slice) = log.read(self.applied, 1 << 20, Some(limit))? else { break };
             let bytes = log.read_bytes(&slice)?;
@@ -408,7 +487,15 @@ impl MetaStore {
                         let zxid = record.offset + 1;
                         let result = Txn::decode(value)
                             .with_context(|| format!("metadata record at offset {}", record.offset))
-                            .map(|txn| self.tree.apply(zxid, record.timestamp, &txn));
+                            .map(|txn| {
+                                let result = self.tree.apply(zxid, record.timestamp, &txn);
+                                if result.is_ok()
+                                    && matches!(&txn, Txn::SetData { path, .. } if path == PRODUCER_ID_BLOCK_PATH)
+                                {
+                                    claims.push((zxid, txn));
+                                }
+                                result
+                            });
                         let result = match result {
                             Ok(result) => result,
                             Err(e) => {
@@ -425,6 +512,9 @@ impl MetaStore {
                 self.applied = header.next_offset();
             }
         }
+        for (zxid, txn) in claims {
+            self.on_applied(zxid, &txn);
+        }
         Ok(())
     }
 
@@ -433,9 +523,16 @@ impl MetaStore {
         let mut work = false;
         if self.replica.is_leader() {
             let mut ops = Vec::new();
-            for path in
-                ["/brokers", "/brokers/ids", "/brokers/topics", "/config", "/config/topics", "/admin", "/cluster"]
-            {
+            for path in [
+                "/brokers",
+                "/brokers/ids",
+                "/brokers/topics",
+                "/config",
+                "/config/topics",
+                "/admin",
+                "/cluster",
+                PRODUCER_ID_BLOCK_PATH,
+            ] {
                 if self.tree.get(path).is_none() {
                     ops.push(Txn::Create { path: path.into(), data: Vec::new(), ephemeral_owner: 0 });
                 }

@@ -12,6 +12,7 @@
 
 use crate::meta::{MetaStore, SharedSnapshot, TopicMeta};
 use crate::metrics::PartitionStats;
+use crate::producers::{Producers, Verdict};
 use crate::replica::Replica;
 use crate::runtime::Shared;
 use crate::topic_config;
@@ -19,7 +20,7 @@ use braid_engine::io::UringStorage;
 use braid_engine::log::batch::{self, BatchHeader};
 use braid_engine::log::{DurabilityWaiters, Log, LogError};
 use braid_engine::raft::wire::GroupId;
-use braid_engine::raft::{Message, NodeId, ProposeError};
+use braid_engine::raft::{Message, NodeId, ProposeError, Term};
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -194,6 +195,10 @@ pub enum ShardMsg {
         epoch: i32,
         replicas: Vec<i32>,
     },
+    /// For shard 0: a new producer id (InitProducerId).
+    ProducerId {
+        reply: oneshot::Sender<crate::meta::ProducerIdReply>,
+    },
     /// For shard 0: a partition's voters are the target of its move.
     Reassigned {
         topic: String,
@@ -214,6 +219,8 @@ struct Partition {
     /// acks=all producers waiting for their batch to commit, with the base offset it got.
     waiters: DurabilityWaiters<(oneshot::Sender<ProduceOutcome>, i64)>,
     max_message_bytes: i64,
+    /// Idempotent producers' last batches, valid for the leader term they were built in.
+    producers: Option<(Term, Producers)>,
 }
 
 /// Snapshots to send to every shard, and the clients to answer once all have applied it.
@@ -340,6 +347,17 @@ impl ShardState {
                     self.flush_needed.notify_one();
                 }
             }
+            ShardMsg::ProducerId { reply } => match self.meta.as_mut() {
+                Some(meta) => {
+                    meta.producer_id(now_ms(), reply);
+                    self.meta_dirty = true;
+                    self.flush_needed.notify_one();
+                }
+                None => {
+                    let _ = reply
+                        .send(Err((ResponseError::NotCoordinator.code(), "producer ids come from shard 0".into())));
+                }
+            },
             ShardMsg::Reassigned { topic, partition, voters } => {
                 if let Some(meta) = self.meta.as_mut() {
                     meta.finish_reassignment(&topic, partition, &voters);
@@ -404,6 +422,33 @@ impl ShardState {
             }
         };
         let slices: Vec<&[u8]> = batches.into_iter().map(|range| &records[range]).collect();
+        let headers: Vec<BatchHeader> = slices.iter().filter_map(|b| BatchHeader::parse(b).ok()).collect();
+        let idempotent = headers.iter().any(|h| h.producer_id >= 0);
+        if idempotent {
+            match check_producers(p, &headers) {
+                Ok(Verdict::Append) => {}
+                Ok(Verdict::Duplicate { base_offset, last_offset }) => {
+                    // A retry of a stored batch: answered as the original is (once committed).
+                    tracing::debug!(topic = %key.0, partition = key.1, base_offset, "a retried batch is stored already");
+                    let end = last_offset + 1;
+                    if acks == -1 && end > p.replica.raft.committed() {
+                        p.waiters.wait(end, (reply, base_offset));
+                    } else {
+                        let log_start_offset = p.replica.raft.log().log_start_offset();
+                        let _ = reply.send(ProduceOutcome { error: 0, message: None, base_offset, log_start_offset });
+                    }
+                    return;
+                }
+                Ok(Verdict::Refuse(error, message)) => {
+                    let _ = reply.send(ProduceOutcome::failed(error.code(), Some(message)));
+                    return;
+                }
+                Err(e) => {
+                    let _ = reply.send(ProduceOutcome::failed(storage_error(&e), Some(e.to_string())));
+                    return;
+                }
+            }
+        }
         let (base_offset, end) = match p.replica.raft.propose_all(&slices) {
             Ok(positions) => (positions.first().map_or(-1, |p| p.0), positions.last().map_or(-1, |p| p.1)),
             Err(ProposeError::NotLeader { .. }) => {
@@ -424,6 +469,15 @@ impl ShardState {
                 return;
             }
         };
+        if idempotent {
+            if let Some((_, producers)) = p.producers.as_mut() {
+                let mut at = base_offset;
+                for h in &headers {
+                    producers.record(&BatchHeader { base_offset: at, ..*h });
+                    at += i64::from(h.last_offset_delta) + 1;
+                }
+            }
+        }
         // Followers persist while the leader does.
         send(&self.shared, p.replica.group, p.replica.raft.take_leader_messages());
         if acks == -1 {
@@ -715,6 +769,7 @@ impl ShardState {
                             voters,
                             waiters: DurabilityWaiters::new(),
                             max_message_bytes,
+                            producers: None,
                         },
                     );
                 }
@@ -942,6 +997,33 @@ fn announce_leader(shared: &Shared, key: &(String, i32), (leader, epoch): (i32, 
     let replicas = voters.iter().map(|&v| v as i32).collect();
     let msg = ShardMsg::PartitionLeader { topic: key.0.clone(), partition: key.1, leader, epoch, replicas };
     let _ = shared.senders[0].try_send(msg);
+}
+
+/// The verdict on a produce request's batches from idempotent producers, with the state
+/// rebuilt from the log first if this leader term has none yet. A request holds one batch per
+/// partition from such a producer (Kafka requires it); several are appended only if each
+/// is next in its sequence.
+fn check_producers(p: &mut Partition, headers: &[BatchHeader]) -> Result<Verdict, LogError> {
+    let term = p.replica.raft.term();
+    if p.producers.as_ref().is_none_or(|(t, _)| *t != term) {
+        let log = p.replica.raft.log();
+        let from = (log.log_end_offset() - crate::producers::SCAN_OFFSETS).max(log.log_start_offset());
+        p.producers = Some((term, Producers::from_headers(&log.batch_headers(from)?)));
+    }
+    let (_, producers) = p.producers.as_ref().expect("built above");
+    if let [only] = headers {
+        return Ok(producers.check(only));
+    }
+    for h in headers {
+        match producers.check(h) {
+            Verdict::Append => {}
+            _ => {
+                let message = "batches of an idempotent producer come one per partition and request".to_owned();
+                return Ok(Verdict::Refuse(ResponseError::InvalidRecord, message));
+            }
+        }
+    }
+    Ok(Verdict::Append)
 }
 
 /// One step of a partition's move, on its leader, once the previous change has committed:

@@ -9,6 +9,8 @@ not resent (the next message carries a new value).
 usage: failover_producer.py BOOTSTRAP TOPIC OUT STOPFILE MAX_SECONDS [RATE]
 RATE: messages per second at most (default: as fast as acknowledgements allow).
 FAILOVER_PRODUCER_DEBUG=metadata,broker,... turns on librdkafka's debug contexts (on stderr).
+FAILOVER_PRODUCER_IDEMPOTENT=1 makes it an idempotent producer instead (enable.idempotence:
+librdkafka retries every failed batch, and the broker must store each one once).
 """
 import os
 import sys
@@ -46,6 +48,9 @@ producer_config = {
     "reconnect.backoff.ms": 50,
     "reconnect.backoff.max.ms": 500,
 }
+if os.environ.get("FAILOVER_PRODUCER_IDEMPOTENT") == "1":
+    del producer_config["message.send.max.retries"]
+    producer_config.update({"enable.idempotence": True, "message.timeout.ms": 60000})
 producer = Producer(producer_config)
 if os.environ.get("FAILOVER_PRODUCER_DEBUG"):
     producer = Producer({**producer_config, "debug": os.environ["FAILOVER_PRODUCER_DEBUG"]})

@@ -797,6 +797,29 @@ impl<S: Storage> Log<S> {
         Ok(None)
     }
 
+    /// Headers of the written batches from the one holding `from` to the log end (only their
+    /// 61 header bytes are read): what a leader needs to rebuild its producers' sequences.
+    pub fn batch_headers(&self, from: i64) -> Result<Vec<BatchHeader>, LogError> {
+        self.check_usable()?;
+        let from = from.max(self.log_start_offset());
+        let mut out = Vec::new();
+        for segment in &self.segments[self.segment_index_for(from)..] {
+            let context = || io_context(format!("reading {}", segment.path.display()));
+            let Some(first) = segment.find_offset(from).map_err(context())? else { continue };
+            let mut position = first.position;
+            let mut next = Some(first.header);
+            while let Some(header) = next {
+                if header.next_offset() > self.written_offset {
+                    return Ok(out);
+                }
+                position += header.total_bytes() as u64;
+                out.push(header);
+                next = segment.header_at(position).map_err(context())?;
+            }
+        }
+        Ok(out)
+    }
+
     /// Copies a slice's bytes out (tests, tools, and paths that cannot use sendfile).
     pub fn read_bytes(&self, slice: &ReadSlice) -> Result<Vec<u8>, LogError> {
         let file = self.segment_file(slice.segment_base_offset).ok_or(LogError::OffsetOutOfRange {

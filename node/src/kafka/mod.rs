@@ -49,6 +49,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::InitProducerId, 0, 4),
 ];
 
 /// The advertised range of an API key, if served.
@@ -77,6 +78,7 @@ pub fn api_name(api_key: i16) -> Option<&'static str> {
         ApiKey::DescribeCluster => "DescribeCluster",
         ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
         ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
+        ApiKey::InitProducerId => "InitProducerId",
         _ => "Other",
     })
 }
@@ -294,6 +296,9 @@ async fn dispatch(ctx: &Rc<ShardCtx>, frame: Bytes, permit: OwnedSemaphorePermit
         }
         RequestKind::ListPartitionReassignments(r) => {
             respond(ctx, api_key, version, corr, started, permit, reassignments::list(Rc::clone(ctx), r))
+        }
+        RequestKind::InitProducerId(r) => {
+            respond(ctx, api_key, version, corr, started, permit, producer_id::handle(Rc::clone(ctx), r))
         }
         _ => return Ok(Some(Box::pin(std::future::ready(Some(unsupported_version(corr)))))),
     };

@@ -7,6 +7,7 @@ pub mod fetch;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
+pub mod producer_id;
 pub mod reassignments;
 pub mod topics;
 
