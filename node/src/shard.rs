@@ -10,6 +10,9 @@
 //! NOT_LEADER_OR_FOLLOWER. Raft inputs (produce, messages from peers, ticks) mark a partition
 //! dirty; the flusher's round then persists, sends the messages and releases the waiters.
 
+use crate::groups::{
+    self, Committed, Coordinator, Described, JoinOutcome, JoinRequest, OffsetsOf, Records, SyncOutcome, OFFSETS_TOPIC,
+};
 use crate::meta::{MetaStore, SharedSnapshot, TopicMeta};
 use crate::metrics::PartitionStats;
 use crate::producers::{Producers, Verdict};
@@ -147,6 +150,59 @@ pub enum MetaOp {
 
 pub type MetaReply = Result<(), (Code, String)>;
 
+/// Consumer-group requests, answered by a partition's [`Coordinator`] (NOT_COORDINATOR if this
+/// node does not lead the partition).
+pub enum GroupRequest {
+    Join {
+        group: String,
+        request: JoinRequest,
+        reply: oneshot::Sender<JoinOutcome>,
+    },
+    Sync {
+        group: String,
+        generation: i32,
+        member_id: String,
+        assignments: Vec<(String, Bytes)>,
+        reply: oneshot::Sender<SyncOutcome>,
+    },
+    Heartbeat {
+        group: String,
+        generation: i32,
+        member_id: String,
+        reply: oneshot::Sender<Code>,
+    },
+    Leave {
+        group: String,
+        members: Vec<(String, Option<String>)>,
+        reply: oneshot::Sender<Result<Vec<Code>, Code>>,
+    },
+    /// Offsets to write (a null offset deletes); answered once committed.
+    Commit {
+        group: String,
+        generation: i32,
+        member_id: String,
+        offsets: Vec<(String, i32, Option<Committed>)>,
+        reply: oneshot::Sender<Code>,
+    },
+    Fetch {
+        group: String,
+        partitions: Option<Vec<(String, i32)>>,
+        reply: oneshot::Sender<Result<OffsetsOf, Code>>,
+    },
+    Describe {
+        group: String,
+        reply: oneshot::Sender<Result<Described, Code>>,
+    },
+    List {
+        reply: oneshot::Sender<Vec<(String, String, &'static str)>>,
+    },
+    /// Deletes an empty group's offsets (and the group).
+    Delete {
+        group: String,
+        reply: oneshot::Sender<Code>,
+    },
+}
+
 pub enum ShardMsg {
     Produce {
         topic: String,
@@ -195,6 +251,12 @@ pub enum ShardMsg {
         epoch: i32,
         replicas: Vec<i32>,
     },
+    /// A consumer-group request, for the coordinator of `__consumer_offsets` partition
+    /// `partition` (on the shard owning it).
+    Group {
+        partition: i32,
+        request: GroupRequest,
+    },
     /// For shard 0: a new producer id (InitProducerId).
     ProducerId {
         reply: oneshot::Sender<crate::meta::ProducerIdReply>,
@@ -221,6 +283,8 @@ struct Partition {
     max_message_bytes: i64,
     /// Idempotent producers' last batches, valid for the leader term they were built in.
     producers: Option<(Term, Producers)>,
+    /// On partitions of `__consumer_offsets`: the group coordinator and its applied offsets.
+    coordinator: Option<Coordinator>,
 }
 
 /// Snapshots to send to every shard, and the clients to answer once all have applied it.
@@ -347,6 +411,7 @@ impl ShardState {
                     self.flush_needed.notify_one();
                 }
             }
+            ShardMsg::Group { partition, request } => self.group_request(partition, request),
             ShardMsg::ProducerId { reply } => match self.meta.as_mut() {
                 Some(meta) => {
                     meta.producer_id(now_ms(), reply);
@@ -515,6 +580,9 @@ impl ShardState {
             }
             let committed = p.replica.raft.committed();
             committed_any |= committed > before;
+            if let Some(coordinator) = p.coordinator.as_mut() {
+                apply_offsets(coordinator, p.replica.raft.log(), committed);
+            }
             let log_start_offset = p.replica.raft.log().log_start_offset();
             for (waiter, base_offset) in p.waiters.release(committed) {
                 let _ = waiter.send(ProduceOutcome { error: 0, message: None, base_offset, log_start_offset });
@@ -527,6 +595,9 @@ impl ShardState {
                     announce_leader(&self.shared, &key, (self.shared.config.node_id, term as i32), &p.voters);
                 }
                 if !p.replica.is_leader() {
+                    if let Some(coordinator) = p.coordinator.as_mut() {
+                        coordinator.lose_leadership();
+                    }
                     // These batches are in the log but not committed: the next leader may keep
                     // them or not. REQUEST_TIMED_OUT says "possibly stored" (clients count a
                     // retry, and an idempotent producer deduplicates it); NOT_LEADER_OR_FOLLOWER
@@ -570,9 +641,18 @@ impl ShardState {
         let announce = self.ticks.is_multiple_of(ANNOUNCE_EVERY_TICKS);
         let rebalance = self.ticks.is_multiple_of(REBALANCE_EVERY_TICKS);
         let me = self.shared.config.node_id as NodeId;
+        let now = now_ms();
+        let mut group_writes = Vec::new();
         for (key, p) in &mut self.partitions {
             p.replica.raft.tick();
             self.dirty.insert(key.clone());
+            if let Some(coordinator) = p.coordinator.as_mut().filter(|_| p.replica.is_leader()) {
+                coordinator.tick(now);
+                let writes = coordinator.take_writes(now);
+                if !writes.is_empty() {
+                    group_writes.push((key.1, writes));
+                }
+            }
             // The preferred replica (placement's first) leads when it is up and caught up.
             let preferred = p.voters.first().copied();
             if rebalance && p.replica.is_leader() {
@@ -590,6 +670,9 @@ impl ShardState {
                 step_reassignment(&self.shared, key, p, &topic.target(key.1), announce);
             }
         }
+        for (partition, writes) in group_writes {
+            drop(self.write_group_records(partition, writes, now));
+        }
         if let Some(meta) = self.meta.as_mut() {
             meta.tick();
             self.meta_dirty = true;
@@ -605,6 +688,134 @@ impl ShardState {
             }
         }
         self.flush_needed.notify_one();
+    }
+
+    /// A consumer-group request for the coordinator of offsets partition `partition`.
+    fn group_request(&mut self, partition: i32, request: GroupRequest) {
+        let key = (OFFSETS_TOPIC.to_owned(), partition);
+        let now = now_ms();
+        let not_coordinator = ResponseError::NotCoordinator.code();
+        let Some(p) = self.partitions.get_mut(&key).filter(|p| p.replica.is_leader()) else {
+            match request {
+                GroupRequest::Join { reply, request, .. } => {
+                    let mut outcome = JoinOutcome { error: not_coordinator, generation: -1, ..Default::default() };
+                    outcome.member_id = request.member_id;
+                    let _ = reply.send(outcome);
+                }
+                GroupRequest::Sync { reply, .. } => {
+                    let _ = reply.send(SyncOutcome { error: not_coordinator, ..Default::default() });
+                }
+                GroupRequest::Heartbeat { reply, .. }
+                | GroupRequest::Commit { reply, .. }
+                | GroupRequest::Delete { reply, .. } => {
+                    let _ = reply.send(not_coordinator);
+                }
+                GroupRequest::Leave { reply, .. } => {
+                    let _ = reply.send(Err(not_coordinator));
+                }
+                GroupRequest::Fetch { reply, .. } => {
+                    let _ = reply.send(Err(not_coordinator));
+                }
+                GroupRequest::Describe { reply, .. } => {
+                    let _ = reply.send(Err(not_coordinator));
+                }
+                GroupRequest::List { reply } => {
+                    let _ = reply.send(Vec::new());
+                }
+            }
+            return;
+        };
+        let Some(c) = p.coordinator.as_mut() else { return };
+        let mut to_write: Option<(Records, oneshot::Sender<Code>)> = None;
+        match request {
+            GroupRequest::Join { group, request, reply } => c.join(&group, request, now, reply),
+            GroupRequest::Sync { group, generation, member_id, assignments, reply } => {
+                c.sync(&group, generation, &member_id, assignments, now, reply)
+            }
+            GroupRequest::Heartbeat { group, generation, member_id, reply } => {
+                let _ = reply.send(c.heartbeat(&group, generation, &member_id, now));
+            }
+            GroupRequest::Leave { group, members, reply } => {
+                let _ = reply.send(Ok(c.leave(&group, &members, now)));
+            }
+            GroupRequest::Commit { group, generation, member_id, offsets, reply } => {
+                match c.check_commit(&group, generation, &member_id, now) {
+                    Ok(()) => {
+                        let records = offsets
+                            .iter()
+                            .map(|(topic, partition, committed)| {
+                                let value = committed.as_ref().map(|c| groups::offset_value(c, now));
+                                (groups::offset_key(&group, topic, *partition), value)
+                            })
+                            .collect();
+                        to_write = Some((records, reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(e.code());
+                    }
+                }
+            }
+            GroupRequest::Fetch { group, partitions, reply } => {
+                let _ = reply.send(Ok(c.offsets(&group, partitions.as_deref())));
+            }
+            GroupRequest::Describe { group, reply } => {
+                let _ = reply.send(Ok(c.describe(&group, now)));
+            }
+            GroupRequest::List { reply } => {
+                let _ = reply.send(c.list());
+            }
+            GroupRequest::Delete { group, reply } => {
+                if !c.is_empty(&group) {
+                    let _ = reply.send(ResponseError::NonEmptyGroup.code());
+                } else if !c.has_offsets(&group) {
+                    c.forget(&group);
+                    let code =
+                        if c.describe(&group, now).0 == "Dead" { ResponseError::GroupIdNotFound.code() } else { 0 };
+                    let _ = reply.send(code);
+                } else {
+                    let mut records: Records = c
+                        .offsets(&group, None)
+                        .into_iter()
+                        .map(|((topic, partition), _)| (groups::offset_key(&group, &topic, partition), None))
+                        .collect();
+                    records.push((groups::group_key(&group), None));
+                    c.forget(&group);
+                    to_write = Some((records, reply));
+                }
+            }
+        }
+        let group_writes = c.take_writes(now);
+        self.write_group_records(partition, group_writes, now);
+        if let Some((records, reply)) = to_write {
+            // Offsets are records of the partition, written like an acks=all produce; the map
+            // changes when they commit (apply_offsets), before the answer.
+            let rx = self.write_group_records(partition, records, now);
+            tokio::task::spawn_local(async move {
+                let code = match rx.await {
+                    Ok(outcome) if outcome.error == ResponseError::NotLeaderOrFollower.code() => {
+                        ResponseError::NotCoordinator.code()
+                    }
+                    Ok(outcome) => outcome.error,
+                    Err(_) => ResponseError::UnknownServerError.code(),
+                };
+                let _ = reply.send(code);
+            });
+        }
+    }
+
+    /// Appends records to offsets partition `partition` (as an acks=all produce); the answer
+    /// comes once they commit.
+    fn write_group_records(&mut self, partition: i32, records: Records, now: i64) -> oneshot::Receiver<ProduceOutcome> {
+        let (tx, rx) = oneshot::channel();
+        if records.is_empty() {
+            let _ = tx.send(ProduceOutcome { error: 0, message: None, base_offset: -1, log_start_offset: -1 });
+            return rx;
+        }
+        let entries: Vec<batch::KeyValue<'_>> =
+            records.iter().map(|(k, v)| (Some(k.as_slice()), v.as_deref())).collect();
+        let batch = Bytes::from(batch::build_keyed_batch(now, &entries));
+        self.produce(OFFSETS_TOPIC.to_owned(), partition, Some(batch), -1, tx);
+        rx
     }
 
     fn flush_all(&mut self) {
@@ -760,6 +971,7 @@ impl ShardState {
                     }
                     self.groups.insert(group, key.clone());
                     self.dirty.insert(key.clone());
+                    let offsets = key.0 == OFFSETS_TOPIC;
                     self.partitions.insert(
                         key,
                         Partition {
@@ -770,6 +982,7 @@ impl ShardState {
                             waiters: DurabilityWaiters::new(),
                             max_message_bytes,
                             producers: None,
+                            coordinator: offsets.then(Coordinator::default),
                         },
                     );
                 }
@@ -987,6 +1200,30 @@ impl ShardState {
                 self.meta.as_mut().expect("checked above").update_topic(&name, &topic, now, reply);
                 Ok(None)
             }
+        }
+    }
+}
+
+/// Applies a coordinator's newly committed offset records (every replica does, so a new
+/// leader has them all).
+fn apply_offsets(c: &mut Coordinator, log: &Log<UringStorage>, committed: i64) {
+    c.applied = c.applied.max(log.log_start_offset());
+    while c.applied < committed {
+        let Ok(Some(slice)) = log.read(c.applied, 1 << 20, Some(committed)) else { return };
+        let Ok(bytes) = log.read_bytes(&slice) else { return };
+        let mut at = 0;
+        while at < bytes.len() {
+            let Ok(header) = BatchHeader::parse(&bytes[at..]) else { return };
+            let end = (at + header.total_bytes()).min(bytes.len());
+            if header.attributes & batch::CONTROL_ATTRIBUTE == 0 {
+                for record in batch::records(&bytes[at..end]).unwrap_or_default() {
+                    if let Some(key) = record.key {
+                        c.apply(key, record.value);
+                    }
+                }
+            }
+            c.applied = header.next_offset();
+            at = end;
         }
     }
 }

@@ -200,19 +200,35 @@ pub fn stamp(bytes: &mut [u8], base_offset: i64, partition_leader_epoch: i32) {
 /// Record layout (varints are zig-zag): length, attributes(i8), timestampDelta, offsetDelta,
 /// keyLength(-1 = null), valueLength, value, headerCount(0).
 pub fn build_batch(base_timestamp: i64, values: &[&[u8]]) -> Vec<u8> {
+    let records: Vec<KeyValue<'_>> = values.iter().map(|v| (None, Some(*v))).collect();
+    build_keyed_batch(base_timestamp, &records)
+}
+
+/// A record's key and value (None: null).
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// Builds a valid uncompressed batch of (key, value) records; None is a null key or value (a
+/// tombstone).
+pub fn build_keyed_batch(base_timestamp: i64, entries: &[KeyValue<'_>]) -> Vec<u8> {
     let mut records = Vec::new();
-    for (i, value) in values.iter().enumerate() {
+    for (i, (key, value)) in entries.iter().enumerate() {
         let mut body = vec![0u8]; // attributes
         put_varint(&mut body, 0); // timestamp delta
         put_varint(&mut body, i as i64); // offset delta
-        put_varint(&mut body, -1); // null key
-        put_varint(&mut body, value.len() as i64);
-        body.extend_from_slice(value);
+        for field in [key, value] {
+            match field {
+                Some(bytes) => {
+                    put_varint(&mut body, bytes.len() as i64);
+                    body.extend_from_slice(bytes);
+                }
+                None => put_varint(&mut body, -1),
+            }
+        }
         put_varint(&mut body, 0); // no headers
         put_varint(&mut records, body.len() as i64);
         records.extend_from_slice(&body);
     }
-    let count = values.len() as i32;
+    let count = entries.len() as i32;
     let mut batch = Vec::with_capacity(BATCH_HEADER_BYTES + records.len());
     batch.extend_from_slice(&0i64.to_be_bytes());
     batch.extend_from_slice(&((BATCH_HEADER_BYTES - BATCH_LOG_OVERHEAD_BYTES + records.len()) as i32).to_be_bytes());

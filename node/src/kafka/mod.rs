@@ -50,6 +50,17 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The advertised range of an API key, if served.
@@ -79,6 +90,17 @@ pub fn api_name(api_key: i16) -> Option<&'static str> {
         ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
         ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
         ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::OffsetDelete => "OffsetDelete",
         _ => "Other",
     })
 }
@@ -296,6 +318,40 @@ async fn dispatch(ctx: &Rc<ShardCtx>, frame: Bytes, permit: OwnedSemaphorePermit
         }
         RequestKind::ListPartitionReassignments(r) => {
             respond(ctx, api_key, version, corr, started, permit, reassignments::list(Rc::clone(ctx), r))
+        }
+        RequestKind::FindCoordinator(r) => {
+            respond(ctx, api_key, version, corr, started, permit, groups::find_coordinator(Rc::clone(ctx), version, r))
+        }
+        RequestKind::JoinGroup(r) => {
+            let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
+            respond(ctx, api_key, version, corr, started, permit, groups::join(Rc::clone(ctx), version, r, client_id))
+        }
+        RequestKind::SyncGroup(r) => {
+            respond(ctx, api_key, version, corr, started, permit, groups::sync(Rc::clone(ctx), version, r))
+        }
+        RequestKind::Heartbeat(r) => {
+            respond(ctx, api_key, version, corr, started, permit, groups::heartbeat(Rc::clone(ctx), r))
+        }
+        RequestKind::LeaveGroup(r) => {
+            respond(ctx, api_key, version, corr, started, permit, groups::leave(Rc::clone(ctx), version, r))
+        }
+        RequestKind::OffsetCommit(r) => {
+            respond(ctx, api_key, version, corr, started, permit, groups::commit(Rc::clone(ctx), r))
+        }
+        RequestKind::OffsetFetch(r) => {
+            respond(ctx, api_key, version, corr, started, permit, groups::fetch(Rc::clone(ctx), version, r))
+        }
+        RequestKind::ListGroups(r) => {
+            respond(ctx, api_key, version, corr, started, permit, groups::list(Rc::clone(ctx), version, r))
+        }
+        RequestKind::DescribeGroups(r) => {
+            respond(ctx, api_key, version, corr, started, permit, groups::describe(Rc::clone(ctx), version, r))
+        }
+        RequestKind::DeleteGroups(r) => {
+            respond(ctx, api_key, version, corr, started, permit, groups::delete(Rc::clone(ctx), r))
+        }
+        RequestKind::OffsetDelete(r) => {
+            respond(ctx, api_key, version, corr, started, permit, groups::offset_delete(Rc::clone(ctx), r))
         }
         RequestKind::InitProducerId(r) => {
             respond(ctx, api_key, version, corr, started, permit, producer_id::handle(Rc::clone(ctx), r))

@@ -82,6 +82,21 @@ pub async fn handle(ctx: Rc<ShardCtx>, version: i16, request: MetadataRequest) -
 /// tree's (leader, epoch): the newer term wins. At the same term a local "no leader" defers to
 /// the tree, unless the tree names this very node, which knows it no longer leads (a leader cut
 /// off from the others steps down, but the tree it sees still names it).
+/// The leader of a partition as this node knows it (its replica's view or the tree's), and its
+/// Kafka address.
+pub fn leader_of(ctx: &ShardCtx, topic: &str, partition: i32) -> Option<(i32, std::net::SocketAddr)> {
+    let snapshot = ctx.snapshot.borrow();
+    let key = (topic.to_owned(), partition);
+    let local = ctx.shared.leaders.read().unwrap_or_else(|e| e.into_inner()).get(&key).copied();
+    let (leader, _) = newest_leader(local, snapshot.partition_leaders.get(&key).copied(), snapshot.node_id)?;
+    let addr = if leader == ctx.shared.config.node_id {
+        Some(ctx.shared.config.kafka_addr)
+    } else {
+        snapshot.brokers.get(&leader).copied()
+    };
+    addr.map(|a| (leader, a))
+}
+
 fn newest_leader(local: Option<(i32, i32)>, tree: Option<(i32, i32)>, me: i32) -> Option<(i32, i32)> {
     let known = match (local, tree) {
         (Some(l), Some(t)) if l.1 > t.1 => l,

@@ -1,0 +1,177 @@
+//! Consumer groups with real clients on a 3-node cluster: confluent-kafka members share a
+//! 12-partition topic; a member killed while idle loses its partitions to the others within the
+//! session timeout; the group's coordinator node is killed and the group goes on from its
+//! committed offsets; a member leaving gracefully hands its partitions over; a kafka-python
+//! member joins the same group. Nothing is lost and nothing is consumed twice.
+
+mod common;
+
+use common::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SETTLE: Duration = Duration::from_secs(90);
+const TOPIC: &str = "orders";
+const GROUP: &str = "billing";
+
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(started.elapsed() < SETTLE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn script() -> PathBuf {
+    repo_root().join("tests/clients/group_member.py")
+}
+
+fn produce(bootstrap: &str, first: u32, count: u32) {
+    run(Command::new("python3").arg(script()).args([
+        "produce",
+        bootstrap,
+        TOPIC,
+        &first.to_string(),
+        &count.to_string(),
+    ]));
+}
+
+struct Member {
+    child: Child,
+    out: PathBuf,
+    stop: PathBuf,
+}
+
+impl Member {
+    fn start(dir: &Path, name: &str, bootstrap: &str, client: &str) -> Member {
+        let (out, stop) = (dir.join(format!("{name}.out")), dir.join(format!("{name}.stop")));
+        let child = Command::new("python3")
+            .arg(script())
+            .args(["consume", bootstrap, TOPIC, GROUP])
+            .arg(&out)
+            .arg(&stop)
+            .arg(client)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("{name}.stderr"))).unwrap())
+            .spawn()
+            .unwrap();
+        Member { child, out, stop }
+    }
+
+    /// Graceful: the member commits and leaves the group.
+    fn stop(&mut self) {
+        std::fs::write(&self.stop, b"").unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "member exited with {status}");
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every (partition, offset, value) consumed by the members whose output files are given.
+fn consumed(members: &[&Path]) -> Vec<(i32, i64, String)> {
+    let mut out = Vec::new();
+    for path in members {
+        for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+            let f: Vec<&str> = line.splitn(3, ' ').collect();
+            if f.len() == 3 {
+                out.push((f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].to_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// Waits until `count` distinct values are consumed, and checks none twice.
+fn wait_consumed(outs: &[&Path], count: usize) -> Vec<(i32, i64, String)> {
+    let all = wait_for(&format!("{count} values consumed"), || {
+        let all = consumed(outs);
+        (all.len() >= count).then_some(all)
+    });
+    let mut seen = BTreeMap::new();
+    for (p, o, v) in &all {
+        if let Some(first) = seen.insert(v.clone(), (*p, *o)) {
+            panic!("{v} consumed twice: at {first:?} and {:?}", (p, o));
+        }
+    }
+    assert_eq!(all.len(), count, "more consumed than produced");
+    all
+}
+
+#[test]
+fn a_group_shares_partitions_through_a_crash_a_coordinator_kill_and_a_graceful_leave() {
+    let mut cluster = Cluster::start(3, &[]);
+    let bootstrap = cluster.bootstrap();
+    wait_for("the topic", || {
+        let out =
+            cluster.nodes[0].cli(&["topic", "create", TOPIC, "--partitions", "12", "--replication-factor", "3"], None);
+        out.status.success().then_some(())
+    });
+    produce(&bootstrap, 0, 6000);
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Member::start(dir.path(), "a", &bootstrap, "confluent");
+    let mut b = Member::start(dir.path(), "b", &bootstrap, "confluent");
+    let mut c = Member::start(dir.path(), "c", &bootstrap, "confluent");
+    let outs = [a.out.clone(), b.out.clone(), c.out.clone()];
+    let paths: Vec<&Path> = outs.iter().map(|p| p.as_path()).collect();
+    let all = wait_consumed(&paths, 6000);
+    let partitions_of = |path: &Path| -> BTreeSet<i32> { consumed(&[path]).into_iter().map(|(p, _, _)| p).collect() };
+    eprintln!("partitions consumed by a, b, c: {:?}", paths.iter().map(|p| partitions_of(p)).collect::<Vec<_>>());
+    assert!(all.iter().map(|(p, _, _)| *p).collect::<BTreeSet<_>>().len() == 12);
+    // Let the last commits land (members commit every 0.5 s when idle).
+    std::thread::sleep(Duration::from_secs(2));
+
+    // 1. A member crashes while idle: after the session timeout (6 s) its partitions move.
+    let c_partitions = partitions_of(&c.out);
+    let killed_at = Instant::now();
+    c.child.kill().unwrap();
+    c.child.wait().unwrap();
+    produce(&bootstrap, 6000, 6000);
+    wait_consumed(&paths, 12_000);
+    eprintln!(
+        "a crashed member's partitions {c_partitions:?} moved; all consumed {:?} after the kill",
+        killed_at.elapsed()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+
+    // 2. The group's coordinator node is killed: the group finds the new one and goes on.
+    let offsets_partition = braid_node::groups::partition_for(GROUP);
+    let coordinator =
+        wait_for("the coordinator", || cluster.leader_of(braid_node::groups::OFFSETS_TOPIC, offsets_partition));
+    eprintln!("killing node {} (coordinator of {GROUP})", coordinator + 1);
+    cluster.nodes[coordinator].kill();
+    let bootstrap_alive: String =
+        (0..3).filter(|&i| i != coordinator).map(|i| cluster.nodes[i].kafka.to_string()).collect::<Vec<_>>().join(",");
+    produce(&bootstrap_alive, 12_000, 6000);
+    wait_consumed(&paths, 18_000);
+    cluster.nodes[coordinator].restart();
+    std::thread::sleep(Duration::from_secs(2));
+
+    // 3. A kafka-python member joins the group, then b leaves gracefully.
+    let mut d = Member::start(dir.path(), "d", &bootstrap, "kafka-python");
+    let outs = [a.out.clone(), b.out.clone(), c.out.clone(), d.out.clone()];
+    let paths: Vec<&Path> = outs.iter().map(|p| p.as_path()).collect();
+    wait_for("the kafka-python member's assignment", || {
+        let stderr = std::fs::read_to_string(dir.path().join("d.stderr")).unwrap_or_default();
+        stderr.lines().any(|l| l.starts_with("assigned ") && l.len() > "assigned ".len()).then_some(())
+    });
+    b.stop();
+    produce(&bootstrap, 18_000, 6000);
+    let all = wait_consumed(&paths, 24_000);
+    assert!(!consumed(&[&d.out]).is_empty(), "the kafka-python member consumed its share");
+    a.stop();
+    d.stop();
+    // Every value produced was consumed once.
+    let values: BTreeSet<String> = all.into_iter().map(|(_, _, v)| v).collect();
+    assert_eq!(values, (0..24_000).map(|i| format!("v{i}")).collect::<BTreeSet<_>>());
+}
