@@ -82,6 +82,49 @@ impl Client {
         }
     }
 
+    /// A client connected to the coordinator of consumer group `group` (waiting up to 10 s
+    /// while the offsets topic is created or its partition elects a leader).
+    pub fn connect_to_coordinator(bootstrap: &str, group: &str) -> anyhow::Result<Self> {
+        use kafka_protocol::messages::FindCoordinatorRequest;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut client = Client::connect(bootstrap)?;
+            let version = client.version_for::<FindCoordinatorRequest>()?;
+            let mut request = FindCoordinatorRequest::default();
+            if version >= 4 {
+                request.coordinator_keys = vec![StrBytes::from_string(group.to_owned())];
+            } else {
+                request.key = StrBytes::from_string(group.to_owned());
+            }
+            let response = client.call_version(request, version)?;
+            let (error, id, host, port) = match response.coordinators.first() {
+                Some(c) if version >= 4 => (c.error_code, c.node_id, c.host.to_string(), c.port),
+                _ => (response.error_code, response.node_id, response.host.to_string(), response.port),
+            };
+            if error == 0 && id.0 >= 0 {
+                let mut broker = MetadataResponseBroker::default();
+                broker.node_id = id;
+                broker.host = StrBytes::from_string(host);
+                broker.port = port;
+                return client.move_to(&broker);
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!("no coordinator for group {group} (error {error})");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Every broker's Kafka address, from `bootstrap`'s Metadata.
+    pub fn brokers(bootstrap: &str) -> anyhow::Result<Vec<(i32, String)>> {
+        use kafka_protocol::messages::MetadataRequest;
+        let mut client = Client::connect(bootstrap)?;
+        let mut request = MetadataRequest::default();
+        request.topics = Some(Vec::new());
+        let metadata = client.call(request)?;
+        Ok(metadata.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect())
+    }
+
     /// This client if it is connected to `broker` already, else a new one connected to it.
     fn move_to(self, broker: &MetadataResponseBroker) -> anyhow::Result<Self> {
         let addr = format!("{}:{}", broker.host.as_str(), broker.port);

@@ -174,4 +174,32 @@ fn a_group_shares_partitions_through_a_crash_a_coordinator_kill_and_a_graceful_l
     // Every value produced was consumed once.
     let values: BTreeSet<String> = all.into_iter().map(|(_, _, v)| v).collect();
     assert_eq!(values, (0..24_000).map(|i| format!("v{i}")).collect::<BTreeSet<_>>());
+
+    // The CLI: the group is listed, empty, fully committed; a reset takes it back to the start.
+    let cli = |args: &[&str]| {
+        let out = cluster.nodes[2].cli(args, None);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // (committed, end) of every partition, as `group describe` prints them.
+    let positions = |described: &str| -> Vec<(i64, i64)> {
+        let lines: Vec<&str> = described.lines().filter(|l| l.starts_with(&format!("partition {TOPIC}-"))).collect();
+        assert_eq!(lines.len(), 12, "{described}");
+        let field = |l: &str, name: &str| {
+            l.split(&format!(" {name} ")).nth(1).unwrap().split(' ').next().unwrap().parse::<i64>().unwrap()
+        };
+        lines.iter().map(|l| (field(l, "committed"), field(l, "end"))).collect()
+    };
+    assert!(cli(&["group", "list"]).lines().any(|l| l == format!("{GROUP} Empty")));
+    let described = cli(&["group", "describe", GROUP]);
+    assert!(described.starts_with(&format!("group {GROUP} state Empty")), "{described}");
+    // Everything consumed is committed; a partition's end may lie past its last record by the
+    // leader markers written after it (control batches, which consumers never see).
+    assert!(positions(&described).iter().all(|&(c, e)| c <= e && e - c <= 3), "{described}");
+    let plan = cli(&["group", "reset-offsets", GROUP, "--topic", TOPIC, "--to-earliest"]);
+    assert!(plan.contains("dry run"), "{plan}");
+    assert_eq!(positions(&cli(&["group", "describe", GROUP])), positions(&described), "a dry run changes nothing");
+    cli(&["group", "reset-offsets", GROUP, "--topic", TOPIC, "--to-earliest", "--execute"]);
+    let reset = cli(&["group", "describe", GROUP]);
+    assert!(positions(&reset).iter().all(|&(c, _)| c == 0), "{reset}");
 }

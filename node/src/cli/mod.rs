@@ -2,6 +2,7 @@
 //! over its Kafka protocol.
 
 mod cluster;
+mod group;
 mod records;
 mod topic;
 
@@ -39,6 +40,14 @@ pub enum Command {
         #[arg(long, global = true, env = "BRAID_BOOTSTRAP", default_value = "127.0.0.1:9092")]
         bootstrap: String,
     },
+    /// List consumer groups, describe one (members, offsets, lag), or reset its offsets.
+    Group {
+        #[command(subcommand)]
+        command: group::GroupCommand,
+        /// A node's Kafka address.
+        #[arg(long, global = true, env = "BRAID_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
     /// Produce records read from standard input, one per line.
     Produce(records::ProduceArgs),
     /// Print records of a partition, one value per line.
@@ -69,6 +78,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Start(args) => crate::runtime::run(NodeConfig::resolve(args)?),
         Command::Topic { command, bootstrap } => topic::run(&bootstrap, command),
         Command::Cluster { command, bootstrap } => cluster::run(&bootstrap, command),
+        Command::Group { command, bootstrap } => group::run(&bootstrap, command),
         Command::Produce(args) => records::produce(args),
         Command::Consume(args) => records::consume(args),
     }
