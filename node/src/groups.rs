@@ -711,11 +711,17 @@ impl Coordinator {
         }
         match g.state {
             State::Empty | State::CompletingRebalance => g.prepare_rebalance(now_ms),
-            State::Stable if changed || member_id != r.member_id || member_id == g.leader => {
+            // A new member, a changed subscription, or the leader (which must see every
+            // member's metadata to assign again): a rebalance. A static member coming back
+            // under a new id is not new.
+            State::Stable
+                if changed || (member_id != r.member_id && r.instance_id.is_none()) || member_id == g.leader =>
+            {
                 g.prepare_rebalance(now_ms)
             }
             State::Stable => {
-                // A known follower rejoining with nothing new: it gets the current generation.
+                // A known follower rejoining with nothing new (or a static one restarted): it
+                // gets the current generation, and its assignment with its SyncGroup.
                 let m = g.members.get_mut(&member_id).expect("inserted");
                 if let Some(join) = m.join.take() {
                     let _ = join.send(JoinOutcome {

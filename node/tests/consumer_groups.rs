@@ -32,10 +32,14 @@ fn script() -> PathBuf {
 }
 
 fn produce(bootstrap: &str, first: u32, count: u32) {
+    produce_to(bootstrap, TOPIC, first, count);
+}
+
+fn produce_to(bootstrap: &str, topic: &str, first: u32, count: u32) {
     run(Command::new("python3").arg(script()).args([
         "produce",
         bootstrap,
-        TOPIC,
+        topic,
         &first.to_string(),
         &count.to_string(),
     ]));
@@ -49,10 +53,23 @@ struct Member {
 
 impl Member {
     fn start(dir: &Path, name: &str, bootstrap: &str, client: &str) -> Member {
+        Member::start_in(dir, name, bootstrap, client, TOPIC, GROUP, &[])
+    }
+
+    fn start_in(
+        dir: &Path,
+        name: &str,
+        bootstrap: &str,
+        client: &str,
+        topic: &str,
+        group: &str,
+        env: &[(&str, &str)],
+    ) -> Member {
         let (out, stop) = (dir.join(format!("{name}.out")), dir.join(format!("{name}.stop")));
         let child = Command::new("python3")
+            .envs(env.iter().copied())
             .arg(script())
-            .args(["consume", bootstrap, TOPIC, GROUP])
+            .args(["consume", bootstrap, topic, group])
             .arg(&out)
             .arg(&stop)
             .arg(client)
@@ -202,4 +219,97 @@ fn a_group_shares_partitions_through_a_crash_a_coordinator_kill_and_a_graceful_l
     cli(&["group", "reset-offsets", GROUP, "--topic", TOPIC, "--to-earliest", "--execute"]);
     let reset = cli(&["group", "describe", GROUP]);
     assert!(positions(&reset).iter().all(|&(c, _)| c == 0), "{reset}");
+}
+
+/// Lines of a member's stderr that start with `prefix` ("assigned", "revoked").
+fn events(dir: &Path, name: &str, prefix: &str) -> Vec<String> {
+    let stderr = std::fs::read_to_string(dir.join(format!("{name}.stderr"))).unwrap_or_default();
+    stderr.lines().filter(|l| l.starts_with(prefix)).map(str::to_owned).collect()
+}
+
+/// The group protocols as the clients use them, on one node: kafka-python and aiokafka
+/// members in one group; cooperative-sticky rebalancing (partitions handed over
+/// incrementally); a static member restarting within its session timeout without a
+/// rebalance; confluent-kafka's default configuration (auto commit) handing a stopped
+/// member's partitions to the others.
+#[test]
+fn every_client_and_rebalancing_protocol_shares_a_topic() {
+    let node = Node::start();
+    let bootstrap = node.bootstrap();
+    let out = node.cli(&["topic", "create", "mixed", "--partitions", "12"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    produce_to(&bootstrap, "mixed", 0, 3000);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    // kafka-python and aiokafka in one group (both speak the roundrobin assignor).
+    let mut k = Member::start_in(d, "k", &bootstrap, "kafka-python", "mixed", "interop", &[]);
+    let mut a = Member::start_in(d, "a", &bootstrap, "aiokafka", "mixed", "interop", &[]);
+    wait_consumed(&[&k.out, &a.out], 3000);
+    k.stop();
+    a.stop();
+
+    // Cooperative-sticky: the second member takes partitions without the first giving up all.
+    let coop = [("GROUP_MEMBER_STRATEGY", "cooperative-sticky")];
+    let mut c1 = Member::start_in(d, "c1", &bootstrap, "confluent", "mixed", "coop", &coop);
+    wait_for("c1's assignment", || (!events(d, "c1", "assigned").is_empty()).then_some(()));
+    let mut c2 = Member::start_in(d, "c2", &bootstrap, "confluent", "mixed", "coop", &coop);
+    wait_for("c2's assignment", || events(d, "c2", "assigned").iter().any(|l| l.len() > 9).then_some(()));
+    wait_consumed(&[&c1.out, &c2.out], 3000);
+    let revoked = events(d, "c1", "revoked");
+    assert!(revoked.iter().all(|l| l.split(',').count() < 12), "c1 gave up only some partitions: {revoked:?}");
+    c2.stop();
+    produce_to(&bootstrap, "mixed", 3000, 1000);
+    wait_consumed(&[&c1.out, &c2.out], 4000);
+    c1.stop();
+
+    // A static member restarts within its session timeout: the other member sees no rebalance.
+    let (i1, i2) = ([("GROUP_MEMBER_INSTANCE", "one")], [("GROUP_MEMBER_INSTANCE", "two")]);
+    // s2 first, so it leads (a static leader coming back makes the group rebalance, as with
+    // Kafka for clients before JoinGroup v9).
+    let mut s2 = Member::start_in(d, "s2", &bootstrap, "confluent", "mixed", "static", &i2);
+    wait_for("s2's assignment", || (!events(d, "s2", "assigned").is_empty()).then_some(()));
+    let mut s1 = Member::start_in(d, "s1", &bootstrap, "confluent", "mixed", "static", &i1);
+    wait_consumed(&[&s1.out, &s2.out], 4000);
+    std::thread::sleep(Duration::from_secs(2));
+    let before = events(d, "s2", "assigned");
+    let s1_assigned = events(d, "s1", "assigned").last().cloned();
+    s1.child.kill().unwrap();
+    s1.child.wait().unwrap();
+    let mut s1b = Member::start_in(d, "s1b", &bootstrap, "confluent", "mixed", "static", &i1);
+    wait_for("s1's return", || (!events(d, "s1b", "assigned").is_empty()).then_some(()));
+    assert_eq!(events(d, "s1b", "assigned").last().cloned(), s1_assigned, "the same partitions come back");
+    produce_to(&bootstrap, "mixed", 4000, 1000);
+    wait_consumed(&[&s1.out, &s2.out, &s1b.out], 5000);
+    assert_eq!(events(d, "s2", "assigned"), before, "the other static member was not rebalanced");
+    s1b.stop();
+    s2.stop();
+
+    // confluent-kafka's defaults (auto commit): a stopped member's partitions go to the others.
+    let auto = [("GROUP_MEMBER_AUTOCOMMIT", "1")];
+    let mut m: Vec<Member> = (1..=3)
+        .map(|i| Member::start_in(d, &format!("m{i}"), &bootstrap, "confluent", "mixed", "defaults", &auto))
+        .collect();
+    let outs: Vec<PathBuf> = m.iter().map(|x| x.out.clone()).collect();
+    let paths: Vec<&Path> = outs.iter().map(|p| p.as_path()).collect();
+    wait_for("every member to get partitions", || {
+        (1..=3).all(|i| events(d, &format!("m{i}"), "assigned").last().is_some_and(|l| l.len() > 9)).then_some(())
+    });
+    wait_for("all 5000 values", || (consumed(&paths).len() >= 5000).then_some(()));
+    m[2].stop();
+    wait_for("m3's partitions to move", || {
+        let held: BTreeSet<String> = (1..=2)
+            .filter_map(|i| events(d, &format!("m{i}"), "assigned").last().cloned())
+            .flat_map(|l| l["assigned ".len()..].split(',').map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        (held.len() == 12).then_some(())
+    });
+    produce_to(&bootstrap, "mixed", 5000, 1000);
+    wait_for("the new values", || {
+        let values: BTreeSet<String> = consumed(&paths).into_iter().map(|(_, _, v)| v).collect();
+        (values.len() == 6000).then_some(())
+    });
+    for x in &mut m[..2] {
+        x.stop();
+    }
 }

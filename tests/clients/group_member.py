@@ -8,7 +8,11 @@ usage:
       taken away (on_revoke). So a member that stops gracefully, or is killed while idle,
       leaves nothing consumed twice. Exits (closing: LeaveGroup) once STOPFILE exists.
       Prints "assigned p,q,..." lines to stderr as its assignment changes.
-      CLIENT=kafka-python consumes with kafka-python instead (same behaviour).
+      CLIENT=kafka-python or aiokafka consumes with that client instead (same behaviour).
+      Environment: GROUP_MEMBER_STRATEGY sets confluent-kafka's partition.assignment.strategy
+      (e.g. cooperative-sticky); GROUP_MEMBER_INSTANCE makes it a static member
+      (group.instance.id); GROUP_MEMBER_AUTOCOMMIT=1 keeps confluent-kafka's defaults (auto
+      commit every 5 s, default session timeout) and commits nothing itself.
   group_member.py produce BOOTSTRAP TOPIC FIRST COUNT
       Produces values v<FIRST>..v<FIRST+COUNT-1> (keys spread them over the partitions) with
       acks=all and retries, and waits for every acknowledgement.
@@ -44,20 +48,19 @@ def produce(bootstrap, topic, first, count):
 def consume_confluent(bootstrap, topic, group, out, stopfile):
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000,
-            "heartbeat.interval.ms": 500,
-        }
-    )
+    auto = os.environ.get("GROUP_MEMBER_AUTOCOMMIT") == "1"
+    config = {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest"}
+    if not auto:
+        config.update({"enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+    if os.environ.get("GROUP_MEMBER_STRATEGY"):
+        config["partition.assignment.strategy"] = os.environ["GROUP_MEMBER_STRATEGY"]
+    if os.environ.get("GROUP_MEMBER_INSTANCE"):
+        config["group.instance.id"] = os.environ["GROUP_MEMBER_INSTANCE"]
+    consumer = Consumer(config)
     positions = {}
 
     def commit():
-        if positions:
+        if positions and not auto:
             offsets = [TopicPartition(topic, p, o) for p, o in positions.items()]
             try:
                 consumer.commit(offsets=offsets, asynchronous=False)
@@ -70,6 +73,7 @@ def consume_confluent(bootstrap, topic, group, out, stopfile):
 
     def on_revoke(c, partitions):
         commit()
+        print("revoked " + ",".join(str(p.partition) for p in partitions), file=sys.stderr, flush=True)
 
     consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
     last_commit = time.time()
@@ -136,6 +140,61 @@ def consume_kafka_python(bootstrap, topic, group, out, stopfile):
     consumer.close()
 
 
+def consume_aiokafka(bootstrap, topic, group, out, stopfile):
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+    from aiokafka.structs import OffsetAndMetadata, TopicPartition
+
+    async def main():
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=500,
+        )
+        positions = {}
+
+        async def commit():
+            if positions:
+                offsets = {TopicPartition(topic, p): OffsetAndMetadata(o, "") for p, o in positions.items()}
+                try:
+                    await consumer.commit(offsets)
+                    positions.clear()
+                except Exception as e:  # noqa: BLE001
+                    print(f"commit failed: {e}", file=sys.stderr, flush=True)
+
+        class Listener(ConsumerRebalanceListener):
+            async def on_partitions_revoked(self, revoked):
+                await commit()
+
+            async def on_partitions_assigned(self, assigned):
+                print("assigned " + ",".join(str(p.partition) for p in assigned), file=sys.stderr, flush=True)
+
+        await consumer.start()
+        consumer.subscribe([topic], listener=Listener())
+        last_commit = time.time()
+        try:
+            with open(out, "a") as f:
+                while not os.path.exists(stopfile):
+                    batches = await consumer.getmany(timeout_ms=200)
+                    for tp, messages in batches.items():
+                        for msg in messages:
+                            f.write(f"{tp.partition} {msg.offset} {msg.value.decode()}\n")
+                            f.flush()
+                            positions[tp.partition] = msg.offset + 1
+                    if time.time() - last_commit > 0.5:
+                        await commit()
+                        last_commit = time.time()
+                await commit()
+        finally:
+            await consumer.stop()
+
+    asyncio.run(main())
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "produce":
         produce(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
@@ -144,5 +203,7 @@ if __name__ == "__main__":
         client = sys.argv[7] if len(sys.argv) > 7 else "confluent"
         if client == "kafka-python":
             consume_kafka_python(bootstrap, topic, group, out, stopfile)
+        elif client == "aiokafka":
+            consume_aiokafka(bootstrap, topic, group, out, stopfile)
         else:
             consume_confluent(bootstrap, topic, group, out, stopfile)
