@@ -65,7 +65,7 @@ pub struct StartArgs {
     /// [default: true].
     #[arg(long, env = "BRAID_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
-    /// How often retention runs, in milliseconds [default: 30000].
+    /// How often retention and compaction run, in milliseconds [default: 30000].
     #[arg(long, env = "BRAID_RETENTION_CHECK_MS")]
     pub retention_check_ms: Option<u64>,
     /// TOML file with any of these settings (kebab-case keys).

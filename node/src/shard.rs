@@ -285,6 +285,8 @@ struct Partition {
     producers: Option<(Term, Producers)>,
     /// On partitions of `__consumer_offsets`: the group coordinator and its applied offsets.
     coordinator: Option<Coordinator>,
+    /// Log size after the last compaction (compacted topics).
+    compacted_size: u64,
 }
 
 /// Snapshots to send to every shard, and the clients to answer once all have applied it.
@@ -983,6 +985,7 @@ impl ShardState {
                             max_message_bytes,
                             producers: None,
                             coordinator: offsets.then(Coordinator::default),
+                            compacted_size: 0,
                         },
                     );
                 }
@@ -996,6 +999,7 @@ impl ShardState {
     /// Runs retention on every partition, with the wall clock (the engine never reads it).
     /// Only committed data is deleted: a follower may still need what is past the commit point.
     pub fn apply_retention(&mut self) {
+        self.compact();
         let now = now_ms();
         for ((topic, partition), p) in &mut self.partitions {
             let committed = p.replica.raft.committed();
@@ -1011,6 +1015,39 @@ impl ShardState {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(topic, partition, error = %e, "retention failed"),
+            }
+        }
+    }
+
+    /// Compacts the partitions whose topic says cleanup.policy=compact, below the commit point
+    /// (every replica on its own: they hold the same batches, and compaction keeps offsets).
+    fn compact(&mut self) {
+        let now = now_ms();
+        for ((topic, partition), p) in &mut self.partitions {
+            let committed = p.replica.raft.committed();
+            let log = p.replica.raft.log_mut();
+            // Only once the log has doubled since it was last compacted (Kafka's
+            // min.cleanable.dirty.ratio of 0.5, by size): each pass reads the whole log.
+            if log.config().cleanup_policy == braid_engine::log::CleanupPolicy::Delete
+                || log.segment_count() < 2
+                || log.size_bytes() < 2 * p.compacted_size
+            {
+                continue;
+            }
+            let result = log.compact(now, committed);
+            p.compacted_size = log.size_bytes();
+            match result {
+                Ok(outcome) if outcome.segments > 0 => tracing::info!(
+                    topic,
+                    partition,
+                    segments = outcome.segments,
+                    records_removed = outcome.records_removed,
+                    bytes_before = outcome.bytes_before,
+                    bytes_after = outcome.bytes_after,
+                    "compacted"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::error!(topic, partition, error = %e, "compaction failed"),
             }
         }
     }

@@ -1,7 +1,9 @@
 //! Topic configs: the Kafka names Braid understands, their defaults, checks, and the log
 //! settings they become.
 
-use braid_engine::log::{CleanupPolicy, LogConfig, RETENTION_MS_DEFAULT, SEGMENT_BYTES_DEFAULT};
+use braid_engine::log::{
+    CleanupPolicy, LogConfig, DELETE_RETENTION_MS_DEFAULT, RETENTION_MS_DEFAULT, SEGMENT_BYTES_DEFAULT,
+};
 use std::collections::BTreeMap;
 
 /// Kafka's default `max.message.bytes`.
@@ -10,6 +12,7 @@ pub const MAX_MESSAGE_BYTES_DEFAULT: i64 = 1_048_588;
 /// (name, default, kind) of every topic config Braid accepts.
 pub const TOPIC_CONFIGS: &[(&str, &str, ConfigKind)] = &[
     ("cleanup.policy", "delete", ConfigKind::List),
+    ("delete.retention.ms", "86400000", ConfigKind::Long),
     ("max.message.bytes", "1048588", ConfigKind::Int),
     ("retention.bytes", "-1", ConfigKind::Long),
     ("retention.ms", "604800000", ConfigKind::Long),
@@ -54,6 +57,10 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
             Ok(v) if (14..=i32::MAX as i64).contains(&v) => {}
             _ => return Err(format!("Invalid value {value} for configuration segment.bytes: must be 14..2147483647")),
         },
+        ("delete.retention.ms", _) => match value.parse::<i64>() {
+            Ok(v) if v >= 0 => {}
+            _ => return Err(format!("Invalid value {value} for configuration delete.retention.ms: must be >= 0")),
+        },
         ("max.message.bytes", _) => match value.parse::<i64>() {
             Ok(v) if (0..=i32::MAX as i64).contains(&v) => {}
             _ => return Err(format!("Invalid value {value} for configuration max.message.bytes")),
@@ -79,6 +86,7 @@ pub fn log_config(overrides: &BTreeMap<String, String>) -> LogConfig {
         segment_bytes: effective(overrides, "segment.bytes").parse().unwrap_or(SEGMENT_BYTES_DEFAULT),
         retention_bytes: effective(overrides, "retention.bytes").parse().unwrap_or(-1),
         retention_ms: effective(overrides, "retention.ms").parse().unwrap_or(RETENTION_MS_DEFAULT),
+        delete_retention_ms: effective(overrides, "delete.retention.ms").parse().unwrap_or(DELETE_RETENTION_MS_DEFAULT),
         cleanup_policy: match (delete, compact) {
             (true, true) => CleanupPolicy::CompactDelete,
             (false, true) => CleanupPolicy::Compact,

@@ -60,6 +60,8 @@ pub trait Storage {
     /// `kind` says what the file holds: segment data may be written with O_DIRECT, indexes never.
     fn open(&self, path: &Path, kind: FileKind) -> io::Result<Self::File>;
     fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Replaces `to` with `from` atomically (durable once the directory is synced).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     fn exists(&self, path: &Path) -> bool;
     /// Makes creations and removals of files in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;

@@ -222,6 +222,16 @@ impl Storage for SimStorage {
         }
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut state = self.state.borrow_mut();
+        let file = state
+            .files
+            .remove(from)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no file {}", from.display())))?;
+        state.files.insert(to.to_path_buf(), file);
+        Ok(())
+    }
+
     fn exists(&self, path: &Path) -> bool {
         self.state.borrow().files.contains_key(path)
     }

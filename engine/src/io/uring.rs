@@ -148,6 +148,10 @@ impl Storage for UringStorage {
         fs::remove_file(path)
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
     fn exists(&self, path: &Path) -> bool {
         path.exists()
     }

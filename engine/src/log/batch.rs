@@ -293,16 +293,35 @@ pub fn build_control_batch_with_value(key: &[u8], value: Option<&[u8]>) -> Vec<u
     batch
 }
 
+/// The same uncompressed batch with only the records whose raw ranges are in `keep` (in order):
+/// base offset, last offset delta, timestamps and producer fields stay, so the batch still
+/// spans the same offsets (a compacted batch may hold no record at all); count, length and CRC
+/// are recomputed.
+pub fn retain_records(batch: &[u8], keep: &[std::ops::Range<usize>]) -> Vec<u8> {
+    let mut out = batch[..BATCH_HEADER_BYTES].to_vec();
+    for range in keep {
+        out.extend_from_slice(&batch[range.clone()]);
+    }
+    let length = (out.len() - BATCH_LOG_OVERHEAD_BYTES) as i32;
+    out[8..12].copy_from_slice(&length.to_be_bytes());
+    out[BATCH_HEADER_BYTES - 4..BATCH_HEADER_BYTES].copy_from_slice(&(keep.len() as i32).to_be_bytes());
+    let crc = crc32c::crc32c(&out[CRC_COVERED_FROM..]);
+    out[CRC_POSITION..CRC_POSITION + 4].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
 /// Attributes bit marking a control batch.
 pub const CONTROL_ATTRIBUTE: i16 = 0x20;
 
 /// One record of an uncompressed batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record<'a> {
     pub offset: i64,
     pub timestamp: i64,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
+    /// Where the whole record (its length prefix included) lies in the batch.
+    pub raw: std::ops::Range<usize>,
 }
 
 /// The records of one whole, uncompressed batch (headers are skipped). Compressed batches are
@@ -320,6 +339,7 @@ pub fn records(batch: &[u8]) -> Result<Vec<Record<'_>>, BatchError> {
     let mut at = BATCH_HEADER_BYTES;
     let mut out = Vec::with_capacity(header.record_count.clamp(0, 4096) as usize);
     for _ in 0..header.record_count {
+        let start = at;
         let length = get_varint(batch, &mut at, end).ok_or_else(|| malformed(at))?;
         let record_end = at.checked_add(usize::try_from(length).map_err(|_| malformed(at))?).filter(|&e| e <= end);
         let record_end = record_end.ok_or_else(|| malformed(at))?;
@@ -343,6 +363,7 @@ pub fn records(batch: &[u8]) -> Result<Vec<Record<'_>>, BatchError> {
             timestamp: header.base_timestamp + timestamp_delta,
             key,
             value,
+            raw: start..record_end,
         });
         at = record_end;
     }

@@ -62,6 +62,9 @@ pub struct LogConfig {
     /// `retention.ms` (-1 = forever): segments whose newest timestamp is older go.
     pub retention_ms: i64,
     pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms`: how long compaction keeps a key's tombstone (its delete marker)
+    /// after the records it deleted are gone.
+    pub delete_retention_ms: i64,
     /// Largest batch accepted, header included.
     pub max_batch_bytes: usize,
     /// Appended bytes held in memory before they are handed to the device as a write-behind
@@ -82,6 +85,8 @@ pub const SPARE_BUFFERS_MAX: usize = 4;
 
 /// Kafka's default `segment.bytes` (1 GiB).
 pub const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
+/// Kafka's default `delete.retention.ms` (1 day).
+pub const DELETE_RETENTION_MS_DEFAULT: i64 = 24 * 60 * 60 * 1000;
 /// Kafka's default `retention.ms` (7 days).
 pub const RETENTION_MS_DEFAULT: i64 = 7 * 24 * 60 * 60 * 1000;
 
@@ -93,6 +98,7 @@ impl Default for LogConfig {
             retention_bytes: -1,
             retention_ms: RETENTION_MS_DEFAULT,
             cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: DELETE_RETENTION_MS_DEFAULT,
             max_batch_bytes: 16 << 20,
             write_buffer_bytes: 1 << 20,
         }
@@ -136,6 +142,18 @@ impl LogError {
     }
 }
 
+/// Calls `f` with every whole batch of a sealed (or written) segment, in order.
+fn for_each_batch<F: StorageFile>(segment: &Segment<F>, mut f: impl FnMut(&[u8], &BatchHeader)) -> io::Result<()> {
+    let mut position = 0u64;
+    while let Some(header) = segment.header_at(position)? {
+        let mut bytes = vec![0u8; header.total_bytes()];
+        segment.file.read_exact_at(position, &mut bytes)?;
+        f(&bytes, &header);
+        position += header.total_bytes() as u64;
+    }
+    Ok(())
+}
+
 fn io_context(context: impl Into<String>) -> impl FnOnce(io::Error) -> LogError {
     let context = context.into();
     move |source| LogError::Io { context, source }
@@ -172,6 +190,20 @@ pub struct RecoveryReport {
     pub rebuilt_indexes: Vec<i64>,
 }
 
+/// What a compaction pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CompactionOutcome {
+    /// Segments rewritten.
+    pub segments: usize,
+    /// Records dropped: older values of their keys, and expired tombstones.
+    pub records_removed: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// Suffix of a segment being rewritten by compaction (removed on open if a crash left it).
+pub const CLEANED_SUFFIX: &str = ".log.cleaned";
+
 /// What a retention pass removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionOutcome {
@@ -206,6 +238,11 @@ impl<S: Storage> Log<S> {
         assert!(config.segment_bytes <= i32::MAX as u64, "segment.bytes must fit an i32 position");
         storage.create_dir_all(dir).map_err(io_context(format!("creating {}", dir.display())))?;
         let names = storage.list_dir(dir).map_err(io_context(format!("listing {}", dir.display())))?;
+        // A compaction a crash interrupted before its rename: the segment itself is intact.
+        for name in names.iter().filter(|n| n.ends_with(CLEANED_SUFFIX)) {
+            let path = dir.join(name);
+            storage.remove(&path).map_err(io_context(format!("removing {}", path.display())))?;
+        }
         let mut bases: Vec<i64> = names.iter().filter_map(|n| segment::parse_log_file_name(n)).collect();
         bases.sort_unstable();
         if bases.is_empty() {
@@ -905,6 +942,121 @@ impl<S: Storage> Log<S> {
 
     /// Deletes whole oldest segments past `retention.ms` (against `now_ms`, given by the caller)
     /// or while the log exceeds `retention.bytes`. The active segment is never deleted.
+    /// Compaction (cleanup.policy=compact): in the sealed segments wholly below `limit_offset`
+    /// (the commit point), keeps only the newest record of each key, as of everything below
+    /// `limit_offset`, and drops tombstones (null values) older than `delete.retention.ms`.
+    /// Offsets never change: a batch keeps its offset range even with no record left, so
+    /// positions and terms stay where raft expects them. Compressed batches are kept whole
+    /// (their records are not read here). A rewritten segment goes to a `.log.cleaned` file,
+    /// synced, then renamed over the segment, whose indexes are rebuilt.
+    pub fn compact(&mut self, now_ms: i64, limit_offset: i64) -> Result<CompactionOutcome, LogError> {
+        self.check_usable()?;
+        let mut outcome = CompactionOutcome::default();
+        let limit = limit_offset.min(self.written_offset);
+        // Sealed segments whose every offset lies below the limit.
+        let cleanable = (0..self.segments.len().saturating_sub(1))
+            .take_while(|&i| self.segments[i + 1].base_offset <= limit)
+            .count();
+        if cleanable == 0 {
+            return Ok(outcome);
+        }
+        // The newest offset of every key below the limit.
+        let mut latest: std::collections::HashMap<Vec<u8>, i64> = std::collections::HashMap::new();
+        for segment in &self.segments {
+            if segment.base_offset >= limit {
+                break;
+            }
+            for_each_batch(segment, |bytes, header| {
+                if header.next_offset() > limit || header.attributes & batch::CONTROL_ATTRIBUTE != 0 {
+                    return;
+                }
+                for record in batch::records(bytes).unwrap_or_default() {
+                    if let Some(key) = record.key {
+                        latest.insert(key.to_vec(), record.offset);
+                    }
+                }
+            })
+            .map_err(io_context(format!("reading {}", segment.path.display())))?;
+        }
+        let tombstone_horizon = now_ms - self.config.delete_retention_ms;
+        for i in 0..cleanable {
+            let segment = &self.segments[i];
+            let mut cleaned = Vec::with_capacity(segment.size as usize);
+            let mut removed = 0u64;
+            for_each_batch(segment, |bytes, header| {
+                if header.attributes & batch::CONTROL_ATTRIBUTE != 0 || header.compression() != 0 {
+                    cleaned.extend_from_slice(bytes);
+                    return;
+                }
+                let Ok(records) = batch::records(bytes) else {
+                    cleaned.extend_from_slice(bytes);
+                    return;
+                };
+                let keep: Vec<std::ops::Range<usize>> = records
+                    .iter()
+                    .filter(|r| match r.key {
+                        None => true,
+                        Some(key) => {
+                            latest.get(key) == Some(&r.offset) && (r.value.is_some() || r.timestamp > tombstone_horizon)
+                        }
+                    })
+                    .map(|r| r.raw.clone())
+                    .collect();
+                if keep.len() == records.len() {
+                    cleaned.extend_from_slice(bytes);
+                } else {
+                    removed += (records.len() - keep.len()) as u64;
+                    cleaned.extend_from_slice(&batch::retain_records(bytes, &keep));
+                }
+            })
+            .map_err(io_context(format!("reading {}", segment.path.display())))?;
+            if removed == 0 {
+                continue;
+            }
+            outcome.segments += 1;
+            outcome.records_removed += removed;
+            outcome.bytes_before += segment.size;
+            outcome.bytes_after += cleaned.len() as u64;
+            let result = self.replace_segment(i, &cleaned);
+            self.poison_on_error(result)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Puts `bytes` in place of sealed segment `i` (crash-safe: write, sync, rename), and
+    /// reopens it with new indexes.
+    fn replace_segment(&mut self, i: usize, bytes: &[u8]) -> Result<(), LogError> {
+        let base = self.segments[i].base_offset;
+        let next_base = self.segments[i + 1].base_offset;
+        let path = self.segments[i].path.clone();
+        let cleaned_path = self.dir.join(file_name(base, CLEANED_SUFFIX));
+        let context = |what: &str| io_context(format!("{what} {}", cleaned_path.display()));
+        {
+            let mut file = self.storage.open(&cleaned_path, FileKind::Index).map_err(context("creating"))?;
+            file.set_len(0).map_err(context("truncating"))?;
+            file.write_at(0, bytes).map_err(context("writing"))?;
+            file.sync_data().map_err(context("syncing"))?;
+        }
+        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let index = self.dir.join(file_name(base, suffix));
+            if self.storage.exists(&index) {
+                self.storage.remove(&index).map_err(io_context(format!("removing {}", index.display())))?;
+            }
+        }
+        self.storage.rename(&cleaned_path, &path).map_err(context("renaming"))?;
+        self.storage.sync_dir(&self.dir).map_err(io_context(format!("syncing {}", self.dir.display())))?;
+        let mut report = RecoveryReport::default();
+        let (segment, corruption) = self.open_segment(base, Some(next_base), &mut report)?;
+        if let Some(corruption) = corruption {
+            return Err(LogError::Io {
+                context: format!("compacted segment {} does not read back: {corruption}", path.display()),
+                source: io::Error::other("compaction"),
+            });
+        }
+        self.segments[i] = segment;
+        Ok(())
+    }
+
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<RetentionOutcome, LogError> {
         self.apply_retention_below(now_ms, i64::MAX)
     }
