@@ -312,4 +312,8 @@ fn every_client_and_rebalancing_protocol_shares_a_topic() {
     for x in &mut m[..2] {
         x.stop();
     }
+
+    // The admin clients: list, describe, OffsetDelete on one empty group, DeleteGroups on another.
+    let output = run(python("group_admin.py").args([&bootstrap, "mixed", "interop", "coop"]));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ok"));
 }
