@@ -344,7 +344,7 @@ pub struct Group {
     leader: String,
     members: BTreeMap<String, Member>,
     /// Member ids handed out with MEMBER_ID_REQUIRED, not joined yet.
-    pending: Vec<String>,
+    pending: Vec<(String, i64)>,
     /// When the rebalance in progress completes without the members still missing.
     rebalance_deadline_ms: i64,
     /// A new group's first rebalance waits for more members until then.
@@ -665,14 +665,15 @@ impl Coordinator {
         } else if member_id.is_empty() {
             member_id = format!("{}-{}", r.client_id, uuid::Uuid::new_v4());
             if r.require_known_member_id {
-                g.pending.push(member_id.clone());
+                // Forgotten if it does not come back within its session timeout.
+                g.pending.push((member_id.clone(), now_ms + i64::from(r.session_timeout_ms)));
                 let _ = reply.send(JoinOutcome::error(ResponseError::MemberIdRequired, &member_id));
                 return;
             }
         }
         let known = g.members.contains_key(&member_id) || r.instance_id.is_some();
         if !known {
-            match g.pending.iter().position(|p| *p == member_id) {
+            match g.pending.iter().position(|(p, _)| *p == member_id) {
                 Some(i) => {
                     g.pending.swap_remove(i);
                 }
@@ -865,6 +866,9 @@ impl Coordinator {
                 g.maybe_complete_join(now_ms, forced);
             }
         }
+        for g in self.groups.values_mut() {
+            g.pending.retain(|(_, deadline)| *deadline > now_ms);
+        }
         self.groups.retain(|_, g| g.state != State::Empty || g.persist || !g.pending.is_empty());
     }
 
@@ -1054,6 +1058,17 @@ mod tests {
         next.tick(12_000);
         assert_eq!(next.take_writes(12_000).len(), 1);
         assert_eq!(next.heartbeat("g", 1, &a, 12_001), ResponseError::UnknownMemberId.code());
+    }
+
+    #[test]
+    fn a_member_id_handed_out_is_forgotten_if_it_never_joins() {
+        let mut c = Coordinator::default();
+        let id = join(&mut c, "", &["range"], 0).try_recv().unwrap().member_id;
+        c.tick(10_001);
+        let late = join(&mut c, &id, &["range"], 10_002).try_recv().unwrap();
+        assert_eq!(late.error, ResponseError::UnknownMemberId.code());
+        c.tick(10_003);
+        assert!(c.list().is_empty(), "nothing is kept for it");
     }
 
     #[test]
