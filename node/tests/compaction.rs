@@ -60,17 +60,19 @@ fn a_compacted_topic_keeps_the_newest_value_of_each_key() {
             })
             .collect()
     };
-    // Compaction runs in the background (every 200 ms here) once sealed segments hold enough.
+    // Compaction runs in the background (every 200 ms here, once the log has doubled since its
+    // last pass); how much is left depends on how the client batched (the segment being written
+    // is never compacted).
     let started = Instant::now();
     let records = loop {
         let records = consume();
-        if records.len() < 500 {
+        if records.len() < 1000 && node.log().contains("compacted") {
             break records;
         }
         assert!(started.elapsed() < Duration::from_secs(60), "no compaction: {} records", records.len());
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert!(node.log().contains("compacted"), "the node logs its compactions");
+    eprintln!("{} of 1000 records left after compaction", records.len());
     // Every key's newest value is there, at the offset it was produced at; what else is left
     // lies in the segment still being written, in offset order.
     for (key, (offset, value)) in &newest {
