@@ -12,20 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SETTLE: Duration = Duration::from_secs(90);
 const TOPIC: &str = "orders";
 const GROUP: &str = "billing";
-
-fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(started.elapsed() < SETTLE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn script() -> PathBuf {
     repo_root().join("tests/clients/group_member.py")

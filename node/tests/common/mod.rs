@@ -14,6 +14,21 @@ use std::time::{Duration, Instant};
 /// How long a node may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Bound of every [`wait_for`]: past it the cluster has failed, not merely been slow.
+pub const SETTLE: Duration = Duration::from_secs(90);
+
+/// Waits (bounded by [`SETTLE`]) until `check` holds; returns what it found.
+pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(started.elapsed() < SETTLE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A port free right now, below the kernel's ephemeral range (32768 and up on Linux), so that
 /// no outgoing connection or `bind(:0)` can take it between this call and the node's bind
 /// (with many nodes and relays starting at once, an ephemeral pick was taken that way). Each

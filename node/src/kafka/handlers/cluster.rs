@@ -11,14 +11,13 @@ pub async fn describe(ctx: Rc<ShardCtx>) -> DescribeClusterResponse {
     let mut response = DescribeClusterResponse::default();
     response.cluster_id = str_bytes(snapshot.cluster_id.clone());
     response.controller_id = BrokerId(snapshot.controller.unwrap_or(-1));
-    response.brokers = snapshot
-        .brokers
-        .iter()
-        .map(|(&id, addr)| {
+    let config = &ctx.shared.config;
+    response.brokers = super::metadata::brokers(&snapshot, config.node_id, config.kafka_addr)
+        .map(|(id, host, port)| {
             let mut broker = DescribeClusterBroker::default();
             broker.broker_id = BrokerId(id);
-            broker.host = str_bytes(addr.ip().to_string());
-            broker.port = i32::from(addr.port());
+            broker.host = host;
+            broker.port = port;
             broker
         })
         .collect();

@@ -49,16 +49,12 @@ pub async fn handle(ctx: Rc<ShardCtx>, version: i16, request: MetadataRequest) -
     let names: Vec<String> = requested.unwrap_or_else(|| snapshot.topics.keys().cloned().collect());
     let mut response = MetadataResponse::default();
     let config = &ctx.shared.config;
-    let mut brokers = snapshot.brokers.clone();
-    // This node answers even before its registration has committed.
-    brokers.entry(config.node_id).or_insert(config.kafka_addr);
-    response.brokers = brokers
-        .iter()
-        .map(|(&id, addr)| {
+    response.brokers = brokers(&snapshot, config.node_id, config.kafka_addr)
+        .map(|(id, host, port)| {
             let mut broker = MetadataResponseBroker::default();
             broker.node_id = BrokerId(id);
-            broker.host = str_bytes(addr.ip().to_string());
-            broker.port = i32::from(addr.port());
+            broker.host = host;
+            broker.port = port;
             broker
         })
         .collect();
@@ -82,6 +78,18 @@ pub async fn handle(ctx: Rc<ShardCtx>, version: i16, request: MetadataRequest) -
 /// tree's (leader, epoch): the newer term wins. At the same term a local "no leader" defers to
 /// the tree, unless the tree names this very node, which knows it no longer leads (a leader cut
 /// off from the others steps down, but the tree it sees still names it).
+/// The registered brokers as (id, host, port), this node among them even before its
+/// registration has committed.
+pub fn brokers(
+    snapshot: &MetaSnapshot,
+    me: i32,
+    my_addr: std::net::SocketAddr,
+) -> impl Iterator<Item = (i32, kafka_protocol::protocol::StrBytes, i32)> {
+    let mut brokers = snapshot.brokers.clone();
+    brokers.entry(me).or_insert(my_addr);
+    brokers.into_iter().map(|(id, addr)| (id, str_bytes(addr.ip().to_string()), i32::from(addr.port())))
+}
+
 /// The leader of a partition as this node knows it (its replica's view or the tree's), and its
 /// Kafka address.
 pub fn leader_of(ctx: &ShardCtx, topic: &str, partition: i32) -> Option<(i32, std::net::SocketAddr)> {
