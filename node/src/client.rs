@@ -17,6 +17,8 @@ pub struct Client {
     stream: TcpStream,
     correlation_id: i32,
     versions: HashMap<i16, (i16, i16)>,
+    /// Correlation ids of requests sent and not yet answered, oldest first.
+    in_flight: std::collections::VecDeque<i32>,
 }
 
 impl Client {
@@ -26,7 +28,12 @@ impl Client {
             .with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        let mut client = Client { stream, correlation_id: 0, versions: HashMap::new() };
+        let mut client = Client {
+            stream,
+            correlation_id: 0,
+            versions: HashMap::new(),
+            in_flight: std::collections::VecDeque::new(),
+        };
         let response = client.call_version(ApiVersionsRequest::default(), 0)?;
         if response.error_code != 0 {
             bail!("ApiVersions failed with error {}", response.error_code);
@@ -154,6 +161,13 @@ impl Client {
     }
 
     pub fn call_version<R: Request>(&mut self, request: R, version: i16) -> anyhow::Result<R::Response> {
+        self.send(request, version)?;
+        self.receive::<R>(version)
+    }
+
+    /// Sends a request without waiting for its response; responses come back from
+    /// [`Client::receive`] in the order of their requests (pipelining).
+    pub fn send<R: Request>(&mut self, request: R, version: i16) -> anyhow::Result<()> {
         self.correlation_id += 1;
         let key = ApiKey::try_from(R::KEY).map_err(|()| anyhow::anyhow!("unknown API key {}", R::KEY))?;
         let header = RequestHeader::default()
@@ -168,6 +182,13 @@ impl Client {
         header.encode(&mut buf, header_version)?;
         request.encode(&mut buf, version)?;
         self.stream.write_all(&buf)?;
+        self.in_flight.push_back(self.correlation_id);
+        Ok(())
+    }
+
+    /// The response to the oldest request sent and not yet answered.
+    pub fn receive<R: Request>(&mut self, version: i16) -> anyhow::Result<R::Response> {
+        let expected = self.in_flight.pop_front().context("no request in flight")?;
         let mut size = [0u8; 4];
         self.stream.read_exact(&mut size).context("reading a response")?;
         let size = i32::from_be_bytes(size);
@@ -178,8 +199,8 @@ impl Client {
         self.stream.read_exact(&mut body)?;
         let mut body = Bytes::from(body);
         let response_header = ResponseHeader::decode(&mut body, R::Response::header_version(version))?;
-        if response_header.correlation_id != self.correlation_id {
-            bail!("response to request {} arrived for {}", response_header.correlation_id, self.correlation_id);
+        if response_header.correlation_id != expected {
+            bail!("response to request {} arrived for {expected}", response_header.correlation_id);
         }
         let response = R::Response::decode(&mut body, version)?;
         if body.has_remaining() {

@@ -74,3 +74,30 @@ fn start_refuses_bad_peer_lists_with_a_clear_error() {
         assert!(stderr.contains(expected), "{peers}: {stderr}");
     }
 }
+
+/// `braid bench`: produces and then consumes a known number of records, and reports them (and
+/// latency percentiles) as JSON.
+#[test]
+fn bench_produces_and_consumes_what_it_reports() {
+    let node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (produced, consumed) = (dir.path().join("produce.json"), dir.path().join("consume.json"));
+    let args = ["bench", "produce", "--topic", "b", "--partitions", "3", "--producers", "3", "--messages", "30000"];
+    let out = node.cli(&[&args[..], &["--record-size", "100", "--json", produced.to_str().unwrap()]].concat(), None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = node
+        .cli(&["bench", "consume", "--topic", "b", "--messages", "30000", "--json", consumed.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (path, what) in [(&produced, "produce"), (&consumed, "consume")] {
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        assert_eq!(json["what"], what);
+        assert_eq!(json["records"], 30_000, "{json}");
+        assert_eq!(json["errors"], 0, "{json}");
+        assert!(json["latency_us"]["samples"].as_u64().unwrap() > 0, "{json}");
+        assert!(json["latency_us"]["p50"].as_u64().unwrap() <= json["latency_us"]["max"].as_u64().unwrap());
+    }
+    // What it produced is really there: the CLI consumer reads partition 0's share.
+    let out = node.cli(&["consume", "b", "--partition", "0", "--count", "10000"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(lines(&out).len(), 10_000);
+}

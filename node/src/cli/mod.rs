@@ -1,6 +1,7 @@
 //! The `braid` command line: `start` runs a node; the other commands talk to a running node
 //! over its Kafka protocol.
 
+mod bench;
 mod cluster;
 mod group;
 mod records;
@@ -48,6 +49,12 @@ pub enum Command {
         #[arg(long, global = true, env = "BRAID_BOOTSTRAP", default_value = "127.0.0.1:9092")]
         bootstrap: String,
     },
+    /// Load generator: produce or consume as fast as asked, with throughput and latency
+    /// percentiles (and JSON for scripts).
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
     /// Produce records read from standard input, one per line.
     Produce(records::ProduceArgs),
     /// Print records of a partition, one value per line.
@@ -79,6 +86,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic { command, bootstrap } => topic::run(&bootstrap, command),
         Command::Cluster { command, bootstrap } => cluster::run(&bootstrap, command),
         Command::Group { command, bootstrap } => group::run(&bootstrap, command),
+        Command::Bench { command } => bench::run(command),
         Command::Produce(args) => records::produce(args),
         Command::Consume(args) => records::consume(args),
     }

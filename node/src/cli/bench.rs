@@ -1,0 +1,413 @@
+//! `braid bench produce|consume`: a Kafka load generator speaking the protocol natively.
+//!
+//! produce: `--producers` connections, each to the leader of one partition (round robin),
+//! sending uncompressed batches of `--batch-records` records of `--record-size` bytes with up
+//! to `--in-flight` requests pipelined, at most `--rate` records/s in all (0: as fast as the
+//! answers come), for `--messages` records or `--seconds`. Request latency (send to answer) goes
+//! into an hdrhistogram. consume: every partition read from its start by fetches of up to
+//! `--fetch-bytes`, for `--messages` records or `--seconds`; end-to-end latency is now minus each
+//! batch's first timestamp (the producer's send time, in ms). Both print a progress line every
+//! second on stderr, then p50/p90/p99/p999/max and throughput, and with `--json FILE` the same
+//! as JSON for scripts.
+
+use crate::client::Client;
+use anyhow::{bail, Context};
+use braid_engine::log::batch::build_batch;
+use braid_engine::log::BatchHeader;
+use clap::{Args, Subcommand};
+use hdrhistogram::Histogram;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    BrokerId, CreateTopicsRequest, FetchRequest, MetadataRequest, ProduceRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Produce records as fast as asked and measure throughput and request latency.
+    Produce(ProduceBench),
+    /// Read a topic from its start and measure throughput and end-to-end latency.
+    Consume(ConsumeBench),
+}
+
+#[derive(Args, Debug)]
+pub struct ProduceBench {
+    #[arg(long, default_value = "bench")]
+    topic: String,
+    /// Partitions of the topic if it has to be created.
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+    /// Replication factor if the topic has to be created [default: the node's].
+    #[arg(long, default_value_t = -1)]
+    replication_factor: i16,
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+    #[arg(long, default_value_t = 256)]
+    batch_records: usize,
+    /// -1 (all), 1 or 0.
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+    acks: i16,
+    /// Connections, each producing to one partition.
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    /// Requests pipelined per connection.
+    #[arg(long, default_value_t = 8)]
+    in_flight: usize,
+    /// Records in all (0: until --seconds).
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    /// Stop after this long (0: until --messages).
+    #[arg(long, default_value_t = 0)]
+    seconds: u64,
+    /// Records per second in all (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    #[arg(long, env = "BRAID_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ConsumeBench {
+    #[arg(long, default_value = "bench")]
+    topic: String,
+    /// Bytes asked for per partition per fetch.
+    #[arg(long, default_value_t = 8 << 20)]
+    fetch_bytes: i32,
+    /// Records to read (0: until --seconds).
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    #[arg(long, default_value_t = 0)]
+    seconds: u64,
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    #[arg(long, env = "BRAID_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+}
+
+fn name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_owned()))
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
+/// Counters shared by the workers and the progress line.
+#[derive(Default)]
+struct Progress {
+    records: AtomicU64,
+    bytes: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// Prints a progress line every second until `done`.
+fn progress_line(progress: Arc<Progress>, done: Arc<AtomicBool>, latency: Arc<Mutex<Histogram<u64>>>) {
+    let started = Instant::now();
+    let mut last = (0u64, 0u64);
+    while !done.load(Relaxed) {
+        std::thread::sleep(Duration::from_millis(200));
+        if started.elapsed().as_millis() % 1000 >= 200 {
+            continue;
+        }
+        let (records, bytes) = (progress.records.load(Relaxed), progress.bytes.load(Relaxed));
+        let p99 = latency.lock().map(|h| h.value_at_quantile(0.99)).unwrap_or(0);
+        eprintln!(
+            "{:>4.0} s  {:>10} records  {:>9.0} records/s  {:>8.1} MB/s  p99 {} us  errors {}",
+            started.elapsed().as_secs_f64(),
+            records,
+            (records - last.0) as f64,
+            (bytes - last.1) as f64 / 1e6,
+            p99,
+            progress.errors.load(Relaxed)
+        );
+        last = (records, bytes);
+    }
+}
+
+/// The summary: throughput and latency percentiles (µs), printed and returned as JSON.
+fn summary(
+    what: &str,
+    records: u64,
+    bytes: u64,
+    errors: u64,
+    elapsed: Duration,
+    h: &Histogram<u64>,
+) -> serde_json::Value {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let q = |x: f64| if h.is_empty() { 0 } else { h.value_at_quantile(x) };
+    println!(
+        "{what}: {records} records, {:.1} MB in {:.2} s: {:.0} records/s, {:.1} MB/s; errors {errors}",
+        bytes as f64 / 1e6,
+        secs,
+        records as f64 / secs,
+        bytes as f64 / 1e6 / secs
+    );
+    println!(
+        "latency us: p50 {} p90 {} p99 {} p999 {} max {} ({} samples)",
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        q(0.999),
+        h.max(),
+        h.len()
+    );
+    serde_json::json!({
+        "what": what, "records": records, "bytes": bytes, "errors": errors, "seconds": secs,
+        "records_per_s": records as f64 / secs, "mb_per_s": bytes as f64 / 1e6 / secs,
+        "latency_us": {"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999), "max": h.max(), "samples": h.len()},
+    })
+}
+
+fn partitions_of(bootstrap: &str, topic: &str) -> anyhow::Result<i32> {
+    let mut client = Client::connect(bootstrap)?;
+    let mut request = MetadataRequest::default();
+    let mut wanted = kafka_protocol::messages::metadata_request::MetadataRequestTopic::default();
+    wanted.name = Some(name(topic));
+    request.topics = Some(vec![wanted]);
+    let metadata = client.call(request)?;
+    Ok(metadata.topics.first().filter(|t| t.error_code == 0).map_or(0, |t| t.partitions.len() as i32))
+}
+
+fn ensure_topic(args: &ProduceBench) -> anyhow::Result<i32> {
+    if partitions_of(&args.bootstrap, &args.topic)? == 0 {
+        let mut client = Client::connect_to_controller(&args.bootstrap)?;
+        let mut topic = CreatableTopic::default();
+        topic.name = name(&args.topic);
+        topic.num_partitions = args.partitions;
+        topic.replication_factor = args.replication_factor;
+        let mut request = CreateTopicsRequest::default();
+        request.topics = vec![topic];
+        request.timeout_ms = 30_000;
+        let response = client.call(request)?;
+        let code = response.topics.first().map_or(0, |t| t.error_code);
+        if code != 0 && code != kafka_protocol::ResponseError::TopicAlreadyExists.code() {
+            bail!("creating {}: error {code}", args.topic);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = partitions_of(&args.bootstrap, &args.topic)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        if Instant::now() > deadline {
+            bail!("topic {} did not appear", args.topic);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn produce(args: ProduceBench) -> anyhow::Result<()> {
+    if args.messages == 0 && args.seconds == 0 {
+        bail!("say how much: --messages or --seconds");
+    }
+    let partitions = ensure_topic(&args)?;
+    let value = vec![b'x'; args.record_size];
+    let progress = Arc::new(Progress::default());
+    let latency = Arc::new(Mutex::new(histogram()));
+    let done = Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let (p, d, l) = (Arc::clone(&progress), Arc::clone(&done), Arc::clone(&latency));
+        std::thread::spawn(move || progress_line(p, d, l))
+    };
+    let started = Instant::now();
+    let deadline = (args.seconds > 0).then(|| started + Duration::from_secs(args.seconds));
+    let per_producer = if args.messages > 0 { args.messages.div_ceil(args.producers as u64) } else { u64::MAX };
+    let rate = args.rate as f64 / args.producers as f64;
+    let args = Arc::new(args);
+    let workers: Vec<_> = (0..args.producers)
+        .map(|i| {
+            let (args, progress, latency, value) =
+                (Arc::clone(&args), Arc::clone(&progress), Arc::clone(&latency), value.clone());
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let partition = (i as i32) % partitions;
+                let mut client = Client::connect_to_leader(&args.bootstrap, &args.topic, partition)?;
+                let version = client.version_for::<ProduceRequest>()?;
+                let mut local = histogram();
+                let mut sent_at: VecDeque<(Instant, u64)> = VecDeque::new();
+                let mut sent = 0u64;
+                let receive = |client: &mut Client,
+                               sent_at: &mut VecDeque<(Instant, u64)>,
+                               local: &mut Histogram<u64>|
+                 -> anyhow::Result<()> {
+                    let (at, records) = sent_at.pop_front().context("nothing in flight")?;
+                    let response = client.receive::<ProduceRequest>(version)?;
+                    local.saturating_record(at.elapsed().as_micros() as u64);
+                    let failed =
+                        response.responses.iter().flat_map(|t| &t.partition_responses).any(|p| p.error_code != 0);
+                    if failed {
+                        progress.errors.fetch_add(1, Relaxed);
+                    } else {
+                        progress.records.fetch_add(records, Relaxed);
+                        progress.bytes.fetch_add(records * args.record_size as u64, Relaxed);
+                    }
+                    Ok(())
+                };
+                while sent < per_producer && deadline.is_none_or(|d| Instant::now() < d) {
+                    if rate > 0.0 {
+                        let due = started + Duration::from_secs_f64(sent as f64 / rate);
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                    }
+                    let count = (args.batch_records as u64).min(per_producer - sent) as usize;
+                    let values: Vec<&[u8]> = vec![&value[..]; count];
+                    let mut data = PartitionProduceData::default();
+                    data.index = partition;
+                    data.records = Some(build_batch(crate::shard::now_ms(), &values).into());
+                    let mut topic = TopicProduceData::default();
+                    topic.name = name(&args.topic);
+                    topic.partition_data = vec![data];
+                    let mut request = ProduceRequest::default();
+                    request.acks = args.acks;
+                    request.timeout_ms = 30_000;
+                    request.topic_data = vec![topic];
+                    client.send(request, version)?;
+                    sent += count as u64;
+                    if args.acks == 0 {
+                        progress.records.fetch_add(count as u64, Relaxed);
+                        progress.bytes.fetch_add((count * args.record_size) as u64, Relaxed);
+                        continue;
+                    }
+                    sent_at.push_back((Instant::now(), count as u64));
+                    if sent_at.len() >= args.in_flight {
+                        receive(&mut client, &mut sent_at, &mut local)?;
+                    }
+                }
+                while !sent_at.is_empty() {
+                    receive(&mut client, &mut sent_at, &mut local)?;
+                }
+                latency.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.add(&local)?;
+                Ok(())
+            })
+        })
+        .collect();
+    let mut failure = None;
+    for w in workers {
+        if let Err(e) = w.join().map_err(|_| anyhow::anyhow!("a producer thread panicked"))? {
+            failure.get_or_insert(e);
+        }
+    }
+    let elapsed = started.elapsed();
+    done.store(true, Relaxed);
+    let _ = ticker.join();
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let h = latency.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    let (records, bytes, errors) =
+        (progress.records.load(Relaxed), progress.bytes.load(Relaxed), progress.errors.load(Relaxed));
+    let mut json = summary("produce", records, bytes, errors, elapsed, &h);
+    json["config"] = serde_json::json!({
+        "topic": args.topic, "partitions": partitions, "record_size": args.record_size,
+        "batch_records": args.batch_records, "acks": args.acks, "producers": args.producers,
+        "in_flight": args.in_flight, "rate": args.rate,
+    });
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&json)?)?;
+    }
+    Ok(())
+}
+
+pub fn consume(args: ConsumeBench) -> anyhow::Result<()> {
+    if args.messages == 0 && args.seconds == 0 {
+        bail!("say how much: --messages or --seconds");
+    }
+    let partitions = partitions_of(&args.bootstrap, &args.topic)?;
+    if partitions == 0 {
+        bail!("no topic {}", args.topic);
+    }
+    let progress = Arc::new(Progress::default());
+    let latency = Arc::new(Mutex::new(histogram()));
+    let done = Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let (p, d, l) = (Arc::clone(&progress), Arc::clone(&done), Arc::clone(&latency));
+        std::thread::spawn(move || progress_line(p, d, l))
+    };
+    let started = Instant::now();
+    let deadline = (args.seconds > 0).then(|| started + Duration::from_secs(args.seconds));
+    let mut clients: Vec<(i32, Client, i64)> = (0..partitions)
+        .map(|p| Ok((p, Client::connect_to_leader(&args.bootstrap, &args.topic, p)?, 0)))
+        .collect::<anyhow::Result<_>>()?;
+    let target = if args.messages > 0 { args.messages } else { u64::MAX };
+    let mut idle_rounds = 0;
+    while progress.records.load(Relaxed) < target && deadline.is_none_or(|d| Instant::now() < d) {
+        let mut got_any = false;
+        for (partition, client, offset) in clients.iter_mut() {
+            let mut p = FetchPartition::default();
+            p.partition = *partition;
+            p.fetch_offset = *offset;
+            p.partition_max_bytes = args.fetch_bytes;
+            let mut t = FetchTopic::default();
+            t.topic = name(&args.topic);
+            t.partitions = vec![p];
+            let mut request = FetchRequest::default();
+            request.replica_id = BrokerId(-1);
+            request.max_wait_ms = 100;
+            request.min_bytes = 1;
+            request.max_bytes = args.fetch_bytes;
+            request.topics = vec![t];
+            let version = client.version_for::<FetchRequest>()?.min(12);
+            let response = client.call_version(request, version)?;
+            let now = crate::shard::now_ms();
+            let mut h = latency.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+            for data in response.responses.iter().flat_map(|t| &t.partitions) {
+                if data.error_code != 0 {
+                    progress.errors.fetch_add(1, Relaxed);
+                    continue;
+                }
+                let Some(records) = &data.records else { continue };
+                let mut at = 0;
+                while at < records.len() {
+                    let Ok(header) = BatchHeader::parse(&records[at..]) else { break };
+                    if at + header.total_bytes() > records.len() {
+                        break; // a partial batch at the end of the fetch
+                    }
+                    if header.next_offset() > *offset {
+                        let count = header.record_count.max(0) as u64;
+                        progress.records.fetch_add(count, Relaxed);
+                        progress.bytes.fetch_add(header.total_bytes() as u64, Relaxed);
+                        h.saturating_record((now - header.base_timestamp).max(0) as u64 * 1000);
+                        *offset = header.next_offset();
+                        got_any |= count > 0;
+                    }
+                    at += header.total_bytes();
+                }
+            }
+        }
+        idle_rounds = if got_any { 0 } else { idle_rounds + 1 };
+        if args.seconds == 0 && idle_rounds > 50 {
+            break; // nothing more to read for 5 s
+        }
+    }
+    let elapsed = started.elapsed();
+    done.store(true, Relaxed);
+    let _ = ticker.join();
+    let h = latency.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    let (records, bytes, errors) =
+        (progress.records.load(Relaxed), progress.bytes.load(Relaxed), progress.errors.load(Relaxed));
+    println!("end-to-end latency: now minus each batch's first timestamp (ms resolution)");
+    let mut json = summary("consume", records, bytes, errors, elapsed, &h);
+    json["config"] =
+        serde_json::json!({"topic": args.topic, "partitions": partitions, "fetch_bytes": args.fetch_bytes});
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&json)?)?;
+    }
+    Ok(())
+}
+
+pub fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Produce(args) => produce(args),
+        BenchCommand::Consume(args) => consume(args),
+    }
+}
