@@ -4,8 +4,8 @@
 //! sending uncompressed batches of `--batch-records` records of `--record-size` bytes with up
 //! to `--in-flight` requests pipelined, at most `--rate` records/s in all (0: as fast as the
 //! answers come), for `--messages` records or `--seconds`. Request latency (send to answer) goes
-//! into an hdrhistogram. consume: every partition read from its start by fetches of up to
-//! `--fetch-bytes`, for `--messages` records or `--seconds`; end-to-end latency is now minus each
+//! into an hdrhistogram. consume: every partition read from its start, one reader thread and
+//! connection each, by fetches of up to `--fetch-bytes`, for `--messages` records or `--seconds`; end-to-end latency is now minus each
 //! batch's first timestamp (the producer's send time, in ms). Both print a progress line every
 //! second on stderr, then p50/p90/p99/p999/max and throughput, and with `--json FILE` the same
 //! as JSON for scripts.
@@ -335,59 +335,75 @@ pub fn consume(args: ConsumeBench) -> anyhow::Result<()> {
     };
     let started = Instant::now();
     let deadline = (args.seconds > 0).then(|| started + Duration::from_secs(args.seconds));
-    let mut clients: Vec<(i32, Client, i64)> = (0..partitions)
-        .map(|p| Ok((p, Client::connect_to_leader(&args.bootstrap, &args.topic, p)?, 0)))
-        .collect::<anyhow::Result<_>>()?;
     let target = if args.messages > 0 { args.messages } else { u64::MAX };
-    let mut idle_rounds = 0;
-    while progress.records.load(Relaxed) < target && deadline.is_none_or(|d| Instant::now() < d) {
-        let mut got_any = false;
-        for (partition, client, offset) in clients.iter_mut() {
-            let mut p = FetchPartition::default();
-            p.partition = *partition;
-            p.fetch_offset = *offset;
-            p.partition_max_bytes = args.fetch_bytes;
-            let mut t = FetchTopic::default();
-            t.topic = name(&args.topic);
-            t.partitions = vec![p];
-            let mut request = FetchRequest::default();
-            request.replica_id = BrokerId(-1);
-            request.max_wait_ms = 100;
-            request.min_bytes = 1;
-            request.max_bytes = args.fetch_bytes;
-            request.topics = vec![t];
-            let version = client.version_for::<FetchRequest>()?.min(12);
-            let response = client.call_version(request, version)?;
-            let now = crate::shard::now_ms();
-            let mut h = latency.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-            for data in response.responses.iter().flat_map(|t| &t.partitions) {
-                if data.error_code != 0 {
-                    progress.errors.fetch_add(1, Relaxed);
-                    continue;
-                }
-                let Some(records) = &data.records else { continue };
-                let mut at = 0;
-                while at < records.len() {
-                    let Ok(header) = BatchHeader::parse(&records[at..]) else { break };
-                    if at + header.total_bytes() > records.len() {
-                        break; // a partial batch at the end of the fetch
+    let args = Arc::new(args);
+    // One reader per partition, each with its own connection to the partition's leader.
+    let workers: Vec<_> = (0..partitions)
+        .map(|partition| {
+            let (args, progress, latency) = (Arc::clone(&args), Arc::clone(&progress), Arc::clone(&latency));
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let mut client = Client::connect_to_leader(&args.bootstrap, &args.topic, partition)?;
+                let version = client.version_for::<FetchRequest>()?.min(12);
+                let mut local = histogram();
+                let mut offset = 0i64;
+                let mut idle_since = Instant::now();
+                while progress.records.load(Relaxed) < target && deadline.is_none_or(|d| Instant::now() < d) {
+                    if args.seconds == 0 && idle_since.elapsed() > Duration::from_secs(5) {
+                        break; // nothing more to read here
                     }
-                    if header.next_offset() > *offset {
-                        let count = header.record_count.max(0) as u64;
-                        progress.records.fetch_add(count, Relaxed);
-                        progress.bytes.fetch_add(header.total_bytes() as u64, Relaxed);
-                        h.saturating_record((now - header.base_timestamp).max(0) as u64 * 1000);
-                        *offset = header.next_offset();
-                        got_any |= count > 0;
+                    let mut p = FetchPartition::default();
+                    p.partition = partition;
+                    p.fetch_offset = offset;
+                    p.partition_max_bytes = args.fetch_bytes;
+                    let mut t = FetchTopic::default();
+                    t.topic = name(&args.topic);
+                    t.partitions = vec![p];
+                    let mut request = FetchRequest::default();
+                    request.replica_id = BrokerId(-1);
+                    request.max_wait_ms = 100;
+                    request.min_bytes = 1;
+                    request.max_bytes = args.fetch_bytes;
+                    request.topics = vec![t];
+                    let response = client.call_version(request, version)?;
+                    let now = crate::shard::now_ms();
+                    for data in response.responses.iter().flat_map(|t| &t.partitions) {
+                        if data.error_code != 0 {
+                            progress.errors.fetch_add(1, Relaxed);
+                            continue;
+                        }
+                        let Some(records) = &data.records else { continue };
+                        let mut at = 0;
+                        while at < records.len() {
+                            let Ok(header) = BatchHeader::parse(&records[at..]) else { break };
+                            if at + header.total_bytes() > records.len() {
+                                break; // a partial batch at the end of the fetch
+                            }
+                            if header.next_offset() > offset {
+                                let count = header.record_count.max(0) as u64;
+                                progress.records.fetch_add(count, Relaxed);
+                                progress.bytes.fetch_add(header.total_bytes() as u64, Relaxed);
+                                local.saturating_record((now - header.base_timestamp).max(0) as u64 * 1000);
+                                offset = header.next_offset();
+                                idle_since = Instant::now();
+                            }
+                            at += header.total_bytes();
+                        }
                     }
-                    at += header.total_bytes();
                 }
-            }
+                latency.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.add(&local)?;
+                Ok(())
+            })
+        })
+        .collect();
+    let mut failure = None;
+    for w in workers {
+        if let Err(e) = w.join().map_err(|_| anyhow::anyhow!("a reader thread panicked"))? {
+            failure.get_or_insert(e);
         }
-        idle_rounds = if got_any { 0 } else { idle_rounds + 1 };
-        if args.seconds == 0 && idle_rounds > 50 {
-            break; // nothing more to read for 5 s
-        }
+    }
+    if let Some(e) = failure {
+        done.store(true, Relaxed);
+        return Err(e);
     }
     let elapsed = started.elapsed();
     done.store(true, Relaxed);
