@@ -15,3 +15,4 @@ pub mod replica;
 pub mod runtime;
 pub mod shard;
 pub mod topic_config;
+pub mod zk;

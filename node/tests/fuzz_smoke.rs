@@ -63,3 +63,58 @@ fn request_decoder_survives_random_and_mutated_frames() {
         let _ = braid_node::kafka::decode_request(Bytes::from(frame));
     }
 }
+
+/// The jute_request fuzz target's function: ZooKeeper client frames, random and mutated from
+/// valid requests, give a request or an error; what decodes re-encodes to the same request.
+#[test]
+fn jute_decoder_survives_random_and_mutated_frames() {
+    use braid_node::zk::jute::{op, Acl, ConnectRequest, Op, Request, Writer};
+    let mut rng = SimRng::new(0x2181);
+    let acl = vec![Acl { perms: 31, scheme: "world".into(), id: "anyone".into() }];
+    let seeds: Vec<Vec<u8>> = [
+        Op::Create { op: op::CREATE, path: "/a".into(), data: b"x".to_vec(), acl, flags: 0, ttl: None },
+        Op::GetChildren { op: op::GET_CHILDREN2, path: "/".into(), watch: true },
+        Op::Multi { op: op::MULTI, ops: vec![Op::Check { path: "/a".into(), version: 0 }] },
+        Op::SetWatches {
+            op: op::SET_WATCHES,
+            relative_zxid: 1,
+            data: vec!["/a".into()],
+            exist: vec![],
+            child: vec![],
+            persistent: vec![],
+            persistent_recursive: vec![],
+        },
+    ]
+    .into_iter()
+    .map(|op| {
+        let mut w = Writer::default();
+        Request { xid: 1, op }.encode(&mut w);
+        w.bytes
+    })
+    .collect();
+    for round in 0..100_000u64 {
+        let mut frame: Vec<u8> = if round % 4 == 0 {
+            (0..rng.below(48)).map(|_| rng.below(256) as u8).collect()
+        } else {
+            seeds[rng.below(seeds.len() as u64) as usize].clone()
+        };
+        for _ in 0..=rng.below(4) {
+            if frame.is_empty() {
+                break;
+            }
+            let at = rng.below(frame.len() as u64) as usize;
+            match rng.below(4) {
+                0 => frame[at] ^= 1 << rng.below(8),
+                1 => frame[at] = [0x00, 0x7f, 0x80, 0xff][rng.below(4) as usize],
+                2 => frame.truncate(at),
+                _ => frame.insert(at, rng.below(256) as u8),
+            }
+        }
+        let _ = ConnectRequest::decode(&frame);
+        if let Ok(request) = Request::decode(&frame) {
+            let mut w = Writer::default();
+            request.encode(&mut w);
+            assert_eq!(Request::decode(&w.bytes), Ok(request));
+        }
+    }
+}
