@@ -1138,6 +1138,10 @@ impl ShardState {
                         format!("Replication factor: {replication_factor} larger than available brokers: {members}.");
                     return Err((reply, (ResponseError::InvalidReplicationFactor.code(), message)));
                 }
+                if replication_factor == 2 && !validate_only {
+                    // A raft group of two needs both: unlike Kafka's ISR, it cannot shrink to one.
+                    tracing::warn!(topic = %name, "replication factor 2 survives no node failure (a majority of 2 is 2); use 3");
+                }
                 for (k, v) in &configs {
                     if let Err(m) = topic_config::validate(k, v) {
                         return Err((reply, (ResponseError::InvalidConfig.code(), m)));
