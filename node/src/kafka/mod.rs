@@ -191,9 +191,18 @@ pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, peer: SocketAddr) {
         let Ok(permit) = Arc::clone(&ctx.request_memory).acquire_many_owned((size / 1024 + 1) as u32).await else {
             break;
         };
-        let mut frame = BytesMut::zeroed(size);
-        match tokio::time::timeout(FRAME_READ_TIMEOUT, reader.read_exact(&mut frame)).await {
-            Ok(Ok(_)) => {}
+        // Read into spare capacity: nothing to clear first.
+        let mut frame = BytesMut::with_capacity(size);
+        let read = async {
+            while frame.len() < size {
+                if (&mut reader).take((size - frame.len()) as u64).read_buf(&mut frame).await? == 0 {
+                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(FRAME_READ_TIMEOUT, read).await {
+            Ok(Ok(())) => {}
             Ok(Err(_)) => {
                 tracing::debug!(%peer, size, "connection closed inside a frame");
                 break;
