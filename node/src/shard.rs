@@ -697,7 +697,15 @@ impl ShardState {
         let key = (OFFSETS_TOPIC.to_owned(), partition);
         let now = now_ms();
         let not_coordinator = ResponseError::NotCoordinator.code();
-        let Some(p) = self.partitions.get_mut(&key).filter(|p| p.replica.is_leader()) else {
+        // A new leader answers only once everything its predecessors committed is applied
+        // (Kafka's coordinator load): else it could hand out a stale generation or offsets.
+        let loading = self.partitions.get(&key).is_some_and(|p| {
+            p.replica.is_leader()
+                && (!p.replica.raft.leader_ready()
+                    || p.coordinator.as_ref().is_some_and(|c| c.applied < p.replica.raft.term_start()))
+        });
+        let not_coordinator = if loading { ResponseError::CoordinatorLoadInProgress.code() } else { not_coordinator };
+        let Some(p) = self.partitions.get_mut(&key).filter(|p| p.replica.is_leader() && !loading) else {
             match request {
                 GroupRequest::Join { reply, request, .. } => {
                     let mut outcome = JoinOutcome { error: not_coordinator, generation: -1, ..Default::default() };

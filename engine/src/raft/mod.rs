@@ -302,6 +302,19 @@ impl<L: RaftLog> Raft<L> {
             && self.changes.last().is_none_or(|c| c.end <= self.committed)
     }
 
+    /// True when this node leads and has committed an entry of its own term: every entry of
+    /// earlier leaders it holds is committed, so a state machine applied to the commit point
+    /// is complete.
+    pub fn leader_ready(&self) -> bool {
+        self.role == Role::Leader && self.committed >= self.term_start
+    }
+
+    /// Leader only: where its own first entry of the term ends; everything before it came from
+    /// earlier leaders.
+    pub fn term_start(&self) -> i64 {
+        self.term_start
+    }
+
     /// Leader only: true if voter `id` holds every committed entry (this node: always).
     pub fn caught_up(&self, id: NodeId) -> bool {
         id == self.config.id || self.progress.get(&id).is_some_and(|p| p.match_end >= self.committed)

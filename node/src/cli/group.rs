@@ -146,6 +146,35 @@ fn committed(client: &mut Client, group: &str) -> anyhow::Result<BTreeMap<(Strin
     Ok(out)
 }
 
+/// Error codes that mean "ask the group's coordinator again, shortly".
+fn coordinator_moved(code: i16) -> bool {
+    use kafka_protocol::ResponseError::{CoordinatorLoadInProgress, CoordinatorNotAvailable, NotCoordinator};
+    [NotCoordinator.code(), CoordinatorNotAvailable.code(), CoordinatorLoadInProgress.code()].contains(&code)
+}
+
+/// Runs `call` against the group's coordinator, finding it again (for up to 15 s) while the
+/// answer's error code says it moved; other errors fail.
+fn with_coordinator<T>(
+    bootstrap: &str,
+    group: &str,
+    mut call: impl FnMut(&mut Client) -> anyhow::Result<(i16, T)>,
+) -> anyhow::Result<(Client, T)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let mut client = Client::connect_to_coordinator(bootstrap, group)?;
+        let (code, value) = call(&mut client)?;
+        match code {
+            0 => return Ok((client, value)),
+            c if coordinator_moved(c) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            c => {
+                bail!("error {c} {:?} from the coordinator of {group}", kafka_protocol::ResponseError::try_from_code(c))
+            }
+        }
+    }
+}
+
 pub fn run(bootstrap: &str, command: GroupCommand) -> anyhow::Result<()> {
     match command {
         GroupCommand::List => {
@@ -163,14 +192,16 @@ pub fn run(bootstrap: &str, command: GroupCommand) -> anyhow::Result<()> {
             }
         }
         GroupCommand::Describe { group } => {
-            let mut client = Client::connect_to_coordinator(bootstrap, &group)?;
-            let mut request = DescribeGroupsRequest::default();
-            request.groups = vec![GroupId(str(&group))];
-            let response = client.call(request)?;
+            // The coordinator may move (a failover, or leadership going back to its preferred
+            // node): ask again where it is.
+            let (mut client, response) = with_coordinator(bootstrap, &group, |client| {
+                let mut request = DescribeGroupsRequest::default();
+                request.groups = vec![GroupId(str(&group))];
+                let response = client.call(request)?;
+                let code = response.groups.first().context("empty DescribeGroups response")?.error_code;
+                Ok((code, response))
+            })?;
             let described = response.groups.first().context("empty DescribeGroups response")?;
-            if described.error_code != 0 {
-                bail!("DescribeGroups: error {}", described.error_code);
-            }
             println!(
                 "group {group} state {} protocol {} {}",
                 described.group_state, described.protocol_type, described.protocol_data
@@ -225,7 +256,6 @@ pub fn run(bootstrap: &str, command: GroupCommand) -> anyhow::Result<()> {
                 println!("dry run: add --execute to commit these offsets");
                 return Ok(());
             }
-            let mut client = Client::connect_to_coordinator(bootstrap, &group)?;
             let mut t = OffsetCommitRequestTopic::default();
             t.name = TopicName(str(&topic));
             t.partitions = targets
@@ -241,16 +271,14 @@ pub fn run(bootstrap: &str, command: GroupCommand) -> anyhow::Result<()> {
             request.group_id = GroupId(str(&group));
             request.generation_id_or_member_epoch = -1;
             request.topics = vec![t];
-            let response = client.call(request)?;
-            let errors: Vec<i16> = response
-                .topics
-                .iter()
-                .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
-                .filter(|&e| e != 0)
-                .collect();
-            if let Some(e) = errors.first() {
-                let known = kafka_protocol::ResponseError::try_from_code(*e);
-                bail!("OffsetCommit refused: error {e} {known:?} (a group with members cannot be reset)");
+            let result = with_coordinator(bootstrap, &group, |client| {
+                let response = client.call(request.clone())?;
+                let error =
+                    response.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).find(|&e| e != 0);
+                Ok((error.unwrap_or(0), ()))
+            });
+            if let Err(e) = result {
+                bail!("OffsetCommit refused: {e:#} (a group with members cannot be reset)");
             }
             println!("committed new offsets for group {group}");
         }
