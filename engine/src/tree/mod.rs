@@ -37,6 +37,13 @@ pub struct Znode {
     children: BTreeSet<String>,
 }
 
+/// What undoes one applied operation of a multi.
+enum Undo {
+    Created { path: String, parent_stat: Stat },
+    Deleted { path: String, node: Znode, parent_stat: Stat },
+    SetData { path: String, data: Vec<u8>, stat: Stat },
+}
+
 /// The data tree. Paths are absolute ("/brokers/topics/t"); "/" always exists.
 #[derive(Debug, Clone)]
 pub struct DataTree {
@@ -128,18 +135,53 @@ impl DataTree {
         self.last_zxid = zxid;
         match txn {
             Txn::Multi(ops) => {
-                let mut scratch = self.clone();
+                // Each applied op leaves what undoes it; a failing op undoes the ones before it,
+                // newest first (the tree is never copied, whatever its size).
+                let mut undo = Vec::with_capacity(ops.len());
                 for op in ops {
-                    scratch.apply_one(zxid, time_ms, op)?;
+                    match self.apply_one(zxid, time_ms, op) {
+                        Ok(u) => undo.push(u),
+                        Err(e) => {
+                            for u in undo.into_iter().rev() {
+                                self.undo(u);
+                            }
+                            return Err(e);
+                        }
+                    }
                 }
-                *self = scratch;
                 Ok(())
             }
-            single => self.apply_one(zxid, time_ms, single),
+            single => self.apply_one(zxid, time_ms, single).map(|_| ()),
         }
     }
 
-    fn apply_one(&mut self, zxid: i64, time_ms: i64, txn: &Txn) -> Result<(), TxnError> {
+    fn undo(&mut self, undo: Undo) {
+        match undo {
+            Undo::Created { path, parent_stat } => {
+                self.nodes.remove(&path);
+                if let Some((parent, name)) = split_path(&path) {
+                    let parent = self.nodes.get_mut(parent).expect("a node's parent exists");
+                    parent.children.remove(name);
+                    parent.stat = parent_stat;
+                }
+            }
+            Undo::Deleted { path, node, parent_stat } => {
+                if let Some((parent, name)) = split_path(&path) {
+                    let parent = self.nodes.get_mut(parent).expect("a node's parent exists");
+                    parent.children.insert(name.to_owned());
+                    parent.stat = parent_stat;
+                }
+                self.nodes.insert(path, node);
+            }
+            Undo::SetData { path, data, stat } => {
+                let node = self.nodes.get_mut(&path).expect("a changed node exists");
+                node.data = data;
+                node.stat = stat;
+            }
+        }
+    }
+
+    fn apply_one(&mut self, zxid: i64, time_ms: i64, txn: &Txn) -> Result<Undo, TxnError> {
         match txn {
             Txn::Create { path, data, ephemeral_owner } => {
                 let (parent, name) = split_path(path).ok_or_else(|| TxnError::BadPath(path.clone()))?;
@@ -150,6 +192,7 @@ impl DataTree {
                 if parent_node.stat.ephemeral_owner != 0 {
                     return Err(TxnError::NoChildrenForEphemerals(parent.to_owned()));
                 }
+                let parent_stat = parent_node.stat;
                 parent_node.children.insert(name.to_owned());
                 parent_node.stat.cversion += 1;
                 parent_node.stat.pzxid = zxid;
@@ -165,7 +208,7 @@ impl DataTree {
                     ..Stat::default()
                 };
                 self.nodes.insert(path.clone(), Znode { data: data.clone(), stat, children: BTreeSet::new() });
-                Ok(())
+                Ok(Undo::Created { path: path.clone(), parent_stat })
             }
             Txn::Delete { path, version } => {
                 let (parent, name) = split_path(path).ok_or_else(|| TxnError::BadPath(path.clone()))?;
@@ -176,25 +219,30 @@ impl DataTree {
                 if !node.children.is_empty() {
                     return Err(TxnError::NotEmpty(path.clone()));
                 }
-                self.nodes.remove(path.as_str());
+                let node = self.nodes.remove(path.as_str()).expect("checked above");
                 let parent_node = self.nodes.get_mut(parent).expect("a node's parent exists");
+                let parent_stat = parent_node.stat;
                 parent_node.children.remove(name);
                 parent_node.stat.cversion += 1;
                 parent_node.stat.pzxid = zxid;
                 parent_node.stat.num_children = parent_node.children.len() as i32;
-                Ok(())
+                Ok(Undo::Deleted { path: path.clone(), node, parent_stat })
             }
             Txn::SetData { path, data, version } => {
                 let node = self.nodes.get_mut(path.as_str()).ok_or_else(|| TxnError::NoNode(path.clone()))?;
                 if *version != -1 && node.stat.version != *version {
                     return Err(TxnError::BadVersion(path.clone()));
                 }
-                node.data = data.clone();
+                let undo = Undo::SetData {
+                    path: path.clone(),
+                    data: std::mem::replace(&mut node.data, data.clone()),
+                    stat: node.stat,
+                };
                 node.stat.version += 1;
                 node.stat.mzxid = zxid;
                 node.stat.mtime = time_ms;
                 node.stat.data_length = data.len() as i32;
-                Ok(())
+                Ok(undo)
             }
             Txn::Multi(_) => Err(TxnError::NestedMulti),
         }
@@ -247,6 +295,27 @@ mod tests {
         assert_eq!(tree.last_zxid(), 1);
         tree.apply(2, 0, &Txn::Multi(vec![create("/a", b"1"), create("/a/b", b"2")])).unwrap();
         assert_eq!(tree.children("/a").unwrap(), vec!["b".to_owned()]);
+        // Every kind of op is undone, newest first, to the byte: the digest does not move.
+        let before = (tree.digest(), tree.get("/a").unwrap().stat, tree.get("/").unwrap().stat);
+        let multi = Txn::Multi(vec![
+            Txn::SetData { path: "/a".into(), data: b"changed".to_vec(), version: 0 },
+            Txn::Delete { path: "/a/b".into(), version: -1 },
+            create("/a/c", b"3"),
+            Txn::Delete { path: "/a/c".into(), version: -1 },
+            Txn::Delete { path: "/a".into(), version: -1 },
+            create("/a", b"again"),
+            create("/missing/d", b""),
+        ]);
+        assert_eq!(tree.apply(3, 5, &multi), Err(TxnError::NoNode("/missing".into())));
+        let after = (tree.digest(), tree.get("/a").unwrap().stat, tree.get("/").unwrap().stat);
+        assert_eq!((after.1, after.2), (before.1, before.2));
+        assert_eq!(tree.get("/a").unwrap().data, b"1");
+        assert_eq!(tree.children("/a").unwrap(), vec!["b".to_owned()]);
+        assert_ne!(after.0, before.0, "only last_zxid moved (it is in the digest)");
+        let mut fresh = DataTree::new();
+        fresh.apply(2, 0, &Txn::Multi(vec![create("/a", b"1"), create("/a/b", b"2")])).unwrap();
+        fresh.apply(3, 5, &Txn::SetData { path: "/zz".into(), data: vec![], version: -1 }).unwrap_err();
+        assert_eq!(fresh.digest(), tree.digest(), "the same tree as one that never saw the multi");
     }
 
     #[test]
