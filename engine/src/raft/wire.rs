@@ -109,16 +109,6 @@ impl EncodedFrame {
             .collect()
     }
 
-    /// Total bytes of the frame.
-    pub fn len(&self) -> usize {
-        self.pieces.iter().map(|p| if let Piece::Head(r) = p { r.len() } else { 0 }).sum::<usize>()
-            + self.pieces.iter().map(|p| if let Piece::Shared(b) = p { b.len() } else { 0 }).sum::<usize>()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The whole frame in one buffer.
     pub fn to_vec(&self) -> Vec<u8> {
         self.io_slices().iter().flat_map(|s| s.iter().copied()).collect()
