@@ -273,21 +273,8 @@ pub struct Acl {
     pub id: String,
 }
 
-/// A znode's Stat, as ZooKeeper sends it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Stat {
-    pub czxid: i64,
-    pub mzxid: i64,
-    pub ctime: i64,
-    pub mtime: i64,
-    pub version: i32,
-    pub cversion: i32,
-    pub aversion: i32,
-    pub ephemeral_owner: i64,
-    pub data_length: i32,
-    pub num_children: i32,
-    pub pzxid: i64,
-}
+/// A znode's Stat: the tree's own, written in the order ZooKeeper sends its fields.
+pub use braid_engine::tree::Stat;
 
 /// The first frame of a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
