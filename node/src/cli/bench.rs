@@ -167,6 +167,69 @@ fn summary(
     })
 }
 
+/// What one bench run shares between its workers, its progress line and its summary.
+struct Run {
+    progress: Arc<Progress>,
+    latency: Arc<Mutex<Histogram<u64>>>,
+    done: Arc<AtomicBool>,
+    ticker: std::thread::JoinHandle<()>,
+    started: Instant,
+    /// When --seconds runs out.
+    deadline: Option<Instant>,
+}
+
+impl Run {
+    /// Starts the clock (`seconds`: how long the run may last; 0: no limit) and the progress line.
+    fn start(seconds: u64) -> Run {
+        let progress = Arc::new(Progress::default());
+        let latency = Arc::new(Mutex::new(histogram()));
+        let done = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let (p, d, l) = (Arc::clone(&progress), Arc::clone(&done), Arc::clone(&latency));
+            std::thread::spawn(move || progress_line(p, d, l))
+        };
+        let started = Instant::now();
+        let deadline = (seconds > 0).then(|| started + Duration::from_secs(seconds));
+        Run { progress, latency, done, ticker, started, deadline }
+    }
+
+    /// Waits for the workers (the first failure is the run's), stops the progress line, prints
+    /// the summary (after `note`) and writes it, with `config`, as JSON to `json`.
+    fn finish(
+        self,
+        what: &str,
+        workers: Vec<std::thread::JoinHandle<anyhow::Result<()>>>,
+        note: Option<&str>,
+        config: serde_json::Value,
+        json: Option<&std::path::Path>,
+    ) -> anyhow::Result<()> {
+        let mut failure = None;
+        for w in workers {
+            if let Err(e) = w.join().map_err(|_| anyhow::anyhow!("a {what} thread panicked"))? {
+                failure.get_or_insert(e);
+            }
+        }
+        let elapsed = self.started.elapsed();
+        self.done.store(true, Relaxed);
+        let _ = self.ticker.join();
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let h = self.latency.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let p = &self.progress;
+        if let Some(note) = note {
+            println!("{note}");
+        }
+        let mut summary =
+            summary(what, p.records.load(Relaxed), p.bytes.load(Relaxed), p.errors.load(Relaxed), elapsed, &h);
+        summary["config"] = config;
+        if let Some(path) = json {
+            std::fs::write(path, serde_json::to_vec_pretty(&summary)?)?;
+        }
+        Ok(())
+    }
+}
+
 fn partitions_of(bootstrap: &str, topic: &str) -> anyhow::Result<i32> {
     let mut client = Client::connect(bootstrap)?;
     let mut request = MetadataRequest::default();
@@ -212,22 +275,15 @@ pub fn produce(args: ProduceBench) -> anyhow::Result<()> {
     }
     let partitions = ensure_topic(&args)?;
     let value = vec![b'x'; args.record_size];
-    let progress = Arc::new(Progress::default());
-    let latency = Arc::new(Mutex::new(histogram()));
-    let done = Arc::new(AtomicBool::new(false));
-    let ticker = {
-        let (p, d, l) = (Arc::clone(&progress), Arc::clone(&done), Arc::clone(&latency));
-        std::thread::spawn(move || progress_line(p, d, l))
-    };
-    let started = Instant::now();
-    let deadline = (args.seconds > 0).then(|| started + Duration::from_secs(args.seconds));
+    let run = Run::start(args.seconds);
+    let (progress, latency, started, deadline) = (&run.progress, &run.latency, run.started, run.deadline);
     let per_producer = if args.messages > 0 { args.messages.div_ceil(args.producers as u64) } else { u64::MAX };
     let rate = args.rate as f64 / args.producers as f64;
     let args = Arc::new(args);
     let workers: Vec<_> = (0..args.producers)
         .map(|i| {
             let (args, progress, latency, value) =
-                (Arc::clone(&args), Arc::clone(&progress), Arc::clone(&latency), value.clone());
+                (Arc::clone(&args), Arc::clone(progress), Arc::clone(latency), value.clone());
             std::thread::spawn(move || -> anyhow::Result<()> {
                 let partition = (i as i32) % partitions;
                 let mut client = Client::connect_to_leader(&args.bootstrap, &args.topic, partition)?;
@@ -291,31 +347,12 @@ pub fn produce(args: ProduceBench) -> anyhow::Result<()> {
             })
         })
         .collect();
-    let mut failure = None;
-    for w in workers {
-        if let Err(e) = w.join().map_err(|_| anyhow::anyhow!("a producer thread panicked"))? {
-            failure.get_or_insert(e);
-        }
-    }
-    let elapsed = started.elapsed();
-    done.store(true, Relaxed);
-    let _ = ticker.join();
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    let h = latency.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-    let (records, bytes, errors) =
-        (progress.records.load(Relaxed), progress.bytes.load(Relaxed), progress.errors.load(Relaxed));
-    let mut json = summary("produce", records, bytes, errors, elapsed, &h);
-    json["config"] = serde_json::json!({
+    let config = serde_json::json!({
         "topic": args.topic, "partitions": partitions, "record_size": args.record_size,
         "batch_records": args.batch_records, "acks": args.acks, "producers": args.producers,
         "in_flight": args.in_flight, "rate": args.rate,
     });
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&json)?)?;
-    }
-    Ok(())
+    run.finish("produce", workers, None, config, args.json.as_deref())
 }
 
 pub fn consume(args: ConsumeBench) -> anyhow::Result<()> {
@@ -326,21 +363,14 @@ pub fn consume(args: ConsumeBench) -> anyhow::Result<()> {
     if partitions == 0 {
         bail!("no topic {}", args.topic);
     }
-    let progress = Arc::new(Progress::default());
-    let latency = Arc::new(Mutex::new(histogram()));
-    let done = Arc::new(AtomicBool::new(false));
-    let ticker = {
-        let (p, d, l) = (Arc::clone(&progress), Arc::clone(&done), Arc::clone(&latency));
-        std::thread::spawn(move || progress_line(p, d, l))
-    };
-    let started = Instant::now();
-    let deadline = (args.seconds > 0).then(|| started + Duration::from_secs(args.seconds));
+    let run = Run::start(args.seconds);
+    let (progress, latency, deadline) = (&run.progress, &run.latency, run.deadline);
     let target = if args.messages > 0 { args.messages } else { u64::MAX };
     let args = Arc::new(args);
     // One reader per partition, each with its own connection to the partition's leader.
     let workers: Vec<_> = (0..partitions)
         .map(|partition| {
-            let (args, progress, latency) = (Arc::clone(&args), Arc::clone(&progress), Arc::clone(&latency));
+            let (args, progress, latency) = (Arc::clone(&args), Arc::clone(progress), Arc::clone(latency));
             std::thread::spawn(move || -> anyhow::Result<()> {
                 let mut client = Client::connect_to_leader(&args.bootstrap, &args.topic, partition)?;
                 let version = client.version_for::<FetchRequest>()?.min(12);
@@ -395,30 +425,9 @@ pub fn consume(args: ConsumeBench) -> anyhow::Result<()> {
             })
         })
         .collect();
-    let mut failure = None;
-    for w in workers {
-        if let Err(e) = w.join().map_err(|_| anyhow::anyhow!("a reader thread panicked"))? {
-            failure.get_or_insert(e);
-        }
-    }
-    if let Some(e) = failure {
-        done.store(true, Relaxed);
-        return Err(e);
-    }
-    let elapsed = started.elapsed();
-    done.store(true, Relaxed);
-    let _ = ticker.join();
-    let h = latency.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-    let (records, bytes, errors) =
-        (progress.records.load(Relaxed), progress.bytes.load(Relaxed), progress.errors.load(Relaxed));
-    println!("end-to-end latency: now minus each batch's first timestamp (ms resolution)");
-    let mut json = summary("consume", records, bytes, errors, elapsed, &h);
-    json["config"] =
-        serde_json::json!({"topic": args.topic, "partitions": partitions, "fetch_bytes": args.fetch_bytes});
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&json)?)?;
-    }
-    Ok(())
+    let note = "end-to-end latency: now minus each batch's first timestamp (ms resolution)";
+    let config = serde_json::json!({"topic": args.topic, "partitions": partitions, "fetch_bytes": args.fetch_bytes});
+    run.finish("consume", workers, Some(note), config, args.json.as_deref())
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
