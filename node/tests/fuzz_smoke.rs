@@ -33,6 +33,29 @@ fn seeds() -> Vec<Vec<u8>> {
     seeds
 }
 
+/// One input for a decoder: every fourth round random bytes (up to `random_len`), else a seed
+/// with up to four mutations (a flipped bit, an edge byte, a cut, an inserted byte).
+fn fuzz_frame(rng: &mut SimRng, round: u64, seeds: &[Vec<u8>], random_len: u64) -> Vec<u8> {
+    let mut frame: Vec<u8> = if round.is_multiple_of(4) {
+        (0..rng.below(random_len)).map(|_| rng.below(256) as u8).collect()
+    } else {
+        seeds[rng.below(seeds.len() as u64) as usize].clone()
+    };
+    for _ in 0..=rng.below(4) {
+        if frame.is_empty() {
+            break;
+        }
+        let at = rng.below(frame.len() as u64) as usize;
+        match rng.below(4) {
+            0 => frame[at] ^= 1 << rng.below(8),
+            1 => frame[at] = [0x00, 0x7f, 0x80, 0xff][rng.below(4) as usize],
+            2 => frame.truncate(at),
+            _ => frame.insert(at, rng.below(256) as u8),
+        }
+    }
+    frame
+}
+
 #[test]
 fn request_decoder_survives_random_and_mutated_frames() {
     let mut rng = SimRng::new(0xB4A1D);
@@ -43,23 +66,7 @@ fn request_decoder_survives_random_and_mutated_frames() {
         }
     }
     for round in 0..200_000u64 {
-        let mut frame = if round % 4 == 0 {
-            (0..rng.below(64)).map(|_| rng.below(256) as u8).collect()
-        } else {
-            seeds[rng.below(seeds.len() as u64) as usize].clone()
-        };
-        for _ in 0..=rng.below(4) {
-            if frame.is_empty() {
-                break;
-            }
-            let at = rng.below(frame.len() as u64) as usize;
-            match rng.below(4) {
-                0 => frame[at] ^= 1 << rng.below(8),
-                1 => frame[at] = [0x00, 0x7f, 0x80, 0xff][rng.below(4) as usize],
-                2 => frame.truncate(at),
-                _ => frame.insert(at, rng.below(256) as u8),
-            }
-        }
+        let frame = fuzz_frame(&mut rng, round, &seeds, 64);
         let _ = braid_node::kafka::decode_request(Bytes::from(frame));
     }
 }
@@ -93,23 +100,7 @@ fn jute_decoder_survives_random_and_mutated_frames() {
     })
     .collect();
     for round in 0..100_000u64 {
-        let mut frame: Vec<u8> = if round % 4 == 0 {
-            (0..rng.below(48)).map(|_| rng.below(256) as u8).collect()
-        } else {
-            seeds[rng.below(seeds.len() as u64) as usize].clone()
-        };
-        for _ in 0..=rng.below(4) {
-            if frame.is_empty() {
-                break;
-            }
-            let at = rng.below(frame.len() as u64) as usize;
-            match rng.below(4) {
-                0 => frame[at] ^= 1 << rng.below(8),
-                1 => frame[at] = [0x00, 0x7f, 0x80, 0xff][rng.below(4) as usize],
-                2 => frame.truncate(at),
-                _ => frame.insert(at, rng.below(256) as u8),
-            }
-        }
+        let frame = fuzz_frame(&mut rng, round, &seeds, 48);
         let _ = ConnectRequest::decode(&frame);
         if let Ok(request) = Request::decode(&frame) {
             let mut w = Writer::default();
