@@ -27,6 +27,27 @@ fn create_topic(cluster: &Cluster, name: &str, partitions: &str, replicas: &str)
     });
 }
 
+/// Three nodes (with `extra` flags) and a topic on them; returns the cluster and partition 0's
+/// leader.
+fn cluster_with_topic(topic: &str, partitions: &str, replicas: &str, extra: &[&str]) -> (Cluster, usize) {
+    let mut cluster = Cluster::start(3, extra);
+    create_topic(&cluster, topic, partitions, replicas);
+    let leader = wait_for("a leader", || cluster.leader_of(topic, 0));
+    (cluster, leader)
+}
+
+/// SIGKILLs partition 0's leader, waits until another node leads, and restarts the killed
+/// node `down` later. Returns when the kill happened (ms since the epoch).
+fn kill_leader(cluster: &mut Cluster, topic: &str, down: Duration) -> i64 {
+    let leader = wait_for("a leader", || cluster.leader_of(topic, 0));
+    let at = now_ms();
+    cluster.nodes[leader].kill();
+    wait_for("a new leader", || cluster.leader_of(topic, 0).filter(|&l| l != leader));
+    std::thread::sleep(down);
+    cluster.nodes[leader].restart();
+    at
+}
+
 /// Every record of a partition as one replica stored it: (offset, value), control batches
 /// (leader markers) left out.
 fn replica_records(data_dir: &Path, topic: &str, partition: i32) -> Vec<(i64, String, i32)> {
@@ -190,9 +211,7 @@ fn assert_replicas_hold(data_dirs: &[&Path], topic: &str, acked: &[(i64, i64, St
 
 #[test]
 fn acknowledged_messages_survive_a_killed_leader_a_paused_node_and_cut_links() {
-    let mut cluster = Cluster::start(3, &[]);
-    create_topic(&cluster, "ha", "1", "3");
-    wait_for("a leader", || cluster.leader_of("ha", 0));
+    let (mut cluster, _) = cluster_with_topic("ha", "1", "3", &[]);
 
     let dir = tempfile::tempdir().unwrap();
     let (out, stop) = (dir.path().join("acked"), dir.path().join("stop"));
@@ -202,12 +221,7 @@ fn acknowledged_messages_survive_a_killed_leader_a_paused_node_and_cut_links() {
 
     // 1. SIGKILL the leader; bring it back once another node leads.
     std::thread::sleep(steady);
-    let leader = wait_for("a leader", || cluster.leader_of("ha", 0));
-    faults.push(("SIGKILL leader", now_ms()));
-    cluster.nodes[leader].kill();
-    wait_for("a new leader", || cluster.leader_of("ha", 0).filter(|&l| l != leader));
-    std::thread::sleep(steady);
-    cluster.nodes[leader].restart();
+    faults.push(("SIGKILL leader", kill_leader(&mut cluster, "ha", steady)));
 
     // 2. SIGSTOP the leader for 3 s.
     std::thread::sleep(steady);
@@ -280,9 +294,7 @@ fn partitions_spread_over_a_cluster_serve_clients_through_any_node() {
 #[test]
 #[ignore]
 fn failover_times_over_20_leader_kills() {
-    let mut cluster = Cluster::start(3, &[]);
-    create_topic(&cluster, "kills", "1", "3");
-    wait_for("a leader", || cluster.leader_of("kills", 0));
+    let (mut cluster, _) = cluster_with_topic("kills", "1", "3", &[]);
     let dir = tempfile::tempdir().unwrap();
     let (out, stop) = (dir.path().join("acked"), dir.path().join("stop"));
     let producer = start_producer(&cluster, "kills", &out, &stop, 600, 2000);
@@ -378,9 +390,7 @@ fn holders(cluster: &Cluster, topic: &str) -> Vec<usize> {
 /// that left has dropped its copy.
 #[test]
 fn a_partition_moves_to_another_node_under_load_and_keeps_every_acknowledged_message() {
-    let mut cluster = Cluster::start(3, &[]);
-    create_topic(&cluster, "moving", "1", "2");
-    let leader = wait_for("a leader", || cluster.leader_of("moving", 0));
+    let (mut cluster, leader) = cluster_with_topic("moving", "1", "2", &[]);
     let before = wait_for("two replicas", || Some(holders(&cluster, "moving")).filter(|h| h.len() == 2));
     let stays = *before.iter().find(|&&i| i != leader).unwrap();
     let joins = (0..3).find(|i| !before.contains(i)).unwrap();
@@ -442,9 +452,7 @@ fn acks_all_times_out_as_the_request_asks_when_no_majority_answers() {
     use kafka_protocol::messages::{ProduceRequest, TopicName};
     use kafka_protocol::protocol::StrBytes;
 
-    let mut cluster = Cluster::start(3, &["--raft-tick-ms", "200"]);
-    create_topic(&cluster, "slow", "1", "3");
-    let leader = wait_for("a leader", || cluster.leader_of("slow", 0));
+    let (cluster, leader) = cluster_with_topic("slow", "1", "3", &["--raft-tick-ms", "200"]);
     let produce = |timeout_ms: i32| {
         let mut data = PartitionProduceData::default();
         data.index = 0;
@@ -479,20 +487,14 @@ fn acks_all_times_out_as_the_request_asks_when_no_majority_answers() {
 /// message is stored exactly once although batches were sent again to new leaders.
 #[test]
 fn an_idempotent_producer_stores_every_message_once_through_leader_kills() {
-    let mut cluster = Cluster::start(3, &[]);
-    create_topic(&cluster, "once", "1", "3");
-    wait_for("a leader", || cluster.leader_of("once", 0));
+    let (mut cluster, _) = cluster_with_topic("once", "1", "3", &[]);
     let dir = tempfile::tempdir().unwrap();
     let (out, stop) = (dir.path().join("acked"), dir.path().join("stop"));
     let env = [("FAILOVER_PRODUCER_IDEMPOTENT", "1")];
     let producer = start_producer_with(&cluster, "once", &out, &stop, 120, 8_000, &env);
     for _ in 0..3 {
         std::thread::sleep(Duration::from_secs(2));
-        let leader = wait_for("a leader", || cluster.leader_of("once", 0));
-        cluster.nodes[leader].kill();
-        wait_for("a new leader", || cluster.leader_of("once", 0).filter(|&l| l != leader));
-        std::thread::sleep(Duration::from_secs(1));
-        cluster.nodes[leader].restart();
+        kill_leader(&mut cluster, "once", Duration::from_secs(1));
     }
     std::thread::sleep(Duration::from_secs(2));
     let summary = stop_producer(producer, &out, &stop);
