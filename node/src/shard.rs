@@ -53,13 +53,16 @@ impl ProduceOutcome {
     }
 }
 
-/// Splits a produce request's records into whole batches, checking each one's framing and size
+/// Why a produce request's records are refused: the error code and a message.
+type ProduceRefusal = (ResponseError, String);
+
+/// Splits a produce request's records into whole batches (with their headers), checking each one's framing and size
 /// against `max.message.bytes` (the CRCs are checked by the log, for all batches before any is
 /// appended).
 fn split_batches(
     records: &[u8],
     max_message_bytes: i64,
-) -> Result<Vec<std::ops::Range<usize>>, (ResponseError, String)> {
+) -> Result<Vec<(std::ops::Range<usize>, BatchHeader)>, ProduceRefusal> {
     if records.is_empty() {
         return Err((ResponseError::InvalidRecord, "no records".into()));
     }
@@ -83,7 +86,7 @@ fn split_batches(
                 format!("batch of {} bytes exceeds max.message.bytes {max_message_bytes}", header.total_bytes());
             return Err((ResponseError::MessageTooLarge, message));
         }
-        batches.push(at..at + header.total_bytes());
+        batches.push((at..at + header.total_bytes(), header));
         at += header.total_bytes();
     }
     Ok(batches)
@@ -488,8 +491,8 @@ impl ShardState {
                 return;
             }
         };
-        let slices: Vec<&[u8]> = batches.into_iter().map(|range| &records[range]).collect();
-        let headers: Vec<BatchHeader> = slices.iter().filter_map(|b| BatchHeader::parse(b).ok()).collect();
+        let (slices, headers): (Vec<&[u8]>, Vec<BatchHeader>) =
+            batches.into_iter().map(|(range, header)| (&records[range], header)).unzip();
         let idempotent = headers.iter().any(|h| h.producer_id >= 0);
         if idempotent {
             match check_producers(p, &headers) {
