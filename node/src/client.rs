@@ -132,6 +132,29 @@ impl Client {
         Ok(metadata.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect())
     }
 
+    /// ListOffsets for one partition (this client should be connected to its leader):
+    /// `timestamp` -2 gives the log start, -1 the end (high watermark), else the first offset
+    /// at or after that time.
+    pub fn list_offset(&mut self, topic: &str, partition: i32, timestamp: i64) -> anyhow::Result<i64> {
+        use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+        use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, TopicName};
+        let mut p = ListOffsetsPartition::default();
+        p.partition_index = partition;
+        p.timestamp = timestamp;
+        let mut t = ListOffsetsTopic::default();
+        t.name = TopicName(StrBytes::from_string(topic.to_owned()));
+        t.partitions = vec![p];
+        let mut request = ListOffsetsRequest::default();
+        request.replica_id = BrokerId(-1);
+        request.topics = vec![t];
+        let response = self.call(request)?;
+        let r = response.topics.first().and_then(|t| t.partitions.first()).context("empty ListOffsets response")?;
+        if r.error_code != 0 {
+            bail!("ListOffsets {topic}-{partition} failed: error {}", r.error_code);
+        }
+        Ok(r.offset)
+    }
+
     /// This client if it is connected to `broker` already, else a new one connected to it.
     fn move_to(self, broker: &MetadataResponseBroker) -> anyhow::Result<Self> {
         let addr = format!("{}:{}", broker.host.as_str(), broker.port);

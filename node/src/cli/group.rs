@@ -4,13 +4,12 @@ use crate::client::Client;
 use anyhow::{bail, Context};
 use bytes::{Buf, Bytes};
 use clap::Subcommand;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
-    BrokerId, DescribeGroupsRequest, GroupId, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    DescribeGroupsRequest, GroupId, ListGroupsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
@@ -88,24 +87,7 @@ fn bounds(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<(i64, i64)>> {
     (0..partitions)
         .map(|p| {
             let mut leader = Client::connect_to_leader(bootstrap, topic, p)?;
-            let mut at = |timestamp: i64| -> anyhow::Result<i64> {
-                let mut part = ListOffsetsPartition::default();
-                part.partition_index = p;
-                part.timestamp = timestamp;
-                let mut t = ListOffsetsTopic::default();
-                t.name = TopicName(str(topic));
-                t.partitions = vec![part];
-                let mut request = ListOffsetsRequest::default();
-                request.replica_id = BrokerId(-1);
-                request.topics = vec![t];
-                let response = leader.call(request)?;
-                let r = response.topics.first().and_then(|t| t.partitions.first()).context("empty ListOffsets")?;
-                if r.error_code != 0 {
-                    bail!("ListOffsets {topic}-{p}: error {}", r.error_code);
-                }
-                Ok(r.offset)
-            };
-            Ok((at(-2)?, at(-1)?))
+            Ok((leader.list_offset(topic, p, -2)?, leader.list_offset(topic, p, -1)?))
         })
         .collect()
 }

@@ -5,9 +5,8 @@ use anyhow::{bail, Context};
 use bytes::{Bytes, BytesMut};
 use clap::Args;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -146,21 +145,7 @@ fn start_offset(client: &mut Client, args: &ConsumeArgs) -> anyhow::Result<i64> 
         "latest" => -1,
         n => return n.parse().with_context(|| format!("--offset {n:?}")),
     };
-    let mut partition = ListOffsetsPartition::default();
-    partition.partition_index = args.partition;
-    partition.timestamp = timestamp;
-    let mut topic = ListOffsetsTopic::default();
-    topic.name = topic_name(&args.topic);
-    topic.partitions = vec![partition];
-    let mut request = ListOffsetsRequest::default();
-    request.replica_id = BrokerId(-1);
-    request.topics = vec![topic];
-    let response = client.call(request)?;
-    let p = response.topics.first().and_then(|t| t.partitions.first()).context("empty ListOffsets response")?;
-    if p.error_code != 0 {
-        bail!("ListOffsets failed: error {}", p.error_code);
-    }
-    Ok(p.offset)
+    client.list_offset(&args.topic, args.partition, timestamp)
 }
 
 pub fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
