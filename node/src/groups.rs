@@ -467,19 +467,29 @@ impl Group {
             .iter()
             .map(|(id, m)| (id.clone(), m.instance_id.clone(), metadata_for(m, &self.protocol)))
             .collect();
-        for (id, m) in self.members.iter_mut() {
+        let ids: Vec<String> = self.members.keys().cloned().collect();
+        for id in ids {
+            let members = if id == self.leader { everyone.clone() } else { Vec::new() };
+            let outcome = self.joined(&id, members);
+            let m = self.members.get_mut(&id).expect("a member");
             m.last_heard_ms = now_ms;
             if let Some(join) = m.join.take() {
-                let _ = join.send(JoinOutcome {
-                    error: 0,
-                    generation: self.generation,
-                    protocol_type: self.protocol_type.clone(),
-                    protocol_name: self.protocol.clone(),
-                    leader: self.leader.clone(),
-                    member_id: id.clone(),
-                    members: if *id == self.leader { everyone.clone() } else { Vec::new() },
-                });
+                let _ = join.send(outcome);
             }
+        }
+    }
+
+    /// A JoinGroup's answer for `member_id` in the current generation (`members`: what the
+    /// leader is given to assign, empty for the others).
+    fn joined(&self, member_id: &str, members: Vec<(String, Option<String>, Bytes)>) -> JoinOutcome {
+        JoinOutcome {
+            error: 0,
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: self.protocol.clone(),
+            leader: self.leader.clone(),
+            member_id: member_id.to_owned(),
+            members,
         }
     }
 
@@ -723,17 +733,10 @@ impl Coordinator {
             State::Stable => {
                 // A known follower rejoining with nothing new (or a static one restarted): it
                 // gets the current generation, and its assignment with its SyncGroup.
+                let outcome = g.joined(&member_id, Vec::new());
                 let m = g.members.get_mut(&member_id).expect("inserted");
                 if let Some(join) = m.join.take() {
-                    let _ = join.send(JoinOutcome {
-                        error: 0,
-                        generation: g.generation,
-                        protocol_type: g.protocol_type.clone(),
-                        protocol_name: g.protocol.clone(),
-                        leader: g.leader.clone(),
-                        member_id: member_id.clone(),
-                        members: Vec::new(),
-                    });
+                    let _ = join.send(outcome);
                 }
                 return;
             }
