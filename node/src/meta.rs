@@ -263,7 +263,10 @@ fn parse_topic(topic_bytes: &[u8], config_bytes: Option<&[u8]>) -> anyhow::Resul
             *(if key == "adding_replicas" { &mut entry.adding } else { &mut entry.removing }) = ids(nodes);
         }
     }
-    reassigning.retain(|_, r: &mut Reassignment| !r.adding.is_empty() || !r.removing.is_empty());
+    // Only partitions the topic has: the rest of the code indexes `partitions` by these keys.
+    reassigning.retain(|p: &i32, r: &mut Reassignment| {
+        (0..partitions.len() as i32).contains(p) && (!r.adding.is_empty() || !r.removing.is_empty())
+    });
     let mut configs = BTreeMap::new();
     if let Some(bytes) = config_bytes {
         let config: serde_json::Value = serde_json::from_slice(bytes)?;
@@ -817,6 +820,12 @@ mod tests {
         assert_eq!(json["adding_replicas"], serde_json::json!({"0": [4]}));
         assert_eq!(json["removing_replicas"], serde_json::json!({"0": [1]}));
         assert_eq!(parse_topic(&topic_json(&meta), None).unwrap(), meta);
+
+        // A move named for a partition the topic does not have is ignored, not trusted.
+        let mut stray: serde_json::Value = serde_json::from_slice(&topic_json(&meta)).unwrap();
+        stray["adding_replicas"]["7"] = serde_json::json!([5]);
+        let parsed = parse_topic(stray.to_string().as_bytes(), None).unwrap();
+        assert_eq!(parsed.reassigning.keys().copied().collect::<Vec<_>>(), vec![0]);
 
         // Cancelling moves towards the original replicas: 4 now leaves. As with Kafka, the
         // original order is not kept (replicas minus those being added).
