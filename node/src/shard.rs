@@ -861,7 +861,17 @@ impl ShardState {
         if offset < log_start_offset || offset > log.log_end_offset() {
             return out_of_range;
         }
-        match log.read(offset, max_bytes.max(1), Some(high_watermark)) {
+        // Batches that compaction left without a record are skipped: a response of nothing but
+        // such batches stalls clients (librdkafka reports the "message" as too large), while a
+        // response starting past the fetch offset is what they expect of a compacted topic.
+        let mut read = log.read(offset, max_bytes.max(1), Some(high_watermark));
+        while let Ok(Some(slice)) = &read {
+            if slice.records > 0 || slice.next_offset >= high_watermark {
+                break;
+            }
+            read = log.read(slice.next_offset, max_bytes.max(1), Some(high_watermark));
+        }
+        match read {
             Ok(None) => FetchOutcome { error: 0, high_watermark, log_start_offset, records: None },
             Ok(Some(slice)) => {
                 let fd = log.segment_file(slice.segment_base_offset).and_then(|f| {

@@ -27,14 +27,19 @@ fn a_compacted_topic_keeps_the_newest_value_of_each_key() {
         None,
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    // 20 keys, 50 values each, produced one message per request so batches are small.
+    // 20 keys, 50 values each, from 10 producer runs of 100: at least 10 batches, so at least
+    // 10 segments of 2 KiB (one client run may put all its records in one batch, and the
+    // segment being written is never compacted).
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("input.txt");
-    let input: String = (0..1000).map(|i| format!("key{}:value{i}\n", i % 20)).collect();
-    std::fs::write(&file, &input).unwrap();
-    run(Command::new("kcat")
-        .args(["-b", &node.bootstrap(), "-P", "-t", "latest", "-K:", "-X", "acks=all", "-X", "linger.ms=0", "-l"])
-        .arg(&file));
+    for run_index in 0..10 {
+        let file = dir.path().join(format!("input-{run_index}.txt"));
+        let input: String =
+            (run_index * 100..(run_index + 1) * 100).map(|i| format!("key{}:value{i}\n", i % 20)).collect();
+        std::fs::write(&file, &input).unwrap();
+        run(Command::new("kcat")
+            .args(["-b", &node.bootstrap(), "-P", "-t", "latest", "-K:", "-X", "acks=all", "-X", "linger.ms=0", "-l"])
+            .arg(&file));
+    }
     let newest: BTreeMap<String, (i64, String)> =
         (0..1000).map(|i| (format!("key{}", i % 20), (i64::from(i), format!("value{i}")))).collect();
     let consume = || -> Vec<(String, String, i64)> {

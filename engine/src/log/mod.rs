@@ -177,6 +177,8 @@ pub struct ReadSlice {
     pub first_offset: i64,
     /// One past the last offset of the last batch.
     pub next_offset: i64,
+    /// Records in the slice's batches (0: only batches compaction emptied).
+    pub records: i64,
 }
 
 /// What opening the log found.
@@ -818,6 +820,7 @@ impl<S: Storage> Log<S> {
                 len: first.header.total_bytes() as u64,
                 first_offset: first.header.base_offset,
                 next_offset: first.header.next_offset(),
+                records: i64::from(first.header.record_count),
             };
             while let Some(h) = segment
                 .header_at(slice.position + slice.len)
@@ -828,6 +831,7 @@ impl<S: Storage> Log<S> {
                 }
                 slice.len += h.total_bytes() as u64;
                 slice.next_offset = h.next_offset();
+                slice.records += i64::from(h.record_count);
             }
             return Ok(Some(slice));
         }
