@@ -25,6 +25,21 @@ pub struct StartArgs {
     /// Kafka protocol listener [default: 127.0.0.1:9092].
     #[arg(long, env = "BRAID_KAFKA_ADDR")]
     pub kafka_addr: Option<SocketAddr>,
+    /// ZooKeeper protocol listener [default: 127.0.0.1:2181].
+    #[arg(long, env = "BRAID_ZK_ADDR")]
+    pub zk_addr: Option<SocketAddr>,
+    /// ZooKeeper's tickTime in milliseconds: sessions time out after 2 to 20 ticks, as the
+    /// client asks [default: 2000].
+    #[arg(long, env = "BRAID_ZK_TICK_MS")]
+    pub zk_tick_ms: Option<u32>,
+    /// Largest znode data and ZooKeeper request, in bytes (ZooKeeper's jute.maxbuffer)
+    /// [default: 1048575].
+    #[arg(long, env = "BRAID_ZK_MAX_DATA_BYTES")]
+    pub zk_max_data_bytes: Option<usize>,
+    /// How often empty container nodes and expired TTL nodes are removed, in milliseconds
+    /// (ZooKeeper's znode.container.checkIntervalMs) [default: 1000].
+    #[arg(long, env = "BRAID_ZK_REAPER_MS")]
+    pub zk_reaper_ms: Option<u64>,
     /// Admin HTTP listener: /metrics and /v1/status [default: 127.0.0.1:9644].
     #[arg(long, env = "BRAID_ADMIN_ADDR")]
     pub admin_addr: Option<SocketAddr>,
@@ -81,6 +96,10 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub kafka_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    pub zk_addr: SocketAddr,
+    pub zk_tick_ms: u32,
+    pub zk_max_data_bytes: usize,
+    pub zk_reaper_ms: u64,
     pub cores: usize,
     pub max_request_bytes: usize,
     pub max_connections_per_shard: usize,
@@ -147,6 +166,10 @@ impl NodeConfig {
             data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./braid-data")),
             kafka_addr,
             admin_addr: args.admin_addr.or(file.admin_addr).unwrap_or(([127, 0, 0, 1], 9644).into()),
+            zk_addr: args.zk_addr.or(file.zk_addr).unwrap_or(([127, 0, 0, 1], 2181).into()),
+            zk_tick_ms: args.zk_tick_ms.or(file.zk_tick_ms).unwrap_or(2000),
+            zk_max_data_bytes: args.zk_max_data_bytes.or(file.zk_max_data_bytes).unwrap_or(0xfffff),
+            zk_reaper_ms: args.zk_reaper_ms.or(file.zk_reaper_ms).unwrap_or(1000),
             cores: args.cores.or(file.cores).unwrap_or(cpus),
             max_request_bytes: args.max_request_bytes.or(file.max_request_bytes).unwrap_or(MAX_REQUEST_BYTES_DEFAULT),
             max_connections_per_shard: args
@@ -195,6 +218,12 @@ impl NodeConfig {
         }
         if config.max_connections_per_shard == 0 {
             bail!("--max-connections-per-shard must be at least 1");
+        }
+        if !(100..=60_000).contains(&config.zk_tick_ms) {
+            bail!("--zk-tick-ms must be between 100 and 60000, not {}", config.zk_tick_ms);
+        }
+        if !(1024..=(64 << 20)).contains(&config.zk_max_data_bytes) {
+            bail!("--zk-max-data-bytes must be between 1024 and 67108864, not {}", config.zk_max_data_bytes);
         }
         if config.max_request_bytes < 1024 {
             bail!("--max-request-bytes must be at least 1024");

@@ -25,9 +25,10 @@
 use crate::config::NodeConfig;
 use crate::replica::Replica;
 use crate::shard::MetaReply;
+use crate::zk::server::{AppliedTxn, ZkMsg, ZkServer, ZkSettings};
 use anyhow::Context;
 use braid_engine::io::UringStorage;
-use braid_engine::log::batch::{build_batch, records, CONTROL_ATTRIBUTE};
+use braid_engine::log::batch::{build_batch, build_keyed_batch, records, CONTROL_ATTRIBUTE};
 use braid_engine::log::LogConfig;
 use braid_engine::raft::wire::GroupId;
 use braid_engine::raft::{Message, NodeId, ProposeError};
@@ -151,6 +152,20 @@ pub struct MetaStore {
     producer_id_waiters: Vec<oneshot::Sender<ProducerIdReply>>,
     /// This node's request for a block in flight: its nonce, and ticks since it was proposed.
     producer_block_request: Option<(u64, u32)>,
+    /// The ZooKeeper server: connections, sessions connected here, watches.
+    zk: ZkServer,
+    tick_ms: i64,
+    standalone: bool,
+    /// Transactions applied since the last round changed Kafka's metadata (or answered a
+    /// Kafka client): the snapshot every shard holds is built again.
+    kafka_changed: bool,
+}
+
+/// Paths of the tree whose changes every shard must see (the rest is ZooKeeper clients' own).
+fn is_kafka_path(path: &str) -> bool {
+    ["/brokers", "/config", "/cluster", "/controller", "/admin"]
+        .iter()
+        .any(|p| path == *p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')) || path == "/")
 }
 
 /// A producer id, or why there is none.
@@ -174,7 +189,7 @@ const DUTY_EVERY_TICKS: u32 = 20;
 
 /// What a transaction's outcome means to a Kafka client.
 pub fn reply_for(result: Result<(), TxnError>) -> MetaReply {
-    match result {
+    match result.map_err(|e| e.root().clone()) {
         Ok(()) => Ok(()),
         Err(TxnError::NodeExists(p)) => Err((ResponseError::TopicAlreadyExists.code(), format!("{p} exists"))),
         Err(TxnError::NoNode(p)) => Err((ResponseError::UnknownTopicOrPartition.code(), format!("{p} does not exist"))),
@@ -204,11 +219,11 @@ fn state_json(leader: i32, epoch: i32, replicas: &[i32]) -> Vec<u8> {
 fn partition_nodes(name: &str, from: usize, meta: &TopicMeta) -> Vec<Txn> {
     let mut ops = Vec::new();
     if from == 0 {
-        ops.push(Txn::Create { path: partitions_path(name), data: Vec::new(), ephemeral_owner: 0 });
+        ops.push(Txn::create(partitions_path(name), Vec::new()));
     }
     for (p, replicas) in meta.partitions.iter().enumerate().skip(from) {
-        ops.push(Txn::Create { path: format!("{}/{p}", partitions_path(name)), data: Vec::new(), ephemeral_owner: 0 });
-        ops.push(Txn::Create { path: state_path(name, p), data: state_json(-1, -1, replicas), ephemeral_owner: 0 });
+        ops.push(Txn::create(format!("{}/{p}", partitions_path(name)), Vec::new()));
+        ops.push(Txn::create(state_path(name, p), state_json(-1, -1, replicas)));
     }
     ops
 }
@@ -319,7 +334,59 @@ impl MetaStore {
             producer_ids: None,
             producer_id_waiters: Vec::new(),
             producer_block_request: None,
+            zk: ZkServer::new(ZkSettings {
+                node_id: config.node_id,
+                min_timeout_ms: 2 * config.zk_tick_ms as i32,
+                max_timeout_ms: 20 * config.zk_tick_ms as i32,
+                max_data_bytes: config.zk_max_data_bytes,
+                tick_ms: config.zk_tick_ms,
+                client_addr: config.zk_addr,
+                data_dir: config.data_dir.display().to_string(),
+                reaper_ms: config.zk_reaper_ms as i64,
+            }),
+            tick_ms: config.raft_tick_ms as i64,
+            standalone: config.peers.is_empty(),
+            kafka_changed: true,
         })
+    }
+
+    /// A ZooKeeper client's connect, request or close.
+    pub fn zk(&mut self, msg: ZkMsg, now_ms: i64) {
+        match msg {
+            msg @ ZkMsg::Connect { .. } => self.zk.connect(&self.tree, now_ms, msg),
+            ZkMsg::Request { conn, request } => self.zk.request(&self.tree, now_ms, conn, request),
+            ZkMsg::Refused { conn, xid, code } => self.zk.refused(&self.tree, now_ms, conn, xid, code),
+            ZkMsg::Closed { conn } => self.zk.closed(conn),
+            ZkMsg::FourLetter { word, peer, reply } => {
+                tracing::debug!(%peer, word, "ZooKeeper four-letter word");
+                let mode = if self.standalone {
+                    "standalone"
+                } else if self.is_leader() {
+                    "leader"
+                } else {
+                    "follower"
+                };
+                let _ = reply.send(self.zk.four_letter(&word, &self.tree, mode));
+            }
+        }
+        self.propose_zk(now_ms);
+    }
+
+    /// Proposes (or forwards) what the ZooKeeper server asked for, as one batch.
+    fn propose_zk(&mut self, now_ms: i64) {
+        let proposals = self.zk.take_proposals();
+        if proposals.is_empty() {
+            return;
+        }
+        let values: Vec<Vec<u8>> = proposals.iter().map(|(_, txn)| txn.encode()).collect();
+        let records: Vec<_> =
+            proposals.iter().zip(&values).map(|((key, _), v)| (Some(key.as_slice()), Some(v.as_slice()))).collect();
+        let batch = build_keyed_batch(now_ms, &records);
+        if !self.replica.raft.propose_or_forward(&batch) {
+            for (key, _) in &proposals {
+                self.zk.unsent(key);
+            }
+        }
     }
 
     pub fn is_leader(&self) -> bool {
@@ -332,6 +399,13 @@ impl MetaStore {
 
     pub fn tick(&mut self) {
         self.replica.raft.tick();
+        let now = crate::shard::now_ms();
+        let raft = &self.replica.raft;
+        let tick_ms = self.tick_ms;
+        self.zk.tick(&self.tree, now, self.replica.is_leader(), |node| {
+            raft.silent_ticks(node as NodeId).map(|t| i64::from(t) * tick_ms)
+        });
+        self.propose_zk(now);
         self.duty_wait = self.duty_wait.saturating_sub(1);
         self.leaderless_ticks = match self.replica.raft.leader() {
             Some(_) => 0,
@@ -454,7 +528,7 @@ impl MetaStore {
         if let Err(e) = self.apply_committed(&mut round) {
             tracing::error!(error = %format!("{e:#}"), "metadata log: applying failed");
         }
-        if self.applied != applied_before {
+        if self.applied != applied_before && std::mem::take(&mut self.kafka_changed) {
             round.snapshot = Some(self.snapshot());
             // The tree moved: the duties look at it again now.
             self.duty_wait = 0;
@@ -477,6 +551,7 @@ impl MetaStore {
         let log = self.replica.raft.log();
         let limit = self.replica.raft.committed().min(log.durable_offset());
         let mut claims = Vec::new();
+        let now = crate::shard::now_ms();
         while self.applied < limit {
             let Some(slice) = log.read(self.applied, 1 << 20, Some(limit))? else { break };
             let bytes = log.read_bytes(&slice)?;
@@ -488,26 +563,30 @@ impl MetaStore {
                     for record in records(batch)? {
                         let value = record.value.context("metadata record without a value")?;
                         let zxid = record.offset + 1;
-                        let result = Txn::decode(value)
-                            .with_context(|| format!("metadata record at offset {}", record.offset))
-                            .map(|txn| {
-                                let result = self.tree.apply(zxid, record.timestamp, &txn);
-                                if result.is_ok()
-                                    && matches!(&txn, Txn::SetData { path, .. } if path == PRODUCER_ID_BLOCK_PATH)
-                                {
-                                    claims.push((zxid, txn));
-                                }
-                                result
-                            });
-                        let result = match result {
-                            Ok(result) => result,
+                        let txn = match Txn::decode(value) {
+                            Ok(txn) => txn,
                             Err(e) => {
-                                tracing::error!(error = %format!("{e:#}"), "skipping an undecodable metadata record");
-                                Ok(())
+                                tracing::error!(offset = record.offset, error = %e, "skipping an undecodable metadata record");
+                                continue;
                             }
                         };
+                        let result = self.tree.apply(zxid, record.timestamp, &txn);
+                        let events = self.tree.take_events();
+                        if events.iter().any(|(_, path)| is_kafka_path(path)) {
+                            self.kafka_changed = true;
+                        }
+                        if result.is_ok() && matches!(&txn, Txn::SetData { path, .. } if path == PRODUCER_ID_BLOCK_PATH)
+                        {
+                            claims.push((zxid, txn.clone()));
+                        }
+                        self.zk.applied(
+                            &self.tree,
+                            now,
+                            AppliedTxn { zxid, key: record.key, txn: &txn, result: &result, events: &events },
+                        );
                         if let Some(reply) = self.pending.remove(&(header.next_offset())) {
-                            round.replies.push((reply, reply_for(result)));
+                            self.kafka_changed = true;
+                            round.replies.push((reply, reply_for(result.map(|_| ()))));
                         }
                     }
                 }
@@ -518,6 +597,8 @@ impl MetaStore {
         for (zxid, txn) in claims {
             self.on_applied(zxid, &txn);
         }
+        // Requests that waited for these transactions may have proposed more.
+        self.propose_zk(now);
         Ok(())
     }
 
@@ -537,13 +618,13 @@ impl MetaStore {
                 PRODUCER_ID_BLOCK_PATH,
             ] {
                 if self.tree.get(path).is_none() {
-                    ops.push(Txn::Create { path: path.into(), data: Vec::new(), ephemeral_owner: 0 });
+                    ops.push(Txn::create(path, Vec::new()));
                 }
             }
             if self.tree.get("/cluster/id").is_none() {
                 let id = uuid::Uuid::new_v4().simple().to_string();
                 let data = serde_json::json!({"version": "1", "id": id}).to_string().into_bytes();
-                ops.push(Txn::Create { path: "/cluster/id".into(), data, ephemeral_owner: 0 });
+                ops.push(Txn::create("/cluster/id", data));
             }
             if self.controller_id() != Some(self.node_id) {
                 let data = serde_json::json!({"version": 1, "brokerid": self.node_id, "timestamp": now_ms.to_string()})
@@ -552,7 +633,7 @@ impl MetaStore {
                 ops.push(if self.tree.get("/controller").is_some() {
                     Txn::SetData { path: "/controller".into(), data, version: -1 }
                 } else {
-                    Txn::Create { path: "/controller".into(), data, ephemeral_owner: 0 }
+                    Txn::create("/controller", data)
                 });
             }
             if !ops.is_empty() {
@@ -575,7 +656,7 @@ impl MetaStore {
             let txn = if self.tree.get(&path).is_some() {
                 Txn::SetData { path, data, version: -1 }
             } else {
-                Txn::Create { path, data, ephemeral_owner: 0 }
+                Txn::create(path, data)
             };
             self.propose_or_forward(&txn, now_ms);
             work = true;
@@ -652,13 +733,13 @@ impl MetaStore {
     }
 
     pub fn create_topic(&mut self, name: &str, meta: &TopicMeta, now_ms: i64, reply: oneshot::Sender<MetaReply>) {
-        let mut ops = vec![Txn::Create { path: topic_path(name), data: topic_json(meta), ephemeral_owner: 0 }];
+        let mut ops = vec![Txn::create(topic_path(name), topic_json(meta))];
         ops.extend(partition_nodes(name, 0, meta));
         let config = config_path(name);
         if self.tree.get(&config).is_some() {
             ops.push(Txn::SetData { path: config, data: config_json(&meta.configs), version: -1 });
         } else {
-            ops.push(Txn::Create { path: config, data: config_json(&meta.configs), ephemeral_owner: 0 });
+            ops.push(Txn::create(config, config_json(&meta.configs)));
         }
         self.propose(&Txn::Multi(ops), now_ms, reply)
     }
@@ -666,9 +747,9 @@ impl MetaStore {
     /// A topic creation from a node that is not the controller (a Metadata request's
     /// auto-creation): forwarded, nobody waits.
     pub fn forward_create_topic(&mut self, name: &str, meta: &TopicMeta, now_ms: i64) -> bool {
-        let mut ops = vec![Txn::Create { path: topic_path(name), data: topic_json(meta), ephemeral_owner: 0 }];
+        let mut ops = vec![Txn::create(topic_path(name), topic_json(meta))];
         ops.extend(partition_nodes(name, 0, meta));
-        ops.push(Txn::Create { path: config_path(name), data: config_json(&meta.configs), ephemeral_owner: 0 });
+        ops.push(Txn::create(config_path(name), config_json(&meta.configs)));
         self.propose_or_forward(&Txn::Multi(ops), now_ms)
     }
 

@@ -197,7 +197,7 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
         }
     }
     tracing::info!(
-        node_id = config.node_id, kafka = %config.kafka_addr, admin = %config.admin_addr, shards,
+        node_id = config.node_id, kafka = %config.kafka_addr, zookeeper = %config.zk_addr, admin = %config.admin_addr, shards,
         data_dir = %config.data_dir.display(), direct_io = config.direct_io, "braid node started"
     );
     let cluster = match config.raft_addr {
@@ -205,9 +205,10 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
         _ => String::new(),
     };
     eprintln!(
-        "braid: node {} serving Kafka on {} (admin http://{}){cluster}, data in {}",
+        "braid: node {} serving Kafka on {}, ZooKeeper on {} (admin http://{}){cluster}, data in {}",
         config.node_id,
         config.kafka_addr,
+        config.zk_addr,
         config.admin_addr,
         config.data_dir.display()
     );
@@ -260,9 +261,20 @@ async fn shard_main(
         } else {
             None
         };
-        anyhow::Ok((storage, meta, listener, admin, raft_listener))
+        // ZooKeeper clients are served on shard 0, beside the tree.
+        let zk = if id == 0 {
+            let addr = shared.config.zk_addr;
+            Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding ZooKeeper listener {addr}"))?,
+            )
+        } else {
+            None
+        };
+        anyhow::Ok((storage, meta, listener, admin, raft_listener, zk))
     };
-    let (storage, meta, listener, admin, raft_listener) = match start.await {
+    let (storage, meta, listener, admin, raft_listener, zk) = match start.await {
         Ok(parts) => parts,
         Err(e) => {
             let _ = ready.send((id, Err(e)));
@@ -363,6 +375,30 @@ async fn shard_main(
     });
     if let Some(admin) = admin {
         tokio::task::spawn_local(crate::admin::serve(Arc::clone(&shared), admin));
+    }
+    if let Some(zk) = zk {
+        let zk_shared = Arc::clone(&shared);
+        tokio::task::spawn_local(async move {
+            let mut next_conn = 0u64;
+            loop {
+                match zk.accept().await {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        next_conn += 1;
+                        tokio::task::spawn_local(crate::zk::conn::serve(
+                            Arc::clone(&zk_shared),
+                            stream,
+                            peer,
+                            next_conn,
+                        ));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ZooKeeper accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
     }
     let _ = ready.send((id, Ok(())));
 

@@ -270,6 +270,8 @@ pub enum ShardMsg {
         partition: i32,
         voters: Vec<i32>,
     },
+    /// For shard 0: a ZooKeeper client's connect, request or close.
+    Zk(crate::zk::server::ZkMsg),
     /// Flush everything and stop.
     Shutdown {
         ack: oneshot::Sender<()>,
@@ -450,6 +452,13 @@ impl ShardState {
                     }
                 }
                 self.flush_needed.notify_one();
+            }
+            ShardMsg::Zk(msg) => {
+                if let Some(meta) = self.meta.as_mut() {
+                    meta.zk(msg, now_ms());
+                    self.meta_dirty = true;
+                    self.flush_needed.notify_one();
+                }
             }
             ShardMsg::Shutdown { ack } => {
                 self.flush_all();

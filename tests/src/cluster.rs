@@ -306,7 +306,7 @@ impl Sim {
         let path = |n: u64| format!("/k{n}");
         let data = format!("v{}", self.proposal_counter).into_bytes();
         let one = |rng: &mut SimRng| match rng.below(4) {
-            0 => Txn::Create { path: path(rng.below(6)), data: data.clone(), ephemeral_owner: 0 },
+            0 => Txn::create(path(rng.below(6)), data.clone()),
             1 => Txn::Delete { path: path(rng.below(6)), version: -1 },
             2 => Txn::SetData { path: path(rng.below(6)), data: data.clone(), version: -1 },
             _ => Txn::SetData { path: path(rng.below(6)), data: data.clone(), version: rng.below(3) as i32 },

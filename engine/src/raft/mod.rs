@@ -157,6 +157,8 @@ struct Progress {
     inflight: usize,
     /// Heard from since the last check-quorum round.
     recent: bool,
+    /// Leader ticks since the follower last answered.
+    silent_ticks: u32,
     /// `match_end` at the previous heartbeat, and heartbeats in a row since without movement
     /// while appends were in flight: past [`STALL_HEARTBEATS`] the follower is probed again
     /// (the backstop; heartbeat replies tell of lost appends sooner).
@@ -176,6 +178,7 @@ impl Progress {
             mode: Mode::Probe,
             inflight: 0,
             recent: true,
+            silent_ticks: 0,
             match_at_heartbeat: -1,
             stalled_heartbeats: 0,
             reset_needed: false,
@@ -412,6 +415,12 @@ impl<L: RaftLog> Raft<L> {
         Ok(end)
     }
 
+    /// On a leader: ticks since follower `id` last answered (counted from when this node became
+    /// leader). None elsewhere, or for a node outside the group.
+    pub fn silent_ticks(&self, id: NodeId) -> Option<u32> {
+        (self.role == Role::Leader).then(|| self.progress.get(&id).map(|p| p.silent_ticks)).flatten()
+    }
+
     pub fn id(&self) -> NodeId {
         self.config.id
     }
@@ -495,6 +504,9 @@ impl<L: RaftLog> Raft<L> {
         self.log.release_before(sent_to_all.min(self.committed));
         match self.role {
             Role::Leader => {
+                for p in self.progress.values_mut() {
+                    p.silent_ticks = p.silent_ticks.saturating_add(1);
+                }
                 self.heartbeat_elapsed += 1;
                 if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
                     self.heartbeat_elapsed = 0;
@@ -874,6 +886,7 @@ impl<L: RaftLog> Raft<L> {
             Body::HeartbeatReply { end, sent_end } => {
                 if let Some(p) = self.progress.get_mut(&msg.from) {
                     p.recent = true;
+                    p.silent_ticks = 0;
                     if p.mode == Mode::Replicate && p.inflight > 0 && end < sent_end && sent_end <= p.next_end {
                         // Appends sent before the heartbeat never reached the follower's log.
                         p.mode = Mode::Probe;
@@ -943,6 +956,7 @@ impl<L: RaftLog> Raft<L> {
         }
         let Some(p) = self.progress.get_mut(&from) else { return };
         p.recent = true;
+        p.silent_ticks = 0;
         p.inflight = p.inflight.saturating_sub(1);
         if accepted {
             p.reset_needed = false;

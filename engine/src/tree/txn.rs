@@ -2,21 +2,36 @@
 //!
 //! Encoding (big-endian, inside one record value of a RecordBatch of the metadata log):
 //! ```text
-//! Create  : u8 1 | path | data | i64 ephemeral_owner
-//! Delete  : u8 2 | path | i32 version
-//! SetData : u8 3 | path | data | i32 version
-//! Multi   : u8 4 | u32 count | count × (transaction)
-//! path, data: u32 length | bytes
+//! Create (v1)   : u8 1 | path | data | i64 ephemeral_owner        (ACL world:anyone, not sequential)
+//! Delete        : u8 2 | path | i32 version
+//! SetData       : u8 3 | path | data | i32 version
+//! Multi         : u8 4 | u32 count | count × (transaction)
+//! Create        : u8 5 | path | data | i64 ephemeral_owner | u8 sequential | acl
+//! SetAcl        : u8 6 | path | acl | i32 version
+//! Check         : u8 7 | path | i32 version
+//! CreateSession : u8 8 | i64 id | i32 timeout_ms | bytes password | i32 owner
+//! MoveSession   : u8 9 | i64 id | i32 owner
+//! CloseSession  : u8 10 | i64 id
+//! Noop          : u8 11
+//! path, data, bytes: u32 length | bytes
+//! acl: u32 count | count × (i32 perms | scheme | id)
 //! ```
+//! Version 1 creates stay readable: logs written before sessions and ACLs existed replay the same.
 
+use super::Acl;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Txn {
+    /// `ephemeral_owner`: 0 persistent, a session id (ephemeral), [`super::CONTAINER_OWNER`]
+    /// or [`super::ttl_owner`] (ZooKeeper's encodings). A sequential create appends the
+    /// parent's cversion, as ten digits, to the name.
     Create {
         path: String,
         data: Vec<u8>,
         ephemeral_owner: i64,
+        sequential: bool,
+        acl: Vec<Acl>,
     },
     /// `version` -1 matches any version.
     Delete {
@@ -28,8 +43,49 @@ pub enum Txn {
         data: Vec<u8>,
         version: i32,
     },
+    /// `version` is matched against the ACL version (aversion).
+    SetAcl {
+        path: String,
+        acl: Vec<Acl>,
+        version: i32,
+    },
+    /// Fails unless the node exists (at `version`, unless -1); changes nothing.
+    Check {
+        path: String,
+        version: i32,
+    },
     /// All or nothing.
     Multi(Vec<Txn>),
+    /// A client session opened on node `owner`.
+    CreateSession {
+        id: i64,
+        timeout_ms: i32,
+        password: Vec<u8>,
+        owner: i32,
+    },
+    /// The session's client reconnected to node `owner`.
+    MoveSession {
+        id: i64,
+        owner: i32,
+    },
+    /// The session closed or expired: its ephemeral nodes go with it.
+    CloseSession {
+        id: i64,
+    },
+    /// Changes nothing (ZooKeeper's sync passes through the log as one of these).
+    Noop,
+}
+
+impl Txn {
+    /// A persistent node readable and writable by anyone (how Kafka's metadata is written).
+    pub fn create(path: impl Into<String>, data: Vec<u8>) -> Txn {
+        Txn::Create { path: path.into(), data, ephemeral_owner: 0, sequential: false, acl: Acl::open_unsafe() }
+    }
+
+    /// True for transactions that change nothing but the zxid when they succeed.
+    pub fn is_write(&self) -> bool {
+        !matches!(self, Txn::Check { .. } | Txn::Noop)
+    }
 }
 
 /// Why a transaction did not apply (ZooKeeper's error for each is named alongside).
@@ -47,9 +103,30 @@ pub enum TxnError {
     NoChildrenForEphemerals(String),
     /// BADARGUMENTS
     BadPath(String),
+    /// SESSIONEXPIRED: an ephemeral for a session that is not open.
+    SessionExpired(i64),
+    /// A session id already in use (the proposer picks another).
+    SessionExists(i64),
+    /// INVALIDACL
+    InvalidAcl(String),
     NestedMulti,
+    /// Op `index` of a multi failed with `error`; nothing of the multi applied.
+    InMulti {
+        index: usize,
+        error: Box<TxnError>,
+    },
     /// The stored bytes do not decode.
     Malformed(String),
+}
+
+impl TxnError {
+    /// The error itself (a multi's failing op's).
+    pub fn root(&self) -> &TxnError {
+        match self {
+            TxnError::InMulti { error, .. } => error.root(),
+            other => other,
+        }
+    }
 }
 
 impl fmt::Display for TxnError {
@@ -61,7 +138,11 @@ impl fmt::Display for TxnError {
             TxnError::NotEmpty(p) => write!(f, "node {p} has children"),
             TxnError::NoChildrenForEphemerals(p) => write!(f, "ephemeral node {p} cannot have children"),
             TxnError::BadPath(p) => write!(f, "bad path {p:?}"),
+            TxnError::SessionExpired(id) => write!(f, "session {id:#x} is not open"),
+            TxnError::SessionExists(id) => write!(f, "session {id:#x} already exists"),
+            TxnError::InvalidAcl(why) => write!(f, "invalid ACL: {why}"),
             TxnError::NestedMulti => write!(f, "multi inside multi"),
+            TxnError::InMulti { index, error } => write!(f, "op {index} of the multi: {error}"),
             TxnError::Malformed(why) => write!(f, "malformed transaction: {why}"),
         }
     }
@@ -69,16 +150,34 @@ impl fmt::Display for TxnError {
 
 impl std::error::Error for TxnError {}
 
-const CREATE: u8 = 1;
+const CREATE_V1: u8 = 1;
 const DELETE: u8 = 2;
 const SET_DATA: u8 = 3;
 const MULTI: u8 = 4;
+const CREATE: u8 = 5;
+const SET_ACL: u8 = 6;
+const CHECK: u8 = 7;
+const CREATE_SESSION: u8 = 8;
+const MOVE_SESSION: u8 = 9;
+const CLOSE_SESSION: u8 = 10;
+const NOOP: u8 = 11;
 /// Ops in one multi, at most.
 pub const MULTI_OPS_MAX: u32 = 10_000;
+/// Entries in one ACL, at most.
+pub const ACL_ENTRIES_MAX: u32 = 1_000;
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
     out.extend_from_slice(bytes);
+}
+
+fn put_acl(out: &mut Vec<u8>, acl: &[Acl]) {
+    out.extend_from_slice(&(acl.len() as u32).to_be_bytes());
+    for entry in acl {
+        out.extend_from_slice(&entry.perms.to_be_bytes());
+        put_bytes(out, entry.scheme.as_bytes());
+        put_bytes(out, entry.id.as_bytes());
+    }
 }
 
 impl Txn {
@@ -90,14 +189,16 @@ impl Txn {
 
     fn encode_into(&self, out: &mut Vec<u8>) {
         match self {
-            Txn::Create { path, data, ephemeral_owner } => {
+            Txn::Create { path, data, ephemeral_owner, sequential, acl } => {
                 out.push(CREATE);
                 put_bytes(out, path.as_bytes());
                 put_bytes(out, data);
                 out.extend_from_slice(&ephemeral_owner.to_be_bytes());
+                out.push(u8::from(*sequential));
+                put_acl(out, acl);
             }
-            Txn::Delete { path, version } => {
-                out.push(DELETE);
+            Txn::Delete { path, version } | Txn::Check { path, version } => {
+                out.push(if matches!(self, Txn::Delete { .. }) { DELETE } else { CHECK });
                 put_bytes(out, path.as_bytes());
                 out.extend_from_slice(&version.to_be_bytes());
             }
@@ -107,6 +208,12 @@ impl Txn {
                 put_bytes(out, data);
                 out.extend_from_slice(&version.to_be_bytes());
             }
+            Txn::SetAcl { path, acl, version } => {
+                out.push(SET_ACL);
+                put_bytes(out, path.as_bytes());
+                put_acl(out, acl);
+                out.extend_from_slice(&version.to_be_bytes());
+            }
             Txn::Multi(ops) => {
                 out.push(MULTI);
                 out.extend_from_slice(&(ops.len() as u32).to_be_bytes());
@@ -114,6 +221,23 @@ impl Txn {
                     op.encode_into(out);
                 }
             }
+            Txn::CreateSession { id, timeout_ms, password, owner } => {
+                out.push(CREATE_SESSION);
+                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(&timeout_ms.to_be_bytes());
+                put_bytes(out, password);
+                out.extend_from_slice(&owner.to_be_bytes());
+            }
+            Txn::MoveSession { id, owner } => {
+                out.push(MOVE_SESSION);
+                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(&owner.to_be_bytes());
+            }
+            Txn::CloseSession { id } => {
+                out.push(CLOSE_SESSION);
+                out.extend_from_slice(&id.to_be_bytes());
+            }
+            Txn::Noop => out.push(NOOP),
         }
     }
 
@@ -156,14 +280,36 @@ impl Reader<'_> {
         let len = self.u32()? as usize;
         Ok(self.take(len)?.to_vec())
     }
-    fn path(&mut self) -> Result<String, TxnError> {
-        String::from_utf8(self.bytes()?).map_err(|_| TxnError::Malformed("path is not UTF-8".into()))
+    fn string(&mut self) -> Result<String, TxnError> {
+        String::from_utf8(self.bytes()?).map_err(|_| TxnError::Malformed("a string is not UTF-8".into()))
+    }
+    fn acl(&mut self) -> Result<Vec<Acl>, TxnError> {
+        let count = self.u32()?;
+        if count > ACL_ENTRIES_MAX {
+            return Err(TxnError::Malformed(format!("ACL of {count} entries")));
+        }
+        (0..count).map(|_| Ok(Acl { perms: self.i32()?, scheme: self.string()?, id: self.string()? })).collect()
     }
     fn txn(&mut self, top: bool) -> Result<Txn, TxnError> {
         match self.u8()? {
-            CREATE => Ok(Txn::Create { path: self.path()?, data: self.bytes()?, ephemeral_owner: self.i64()? }),
-            DELETE => Ok(Txn::Delete { path: self.path()?, version: self.i32()? }),
-            SET_DATA => Ok(Txn::SetData { path: self.path()?, data: self.bytes()?, version: self.i32()? }),
+            CREATE_V1 => Ok(Txn::Create {
+                path: self.string()?,
+                data: self.bytes()?,
+                ephemeral_owner: self.i64()?,
+                sequential: false,
+                acl: Acl::open_unsafe(),
+            }),
+            CREATE => Ok(Txn::Create {
+                path: self.string()?,
+                data: self.bytes()?,
+                ephemeral_owner: self.i64()?,
+                sequential: self.u8()? != 0,
+                acl: self.acl()?,
+            }),
+            DELETE => Ok(Txn::Delete { path: self.string()?, version: self.i32()? }),
+            CHECK => Ok(Txn::Check { path: self.string()?, version: self.i32()? }),
+            SET_DATA => Ok(Txn::SetData { path: self.string()?, data: self.bytes()?, version: self.i32()? }),
+            SET_ACL => Ok(Txn::SetAcl { path: self.string()?, acl: self.acl()?, version: self.i32()? }),
             MULTI if top => {
                 let count = self.u32()?;
                 if count > MULTI_OPS_MAX {
@@ -172,7 +318,16 @@ impl Reader<'_> {
                 (0..count).map(|_| self.txn(false)).collect::<Result<_, _>>().map(Txn::Multi)
             }
             MULTI => Err(TxnError::NestedMulti),
-            other => Err(TxnError::Malformed(format!("unknown transaction type {other}"))),
+            CREATE_SESSION if top => Ok(Txn::CreateSession {
+                id: self.i64()?,
+                timeout_ms: self.i32()?,
+                password: self.bytes()?,
+                owner: self.i32()?,
+            }),
+            MOVE_SESSION if top => Ok(Txn::MoveSession { id: self.i64()?, owner: self.i32()? }),
+            CLOSE_SESSION if top => Ok(Txn::CloseSession { id: self.i64()? }),
+            NOOP if top => Ok(Txn::Noop),
+            other => Err(TxnError::Malformed(format!("transaction type {other} (here)"))),
         }
     }
 }
@@ -183,17 +338,43 @@ mod tests {
 
     #[test]
     fn transactions_round_trip_and_garbage_is_rejected() {
-        let txn = Txn::Multi(vec![
-            Txn::Create { path: "/a".into(), data: b"x".to_vec(), ephemeral_owner: 7 },
-            Txn::SetData { path: "/a".into(), data: vec![], version: 3 },
-            Txn::Delete { path: "/a".into(), version: -1 },
-        ]);
-        let bytes = txn.encode();
-        assert_eq!(Txn::decode(&bytes).unwrap(), txn);
-        for cut in 0..bytes.len() {
-            assert!(Txn::decode(&bytes[..cut]).is_err(), "cut {cut}");
+        let acl = vec![Acl { perms: 31, scheme: "digest".into(), id: "u:abc=".into() }];
+        let txns = [
+            Txn::Multi(vec![
+                Txn::Create { path: "/a".into(), data: b"x".to_vec(), ephemeral_owner: 7, sequential: true, acl },
+                Txn::SetData { path: "/a".into(), data: vec![], version: 3 },
+                Txn::Check { path: "/a".into(), version: 4 },
+                Txn::SetAcl { path: "/a".into(), acl: Acl::open_unsafe(), version: 0 },
+                Txn::Delete { path: "/a".into(), version: -1 },
+            ]),
+            Txn::CreateSession { id: 1 << 56, timeout_ms: 6000, password: vec![1; 16], owner: 3 },
+            Txn::MoveSession { id: 5, owner: 2 },
+            Txn::CloseSession { id: 5 },
+            Txn::Noop,
+        ];
+        for txn in txns {
+            let bytes = txn.encode();
+            assert_eq!(Txn::decode(&bytes).unwrap(), txn);
+            for cut in 0..bytes.len() {
+                assert!(Txn::decode(&bytes[..cut]).is_err(), "cut {cut} of {txn:?}");
+            }
         }
         assert!(Txn::decode(&[9]).is_err());
         assert!(Txn::decode(&[4, 0xff, 0xff, 0xff, 0xff]).is_err());
+        assert!(Txn::decode(&[4, 0, 0, 0, 1, 11]).is_err(), "sessions and no-ops are not multi ops");
+    }
+
+    #[test]
+    fn version_1_creates_still_decode() {
+        // u8 1 | path "/a" | data "x" | owner 7: what logs written before ACLs hold.
+        let bytes = [1, 0, 0, 0, 2, b'/', b'a', 0, 0, 0, 1, b'x', 0, 0, 0, 0, 0, 0, 0, 7];
+        let expected = Txn::Create {
+            path: "/a".into(),
+            data: b"x".to_vec(),
+            ephemeral_owner: 7,
+            sequential: false,
+            acl: Acl::open_unsafe(),
+        };
+        assert_eq!(Txn::decode(&bytes).unwrap(), expected);
     }
 }

@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Start a node (no flags: one node, data in ./braid-data, Kafka on 127.0.0.1:9092).
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// Create, list, describe or delete topics.
     Topic {
         #[command(subcommand)]
@@ -82,7 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         default_sigpipe();
     }
     match cli.command {
-        Command::Start(args) => crate::runtime::run(NodeConfig::resolve(args)?),
+        Command::Start(args) => crate::runtime::run(NodeConfig::resolve(*args)?),
         Command::Topic { command, bootstrap } => topic::run(&bootstrap, command),
         Command::Cluster { command, bootstrap } => cluster::run(&bootstrap, command),
         Command::Group { command, bootstrap } => group::run(&bootstrap, command),

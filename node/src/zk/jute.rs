@@ -49,6 +49,7 @@ pub mod op {
 pub mod err {
     pub const OK: i32 = 0;
     pub const SYSTEM_ERROR: i32 = -1;
+    pub const RUNTIME_INCONSISTENCY: i32 = -2;
     pub const MARSHALLING_ERROR: i32 = -5;
     pub const UNIMPLEMENTED: i32 = -6;
     pub const BAD_ARGUMENTS: i32 = -8;
@@ -63,6 +64,7 @@ pub mod err {
     pub const AUTH_FAILED: i32 = -115;
     pub const SESSION_MOVED: i32 = -118;
     pub const NO_WATCHER: i32 = -121;
+    pub const THROTTLED_OP: i32 = -127;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,14 +266,8 @@ impl Writer {
     }
 }
 
-/// An access control entry: permissions (READ 1, WRITE 2, CREATE 4, DELETE 8, ADMIN 16) for an
-/// identity (scheme "world"/"digest"/"ip"/"auth", id).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Acl {
-    pub perms: i32,
-    pub scheme: String,
-    pub id: String,
-}
+/// An access control entry: the tree's own (permissions for a scheme and id).
+pub use braid_engine::tree::Acl;
 
 /// A znode's Stat: the tree's own, written in the order ZooKeeper sends its fields.
 pub use braid_engine::tree::Stat;

@@ -1,5 +1,6 @@
-//! The ZooKeeper front end. So far: the jute wire format of the client protocol
-//! ([`jute`]: every request a ZooKeeper 3.8 client sends, decoded with bounds, and the
-//! responses, encoded). The server on the client port, sessions and watches are not built yet.
+//! The ZooKeeper front end: the jute wire format ([`jute`]), the connections on the client port
+//! ([`conn`]) and the server state beside the tree on shard 0 ([`server`]).
 
+pub mod conn;
 pub mod jute;
+pub mod server;
