@@ -33,7 +33,7 @@ BASE=$((21000 + RANDOM % 5000))
 PEERS=""
 for i in $(seq 1 "$NODES"); do PEERS="$PEERS${PEERS:+,}$i@127.0.0.1:$((BASE + 10 + i))"; done
 for i in $(seq 1 "$NODES"); do
-  ARGS=(start --data-dir "$OUT/node$i" --kafka-addr "127.0.0.1:$((BASE + i))" --admin-addr "127.0.0.1:$((BASE + 20 + i))" --cores 1)
+  ARGS=(start --data-dir "$OUT/node$i" --kafka-addr "127.0.0.1:$((BASE + i))" --admin-addr "127.0.0.1:$((BASE + 20 + i))" --zk-addr "127.0.0.1:$((BASE + 40 + i))" --cores 1)
   if [ "$NODES" -gt 1 ]; then ARGS+=(--node-id "$i" --peers "$PEERS"); fi
   "$BRAID" "${ARGS[@]}" >"$OUT/node$i.log" 2>&1 &
   PIDS+=($!)

@@ -25,7 +25,7 @@ python3 "$ROOT/perf/loopback-limit.py" "$OUT/loopback-limit.json"
 
 rm -rf "$DATA_DIR/node"
 PORT=$((21000 + RANDOM % 5000))
-"$BRAID" start --data-dir "$DATA_DIR/node" --kafka-addr "127.0.0.1:$PORT" --admin-addr "127.0.0.1:$((PORT + 1))" \
+"$BRAID" start --data-dir "$DATA_DIR/node" --kafka-addr "127.0.0.1:$PORT" --admin-addr "127.0.0.1:$((PORT + 1))" --zk-addr "127.0.0.1:$((PORT + 2))" \
   >"$OUT/compare-kafka-limit-node.log" 2>&1 &
 NODE=$!
 trap 'kill $NODE 2>/dev/null || true; wait 2>/dev/null || true' EXIT

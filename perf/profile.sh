@@ -24,7 +24,7 @@ export BRAID_BOOTSTRAP="127.0.0.1:$PORT"
 rm -rf "$DIR"
 
 start_node() {
-  "$@" "$BRAID" start --data-dir "$DIR" --kafka-addr "127.0.0.1:$PORT" --admin-addr "127.0.0.1:$((PORT + 1))" \
+  "$@" "$BRAID" start --data-dir "$DIR" --kafka-addr "127.0.0.1:$PORT" --admin-addr "127.0.0.1:$((PORT + 1))" --zk-addr "127.0.0.1:$((PORT + 2))" \
     >"$OUT/profile-node.log" 2>&1 &
   NODE=$!
   trap 'kill $NODE 2>/dev/null || true; wait 2>/dev/null || true' EXIT

@@ -54,7 +54,9 @@ impl Replica {
         let (config_seq, voters, changes) =
             config_file::load(&storage, &dir.join(CONFIG_FILE)).unwrap_or((0, voters, Vec::new()));
         let seed = uuid::Uuid::new_v4().as_u128() as u64;
-        let config = Config { id, voters, election_ticks: ELECTION_TICKS, heartbeat_ticks: HEARTBEAT_TICKS, seed };
+        let eager_commit = group == GroupId::METADATA;
+        let config =
+            Config { id, voters, election_ticks: ELECTION_TICKS, heartbeat_ticks: HEARTBEAT_TICKS, seed, eager_commit };
         let mut raft = Raft::restore(config, log, hard, changes);
         let recent_budget = if raft.voters().len() > 1 { RECENT_BYTES } else { 0 };
         raft.log_mut().keep_recent(recent_budget);

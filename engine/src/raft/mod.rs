@@ -56,6 +56,10 @@ pub struct Config {
     pub heartbeat_ticks: u32,
     /// Seed of this node's timeout draws (deterministic in simulation).
     pub seed: u64,
+    /// Tell followers of a new commit point at once (a heartbeat), not with the next append
+    /// or heartbeat: for groups whose followers serve reads of what committed (the
+    /// metadata group's tree), at the cost of a message per commit.
+    pub eager_commit: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +163,8 @@ struct Progress {
     recent: bool,
     /// Leader ticks since the follower last answered.
     silent_ticks: u32,
+    /// The highest commit point sent to the follower.
+    told_commit: i64,
     /// `match_end` at the previous heartbeat, and heartbeats in a row since without movement
     /// while appends were in flight: past [`STALL_HEARTBEATS`] the follower is probed again
     /// (the backstop; heartbeat replies tell of lost appends sooner).
@@ -179,6 +185,7 @@ impl Progress {
             inflight: 0,
             recent: true,
             silent_ticks: 0,
+            told_commit: -1,
             match_at_heartbeat: -1,
             stalled_heartbeats: 0,
             reset_needed: false,
@@ -722,6 +729,7 @@ impl<L: RaftLog> Raft<L> {
         let sent_end = entries.last().and_then(|e| log::entry_position(e)).map_or(prev_end, |(_, end, _)| end);
         let commit = self.committed.min(sent_end);
         let p = self.progress.get_mut(&to).expect("progress");
+        p.told_commit = p.told_commit.max(commit);
         p.inflight += 1;
         if p.mode == Mode::Replicate {
             p.next_end = sent_end;
@@ -751,6 +759,8 @@ impl<L: RaftLog> Raft<L> {
                 self.send_append(id);
             } else {
                 let commit = self.committed.min(p.match_end);
+                let told = &mut self.progress.get_mut(&id).expect("progress").told_commit;
+                *told = (*told).max(commit);
                 self.send(id, Body::Heartbeat { commit, sent_end: p.next_end });
             }
         }
@@ -766,11 +776,28 @@ impl<L: RaftLog> Raft<L> {
         let Some(&candidate) = ends.get(quorum(self.voters.len()) - 1) else { return };
         if candidate > self.committed && self.log.term_at(candidate) == Some(self.hard.term) {
             self.committed = candidate;
+            if self.config.eager_commit {
+                for id in self.others() {
+                    self.tell_commit(id);
+                }
+            }
         }
         if !self.is_voter() && self.changes.last().is_some_and(|c| c.end <= self.committed) {
             // Its own removal committed: hand over (a voter times out and is elected).
             let term = self.hard.term;
             self.become_follower(term, None);
+        }
+    }
+
+    /// Sends follower `id` the commit point if it holds entries it was not told committed
+    /// (groups with [`Config::eager_commit`]).
+    fn tell_commit(&mut self, id: NodeId) {
+        let Some(p) = self.progress.get_mut(&id) else { return };
+        let commit = self.committed.min(p.match_end);
+        if commit > p.told_commit {
+            p.told_commit = commit;
+            let sent_end = p.next_end;
+            self.send(id, Body::Heartbeat { commit, sent_end });
         }
     }
 
@@ -971,6 +998,9 @@ impl<L: RaftLog> Raft<L> {
                 p.next_end = p.match_end;
             }
             self.maybe_commit();
+            if self.config.eager_commit {
+                self.tell_commit(from);
+            }
             let last = self.log.last().0;
             if self.progress.get(&from).is_some_and(|p| p.next_end < last) {
                 self.send_append(from);

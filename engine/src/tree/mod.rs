@@ -415,8 +415,12 @@ impl DataTree {
                 }
                 let parent_node = self.nodes.get(parent).ok_or_else(|| TxnError::NoNode(parent.to_owned()))?;
                 let path = if *sequential {
-                    // ZooKeeper's name: the parent's cversion, ten digits (negative after wrap).
-                    format!("{path}{:010}", parent_node.stat.cversion)
+                    // ZooKeeper's name: the count of child creates so far, ten digits (negative
+                    // after wrap). cversion counts creates and deletes, so creates are
+                    // (cversion + children) / 2.
+                    let st = parent_node.stat;
+                    let creates = (i64::from(st.cversion) + i64::from(st.num_children)) / 2;
+                    format!("{path}{:010}", creates as i32)
                 } else {
                     path.clone()
                 };
@@ -614,9 +618,10 @@ mod tests {
             sequential: true,
             acl: Acl::open_unsafe(),
         };
+        // Two creates and a delete before: the suffix counts creates, as ZooKeeper's does.
         assert_eq!(
             tree.apply(5, 0, &slash).unwrap(),
-            Applied::Created { path: "/q/0000000003".into(), stat: tree_stat(&tree, "/q/0000000003") }
+            Applied::Created { path: "/q/0000000002".into(), stat: tree_stat(&tree, "/q/0000000002") }
         );
         let events = tree.take_events();
         assert_eq!(events.last(), Some(&(EventKind::ChildrenChanged, "/q".to_owned())));

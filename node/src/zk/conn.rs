@@ -42,7 +42,8 @@ async fn read_body<R: AsyncReadExt + Unpin>(reader: &mut R, len: i32, max: usize
 
 pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, conn: u64) {
     let (mut reader, writer) = stream.into_split();
-    let max = shared.config.zk_max_data_bytes + 64 * 1024;
+    // ZooKeeper closes on a frame longer than jute.maxbuffer; so does this.
+    let max = shared.config.zk_max_data_bytes;
     let mut first = [0u8; 4];
     match tokio::time::timeout(CONNECT_TIMEOUT, reader.read_exact(&mut first)).await {
         Ok(Ok(_)) => {}

@@ -252,9 +252,15 @@ impl Writer {
         }
         self
     }
+    /// A Stat as clients see it: containers and TTL nodes show ephemeralOwner 0 (their marker
+    /// stays inside the server, as with ZooKeeper).
     pub fn stat(&mut self, s: &Stat) -> &mut Self {
+        let owner = match braid_engine::tree::NodeKind::of(s.ephemeral_owner) {
+            braid_engine::tree::NodeKind::Ephemeral(owner) => owner,
+            _ => 0,
+        };
         self.long(s.czxid).long(s.mzxid).long(s.ctime).long(s.mtime);
-        self.int(s.version).int(s.cversion).int(s.aversion).long(s.ephemeral_owner);
+        self.int(s.version).int(s.cversion).int(s.aversion).long(owner);
         self.int(s.data_length).int(s.num_children).long(s.pzxid)
     }
     /// The frame: length prefix and the bytes written.

@@ -825,9 +825,11 @@ impl ZkServer {
                         WatchKind::Persistent,
                         WatchKind::Recursive,
                     ],
-                    4 => &[WatchKind::Persistent],
-                    5 => &[WatchKind::Recursive],
-                    _ => &[],
+                    _ => {
+                        // ZooKeeper 3.8 reads only these three.
+                        self.reply(conn, xid, zxid, err::MARSHALLING_ERROR, |_| {});
+                        return;
+                    }
                 };
                 let mut found = false;
                 for &k in kinds {

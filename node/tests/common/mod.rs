@@ -61,6 +61,8 @@ pub struct Node {
     pub child: Option<Child>,
     pub kafka: SocketAddr,
     pub admin: SocketAddr,
+    /// The ZooKeeper client port.
+    pub zk: SocketAddr,
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     log_path: PathBuf,
@@ -83,6 +85,7 @@ impl Node {
             child: None,
             kafka: SocketAddr::from(([127, 0, 0, 1], free_port())),
             admin: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            zk: SocketAddr::from(([127, 0, 0, 1], free_port())),
             data_dir,
             log_path: temp.path().join("node.log"),
             _temp: Some(temp),
@@ -112,6 +115,8 @@ impl Node {
                 &self.kafka.to_string(),
                 "--admin-addr",
                 &self.admin.to_string(),
+                "--zk-addr",
+                &self.zk.to_string(),
             ])
             .arg("--data-dir")
             .arg(&self.data_dir)
@@ -361,6 +366,11 @@ impl Cluster {
 
     pub fn bootstrap(&self) -> String {
         self.nodes.iter().map(|n| n.kafka.to_string()).collect::<Vec<_>>().join(",")
+    }
+
+    /// The ZooKeeper connect string of every node.
+    pub fn zk_hosts(&self) -> String {
+        self.nodes.iter().map(|n| n.zk.to_string()).collect::<Vec<_>>().join(",")
     }
 
     /// Cuts (or mends) every link to and from node `i`.
