@@ -162,15 +162,14 @@ impl Sim {
             .map_err(|e| format!("node {id} log open: {e}"))?;
         // Small enough that laggards are served from the segments too.
         log.keep_recent(RECENT_BYTES);
-        let config =
-            Config {
-                id,
-                voters: base,
-                election_ticks: 10,
-                heartbeat_ticks: 2,
-                seed: self.config.seed ^ self.now,
-                eager_commit: self.config.seed % 2 == 1,
-            };
+        let config = Config {
+            id,
+            voters: base,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            seed: self.config.seed ^ self.now,
+            eager_commit: self.config.seed % 2 == 1,
+        };
         let start = log.log_start_offset();
         node.raft = Some(Raft::restore(config, log, hard, changes));
         node.hard_seq = seq;

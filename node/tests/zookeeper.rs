@@ -1,0 +1,250 @@
+//! The ZooKeeper protocol with real clients: kazoo drives every operation and its recipes on one
+//! node and on three (and again after the node it is connected to is killed); Debian's zkCli.sh
+//! lists a topic kcat created; the cli_mt C client creates and reads a node; the four-letter
+//! words answer; bad frames get ZooKeeper's error or a closed connection, never a dead node.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ZKCLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";
+const CLI_MT: &str = "/usr/lib/zookeeper/bin/cli_mt";
+
+fn zk_node(extra: &[&str]) -> Node {
+    let mut node = Node::prepare(extra.iter().map(|s| s.to_string()).collect());
+    node.launch(&[]);
+    node
+}
+
+/// Sends a four-letter word and reads the answer to the end.
+fn four_letter(addr: SocketAddr, word: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(word.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len)?;
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut body)?;
+    Ok(body)
+}
+
+/// A connected session on a raw socket (ConnectRequest: protocol 0, zxid 0, timeout 10 s,
+/// session 0, 16-byte password, readOnly false).
+fn raw_session(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut connect = Vec::new();
+    connect.extend_from_slice(&0i32.to_be_bytes());
+    connect.extend_from_slice(&0i64.to_be_bytes());
+    connect.extend_from_slice(&10_000i32.to_be_bytes());
+    connect.extend_from_slice(&0i64.to_be_bytes());
+    connect.extend_from_slice(&16i32.to_be_bytes());
+    connect.extend_from_slice(&[0; 16]);
+    connect.push(0);
+    stream.write_all(&frame(&connect)).unwrap();
+    let response = read_frame(&mut stream).unwrap();
+    let timeout = i32::from_be_bytes(response[4..8].try_into().unwrap());
+    assert_eq!(timeout, 10_000, "the session timeout asked for is within bounds");
+    stream
+}
+
+/// True once the peer has closed the connection (reads end), within 10 s.
+fn closed_by_peer(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn kazoo_drives_every_operation_and_recipe_on_one_node() {
+    let node = zk_node(&["--zk-reaper-ms", "200"]);
+    let hosts = node.zk.to_string();
+    let out = run(python("zk_kazoo.py").args([&hosts, "--reap-wait", "10"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("checks passed") && !text.contains("FAIL"), "{text}");
+    assert!(!text.contains("ttl: skipped"), "TTL nodes are served: {text}");
+    let out = run(python("zk_recipes.py").arg(&hosts));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("checks passed") && !text.contains("FAIL"), "{text}");
+}
+
+#[test]
+fn kazoo_on_three_nodes_keeps_its_session_when_its_node_dies() {
+    let mut cluster = Cluster::start(3, &[]);
+    let hosts = cluster.zk_hosts();
+    let out = run(python("zk_kazoo.py").arg(&hosts));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("checks passed") && !text.contains("FAIL"), "{text}");
+    // The recipes connect to node 1 first, which is killed under them: the session moves to
+    // another node with its ephemeral and its lock, and every recipe runs again.
+    let pid = cluster.nodes[0].child.as_ref().unwrap().id().to_string();
+    let first = cluster.nodes[0].zk.to_string();
+    let out = run(python("zk_recipes.py").args([&hosts, "--kill-pid", &pid, "--kill-host", &first]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("reconnected to") && text.contains("checks passed") && !text.contains("FAIL"), "{text}");
+    assert!(!cluster.nodes[0].alive(), "node 1 was killed by the script");
+    // Node 1 comes back and catches up: it serves the tree the others wrote meanwhile.
+    cluster.nodes[0].restart();
+    let back = cluster.nodes[0].zk;
+    wait_for("node 1 serving again with the others' zxid", || {
+        let srvr = four_letter(back, "srvr");
+        let zxid =
+            |s: &str| s.lines().find_map(|l| l.strip_prefix("Zxid: 0x")).and_then(|z| i64::from_str_radix(z, 16).ok());
+        let others = zxid(&four_letter(cluster.nodes[1].zk, "srvr"))?;
+        (zxid(&srvr)? >= others - 5 && srvr.contains("Mode: follower")).then_some(())
+    });
+}
+
+#[test]
+fn zkcli_lists_kafka_topics_and_cli_mt_creates_and_reads() {
+    let node = zk_node(&[]);
+    let topic = "zk-visible";
+    let mut kcat = Command::new("kcat");
+    kcat.args(["-b", &node.bootstrap(), "-t", topic, "-P"]).stdin(Stdio::piped());
+    let mut child = kcat.spawn().expect("kcat");
+    child.stdin.take().unwrap().write_all(b"one\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let server = node.zk.to_string();
+    for (path, expected) in [("/brokers/topics", format!("[{topic}]")), ("/brokers/ids", "[1]".to_owned())] {
+        let out = run(Command::new(ZKCLI).args(["-server", &server, "ls", path]));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.lines().any(|l| l.trim() == expected), "zkCli ls {path}: {text}");
+    }
+    let out = run(Command::new(ZKCLI).args(["-server", &server, "get", &format!("/brokers/topics/{topic}")]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"partitions\":{\"0\":[1]}"), "the topic's znode is Kafka's JSON: {text}");
+
+    // cli_mt: each command is sent once the answer to the one before has been read.
+    // Line-buffered, with its stderr (where it reports the session) in the same stream.
+    let mut cli = Command::new("sh")
+        .args(["-c", &format!("exec stdbuf -oL -eL {CLI_MT} {server} 2>&1")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cli_mt");
+    let mut stdin = cli.stdin.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = cli.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let expect = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+                if line.contains(what) {
+                    return;
+                }
+                seen.push(line);
+            }
+        }
+        panic!("cli_mt never printed {what:?}; it printed:\n{}", seen.join("\n"));
+    };
+    expect("state = CONNECTED_STATE");
+    writeln!(stdin, "create /from-c").unwrap();
+    expect("[/from-c]: rc = 0");
+    writeln!(stdin, "get /from-c").unwrap();
+    expect("/from-c: rc = 0");
+    expect("value_len = 3");
+    writeln!(stdin, "ls /").unwrap();
+    expect("from-c");
+    writeln!(stdin, "quit").unwrap();
+    drop(stdin);
+    let _ = cli.wait();
+    let out = run(Command::new(ZKCLI).args(["-server", &server, "get", "/from-c"]));
+    assert!(String::from_utf8_lossy(&out.stdout).lines().any(|l| l == "new"), "cli_mt's data is readable");
+}
+
+#[test]
+fn four_letter_words_answer_and_bad_frames_never_kill_the_node() {
+    let node = zk_node(&[]);
+    let addr = node.zk;
+    assert_eq!(four_letter(addr, "ruok"), "imok");
+    let srvr = four_letter(addr, "srvr");
+    assert!(srvr.contains("Mode: standalone") && srvr.contains("Zxid: 0x") && srvr.contains("Node count: "), "{srvr}");
+    let mntr = four_letter(addr, "mntr");
+    for key in
+        ["zk_version", "zk_server_state\tstandalone", "zk_znode_count", "zk_watch_count", "zk_num_alive_connections"]
+    {
+        assert!(mntr.contains(key), "mntr lacks {key}: {mntr}");
+    }
+    assert!(four_letter(addr, "conf").contains(&format!("clientPort={}", addr.port())));
+    let mut session = raw_session(addr);
+    let stat = four_letter(addr, "stat");
+    assert!(stat.contains("Clients:") && stat.contains("Connections: 1"), "{stat}");
+    assert!(four_letter(addr, "cons").contains("sid=0x"));
+    assert!(four_letter(addr, "wchs").contains("Total watches:0"));
+    assert!(four_letter(addr, "dump").contains("not executed"), "words not served say so, as ZooKeeper does");
+
+    // An unknown op: ZooKeeper's UNIMPLEMENTED (-6) for that xid, and the session goes on.
+    let mut request = 7i32.to_be_bytes().to_vec();
+    request.extend_from_slice(&999i32.to_be_bytes());
+    session.write_all(&frame(&request)).unwrap();
+    let reply = read_frame(&mut session).unwrap();
+    assert_eq!(i32::from_be_bytes(reply[..4].try_into().unwrap()), 7, "the reply names the request's xid");
+    assert_eq!(i32::from_be_bytes(reply[12..16].try_into().unwrap()), -6);
+    let mut ping = (-2i32).to_be_bytes().to_vec();
+    ping.extend_from_slice(&11i32.to_be_bytes());
+    session.write_all(&frame(&ping)).unwrap();
+    let reply = read_frame(&mut session).unwrap();
+    assert_eq!(
+        (i32::from_be_bytes(reply[..4].try_into().unwrap()), i32::from_be_bytes(reply[12..16].try_into().unwrap())),
+        (-2, 0)
+    );
+
+    // A getData whose path length runs past the frame: the connection closes.
+    let mut bad = 8i32.to_be_bytes().to_vec();
+    bad.extend_from_slice(&4i32.to_be_bytes());
+    bad.extend_from_slice(&1000i32.to_be_bytes());
+    bad.extend_from_slice(b"/x");
+    session.write_all(&frame(&bad)).unwrap();
+    assert!(closed_by_peer(&mut session), "a malformed request closes its connection");
+
+    // A huge length prefix, before and after the connect: closed, nothing allocated for it.
+    for connected in [false, true] {
+        let mut stream = if connected { raw_session(addr) } else { TcpStream::connect(addr).unwrap() };
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.write_all(&0x7fff_fff0i32.to_be_bytes()).unwrap();
+        assert!(closed_by_peer(&mut stream), "a frame past jute.maxbuffer closes the connection");
+    }
+    // A connect that does not decode.
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(&frame(&[1, 2, 3])).unwrap();
+    assert!(closed_by_peer(&mut stream));
+
+    assert_eq!(four_letter(addr, "ruok"), "imok", "the node still serves");
+    let log = node.log();
+    assert!(
+        log.contains("malformed ZooKeeper request") && log.contains("frame length"),
+        "the log says what and where:\n{log}"
+    );
+}
