@@ -63,6 +63,8 @@ pub struct Outcome {
     pub log_start_max: i64,
     /// Tree transactions (zxids) whose resulting tree was compared across nodes.
     pub tree_digests: usize,
+    /// Synced reads of the tree completed (and checked for linearizability).
+    pub reads: usize,
 }
 
 struct Node {
@@ -96,6 +98,24 @@ struct Completed {
     end: i64,
 }
 
+/// A ZooKeeper-style linearizable read: sync (a no-op through the leader, ending at `end` in
+/// `term`), then a read of the tree of the client's node once it has applied the no-op.
+struct PendingRead {
+    node: u64,
+    end: i64,
+    term: Term,
+    invoked_at: u64,
+}
+
+/// A read that completed: the zxid of the tree it read, and the value it saw.
+struct CompletedRead {
+    invoked_at: u64,
+    completed_at: u64,
+    zxid: i64,
+    key: String,
+    value: Option<Vec<u8>>,
+}
+
 /// An acknowledged entry: committed by a leader, reported to its client.
 #[derive(Debug, Clone, Copy)]
 struct Acked {
@@ -107,6 +127,13 @@ struct Acked {
 /// prefix (retention).
 fn holds(log: &Log<SimStorage>, acked: &Acked) -> bool {
     acked.end <= log.start() || log.term_at(acked.end) == Some(acked.term)
+}
+
+/// Keys of the tree workload: few, so creates, updates and deletes collide.
+const KEYS: u64 = 6;
+
+fn key_path(k: u64) -> String {
+    format!("/k{k}")
 }
 
 fn node_dir(id: u64) -> PathBuf {
@@ -147,6 +174,10 @@ struct Sim {
     completed: Vec<Completed>,
     outcome: Outcome,
     proposal_counter: u64,
+    reads: Vec<PendingRead>,
+    completed_reads: Vec<CompletedRead>,
+    /// The value of every key after each zxid, from the first node to apply it.
+    values: BTreeMap<(String, i64), Option<Vec<u8>>>,
 }
 
 impl Sim {
@@ -253,6 +284,20 @@ impl Sim {
             return;
         }
         let id = leaders[self.rng.below(leaders.len() as u64) as usize];
+        if self.rng.chance(1, 4) {
+            // A client on a random live node syncs, then reads there.
+            let live: Vec<u64> = self.nodes.iter().filter(|(_, n)| n.raft.is_some()).map(|(id, _)| *id).collect();
+            let node = live[self.rng.below(live.len() as u64) as usize];
+            let batch = build_batch(self.now as i64, &[&Txn::Noop.encode()]);
+            let raft = self.nodes.get_mut(&id).and_then(|n| n.raft.as_mut()).expect("leader");
+            let term = raft.term();
+            if let Ok(end) = raft.propose(&batch) {
+                self.reads.push(PendingRead { node, end, term, invoked_at: self.now });
+            }
+            let early = raft.take_leader_messages();
+            self.transmit(early).expect("messages encode");
+            return;
+        }
         self.proposal_counter += 1;
         // Tree transactions on a handful of paths, so creates, updates and deletes collide.
         let records = 1 + self.rng.below(3) as usize;
@@ -309,13 +354,13 @@ impl Sim {
     }
 
     fn random_txn(&mut self) -> Txn {
-        let path = |n: u64| format!("/k{n}");
+        let path = key_path;
         let data = format!("v{}", self.proposal_counter).into_bytes();
         let one = |rng: &mut SimRng| match rng.below(4) {
-            0 => Txn::create(path(rng.below(6)), data.clone()),
-            1 => Txn::Delete { path: path(rng.below(6)), version: -1 },
-            2 => Txn::SetData { path: path(rng.below(6)), data: data.clone(), version: -1 },
-            _ => Txn::SetData { path: path(rng.below(6)), data: data.clone(), version: rng.below(3) as i32 },
+            0 => Txn::create(path(rng.below(KEYS)), data.clone()),
+            1 => Txn::Delete { path: path(rng.below(KEYS)), version: -1 },
+            2 => Txn::SetData { path: path(rng.below(KEYS)), data: data.clone(), version: -1 },
+            _ => Txn::SetData { path: path(rng.below(KEYS)), data: data.clone(), version: rng.below(3) as i32 },
         };
         if self.rng.chance(1, 5) {
             Txn::Multi((0..2).map(|_| one(&mut self.rng)).collect())
@@ -351,6 +396,11 @@ impl Sim {
                         let first = *self.digests.entry(zxid).or_insert(digest);
                         if first != digest {
                             return Err(format!("node {id}: tree after zxid {zxid} differs from another node's"));
+                        }
+                        for k in 0..KEYS {
+                            let key = key_path(k);
+                            let value = node.tree.get(&key).map(|n| n.data.clone());
+                            self.values.entry((key, zxid)).or_insert(value);
                         }
                     }
                 }
@@ -564,7 +614,87 @@ impl Sim {
         }
         self.drive()?;
         self.check()?;
-        self.apply_trees()
+        self.apply_trees()?;
+        self.complete_reads();
+        Ok(())
+    }
+
+    /// Reads whose sync has applied on their node read its tree now; reads whose sync was
+    /// lost (overwritten, or the node went down) fail, as the client would see.
+    fn complete_reads(&mut self) {
+        let mut still = Vec::new();
+        for r in std::mem::take(&mut self.reads) {
+            let Some(node) = self.nodes.get(&r.node) else { continue };
+            let Some(raft) = node.raft.as_ref() else { continue };
+            if !node.tree_valid || self.now - r.invoked_at > 500 {
+                continue;
+            }
+            if node.applied < r.end {
+                still.push(r);
+                continue;
+            }
+            if raft.log().term_at(r.end) != Some(r.term) {
+                continue;
+            }
+            let k = self.rng.below(KEYS);
+            let key = key_path(k);
+            let value = node.tree.get(&key).map(|n| n.data.clone());
+            self.completed_reads.push(CompletedRead {
+                invoked_at: r.invoked_at,
+                completed_at: self.now,
+                zxid: node.tree.last_zxid(),
+                key,
+                value,
+            });
+        }
+        self.reads = still;
+    }
+
+    /// Linearizability of the read history against the write history: a read sees at least
+    /// every write acknowledged before it was invoked, reads ordered in real time see trees in
+    /// the same order, and each value read is the one the log's order gives at that zxid.
+    fn check_reads(&self) -> Result<(), String> {
+        let mut acks: Vec<(u64, i64)> = self.completed.iter().map(|c| (c.acked_at, c.end)).collect();
+        acks.sort_unstable();
+        let mut reads: Vec<&CompletedRead> = self.completed_reads.iter().collect();
+        reads.sort_by_key(|r| r.invoked_at);
+        let mut by_completion: Vec<&CompletedRead> = self.completed_reads.iter().collect();
+        by_completion.sort_by_key(|r| r.completed_at);
+        let (mut i, mut j) = (0, 0);
+        let (mut acked_before, mut read_before) = (i64::MIN, i64::MIN);
+        for r in reads {
+            while i < acks.len() && acks[i].0 < r.invoked_at {
+                acked_before = acked_before.max(acks[i].1);
+                i += 1;
+            }
+            while j < by_completion.len() && by_completion[j].completed_at < r.invoked_at {
+                read_before = read_before.max(by_completion[j].zxid);
+                j += 1;
+            }
+            if r.zxid < acked_before {
+                return Err(format!(
+                    "read invoked at step {} saw zxid {} but a write acknowledged before it ends at {acked_before}",
+                    r.invoked_at, r.zxid
+                ));
+            }
+            if r.zxid < read_before {
+                return Err(format!(
+                    "read invoked at step {} saw zxid {}, older than a read completed before it ({read_before})",
+                    r.invoked_at, r.zxid
+                ));
+            }
+            match self.values.get(&(r.key.clone(), r.zxid)) {
+                Some(expected) if *expected == r.value => {}
+                Some(expected) => {
+                    return Err(format!(
+                        "read of {} at zxid {} returned {:?}; the log gives {expected:?}",
+                        r.key, r.zxid, r.value
+                    ))
+                }
+                None => return Err(format!("read at zxid {} of {} has no reference value", r.zxid, r.key)),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -588,6 +718,9 @@ pub fn run(config: &SimConfig) -> Result<Outcome, String> {
         completed: Vec::new(),
         outcome: Outcome::default(),
         proposal_counter: 0,
+        reads: Vec::new(),
+        completed_reads: Vec::new(),
+        values: BTreeMap::new(),
     };
     for &id in &voters {
         let disk = SimStorage::new(config.seed.wrapping_mul(31).wrapping_add(id), SimFaults::default());
@@ -656,6 +789,8 @@ pub fn run(config: &SimConfig) -> Result<Outcome, String> {
         }
     }
     sim.check_write_order()?;
+    sim.check_reads()?;
     sim.outcome.tree_digests = sim.digests.len();
+    sim.outcome.reads = sim.completed_reads.len();
     Ok(sim.outcome.clone())
 }
