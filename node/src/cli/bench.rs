@@ -1,4 +1,5 @@
-//! `braid bench produce|consume`: a Kafka load generator speaking the protocol natively.
+//! `braid bench produce|consume`: a Kafka load generator speaking the protocol natively
+//! (`braid bench zk`, its ZooKeeper counterpart, is in `bench_zk`).
 //!
 //! produce: `--producers` connections, each to the leader of one partition (round robin),
 //! sending uncompressed batches of `--batch-records` records of `--record-size` bytes with up
@@ -34,6 +35,8 @@ pub enum BenchCommand {
     Produce(ProduceBench),
     /// Read a topic from its start and measure throughput and end-to-end latency.
     Consume(ConsumeBench),
+    /// ZooKeeper-protocol load (create, setData, getData, exists, watches) with latency per op.
+    Zk(super::bench_zk::ZkBench),
 }
 
 #[derive(Args, Debug)]
@@ -97,7 +100,7 @@ fn name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_owned()))
 }
 
-fn histogram() -> Histogram<u64> {
+pub(super) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 
@@ -434,5 +437,6 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Produce(args) => produce(args),
         BenchCommand::Consume(args) => consume(args),
+        BenchCommand::Zk(args) => super::bench_zk::run(args),
     }
 }

@@ -2,6 +2,7 @@
 //! over its Kafka protocol.
 
 mod bench;
+mod bench_zk;
 mod cluster;
 mod group;
 mod records;
