@@ -40,6 +40,10 @@ pub struct StartArgs {
     /// (ZooKeeper's znode.container.checkIntervalMs) [default: 1000].
     #[arg(long, env = "BRAID_ZK_REAPER_MS")]
     pub zk_reaper_ms: Option<u64>,
+    /// Tree transactions between two snapshots of the tree (ZooKeeper's snapCount); the
+    /// metadata log below a snapshot every node holds is then deleted [default: 100000].
+    #[arg(long, env = "BRAID_ZK_SNAP_COUNT")]
+    pub zk_snap_count: Option<u64>,
     /// Admin HTTP listener: /metrics and /v1/status [default: 127.0.0.1:9644].
     #[arg(long, env = "BRAID_ADMIN_ADDR")]
     pub admin_addr: Option<SocketAddr>,
@@ -100,6 +104,7 @@ pub struct NodeConfig {
     pub zk_tick_ms: u32,
     pub zk_max_data_bytes: usize,
     pub zk_reaper_ms: u64,
+    pub zk_snap_count: u64,
     pub cores: usize,
     pub max_request_bytes: usize,
     pub max_connections_per_shard: usize,
@@ -170,6 +175,7 @@ impl NodeConfig {
             zk_tick_ms: args.zk_tick_ms.or(file.zk_tick_ms).unwrap_or(2000),
             zk_max_data_bytes: args.zk_max_data_bytes.or(file.zk_max_data_bytes).unwrap_or(0xfffff),
             zk_reaper_ms: args.zk_reaper_ms.or(file.zk_reaper_ms).unwrap_or(1000),
+            zk_snap_count: args.zk_snap_count.or(file.zk_snap_count).unwrap_or(100_000).max(1),
             cores: args.cores.or(file.cores).unwrap_or(cpus),
             max_request_bytes: args.max_request_bytes.or(file.max_request_bytes).unwrap_or(MAX_REQUEST_BYTES_DEFAULT),
             max_connections_per_shard: args

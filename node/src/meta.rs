@@ -159,7 +159,21 @@ pub struct MetaStore {
     /// Transactions applied since the last round changed Kafka's metadata (or answered a
     /// Kafka client): the snapshot every shard holds is built again.
     kafka_changed: bool,
+    /// Where the tree's snapshot is kept, and the zxid of the last one written.
+    snapshot_path: std::path::PathBuf,
+    snapshot_zxid: i64,
+    /// Transactions between snapshots.
+    snap_count: i64,
+    /// The log below this offset is held by every member (from a Truncatable transaction).
+    truncatable: i64,
+    /// The last point this node (as leader) proposed as truncatable.
+    truncation_proposed: i64,
+    /// A snapshot of Kafka's metadata went to the shards once.
+    published: bool,
 }
+
+/// The tree's snapshot, beside the metadata log.
+const TREE_SNAPSHOT: &str = "tree.snap";
 
 /// Paths of the tree whose changes every shard must see (the rest is ZooKeeper clients' own).
 fn is_kafka_path(path: &str) -> bool {
@@ -311,7 +325,8 @@ impl MetaStore {
     pub fn open(storage: UringStorage, config: &NodeConfig) -> anyhow::Result<Self> {
         let dir = config.data_dir.join("meta").join("group-0");
         let voters = config.members().into_iter().map(|id| id as NodeId).collect();
-        let log_config = LogConfig { retention_ms: -1, ..LogConfig::default() };
+        // Segments of 16 MiB: the log below a tree snapshot goes a segment at a time.
+        let log_config = LogConfig { retention_ms: -1, segment_bytes: 16 << 20, ..LogConfig::default() };
         let (replica, report) =
             Replica::open(storage, &dir, log_config, GroupId::METADATA, config.node_id as NodeId, voters)
                 .with_context(|| format!("opening the metadata log in {}", dir.display()))?;
@@ -319,10 +334,35 @@ impl MetaStore {
             tracing::warn!(%corruption, "metadata log: cut at a torn or corrupt batch");
         }
         let caught_up_at = replica.raft.log().log_end_offset();
-        let applied = replica.raft.log().log_start_offset();
+        let log_start = replica.raft.log().log_start_offset();
+        // The tree starts from its last snapshot, if any, and applies the log after it.
+        let snapshot_path = dir.join(TREE_SNAPSHOT);
+        let tree = match std::fs::read(&snapshot_path) {
+            Ok(bytes) => match DataTree::from_snapshot(&bytes) {
+                Ok(tree) => {
+                    tracing::info!(zxid = tree.last_zxid(), nodes = tree.node_count(), "tree loaded from its snapshot");
+                    Some(tree)
+                }
+                Err(e) => {
+                    tracing::error!(path = %snapshot_path.display(), error = %e, "tree snapshot unreadable; rebuilding from the log");
+                    None
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => anyhow::bail!("reading {}: {e}", snapshot_path.display()),
+        };
+        let tree = tree.filter(|t| t.last_zxid() >= log_start).unwrap_or_default();
+        if tree.last_zxid() < log_start {
+            tracing::error!(
+                log_start,
+                "the metadata log starts past the tree's snapshot: the tree lacks what came before"
+            );
+        }
+        let applied = tree.last_zxid().max(log_start);
+        let snapshot_zxid = tree.last_zxid();
         Ok(MetaStore {
             replica,
-            tree: DataTree::new(),
+            tree,
             node_id: config.node_id,
             kafka_addr: config.kafka_addr,
             applied,
@@ -347,6 +387,12 @@ impl MetaStore {
             tick_ms: config.raft_tick_ms as i64,
             standalone: config.peers.is_empty(),
             kafka_changed: true,
+            snapshot_path,
+            snapshot_zxid,
+            snap_count: config.zk_snap_count as i64,
+            truncatable: 0,
+            truncation_proposed: 0,
+            published: false,
         })
     }
 
@@ -528,7 +574,10 @@ impl MetaStore {
         if let Err(e) = self.apply_committed(&mut round) {
             tracing::error!(error = %format!("{e:#}"), "metadata log: applying failed");
         }
-        if self.applied != applied_before && std::mem::take(&mut self.kafka_changed) {
+        // The first round publishes whatever it has (a tree loaded from its snapshot may have
+        // nothing to apply).
+        let first = !std::mem::replace(&mut self.published, true);
+        if (self.applied != applied_before || first) && std::mem::take(&mut self.kafka_changed) {
             round.snapshot = Some(self.snapshot());
             // The tree moved: the duties look at it again now.
             self.duty_wait = 0;
@@ -570,6 +619,13 @@ impl MetaStore {
                                 continue;
                             }
                         };
+                        if zxid <= self.tree.last_zxid() {
+                            // Already in the tree (it started from a snapshot).
+                            continue;
+                        }
+                        if let Txn::Truncatable { below } = txn {
+                            self.truncatable = self.truncatable.max(below);
+                        }
                         let result = self.tree.apply(zxid, record.timestamp, &txn);
                         let events = self.tree.take_events();
                         if events.iter().any(|(_, path)| is_kafka_path(path)) {
@@ -599,7 +655,72 @@ impl MetaStore {
         }
         // Requests that waited for these transactions may have proposed more.
         self.propose_zk(now);
+        if self.tree.last_zxid() - self.snapshot_zxid >= self.snap_count {
+            self.write_snapshot();
+        }
+        self.truncate_log();
         Ok(())
+    }
+
+    /// Writes the tree's snapshot (a new file synced, then renamed over the old one).
+    fn write_snapshot(&mut self) {
+        let started = std::time::Instant::now();
+        let bytes = self.tree.snapshot();
+        let tmp = self.snapshot_path.with_extension("snap.tmp");
+        let written = (|| -> std::io::Result<()> {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &self.snapshot_path)?;
+            if let Some(dir) = self.snapshot_path.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })();
+        match written {
+            Ok(()) => {
+                self.snapshot_zxid = self.tree.last_zxid();
+                tracing::info!(
+                    zxid = self.snapshot_zxid,
+                    bytes = bytes.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "tree snapshot written"
+                );
+            }
+            Err(e) => {
+                // The log keeps everything until a snapshot succeeds.
+                tracing::error!(path = %tmp.display(), error = %e, "writing the tree snapshot failed");
+                self.snapshot_zxid = self.tree.last_zxid() - self.snap_count / 2;
+            }
+        }
+    }
+
+    /// Deletes the metadata log below what both the snapshot and every member hold; the
+    /// leader tells the members how far they all hold it.
+    fn truncate_log(&mut self) {
+        let below = self.truncatable.min(self.snapshot_zxid).min(self.applied);
+        if below > self.replica.raft.log().log_start_offset() {
+            match self.replica.raft.log_mut().delete_below(below) {
+                Ok(outcome) if outcome.deleted_segments > 0 => {
+                    tracing::info!(
+                        below,
+                        segments = outcome.deleted_segments,
+                        "metadata log truncated below the tree snapshot"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "truncating the metadata log failed"),
+            }
+        }
+        if let Some(held) = self.replica.raft.held_by_all() {
+            let point = held.min(self.replica.raft.committed());
+            if point - self.truncation_proposed >= self.snap_count && point > self.truncatable {
+                self.truncation_proposed = point;
+                let (reply, _) = oneshot::channel();
+                self.propose(&Txn::Truncatable { below: point }, crate::shard::now_ms(), reply);
+            }
+        }
     }
 
     /// Registration (every node) and bootstrap (the controller). True if there was work.

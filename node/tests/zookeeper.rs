@@ -248,3 +248,61 @@ fn four_letter_words_answer_and_bad_frames_never_kill_the_node() {
         "the log says what and where:\n{log}"
     );
 }
+
+#[test]
+fn the_tree_restarts_from_its_snapshot_after_the_log_below_it_is_deleted() {
+    // Every 20 transactions a snapshot; 40 writes of 900 KiB fill more than two 16 MiB
+    // segments of the metadata log, which then go.
+    let mut node = zk_node(&["--zk-snap-count", "20"]);
+    let hosts = node.zk.to_string();
+    let script = r#"
+import sys
+from kazoo.client import KazooClient
+zk = KazooClient(hosts=sys.argv[1], timeout=10)
+zk.start(timeout=15)
+zk.ensure_path("/snap")
+big = b"x" * (900 * 1024)
+for i in range(40):
+    zk.create("/snap/n", big, sequence=True)
+zk.create("/snap/last", b"kept", acl=[__import__("kazoo.security").security.make_digest_acl("u", "pw", all=True)])
+zk.stop()
+"#;
+    run(Command::new("python3").args(["-c", script, &hosts]));
+    let log_dir = node.data_dir.join("meta/group-0");
+    wait_for("the metadata log truncated below the snapshot", || {
+        node.log().contains("metadata log truncated").then_some(())
+    });
+    assert!(log_dir.join("tree.snap").exists());
+    // Segments are named by their first offset: the first one left no longer starts at 0.
+    let first = std::fs::read_dir(&log_dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_suffix(".log")?.parse::<i64>().ok())
+        .min()
+        .unwrap();
+    assert!(first > 0, "the log below the snapshot went (first segment at {first})");
+    node.kill();
+    node.launch(&[]);
+    let check = r#"
+import sys
+from kazoo.client import KazooClient
+zk = KazooClient(hosts=sys.argv[1], timeout=10)
+zk.start(timeout=15)
+children = sorted(zk.get_children("/snap"))
+assert len(children) == 41 and children[0] == "last", children
+assert children[1] == "n0000000000" and children[40] == "n0000000039", children
+data, stat = zk.get("/snap/n0000000039")
+assert len(data) == 900 * 1024 and stat.version == 0, stat
+zk.add_auth("digest", "u:pw")
+acl, _ = zk.get_acls("/snap/last")
+assert acl[0].id.scheme == "digest" and acl[0].id.id.startswith("u:"), acl
+zk.create("/snap/n", b"", sequence=True) == "/snap/n0000000041" or sys.exit("sequence numbers go on")
+print("restored")
+zk.stop()
+"#;
+    let out = run(Command::new("python3").args(["-c", check, &hosts]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("restored"));
+    assert!(node.log().contains("tree loaded from its snapshot"), "{}", node.log());
+    // Kafka's metadata came back from the snapshot too: the node lists itself as a broker.
+    let out = run(Command::new(ZKCLI).args(["-server", &hosts, "ls", "/brokers/ids"]));
+    assert!(String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "[1]"));
+}

@@ -81,6 +81,8 @@ struct Node {
     /// False once the log no longer starts at 0 (retention): the tree cannot be rebuilt
     /// without snapshots, so this node's tree is not compared.
     tree_valid: bool,
+    /// The tree's last snapshot (taken before retention deletes the log below it).
+    snapshot: Option<Vec<u8>>,
 }
 
 struct Proposal {
@@ -206,9 +208,14 @@ impl Sim {
         node.hard_seq = seq;
         node.config_seq = config_seq;
         node.checked_to = 0;
-        node.tree = DataTree::new();
-        node.applied = start;
-        node.tree_valid = start == 0;
+        // The tree restarts from its last snapshot (kept durably, as a node keeps it), or
+        // from nothing.
+        node.tree = match &node.snapshot {
+            Some(bytes) => DataTree::from_snapshot(bytes).map_err(|e| format!("node {id}: snapshot: {e}"))?,
+            None => DataTree::new(),
+        };
+        node.applied = node.tree.last_zxid().max(start);
+        node.tree_valid = node.tree.last_zxid() >= start;
         Ok(())
     }
 
@@ -454,8 +461,14 @@ impl Sim {
             // Retention now and then, never past the commit point: laggards then need the
             // leader's reset to catch up.
             if self.rng.chance(self.config.retention, 1000) {
-                let committed = raft.committed();
-                raft.log_mut().apply_retention_below(0, committed).map_err(|e| format!("node {id}: retention: {e}"))?;
+                // As a node does with the metadata log: snapshot the tree, then delete below it.
+                let below = if node.tree_valid {
+                    node.snapshot = Some(node.tree.snapshot());
+                    raft.committed().min(node.applied)
+                } else {
+                    raft.committed()
+                };
+                raft.log_mut().apply_retention_below(0, below).map_err(|e| format!("node {id}: retention: {e}"))?;
             }
             let messages = raft.take_messages();
             self.transmit(messages)?;
@@ -736,6 +749,7 @@ pub fn run(config: &SimConfig) -> Result<Outcome, String> {
                 tree: DataTree::new(),
                 applied: 0,
                 tree_valid: true,
+                snapshot: None,
             },
         );
         sim.start_node(id)?;

@@ -1068,16 +1068,27 @@ impl<S: Storage> Log<S> {
     /// Retention that keeps every segment holding an offset at or past `limit_offset` (raft
     /// passes its commit point: uncommitted entries are never deleted).
     pub fn apply_retention_below(&mut self, now_ms: i64, limit_offset: i64) -> Result<RetentionOutcome, LogError> {
+        self.delete_segments(now_ms, limit_offset, false)
+    }
+
+    /// Deletes every whole segment below `limit_offset`, whatever the retention settings (a
+    /// state machine that snapshotted its state up to there no longer needs them).
+    pub fn delete_below(&mut self, limit_offset: i64) -> Result<RetentionOutcome, LogError> {
+        self.delete_segments(0, limit_offset, true)
+    }
+
+    fn delete_segments(&mut self, now_ms: i64, limit_offset: i64, all: bool) -> Result<RetentionOutcome, LogError> {
         self.check_usable()?;
         let mut outcome = RetentionOutcome::default();
-        if !self.config.cleanup_policy.deletes() {
+        if !all && !self.config.cleanup_policy.deletes() {
             return Ok(outcome);
         }
         while self.segments.len() > 1 && self.segments[0].next_offset <= limit_offset {
             let oldest = &self.segments[0];
-            let expired = self.config.retention_ms >= 0
-                && oldest.max_timestamp >= 0
-                && oldest.max_timestamp < now_ms.saturating_sub(self.config.retention_ms);
+            let expired = all
+                || self.config.retention_ms >= 0
+                    && oldest.max_timestamp >= 0
+                    && oldest.max_timestamp < now_ms.saturating_sub(self.config.retention_ms);
             let oversized = self.config.retention_bytes >= 0
                 && self.size_bytes() - oldest.size >= self.config.retention_bytes as u64;
             if !expired && !oversized {

@@ -422,6 +422,16 @@ impl<L: RaftLog> Raft<L> {
         Ok(end)
     }
 
+    /// On a leader: the log end every voter holds (the lowest match, its own durable end
+    /// included). None elsewhere.
+    pub fn held_by_all(&self) -> Option<i64> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        let own = self.log.durable_end().min(self.log.last().0);
+        Some(self.progress.values().map(|p| p.match_end).fold(own, i64::min))
+    }
+
     /// On a leader: ticks since follower `id` last answered (counted from when this node became
     /// leader). None elsewhere, or for a node outside the group.
     pub fn silent_ticks(&self, id: NodeId) -> Option<u32> {

@@ -8,6 +8,7 @@
 //! data, `pzxid` the last change to the children list, `version`/`cversion`/`aversion` count data,
 //! children and ACL changes.
 
+mod snapshot;
 mod txn;
 
 pub use txn::{Txn, TxnError, ACL_ENTRIES_MAX, MULTI_OPS_MAX};
@@ -334,7 +335,7 @@ impl DataTree {
                 }
                 Ok(Applied::Done)
             }
-            Txn::Noop => Ok(Applied::Done),
+            Txn::Noop | Txn::Truncatable { .. } => Ok(Applied::Done),
             single => self.apply_one(zxid, time_ms, single).map(|(applied, _)| applied),
         }
     }

@@ -13,6 +13,7 @@
 //! MoveSession   : u8 9 | i64 id | i32 owner
 //! CloseSession  : u8 10 | i64 id
 //! Noop          : u8 11
+//! Truncatable   : u8 12 | i64 below
 //! path, data, bytes: u32 length | bytes
 //! acl: u32 count | count × (i32 perms | scheme | id)
 //! ```
@@ -74,6 +75,11 @@ pub enum Txn {
     },
     /// Changes nothing (ZooKeeper's sync passes through the log as one of these).
     Noop,
+    /// Every member holds the metadata log up to `below`: a node may delete its log below
+    /// that point once a snapshot of its tree covers it. Changes nothing in the tree.
+    Truncatable {
+        below: i64,
+    },
 }
 
 impl Txn {
@@ -84,7 +90,7 @@ impl Txn {
 
     /// True for transactions that change nothing but the zxid when they succeed.
     pub fn is_write(&self) -> bool {
-        !matches!(self, Txn::Check { .. } | Txn::Noop)
+        !matches!(self, Txn::Check { .. } | Txn::Noop | Txn::Truncatable { .. })
     }
 }
 
@@ -161,6 +167,7 @@ const CREATE_SESSION: u8 = 8;
 const MOVE_SESSION: u8 = 9;
 const CLOSE_SESSION: u8 = 10;
 const NOOP: u8 = 11;
+const TRUNCATABLE: u8 = 12;
 /// Ops in one multi, at most.
 pub const MULTI_OPS_MAX: u32 = 10_000;
 /// Entries in one ACL, at most.
@@ -238,6 +245,10 @@ impl Txn {
                 out.extend_from_slice(&id.to_be_bytes());
             }
             Txn::Noop => out.push(NOOP),
+            Txn::Truncatable { below } => {
+                out.push(TRUNCATABLE);
+                out.extend_from_slice(&below.to_be_bytes());
+            }
         }
     }
 
@@ -327,6 +338,7 @@ impl Reader<'_> {
             MOVE_SESSION if top => Ok(Txn::MoveSession { id: self.i64()?, owner: self.i32()? }),
             CLOSE_SESSION if top => Ok(Txn::CloseSession { id: self.i64()? }),
             NOOP if top => Ok(Txn::Noop),
+            TRUNCATABLE if top => Ok(Txn::Truncatable { below: self.i64()? }),
             other => Err(TxnError::Malformed(format!("transaction type {other} (here)"))),
         }
     }
@@ -351,6 +363,7 @@ mod tests {
             Txn::MoveSession { id: 5, owner: 2 },
             Txn::CloseSession { id: 5 },
             Txn::Noop,
+            Txn::Truncatable { below: 4096 },
         ];
         for txn in txns {
             let bytes = txn.encode();

@@ -37,7 +37,10 @@ fn main() {
             }
             Err(violation) => {
                 eprintln!("seed {seed}: FAILED: {violation}");
-                eprintln!("replay: cargo run -p braid-tests --release --bin braid-sim -- --seed {seed} --steps {steps} --nodes {nodes}");
+                eprintln!(
+                    "replay: cargo run -p braid-tests --release --bin braid-sim -- --seed {seed} --steps {steps} --nodes {nodes} --membership {} --retention {}",
+                    config.membership, config.retention
+                );
                 std::process::exit(1);
             }
         }
