@@ -7,8 +7,11 @@
 //! bytes, made under /braid-bench/<pid>/k before the clock starts; creates make new znodes
 //! under /braid-bench/<pid>/c. Everything made is deleted after the run. `--watchers` more
 //! sessions keep a data watch on every key, set again on each event, which measures watch
-//! fan-out. Request latency goes into one hdrhistogram per op type: from the send, or with a
-//! rate from the time the op was due, so a server that falls behind is charged for the wait.
+//! fan-out: each setData's data starts with its number, so the getData that sets a watch again
+//! tells which write the next event follows, and the event's latency counts from the send of
+//! the first write numbered after it. Request latency goes into one hdrhistogram per op type: from the send, or with a
+//! rate from the time the op was due, so a server that falls behind is charged for the wait
+//! (an op its session slept for counts from its send: the timer's lateness is the client's).
 //! The run prints a progress line every second on stderr, then writes/s, reads/s and
 //! p50/p90/p99/p999/max per op, and with `--json FILE` the same as JSON, with the percentile
 //! curve of each histogram for `perf/plot-latency.py`.
@@ -243,9 +246,9 @@ impl Session {
         Ok(())
     }
 
-    /// Runs `ops` with up to `depth` outstanding; gives each op's error code, in order.
-    async fn pipeline(&mut self, ops: Vec<Op>, depth: usize) -> anyhow::Result<Vec<i32>> {
-        let mut codes = Vec::with_capacity(ops.len());
+    /// Runs `ops` with up to `depth` outstanding; gives each op's answer, in order.
+    async fn pipeline(&mut self, ops: Vec<Op>, depth: usize) -> anyhow::Result<Vec<Frame>> {
+        let mut answers = Vec::with_capacity(ops.len());
         let mut pending = VecDeque::new();
         let mut ops = ops.into_iter().peekable();
         while ops.peek().is_some() || !pending.is_empty() {
@@ -265,9 +268,9 @@ impl Session {
             if frame.xid != expected {
                 bail!("{}: reply xid {} where {expected} was next", self.server, frame.xid);
             }
-            codes.push(frame.code);
+            answers.push(frame);
         }
-        Ok(codes)
+        Ok(answers)
     }
 
     /// Ends the session (closeSession), waiting for its answer.
@@ -290,7 +293,11 @@ struct OpStats {
 struct SetSent {
     seq: u64,
     sent: Instant,
-    answered: Option<Instant>,
+}
+
+/// The setData sequence number stamped at the start of a key's data (0: none yet).
+fn stamp_of(data: &[u8]) -> u64 {
+    data.get(..8).map_or(0, |b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
 }
 
 /// Everything the sessions of one run share (one thread: plain cells).
@@ -311,7 +318,7 @@ struct Load {
     acl: Vec<Acl>,
     by_kind: RefCell<Vec<OpStats>>,
     all_us: RefCell<Histogram<u64>>,
-    /// Per key, the recent setData (sequence, send time, answer time).
+    /// Per key, the recent setData (sequence number, send time).
     sets: RefCell<Vec<VecDeque<SetSent>>>,
     next_set_seq: Cell<u64>,
     /// Numbers of the znodes creates made, for the cleanup.
@@ -341,8 +348,6 @@ struct Pending {
     /// Latency counts from here: the send, or with a rate the time the op was due.
     from: Instant,
     number: u64,
-    key: usize,
-    set_seq: u64,
 }
 
 impl Load {
@@ -377,7 +382,8 @@ impl Load {
         Some(Claim { number, kind, key, due })
     }
 
-    fn op(&self, claim: &Claim) -> Op {
+    /// The op of a claim; a setData's data starts with its sequence number, `set_seq`.
+    fn op(&self, claim: &Claim, set_seq: u64) -> Op {
         let key = self.keys[claim.key].clone();
         match claim.kind {
             Kind::Create => Op::Create {
@@ -388,21 +394,28 @@ impl Load {
                 flags: 0,
                 ttl: None,
             },
-            Kind::Set => Op::SetData { path: key, data: self.data.clone(), version: -1 },
+            Kind::Set => {
+                let mut data = self.data.clone();
+                if data.len() >= 8 {
+                    data[..8].copy_from_slice(&set_seq.to_be_bytes());
+                }
+                Op::SetData { path: key, data, version: -1 }
+            }
             Kind::Get => Op::GetData { path: key, watch: false },
             Kind::Exists => Op::Exists { path: key, watch: false },
         }
     }
 
+    /// Numbers a setData on `key` and remembers when it went out.
     fn set_sent(&self, key: usize, sent: Instant) -> u64 {
-        let seq = self.next_set_seq.get();
-        self.next_set_seq.set(seq + 1);
+        let seq = self.next_set_seq.get() + 1;
+        self.next_set_seq.set(seq);
         let mut sets = self.sets.borrow_mut();
         let log = &mut sets[key];
         if log.len() == SETS_REMEMBERED_PER_KEY {
             log.pop_front();
         }
-        log.push_back(SetSent { seq, sent, answered: None });
+        log.push_back(SetSent { seq, sent });
         seq
     }
 
@@ -425,26 +438,19 @@ impl Load {
         }
         match pending.kind {
             Kind::Create => self.created.borrow_mut().push(pending.number),
-            Kind::Set => {
-                let mut sets = self.sets.borrow_mut();
-                if let Some(s) = sets[pending.key].iter_mut().find(|s| s.seq == pending.set_seq) {
-                    s.answered = Some(now);
-                }
-            }
-            Kind::Get | Kind::Exists => {}
+            Kind::Set | Kind::Get | Kind::Exists => {}
         }
     }
 
-    /// A data-changed event on `key` for a watch set at `armed`: its latency counts from the
-    /// send of the earliest setData that could have fired it (one answered after the watch was
-    /// asked for, or not yet answered).
-    fn event(&self, key: usize, armed: Instant) {
+    /// A data-changed event on `key`, whose watch was set when the key's data bore the stamp
+    /// `armed`: the write that fired it is the first applied after that one, so its latency
+    /// counts from the earliest send among the setData numbered after `armed`.
+    fn event(&self, key: usize, armed: u64) {
         let now = Instant::now();
         self.events.set(self.events.get() + 1);
         self.last_event.set(now);
         let sets = self.sets.borrow();
-        let cause =
-            sets[key].iter().filter(|s| s.sent <= now && s.answered.is_none_or(|a| a > armed)).map(|s| s.sent).min();
+        let cause = sets[key].iter().filter(|s| s.seq > armed).map(|s| s.sent).min();
         if let Some(sent) = cause {
             self.event_us.borrow_mut().saturating_record(now.duration_since(sent).as_micros() as u64);
         }
@@ -456,23 +462,33 @@ async fn drive(session: &mut Session, load: &Load, depth: usize, timeout_ms: i32
     let mut pending: VecDeque<Pending> = VecDeque::with_capacity(depth);
     let mut next: Option<Claim> = None;
     let mut over = false;
+    // The session slept until `next` was due: the timer's lateness (up to a millisecond) is the
+    // client's, so that op's latency counts from its send.
+    let mut timer_woke = false;
     loop {
         let mut out = Vec::new();
         while pending.len() < depth && !over {
-            let Some(claim) = next.take().or_else(|| load.claim()) else {
-                over = true;
-                break;
+            let (claim, waited) = match next.take() {
+                Some(claim) => (claim, true),
+                None => match load.claim() {
+                    Some(claim) => (claim, false),
+                    None => {
+                        over = true;
+                        break;
+                    }
+                },
             };
             let now = Instant::now();
             if claim.due > now {
                 next = Some(claim);
                 break;
             }
-            let xid = session.encode(load.op(&claim), &mut out);
             let set_seq = if claim.kind == Kind::Set { load.set_sent(claim.key, now) } else { 0 };
-            let from = if load.rate > 0.0 { claim.due } else { now };
-            pending.push_back(Pending { xid, kind: claim.kind, from, number: claim.number, key: claim.key, set_seq });
+            let xid = session.encode(load.op(&claim, set_seq), &mut out);
+            let from = if load.rate > 0.0 && !(waited && timer_woke) { claim.due } else { now };
+            pending.push_back(Pending { xid, kind: claim.kind, from, number: claim.number });
         }
+        timer_woke = false;
         if !out.is_empty() {
             session.send(&out).await?;
         }
@@ -494,6 +510,7 @@ async fn drive(session: &mut Session, load: &Load, depth: usize, timeout_ms: i32
                 load.answered(&p, frame.code);
             }
             _ = tokio::time::sleep_until(wake.unwrap_or(ping).into()) => {
+                timer_woke = wake.is_some();
                 session.keep_alive(timeout_ms).await?;
             }
         }
@@ -501,9 +518,12 @@ async fn drive(session: &mut Session, load: &Load, depth: usize, timeout_ms: i32
 }
 
 /// One watcher session: a data watch on every key, set again on each event, until the load
-/// sessions are done and the events have stopped coming.
-async fn watch(session: &mut Session, load: &Load, armed: &mut [Instant], timeout_ms: i32) -> anyhow::Result<()> {
+/// sessions are done and the events have stopped coming. `armed` holds, per key, the stamp of
+/// the data its watch was set on.
+async fn watch(session: &mut Session, load: &Load, armed: &mut [u64], timeout_ms: i32) -> anyhow::Result<()> {
     let prefix = format!("{}/", load.keys[0].rsplit_once('/').map_or("", |(p, _)| p));
+    // The getData sent to set watches again, in order: (xid, key).
+    let mut rearming: VecDeque<(i32, usize)> = VecDeque::new();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
         tokio::select! {
@@ -517,14 +537,22 @@ async fn watch(session: &mut Session, load: &Load, armed: &mut [Instant], timeou
                         if let (EVENT_DATA_CHANGED, Some(key)) = (kind, key.filter(|&k| k < armed.len())) {
                             load.event(key, armed[key]);
                             let mut out = Vec::new();
-                            session.encode(Op::GetData { path, watch: true }, &mut out);
-                            armed[key] = Instant::now();
+                            rearming.push_back((session.encode(Op::GetData { path, watch: true }, &mut out), key));
                             session.send(&out).await?;
                         }
                     }
                     XID_PING => {}
-                    _ if frame.code != err::OK => load.rearm_errors.set(load.rearm_errors.get() + 1),
-                    _ => {}
+                    xid => {
+                        let (expected, key) = rearming.pop_front().context("a reply with nothing outstanding")?;
+                        if xid != expected {
+                            bail!("{}: reply xid {xid} where {expected} was next (replies out of order)", session.server);
+                        }
+                        if frame.code == err::OK {
+                            armed[key] = stamp_of(&Reader::new(&frame.body).buffer()?.unwrap_or_default());
+                        } else {
+                            load.rearm_errors.set(load.rearm_errors.get() + 1);
+                        }
+                    }
                 }
             }
             _ = tick.tick() => {
@@ -652,8 +680,8 @@ fn summary(args: &ZkBench, load: &Load, elapsed: Duration) -> serde_json::Value 
     })
 }
 
-/// Runs `ops` spread over `sessions`, `SETUP_IN_FLIGHT` outstanding on each; gives the codes.
-async fn spread(sessions: &mut [Session], ops: Vec<Op>) -> anyhow::Result<Vec<i32>> {
+/// Runs `ops` spread over `sessions`, `SETUP_IN_FLIGHT` outstanding on each; gives the answers.
+async fn spread(sessions: &mut [Session], ops: Vec<Op>) -> anyhow::Result<Vec<Frame>> {
     let per = ops.len().div_ceil(sessions.len().max(1)).max(1);
     let mut chunks: Vec<Vec<Op>> = Vec::new();
     let mut ops = ops.into_iter().peekable();
@@ -661,7 +689,7 @@ async fn spread(sessions: &mut [Session], ops: Vec<Op>) -> anyhow::Result<Vec<i3
         chunks.push(ops.by_ref().take(per).collect());
     }
     let runs = sessions.iter_mut().zip(chunks).map(|(s, chunk)| s.pipeline(chunk, SETUP_IN_FLIGHT));
-    Ok(futures::future::try_join_all(runs).await?.concat())
+    Ok(futures::future::try_join_all(runs).await?.into_iter().flatten().collect())
 }
 
 /// The whole run on one thread: sessions, znodes, load, summary, cleanup.
@@ -669,6 +697,9 @@ async fn bench(args: ZkBench) -> anyhow::Result<()> {
     let servers: Vec<&str> = args.servers.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
     if servers.is_empty() || args.sessions == 0 || args.in_flight == 0 || args.keys == 0 {
         bail!("--servers, --sessions, --in-flight and --keys must each be at least one");
+    }
+    if args.watchers > 0 && args.data_bytes < 8 {
+        bail!("--watchers needs --data-bytes of at least 8 (each setData's data starts with its number)");
     }
     let weights = parse_mix(&args.mix)?;
     let ops_limit = match (args.ops, args.seconds) {
@@ -701,7 +732,8 @@ async fn bench(args: ZkBench) -> anyhow::Result<()> {
         finished: Cell::new(None),
         keys: (0..args.keys).map(|i| format!("{base}/k/{i}")).collect(),
         created_prefix: format!("{base}/c/"),
-        data: vec![b'x'; args.data_bytes],
+        // Stamp 0 (no setData yet), then filler.
+        data: (0..args.data_bytes).map(|i| if i < 8 { 0 } else { b'x' }).collect(),
         acl: vec![Acl { perms: 31, scheme: "world".into(), id: "anyone".into() }],
         by_kind: RefCell::new(
             (0..Kind::ALL.len()).map(|_| OpStats { latency_us: histogram(), errors: BTreeMap::new() }).collect(),
@@ -729,22 +761,25 @@ async fn bench(args: ZkBench) -> anyhow::Result<()> {
         ttl: None,
     };
     let dirs = ["/braid-bench".to_owned(), base.clone(), format!("{base}/k"), format!("{base}/c")];
-    let codes = sessions[0].pipeline(dirs.iter().cloned().map(create).collect(), 1).await?;
-    let codes = codes.into_iter().chain(spread(&mut sessions, load.keys.iter().cloned().map(create).collect()).await?);
-    if let Some(code) = codes.into_iter().find(|&c| c != err::OK && c != err::NODE_EXISTS) {
+    let answers = sessions[0].pipeline(dirs.iter().cloned().map(create).collect(), 1).await?;
+    let answers =
+        answers.into_iter().chain(spread(&mut sessions, load.keys.iter().cloned().map(create).collect()).await?);
+    if let Some(code) = answers.map(|a| a.code).find(|&c| c != err::OK && c != err::NODE_EXISTS) {
         bail!("making the bench's znodes under {base}: error {code}");
     }
     // Every session's server has seen them (a follower may lag the session that made them).
     let syncs =
         sessions.iter_mut().chain(watchers.iter_mut()).map(|s| s.pipeline(vec![Op::Sync { path: base.clone() }], 1));
     futures::future::try_join_all(syncs).await?;
-    let mut armed = vec![vec![Instant::now(); args.keys]; args.watchers];
+    let mut armed = vec![vec![0u64; args.keys]; args.watchers];
     for (w, armed) in watchers.iter_mut().zip(armed.iter_mut()) {
         let ops = load.keys.iter().map(|k| Op::GetData { path: k.clone(), watch: true }).collect();
-        if let Some(code) = w.pipeline(ops, SETUP_IN_FLIGHT).await?.into_iter().find(|&c| c != err::OK) {
-            bail!("setting the watches: error {code}");
+        for (answer, stamp) in w.pipeline(ops, SETUP_IN_FLIGHT).await?.into_iter().zip(armed.iter_mut()) {
+            if answer.code != err::OK {
+                bail!("setting the watches: error {}", answer.code);
+            }
+            *stamp = stamp_of(&Reader::new(&answer.body).buffer()?.unwrap_or_default());
         }
-        armed.fill(Instant::now());
     }
 
     let started = Instant::now();
