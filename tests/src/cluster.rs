@@ -178,6 +178,8 @@ struct Sim {
     proposal_counter: u64,
     reads: Vec<PendingRead>,
     completed_reads: Vec<CompletedRead>,
+    /// With BRAID_SIM_TRACE set: each node's last traced state line.
+    trace_last: BTreeMap<String, String>,
     /// The value of every key after each zxid, from the first node to apply it.
     values: BTreeMap<(String, i64), Option<Vec<u8>>>,
 }
@@ -500,6 +502,28 @@ impl Sim {
     }
 
     fn check(&mut self) -> Result<(), String> {
+        if std::env::var_os("BRAID_SIM_TRACE").is_some() {
+            for (id, node) in &self.nodes {
+                let line = match &node.raft {
+                    Some(r) => format!(
+                        "{:?} t{} voters {:?} last {:?} commit {} start {} leader {:?}",
+                        r.role(),
+                        r.term(),
+                        r.voters(),
+                        r.log().last(),
+                        r.committed(),
+                        r.log().start(),
+                        r.leader()
+                    ),
+                    None => "down".to_owned(),
+                };
+                let key = format!("{id}");
+                if self.trace_last.get(&key) != Some(&line) {
+                    eprintln!("step {} node {id}: {line}", self.now);
+                    self.trace_last.insert(key, line);
+                }
+            }
+        }
         // Election safety.
         for (id, node) in &self.nodes {
             let Some(raft) = &node.raft else { continue };
@@ -733,6 +757,7 @@ pub fn run(config: &SimConfig) -> Result<Outcome, String> {
         proposal_counter: 0,
         reads: Vec::new(),
         completed_reads: Vec::new(),
+        trace_last: BTreeMap::new(),
         values: BTreeMap::new(),
     };
     for &id in &voters {

@@ -1083,7 +1083,12 @@ impl<S: Storage> Log<S> {
         if !all && !self.config.cleanup_policy.deletes() {
             return Ok(outcome);
         }
-        while self.segments.len() > 1 && self.segments[0].next_offset <= limit_offset {
+        // The last segment holding entries stays: a log never empties by retention, so its
+        // last entry (and that entry's term) stays known.
+        while self.segments.len() > 1
+            && self.segments[0].next_offset <= limit_offset
+            && self.segments[1..].iter().any(|s| s.next_offset > s.base_offset)
+        {
             let oldest = &self.segments[0];
             let expired = all
                 || self.config.retention_ms >= 0

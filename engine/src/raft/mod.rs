@@ -125,6 +125,10 @@ pub enum Body {
     /// drops its log and starts again there (everything before `start` is committed).
     Reset {
         start: i64,
+        /// The term of the entry ending at `start`, or a term no lower (the leader may no
+        /// longer hold that entry): the follower's log, empty at `start`, votes as one ending
+        /// in this term, never as one that knows no term at all.
+        start_term: Term,
         /// The group's voters as of `start` (configuration entries before it may be gone).
         voters: Vec<NodeId>,
     },
@@ -259,7 +263,11 @@ impl<L: RaftLog> Raft<L> {
         let mut base_voters = config.voters.clone();
         let mut kept = Vec::new();
         for change in changes {
-            if change.end <= log.start() {
+            if change.end == log.start() && log.last().0 == log.start() {
+                // A reset's record: the term at the start of a log that holds no entry yet.
+                base_voters = change.voters.clone();
+                kept.push(change);
+            } else if change.end <= log.start() {
                 base_voters = change.voters;
             } else if change.end <= log.last().0 && log.term_at(change.end) == Some(change.term) {
                 kept.push(change);
@@ -561,7 +569,7 @@ impl<L: RaftLog> Raft<L> {
         self.leader = None;
         self.votes = BTreeSet::from([self.config.id]);
         self.reset_timeout();
-        let (last_end, last_term) = self.log.last();
+        let (last_end, last_term) = self.last_position();
         let term = self.hard.term + 1;
         for to in self.others() {
             self.outbox.push(Message { from: self.config.id, to, term, body: Body::PreVote { last_end, last_term } });
@@ -591,7 +599,7 @@ impl<L: RaftLog> Raft<L> {
         self.leader = None;
         self.votes = BTreeSet::from([self.config.id]);
         self.reset_timeout();
-        let (last_end, last_term) = self.log.last();
+        let (last_end, last_term) = self.last_position();
         for to in self.others() {
             self.send(to, Body::Vote { last_end, last_term, transfer });
         }
@@ -722,7 +730,8 @@ impl<L: RaftLog> Raft<L> {
             let start = self.log.start();
             self.progress.get_mut(&to).expect("progress").inflight += 1;
             let voters = self.voters_at(start);
-            self.send(to, Body::Reset { start, voters });
+            let start_term = self.start_term_bound();
+            self.send(to, Body::Reset { start, start_term, voters });
             return;
         }
         let Some(prev_term) = self.log.term_at(prev_end) else {
@@ -811,8 +820,34 @@ impl<L: RaftLog> Raft<L> {
         }
     }
 
+    /// The log's last entry position and term. An empty log that was reset knows the term at
+    /// its start from the change recorded with the reset (a log knows no term at its start).
+    fn last_position(&self) -> (i64, Term) {
+        let (end, term) = self.log.last();
+        if end == self.log.start() {
+            if let Some(c) = self.changes.iter().find(|c| c.end == end) {
+                return (end, c.term.max(term));
+            }
+        }
+        (end, term)
+    }
+
+    /// The term of the entry ending at this log's start, or an upper bound of it: the term of
+    /// the first entry still held (terms never fall along a log), else the current term.
+    fn start_term_bound(&self) -> Term {
+        let start = self.log.start();
+        if let Some(c) = self.changes.iter().find(|c| c.end == start) {
+            return c.term;
+        }
+        self.log
+            .entries_from(start, 1)
+            .first()
+            .and_then(|e| log::entry_position(e))
+            .map_or(self.hard.term, |(_, _, term)| term)
+    }
+
     fn up_to_date(&self, last_end: i64, last_term: Term) -> bool {
-        let (our_end, our_term) = self.log.last();
+        let (our_end, our_term) = self.last_position();
         last_term > our_term || last_term == our_term && last_end >= our_end
     }
 
@@ -895,7 +930,7 @@ impl<L: RaftLog> Raft<L> {
                 let end = self.log.last().0;
                 self.send(msg.from, Body::HeartbeatReply { end, sent_end });
             }
-            Body::Reset { start, voters } => {
+            Body::Reset { start, start_term, voters } => {
                 self.become_follower(msg.term, Some(msg.from));
                 // Our entries up to `start` can only be trusted if we know them committed; an
                 // uncommitted suffix reaching past `start` may differ from what the leader
@@ -906,8 +941,9 @@ impl<L: RaftLog> Raft<L> {
                     }
                     self.committed = start;
                     // Configuration entries before `start` are gone: the leader's voters as
-                    // of `start` are the base now.
-                    self.changes.clear();
+                    // of `start` are the base now, kept as a change ending at `start` so the
+                    // term there is known (and persisted) for votes.
+                    self.changes = vec![ConfigChange { end: start, term: start_term, voters: voters.clone() }];
                     self.base_voters = voters.clone();
                     self.config_dirty = true;
                     self.set_voters(voters);

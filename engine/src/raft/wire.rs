@@ -13,7 +13,7 @@
 //!            6 AppendReply  u8 accepted | i64 end
 //!            7 Heartbeat    i64 commit | i64 sent_end
 //!            8 HeartbeatReply i64 end | i64 sent_end
-//!            9 Reset        i64 start | u32 n | n × u64 voter
+//!            9 Reset        i64 start | u64 start_term | u32 n | n × u64 voter
 //!           10 Forward      u32 len | batch
 //!           11 TimeoutNow
 //!           12 Vote, asked for by a leader handing over: as 3
@@ -33,8 +33,8 @@ use std::io::IoSlice;
 use std::ops::Range;
 
 /// Version 2: heartbeats carry the end of the appends sent before them, and replies the
-/// follower's log end.
-pub const WIRE_VERSION: u16 = 2;
+/// follower's log end. Version 3: a reset carries the term at the new log start.
+pub const WIRE_VERSION: u16 = 3;
 /// Largest frame accepted.
 pub const FRAME_MAX_BYTES: usize = 64 << 20;
 /// Entries in one append, at most.
@@ -186,9 +186,10 @@ pub fn encode_frame_parts(frame: &mut EncodedFrame, messages: &[(GroupId, Messag
                 frame.head.extend_from_slice(&end.to_be_bytes());
                 frame.head.extend_from_slice(&sent_end.to_be_bytes());
             }
-            Body::Reset { start, voters } => {
+            Body::Reset { start, start_term, voters } => {
                 frame.head.push(9);
                 frame.head.extend_from_slice(&start.to_be_bytes());
+                frame.head.extend_from_slice(&start_term.to_be_bytes());
                 frame.head.extend_from_slice(&(voters.len() as u32).to_be_bytes());
                 for v in voters {
                     frame.head.extend_from_slice(&v.to_be_bytes());
@@ -304,6 +305,7 @@ pub fn decode_frame(body: &Bytes) -> Result<Vec<(GroupId, Message)>, WireError> 
             8 => Body::HeartbeatReply { end: r.i64()?, sent_end: r.i64()? },
             9 => {
                 let start = r.i64()?;
+                let start_term = r.u64()?;
                 let n = r.u32()? as usize;
                 if n > VOTERS_MAX {
                     return Err(WireError::TooLarge { what: "voters", value: n as u64 });
@@ -312,7 +314,7 @@ pub fn decode_frame(body: &Bytes) -> Result<Vec<(GroupId, Message)>, WireError> 
                 for _ in 0..n {
                     voters.push(r.u64()?);
                 }
-                Body::Reset { start, voters }
+                Body::Reset { start, start_term, voters }
             }
             10 => {
                 let len = r.u32()? as usize;
@@ -361,7 +363,7 @@ mod tests {
             (group, m(Body::AppendReply { accepted: true, end: 8 })),
             (group, m(Body::Heartbeat { commit: 8, sent_end: 12 })),
             (group, m(Body::HeartbeatReply { end: 10, sent_end: 12 })),
-            (group, m(Body::Reset { start: 100, voters: vec![1, 2, 3] })),
+            (group, m(Body::Reset { start: 100, start_term: 7, voters: vec![1, 2, 3] })),
             (group, m(Body::Forward { entry: crate::log::batch::build_batch(5, &[b"forwarded"]).into() })),
         ]
     }
@@ -418,7 +420,7 @@ mod tests {
             }
         }
         assert!(matches!(
-            decode_frame(&Bytes::from_static(&[0, 2, 0xff, 0xff, 0xff, 0xff])),
+            decode_frame(&Bytes::from_static(&[0, 3, 0xff, 0xff, 0xff, 0xff])),
             Err(WireError::TooLarge { .. })
         ));
         assert!(frame_length([0xff; 4]).is_err());
