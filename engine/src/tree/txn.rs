@@ -314,7 +314,11 @@ impl Reader<'_> {
                 path: self.string()?,
                 data: self.bytes()?,
                 ephemeral_owner: self.i64()?,
-                sequential: self.u8()? != 0,
+                sequential: match self.u8()? {
+                    0 => false,
+                    1 => true,
+                    other => return Err(TxnError::Malformed(format!("sequential flag {other}"))),
+                },
                 acl: self.acl()?,
             }),
             DELETE => Ok(Txn::Delete { path: self.string()?, version: self.i32()? }),
