@@ -399,7 +399,10 @@ impl MetaStore {
     /// A ZooKeeper client's connect, request or close.
     pub fn zk(&mut self, msg: ZkMsg, now_ms: i64) {
         match msg {
-            msg @ ZkMsg::Connect { .. } => self.zk.connect(&self.tree, now_ms, msg),
+            msg @ ZkMsg::Connect { .. } => {
+                let cut_off = self.cut_off();
+                self.zk.connect(&self.tree, now_ms, msg, cut_off)
+            }
             ZkMsg::Request { conn, request } => self.zk.request(&self.tree, now_ms, conn, request),
             ZkMsg::Refused { conn, xid, code } => self.zk.refused(&self.tree, now_ms, conn, xid, code),
             ZkMsg::Closed { conn } => self.zk.closed(conn),
@@ -451,6 +454,10 @@ impl MetaStore {
         self.zk.tick(&self.tree, now, self.replica.is_leader(), |node| {
             raft.silent_ticks(node as NodeId).map(|t| i64::from(t) * tick_ms)
         });
+        if self.cut_off() {
+            // As a ZooKeeper server that lost its quorum: no stale reads; clients go elsewhere.
+            self.zk.close_all("no metadata-group leader reachable");
+        }
         self.propose_zk(now);
         self.duty_wait = self.duty_wait.saturating_sub(1);
         self.leaderless_ticks = match self.replica.raft.leader() {

@@ -45,9 +45,9 @@ fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
 }
 
 /// A connected session on a raw socket (ConnectRequest: protocol 0, zxid 0, timeout 10 s,
-/// session 0, 16-byte password, readOnly false).
-fn raw_session(addr: SocketAddr) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).unwrap();
+/// session 0, 16-byte password, readOnly false); None if the node closes the connection.
+fn try_raw_session(addr: SocketAddr) -> Option<TcpStream> {
+    let mut stream = TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut connect = Vec::new();
     connect.extend_from_slice(&0i32.to_be_bytes());
@@ -57,11 +57,15 @@ fn raw_session(addr: SocketAddr) -> TcpStream {
     connect.extend_from_slice(&16i32.to_be_bytes());
     connect.extend_from_slice(&[0; 16]);
     connect.push(0);
-    stream.write_all(&frame(&connect)).unwrap();
-    let response = read_frame(&mut stream).unwrap();
+    stream.write_all(&frame(&connect)).ok()?;
+    let response = read_frame(&mut stream).ok()?;
     let timeout = i32::from_be_bytes(response[4..8].try_into().unwrap());
     assert_eq!(timeout, 10_000, "the session timeout asked for is within bounds");
-    stream
+    Some(stream)
+}
+
+fn raw_session(addr: SocketAddr) -> TcpStream {
+    try_raw_session(addr).expect("a ZooKeeper session")
 }
 
 /// True once the peer has closed the connection (reads end), within 10 s.
@@ -305,4 +309,63 @@ zk.stop()
     // Kafka's metadata came back from the snapshot too: the node lists itself as a broker.
     let out = run(Command::new(ZKCLI).args(["-server", &hosts, "ls", "/brokers/ids"]));
     assert!(String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "[1]"));
+}
+
+#[test]
+fn a_node_cut_off_from_the_majority_sends_its_clients_elsewhere() {
+    let cluster = Cluster::start(3, &[]);
+    let cut = cluster.nodes[0].zk;
+    // (A node turns clients away until it knows a metadata-group leader.)
+    let mut session = wait_for("a session on node 1", || try_raw_session(cut));
+    // A kazoo client on the cut-off node first (the others after it) holds an ephemeral; it
+    // must end up on another node with its session and ephemeral intact.
+    let hosts = format!("{cut},{},{}", cluster.nodes[1].zk, cluster.nodes[2].zk);
+    let script = r#"
+import sys, threading, time
+from kazoo.client import KazooClient
+zk = KazooClient(hosts=sys.argv[1], timeout=6, randomize_hosts=False)
+zk.start(timeout=15)
+sid = zk.client_id[0]
+zk.create("/cutoff-eph", b"", ephemeral=True)
+print("ready", flush=True)
+sys.stdin.readline()                      # the node is cut off now
+deadline = time.time() + 30
+while time.time() < deadline:
+    sock = zk._connection._socket
+    host = sock.getpeername() if sock else None
+    if zk.connected and host and host[1] != int(sys.argv[1].split(",")[0].split(":")[1]):
+        break
+    time.sleep(0.1)
+else:
+    sys.exit("never moved off the cut-off node")
+assert zk.client_id[0] == sid, "same session"
+_, stat = zk.get("/cutoff-eph")
+assert stat.ephemeralOwner == sid, stat
+print("moved", flush=True)
+zk.stop()
+"#;
+    let mut client = Command::new("python3")
+        .args(["-c", script, &hosts])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut out = BufReader::new(client.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    cluster.isolate(0, true);
+    writeln!(client.stdin.as_mut().unwrap()).unwrap();
+    assert!(closed_by_peer(&mut session), "the cut-off node closed its client");
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "moved", "the kazoo client kept its session on another node");
+    assert!(client.wait().unwrap().success());
+    // New clients are turned away until the node is back with the others.
+    let mut again = TcpStream::connect(cut).unwrap();
+    again.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    again.write_all(&frame(&[0; 44])).unwrap();
+    assert!(closed_by_peer(&mut again));
+    cluster.isolate(0, false);
+    wait_for("the node serving ZooKeeper clients again", || try_raw_session(cut));
 }

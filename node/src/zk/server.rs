@@ -332,8 +332,20 @@ impl ZkServer {
         }
     }
 
-    /// A new connection's ConnectRequest.
-    pub fn connect(&mut self, tree: &DataTree, now_ms: i64, msg: ZkMsg) {
+    /// Closes every client connection (this node cannot reach a majority).
+    pub fn close_all(&mut self, why: &str) {
+        let open: Vec<u64> = self.conns.iter().filter(|(_, c)| !c.closing).map(|(id, _)| *id).collect();
+        if !open.is_empty() {
+            tracing::warn!(connections = open.len(), why, "closing ZooKeeper connections");
+        }
+        for conn in open {
+            self.close(conn);
+        }
+    }
+
+    /// A new connection's ConnectRequest (`cut_off`: this node reaches no majority, so the
+    /// client is sent elsewhere).
+    pub fn connect(&mut self, tree: &DataTree, now_ms: i64, msg: ZkMsg, cut_off: bool) {
         let ZkMsg::Connect { conn, peer, request, out, credits } = msg else { return };
         self.packets_received += 1;
         let c = Conn {
@@ -350,6 +362,10 @@ impl ZkServer {
             closing: false,
         };
         self.conns.insert(conn, c);
+        if cut_off {
+            self.close(conn);
+            return;
+        }
         if request.last_zxid_seen > tree.last_zxid() {
             // The client has seen a newer tree than this node has: ZooKeeper's answer is to
             // close, and the client tries another server (its reads never go back in time).
