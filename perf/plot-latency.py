@@ -3,7 +3,9 @@
 
 One curve per file (its "label", or the file name): latency (log scale, ms) against the
 percentile on HdrHistogram's axis, log10(1/(1-p)), so 90%, 99%, 99.9%, ... are equally spaced
-and the tail gets the room it needs. Written with the standard library only.
+and the tail gets the room it needs. Labels of perf/compare-zk.sh ("zk3 set", "braid3 set")
+pair up: one color per size and workload, ZooKeeper dashed, Braid solid. Written with the
+standard library only.
 
 Usage:
   perf/plot-latency.py [--op all|create|set|get|exists|watch] [--title T] --out FILE.svg RUN.json...
@@ -81,15 +83,21 @@ def plot(curves, title):
         f'<text x="20" y="{TOP + plot_h / 2}" text-anchor="middle" '
         f'transform="rotate(-90 20 {TOP + plot_h / 2})">latency (ms, log scale)</text>'
     )
+    colors = {}
     for i, (label, points) in enumerate(curves):
-        color = COLORS[i % len(COLORS)]
+        system, _, rest = label.partition(" ")
+        pair = (system.lstrip("abcdefghijklmnopqrstuvwxyz"), rest)
+        color = colors.setdefault(pair, COLORS[len(colors) % len(COLORS)])
+        dash = ' stroke-dasharray="6,4"' if system.startswith("zk") else ""
         path = " ".join(
             f"{'M' if j == 0 else 'L'}{px(x_of(p, x_max)):.1f},{py(max(v, 1) / 1000.0):.1f}"
             for j, (p, v) in enumerate(points)
         )
-        out.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+        out.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
         y = TOP + 16 + 18 * i
-        out.append(f'<line x1="{LEFT + 12}" y1="{y - 4}" x2="{LEFT + 36}" y2="{y - 4}" stroke="{color}" stroke-width="3"/>')
+        out.append(
+            f'<line x1="{LEFT + 12}" y1="{y - 4}" x2="{LEFT + 36}" y2="{y - 4}" stroke="{color}" stroke-width="3"{dash}/>'
+        )
         out.append(f'<text x="{LEFT + 42}" y="{y}">{escape(label)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
