@@ -50,6 +50,9 @@ impl CleanupPolicy {
     }
 }
 
+/// Positions of the last appended batches kept in memory ([`Log`]'s term lookups).
+const POSITIONS_KEPT: usize = 1024;
+
 /// Per-log settings (the topic configs of the same names).
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -232,6 +235,10 @@ pub struct Log<S: Storage> {
     poisoned: Option<String>,
     /// The last batches appended, for replication ([`Log::keep_recent`]).
     recent: recent::Recent,
+    /// (base, end, epoch) of the last batches appended, whatever the recent budget: raft looks
+    /// up the term of its last entries on every proposal, and a read from an O_DIRECT segment
+    /// for each one cost a disk read per write.
+    positions: std::collections::VecDeque<(i64, i64, i32)>,
 }
 
 impl<S: Storage> Log<S> {
@@ -264,6 +271,7 @@ impl<S: Storage> Log<S> {
             durable_offset: 0,
             poisoned: None,
             recent: recent::Recent::default(),
+            positions: std::collections::VecDeque::new(),
         };
         let mut report = RecoveryReport::default();
         for (i, &base) in bases.iter().enumerate() {
@@ -531,6 +539,10 @@ impl<S: Storage> Log<S> {
         let active = self.segments.last_mut().expect("a log always has a segment");
         active.size += batch.len() as u64;
         active.index_batch(&stamped, position, interval);
+        if self.positions.len() == POSITIONS_KEPT {
+            self.positions.pop_front();
+        }
+        self.positions.push_back((base_offset, stamped.next_offset(), partition_leader_epoch));
         if self.recent.enabled() {
             let bytes =
                 shared.cloned().unwrap_or_else(|| Bytes::copy_from_slice(&self.tail.as_slice()[at..at + batch.len()]));
@@ -642,10 +654,18 @@ impl<S: Storage> Log<S> {
         self.recent.release_before(end_offset);
     }
 
+    fn position_ending_at(&self, end_offset: i64) -> Option<&(i64, i64, i32)> {
+        let i = self.positions.binary_search_by_key(&end_offset, |p| p.1).ok()?;
+        self.positions.get(i)
+    }
+
     /// Start offset of the batch ending exactly at `end_offset`, if one does.
     pub fn base_of_batch_ending_at(&self, end_offset: i64) -> Result<Option<i64>, LogError> {
         if end_offset <= self.log_start_offset() || end_offset > self.written_offset {
             return Ok(None);
+        }
+        if let Some(&(base, _, _)) = self.position_ending_at(end_offset) {
+            return Ok(Some(base));
         }
         if let Some(base) = self.recent.base_of_batch_ending_at(end_offset) {
             return Ok(Some(base));
@@ -658,6 +678,9 @@ impl<S: Storage> Log<S> {
     pub fn epoch_of_batch_ending_at(&self, end_offset: i64) -> Result<Option<i32>, LogError> {
         if end_offset <= self.log_start_offset() || end_offset > self.written_offset {
             return Ok(None);
+        }
+        if let Some(&(_, _, epoch)) = self.position_ending_at(end_offset) {
+            return Ok(Some(epoch));
         }
         if let Some(epoch) = self.recent.epoch_ending_at(end_offset) {
             return Ok(Some(epoch));
@@ -895,8 +918,12 @@ impl<S: Storage> Log<S> {
         let result = self.truncate_inner(offset);
         if let Ok(end) = result {
             self.recent.truncate(end);
+            while self.positions.back().is_some_and(|p| p.1 > end) {
+                self.positions.pop_back();
+            }
         } else {
             self.recent.clear();
+            self.positions.clear();
         }
         self.poison_on_error(result)
     }
@@ -1118,6 +1145,7 @@ impl<S: Storage> Log<S> {
     pub fn reset_to(&mut self, offset: i64) -> Result<(), LogError> {
         self.check_usable()?;
         self.recent.clear();
+        self.positions.clear();
         let result = self.reset_inner(offset);
         self.poison_on_error(result)
     }
