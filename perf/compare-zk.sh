@@ -6,6 +6,7 @@
 #   set      setData only (write-heavy)
 #   create   create only (new znodes)
 #   read     getData 9 : setData 1 (read-heavy)
+#   get      getData only (read capacity)
 #   rate     setData at a fixed --rate for every system (p99 at equal load)
 #   watch    setData at a fixed --rate on 100 keys, --watchers sessions watching every key
 # Both systems fsync every write before answering it (ZooKeeper's forceSync=yes default,
@@ -19,7 +20,7 @@
 # Usage (from the repository root):
 #   perf/compare-zk.sh [--seconds S] [--sessions N] [--in-flight D] [--rate R] [--watchers W]
 #                      [--keys K] [--data-bytes B] [--systems "zk1 zk3 braid1 braid3"]
-#                      [--workloads "set create read rate watch"] [--tag TAG]
+#                      [--workloads "set create read get rate watch"] [--tag TAG]
 # Defaults: 10 s per run, 16 sessions, 1 in flight, --rate 1000 ops/s, 4 watchers, 1000 keys,
 # 100 bytes. --tag names a variant: its files become zk-compare-TAG*. BRAID=path picks the
 # braid binary (default: a release build in the cargo target).
@@ -28,7 +29,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SECONDS_PER_RUN=10 SESSIONS=16 IN_FLIGHT=1 RATE=1000 WATCHERS=4 KEYS=1000 DATA_BYTES=100
 SYSTEMS="zk1 zk3 braid1 braid3"
-WORKLOADS="set create read rate watch"
+WORKLOADS="set create read get rate watch"
 NAME=zk-compare
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -137,6 +138,7 @@ workload_args() {
     set) echo "--mix set=1 --keys $KEYS" ;;
     create) echo "--mix create=1 --keys $KEYS" ;;
     read) echo "--mix get=9,set=1 --keys $KEYS" ;;
+    get) echo "--mix get=1 --keys $KEYS" ;;
     rate) echo "--mix set=1 --rate $RATE --keys $KEYS" ;;
     watch) echo "--mix set=1 --rate $RATE --keys 100 --watchers $WATCHERS" ;;
     *) echo "unknown workload $1" >&2; exit 2 ;;
