@@ -44,11 +44,11 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from collections import namedtuple
 
 from kazoo import exceptions as ke
 from kazoo.client import KazooClient
+from zk_checks import STATE, WAIT, CheckFailed, check, eq, finish, run_section, wait_for
 from kazoo.protocol.serialization import (
     Watch,
     int_struct,
@@ -77,26 +77,9 @@ from kazoo.security import (
     make_digest_acl,
 )
 
-WAIT = 30.0  # every wait is bounded by this
 HOSTS = ""
-CHECKS = 0
-FAILURES = []
-CLIENTS = []
 
 
-class CheckFailed(Exception):
-    pass
-
-
-def check(cond, what):
-    global CHECKS
-    if not cond:
-        raise CheckFailed(what)
-    CHECKS += 1
-
-
-def eq(got, want, what):
-    check(got == want, f"{what}: got {got!r}, want {want!r}")
 
 
 def raises(excs, fn, *args, what="", **kwargs):
@@ -115,14 +98,6 @@ def wait_event(ev, what, timeout=WAIT):
     check(ev.wait(timeout), f"{what} (waited {timeout:.0f} s)")
 
 
-def wait_for(pred, what, timeout=WAIT, step=0.05):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            check(True, what)
-            return
-        time.sleep(step)
-    raise CheckFailed(f"{what} (waited {timeout:.0f} s)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,7 +243,7 @@ def settle(client, path):
 def connect(timeout=10, **kw):
     c = KazooClient(hosts=HOSTS, timeout=timeout, **kw)
     c.start(timeout=15)
-    CLIENTS.append(c)
+    STATE.clients.append(c)
     return hook(c)
 
 
@@ -841,35 +816,16 @@ def main():
         ("session resume", lambda: sec_session_resume(b, base)),
         ("large data", lambda: sec_large(a, b, base)),
     ]
+    STATE.verbose = args.verbose
     for name, fn in sections:
-        before, t = CHECKS, time.monotonic()
-        try:
-            fn()
-            print(f"ok   {name}: {CHECKS - before} checks ({time.monotonic() - t:.1f} s)")
-        except Exception as e:  # noqa: BLE001 - every failure is reported, then the next section
-            FAILURES.append(name)
-            what = str(e) if isinstance(e, CheckFailed) else f"{type(e).__name__}: {e}"
-            print(f"FAIL {name}: {what}")
-            if not isinstance(e, CheckFailed) or args.verbose:
-                traceback.print_exc()
+        run_section(name, fn)
     try:
         a.retry(a.delete, base, recursive=True)
         check(b.retry(b.exists, base) is None, "base path deleted")
     except Exception as e:  # noqa: BLE001
-        FAILURES.append("cleanup")
+        STATE.failures.append("cleanup")
         print(f"FAIL cleanup of {base}: {type(e).__name__}: {e}")
-    for c in CLIENTS:
-        try:
-            c.stop()
-            c.close()
-        except Exception:  # noqa: BLE001
-            pass
-    took = time.monotonic() - t0
-    if FAILURES:
-        print(f"zk_kazoo: {CHECKS} checks passed, {len(FAILURES)} FAILED ({', '.join(FAILURES)}) "
-              f"in {took:.1f} s")
-        sys.exit(1)
-    print(f"zk_kazoo: {CHECKS} checks passed ({took:.1f} s)")
+    finish("zk_kazoo", t0)
 
 
 if __name__ == "__main__":

@@ -30,43 +30,19 @@ import traceback
 from kazoo import exceptions as ke
 from kazoo.client import KazooClient
 from kazoo.protocol.states import KazooState
+from zk_checks import STATE, WAIT, CheckFailed, check, eq, finish, run_section, wait_for
 
-WAIT = 30.0
 HOSTS = ""
-CHECKS = 0
-FAILURES = []
-CLIENTS = []
 
 
-class CheckFailed(Exception):
-    pass
 
 
-def check(cond, what):
-    global CHECKS
-    if not cond:
-        raise CheckFailed(what)
-    CHECKS += 1
-
-
-def eq(got, want, what):
-    check(got == want, f"{what}: got {got!r}, want {want!r}")
-
-
-def wait_for(pred, what, timeout=WAIT, step=0.02):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            check(True, what)
-            return
-        time.sleep(step)
-    raise CheckFailed(f"{what} (waited {timeout:.0f} s)")
 
 
 def connect(hosts=None, **kw):
     c = KazooClient(hosts=hosts or HOSTS, timeout=10, **kw)
     c.start(timeout=15)
-    CLIENTS.append(c)
+    STATE.clients.append(c)
     return c
 
 
@@ -383,18 +359,6 @@ def run_recipes(label):
         c.close()
 
 
-def run_section(name, fn):
-    before, t = CHECKS, time.monotonic()
-    try:
-        fn()
-        print(f"ok   {name}: {CHECKS - before} checks ({time.monotonic() - t:.1f} s)")
-    except Exception as e:  # noqa: BLE001 - reported, then the next section runs
-        FAILURES.append(name)
-        what = str(e) if isinstance(e, CheckFailed) else f"{type(e).__name__}: {e}"
-        print(f"FAIL {name}: {what}")
-        if not isinstance(e, CheckFailed) or VERBOSE:
-            traceback.print_exc()
-
 
 def failover(pid, kill_host):
     hosts = [h.strip() for h in HOSTS.split(",") if h.strip()]
@@ -442,11 +406,10 @@ def failover(pid, kill_host):
     print(f"  failover: reconnected to {peer2[0]}:{peer2[1]} in {took:.2f} s, session 0x{sid:x}")
 
 
-VERBOSE = False
 
 
 def main():
-    global HOSTS, VERBOSE
+    global HOSTS
     ap = argparse.ArgumentParser()
     ap.add_argument("hosts")
     ap.add_argument("--kill-pid", "--after-kill-pid", dest="kill_pid", type=int)
@@ -455,7 +418,7 @@ def main():
     args = ap.parse_args()
     if (args.kill_pid is None) != (args.kill_host is None):
         ap.error("--kill-pid and --kill-host go together")
-    HOSTS, VERBOSE = args.hosts, args.verbose
+    HOSTS, STATE.verbose = args.hosts, args.verbose
     logging.basicConfig(level=logging.INFO if args.verbose else logging.CRITICAL)
     t0 = time.monotonic()
     label = ""
@@ -465,21 +428,10 @@ def main():
     try:
         run_recipes(label)
     except Exception as e:  # noqa: BLE001 - connecting or cleaning up failed
-        FAILURES.append("recipes setup/cleanup")
+        STATE.failures.append("recipes setup/cleanup")
         print(f"FAIL recipes setup/cleanup: {type(e).__name__}: {e}")
         traceback.print_exc()
-    for c in CLIENTS:
-        try:
-            c.stop()
-            c.close()
-        except Exception:  # noqa: BLE001
-            pass
-    took = time.monotonic() - t0
-    if FAILURES:
-        print(f"zk_recipes: {CHECKS} checks passed, {len(FAILURES)} FAILED ({', '.join(FAILURES)}) "
-              f"in {took:.1f} s")
-        sys.exit(1)
-    print(f"zk_recipes: {CHECKS} checks passed ({took:.1f} s)")
+    finish("zk_recipes", t0)
 
 
 if __name__ == "__main__":

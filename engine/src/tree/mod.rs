@@ -8,6 +8,7 @@
 //! data, `pzxid` the last change to the children list, `version`/`cversion`/`aversion` count data,
 //! children and ACL changes.
 
+mod reader;
 mod snapshot;
 mod txn;
 

@@ -14,7 +14,8 @@
 //! sessions' ephemerals are rebuilt from the nodes. Decoding checks every length and the CRC:
 //! a torn or corrupt snapshot is an error, never a wrong tree.
 
-use super::{Acl, DataTree, NodeKind, Session, Stat, Znode};
+use super::reader::Reader;
+use super::{DataTree, NodeKind, Session, Stat, Znode};
 use std::collections::{BTreeMap, BTreeSet};
 
 const MAGIC: &[u8; 4] = b"BRTS";
@@ -77,7 +78,7 @@ impl DataTree {
         if crc32c::crc32c(body) != stored {
             return Err("snapshot CRC mismatch (torn or corrupt)".to_owned());
         }
-        let mut r = Reader { bytes: body, at: 0 };
+        let mut r = Reader::new(body);
         if r.take(4)? != MAGIC {
             return Err("not a tree snapshot (bad magic)".to_owned());
         }
@@ -98,14 +99,7 @@ impl DataTree {
         for _ in 0..count {
             let path = String::from_utf8(r.bytes()?).map_err(|_| format!("a path at byte {} is not UTF-8", r.at))?;
             let data = r.bytes()?;
-            let acl_count = r.u32()?;
-            if acl_count > super::ACL_ENTRIES_MAX {
-                return Err(format!("ACL of {acl_count} entries at {path}"));
-            }
-            let mut acl = Vec::new();
-            for _ in 0..acl_count {
-                acl.push(Acl { perms: r.i32()?, scheme: r.string()?, id: r.string()? });
-            }
+            let acl = r.acl().map_err(|e| format!("{e} at {path}"))?;
             let stat = Stat {
                 czxid: r.i64()?,
                 mzxid: r.i64()?,
@@ -143,43 +137,9 @@ impl DataTree {
     }
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
-        let end = end.ok_or_else(|| format!("snapshot truncated at byte {} ({n} more needed)", self.at))?;
-        let slice = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(slice)
-    }
-    fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
-    }
-    fn i32(&mut self) -> Result<i32, String> {
-        Ok(self.u32()? as i32)
-    }
-    fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
-    }
-    fn i64(&mut self) -> Result<i64, String> {
-        Ok(self.u64()? as i64)
-    }
-    fn bytes(&mut self) -> Result<Vec<u8>, String> {
-        let len = self.u32()? as usize;
-        Ok(self.take(len)?.to_vec())
-    }
-    fn string(&mut self) -> Result<String, String> {
-        String::from_utf8(self.bytes()?).map_err(|_| format!("a string before byte {} is not UTF-8", self.at))
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::{ttl_owner, Txn, CONTAINER_OWNER};
+    use super::super::{ttl_owner, Acl, Txn, CONTAINER_OWNER};
     use super::*;
 
     fn sample() -> DataTree {

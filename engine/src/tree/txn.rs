@@ -19,6 +19,7 @@
 //! ```
 //! Version 1 creates stay readable: logs written before sessions and ACLs existed replay the same.
 
+use super::reader::Reader;
 use super::Acl;
 use std::fmt;
 
@@ -253,7 +254,7 @@ impl Txn {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Txn, TxnError> {
-        let mut reader = Reader { bytes, at: 0 };
+        let mut reader = Reader::new(bytes);
         let txn = reader.txn(true)?;
         if reader.at != bytes.len() {
             return Err(TxnError::Malformed(format!("{} trailing bytes", bytes.len() - reader.at)));
@@ -262,45 +263,13 @@ impl Txn {
     }
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
+impl From<String> for TxnError {
+    fn from(why: String) -> Self {
+        TxnError::Malformed(why)
+    }
 }
 
 impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], TxnError> {
-        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
-        let end = end.ok_or_else(|| TxnError::Malformed(format!("{n} bytes needed at {}", self.at)))?;
-        let slice = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(slice)
-    }
-    fn u8(&mut self) -> Result<u8, TxnError> {
-        Ok(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Result<u32, TxnError> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
-    }
-    fn i32(&mut self) -> Result<i32, TxnError> {
-        Ok(self.u32()? as i32)
-    }
-    fn i64(&mut self) -> Result<i64, TxnError> {
-        Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
-    }
-    fn bytes(&mut self) -> Result<Vec<u8>, TxnError> {
-        let len = self.u32()? as usize;
-        Ok(self.take(len)?.to_vec())
-    }
-    fn string(&mut self) -> Result<String, TxnError> {
-        String::from_utf8(self.bytes()?).map_err(|_| TxnError::Malformed("a string is not UTF-8".into()))
-    }
-    fn acl(&mut self) -> Result<Vec<Acl>, TxnError> {
-        let count = self.u32()?;
-        if count > ACL_ENTRIES_MAX {
-            return Err(TxnError::Malformed(format!("ACL of {count} entries")));
-        }
-        (0..count).map(|_| Ok(Acl { perms: self.i32()?, scheme: self.string()?, id: self.string()? })).collect()
-    }
     fn txn(&mut self, top: bool) -> Result<Txn, TxnError> {
         match self.u8()? {
             CREATE_V1 => Ok(Txn::Create {
