@@ -910,7 +910,13 @@ impl Coordinator {
     }
 
     /// Groups coordinated here, with their protocol type and state.
-    pub fn list(&self) -> Vec<(String, String, &'static str)> {
+    pub fn list(&mut self, now_ms: i64) -> Vec<(String, String, &'static str)> {
+        // Groups are restored from their stored records when first asked about; the list must
+        // show them as describe would (a group only in the offsets is Empty).
+        let stored: Vec<String> = self.stored.keys().cloned().collect();
+        for group in stored {
+            self.restore(&group, now_ms);
+        }
         let mut out: Vec<(String, String, &'static str)> =
             self.groups.iter().map(|(id, g)| (id.clone(), g.protocol_type.clone(), g.state.name())).collect();
         for id in self.offsets.keys().filter(|id| !self.groups.contains_key(*id)) {
@@ -1071,7 +1077,7 @@ mod tests {
         let late = join(&mut c, &id, &["range"], 10_002).try_recv().unwrap();
         assert_eq!(late.error, ResponseError::UnknownMemberId.code());
         c.tick(10_003);
-        assert!(c.list().is_empty(), "nothing is kept for it");
+        assert!(c.list(0).is_empty(), "nothing is kept for it");
     }
 
     #[test]

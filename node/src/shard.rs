@@ -784,7 +784,7 @@ impl ShardState {
                 let _ = reply.send(Ok(c.describe(&group, now)));
             }
             GroupRequest::List { reply } => {
-                let _ = reply.send(c.list());
+                let _ = reply.send(c.list(now));
             }
             GroupRequest::Delete { group, reply } => {
                 if !c.is_empty(&group) {
