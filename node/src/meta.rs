@@ -530,7 +530,16 @@ impl MetaStore {
         self.leaderless_ticks >= CUT_OFF_TICKS
     }
 
-    pub fn step(&mut self, message: Message) {
+    pub fn step(&mut self, mut message: Message) {
+        if let braid_engine::raft::Body::Forward { entry } = &mut message.body {
+            if self.replica.is_leader() {
+                // The tree's times (ctime, mtime, TTLs) come from the leader's clock, whichever
+                // node a client wrote through.
+                let mut bytes = entry.to_vec();
+                braid_engine::log::batch::restamp_time(&mut bytes, crate::shard::now_ms());
+                *entry = bytes::Bytes::from(bytes);
+            }
+        }
         self.replica.raft.step(message);
     }
 

@@ -195,6 +195,22 @@ pub fn stamp(bytes: &mut [u8], base_offset: i64, partition_leader_epoch: i32) {
     bytes[12..16].copy_from_slice(&partition_leader_epoch.to_be_bytes());
 }
 
+/// Moves a whole batch's timestamps to `base_timestamp` (records keep their deltas) and
+/// recomputes its CRC: how a leader puts its own clock on an entry a follower forwarded.
+/// Batches too short to hold a header are left alone.
+pub fn restamp_time(bytes: &mut [u8], base_timestamp: i64) {
+    if bytes.len() < BATCH_HEADER_BYTES {
+        return;
+    }
+    let base = i64::from_be_bytes(bytes[27..35].try_into().expect("8 bytes"));
+    let max = i64::from_be_bytes(bytes[35..43].try_into().expect("8 bytes"));
+    let new_max = base_timestamp.saturating_add(max.saturating_sub(base).max(0));
+    bytes[27..35].copy_from_slice(&base_timestamp.to_be_bytes());
+    bytes[35..43].copy_from_slice(&new_max.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[CRC_COVERED_FROM..]);
+    bytes[CRC_POSITION..CRC_POSITION + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Builds a valid uncompressed batch whose records carry `values` (test data and tools).
 ///
 /// Record layout (varints are zig-zag): length, attributes(i8), timestampDelta, offsetDelta,
@@ -398,6 +414,20 @@ fn put_varint(out: &mut Vec<u8>, value: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restamped_batch_keeps_its_records_and_a_valid_crc() {
+        let mut batch = build_keyed_batch(5, &[(Some(b"k"), Some(b"v")), (None, Some(b"w"))]);
+        restamp_time(&mut batch, 1_000);
+        let header = validate(&batch, 1 << 20).expect("valid after restamp");
+        assert_eq!((header.base_timestamp, header.max_timestamp), (1_000, 1_000));
+        let stamped: Vec<_> =
+            records(&batch).unwrap().into_iter().map(|r| (r.timestamp, r.value.map(<[u8]>::to_vec))).collect();
+        assert_eq!(stamped, vec![(1_000, Some(b"v".to_vec())), (1_000, Some(b"w".to_vec()))]);
+        let mut short = vec![0u8; 10];
+        restamp_time(&mut short, 7);
+        assert_eq!(short, vec![0u8; 10], "too short to be a batch: untouched");
+    }
 
     #[test]
     fn built_batch_validates_and_stamping_keeps_crc() {
