@@ -821,6 +821,8 @@ def main():
         run_section(name, fn)
     try:
         a.retry(a.delete, base, recursive=True)
+        # Another session sees it only after a sync (ZooKeeper promises no more across sessions).
+        b.retry(b.sync, base)
         check(b.retry(b.exists, base) is None, "base path deleted")
     except Exception as e:  # noqa: BLE001
         STATE.failures.append("cleanup")

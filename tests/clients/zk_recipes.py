@@ -111,6 +111,7 @@ def rec_lock(c1, c2, base):
     w1.finish("lock worker one")
     w2.finish("lock worker two")
     eq(state["violations"], [], "mutual exclusion: one holder at a time, holder is contenders()[0]")
+    c1.sync(counter)  # another session's writes: visible after a sync (ZooKeeper's promise)
     eq(int(c1.get(counter)[0]), 2 * rounds, "read-modify-write under the lock loses nothing")
     eq(sorted(set(state["order"])), ["one", "two"], "both clients held the lock")
 
@@ -129,8 +130,10 @@ def rec_lock(c1, c2, base):
     still_blocked(waiter, "waiter blocks while the lock is held")
     l1.release()
     eq(waiter.finish("waiter gets the lock after release"), True, "waiter acquired")
+    c1.sync(path)
     eq(c1.Lock(path).contenders(), ["two"], "contenders after the hand-over")
     l2.release()
+    c1.sync(path)
     eq(c1.Lock(path).contenders(), [], "no contenders after release")
 
 
@@ -208,6 +211,7 @@ def rec_double_barrier(c1, c2, base):
     l1.finish("member one left")
     l2.finish("member two left")
     eq((d1.participating, d2.participating), (False, False), "both left")
+    c1.sync(path)
     eq(c1.get_children(path), [], "barrier node empty after leave")
 
 
@@ -224,10 +228,12 @@ def rec_counter(c1, c2, c3, base):
     w1, w2 = Worker(bump, c1), Worker(bump, c2)
     w1.finish("increments from client one")
     w2.finish("increments from client two")
+    c3.sync(path)
     counter = c3.Counter(path)
     eq(counter.value, 2 * per, "2 clients x 50 concurrent increments")
     counter -= 5
     eq((counter.pre_value, counter.post_value), (100, 95), "decrement pre/post values")
+    c1.sync(path)
     eq(c1.Counter(path).value, 95, "another client reads the new value")
     f = c1.Counter(base + "/fcounter", default=1.5)
     f += 2.25
@@ -240,6 +246,7 @@ def rec_queue(c1, c2, base):
     for v in (b"a", b"b", b"c"):
         q1.put(v)
     q1.put(b"urgent", priority=10)
+    c2.sync(path)
     eq(len(q2), 4, "queue length seen by the other client")
     got = [q2.get() for _ in range(4)]
     eq(got, [b"urgent", b"a", b"b", b"c"], "priority first, then put order")
@@ -261,12 +268,15 @@ def rec_locking_queue(c1, c2, c3, base):
     lq1, lq2, lq3 = c1.LockingQueue(path), c2.LockingQueue(path), c3.LockingQueue(path)
     lq1.put_all([b"x1", b"x2", b"x3"])
     lq1.put(b"x4")
+    c2.sync(path)
     eq(len(lq2), 4, "locking queue length")
     eq(lq2.get(timeout=WAIT), b"x1", "first item to the first consumer")
     check(lq2.holds_lock(), "consumer holds the item's lock")
+    c1.sync(path)
     eq(lq1.get(timeout=WAIT), b"x2", "a locked item is skipped by another consumer")
     eq(lq2.get(timeout=WAIT), b"x1", "get again before consume returns the same item")
     eq(lq2.release(), True, "release without consuming")
+    c3.sync(path)
     eq(lq3.get(timeout=WAIT), b"x1", "released item is available again, still first")
     eq(lq3.consume(), True, "consume x1")
     eq(lq1.consume(), True, "consume x2")
@@ -290,11 +300,14 @@ def rec_party(c1, c2, c3, base):
         p1.join()
         p2.join()
         watcher = getattr(c3, kind)(path)
+        c3.sync(path)
         eq(sorted(watcher), ["one", "two"], f"{kind}: members listed")
         eq(len(watcher), 2, f"{kind}: len")
         p1.leave()
+        c3.sync(path)
         eq(sorted(watcher), ["two"], f"{kind}: member left")
         p2.leave()
+        c3.sync(path)
         eq(list(watcher), [], f"{kind}: empty")
 
 
@@ -304,6 +317,7 @@ def rec_semaphore(c1, c2, c3, base):
     s2 = c2.Semaphore(path, "two", max_leases=2)
     s3 = c3.Semaphore(path, "three", max_leases=2)
     check(s1.acquire(timeout=WAIT) and s2.acquire(timeout=WAIT), "two leases granted")
+    c3.sync(path)
     eq(sorted(s3.lease_holders()), ["one", "two"], "lease holders")
     eq(s3.acquire(blocking=False), False, "third lease refused")
     waiter = Worker(s3.acquire, True, WAIT)
