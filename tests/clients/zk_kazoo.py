@@ -430,6 +430,7 @@ def sec_acl(c, b, base):
     c.create(d, b"secret", acl=[dacl])
     eq(c.get(d)[0], b"secret", "authenticated owner reads the digest node")
     eq(list(c.get_acls(d)[0]), [dacl], "digest ACL stored as given")
+    b.sync(d)  # another session's write: visible to it after a sync (ZooKeeper's promise)
     raises(ke.NoAuthError, b.get, d, what="unauthenticated get of a digest node")
     raises(ke.NoAuthError, b.set, d, b"x", what="unauthenticated set of a digest node")
     raises(ke.NoAuthError, b.get_children, d, what="unauthenticated get_children")
@@ -437,6 +438,7 @@ def sec_acl(c, b, base):
     check(b.exists(d) is not None, "exists needs no permission")
     w = connect()
     w.add_auth("digest", "user:wrong")
+    w.sync(d)
     raises(ke.NoAuthError, w.get, d, what="get with the wrong digest password")
     w.add_auth("digest", "user:pw")
     eq(w.get(d)[0], b"secret", "second identity added: now readable")
@@ -456,6 +458,7 @@ def sec_acl(c, b, base):
     # world read-only
     r = base + "/readonly"
     c.create(r, b"ro", acl=READ_ACL_UNSAFE)
+    b.sync(r)
     eq(b.get(r)[0], b"ro", "world read on a read-only node")
     raises(ke.NoAuthError, b.set, r, b"x", what="set on a world:anyone READ node")
     raises(ke.NoAuthError, c.set, r, b"x", what="set by its creator on a READ-only node")
@@ -526,6 +529,7 @@ def sec_multi(c, base):
 def sec_watches(a, b, base):
     w = base + "/watch"
     a.create(w, b"0")
+    b.sync(w)
 
     # data watch: CHANGED once
     rec = Recorder()
@@ -618,6 +622,7 @@ def sec_watches(a, b, base):
     # persistent watch on one node
     pw = base + "/pers"
     a.create(pw, b"")
+    b.sync(pw)
     rec = Recorder()
     a.persistent.append((pw, AddWatch.PERSISTENT, rec))
     eq(raw(a, AddWatch(pw, AddWatch.PERSISTENT)), True, "addWatch PERSISTENT")
@@ -638,6 +643,7 @@ def sec_watches(a, b, base):
     # persistent recursive
     rw = base + "/rec"
     a.create(rw, b"")
+    b.sync(rw)
     rec = Recorder()
     a.persistent.append((rw, AddWatch.PERSISTENT_RECURSIVE, rec))
     eq(raw(a, AddWatch(rw, AddWatch.PERSISTENT_RECURSIVE)), True, "addWatch PERSISTENT_RECURSIVE")
@@ -667,6 +673,7 @@ def sec_ephemeral_sessions(b, base):
     a = connect()
     e = base + "/eph_a"
     a.create(e, b"", ephemeral=True)
+    b.sync(e)
     st = b.exists(e)
     check(st is not None and st.ephemeralOwner == a.client_id[0], "B sees A's ephemeral, owned by A")
     gone = Recorder()
@@ -705,6 +712,7 @@ def sec_session_expiry(b, base):
     e = base + "/eph_expire"
     a.create(e, b"", ephemeral=True)
     gone = Recorder()
+    b.sync(e)
     check(b.exists(e, watch=gone) is not None, "B sees the ephemeral")
     # Close A's session from a second connection with the same id and password.
     thief = KazooClient(hosts=HOSTS, timeout=10, client_id=old)
@@ -742,7 +750,9 @@ def sec_session_resume(b, base):
     sid, pw = int(sid), bytes.fromhex(pw)
     r = connect(client_id=(sid, pw))
     eq(r.client_id[0], sid, "client_id= resumes the same session")
+    r.sync(e)  # (written through another connection, maybe another node)
     eq(r.exists(e).ephemeralOwner, sid, "the resumed session sees its ephemeral")
+    b.sync(e)
     eq(b.exists(e).ephemeralOwner, sid, "another client sees the ephemeral owned by that session")
     r.create(e + "2", b"", ephemeral=True)
     eq(sorted(raw(r, GetEphemerals(base))), [e, e + "2"], "resumed session owns both ephemerals")
