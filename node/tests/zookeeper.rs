@@ -122,7 +122,7 @@ fn kazoo_on_three_nodes_keeps_its_session_when_its_node_dies() {
 }
 
 #[test]
-fn zkcli_lists_kafka_topics_and_cli_mt_creates_and_reads() {
+fn zkcli_braid_zk_and_cli_mt_read_and_change_the_tree() {
     let node = zk_node(&[]);
     let topic = "zk-visible";
     let mut kcat = Command::new("kcat");
@@ -139,6 +139,26 @@ fn zkcli_lists_kafka_topics_and_cli_mt_creates_and_reads() {
     let out = run(Command::new(ZKCLI).args(["-server", &server, "get", &format!("/brokers/topics/{topic}")]));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("\"partitions\":{\"0\":[1]}"), "the topic's znode is Kafka's JSON: {text}");
+
+    // braid zk: the same tree through the CLI.
+    let zk = |args: &[&str]| {
+        let mut all = vec!["zk", "--server", server.as_str()];
+        all.extend_from_slice(args);
+        node.cli(&all, None)
+    };
+    let text = |out: std::process::Output| String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(text(zk(&["ls", "/brokers/topics"])), format!("[{topic}]"));
+    assert_eq!(text(zk(&["create", "/cli", "one"])), "/cli");
+    assert_eq!(text(zk(&["create", "/cli/s-", "--sequential"])), "/cli/s-0000000000");
+    assert!(zk(&["set", "/cli", "two", "--version", "0"]).status.success());
+    let refused = zk(&["set", "/cli", "three", "--version", "0"]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("BadVersion"));
+    let got = text(zk(&["get", "/cli", "--stat"]));
+    assert!(got.starts_with("two\n") && got.contains("version = 1") && got.contains("numChildren = 1"), "{got}");
+    let refused = zk(&["delete", "/cli"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("NotEmpty"));
+    assert!(zk(&["delete", "/cli/s-0000000000"]).status.success() && zk(&["delete", "/cli"]).status.success());
+    assert!(String::from_utf8_lossy(&zk(&["get", "/cli"]).stderr).contains("NoNode"));
 
     // cli_mt: each command is sent once the answer to the one before has been read.
     // Line-buffered, with its stderr (where it reports the session) in the same stream.

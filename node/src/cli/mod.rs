@@ -1,5 +1,5 @@
 //! The `braid` command line: `start` runs a node; the other commands talk to a running node
-//! over its Kafka protocol.
+//! over its Kafka protocol (`zk`: over its ZooKeeper protocol).
 
 mod bench;
 mod bench_zk;
@@ -7,6 +7,7 @@ mod cluster;
 mod group;
 mod records;
 mod topic;
+mod zk;
 
 use crate::config::{NodeConfig, StartArgs};
 use clap::{Parser, Subcommand};
@@ -24,7 +25,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Start a node (no flags: one node, data in ./braid-data, Kafka on 127.0.0.1:9092).
+    /// Start a node (no flags: one node, data in ./braid-data, Kafka on 127.0.0.1:9092,
+    /// ZooKeeper on 127.0.0.1:2181).
     Start(Box<StartArgs>),
     /// Create, list, describe or delete topics.
     Topic {
@@ -55,6 +57,14 @@ pub enum Command {
     Bench {
         #[command(subcommand)]
         command: bench::BenchCommand,
+    },
+    /// Read and change the tree through a node's ZooKeeper port: ls, get, set, create, delete.
+    Zk {
+        #[command(subcommand)]
+        command: zk::ZkCommand,
+        /// A node's ZooKeeper address.
+        #[arg(long, global = true, env = "BRAID_ZK", default_value = "127.0.0.1:2181")]
+        server: String,
     },
     /// Produce records read from standard input, one per line.
     Produce(records::ProduceArgs),
@@ -88,6 +98,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster { command, bootstrap } => cluster::run(&bootstrap, command),
         Command::Group { command, bootstrap } => group::run(&bootstrap, command),
         Command::Bench { command } => bench::run(command),
+        Command::Zk { command, server } => zk::run(command, &server),
         Command::Produce(args) => records::produce(args),
         Command::Consume(args) => records::consume(args),
     }
