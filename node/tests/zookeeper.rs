@@ -389,3 +389,44 @@ zk.stop()
     cluster.isolate(0, false);
     wait_for("the node serving ZooKeeper clients again", || try_raw_session(cut));
 }
+
+#[test]
+fn a_client_that_stops_reading_is_disconnected_not_buffered_without_end() {
+    let node = zk_node(&[]);
+    let addr = node.zk;
+    use braid_node::zk::jute::{op, Acl, Op, Request, Writer};
+    let mut session = raw_session(addr);
+    let create = Op::Create {
+        op: op::CREATE,
+        path: "/big".into(),
+        data: vec![b'x'; 1000 * 1000],
+        acl: vec![Acl { perms: 31, scheme: "world".into(), id: "anyone".into() }],
+        flags: 0,
+        ttl: None,
+    };
+    let mut w = Writer::default();
+    Request { xid: 1, op: create }.encode(&mut w);
+    session.write_all(&w.frame()).unwrap();
+    let reply = read_frame(&mut session).unwrap();
+    assert_eq!(i32::from_be_bytes(reply[12..16].try_into().unwrap()), 0, "created");
+    // 100 getData of a 1 MB node, and no reading: 100 MB of replies, past the 64 MiB the node
+    // keeps for a connection.
+    for xid in 2..=101i32 {
+        let mut request = xid.to_be_bytes().to_vec();
+        request.extend_from_slice(&4i32.to_be_bytes());
+        request.extend_from_slice(&4i32.to_be_bytes());
+        request.extend_from_slice(b"/big");
+        request.push(0);
+        session.write_all(&frame(&request)).unwrap();
+    }
+    wait_for("the node to drop the connection that does not read", || {
+        four_letter(addr, "srvr").contains("Connections: 0").then_some(())
+    });
+    let mut replies = 0;
+    while read_frame(&mut session).is_ok() {
+        replies += 1;
+    }
+    assert!(replies < 100, "the connection ended before every reply was sent ({replies})");
+    assert!(node.log().contains("not reading its replies"), "{}", node.log());
+    assert_eq!(four_letter(addr, "ruok"), "imok");
+}

@@ -8,7 +8,7 @@
 //! UNIMPLEMENTED.
 
 use super::jute::{err, ConnectRequest, JuteError, Request};
-use super::server::{Out, ZkMsg, MAX_OUTSTANDING};
+use super::server::{Out, Outbox, ZkMsg, MAX_OUTSTANDING};
 use crate::runtime::Shared;
 use crate::shard::ShardMsg;
 use std::net::SocketAddr;
@@ -78,6 +78,8 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, con
     };
     let (out, mut frames) = mpsc::unbounded_channel::<Out>();
     let credits = Arc::new(Semaphore::new(MAX_OUTSTANDING));
+    let outbox = Arc::new(Outbox::default());
+    let writer_outbox = Arc::clone(&outbox);
     let closed = Rc::new(Notify::new());
     let writer_closed = Rc::clone(&closed);
     let writer_task = tokio::task::spawn_local(async move {
@@ -88,9 +90,15 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, con
             while let Some(item) = next {
                 match item {
                     Out::Frame(frame) => {
-                        if writer.write_all(&frame).await.is_err() {
+                        let written = tokio::select! {
+                            written = writer.write_all(&frame) => written.is_ok(),
+                            // The server gave up on a client that does not read.
+                            _ = writer_outbox.abort.notified() => false,
+                        };
+                        if !written {
                             break 'outer;
                         }
+                        writer_outbox.queued.fetch_sub(frame.len(), std::sync::atomic::Ordering::Relaxed);
                     }
                     Out::Close => {
                         let _ = writer.flush().await;
@@ -99,14 +107,19 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, con
                 }
                 next = frames.try_recv().ok();
             }
-            if writer.flush().await.is_err() {
+            let flushed = tokio::select! {
+                flushed = writer.flush() => flushed.is_ok(),
+                _ = writer_outbox.abort.notified() => false,
+            };
+            if !flushed {
                 break;
             }
         }
         let _ = writer.shutdown().await;
         writer_closed.notify_one();
     });
-    if !to_server(&shared, ZkMsg::Connect { conn, peer, request, out, credits: Arc::clone(&credits) }).await {
+    let connect = ZkMsg::Connect { conn, peer, request, out, credits: Arc::clone(&credits), outbox };
+    if !to_server(&shared, connect).await {
         return;
     }
     loop {

@@ -30,6 +30,17 @@ pub enum Out {
 
 /// Requests a connection may have unanswered at once (its reader waits beyond).
 pub const MAX_OUTSTANDING: usize = 1000;
+/// Bytes of replies and events a connection may have waiting to be written: a client that stops
+/// reading is disconnected there instead of growing the node's memory.
+pub const MAX_QUEUED_BYTES: usize = 64 << 20;
+
+/// What a connection's writer shares with the server: the bytes it has yet to write, and the
+/// signal to give up on a client that does not read.
+#[derive(Default)]
+pub struct Outbox {
+    pub queued: std::sync::atomic::AtomicUsize,
+    pub abort: tokio::sync::Notify,
+}
 /// A write not applied this long after it was proposed (a forward lost to a leader change)
 /// closes its connection: the client sees a connection loss, reconnects and retries.
 const WRITE_TIMEOUT_MS: i64 = 10_000;
@@ -42,6 +53,7 @@ pub enum ZkMsg {
         request: ConnectRequest,
         out: mpsc::UnboundedSender<Out>,
         credits: Arc<Semaphore>,
+        outbox: Arc<Outbox>,
     },
     Request {
         conn: u64,
@@ -80,6 +92,7 @@ pub struct ZkSettings {
 struct Conn {
     out: mpsc::UnboundedSender<Out>,
     credits: Arc<Semaphore>,
+    outbox: Arc<Outbox>,
     peer: SocketAddr,
     session: Option<i64>,
     /// Identities: ("ip", peer) always, ("digest", "user:hash") once added.
@@ -305,8 +318,19 @@ impl ZkServer {
 
     fn send(&mut self, conn: u64, frame: Vec<u8>, reply: bool) {
         if let Some(c) = self.conns.get_mut(&conn) {
+            use std::sync::atomic::Ordering::Relaxed;
+            let queued = c.outbox.queued.load(Relaxed);
+            if queued + frame.len() > MAX_QUEUED_BYTES {
+                if !c.closing {
+                    tracing::warn!(peer = %c.peer, queued, "ZooKeeper client is not reading its replies; closing the connection");
+                }
+                c.closing = true;
+                c.outbox.abort.notify_one();
+                return;
+            }
             c.sent += 1;
             self.packets_sent += 1;
+            c.outbox.queued.fetch_add(frame.len(), Relaxed);
             if c.out.send(Out::Frame(frame)).is_err() {
                 c.closing = true;
             }
@@ -346,11 +370,12 @@ impl ZkServer {
     /// A new connection's ConnectRequest (`cut_off`: this node reaches no majority, so the
     /// client is sent elsewhere).
     pub fn connect(&mut self, tree: &DataTree, now_ms: i64, msg: ZkMsg, cut_off: bool) {
-        let ZkMsg::Connect { conn, peer, request, out, credits } = msg else { return };
+        let ZkMsg::Connect { conn, peer, request, out, credits, outbox } = msg else { return };
         self.packets_received += 1;
         let c = Conn {
             out,
             credits,
+            outbox,
             peer,
             session: None,
             auth: vec![("ip".to_owned(), peer.ip().to_string())],
