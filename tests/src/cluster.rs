@@ -7,7 +7,7 @@ use braid_engine::raft::log::entry_position;
 use braid_engine::raft::{config_file, hard_state};
 use braid_engine::raft::{wire, Config, Message, Raft, RaftLog, Role, Term};
 use braid_engine::rng::SimRng;
-use braid_engine::tree::{DataTree, Txn};
+use braid_engine::tree::{Acl, DataTree, Txn};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -65,6 +65,9 @@ pub struct Outcome {
     pub tree_digests: usize,
     /// Synced reads of the tree completed (and checked for linearizability).
     pub reads: usize,
+    /// Znodes and open sessions in the first node's tree at the end (the workload's reach).
+    pub znodes: usize,
+    pub sessions: usize,
 }
 
 struct Node {
@@ -365,16 +368,50 @@ impl Sim {
     fn random_txn(&mut self) -> Txn {
         let path = key_path;
         let data = format!("v{}", self.proposal_counter).into_bytes();
-        let one = |rng: &mut SimRng| match rng.below(4) {
+        let acl = |rng: &mut SimRng| {
+            if rng.chance(1, 2) {
+                Acl::open_unsafe()
+            } else {
+                vec![Acl { perms: 1 + rng.below(31) as i32, scheme: "digest".into(), id: "u:x".into() }]
+            }
+        };
+        // Sessions 1..=3 open and close, so ephemerals meet open and closed sessions.
+        let one = |rng: &mut SimRng| match rng.below(9) {
             0 => Txn::create(path(rng.below(KEYS)), data.clone()),
             1 => Txn::Delete { path: path(rng.below(KEYS)), version: -1 },
             2 => Txn::SetData { path: path(rng.below(KEYS)), data: data.clone(), version: -1 },
-            _ => Txn::SetData { path: path(rng.below(KEYS)), data: data.clone(), version: rng.below(3) as i32 },
+            3 => Txn::SetData { path: path(rng.below(KEYS)), data: data.clone(), version: rng.below(3) as i32 },
+            4 => Txn::Create {
+                path: format!("{}/e", path(rng.below(KEYS))),
+                data: data.clone(),
+                ephemeral_owner: 1 + rng.below(3) as i64,
+                sequential: rng.chance(1, 2),
+                acl: acl(rng),
+            },
+            5 => Txn::Create {
+                path: "/q/s-".into(),
+                data: data.clone(),
+                ephemeral_owner: 0,
+                sequential: true,
+                acl: Acl::open_unsafe(),
+            },
+            6 => Txn::SetAcl { path: path(rng.below(KEYS)), acl: acl(rng), version: rng.below(3) as i32 - 1 },
+            7 => Txn::Check { path: path(rng.below(KEYS)), version: rng.below(3) as i32 - 1 },
+            _ => Txn::Delete { path: format!("{}/e", path(rng.below(KEYS))), version: -1 },
         };
-        if self.rng.chance(1, 5) {
-            Txn::Multi((0..2).map(|_| one(&mut self.rng)).collect())
-        } else {
-            one(&mut self.rng)
+        match self.rng.below(20) {
+            0 => Txn::Multi((0..2).map(|_| one(&mut self.rng)).collect()),
+            1..=3 => Txn::Multi((0..3).map(|_| one(&mut self.rng)).collect()),
+            4 => Txn::CreateSession {
+                id: 1 + self.rng.below(3) as i64,
+                timeout_ms: 4000,
+                password: vec![7; 16],
+                owner: self.rng.below(3) as i32,
+            },
+            5 => Txn::CloseSession { id: 1 + self.rng.below(3) as i64 },
+            6 => Txn::MoveSession { id: 1 + self.rng.below(3) as i64, owner: self.rng.below(3) as i32 },
+            7 => Txn::create("/q", Vec::new()),
+            _ => one(&mut self.rng),
         }
     }
 
@@ -831,5 +868,9 @@ pub fn run(config: &SimConfig) -> Result<Outcome, String> {
     sim.check_reads()?;
     sim.outcome.tree_digests = sim.digests.len();
     sim.outcome.reads = sim.completed_reads.len();
+    if let Some(node) = sim.nodes.values().find(|n| n.tree_valid) {
+        sim.outcome.znodes = node.tree.node_count();
+        sim.outcome.sessions = node.tree.sessions().len();
+    }
     Ok(sim.outcome.clone())
 }
