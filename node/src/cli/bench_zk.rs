@@ -21,7 +21,10 @@
 //! servers measured.
 
 use super::bench::histogram;
-use crate::zk::jute::{err, op, Acl, ConnectRequest, Op, Reader, Request, Writer, MAX_FRAME_BYTES};
+use crate::zk::jute::{
+    err, op, read_reply_header, Acl, ConnectRequest, ConnectResponse, Op, Reader, Request, Writer, MAX_FRAME_BYTES,
+    REPLY_HEADER_BYTES,
+};
 use anyhow::{bail, Context};
 use braid_engine::rng::SimRng;
 use bytes::{Buf, BytesMut};
@@ -177,13 +180,11 @@ impl Session {
         }
         .encode(&mut w);
         session.writer.write_all(&w.frame()).await?;
-        let body = session.next_body().await?;
-        let mut r = Reader::new(&body);
-        let (_protocol, negotiated_ms, id) = (r.int()?, r.int()?, r.long()?);
-        if negotiated_ms <= 0 {
-            bail!("{server} refused the session (negotiated timeout {negotiated_ms} ms)");
+        let response = ConnectResponse::decode(&session.next_body().await?)?;
+        if response.timeout_ms <= 0 {
+            bail!("{server} refused the session (negotiated timeout {} ms)", response.timeout_ms);
         }
-        session.id = id;
+        session.id = response.session_id;
         Ok(session)
     }
 
@@ -212,9 +213,8 @@ impl Session {
 
     async fn next_frame(&mut self) -> anyhow::Result<Frame> {
         let body = self.next_body().await?;
-        let mut r = Reader::new(&body);
-        let (xid, _zxid, code) = (r.int()?, r.long()?, r.int()?);
-        Ok(Frame { xid, code, body: body[16..].to_vec() })
+        let (xid, _zxid, code) = read_reply_header(&mut Reader::new(&body))?;
+        Ok(Frame { xid, code, body: body[REPLY_HEADER_BYTES..].to_vec() })
     }
 
     /// Adds a request to `out` and gives its xid.

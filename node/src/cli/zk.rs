@@ -1,7 +1,10 @@
 //! `braid zk ls|get|set|create|delete`: a node's tree through its ZooKeeper port, as zkCli does
 //! it (one session per command, closed at the end).
 
-use crate::zk::jute::{err, op, Acl, ConnectRequest, ConnectResponse, Op, Reader, Request, Writer, MAX_FRAME_BYTES};
+use crate::zk::jute::{
+    err, op, read_reply_header, Acl, ConnectRequest, ConnectResponse, Op, Reader, Request, Writer, MAX_FRAME_BYTES,
+    REPLY_HEADER_BYTES,
+};
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use std::io::{Read, Write};
@@ -74,13 +77,7 @@ impl Session {
             .encode(&mut w);
         session.stream.write_all(&w.frame())?;
         let body = session.frame().with_context(|| format!("{server} closed the connection during connect"))?;
-        let mut r = Reader::new(&body);
-        let response = ConnectResponse {
-            protocol_version: r.int()?,
-            timeout_ms: r.int()?,
-            session_id: r.long()?,
-            ..Default::default()
-        };
+        let response = ConnectResponse::decode(&body)?;
         if response.timeout_ms <= 0 {
             bail!("{server} refused the session");
         }
@@ -107,15 +104,14 @@ impl Session {
         self.stream.write_all(&w.frame())?;
         loop {
             let body = self.frame()?;
-            let mut r = Reader::new(&body);
-            let (xid, _zxid, code) = (r.int()?, r.long()?, r.int()?);
+            let (xid, _zxid, code) = read_reply_header(&mut Reader::new(&body))?;
             if xid != self.xid {
                 continue; // a watch event or a ping's answer
             }
             if code != err::OK {
                 bail!("{} ({code})", code_name(code));
             }
-            return Ok(body[16..].to_vec());
+            return Ok(body[REPLY_HEADER_BYTES..].to_vec());
         }
     }
 
@@ -158,7 +154,7 @@ pub fn run(command: ZkCommand, server: &str) -> anyhow::Result<()> {
             }
             ZkCommand::Create { path, data, sequential } => {
                 let flags = if sequential { 2 } else { 0 };
-                let acl = vec![Acl { perms: 31, scheme: "world".into(), id: "anyone".into() }];
+                let acl = Acl::open_unsafe();
                 let body = session.call(Op::Create {
                     op: op::CREATE,
                     path,

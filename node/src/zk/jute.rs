@@ -332,6 +332,24 @@ impl ConnectResponse {
         w.int(self.protocol_version).int(self.timeout_ms).long(self.session_id);
         w.buffer(Some(&self.password)).boolean(self.read_only);
     }
+
+    /// Decodes a server's answer (clients: tools and the load generator). A timeout of 0
+    /// means the session is expired or refused.
+    pub fn decode(frame: &[u8]) -> Result<Self, JuteError> {
+        let mut r = Reader::new(frame);
+        let mut c = ConnectResponse {
+            protocol_version: r.int()?,
+            timeout_ms: r.int()?,
+            session_id: r.long()?,
+            password: r.buffer()?.unwrap_or_default(),
+            read_only: false,
+        };
+        if r.remaining() > 0 {
+            c.read_only = r.boolean()?;
+        }
+        r.finish()?;
+        Ok(c)
+    }
 }
 
 /// One operation of a request (or of a multi).
@@ -608,6 +626,14 @@ pub fn reply_header(w: &mut Writer, xid: i32, zxid: i64, err: i32) {
     w.int(xid).long(zxid).int(err);
 }
 
+/// Bytes of a reply header; the reply's record follows.
+pub const REPLY_HEADER_BYTES: usize = 16;
+
+/// Reads a reply header: (xid, zxid, error code).
+pub fn read_reply_header(r: &mut Reader<'_>) -> Result<(i32, i64, i32), JuteError> {
+    Ok((r.int()?, r.long()?, r.int()?))
+}
+
 /// A watch event (sent with xid -1): type (1 created, 2 deleted, 3 data changed, 4 children
 /// changed, ...), keeper state (3 connected), path.
 pub fn watcher_event(w: &mut Writer, zxid: i64, kind: i32, state: i32, path: &str) {
@@ -738,19 +764,24 @@ mod tests {
     #[test]
     fn responses_are_laid_out_as_zookeeper_sends_them() {
         let mut w = Writer::default();
-        ConnectResponse {
+        let connected = ConnectResponse {
             protocol_version: 0,
             timeout_ms: 10_000,
             session_id: 0x1234,
             password: vec![7; 16],
             read_only: false,
-        }
-        .encode(&mut w);
+        };
+        connected.encode(&mut w);
         assert_eq!(w.bytes.len(), 4 + 4 + 8 + 4 + 16 + 1);
+        assert_eq!(ConnectResponse::decode(&w.bytes), Ok(connected));
+        for cut in 0..w.bytes.len() - 1 {
+            assert!(ConnectResponse::decode(&w.bytes[..cut]).is_err(), "cut at {cut}");
+        }
         let mut w = Writer::default();
         reply_header(&mut w, 3, 42, err::NO_NODE);
         w.stat(&Stat::default());
-        assert_eq!(w.bytes.len(), 16 + 68, "ReplyHeader, then Stat's 68 bytes");
+        assert_eq!(w.bytes.len(), REPLY_HEADER_BYTES + 68, "ReplyHeader, then Stat's 68 bytes");
+        assert_eq!(read_reply_header(&mut Reader::new(&w.bytes)), Ok((3, 42, err::NO_NODE)));
         assert_eq!(&w.frame()[..4], &(84i32).to_be_bytes());
     }
 }
