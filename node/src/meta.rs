@@ -177,9 +177,11 @@ const TREE_SNAPSHOT: &str = "tree.snap";
 
 /// Paths of the tree whose changes every shard must see (the rest is ZooKeeper clients' own).
 fn is_kafka_path(path: &str) -> bool {
-    ["/brokers", "/config", "/cluster", "/controller", "/admin"]
-        .iter()
-        .any(|p| path == *p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')) || path == "/")
+    // The root too: creating or deleting one of these changes its children.
+    path == "/"
+        || ["/brokers", "/config", "/cluster", "/controller", "/admin"]
+            .iter()
+            .any(|p| path.strip_prefix(p).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
 }
 
 /// A producer id, or why there is none.

@@ -824,23 +824,26 @@ impl<L: RaftLog> Raft<L> {
     /// its start from the change recorded with the reset (a log knows no term at its start).
     fn last_position(&self) -> (i64, Term) {
         let (end, term) = self.log.last();
-        if end == self.log.start() {
-            if let Some(c) = self.changes.iter().find(|c| c.end == end) {
-                return (end, c.term.max(term));
-            }
+        match self.reset_term().filter(|_| end == self.log.start()) {
+            Some(reset) => (end, reset.max(term)),
+            None => (end, term),
         }
-        (end, term)
+    }
+
+    /// The term a reset recorded for this log's start (see [`Body::Reset`]), if one did.
+    fn reset_term(&self) -> Option<Term> {
+        let start = self.log.start();
+        self.changes.iter().find(|c| c.end == start).map(|c| c.term)
     }
 
     /// The term of the entry ending at this log's start, or an upper bound of it: the term of
     /// the first entry still held (terms never fall along a log), else the current term.
     fn start_term_bound(&self) -> Term {
-        let start = self.log.start();
-        if let Some(c) = self.changes.iter().find(|c| c.end == start) {
-            return c.term;
+        if let Some(term) = self.reset_term() {
+            return term;
         }
         self.log
-            .entries_from(start, 1)
+            .entries_from(self.log.start(), 1)
             .first()
             .and_then(|e| log::entry_position(e))
             .map_or(self.hard.term, |(_, _, term)| term)

@@ -685,7 +685,7 @@ impl ZkServer {
                 let session = self.conns.get(&conn).and_then(|c| c.session).unwrap_or(0);
                 self.propose(Txn::CloseSession { id: session }, waiting(request.op));
             }
-            _ => self.read(tree, conn, request, now_ms),
+            _ => self.read(tree, conn, request),
         }
         Ok(())
     }
@@ -697,7 +697,7 @@ impl ZkServer {
         }
     }
 
-    fn read(&mut self, tree: &DataTree, conn: u64, request: Request, now_ms: i64) {
+    fn read(&mut self, tree: &DataTree, conn: u64, request: Request) {
         let zxid = tree.last_zxid();
         let xid = request.xid;
         let (auth, peer) = match self.conns.get(&conn) {
@@ -896,7 +896,6 @@ impl ZkServer {
                 self.reply(conn, xid, zxid, err::UNIMPLEMENTED, |_| {});
             }
         }
-        let _ = now_ms;
     }
 
     /// Watches a reconnecting client had: set again, and fired at once for changes made after
@@ -1017,13 +1016,14 @@ impl ZkServer {
     /// A transaction applied on this node.
     pub fn applied(&mut self, tree: &DataTree, now_ms: i64, applied: AppliedTxn<'_>) {
         let AppliedTxn { zxid, key, txn, result, events } = applied;
+        let request = own_request(self.settings.node_id, key);
         self.fire(zxid, events);
         if let (Txn::CloseSession { id }, Ok(_)) = (txn, result) {
             self.last_seen.remove(id);
             self.expiring.remove(id);
             if let Some(conn) = self.attached.remove(id) {
                 // Expired (or closed from elsewhere): the connection ends; a reconnect is told.
-                let own_close = own_request(self.settings.node_id, key)
+                let own_close = request
                     .and_then(|r| self.waiting.get(&r))
                     .is_some_and(|w| matches!(w, Waiting::Reply { conn: c, .. } if *c == conn));
                 if !own_close {
@@ -1031,7 +1031,7 @@ impl ZkServer {
                 }
             }
         }
-        let Some(request) = own_request(self.settings.node_id, key) else { return };
+        let Some(request) = request else { return };
         let Some(waiting) = self.waiting.remove(&request) else { return };
         match waiting {
             Waiting::Connect { conn, session, timeout_ms, password } => match result {
@@ -1133,7 +1133,7 @@ impl ZkServer {
         }
         self.last_seen.retain(|id, _| tree.session(*id).is_some());
         // Writes that never applied (their forward was lost): the connection ends.
-        let late: Vec<u64> = self
+        let late: BTreeSet<u64> = self
             .waiting
             .values()
             .filter_map(|w| match w {
@@ -1141,10 +1141,12 @@ impl ZkServer {
                 _ => None,
             })
             .collect();
-        for conn in late {
+        if !late.is_empty() {
             self.waiting.retain(
-                |_, w| !matches!(w, Waiting::Reply { conn: c, .. } | Waiting::Connect { conn: c, .. } if *c == conn),
+                |_, w| !matches!(w, Waiting::Reply { conn: c, .. } | Waiting::Connect { conn: c, .. } if late.contains(c)),
             );
+        }
+        for conn in late {
             tracing::warn!(conn, "ZooKeeper write not applied in time; closing the connection");
             self.close(conn);
         }
