@@ -159,9 +159,11 @@ pub struct MetaStore {
     /// Transactions applied since the last round changed Kafka's metadata (or answered a
     /// Kafka client): the snapshot every shard holds is built again.
     kafka_changed: bool,
-    /// Where the tree's snapshot is kept, and the zxid of the last one written.
+    /// Where the tree's snapshot is kept, the zxid of the last one written (the log below it
+    /// may go), and the zxid from which the next one is due.
     snapshot_path: std::path::PathBuf,
     snapshot_zxid: i64,
+    snapshot_due: i64,
     /// Transactions between snapshots.
     snap_count: i64,
     /// The log below this offset is held by every member (from a Truncatable transaction).
@@ -391,6 +393,7 @@ impl MetaStore {
             kafka_changed: true,
             snapshot_path,
             snapshot_zxid,
+            snapshot_due: snapshot_zxid + config.zk_snap_count as i64,
             snap_count: config.zk_snap_count as i64,
             truncatable: 0,
             truncation_proposed: 0,
@@ -673,7 +676,7 @@ impl MetaStore {
         }
         // Requests that waited for these transactions may have proposed more.
         self.propose_zk(now);
-        if self.tree.last_zxid() - self.snapshot_zxid >= self.snap_count {
+        if self.tree.last_zxid() >= self.snapshot_due {
             self.write_snapshot();
         }
         self.truncate_log();
@@ -699,6 +702,7 @@ impl MetaStore {
         match written {
             Ok(()) => {
                 self.snapshot_zxid = self.tree.last_zxid();
+                self.snapshot_due = self.snapshot_zxid + self.snap_count;
                 tracing::info!(
                     zxid = self.snapshot_zxid,
                     bytes = bytes.len(),
@@ -707,9 +711,9 @@ impl MetaStore {
                 );
             }
             Err(e) => {
-                // The log keeps everything until a snapshot succeeds.
+                // The log keeps everything past the last snapshot written; tried again later.
                 tracing::error!(path = %tmp.display(), error = %e, "writing the tree snapshot failed");
-                self.snapshot_zxid = self.tree.last_zxid() - self.snap_count / 2;
+                self.snapshot_due = self.tree.last_zxid() + self.snap_count / 2;
             }
         }
     }
