@@ -154,6 +154,32 @@ fn a_full_disk_fails_the_flush_and_loses_nothing_acknowledged() {
 }
 
 #[test]
+fn a_disk_too_full_for_a_reservation_step_still_takes_writes_that_fit() {
+    let disk = sim_disk(5, 1);
+    // Room for the batches below, far less than a reservation step (1 MiB).
+    disk.set_capacity(Some(64 << 10));
+    let mut log = open(disk.clone(), &sim_dir(), LogConfig::default());
+    let mut stored = fill(&mut log, 3);
+    for tag in 0..20 {
+        let mut bytes = batch(100 + tag, 10, 0);
+        let info = log.append(&bytes, 3).unwrap();
+        log.flush().unwrap();
+        stamp(&mut bytes, info.base_offset, 3);
+        stored.push(bytes);
+    }
+    assert!(!log.is_poisoned());
+    // A batch past what is left fails as a full disk.
+    log.append(&batch(200, 10_000, 0), 3).unwrap();
+    assert!(log.flush().unwrap_err().is_disk_full());
+    drop(log);
+    disk.crash();
+    disk.set_capacity(None);
+    let log = open(disk, &sim_dir(), LogConfig::default());
+    let got: Vec<Vec<u8>> = read_all(&log).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(got, stored);
+}
+
+#[test]
 fn a_failed_fdatasync_poisons_the_log() {
     let disk = sim_disk(4, 1);
     let mut log = open(disk.clone(), &sim_dir(), LogConfig::default());

@@ -46,6 +46,15 @@ struct SimFileData {
     current: Vec<u8>,
     durable: Vec<u8>,
     pending: Vec<PendingOp>,
+    /// End of the blocks reserved by `preallocate` (they take space past the file's end).
+    reserved: u64,
+}
+
+impl SimFileData {
+    /// Bytes of the disk this file takes: its length, or its reserved blocks if they reach further.
+    fn footprint(&self) -> u64 {
+        (self.current.len() as u64).max(self.reserved)
+    }
 }
 
 fn apply(image: &mut Vec<u8>, op: &PendingOp) {
@@ -73,7 +82,7 @@ struct SimState {
 
 impl SimState {
     fn used_bytes(&self) -> u64 {
-        self.files.values().map(|f| f.current.len() as u64).sum()
+        self.files.values().map(SimFileData::footprint).sum()
     }
 }
 
@@ -169,7 +178,7 @@ impl SimStorage {
         }
         state.files.insert(
             path.to_path_buf(),
-            SimFileData { current: data.to_vec(), durable: data.to_vec(), pending: Vec::new() },
+            SimFileData { current: data.to_vec(), durable: data.to_vec(), pending: Vec::new(), reserved: 0 },
         );
     }
 }
@@ -297,9 +306,8 @@ impl StorageFile for SimFile {
         );
         self.with_file(|state, f| {
             let end = position + data.len() as u64;
-            let growth = end.saturating_sub(f.current.len() as u64);
             if let Some(capacity) = state.faults.capacity_bytes {
-                if state.used_bytes() + f.current.len() as u64 + growth > capacity {
+                if state.used_bytes() + f.footprint().max(end) > capacity {
                     return Err(io::Error::from_raw_os_error(ENOSPC));
                 }
             }
@@ -339,6 +347,10 @@ impl StorageFile for SimFile {
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.with_file(|_, f| {
+            // Cutting a file gives back the blocks reserved past its new end.
+            if len < f.current.len() as u64 {
+                f.reserved = f.reserved.min(len);
+            }
             let op = PendingOp::SetLen(len);
             apply(&mut f.current, &op);
             f.pending.push(op);
@@ -346,9 +358,18 @@ impl StorageFile for SimFile {
         })
     }
 
-    fn preallocate(&mut self, _offset: u64, _len: u64) -> io::Result<()> {
-        // Reserving blocks changes no byte a reader or a crash can see.
-        self.with_file(|_, _| Ok(()))
+    fn preallocate(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        // Reserving blocks changes no byte a reader or a crash can see, only the space left.
+        self.with_file(|state, f| {
+            let reserved = f.reserved.max(offset + len);
+            if let Some(capacity) = state.faults.capacity_bytes {
+                if state.used_bytes() + f.footprint().max(reserved) > capacity {
+                    return Err(io::Error::from_raw_os_error(ENOSPC));
+                }
+            }
+            f.reserved = reserved;
+            Ok(())
+        })
     }
 
     fn map(&self) -> io::Result<Mapped> {

@@ -79,9 +79,12 @@ pub struct LogConfig {
 /// log offers; with 1 MiB buffers, 8 MiB in flight).
 pub const WRITE_BEHIND_MAX: usize = 8;
 
-/// Blocks are reserved ahead of the active segment's writes in steps of this size: appends
+/// Blocks are reserved ahead of the active segment's writes in steps of up to this size: appends
 /// into reserved blocks skip block allocation on the write path (measured in decision 0001).
 pub const PREALLOCATE_STEP_BYTES: u64 = 64 << 20;
+/// The first reservation of a segment; steps double with the segment's size up to
+/// `PREALLOCATE_STEP_BYTES`, so a quiet partition holds little disk it does not use.
+pub const PREALLOCATE_FIRST_BYTES: u64 = 1 << 20;
 
 /// Finished write-behind buffers a log keeps for reuse.
 pub const SPARE_BUFFERS_MAX: usize = 4;
@@ -582,16 +585,24 @@ impl<S: Storage> Log<S> {
         Ok(())
     }
 
-    /// Reserves blocks of the active segment up to past `end` (never past `segment.bytes`).
+    /// Reserves blocks of the active segment up to past `end` (never past `segment.bytes`). A disk
+    /// that cannot give a whole step is asked for just the blocks up to `end`: reserving ahead is
+    /// an optimisation and must not refuse a write that fits.
     fn ensure_preallocated(&mut self, end: u64) -> Result<(), LogError> {
         if !self.preallocate_supported || end <= self.preallocated_to {
             return Ok(());
         }
-        let from = self.preallocated_to.max(end / PREALLOCATE_STEP_BYTES * PREALLOCATE_STEP_BYTES);
-        let to = (from + PREALLOCATE_STEP_BYTES).min(self.config.segment_bytes.max(end));
+        let step = end.next_power_of_two().clamp(PREALLOCATE_FIRST_BYTES, PREALLOCATE_STEP_BYTES);
+        let from = self.preallocated_to.max(end / step * step);
+        let to = (end / step * step + step).min(self.config.segment_bytes.max(end));
         let active = self.segments.last_mut().expect("a log always has a segment");
-        match active.file.preallocate(from, to - from) {
-            Ok(()) => self.preallocated_to = to,
+        let mut reserved = active.file.preallocate(from, to - from).map(|()| to);
+        if matches!(&reserved, Err(e) if crate::io::is_disk_full(e)) && to > end {
+            let from = self.preallocated_to;
+            reserved = active.file.preallocate(from, end - from).map(|()| end);
+        }
+        match reserved {
+            Ok(to) => self.preallocated_to = to,
             Err(e) if e.kind() == io::ErrorKind::Unsupported => self.preallocate_supported = false,
             Err(e) => return Err(io_context(format!("reserving blocks of {}", active.path.display()))(e)),
         }
