@@ -535,6 +535,12 @@ impl MetaStore {
         self.leaderless_ticks >= CUT_OFF_TICKS
     }
 
+    /// The messages the leader may send before its log is durable (see
+    /// [`braid_engine::raft::Raft::take_leader_messages`]).
+    pub fn leader_messages(&mut self) -> Vec<Message> {
+        self.replica.raft.take_leader_messages()
+    }
+
     pub fn step(&mut self, mut message: Message) {
         if let braid_engine::raft::Body::Forward { entry } = &mut message.body {
             if self.replica.is_leader() {

@@ -325,6 +325,12 @@ async fn shard_main(
     tokio::task::spawn_local(async move {
         loop {
             flush_needed.notified().await;
+            // A metadata leader's appends go out before its own fdatasync, so its followers
+            // persist in parallel; the yield lets the peer connections (tasks on a shard's
+            // thread) write them to their sockets before the flush holds the thread.
+            if flusher_state.borrow_mut().send_meta_leader_messages() {
+                tokio::task::yield_now().await;
+            }
             flusher_state.borrow_mut().flush_dirty();
         }
     });

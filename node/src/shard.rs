@@ -636,6 +636,16 @@ impl ShardState {
         }
     }
 
+    /// Sends what the metadata group's leader may send before its log is durable (its appends
+    /// to followers); true if anything left.
+    pub fn send_meta_leader_messages(&mut self) -> bool {
+        let Some(meta) = self.meta.as_mut() else { return false };
+        let messages = meta.leader_messages();
+        let any = !messages.is_empty();
+        send(&self.shared, GroupId::METADATA, messages);
+        any
+    }
+
     fn meta_round(&mut self) {
         let Some(meta) = self.meta.as_mut() else { return };
         let round = meta.round(now_ms());
