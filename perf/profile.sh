@@ -5,14 +5,20 @@
 # record (no perf, or perf_event_paranoid forbids it), the node runs under valgrind's callgrind
 # for a bounded load instead, and callgrind_annotate prints the top functions.
 #
-# Usage (from the repository root):  perf/profile.sh [produce|consume] [MESSAGES]
-#   default: produce 2000000 (1 KiB records, acks=all, 4 partitions, 4 producers)
+# Usage (from the repository root):  perf/profile.sh [produce|consume|zk-set|zk-get] [AMOUNT]
+#   produce, consume: AMOUNT records (default 2000000; 1 KiB, acks=all, 4 partitions, 4 producers)
+#   zk-set, zk-get: `braid bench zk` for AMOUNT seconds (default 10; 16 sessions, 1000 znodes
+#   of 100 bytes, setData or getData only), against a node with one shard, as perf/compare-zk.sh
 # Output: perf/out/profile-LOAD.svg and perf/out/profile-LOAD.txt (or profile-LOAD.callgrind).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOAD="${1:-produce}"
-MESSAGES="${2:-2000000}"
+case "$LOAD" in
+  produce | consume) AMOUNT="${2:-2000000}" NODE_ARGS=() ;;
+  zk-set | zk-get) AMOUNT="${2:-10}" NODE_ARGS=(--cores 1) ;;
+  *) echo "unknown load $LOAD (produce, consume, zk-set or zk-get)" >&2; exit 2 ;;
+esac
 OUT="$ROOT/perf/out"
 DIR="$OUT/profile-node"
 cd "$ROOT"
@@ -25,7 +31,7 @@ rm -rf "$DIR"
 
 start_node() {
   "$@" "$BRAID" start --data-dir "$DIR" --kafka-addr "127.0.0.1:$PORT" --admin-addr "127.0.0.1:$((PORT + 1))" --zk-addr "127.0.0.1:$((PORT + 2))" \
-    >"$OUT/profile-node.log" 2>&1 &
+    "${NODE_ARGS[@]}" >"$OUT/profile-node.log" 2>&1 &
   NODE=$!
   trap 'kill $NODE 2>/dev/null || true; wait 2>/dev/null || true' EXIT
   for _ in $(seq 1 300); do "$BRAID" cluster status >/dev/null 2>&1 && return; sleep 0.1; done
@@ -33,31 +39,36 @@ start_node() {
   exit 1
 }
 
+# What must exist before the measured load: records to consume, read once to warm the page
+# cache (`braid bench zk` makes its znodes itself before its clock starts).
+prepare() {
+  local n="$1"
+  case "$LOAD" in
+    consume)
+      "$BRAID" bench produce --topic profile --partitions 4 --producers 4 --batch-records 1000 --messages "$n" >/dev/null
+      "$BRAID" bench consume --topic profile --messages "$n" >/dev/null
+      ;;
+  esac
+}
+
+# The measured load.
 load() {
   local n="$1"
-  if [ "$LOAD" = consume ]; then
-    "$BRAID" bench produce --topic profile --partitions 4 --producers 4 --batch-records 1000 --messages "$n" >/dev/null
-    "$BRAID" bench consume --topic profile --messages "$n" >/dev/null # warm the page cache
-    "$@" "$BRAID" bench consume --topic profile --messages "$n"
-  else
-    "$@" "$BRAID" bench produce --topic profile --partitions 4 --producers 4 --batch-records 1000 --messages "$n"
-  fi
+  case "$LOAD" in
+    produce) "$BRAID" bench produce --topic profile --partitions 4 --producers 4 --batch-records 1000 --messages "$n" ;;
+    consume) "$BRAID" bench consume --topic profile --messages "$n" ;;
+    zk-set) "$BRAID" bench zk --servers "127.0.0.1:$((PORT + 2))" --seconds "$n" --mix set=1 ;;
+    zk-get) "$BRAID" bench zk --servers "127.0.0.1:$((PORT + 2))" --seconds "$n" --mix get=1 ;;
+  esac
 }
 
 if command -v perf >/dev/null && perf record -o /dev/null -- true >/dev/null 2>&1; then
   start_node
-  if [ "$LOAD" = consume ]; then
-    "$BRAID" bench produce --topic profile --partitions 4 --producers 4 --batch-records 1000 --messages "$MESSAGES" >/dev/null
-    "$BRAID" bench consume --topic profile --messages "$MESSAGES" >/dev/null
-  fi
+  prepare "$AMOUNT"
   perf record -F 999 -g -p "$NODE" -o "$OUT/profile-$LOAD.data" >/dev/null 2>&1 &
   PERF=$!
   sleep 0.5
-  if [ "$LOAD" = consume ]; then
-    "$BRAID" bench consume --topic profile --messages "$MESSAGES"
-  else
-    "$BRAID" bench produce --topic profile --partitions 4 --producers 4 --batch-records 1000 --messages "$MESSAGES"
-  fi
+  load "$AMOUNT"
   kill -INT "$PERF"
   wait "$PERF" || true
   perf script -i "$OUT/profile-$LOAD.data" 2>/dev/null | python3 "$ROOT/perf/flamegraph.py" "braid, $LOAD" >"$OUT/profile-$LOAD.svg"
@@ -68,7 +79,10 @@ if command -v perf >/dev/null && perf record -o /dev/null -- true >/dev/null 2>&
 else
   command -v valgrind >/dev/null || { echo "neither perf nor valgrind can profile here" >&2; exit 1; }
   start_node valgrind --tool=callgrind --callgrind-out-file="$OUT/profile-$LOAD.callgrind"
-  load 20000
+  case "$LOAD" in
+    zk-*) load 2 ;;
+    *) prepare 20000; load 20000 ;;
+  esac
   kill -INT "$NODE"
   wait "$NODE" || true
   callgrind_annotate "$OUT/profile-$LOAD.callgrind" 2>/dev/null | head -40

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
@@ -41,7 +41,9 @@ async fn read_body<R: AsyncReadExt + Unpin>(reader: &mut R, len: i32, max: usize
 }
 
 pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, conn: u64) {
-    let (mut reader, writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
+    // Buffered: a request's length and body (and any pipelined behind it) come in one read.
+    let mut reader = BufReader::with_capacity(8 * 1024, reader);
     // ZooKeeper closes on a frame longer than jute.maxbuffer; so does this.
     let max = shared.config.zk_max_data_bytes;
     let mut first = [0u8; 4];
