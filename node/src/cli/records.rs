@@ -183,7 +183,15 @@ pub fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
         while !records.is_empty() {
             let set = RecordBatchDecoder::decode(&mut records)?;
             for record in set.records {
-                if record.offset < offset || args.count.is_some_and(|c| printed >= c) {
+                if record.offset < offset {
+                    continue;
+                }
+                if record.control {
+                    // Transaction markers and a new leader's first entry: not data.
+                    offset = record.offset + 1;
+                    continue;
+                }
+                if args.count.is_some_and(|c| printed >= c) {
                     continue;
                 }
                 out.write_all(record.value.as_deref().unwrap_or_default())?;
