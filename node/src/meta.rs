@@ -170,6 +170,8 @@ pub struct MetaStore {
     truncatable: i64,
     /// The last point this node (as leader) proposed as truncatable.
     truncation_proposed: i64,
+    /// When the log last failed and was reopened ([`MetaStore::recover_log`]).
+    log_failed_at_ms: i64,
     /// A snapshot of Kafka's metadata went to the shards once.
     published: bool,
 }
@@ -397,6 +399,7 @@ impl MetaStore {
             snap_count: config.zk_snap_count as i64,
             truncatable: 0,
             truncation_proposed: 0,
+            log_failed_at_ms: i64::MIN / 2,
             published: false,
         })
     }
@@ -590,7 +593,7 @@ impl MetaStore {
         let mut round = MetaRound::default();
         match self.replica.persist() {
             Ok(messages) => round.messages = messages,
-            Err(e) => tracing::error!(error = %e, "metadata log: persisting failed"),
+            Err(e) => self.recover_log(&e, now_ms),
         }
         if !self.replica.is_leader() && !self.pending.is_empty() {
             for (_, reply) in std::mem::take(&mut self.pending) {
@@ -621,6 +624,25 @@ impl MetaStore {
             self.duty_wait = 0;
         }
         round
+    }
+
+    /// After a failed persist (a full disk, an I/O error) the log refuses writes until reopened.
+    /// Reopening keeps what is durable (the tree never applied past it); this node starts over
+    /// as a follower, and the leader sends again what was not durable. Logged and retried at
+    /// most once a second, so a disk that stays full does not flood the log.
+    fn recover_log(&mut self, error: &str, now_ms: i64) {
+        if now_ms - self.log_failed_at_ms < 1000 {
+            return;
+        }
+        self.log_failed_at_ms = now_ms;
+        tracing::error!(%error, "metadata log: persisting failed; reopening it");
+        let voters = self.replica.raft.voters().to_vec();
+        match self.replica.reopen(voters) {
+            Ok(report) => {
+                tracing::warn!(?report.corruption, "metadata log reopened after an I/O failure");
+            }
+            Err(e) => tracing::error!(error = %e, "metadata log: reopening failed; trying again in a second"),
+        }
     }
 
     fn apply_committed(&mut self, round: &mut MetaRound) -> anyhow::Result<()> {

@@ -73,6 +73,17 @@ impl Replica {
         Ok((replica, report))
     }
 
+    /// Opens the group's log again from disk, after an I/O failure poisoned it: what was durable
+    /// is kept, raft starts over as a follower from its persisted hard state and configuration,
+    /// and the leader sends again whatever was not durable. `voters` as for [`Replica::open`].
+    pub fn reopen(&mut self, voters: Vec<NodeId>) -> Result<braid_engine::log::RecoveryReport, LogError> {
+        let config = self.raft.log().config().clone();
+        let dir = self.dir.clone();
+        let (replica, report) = Replica::open(self.storage.clone(), &dir, config, self.group, self.raft.id(), voters)?;
+        *self = replica;
+        Ok(report)
+    }
+
     pub fn is_leader(&self) -> bool {
         self.raft.role() == Role::Leader
     }

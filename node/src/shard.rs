@@ -483,7 +483,7 @@ impl ShardState {
             return;
         };
         if p.replica.raft.log().is_poisoned() {
-            if let Err(e) = reopen(&self.storage, &self.shared, &key, p) {
+            if let Err(e) = reopen(&key, p) {
                 let _ = reply.send(ProduceOutcome::failed(storage_error(&e), Some(e.to_string())));
                 return;
             }
@@ -586,7 +586,7 @@ impl ShardState {
                     for (waiter, _) in p.waiters.fail_all() {
                         let _ = waiter.send(ProduceOutcome::failed(code, Some(e.clone())));
                     }
-                    if let Err(e) = reopen(&self.storage, &self.shared, &key, p) {
+                    if let Err(e) = reopen(&key, p) {
                         tracing::error!(topic = %key.0, partition = key.1, error = %e, "reopening failed");
                     }
                     continue;
@@ -1402,12 +1402,9 @@ fn send(shared: &Shared, group: GroupId, messages: Vec<Message>) {
 
 /// Reopens a partition whose log failed (recovery runs again); raft starts over as a follower
 /// from its persisted hard state.
-fn reopen(storage: &UringStorage, shared: &Shared, key: &(String, i32), p: &mut Partition) -> Result<(), LogError> {
-    let config = p.replica.raft.log().config().clone();
-    let me = shared.config.node_id as NodeId;
-    let (replica, report) = Replica::open(storage.clone(), &p.dir, config, p.replica.group, me, p.voters.clone())?;
+fn reopen(key: &(String, i32), p: &mut Partition) -> Result<(), LogError> {
+    let report = p.replica.reopen(p.voters.clone())?;
     tracing::warn!(topic = %key.0, partition = key.1, ?report.corruption, "partition log reopened after an I/O failure");
-    p.replica = replica;
     Ok(())
 }
 

@@ -1,0 +1,142 @@
+//! A full disk: writes are refused with the protocols' own errors, nothing acknowledged is lost,
+//! and the node takes writes again once space returns, without a restart.
+//!
+//! The node's data directory is a small tmpfs this test mounts (root only: as a user the test
+//! says so and returns; CI runs as root).
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const ENOSPC: i32 = 28;
+
+/// A tmpfs mounted for the test, unmounted when dropped.
+struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(path: &Path, megabytes: u32) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(path).unwrap();
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(path)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        Ok(Tmpfs { path: path.to_owned() })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// Fills the file system holding `path` with one file, until a write fails for want of space.
+fn fill(path: &Path) {
+    let mut file = std::fs::File::create(path).unwrap();
+    let chunk = vec![0xa5u8; 64 << 10];
+    loop {
+        match file.write_all(&chunk) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(ENOSPC) => break,
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+    let _ = file.sync_all();
+}
+
+fn zk(node: &Node, args: &[&str]) -> std::process::Output {
+    let server = node.zk.to_string();
+    let mut all = vec!["zk"];
+    all.extend_from_slice(&args[..1]);
+    all.extend(["--server", server.as_str()]);
+    all.extend_from_slice(&args[1..]);
+    node.cli(&all, None)
+}
+
+fn produce(node: &Node, topic: &str, lines: &str) -> std::process::Output {
+    node.cli(&["produce", topic], Some(lines.as_bytes()))
+}
+
+/// Calls `write(0)`, `write(1)`, ... until one is refused (at most `attempts`): how many were
+/// acknowledged, and what the refused one printed.
+fn until_refused(attempts: usize, mut write: impl FnMut(usize) -> std::process::Output) -> (usize, String) {
+    for i in 0..attempts {
+        let out = write(i);
+        if !out.status.success() {
+            return (i, String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+    }
+    panic!("{attempts} writes acknowledged on a full disk");
+}
+
+#[test]
+fn a_full_disk_refuses_writes_and_the_node_takes_them_again_once_space_returns() {
+    if effective_uid() != 0 {
+        eprintln!("skipped: mounting a tmpfs for the data directory needs root");
+        return;
+    }
+    let mount_point = tempfile::tempdir().unwrap();
+    let disk = Tmpfs::mount(mount_point.path(), 48).unwrap_or_else(|e| panic!("mounting a tmpfs as root failed: {e}"));
+    let mut node = Node::prepare(Vec::new());
+    node.data_dir = disk.path.join("data");
+    node.launch(&[]);
+
+    // Acknowledged before the disk fills.
+    wait_for("a first znode", || zk(&node, &["create", "/before", "kept"]).status.success().then_some(()));
+    let out = produce(&node, "kept", "one\ntwo\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    fill(&disk.path.join("filler"));
+
+    // Refused while full (writes may still land in blocks the logs reserved before): znodes of
+    // 100 KiB and records of 256 KiB until one is refused.
+    let big = "z".repeat(100 << 10);
+    let (znodes, zk_error) = until_refused(40, |i| zk(&node, &["create", &format!("/during-{i}"), &big]));
+    let record = "r".repeat(256 << 10);
+    let (records, kafka_error) = until_refused(40, |_| produce(&node, "kept", &record));
+    assert!(kafka_error.contains("KafkaStorageError") || kafka_error.contains("56"), "{kafka_error}");
+    let log = node.log();
+    assert!(log.contains("No space left on device"), "the log does not say the disk is full:\n{log}");
+    eprintln!("full disk: {znodes} znodes and {records} records acknowledged, then refused ({zk_error})");
+
+    // Space returns: both protocols take writes again, without a restart.
+    std::fs::remove_file(disk.path.join("filler")).unwrap();
+    wait_for("a znode created after space returned", || {
+        zk(&node, &["create", "/after", "back"]).status.success().then_some(())
+    });
+    wait_for("a produce after space returned", || produce(&node, "kept", "three\n").status.success().then_some(()));
+    assert!(node.alive(), "the node exited");
+
+    // Nothing acknowledged was lost.
+    let get = |path: &str| String::from_utf8_lossy(&zk(&node, &["get", path]).stdout).trim().to_owned();
+    assert_eq!(get("/before"), "kept");
+    assert_eq!(get("/after"), "back");
+    for i in 0..znodes {
+        assert_eq!(get(&format!("/during-{i}")), big, "znode /during-{i}");
+    }
+    let out = node.cli(&["consume", "kept", "--idle-timeout-ms", "2000"], None);
+    let values = lines(&out);
+    let mut expected = vec!["one".to_owned(), "two".to_owned()];
+    expected.extend(std::iter::repeat_n(record.clone(), records));
+    expected.push("three".to_owned());
+    let lens: Vec<usize> = values.iter().map(String::len).collect();
+    assert_eq!(values.len(), expected.len(), "record lengths {lens:?}; {}", String::from_utf8_lossy(&out.stderr));
+    assert!(values == expected, "the records read back differ from those acknowledged");
+    drop(node);
+}
+
+/// The effective uid, from /proc.
+fn effective_uid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
