@@ -170,6 +170,8 @@ pub struct MetaStore {
     truncatable: i64,
     /// The last point this node (as leader) proposed as truncatable.
     truncation_proposed: i64,
+    /// The metadata leader and term last seen.
+    known_leader: (Option<NodeId>, braid_engine::raft::Term),
     /// When the log last failed and was reopened ([`MetaStore::recover_log`]).
     log_failed_at_ms: i64,
     /// A snapshot of Kafka's metadata went to the shards once.
@@ -400,6 +402,7 @@ impl MetaStore {
             truncatable: 0,
             truncation_proposed: 0,
             log_failed_at_ms: i64::MIN / 2,
+            known_leader: (None, 0),
             published: false,
         })
     }
@@ -620,8 +623,13 @@ impl MetaStore {
         if self.duty_wait == 0 && self.applied == self.replica.raft.committed() && self.duties(now_ms) {
             self.duty_wait = DUTY_EVERY_TICKS;
         }
-        if self.replica.leader_changed().is_some() {
+        if let Some(now) = self.replica.leader_changed() {
             self.duty_wait = 0;
+            // A leader this node knew is gone (or was re-elected in a new term): whatever was
+            // forwarded to it and has not applied may be lost.
+            if std::mem::replace(&mut self.known_leader, now).0.is_some() {
+                self.zk.leader_changed();
+            }
         }
         round
     }

@@ -356,6 +356,39 @@ impl ZkServer {
         }
     }
 
+    /// Ends `conns` and forgets what they wait for (each is warned about once).
+    fn close_waiting(&mut self, conns: BTreeSet<u64>, why: &str) {
+        if conns.is_empty() {
+            return;
+        }
+        self.waiting.retain(
+            |_, w| !matches!(w, Waiting::Reply { conn: c, .. } | Waiting::Connect { conn: c, .. } if conns.contains(c)),
+        );
+        for conn in conns {
+            tracing::warn!(conn, "{why}");
+            self.close(conn);
+        }
+    }
+
+    /// The metadata group's leader changed: what this node proposed or forwarded and has not
+    /// applied may be lost with the old leader, and nothing would answer it until its 10 s
+    /// timeout. Those connections close now (ZooKeeper's connection loss: the outcome is not
+    /// known; the client reconnects, to any node, and retries), as a ZooKeeper server closes
+    /// all its clients when its leader goes. Connections waiting for nothing stay.
+    pub fn leader_changed(&mut self) {
+        let waiting: BTreeSet<u64> = self
+            .waiting
+            .values()
+            .map(|w| match w {
+                Waiting::Reply { conn, .. } | Waiting::Connect { conn, .. } => *conn,
+            })
+            .collect();
+        self.close_waiting(
+            waiting,
+            "metadata leader changed with a ZooKeeper write or session change in flight; closing the connection",
+        );
+    }
+
     /// Closes every client connection (this node cannot reach a majority).
     pub fn close_all(&mut self, why: &str) {
         let open: Vec<u64> = self.conns.iter().filter(|(_, c)| !c.closing).map(|(id, _)| *id).collect();
@@ -1141,15 +1174,7 @@ impl ZkServer {
                 _ => None,
             })
             .collect();
-        if !late.is_empty() {
-            self.waiting.retain(
-                |_, w| !matches!(w, Waiting::Reply { conn: c, .. } | Waiting::Connect { conn: c, .. } if late.contains(c)),
-            );
-        }
-        for conn in late {
-            tracing::warn!(conn, "ZooKeeper write not applied in time; closing the connection");
-            self.close(conn);
-        }
+        self.close_waiting(late, "ZooKeeper write not applied in time; closing the connection");
         if leader && now_ms - self.last_reap_ms >= self.settings.reaper_ms {
             self.last_reap_ms = now_ms;
             self.reap(tree, now_ms);
