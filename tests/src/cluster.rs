@@ -248,6 +248,23 @@ impl Sim {
             node.raft = None;
             node.disk.crash();
             self.outcome.crashes += 1;
+            // The peers that see its connections close (not those cut off from it) are told.
+            for other in live.iter().filter(|&&o| o != id) {
+                if self.rng.chance(1, 2) {
+                    if let Some(raft) = self.nodes.get_mut(other).and_then(|n| n.raft.as_mut()) {
+                        raft.peer_lost(id);
+                    }
+                }
+            }
+        }
+        // A connection that closes while its peer lives on (a network error): a wrong hint.
+        if !live.is_empty() && self.rng.chance(f.crash, 1000) {
+            let id = live[self.rng.below(live.len() as u64) as usize];
+            if let Some(raft) = self.nodes.get_mut(&id).and_then(|n| n.raft.as_mut()) {
+                if let Some(leader) = raft.leader() {
+                    raft.peer_lost(leader);
+                }
+            }
         }
         if !dead.is_empty() && self.rng.chance(f.restart, 1000) {
             let id = dead[self.rng.below(dead.len() as u64) as usize];

@@ -705,6 +705,21 @@ impl<L: RaftLog> Raft<L> {
         }
     }
 
+    /// The driver saw the connection from `id` close (a process that dies closes its sockets).
+    /// A follower whose leader that is stops trusting it: its lease ends, so it grants the
+    /// others' pre-votes, and it stands after a short random wait (under half an election
+    /// timeout, so the followers that saw it too seldom split the vote) instead of a whole
+    /// election timeout. Only liveness rests on this: a leader a majority still hears refuses
+    /// the pre-votes, and its next heartbeat brings the follower back.
+    pub fn peer_lost(&mut self, id: NodeId) {
+        if self.role != Role::Follower || self.leader != Some(id) {
+            return;
+        }
+        self.leader = None;
+        let wait = 1 + self.rng.below(u64::from(self.config.election_ticks / 2).max(1)) as u32;
+        self.timeout = self.elapsed.saturating_add(wait).min(self.timeout);
+    }
+
     /// Starts an election now instead of at the next timeout (a new group's preferred leader).
     pub fn campaign(&mut self) {
         if self.role != Role::Leader && self.is_voter() {
@@ -872,6 +887,17 @@ impl<L: RaftLog> Raft<L> {
                 // Granted: echo the proposed term. Refused: our term, so a requester behind us
                 // learns it.
                 let term = if granted { msg.term } else { self.hard.term };
+                // Two pre-candidates of the same round would both win and split the real vote
+                // (followers told at once that their leader is gone stand within the same few
+                // ticks): the lower id stands down for the higher.
+                if granted
+                    && self.role == Role::PreCandidate
+                    && msg.term == self.hard.term + 1
+                    && msg.from > self.config.id
+                {
+                    self.role = Role::Follower;
+                    self.votes.clear();
+                }
                 self.outbox.push(Message {
                     from: self.config.id,
                     to: msg.from,
