@@ -541,6 +541,11 @@ impl MetaStore {
         self.leaderless_ticks >= CUT_OFF_TICKS
     }
 
+    /// A peer's connection closed (see [`braid_engine::raft::Raft::peer_lost`]).
+    pub fn peer_lost(&mut self, peer: NodeId) {
+        self.replica.raft.peer_lost(peer);
+    }
+
     /// The messages the leader may send before its log is durable (see
     /// [`braid_engine::raft::Raft::take_leader_messages`]).
     pub fn leader_messages(&mut self) -> Vec<Message> {

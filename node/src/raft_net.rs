@@ -73,14 +73,23 @@ impl RaftNet {
         deliver: impl Fn(GroupId, Message) + 'static,
     ) -> RaftNet {
         let (net, outgoing) = RaftNet::new(local, &peers);
-        net.spawn(listener, outgoing, deliver);
+        net.spawn(listener, outgoing, deliver, |_| {});
         net
     }
 
     /// Listens on `listener` and keeps a connection to each peer. Must run inside a LocalSet.
-    pub fn spawn(&self, listener: TcpListener, outgoing: Outgoing, deliver: impl Fn(GroupId, Message) + 'static) {
-        let deliver: Rc<dyn Fn(GroupId, Message)> = Rc::new(deliver);
-        tokio::task::spawn_local(accept_loop(self.local, listener, deliver, Arc::clone(&self.stats)));
+    /// `deliver` gets every message for this node; `closed` the id of a peer whose connection
+    /// to this node closed (a peer process that dies closes its sockets: raft's hint to stop
+    /// waiting for a leader that is gone, [`braid_engine::raft::Raft::peer_lost`]).
+    pub fn spawn(
+        &self,
+        listener: TcpListener,
+        outgoing: Outgoing,
+        deliver: impl Fn(GroupId, Message) + 'static,
+        closed: impl Fn(NodeId) + 'static,
+    ) {
+        let handlers = Rc::new(Handlers { deliver: Box::new(deliver), closed: Box::new(closed) });
+        tokio::task::spawn_local(accept_loop(self.local, listener, handlers, Arc::clone(&self.stats)));
         for (id, addr, rx) in outgoing.0 {
             tokio::task::spawn_local(send_loop(id, addr, rx, Arc::clone(&self.stats)));
         }
@@ -166,17 +175,25 @@ async fn write_all_vectored(stream: &mut TcpStream, frame: &wire::EncodedFrame) 
     Ok(())
 }
 
-async fn accept_loop(
-    local: NodeId,
-    listener: TcpListener,
-    deliver: Rc<dyn Fn(GroupId, Message)>,
-    stats: Arc<NetStats>,
-) {
+/// What the receiving side hands on (see [`RaftNet::spawn`]).
+struct Handlers {
+    deliver: Box<dyn Fn(GroupId, Message)>,
+    closed: Box<dyn Fn(NodeId)>,
+}
+
+async fn accept_loop(local: NodeId, listener: TcpListener, handlers: Rc<Handlers>, stats: Arc<NetStats>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::task::spawn_local(receive_loop(local, stream, peer, Rc::clone(&deliver), Arc::clone(&stats)));
+                let handlers = Rc::clone(&handlers);
+                let stats = Arc::clone(&stats);
+                tokio::task::spawn_local(async move {
+                    // The peer is known once it has sent a message; its end closing is news.
+                    if let Some(id) = receive_loop(local, stream, peer, &handlers, &stats).await {
+                        (handlers.closed)(id);
+                    }
+                });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "raft accept failed");
@@ -186,25 +203,27 @@ async fn accept_loop(
     }
 }
 
+/// Reads one peer's connection until it ends; returns the peer's id if it sent any message.
 async fn receive_loop(
     local: NodeId,
     mut stream: TcpStream,
     peer: SocketAddr,
-    deliver: Rc<dyn Fn(GroupId, Message)>,
-    stats: Arc<NetStats>,
-) {
+    handlers: &Handlers,
+    stats: &NetStats,
+) -> Option<NodeId> {
+    let mut from = None;
     let mut buffer = BytesMut::new();
     loop {
         let mut prefix = [0u8; 4];
         if stream.read_exact(&mut prefix).await.is_err() {
-            return;
+            return from;
         }
         let length = match wire::frame_length(prefix) {
             Ok(length) => length,
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "bad raft frame; closing the connection");
                 stats.bad_frames.fetch_add(1, Relaxed);
-                return;
+                return from;
             }
         };
         // Read into spare capacity (nothing to clear first); the frame's entries keep their
@@ -222,7 +241,7 @@ async fn receive_loop(
         };
         match tokio::time::timeout(FRAME_READ_TIMEOUT, read).await {
             Ok(Ok(())) => {}
-            _ => return,
+            _ => return from,
         }
         let body = buffer.split_to(length).freeze();
         match wire::decode_frame(&body) {
@@ -230,14 +249,15 @@ async fn receive_loop(
                 for (group, message) in messages {
                     if message.to == local {
                         stats.messages_received.fetch_add(1, Relaxed);
-                        deliver(group, message);
+                        from = Some(message.from);
+                        (handlers.deliver)(group, message);
                     }
                 }
             }
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "undecodable raft frame; closing the connection");
                 stats.bad_frames.fetch_add(1, Relaxed);
-                return;
+                return from;
             }
         }
     }
@@ -316,6 +336,35 @@ mod tests {
                 "messages share frames"
             );
             assert_eq!(net2.stats.bad_frames.load(Relaxed), 1, "the garbage connection was refused");
+        });
+    }
+
+    /// A peer's connection that closes is reported with the peer's id (from its messages);
+    /// a connection that never sent one is not.
+    #[test]
+    fn a_closed_peer_connection_is_reported_with_the_peer_id() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let closed: Rc<RefCell<Vec<NodeId>>> = Rc::default();
+            let sink = Rc::clone(&closed);
+            let (net, outgoing) = RaftNet::new(2, &[(2, addr)]);
+            net.spawn(listener, outgoing, |_, _| {}, move |peer| sink.borrow_mut().push(peer));
+            // A connection that sends nothing, then one from node 7 that sends a message.
+            drop(TcpStream::connect(addr).await.unwrap());
+            let mut peer = TcpStream::connect(addr).await.unwrap();
+            let group = GroupId { topic_id: 1, partition: 0 };
+            peer.write_all(&wire::encode_frame(&[(group, message(7, 2, 1))])).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(closed.borrow().is_empty(), "reported while open");
+            drop(peer);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while closed.borrow().is_empty() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(*closed.borrow(), vec![7]);
         });
     }
 }

@@ -306,7 +306,17 @@ async fn shard_main(
     });
     if let (Some(listener), Some(outgoing), Some(net)) = (raft_listener, outgoing, shared.net.as_ref()) {
         let deliver_ctx = Rc::clone(&ctx);
-        net.spawn(listener, outgoing, move |group, message| deliver(&deliver_ctx, group, message));
+        let closed_shared = Arc::clone(&shared);
+        net.spawn(
+            listener,
+            outgoing,
+            move |group, message| deliver(&deliver_ctx, group, message),
+            move |peer| {
+                for shard in &closed_shared.senders {
+                    let _ = shard.try_send(ShardMsg::PeerLost { peer });
+                }
+            },
+        );
     }
     let tick_state = Rc::clone(&state);
     let tick_every = Duration::from_millis(shared.config.raft_tick_ms);

@@ -246,6 +246,11 @@ pub enum ShardMsg {
         group: GroupId,
         message: Message,
     },
+    /// A peer's connection to this node closed: groups it leads here look for a new leader
+    /// soon ([`braid_engine::raft::Raft::peer_lost`]).
+    PeerLost {
+        peer: NodeId,
+    },
     /// For shard 0: a partition's leader asks to be written to the tree.
     PartitionLeader {
         topic: String,
@@ -452,6 +457,14 @@ impl ShardState {
                     }
                 }
                 self.flush_needed.notify_one();
+            }
+            ShardMsg::PeerLost { peer } => {
+                if let Some(meta) = self.meta.as_mut() {
+                    meta.peer_lost(peer);
+                }
+                for p in self.partitions.values_mut() {
+                    p.replica.raft.peer_lost(peer);
+                }
             }
             ShardMsg::Zk(msg) => {
                 if let Some(meta) = self.meta.as_mut() {
