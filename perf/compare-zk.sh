@@ -9,6 +9,9 @@
 #   get      getData only (read capacity)
 #   rate     setData at a fixed --rate for every system (p99 at equal load)
 #   watch    setData at a fixed --rate on 100 keys, --watchers sessions watching every key
+#   failover (3 servers only, not in the default list; put it last: it kills and restarts
+#            servers) kazoo clients writing while the leader is SIGKILLed --kills times
+#            (perf/zk_failover.py): each client's time without a successful write
 # Both systems fsync every write before answering it (ZooKeeper's forceSync=yes default,
 # Braid's only mode). Prints a table with writes/s, reads/s, p50/p99/p999 and Braid/ZooKeeper
 # ratios; writes each run's JSON to perf/out/zk-compare/, the summary to
@@ -20,14 +23,14 @@
 # Usage (from the repository root):
 #   perf/compare-zk.sh [--seconds S] [--sessions N] [--in-flight D] [--rate R] [--watchers W]
 #                      [--keys K] [--data-bytes B] [--systems "zk1 zk3 braid1 braid3"]
-#                      [--workloads "set create read get rate watch"] [--tag TAG]
+#                      [--workloads "set create read get rate watch"] [--kills K] [--tag TAG]
 # Defaults: 10 s per run, 16 sessions, 1 in flight, --rate 1000 ops/s, 4 watchers, 1000 keys,
 # 100 bytes. --tag names a variant: its files become zk-compare-TAG*. BRAID=path picks the
 # braid binary (default: a release build in the cargo target).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SECONDS_PER_RUN=10 SESSIONS=16 IN_FLIGHT=1 RATE=1000 WATCHERS=4 KEYS=1000 DATA_BYTES=100
+SECONDS_PER_RUN=10 SESSIONS=16 IN_FLIGHT=1 RATE=1000 WATCHERS=4 KEYS=1000 DATA_BYTES=100 KILLS=5
 SYSTEMS="zk1 zk3 braid1 braid3"
 WORKLOADS="set create read get rate watch"
 NAME=zk-compare
@@ -42,6 +45,7 @@ while [ $# -gt 0 ]; do
     --data-bytes) DATA_BYTES="$2" ;;
     --systems) SYSTEMS="$2" ;;
     --workloads) WORKLOADS="$2" ;;
+    --kills) KILLS="$2" ;;
     --tag) NAME="zk-compare-$2" ;;
     *) echo "unknown option $1 (see the head of $0)" >&2; exit 2 ;;
   esac
@@ -157,6 +161,13 @@ for system in $SYSTEMS; do
   "$BRAID" bench zk --servers "$CONNECT" --sessions "$SESSIONS" --mix set=1,get=1 --seconds 2 >/dev/null 2>&1
   for workload in $WORKLOADS; do
     json="$OUT/$system-$workload.json"
+    if [ "$workload" = failover ]; then
+      if [ "${system: -1}" = 3 ]; then
+        python3 "$ROOT/perf/zk_failover.py" "$CONNECT" --kills "$KILLS" --json "$json" --label "$system failover: " \
+          --log-dir "$WORK"
+      fi
+      continue
+    fi
     before=$(disk_stat)
     # shellcheck disable=SC2046 # the workload's flags split on purpose
     "$BRAID" bench zk --servers "$CONNECT" --sessions "$SESSIONS" --in-flight "$IN_FLIGHT" \
@@ -176,71 +187,4 @@ PY
   stop_all
 done
 
-python3 - "$OUT" "$ROOT" "$SYSTEMS" "$WORKLOADS" "$NAME" <<'PY'
-import datetime, json, os, subprocess, sys
-out, root, systems, workloads, name = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4].split(), sys.argv[5]
-runs = {}
-for s in systems:
-    for w in workloads:
-        path = os.path.join(out, f"{s}-{w}.json")
-        if os.path.exists(path):
-            runs[(s, w)] = json.load(open(path))
-
-def figures(r):
-    lat = r["latency_us"]
-    f = {"writes_per_s": round(r["writes_per_s"]), "reads_per_s": round(r["reads_per_s"]),
-         "p50_us": lat["p50"], "p99_us": lat["p99"], "p999_us": lat["p999"], "errors": r["errors"]}
-    if r["watch"]["watchers"]:
-        f["events_per_s"] = round(r["watch"]["events_per_s"])
-        f["event_p99_us"] = r["watch"]["latency_us"]["p99"]
-    if "disk" in r:
-        f["disk"] = r["disk"]
-    return f
-
-summary = {"date": datetime.date.today().isoformat(), "machine": {
-    "nproc": os.cpu_count(), "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)},
-    "config": next(iter(runs.values()))["config"] if runs else {}, "runs": {}, "ratios": {}}
-for (s, w), r in runs.items():
-    summary["runs"][f"{s} {w}"] = figures(r)
-rows = []
-for n in ("1", "3"):
-    for w in workloads:
-        z, b = runs.get(("zk" + n, w)), runs.get(("braid" + n, w))
-        if not (z and b):
-            continue
-        fz, fb = figures(z), figures(b)
-        ratio = {}
-        for k in ("writes_per_s", "reads_per_s", "p50_us", "p99_us", "p999_us"):
-            ratio[k] = round(fb[k] / fz[k], 2) if fz[k] else None
-        summary["ratios"][f"{n} {w}"] = ratio
-        rows.append((n, w, fz, fb, ratio))
-
-def cell(v):
-    return "-" if v is None else f"{v:g}"
-print()
-print(f"{'servers':>7} {'workload':<8} | {'writes/s ZK':>11} {'Braid':>7} {'x':>5} | {'reads/s ZK':>10} {'Braid':>7} {'x':>5} |"
-      f" {'p50 us ZK':>9} {'Braid':>6} | {'p99 us ZK':>9} {'Braid':>6} {'x':>5} | {'p999 us ZK':>10} {'Braid':>6}")
-for n, w, fz, fb, ratio in rows:
-    print(f"{n:>7} {w:<8} | {fz['writes_per_s']:>11} {fb['writes_per_s']:>7} {cell(ratio['writes_per_s']):>5} |"
-          f" {fz['reads_per_s']:>10} {fb['reads_per_s']:>7} {cell(ratio['reads_per_s']):>5} |"
-          f" {fz['p50_us']:>9} {fb['p50_us']:>6} | {fz['p99_us']:>9} {fb['p99_us']:>6} {cell(ratio['p99_us']):>5} |"
-          f" {fz['p999_us']:>10} {fb['p999_us']:>6}")
-for (s, w), r in sorted(runs.items()):
-    if r["errors"]:
-        print(f"{s} {w}: {r['errors']} errors: " + json.dumps({k: v['error_codes'] for k, v in r['by_op'].items()}))
-path = os.path.join(root, f"perf/out/{name}.json")
-json.dump(summary, open(path, "w"), indent=2)
-base = os.path.join(root, "perf/baselines", f"{name}-{summary['date']}.json")
-json.dump(summary, open(base, "w"), indent=2)
-print(f"\nJSON: {path}\nbaseline: {base}")
-titles = {"set": "setData as fast as answered", "create": "create as fast as answered",
-          "read": "getData 9 : setData 1", "rate": "setData at a fixed rate (equal load)",
-          "watch": "setData at a fixed rate, watchers"}
-for w in workloads:
-    curves = [os.path.join(out, f"{s}-{w}.json") for n in "13" for s in ("zk" + n, "braid" + n) if (s, w) in runs]
-    if curves:
-        svg = os.path.join(out, f"latency-{w}.svg")
-        subprocess.run([sys.executable, os.path.join(root, "perf/plot-latency.py"), "--title",
-                        f"{titles.get(w, w)}: latency by percentile", "--out", svg, *curves], check=True)
-        print(f"plot: {svg}")
-PY
+python3 "$ROOT/perf/zk_compare_summary.py" "$OUT" "$ROOT" "$SYSTEMS" "$WORKLOADS" "$NAME"
