@@ -172,6 +172,8 @@ pub struct MetaStore {
     truncation_proposed: i64,
     /// The metadata leader and term last seen.
     known_leader: (Option<NodeId>, braid_engine::raft::Term),
+    /// A tree snapshot its thread is writing.
+    snapshot_writing: Option<SnapshotWriting>,
     /// When the log last failed and was reopened ([`MetaStore::recover_log`]).
     log_failed_at_ms: i64,
     /// A snapshot of Kafka's metadata went to the shards once.
@@ -328,6 +330,16 @@ pub struct MetaRound {
     pub caught_up: bool,
 }
 
+/// A tree snapshot on its way to disk ([`MetaStore::start_snapshot`]).
+struct SnapshotWriting {
+    /// The zxid the snapshot holds.
+    zxid: i64,
+    started: std::time::Instant,
+    serialized_ms: u64,
+    /// The writing thread's answer: the bytes written, or what failed.
+    outcome: std::sync::mpsc::Receiver<Result<usize, String>>,
+}
+
 impl MetaStore {
     /// Opens the metadata log under `data_dir/meta/group-0` as a member of group 0.
     pub fn open(storage: UringStorage, config: &NodeConfig) -> anyhow::Result<Self> {
@@ -403,6 +415,7 @@ impl MetaStore {
             truncation_proposed: 0,
             log_failed_at_ms: i64::MIN / 2,
             known_leader: (None, 0),
+            snapshot_writing: None,
             published: false,
         })
     }
@@ -717,43 +730,75 @@ impl MetaStore {
         }
         // Requests that waited for these transactions may have proposed more.
         self.propose_zk(now);
-        if self.tree.last_zxid() >= self.snapshot_due {
-            self.write_snapshot();
+        self.finish_snapshot();
+        if self.snapshot_writing.is_none() && self.tree.last_zxid() >= self.snapshot_due {
+            self.start_snapshot();
         }
         self.truncate_log();
         Ok(())
     }
 
-    /// Writes the tree's snapshot (a new file synced, then renamed over the old one).
-    fn write_snapshot(&mut self) {
+    /// Serializes the tree here (it must not move meanwhile) and leaves the writing to a thread
+    /// of its own (a new file synced, then renamed over the old one): shard 0 serves clients
+    /// while the disk works. [`MetaStore::finish_snapshot`] collects the outcome.
+    fn start_snapshot(&mut self) {
         let started = std::time::Instant::now();
+        let zxid = self.tree.last_zxid();
         let bytes = self.tree.snapshot();
-        let tmp = self.snapshot_path.with_extension("snap.tmp");
-        let written = (|| -> std::io::Result<()> {
-            use std::io::Write;
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &self.snapshot_path)?;
-            if let Some(dir) = self.snapshot_path.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
+        let serialized_ms = started.elapsed().as_millis() as u64;
+        let path = self.snapshot_path.clone();
+        let (done, outcome) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new().name("tree-snapshot".into()).spawn(move || {
+            let tmp = path.with_extension("snap.tmp");
+            let written = (|| -> std::io::Result<()> {
+                use std::io::Write;
+                let mut file = std::fs::File::create(&tmp)?;
+                file.write_all(&bytes)?;
+                file.sync_all()?;
+                std::fs::rename(&tmp, &path)?;
+                if let Some(dir) = path.parent() {
+                    std::fs::File::open(dir)?.sync_all()?;
+                }
+                Ok(())
+            })();
+            let _ = done.send(written.map(|()| bytes.len()).map_err(|e| format!("writing {}: {e}", tmp.display())));
+        });
+        match spawned {
+            Ok(_) => self.snapshot_writing = Some(SnapshotWriting { zxid, started, serialized_ms, outcome }),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the tree snapshot's thread; trying again later");
+                self.snapshot_due = zxid + self.snap_count / 2;
             }
-            Ok(())
-        })();
-        match written {
-            Ok(()) => {
-                self.snapshot_zxid = self.tree.last_zxid();
-                self.snapshot_due = self.snapshot_zxid + self.snap_count;
+        }
+    }
+
+    /// Takes the outcome of a snapshot being written, if it is there.
+    fn finish_snapshot(&mut self) {
+        let Some(writing) = &self.snapshot_writing else { return };
+        let outcome = match writing.outcome.try_recv() {
+            Ok(outcome) => outcome,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                Err("the snapshot thread ended without an answer".into())
+            }
+        };
+        let writing = self.snapshot_writing.take().expect("checked above");
+        match outcome {
+            Ok(bytes) => {
+                // Only now may the log below it go.
+                self.snapshot_zxid = writing.zxid;
+                self.snapshot_due = writing.zxid + self.snap_count;
                 tracing::info!(
-                    zxid = self.snapshot_zxid,
-                    bytes = bytes.len(),
-                    ms = started.elapsed().as_millis() as u64,
+                    zxid = writing.zxid,
+                    bytes,
+                    serialize_ms = writing.serialized_ms,
+                    ms = writing.started.elapsed().as_millis() as u64,
                     "tree snapshot written"
                 );
             }
-            Err(e) => {
+            Err(error) => {
                 // The log keeps everything past the last snapshot written; tried again later.
-                tracing::error!(path = %tmp.display(), error = %e, "writing the tree snapshot failed");
+                tracing::error!(%error, "writing the tree snapshot failed");
                 self.snapshot_due = self.tree.last_zxid() + self.snap_count / 2;
             }
         }
