@@ -2,7 +2,7 @@
 
 mod common;
 
-use braid_engine::io::{FileKind, Storage, StorageFile, UringStorage};
+use braid_engine::io::{FileKind, SimStorage, Storage, StorageFile, UringStorage};
 use braid_engine::log::batch::stamp;
 use braid_engine::log::{Log, LogConfig};
 use common::*;
@@ -133,6 +133,15 @@ fn missing_or_damaged_indexes_are_rebuilt() {
     assert!(report.rebuilt_indexes.is_empty(), "rebuilt indexes are persisted");
 }
 
+/// After a crash, with space again, the log opens holding exactly `stored`.
+fn reopens_with_after_a_crash(disk: SimStorage, stored: &[Vec<u8>]) {
+    disk.crash();
+    disk.set_capacity(None);
+    let log = open(disk, &sim_dir(), LogConfig::default());
+    let got: Vec<Vec<u8>> = read_all(&log).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(got, stored);
+}
+
 #[test]
 fn a_full_disk_fails_the_flush_and_loses_nothing_acknowledged() {
     let disk = sim_disk(3, 1);
@@ -146,11 +155,7 @@ fn a_full_disk_fails_the_flush_and_loses_nothing_acknowledged() {
     assert!(log.is_poisoned());
     assert!(log.append(&batch(51, 1, 0), 3).is_err());
     drop(log);
-    disk.crash();
-    disk.set_capacity(None);
-    let log = open(disk, &sim_dir(), LogConfig::default());
-    let got: Vec<Vec<u8>> = read_all(&log).into_iter().map(|(_, b)| b).collect();
-    assert_eq!(got, stored);
+    reopens_with_after_a_crash(disk, &stored);
 }
 
 #[test]
@@ -172,11 +177,7 @@ fn a_disk_too_full_for_a_reservation_step_still_takes_writes_that_fit() {
     log.append(&batch(200, 10_000, 0), 3).unwrap();
     assert!(log.flush().unwrap_err().is_disk_full());
     drop(log);
-    disk.crash();
-    disk.set_capacity(None);
-    let log = open(disk, &sim_dir(), LogConfig::default());
-    let got: Vec<Vec<u8>> = read_all(&log).into_iter().map(|(_, b)| b).collect();
-    assert_eq!(got, stored);
+    reopens_with_after_a_crash(disk, &stored);
 }
 
 #[test]
