@@ -348,7 +348,7 @@ impl StorageFile for SimFile {
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.with_file(|_, f| {
             // Cutting a file gives back the blocks reserved past its new end.
-            if len < f.current.len() as u64 {
+            if len <= f.current.len() as u64 {
                 f.reserved = f.reserved.min(len);
             }
             let op = PendingOp::SetLen(len);

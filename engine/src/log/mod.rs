@@ -489,6 +489,14 @@ impl<S: Storage> Log<S> {
         self.poisoned.is_some()
     }
 
+    /// Waits for the writes still in flight to the active segment, whatever their outcome: a
+    /// failed log must be quiet before it is opened again (a late write could land past the
+    /// end recovery settles on).
+    pub fn quiesce(&mut self) {
+        let active = self.segments.last_mut().expect("a log always has a segment");
+        let _ = active.file.sync_data();
+    }
+
     /// The file a [`ReadSlice`] refers to, for sendfile or a read.
     pub fn segment_file(&self, segment_base_offset: i64) -> Option<&S::File> {
         self.segments.iter().find(|s| s.base_offset == segment_base_offset).map(|s| &s.file)
@@ -595,6 +603,11 @@ impl<S: Storage> Log<S> {
         let step = end.next_power_of_two().clamp(PREALLOCATE_FIRST_BYTES, PREALLOCATE_STEP_BYTES);
         let from = self.preallocated_to.max(end / step * step);
         let to = (end / step * step + step).min(self.config.segment_bytes.max(end));
+        if to <= from {
+            // Nothing to reserve past what is reserved (end sits on a step's boundary).
+            self.preallocated_to = self.preallocated_to.max(to);
+            return Ok(());
+        }
         let active = self.segments.last_mut().expect("a log always has a segment");
         let mut reserved = active.file.preallocate(from, to - from).map(|()| to);
         if matches!(&reserved, Err(e) if crate::io::is_disk_full(e)) && to > end {
