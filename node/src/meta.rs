@@ -666,6 +666,13 @@ impl MetaStore {
         match self.replica.reopen(voters) {
             Ok(report) => {
                 tracing::warn!(?report.corruption, "metadata log reopened after an I/O failure");
+                // Their entries were not durable and are gone; new ones may take their offsets.
+                for (_, reply) in std::mem::take(&mut self.pending) {
+                    let _ = reply.send(Err((
+                        ResponseError::NotController.code(),
+                        "the metadata log failed and was reopened; try again".into(),
+                    )));
+                }
             }
             Err(e) => tracing::error!(error = %e, "metadata log: reopening failed; trying again in a second"),
         }

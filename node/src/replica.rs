@@ -49,7 +49,23 @@ impl Replica {
         id: NodeId,
         voters: Vec<NodeId>,
     ) -> Result<(Self, braid_engine::log::RecoveryReport), LogError> {
-        let (log, report) = Log::open(storage.clone(), dir, config)?;
+        Self::open_cut(storage, dir, config, group, id, voters, None)
+    }
+
+    /// [`Replica::open`], the log cut back to `cut` first if it reaches past it.
+    fn open_cut(
+        storage: UringStorage,
+        dir: &Path,
+        config: LogConfig,
+        group: GroupId,
+        id: NodeId,
+        voters: Vec<NodeId>,
+        cut: Option<i64>,
+    ) -> Result<(Self, braid_engine::log::RecoveryReport), LogError> {
+        let (mut log, report) = Log::open(storage.clone(), dir, config)?;
+        if let Some(cut) = cut.filter(|&cut| log.log_end_offset() > cut) {
+            log.truncate_to(cut)?;
+        }
         let (hard_seq, hard) = hard_state::load(&storage, &dir.join(HARD_STATE_FILE));
         let (config_seq, voters, changes) =
             config_file::load(&storage, &dir.join(CONFIG_FILE)).unwrap_or((0, voters, Vec::new()));
@@ -74,12 +90,18 @@ impl Replica {
     }
 
     /// Opens the group's log again from disk, after an I/O failure poisoned it: what was durable
-    /// is kept, raft starts over as a follower from its persisted hard state and configuration,
-    /// and the leader sends again whatever was not durable. `voters` as for [`Replica::open`].
+    /// is kept, raft starts over from its persisted hard state and configuration, and the
+    /// leader sends again whatever was not durable. What was written past the last durable point
+    /// is cut even if the files still show it: after a failed fdatasync the page cache may hold
+    /// pages the disk never got (and a new descriptor's fdatasync would not say so).
+    /// `voters` as for [`Replica::open`].
     pub fn reopen(&mut self, voters: Vec<NodeId>) -> Result<braid_engine::log::RecoveryReport, LogError> {
         let config = self.raft.log().config().clone();
         let dir = self.dir.clone();
-        let (replica, report) = Replica::open(self.storage.clone(), &dir, config, self.group, self.raft.id(), voters)?;
+        let durable = self.raft.log().durable_offset();
+        self.raft.log_mut().quiesce();
+        let (replica, report) =
+            Replica::open_cut(self.storage.clone(), &dir, config, self.group, self.raft.id(), voters, Some(durable))?;
         *self = replica;
         Ok(report)
     }
