@@ -894,6 +894,7 @@ impl<L: RaftLog> Raft<L> {
                     && self.role == Role::PreCandidate
                     && msg.term == self.hard.term + 1
                     && msg.from > self.config.id
+                    && self.voters.contains(&msg.from)
                 {
                     self.role = Role::Follower;
                     self.votes.clear();
