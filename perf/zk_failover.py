@@ -110,7 +110,18 @@ class Writer(threading.Thread):
             return self.successes[i] if i < len(self.successes) else None
 
 
+def wait_until(check, what, seconds=60):
+    """Polls `check` until it holds; gives up (ending the run) after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"gave up after {seconds} s waiting for {what}")
+        time.sleep(0.01)
+
+
 def main():
+    # A SIGTERM ends the run through the cleanup below (restarted servers are killed).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser()
     ap.add_argument("connect")
     ap.add_argument("--kills", type=int, default=5)
@@ -144,11 +155,8 @@ def main():
             )
             killed_at = time.monotonic()
             os.kill(pid, signal.SIGKILL)
-            # Every client writes again (waited for up to 60 s).
-            deadline = killed_at + 60
-            for w in writers:
-                while w.first_success_after(killed_at) is None and time.monotonic() < deadline:
-                    time.sleep(0.01)
+            for n, w in enumerate(writers):
+                wait_until(lambda: w.first_success_after(killed_at) is not None, f"client {n} writing after the kill")
             try:
                 os.waitpid(pid, 0)
             except ChildProcessError:
@@ -158,17 +166,14 @@ def main():
             log = open(os.path.join(args.log_dir, f"failover-restart-{leader}.log"), "ab")
             proc = subprocess.Popen(cmdline, cwd=cwd, env=env, stdout=log, stderr=log, start_new_session=True)
             restarted[leader] = proc
-            while four_letter(leader, "ruok") != "imok":
-                time.sleep(0.1)
+            wait_until(lambda: four_letter(leader, "ruok") == "imok", f"the server on {leader} answering after its restart")
             # Settled: every client wrote again after the restart.
             back = time.monotonic()
-            for w in writers:
-                while w.first_success_after(back) is None:
-                    time.sleep(0.01)
+            for n, w in enumerate(writers):
+                wait_until(lambda: w.first_success_after(back) is not None, f"client {n} writing after the restart")
             time.sleep(1)
             # Every client's outage: its longest time without a successful write from the kill
-            # until it wrote again after the restart (a client that never wrote again counts
-            # up to now).
+            # until it wrote again after the restart.
             outages = [w.longest_gap(killed_at, time.monotonic()) for w in writers]
             ms = sorted(round(o * 1000) for o in outages)
             kills.append({"leader_port": leader, "outage_ms": ms})
