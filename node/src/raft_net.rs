@@ -203,7 +203,8 @@ async fn accept_loop(local: NodeId, listener: TcpListener, handlers: Rc<Handlers
     }
 }
 
-/// Reads one peer's connection until it ends; returns the peer's id if it sent any message.
+/// Reads one peer's connection until it ends; returns the peer's id if the peer's end closed
+/// (or failed) after it sent a message, None if this end gave up on the connection.
 async fn receive_loop(
     local: NodeId,
     mut stream: TcpStream,
@@ -223,7 +224,8 @@ async fn receive_loop(
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "bad raft frame; closing the connection");
                 stats.bad_frames.fetch_add(1, Relaxed);
-                return from;
+                // This end closes: not a sign the peer died.
+                return None;
             }
         };
         // Read into spare capacity (nothing to clear first); the frame's entries keep their
@@ -241,7 +243,9 @@ async fn receive_loop(
         };
         match tokio::time::timeout(FRAME_READ_TIMEOUT, read).await {
             Ok(Ok(())) => {}
-            _ => return from,
+            Ok(Err(_)) => return from,
+            // A peer too slow to finish a frame is alive.
+            Err(_) => return None,
         }
         let body = buffer.split_to(length).freeze();
         match wire::decode_frame(&body) {
@@ -257,7 +261,7 @@ async fn receive_loop(
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "undecodable raft frame; closing the connection");
                 stats.bad_frames.fetch_add(1, Relaxed);
-                return from;
+                return None;
             }
         }
     }
