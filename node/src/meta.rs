@@ -348,7 +348,7 @@ impl MetaStore {
         // Segments of 16 MiB: the log below a tree snapshot goes a segment at a time.
         let log_config = LogConfig { retention_ms: -1, segment_bytes: 16 << 20, ..LogConfig::default() };
         let (replica, report) =
-            Replica::open(storage, &dir, log_config, GroupId::METADATA, config.node_id as NodeId, voters)
+            Replica::open(storage, &dir, log_config, GroupId::METADATA, config.node_id as NodeId, voters, None)
                 .with_context(|| format!("opening the metadata log in {}", dir.display()))?;
         if let Some(corruption) = &report.corruption {
             tracing::warn!(%corruption, "metadata log: cut at a torn or corrupt batch");

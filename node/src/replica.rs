@@ -40,20 +40,9 @@ pub struct Replica {
 
 impl Replica {
     /// Opens (recovers) the group's log in `dir`, its hard state and its configuration
-    /// (`voters` for a new group; what the group changed them to, if it did).
+    /// (`voters` for a new group; what the group changed them to, if it did); the log is cut
+    /// back to `cut` first if it reaches past it.
     pub fn open(
-        storage: UringStorage,
-        dir: &Path,
-        config: LogConfig,
-        group: GroupId,
-        id: NodeId,
-        voters: Vec<NodeId>,
-    ) -> Result<(Self, braid_engine::log::RecoveryReport), LogError> {
-        Self::open_cut(storage, dir, config, group, id, voters, None)
-    }
-
-    /// [`Replica::open`], the log cut back to `cut` first if it reaches past it.
-    fn open_cut(
         storage: UringStorage,
         dir: &Path,
         config: LogConfig,
@@ -101,7 +90,7 @@ impl Replica {
         let durable = self.raft.log().durable_offset();
         self.raft.log_mut().quiesce();
         let (replica, report) =
-            Replica::open_cut(self.storage.clone(), &dir, config, self.group, self.raft.id(), voters, Some(durable))?;
+            Replica::open(self.storage.clone(), &dir, config, self.group, self.raft.id(), voters, Some(durable))?;
         *self = replica;
         Ok(report)
     }

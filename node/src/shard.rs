@@ -1009,7 +1009,7 @@ impl ShardState {
             // Raft's voters start as the replicas before any move (a joining node is not one
             // of them: it becomes a voter when the leader's change reaches its log).
             let base: Vec<NodeId> = meta.original(key.1).iter().map(|&r| r as NodeId).collect();
-            match Replica::open(self.storage.clone(), &dir, config, group, me as NodeId, base) {
+            match Replica::open(self.storage.clone(), &dir, config, group, me as NodeId, base, None) {
                 Ok((mut replica, report)) => {
                     if let Some(corruption) = &report.corruption {
                         tracing::warn!(topic = %key.0, partition = key.1, %corruption, "recovery cut the log at a torn or corrupt batch");
