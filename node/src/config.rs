@@ -10,6 +10,8 @@ use std::path::PathBuf;
 pub const MAX_REQUEST_BYTES_DEFAULT: usize = 100 << 20;
 /// Kafka connections a shard serves at once by default.
 pub const MAX_CONNECTIONS_PER_SHARD_DEFAULT: usize = 4096;
+/// Bytes of recently appended batches a shard keeps for its followers by default.
+pub const REPLICATION_CACHE_BYTES_DEFAULT: usize = 128 << 20;
 /// Request bytes a shard holds in memory at once, across all its connections.
 pub const SHARD_REQUEST_MEMORY_DEFAULT: usize = 256 << 20;
 
@@ -72,6 +74,11 @@ pub struct StartArgs {
     /// [default: 4096].
     #[arg(long, env = "BRAID_MAX_CONNECTIONS_PER_SHARD")]
     pub max_connections_per_shard: Option<usize>,
+    /// Bytes of recently appended batches a shard keeps in memory for followers, shared by its
+    /// replicated partitions (at least 1 MiB each); followers further behind read the
+    /// segments [default: 134217728].
+    #[arg(long, env = "BRAID_REPLICATION_CACHE_BYTES")]
+    pub replication_cache_bytes: Option<usize>,
     /// Write segments through the page cache instead of O_DIRECT.
     #[arg(long, env = "BRAID_BUFFERED_IO")]
     #[serde(default)]
@@ -108,6 +115,7 @@ pub struct NodeConfig {
     pub cores: usize,
     pub max_request_bytes: usize,
     pub max_connections_per_shard: usize,
+    pub replication_cache_bytes: usize,
     pub shard_request_memory: usize,
     pub direct_io: bool,
     pub default_partitions: i32,
@@ -182,6 +190,10 @@ impl NodeConfig {
                 .max_connections_per_shard
                 .or(file.max_connections_per_shard)
                 .unwrap_or(MAX_CONNECTIONS_PER_SHARD_DEFAULT),
+            replication_cache_bytes: args
+                .replication_cache_bytes
+                .or(file.replication_cache_bytes)
+                .unwrap_or(REPLICATION_CACHE_BYTES_DEFAULT),
             shard_request_memory: SHARD_REQUEST_MEMORY_DEFAULT,
             direct_io: !(args.buffered_io || file.buffered_io),
             default_partitions: args.default_partitions.or(file.default_partitions).unwrap_or(1),

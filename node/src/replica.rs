@@ -21,8 +21,9 @@ pub const ELECTION_TICKS: u32 = 10;
 pub const HARD_STATE_FILE: &str = "raft-state";
 /// Files (.0 and .1) of the configuration changes, beside the group's segments.
 pub const CONFIG_FILE: &str = "raft-config";
-/// Bytes of the last appended batches a replicated group keeps in memory: followers get their
-/// appends from there (no segment read, no copy) unless they are further behind.
+/// Bytes of the last appended batches a replicated group keeps in memory unless told otherwise
+/// ([`Replica::set_recent_share`]): followers get their appends from there (no segment read, no
+/// copy) unless they are further behind.
 pub const RECENT_BYTES: usize = 16 << 20;
 
 pub struct Replica {
@@ -36,6 +37,8 @@ pub struct Replica {
     seen_leader: (Option<NodeId>, Term),
     /// What the log keeps of its recent batches now.
     recent_budget: usize,
+    /// What it may keep while the group has followers.
+    recent_share: usize,
 }
 
 impl Replica {
@@ -74,6 +77,7 @@ impl Replica {
             config_seq,
             seen_leader: (None, 0),
             recent_budget,
+            recent_share: RECENT_BYTES,
         };
         Ok((replica, report))
     }
@@ -91,8 +95,16 @@ impl Replica {
         self.raft.log_mut().quiesce();
         let (replica, report) =
             Replica::open(self.storage.clone(), &dir, config, self.group, self.raft.id(), voters, Some(durable))?;
+        let share = self.recent_share;
         *self = replica;
+        self.recent_share = share;
         Ok(report)
+    }
+
+    /// How many bytes of recent batches the group may keep while it has followers (its share
+    /// of the shard's replication cache); applied at the next persist.
+    pub fn set_recent_share(&mut self, bytes: usize) {
+        self.recent_share = bytes;
     }
 
     pub fn is_leader(&self) -> bool {
@@ -125,7 +137,7 @@ impl Replica {
             }
         }
         // Only a group with followers needs its recent batches.
-        let recent = if self.raft.voters().len() > 1 { RECENT_BYTES } else { 0 };
+        let recent = if self.raft.voters().len() > 1 { self.recent_share } else { 0 };
         if recent != self.recent_budget {
             self.recent_budget = recent;
             self.raft.log_mut().keep_recent(recent);

@@ -680,7 +680,11 @@ impl ShardState {
         let me = self.shared.config.node_id as NodeId;
         let now = now_ms();
         let mut group_writes = Vec::new();
+        // The replication cache, shared by the partitions that have followers.
+        let replicated = self.partitions.values().filter(|p| p.replica.raft.voters().len() > 1).count();
+        let share = (self.shared.config.replication_cache_bytes / replicated.max(1)).max(1 << 20);
         for (key, p) in &mut self.partitions {
+            p.replica.set_recent_share(share);
             p.replica.raft.tick();
             self.dirty.insert(key.clone());
             if let Some(coordinator) = p.coordinator.as_mut().filter(|_| p.replica.is_leader()) {
