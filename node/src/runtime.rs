@@ -126,9 +126,9 @@ fn preflight(config: &mut NodeConfig) -> anyhow::Result<()> {
 /// time. glibc would map and unmap each one above 128 KiB, and the kernel would clear fresh pages
 /// for every one; keeping them on the heap instead measured 25-40% more replicated throughput
 /// (decision 0004). Freed memory then stays with the process, up to its high-water mark, which
-/// the per-shard request memory limit bounds.
-fn keep_large_buffers_on_the_heap() {
-    // SAFETY: mallopt only changes allocator parameters; called before any shard thread starts.
+/// the per-shard request memory limit bounds. `braid bench` does the same for its own batches.
+pub fn keep_large_buffers_on_the_heap() {
+    // SAFETY: mallopt only changes allocator parameters; called before any other thread starts.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);

@@ -434,6 +434,9 @@ pub fn consume(args: ConsumeBench) -> anyhow::Result<()> {
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
+    // Its batches of up to megabytes would otherwise be mapped, faulted in, cleared and
+    // unmapped one by one, and the load generator would take more of the machine than the node.
+    crate::runtime::keep_large_buffers_on_the_heap();
     match command {
         BenchCommand::Produce(args) => produce(args),
         BenchCommand::Consume(args) => consume(args),
