@@ -53,15 +53,6 @@ fn fill(path: &Path) {
     let _ = file.sync_all();
 }
 
-fn zk(node: &Node, args: &[&str]) -> std::process::Output {
-    let server = node.zk.to_string();
-    let mut all = vec!["zk"];
-    all.extend_from_slice(&args[..1]);
-    all.extend(["--server", server.as_str()]);
-    all.extend_from_slice(&args[1..]);
-    node.cli(&all, None)
-}
-
 fn produce(node: &Node, topic: &str, lines: &str) -> std::process::Output {
     node.cli(&["produce", topic], Some(lines.as_bytes()))
 }
@@ -103,7 +94,7 @@ fn a_full_disk_refuses_writes_and_the_node_takes_them_again_once_space_returns()
     node.launch(&[]);
 
     // Acknowledged before the disk fills.
-    wait_for("a first znode", || zk(&node, &["create", "/before", "kept"]).status.success().then_some(()));
+    wait_for("a first znode", || node.zk_cli(&["create", "/before", "kept"]).status.success().then_some(()));
     let out = produce(&node, "kept", "one\ntwo\n");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
@@ -112,7 +103,7 @@ fn a_full_disk_refuses_writes_and_the_node_takes_them_again_once_space_returns()
     // Refused while full (writes may still land in blocks the logs reserved before): znodes of
     // 100 KiB and records of 256 KiB until one is refused.
     let big = "z".repeat(100 << 10);
-    let (znodes, zk_error) = until_refused(40, |i| zk(&node, &["create", &format!("/during-{i}"), &big]));
+    let (znodes, zk_error) = until_refused(40, |i| node.zk_cli(&["create", &format!("/during-{i}"), &big]));
     let record = "r".repeat(256 << 10);
     let (records, kafka_error) = until_refused(40, |_| produce(&node, "kept", &record));
     // KAFKA_STORAGE_ERROR (56).
@@ -128,13 +119,13 @@ fn a_full_disk_refuses_writes_and_the_node_takes_them_again_once_space_returns()
     // Space returns: both protocols take writes again, without a restart.
     std::fs::remove_file(disk.path.join("filler")).unwrap();
     wait_for("a znode created after space returned", || {
-        zk(&node, &["create", "/after", "back"]).status.success().then_some(())
+        node.zk_cli(&["create", "/after", "back"]).status.success().then_some(())
     });
     wait_for("a produce after space returned", || produce(&node, "kept", "three\n").status.success().then_some(()));
     assert!(node.alive(), "the node exited");
 
     // Nothing acknowledged was lost.
-    let get = |path: &str| String::from_utf8_lossy(&zk(&node, &["get", path]).stdout).trim().to_owned();
+    let get = |path: &str| String::from_utf8_lossy(&node.zk_cli(&["get", path]).stdout).trim().to_owned();
     assert_eq!(get("/before"), "kept");
     assert_eq!(get("/after"), "back");
     for i in 0..znodes {

@@ -141,11 +141,7 @@ fn zkcli_braid_zk_and_cli_mt_read_and_change_the_tree() {
     assert!(text.contains("\"partitions\":{\"0\":[1]}"), "the topic's znode is Kafka's JSON: {text}");
 
     // braid zk: the same tree through the CLI.
-    let zk = |args: &[&str]| {
-        let mut all = vec!["zk", "--server", server.as_str()];
-        all.extend_from_slice(args);
-        node.cli(&all, None)
-    };
+    let zk = |args: &[&str]| node.zk_cli(args);
     let text = |out: std::process::Output| String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert_eq!(text(zk(&["ls", "/brokers/topics"])), format!("[{topic}]"));
     assert_eq!(text(zk(&["create", "/cli", "one"])), "/cli");

@@ -189,6 +189,14 @@ impl Node {
         child.wait_with_output().unwrap()
     }
 
+    /// Runs `braid zk ARGS` against this node's ZooKeeper port.
+    pub fn zk_cli(&self, args: &[&str]) -> Output {
+        let server = self.zk.to_string();
+        let mut all = vec!["zk", "--server", server.as_str()];
+        all.extend_from_slice(args);
+        self.cli(&all, None)
+    }
+
     /// /v1/status as JSON, None if the node does not answer (stopped, or paused: 2 s timeout).
     pub fn status(&self) -> Option<serde_json::Value> {
         use std::io::{Read, Write};
