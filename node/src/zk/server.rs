@@ -146,6 +146,15 @@ enum Waiting {
     Reply { conn: u64, xid: i32, request: Op, proposed_ms: i64 },
 }
 
+impl Waiting {
+    /// The connection that waits.
+    fn conn(&self) -> u64 {
+        match self {
+            Waiting::Connect { conn, .. } | Waiting::Reply { conn, .. } => *conn,
+        }
+    }
+}
+
 #[derive(Default, Clone, Copy)]
 struct Latency {
     count: u64,
@@ -309,9 +318,8 @@ impl ZkServer {
     /// client goes to another node.
     pub fn unsent(&mut self, key: &[u8]) {
         if let Some(id) = own_request(self.settings.node_id, Some(key)) {
-            match self.waiting.remove(&id) {
-                Some(Waiting::Connect { conn, .. }) | Some(Waiting::Reply { conn, .. }) => self.close(conn),
-                None => {}
+            if let Some(waiting) = self.waiting.remove(&id) {
+                self.close(waiting.conn());
             }
         }
     }
@@ -361,9 +369,7 @@ impl ZkServer {
         if conns.is_empty() {
             return;
         }
-        self.waiting.retain(
-            |_, w| !matches!(w, Waiting::Reply { conn: c, .. } | Waiting::Connect { conn: c, .. } if conns.contains(c)),
-        );
+        self.waiting.retain(|_, w| !conns.contains(&w.conn()));
         for conn in conns {
             tracing::warn!(conn, "{why}");
             self.close(conn);
@@ -376,13 +382,7 @@ impl ZkServer {
     /// known; the client reconnects, to any node, and retries), as a ZooKeeper server closes
     /// all its clients when its leader goes. Connections waiting for nothing stay.
     pub fn leader_changed(&mut self) {
-        let waiting: BTreeSet<u64> = self
-            .waiting
-            .values()
-            .map(|w| match w {
-                Waiting::Reply { conn, .. } | Waiting::Connect { conn, .. } => *conn,
-            })
-            .collect();
+        let waiting: BTreeSet<u64> = self.waiting.values().map(Waiting::conn).collect();
         self.close_waiting(
             waiting,
             "metadata leader changed with a ZooKeeper write or session change in flight; closing the connection",
