@@ -76,6 +76,18 @@ impl Member {
     }
 }
 
+/// Every member's stderr in `dir` (assignments, revocations, failed commits), for a failure
+/// message.
+fn members_stderr(dir: &Path) -> String {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "stderr")).collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files.iter().map(|p| format!("== {}\n{}", p.display(), std::fs::read_to_string(p).unwrap_or_default())).collect()
+}
+
 impl Drop for Member {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -204,7 +216,11 @@ fn a_group_shares_partitions_through_a_crash_a_coordinator_kill_and_a_graceful_l
     assert!(described.starts_with(&format!("group {GROUP} state Empty")), "{described}");
     // Everything consumed is committed; a partition's end may lie past its last record by the
     // leader markers written after it (control batches, which consumers never see).
-    assert!(positions(&described).iter().all(|&(c, e)| c <= e && e - c <= 3), "{described}");
+    assert!(
+        positions(&described).iter().all(|&(c, e)| c <= e && e - c <= 3),
+        "{described}\nthe members' stderr:\n{}",
+        members_stderr(dir.path())
+    );
     let plan = cli(&["group", "reset-offsets", GROUP, "--topic", TOPIC, "--to-earliest"]);
     assert!(plan.contains("dry run"), "{plan}");
     assert_eq!(positions(&cli(&["group", "describe", GROUP])), positions(&described), "a dry run changes nothing");
