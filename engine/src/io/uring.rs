@@ -242,6 +242,13 @@ impl UringFile {
             return self.write_now(position, bounce.as_slice(), sync);
         }
         self.wait_behind()?;
+        if self.direct.is_none() {
+            // A buffered write is a copy into the page cache: a plain pwrite here costs less
+            // than the ring's hand-off to an io-wq worker (where buffered writes to ext4 go)
+            // and the wake-up back.
+            self.buffered.write_all_at(data, position)?;
+            return if sync { self.sync_data() } else { Ok(()) };
+        }
         let single = data.len() <= WRITE_CHUNK_BYTES;
         let (write_ids, sync_id) = {
             let mut ring = self.ring.borrow_mut();
