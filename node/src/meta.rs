@@ -23,7 +23,7 @@
 //! forwarding). Without sessions yet, registrations are persistent, not ephemeral.
 
 use crate::config::NodeConfig;
-use crate::replica::Replica;
+use crate::replica::{PendingPersist, Persist, Replica};
 use crate::shard::MetaReply;
 use crate::zk::server::{AppliedTxn, ZkMsg, ZkServer, ZkSettings};
 use anyhow::Context;
@@ -318,6 +318,15 @@ fn parse_topic(topic_bytes: &[u8], config_bytes: Option<&[u8]>) -> anyhow::Resul
     Ok(TopicMeta { id, partitions, configs, reassigning })
 }
 
+/// How [`MetaStore::begin_round`] left a round.
+pub enum RoundStart {
+    /// The log's fdatasync must run (off the shard's thread) before the round can end; what
+    /// the round could do meanwhile (apply what was durable already).
+    Syncing(PendingPersist, MetaRound),
+    /// Nothing was left to sync (or persisting failed): the round is done.
+    Done(MetaRound),
+}
+
 /// What a round of the metadata group produced.
 #[derive(Default)]
 pub struct MetaRound {
@@ -609,13 +618,60 @@ impl MetaStore {
         self.replica.raft.propose_or_forward(&batch)
     }
 
-    /// Persists, applies what is newly committed, runs the duties.
+    /// Makes everything appended durable, nothing else (a shard stopping).
+    pub fn flush_log(&mut self) -> Result<(), String> {
+        self.replica.raft.log_mut().flush().map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// Persists, applies what is newly committed, runs the duties (all on this thread).
     pub fn round(&mut self, now_ms: i64) -> MetaRound {
-        let mut round = MetaRound::default();
-        match self.replica.persist() {
-            Ok(messages) => round.messages = messages,
-            Err(e) => self.recover_log(&e, now_ms),
+        let persisted = self.replica.persist();
+        self.finish_round(persisted, now_ms)
+    }
+
+    /// Starts a round whose fdatasync may run off this thread: a [`RoundStart::Syncing`] goes
+    /// to [`MetaStore::end_round`] with the sync's outcome.
+    pub fn begin_round(&mut self, now_ms: i64) -> RoundStart {
+        match self.replica.persist_begin() {
+            Ok(Persist::Syncing(pending)) => RoundStart::Syncing(pending, self.advance_round(now_ms)),
+            Ok(Persist::Done(messages)) => RoundStart::Done(self.finish_round(Ok(messages), now_ms)),
+            Err(e) => RoundStart::Done(self.finish_round(Err(e), now_ms)),
         }
+    }
+
+    /// Ends a round from [`MetaStore::begin_round`] once its sync is done.
+    pub fn end_round(&mut self, pending: PendingPersist, synced: std::io::Result<()>, now_ms: i64) -> MetaRound {
+        let persisted = self.replica.persist_end(pending, synced);
+        self.finish_round(persisted, now_ms)
+    }
+
+    /// The rest of a round once the log is persisted (or failed to be): applies what is newly
+    /// committed, runs the duties.
+    fn finish_round(&mut self, persisted: Result<Vec<Message>, String>, now_ms: i64) -> MetaRound {
+        let messages = match persisted {
+            Ok(messages) => messages,
+            Err(e) => {
+                self.recover_log(&e, now_ms);
+                Vec::new()
+            }
+        };
+        let mut round = self.advance(now_ms);
+        round.messages.splice(0..0, messages);
+        round
+    }
+
+    /// A round without persisting, while a sync runs off the thread: applies what committed and
+    /// is durable here (a commit the leader told of meanwhile), answers its clients, runs the
+    /// duties. It sends nothing of raft's but a leader's own messages.
+    pub fn advance_round(&mut self, now_ms: i64) -> MetaRound {
+        let mut round = self.advance(now_ms);
+        round.messages = self.replica.raft.take_leader_messages();
+        round
+    }
+
+    /// What every round does once persisting is settled.
+    fn advance(&mut self, now_ms: i64) -> MetaRound {
+        let mut round = MetaRound::default();
         if !self.replica.is_leader() && !self.pending.is_empty() {
             for (_, reply) in std::mem::take(&mut self.pending) {
                 let _ = reply.send(Err((ResponseError::NotController.code(), "the controller changed".into())));

@@ -6,10 +6,14 @@
 //! (fdatasync), flush the log
 //! (one write and one fdatasync for every append since the last round), tell raft, then hand
 //! out the messages raft queued meanwhile. So no vote and no append acknowledgement leaves the
-//! node before what it promises is on disk.
+//! node before what it promises is on disk. [`Replica::persist_begin`] and
+//! [`Replica::persist_end`] split the round around an fdatasync run on another thread (the
+//! metadata group's): the messages queued before the write leave when the sync ends, and those
+//! queued during it wait for the next round, except a leader's, which may leave before its own
+//! log is durable (`Raft::take_leader_messages`).
 
 use braid_engine::io::UringStorage;
-use braid_engine::log::{Log, LogConfig, LogError};
+use braid_engine::log::{Log, LogConfig, LogError, SyncTicket};
 use braid_engine::raft::wire::GroupId;
 use braid_engine::raft::{config_file, hard_state, Config, Message, NodeId, Raft, Role, Term};
 use std::path::{Path, PathBuf};
@@ -25,6 +29,33 @@ pub const CONFIG_FILE: &str = "raft-config";
 /// ([`Replica::set_recent_share`]): followers get their appends from there (no segment read, no
 /// copy) unless they are further behind.
 pub const RECENT_BYTES: usize = 16 << 20;
+
+/// How [`Replica::persist_begin`] left the round.
+pub enum Persist {
+    /// Nothing was left to sync: these messages may leave.
+    Done(Vec<Message>),
+    /// An fdatasync must run first ([`PendingPersist::sync`], anywhere).
+    Syncing(PendingPersist),
+}
+
+/// A persist round waiting for its log's fdatasync.
+pub struct PendingPersist {
+    ticket: SyncTicket,
+    /// What raft queued before the write the sync covers: it leaves once the sync is done.
+    messages: Vec<Message>,
+}
+
+impl PendingPersist {
+    /// The fdatasync; blocks (run it on a thread that may).
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.ticket.sync()
+    }
+
+    /// The fdatasync as a closure, to run on another thread.
+    pub fn syncer(&self) -> impl FnOnce() -> std::io::Result<()> + Send + 'static {
+        self.ticket.syncer()
+    }
+}
 
 pub struct Replica {
     pub raft: Raft<Log<UringStorage>>,
@@ -115,6 +146,56 @@ impl Replica {
     /// the messages that may now be sent; on an I/O failure, none (raft resends later), and the
     /// error.
     pub fn persist(&mut self) -> Result<Vec<Message>, String> {
+        self.persist_state()?;
+        if let Err(e) = self.raft.log_mut().flush() {
+            let _ = self.raft.take_messages();
+            return Err(e.to_string());
+        }
+        self.raft.on_persisted();
+        Ok(self.raft.take_messages())
+    }
+
+    /// The persist round with the log's fdatasync off this thread: the hard state and the
+    /// configuration as in [`Replica::persist`], then the log is written; if that left anything
+    /// to sync, the messages queued so far wait with the sync ([`Persist::Syncing`]) for
+    /// [`Replica::persist_end`], and raft takes more appends and messages meanwhile.
+    pub fn persist_begin(&mut self) -> Result<Persist, String> {
+        self.persist_state()?;
+        match self.raft.log_mut().begin_sync() {
+            Ok(Some(ticket)) => Ok(Persist::Syncing(PendingPersist { ticket, messages: self.raft.take_messages() })),
+            Ok(None) => {
+                self.raft.on_persisted();
+                Ok(Persist::Done(self.raft.take_messages()))
+            }
+            Err(e) => {
+                let _ = self.raft.take_messages();
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Ends a round from [`Replica::persist_begin`] with its sync's outcome. Returns what may
+    /// leave now: the messages queued before the sync, and a leader's later ones (which may
+    /// leave before its own log is durable). Anything else raft queued during the sync may
+    /// promise appends the sync did not cover: it waits for the next round.
+    pub fn persist_end(
+        &mut self,
+        pending: PendingPersist,
+        synced: std::io::Result<()>,
+    ) -> Result<Vec<Message>, String> {
+        let PendingPersist { ticket, mut messages } = pending;
+        if let Err(e) = self.raft.log_mut().end_sync(ticket, synced) {
+            let _ = self.raft.take_messages();
+            return Err(e.to_string());
+        }
+        self.raft.on_persisted();
+        messages.extend(self.raft.take_leader_messages());
+        Ok(messages)
+    }
+
+    /// The hard state and the configuration if they changed (each written and synced), and the
+    /// recent-batch budget.
+    fn persist_state(&mut self) -> Result<(), String> {
         if self.raft.take_hard_state_dirty() {
             self.hard_seq += 1;
             let path = self.dir.join(HARD_STATE_FILE);
@@ -142,12 +223,7 @@ impl Replica {
             self.recent_budget = recent;
             self.raft.log_mut().keep_recent(recent);
         }
-        if let Err(e) = self.raft.log_mut().flush() {
-            let _ = self.raft.take_messages();
-            return Err(e.to_string());
-        }
-        self.raft.on_persisted();
-        Ok(self.raft.take_messages())
+        Ok(())
     }
 
     /// The leader and term if they changed since the last call.

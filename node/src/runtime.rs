@@ -15,6 +15,7 @@ use crate::config::NodeConfig;
 use crate::meta::{MetaStore, SharedSnapshot};
 use crate::metrics::Metrics;
 use crate::raft_net::{Outgoing, RaftNet};
+use crate::replica::PendingPersist;
 use crate::shard::{Publication, ShardMsg, ShardState, SHARD_QUEUE_DEPTH};
 use anyhow::Context;
 use braid_engine::io::UringStorage;
@@ -341,7 +342,16 @@ async fn shard_main(
             if flusher_state.borrow_mut().send_meta_leader_messages() {
                 tokio::task::yield_now().await;
             }
-            flusher_state.borrow_mut().flush_dirty();
+            let meta_sync = flusher_state.borrow_mut().flush_dirty();
+            if let Some(pending) = meta_sync {
+                // The metadata log's fdatasync on a blocking thread: meanwhile this shard
+                // serves clients and peers, and what they propose goes in the next round.
+                let state = Rc::clone(&flusher_state);
+                tokio::task::spawn_local(async move {
+                    let (pending, synced) = sync_off_thread(pending).await;
+                    state.borrow_mut().end_meta_round(pending, synced);
+                });
+            }
         }
     });
     let retention_state = Rc::clone(&state);
@@ -458,4 +468,13 @@ pub async fn broadcast(shared: &Shared, snapshot: SharedSnapshot) {
     for done in acks {
         let _ = done.await;
     }
+}
+
+/// Runs a persist round's fdatasync on tokio's blocking threads.
+async fn sync_off_thread(pending: PendingPersist) -> (PendingPersist, std::io::Result<()>) {
+    let synced = match tokio::task::spawn_blocking(pending.syncer()).await {
+        Ok(synced) => synced,
+        Err(e) => Err(std::io::Error::other(format!("the fdatasync's thread failed: {e}"))),
+    };
+    (pending, synced)
 }

@@ -13,10 +13,10 @@
 use crate::groups::{
     self, Committed, Coordinator, Described, JoinOutcome, JoinRequest, OffsetsOf, Records, SyncOutcome, OFFSETS_TOPIC,
 };
-use crate::meta::{MetaStore, SharedSnapshot, TopicMeta};
+use crate::meta::{MetaRound, MetaStore, RoundStart, SharedSnapshot, TopicMeta};
 use crate::metrics::PartitionStats;
 use crate::producers::{Producers, Verdict};
-use crate::replica::Replica;
+use crate::replica::{PendingPersist, Replica};
 use crate::runtime::Shared;
 use crate::topic_config;
 use braid_engine::io::UringStorage;
@@ -313,6 +313,8 @@ pub struct ShardState {
     snapshot: SharedSnapshot,
     meta: Option<MetaStore>,
     meta_dirty: bool,
+    /// The metadata group's fdatasync is running off the thread ([`ShardState::flush_dirty`]).
+    meta_syncing: bool,
     publish: mpsc::UnboundedSender<Publication>,
     ticks: u64,
 }
@@ -373,6 +375,7 @@ impl ShardState {
             flush_needed,
             snapshot: Arc::default(),
             meta_dirty: meta.is_some(),
+            meta_syncing: false,
             meta,
             publish,
             ticks: 0,
@@ -585,7 +588,10 @@ impl ShardState {
 
     /// One raft round for every dirty group: persist (one fdatasync per log with appends:
     /// group commit), send what raft queued, release the producers whose batches committed.
-    pub fn flush_dirty(&mut self) {
+    /// The metadata group's round leaves its fdatasync to the caller, to run off this thread
+    /// while the shard serves clients and peers: the caller ends it with
+    /// [`ShardState::end_meta_round`]. Until then the metadata group starts no other round.
+    pub fn flush_dirty(&mut self) -> Option<PendingPersist> {
         let mut committed_any = false;
         let dirty: Vec<(String, i32)> = self.dirty.drain().collect();
         for key in dirty {
@@ -640,13 +646,22 @@ impl ShardState {
                 }
             }
         }
-        if self.meta_dirty {
-            self.meta_dirty = false;
-            self.meta_round();
-        }
         if committed_any {
             self.shared.appended.notify_waiters();
         }
+        if self.meta_dirty && !self.meta_syncing {
+            self.meta_dirty = false;
+            return self.meta_round();
+        }
+        if self.meta_dirty {
+            // A sync runs: what committed meanwhile applies now, and the next round persists
+            // what arrived (meta_dirty stays set).
+            if let Some(meta) = self.meta.as_mut() {
+                let round = meta.advance_round(now_ms());
+                self.publish_meta_round(round);
+            }
+        }
+        None
     }
 
     /// Sends what the metadata group's leader may send before its log is durable (its appends
@@ -659,9 +674,34 @@ impl ShardState {
         any
     }
 
-    fn meta_round(&mut self) {
+    fn meta_round(&mut self) -> Option<PendingPersist> {
+        let meta = self.meta.as_mut()?;
+        match meta.begin_round(now_ms()) {
+            RoundStart::Syncing(pending, round) => {
+                self.meta_syncing = true;
+                self.publish_meta_round(round);
+                Some(pending)
+            }
+            RoundStart::Done(round) => {
+                self.publish_meta_round(round);
+                None
+            }
+        }
+    }
+
+    /// Ends the metadata round whose sync [`ShardState::flush_dirty`] handed out.
+    pub fn end_meta_round(&mut self, pending: PendingPersist, synced: std::io::Result<()>) {
+        self.meta_syncing = false;
         let Some(meta) = self.meta.as_mut() else { return };
-        let round = meta.round(now_ms());
+        let round = meta.end_round(pending, synced, now_ms());
+        self.publish_meta_round(round);
+        if self.meta_dirty {
+            // What arrived during the sync goes in the next round.
+            self.flush_needed.notify_one();
+        }
+    }
+
+    fn publish_meta_round(&mut self, round: MetaRound) {
         send(&self.shared, GroupId::METADATA, round.messages);
         if let Some(snapshot) = round.snapshot {
             let snapshot = Arc::new(snapshot);
@@ -869,7 +909,16 @@ impl ShardState {
 
     fn flush_all(&mut self) {
         self.dirty.extend(self.partitions.keys().cloned());
-        self.flush_dirty();
+        if let Some(pending) = self.flush_dirty() {
+            let synced = pending.sync();
+            self.end_meta_round(pending, synced);
+        }
+        if let Some(meta) = self.meta.as_mut() {
+            // A round whose sync was still running when the shard stopped.
+            if let Err(e) = meta.flush_log() {
+                tracing::error!(error = %e, "metadata log: the last flush failed");
+            }
+        }
     }
 
     fn fetch(&mut self, topic: &str, partition: i32, offset: i64, max_bytes: u64) -> FetchOutcome {

@@ -11,7 +11,8 @@
 //! ```
 //! Readers see up to `written_offset`; callers that need durability (acks, raft) wait for
 //! `durable_offset`, which moves only in [`Log::flush`]: one write plus one fdatasync for every
-//! append since the previous flush (group commit).
+//! append since the previous flush (group commit), or in [`Log::end_sync`], for a caller that
+//! ran the fdatasync on another thread meanwhile ([`Log::begin_sync`]).
 //!
 //! A `Log` lives on one shard and is driven by that shard's thread only. After an I/O failure in
 //! a write, sync or truncation it is poisoned (every call fails) until reopened, whose recovery
@@ -35,6 +36,40 @@ use segment::{file_name, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+
+/// A sync to run off the log's thread: see [`Log::begin_sync`].
+#[derive(Debug)]
+pub struct SyncTicket {
+    file: std::sync::Arc<std::fs::File>,
+    path: PathBuf,
+    target: i64,
+    epoch: u64,
+}
+
+impl SyncTicket {
+    /// The fdatasync itself; blocks, so call it where blocking is fine.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// The fdatasync as a closure of its own, to send to another thread.
+    pub fn syncer(&self) -> impl FnOnce() -> io::Result<()> + Send + 'static {
+        let file = std::sync::Arc::clone(&self.file);
+        move || file.sync_data()
+    }
+
+    /// The log end offset this sync makes durable.
+    pub fn target(&self) -> i64 {
+        self.target
+    }
+}
+
+/// Epochs are unique across every log of the process, so a ticket of a log that was since
+/// reopened (a new `Log` in its place) never matches.
+fn next_sync_epoch() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Kafka's `cleanup.policy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,6 +270,9 @@ pub struct Log<S: Storage> {
     preallocate_supported: bool,
     written_offset: i64,
     durable_offset: i64,
+    /// Changes at every truncation, reset and roll, so a sync started before one of them
+    /// ([`Log::begin_sync`]) does not vouch for what was written after it.
+    sync_epoch: u64,
     poisoned: Option<String>,
     /// The last batches appended, for replication ([`Log::keep_recent`]).
     recent: recent::Recent,
@@ -272,6 +310,7 @@ impl<S: Storage> Log<S> {
             preallocate_supported: true,
             written_offset: 0,
             durable_offset: 0,
+            sync_epoch: next_sync_epoch(),
             poisoned: None,
             recent: recent::Recent::default(),
             positions: std::collections::VecDeque::new(),
@@ -735,6 +774,52 @@ impl<S: Storage> Log<S> {
         Ok(self.durable_offset)
     }
 
+    /// Group commit with the fdatasync off the caller's thread: writes what was appended (no
+    /// sync) and returns what an fdatasync of the active segment makes durable, to be run
+    /// anywhere ([`SyncTicket::sync`], on another thread) while this log takes more appends;
+    /// [`Log::end_sync`] then moves the durable offset. `None` if everything written is durable
+    /// already, or if the storage has no descriptor to sync from elsewhere (the simulator):
+    /// then this was a whole [`Log::flush`].
+    pub fn begin_sync(&mut self) -> Result<Option<SyncTicket>, LogError> {
+        self.check_usable()?;
+        let result = self.write_tail(false);
+        self.poison_on_error(result)?;
+        if self.durable_offset >= self.written_offset {
+            return Ok(None);
+        }
+        let active = self.active();
+        let Some(fd) = active.file.raw_fd() else {
+            self.flush()?;
+            return Ok(None);
+        };
+        // SAFETY: the descriptor belongs to the active segment's file, open for the duration of
+        // this call; the clone is a descriptor of its own (dup), so the sync may outlive a roll.
+        let file = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+            .try_clone_to_owned()
+            .map(|fd| std::sync::Arc::new(std::fs::File::from(fd)))
+            .map_err(io_context(format!("duplicating the descriptor of {}", active.path.display())));
+        let file = self.poison_on_error(file)?;
+        let path = self.active().path.clone();
+        Ok(Some(SyncTicket { file, path, target: self.written_offset, epoch: self.sync_epoch }))
+    }
+
+    /// Ends a sync from [`Log::begin_sync`] with its outcome: the durable offset moves to the
+    /// ticket's target unless the log was truncated, reset or rolled meanwhile (a roll synced
+    /// everything itself; after a truncation the offsets below the target may hold batches the
+    /// sync never saw, and the next sync covers them). A failed sync poisons the log. Returns the
+    /// durable offset.
+    pub fn end_sync(&mut self, ticket: SyncTicket, result: io::Result<()>) -> Result<i64, LogError> {
+        self.check_usable()?;
+        if let Err(source) = result {
+            let failed = Err(LogError::Io { context: format!("syncing {}", ticket.path.display()), source });
+            return self.poison_on_error(failed);
+        }
+        if ticket.epoch == self.sync_epoch {
+            self.durable_offset = self.durable_offset.max(ticket.target.min(self.written_offset));
+        }
+        Ok(self.durable_offset)
+    }
+
     fn write_tail(&mut self, sync: bool) -> Result<(), LogError> {
         let active = self.segments.last_mut().expect("a log always has a segment");
         let buffers = active.file.wait_writes(0).map_err(io_context(format!("writing {}", active.path.display())))?;
@@ -774,6 +859,7 @@ impl<S: Storage> Log<S> {
     /// starts a new one at the log end offset.
     fn roll(&mut self) -> Result<(), LogError> {
         self.write_tail(true)?;
+        self.sync_epoch = next_sync_epoch();
         let next_offset = self.log_end_offset();
         let active = self.segments.last_mut().expect("a log always has a segment");
         let path = active.path.clone();
@@ -992,6 +1078,7 @@ impl<S: Storage> Log<S> {
         let end = self.log_end_offset();
         self.written_offset = end;
         self.durable_offset = self.durable_offset.min(end);
+        self.sync_epoch = next_sync_epoch();
         Ok(end)
     }
 
@@ -1185,6 +1272,7 @@ impl<S: Storage> Log<S> {
         self.reload_tail()?;
         self.written_offset = offset;
         self.durable_offset = offset;
+        self.sync_epoch = next_sync_epoch();
         Ok(())
     }
 
