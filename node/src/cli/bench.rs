@@ -239,6 +239,9 @@ fn partitions_of(bootstrap: &str, topic: &str) -> anyhow::Result<i32> {
     let mut wanted = kafka_protocol::messages::metadata_request::MetadataRequestTopic::default();
     wanted.name = Some(name(topic));
     request.topics = Some(vec![wanted]);
+    // Asking must not create it: an auto-created topic has the node's default partition count,
+    // not --partitions.
+    request.allow_auto_topic_creation = false;
     let metadata = client.call(request)?;
     Ok(metadata.topics.first().filter(|t| t.error_code == 0).map_or(0, |t| t.partitions.len() as i32))
 }
