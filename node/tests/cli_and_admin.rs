@@ -96,8 +96,13 @@ fn bench_produces_and_consumes_what_it_reports() {
         assert!(json["latency_us"]["samples"].as_u64().unwrap() > 0, "{json}");
         assert!(json["latency_us"]["p50"].as_u64().unwrap() <= json["latency_us"]["max"].as_u64().unwrap());
     }
-    // What it produced is really there: the CLI consumer reads partition 0's share.
-    let out = node.cli(&["consume", "b", "--partition", "0", "--count", "10000"], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(lines(&out).len(), 10_000);
+    // It created the topic with --partitions (asking for it must not auto-create it with one).
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&produced).unwrap()).unwrap();
+    assert_eq!(json["config"]["partitions"], 3, "{json}");
+    // What it produced is really there: the CLI consumer reads each partition's share.
+    for partition in ["0", "2"] {
+        let out = node.cli(&["consume", "b", "--partition", partition, "--count", "10000"], None);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(lines(&out).len(), 10_000);
+    }
 }
