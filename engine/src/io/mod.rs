@@ -106,6 +106,17 @@ pub trait StorageFile {
     /// Waits for the oldest write-behinds until at most `keep_pending` remain; returns their
     /// buffers.
     fn wait_writes(&mut self, keep_pending: usize) -> io::Result<Vec<AlignedBuf>>;
+    /// Reaps the write-behinds that ended, without waiting: true once none is pending. Hands
+    /// back the finished ones' buffers like [`StorageFile::wait_writes`]; a failed one is an
+    /// error (as from `wait_writes`).
+    fn poll_writes(&mut self) -> io::Result<(bool, Vec<AlignedBuf>)>;
+    /// Starts an fdatasync without waiting for it; it makes durable the writes that ended
+    /// before it (so poll the write-behinds to their end first). [`StorageFile::poll_sync`]
+    /// says when it ends.
+    fn start_sync(&mut self) -> io::Result<u64>;
+    /// The outcome of the sync `id` from [`StorageFile::start_sync`] once it ended (reported
+    /// once), or `None` while it runs.
+    fn poll_sync(&mut self, id: u64) -> io::Result<Option<io::Result<()>>>;
     fn set_len(&mut self, len: u64) -> io::Result<()>;
     /// Reserves disk blocks for `[offset, offset + len)` without changing the file's length
     /// (fallocate with KEEP_SIZE), so later appends do not allocate as they go. Fails with

@@ -221,6 +221,8 @@ impl Storage for SimStorage {
             generation: state.generation,
             alignment,
             behind: Vec::new(),
+            synced: std::collections::HashMap::new(),
+            next_sync: 0,
         })
     }
 
@@ -258,6 +260,9 @@ pub struct SimFile {
     alignment: usize,
     /// Write-behind buffers: the simulated write happens at once; the buffer waits to be reclaimed.
     behind: Vec<AlignedBuf>,
+    /// Outcomes of the syncs started with `start_sync` and not yet polled, by id.
+    synced: std::collections::HashMap<u64, io::Result<()>>,
+    next_sync: u64,
 }
 
 impl SimFile {
@@ -343,6 +348,26 @@ impl StorageFile for SimFile {
     fn wait_writes(&mut self, keep_pending: usize) -> io::Result<Vec<AlignedBuf>> {
         let done = self.behind.len().saturating_sub(keep_pending);
         Ok(self.behind.drain(..done).collect())
+    }
+
+    fn poll_writes(&mut self) -> io::Result<(bool, Vec<AlignedBuf>)> {
+        Ok((true, self.behind.drain(..).collect()))
+    }
+
+    fn start_sync(&mut self) -> io::Result<u64> {
+        // The simulated sync happens at once; its outcome waits to be polled.
+        let result = self.sync_data();
+        let id = self.next_sync;
+        self.next_sync += 1;
+        self.synced.insert(id, result);
+        Ok(id)
+    }
+
+    fn poll_sync(&mut self, id: u64) -> io::Result<Option<io::Result<()>>> {
+        match self.synced.remove(&id) {
+            Some(result) => Ok(Some(result)),
+            None => Err(io::Error::other(format!("sync {id} was not started or was polled already"))),
+        }
     }
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {

@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::rc::Rc;
@@ -30,6 +30,8 @@ pub struct Ring {
     uring: IoUring,
     next_id: u64,
     completed: HashMap<u64, i32>,
+    /// Signalled on completions once registered ([`UringStorage::completion_fd`]).
+    eventfd: Option<std::os::fd::OwnedFd>,
 }
 
 impl Ring {
@@ -45,7 +47,7 @@ impl Ring {
                 ),
             )
         })?;
-        Ok(Self { uring, next_id: 0, completed: HashMap::new() })
+        Ok(Self { uring, next_id: 0, completed: HashMap::new(), eventfd: None })
     }
 
     /// Queues one entry and returns its id.
@@ -75,6 +77,29 @@ impl Ring {
         self.uring.submit()?;
         self.reap();
         Ok(())
+    }
+
+    /// The result of `id` if it ended (claimed: reported once), without waiting.
+    fn poll(&mut self, id: u64) -> Option<i32> {
+        self.reap();
+        self.completed.remove(&id)
+    }
+
+    /// An eventfd the kernel signals on every completion of this ring (registered once).
+    fn completion_fd(&mut self) -> io::Result<std::os::fd::RawFd> {
+        if let Some(fd) = &self.eventfd {
+            return Ok(fd.as_raw_fd());
+        }
+        // SAFETY: eventfd takes no pointers; the descriptor it returns is owned right below.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        self.uring.submitter().register_eventfd(raw)?;
+        self.eventfd = Some(fd);
+        Ok(raw)
     }
 
     /// Submits what is queued and waits for `ids`; returns their results (negative = -errno).
@@ -112,6 +137,13 @@ impl UringStorage {
 
     pub fn direct_io(&self) -> bool {
         self.direct_io
+    }
+
+    /// An eventfd that becomes readable whenever an operation of this storage's ring ends, for
+    /// a shard's event loop to wait on asynchronous syncs ([`StorageFile::start_sync`]). Owned by
+    /// the ring: valid while any clone of this storage lives.
+    pub fn completion_fd(&self) -> io::Result<std::os::fd::RawFd> {
+        self.ring.borrow_mut().completion_fd()
     }
 }
 
@@ -371,6 +403,48 @@ impl StorageFile for UringFile {
 
     fn wait_writes(&mut self, keep_pending: usize) -> io::Result<Vec<AlignedBuf>> {
         self.wait_behind_until(keep_pending)
+    }
+
+    fn poll_writes(&mut self) -> io::Result<(bool, Vec<AlignedBuf>)> {
+        let mut buffers = Vec::new();
+        let mut first_error = None;
+        while let Some(write) = self.behind.first() {
+            let mut ring = self.ring.borrow_mut();
+            ring.reap();
+            if !write.ids.iter().all(|id| ring.completed.contains_key(id)) {
+                break;
+            }
+            let results: Vec<i32> =
+                write.ids.iter().map(|id| ring.completed.remove(id).expect("checked above")).collect();
+            drop(ring);
+            let write = self.behind.remove(0);
+            if let Err(e) = self.settle(write.position, write.buf.as_slice(), &results) {
+                first_error.get_or_insert(e);
+            }
+            buffers.push(write.buf);
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok((self.behind.is_empty(), buffers)),
+        }
+    }
+
+    fn start_sync(&mut self) -> io::Result<u64> {
+        let mut ring = self.ring.borrow_mut();
+        // SAFETY: an fdatasync entry points at no memory.
+        let id = unsafe { ring.push(self.sync_entry())? };
+        ring.submit()?;
+        Ok(id)
+    }
+
+    fn poll_sync(&mut self, id: u64) -> io::Result<Option<io::Result<()>>> {
+        Ok(self.ring.borrow_mut().poll(id).map(|result| {
+            if result < 0 {
+                Err(io::Error::from_raw_os_error(-result))
+            } else {
+                Ok(())
+            }
+        }))
     }
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {

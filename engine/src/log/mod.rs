@@ -64,6 +64,25 @@ impl SyncTicket {
     }
 }
 
+/// A flush in progress: see [`Log::begin_flush`].
+#[derive(Debug)]
+pub struct FlushTicket {
+    target: i64,
+    /// The active segment's size at the ticket: readable once the writes end.
+    size: u64,
+    /// Write-behinds (by count) that must end before the sync starts.
+    behind: u64,
+    epoch: u64,
+    sync: Option<u64>,
+}
+
+impl FlushTicket {
+    /// The log end offset this flush makes durable.
+    pub fn target(&self) -> i64 {
+        self.target
+    }
+}
+
 /// Epochs are unique across every log of the process, so a ticket of a log that was since
 /// reopened (a new `Log` in its place) never matches.
 fn next_sync_epoch() -> u64 {
@@ -273,6 +292,15 @@ pub struct Log<S: Storage> {
     /// Changes at every truncation, reset and roll, so a sync started before one of them
     /// ([`Log::begin_sync`]) does not vouch for what was written after it.
     sync_epoch: u64,
+    /// Write-behinds handed to the active segment's file, and those of them reclaimed (ended),
+    /// counted from the open: a flush ([`Log::begin_flush`]) waits for the ones before it.
+    behind_submitted: u64,
+    behind_done: u64,
+    /// Truncations and resets since the open ([`Log::truncations`]).
+    truncations: u64,
+    /// The write-behind (by its count) that wrote the tail's partial last block, padded, for a
+    /// flush: the next write of that block waits for it (writes never overlap in flight).
+    partial_behind: Option<u64>,
     poisoned: Option<String>,
     /// The last batches appended, for replication ([`Log::keep_recent`]).
     recent: recent::Recent,
@@ -311,6 +339,10 @@ impl<S: Storage> Log<S> {
             written_offset: 0,
             durable_offset: 0,
             sync_epoch: next_sync_epoch(),
+            behind_submitted: 0,
+            behind_done: 0,
+            truncations: 0,
+            partial_behind: None,
             poisoned: None,
             recent: recent::Recent::default(),
             positions: std::collections::VecDeque::new(),
@@ -502,6 +534,13 @@ impl<S: Storage> Log<S> {
         self.durable_offset
     }
 
+    /// How many times the log was cut back or reset since it was opened: a caller holding
+    /// something that describes the log's end (an acknowledgement) can tell whether it still
+    /// holds.
+    pub fn truncations(&self) -> u64 {
+        self.truncations
+    }
+
     pub fn size_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.size).sum()
     }
@@ -609,6 +648,7 @@ impl<S: Storage> Log<S> {
     /// appending into a fresh buffer that starts with the partial last block (rewritten later, so
     /// write-behinds never overlap).
     fn hand_off(&mut self) -> Result<(), LogError> {
+        self.wait_partial()?;
         self.ensure_preallocated(self.tail_position + self.tail.len() as u64)?;
         let mut next = self.take_buffer();
         let active = self.segments.last_mut().expect("a log always has a segment");
@@ -623,12 +663,36 @@ impl<S: Storage> Log<S> {
         full.truncate(whole);
         let context = format!("writing {} at byte {}", active.path.display(), self.tail_position);
         active.file.write_behind(self.tail_position, full).map_err(io_context(context))?;
+        self.behind_submitted += 1;
         self.tail_position += whole as u64;
         if active.file.write_behind_pending() > WRITE_BEHIND_MAX {
             let context = format!("writing {}", active.path.display());
             let buffers = active.file.wait_writes(WRITE_BEHIND_MAX).map_err(io_context(context))?;
-            self.keep_spares(buffers);
+            self.reclaim(buffers);
         }
+        Ok(())
+    }
+
+    /// Takes back the buffers of ended write-behinds.
+    fn reclaim(&mut self, buffers: Vec<AlignedBuf>) {
+        self.behind_done += buffers.len() as u64;
+        if self.partial_behind.is_some_and(|seq| self.behind_done >= seq) {
+            self.partial_behind = None;
+        }
+        self.keep_spares(buffers);
+    }
+
+    /// Waits for a flush's write of the tail's partial block if it is still in flight: the tail
+    /// is about to be written from that block again.
+    fn wait_partial(&mut self) -> Result<(), LogError> {
+        if self.partial_behind.is_none() {
+            return Ok(());
+        }
+        let active = self.segments.last_mut().expect("a log always has a segment");
+        let context = format!("writing {}", active.path.display());
+        let buffers = active.file.wait_writes(0).map_err(io_context(context))?;
+        self.reclaim(buffers);
+        self.partial_behind = None;
         Ok(())
     }
 
@@ -765,6 +829,18 @@ impl<S: Storage> Log<S> {
         self.poison_on_error(result)
     }
 
+    /// Writes what was appended where that costs no wait: a buffered file at once (a copy into
+    /// the page cache). An O_DIRECT file already hands whole buffers to the device as they fill
+    /// (write-behind); the rest waits for the flush, which writes it together with the sync
+    /// instead of writing its last block twice.
+    pub fn write_ahead(&mut self) -> Result<(), LogError> {
+        if self.active().file.write_alignment() == 1 {
+            self.write()
+        } else {
+            self.check_usable()
+        }
+    }
+
     /// Writes appended batches and fdatasyncs the active segment: one write and one sync for
     /// every append since the last flush. Returns the new durable offset.
     pub fn flush(&mut self) -> Result<i64, LogError> {
@@ -820,10 +896,103 @@ impl<S: Storage> Log<S> {
         Ok(self.durable_offset)
     }
 
+    /// Group commit without blocking the caller: hands everything appended to the device as
+    /// one more write-behind (whole blocks, and the partial last block padded, which stays in
+    /// the tail to be written again) and returns a ticket; [`Log::poll_flush`] then moves the
+    /// ticket on as the writes end, starts the fdatasync, and reports its end. Appends go on
+    /// meanwhile. `None` if everything written is durable already.
+    pub fn begin_flush(&mut self) -> Result<Option<FlushTicket>, LogError> {
+        self.check_usable()?;
+        let result = self.begin_flush_inner();
+        self.poison_on_error(result)
+    }
+
+    fn begin_flush_inner(&mut self) -> Result<Option<FlushTicket>, LogError> {
+        let active = self.active();
+        let pending = active.size > active.readable_size;
+        if !pending && self.durable_offset >= self.written_offset {
+            return Ok(None);
+        }
+        if pending {
+            self.wait_partial()?;
+            self.ensure_preallocated(self.tail_position + self.tail.len() as u64)?;
+            let alignment = self.active().file.write_alignment();
+            let whole = self.tail.len() / alignment * alignment;
+            let mut next = self.take_buffer();
+            next.extend_from_slice(&self.tail.as_slice()[whole..]);
+            let mut full = std::mem::replace(&mut self.tail, next);
+            full.pad_to(alignment);
+            let active = self.segments.last_mut().expect("a log always has a segment");
+            let context = format!("writing {} at byte {}", active.path.display(), self.tail_position);
+            active.file.write_behind(self.tail_position, full).map_err(io_context(context))?;
+            self.behind_submitted += 1;
+            self.tail_position += whole as u64;
+            if !self.tail.is_empty() {
+                self.partial_behind = Some(self.behind_submitted);
+            }
+        }
+        let active = self.active();
+        Ok(Some(FlushTicket {
+            target: active.next_offset,
+            size: active.size,
+            behind: self.behind_submitted,
+            epoch: self.sync_epoch,
+            sync: None,
+        }))
+    }
+
+    /// Moves a flush from [`Log::begin_flush`] on without blocking: true once it ended (the
+    /// durable offset then covers the ticket), false while the device works. A truncation,
+    /// reset or roll since the ticket voids it (true at once, nothing moved: the log was cut or
+    /// synced meanwhile, and the next flush covers the rest). An I/O failure poisons the log.
+    pub fn poll_flush(&mut self, ticket: &mut FlushTicket) -> Result<bool, LogError> {
+        self.check_usable()?;
+        if ticket.epoch != self.sync_epoch {
+            return Ok(true);
+        }
+        let result = self.poll_flush_inner(ticket);
+        self.poison_on_error(result)
+    }
+
+    fn poll_flush_inner(&mut self, ticket: &mut FlushTicket) -> Result<bool, LogError> {
+        let sync = match ticket.sync {
+            Some(id) => id,
+            None => {
+                if self.behind_done < ticket.behind {
+                    let active = self.segments.last_mut().expect("a log always has a segment");
+                    let context = format!("writing {}", active.path.display());
+                    let (_, buffers) = active.file.poll_writes().map_err(io_context(context))?;
+                    self.reclaim(buffers);
+                    if self.behind_done < ticket.behind {
+                        return Ok(false);
+                    }
+                }
+                let active = self.segments.last_mut().expect("a log always has a segment");
+                active.readable_size = active.readable_size.max(ticket.size);
+                self.written_offset = self.written_offset.max(ticket.target);
+                let context = format!("syncing {}", active.path.display());
+                let id = active.file.start_sync().map_err(io_context(context))?;
+                ticket.sync = Some(id);
+                id
+            }
+        };
+        let active = self.segments.last_mut().expect("a log always has a segment");
+        let context = format!("syncing {}", active.path.display());
+        match active.file.poll_sync(sync).map_err(io_context(context.clone()))? {
+            None => Ok(false),
+            Some(Err(source)) => Err(LogError::Io { context, source }),
+            Some(Ok(())) => {
+                self.durable_offset = self.durable_offset.max(ticket.target);
+                Ok(true)
+            }
+        }
+    }
+
     fn write_tail(&mut self, sync: bool) -> Result<(), LogError> {
         let active = self.segments.last_mut().expect("a log always has a segment");
         let buffers = active.file.wait_writes(0).map_err(io_context(format!("writing {}", active.path.display())))?;
-        self.keep_spares(buffers);
+        self.reclaim(buffers);
+        self.partial_behind = None;
         let end = self.tail_position + self.tail.len() as u64;
         self.ensure_preallocated(end)?;
         let active = self.segments.last_mut().expect("a log always has a segment");
@@ -1079,6 +1248,7 @@ impl<S: Storage> Log<S> {
         self.written_offset = end;
         self.durable_offset = self.durable_offset.min(end);
         self.sync_epoch = next_sync_epoch();
+        self.truncations += 1;
         Ok(end)
     }
 
@@ -1273,6 +1443,7 @@ impl<S: Storage> Log<S> {
         self.written_offset = offset;
         self.durable_offset = offset;
         self.sync_epoch = next_sync_epoch();
+        self.truncations += 1;
         Ok(())
     }
 

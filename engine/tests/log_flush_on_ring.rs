@@ -1,0 +1,108 @@
+//! Group commit that does not block ([`Log::begin_flush`], [`Log::poll_flush`]): appends go on
+//! while the device writes and syncs, and the durable offset moves only as far as the flush
+//! covered.
+
+mod common;
+
+use braid_engine::io::UringStorage;
+use braid_engine::log::batch::stamp;
+use braid_engine::log::{FlushTicket, Log, LogConfig};
+use common::*;
+use std::time::{Duration, Instant};
+
+fn real_log(dir: &std::path::Path, direct: bool, config: LogConfig) -> Log<UringStorage> {
+    open(UringStorage::new(direct).unwrap(), dir, config)
+}
+
+/// Polls until the flush ends (bounded: the device answers within seconds or the test fails).
+fn finish(log: &mut Log<UringStorage>, ticket: &mut FlushTicket) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log.poll_flush(ticket).unwrap() {
+        assert!(Instant::now() < deadline, "a flush did not end in 20 s");
+        std::thread::sleep(Duration::from_micros(50));
+    }
+}
+
+#[test]
+fn appends_during_a_flush_are_durable_only_after_the_next() {
+    for direct in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = real_log(dir.path(), direct, LogConfig::default());
+        for tag in 0..5 {
+            log.append(&batch(tag, 3, 1_000), 1).unwrap();
+        }
+        let mut ticket = log.begin_flush().unwrap().expect("appends to flush");
+        assert_eq!(ticket.target(), 15);
+        assert_eq!(log.durable_offset(), 0, "nothing is durable before the flush ends");
+        // Appends go on meanwhile, enough of them to hand whole buffers to the device too (the
+        // tail's partial block, in flight with the flush, is written again after it).
+        let mut tag = 5;
+        while log.log_end_offset() < 15 + 3 * 2_000 {
+            log.append(&batch(tag, 3, 1_000), 1).unwrap();
+            tag += 1;
+        }
+        finish(&mut log, &mut ticket);
+        assert_eq!(log.durable_offset(), 15, "direct {direct}: only what the flush covered");
+        let end = log.log_end_offset();
+        let mut ticket = log.begin_flush().unwrap().expect("the later appends");
+        finish(&mut log, &mut ticket);
+        assert_eq!(log.durable_offset(), end);
+        assert!(log.begin_flush().unwrap().is_none(), "all durable: nothing to flush");
+        drop(log);
+        let reopened = real_log(dir.path(), direct, LogConfig::default());
+        assert_eq!(read_all(&reopened).len(), tag as usize, "direct {direct}");
+        assert_eq!(reopened.log_end_offset(), end);
+    }
+}
+
+#[test]
+fn a_truncation_during_a_flush_voids_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = real_log(dir.path(), true, LogConfig::default());
+    for tag in 0..4 {
+        log.append(&batch(tag, 1, 1_000), 1).unwrap();
+    }
+    log.flush().unwrap();
+    log.append(&batch(4, 1, 1_000), 1).unwrap();
+    log.append(&batch(5, 1, 1_000), 1).unwrap();
+    let mut ticket = log.begin_flush().unwrap().unwrap();
+    let truncations = log.truncations();
+    log.truncate_to(5).unwrap();
+    assert_eq!(log.truncations(), truncations + 1);
+    log.append(&batch(50, 1, 2_000), 2).unwrap();
+    finish(&mut log, &mut ticket);
+    assert_eq!(log.durable_offset(), 4, "the flush saw the old entries, not these");
+    assert_eq!(log.flush().unwrap(), 6);
+    drop(log);
+    let reopened = real_log(dir.path(), true, LogConfig::default());
+    let mut expected = batch(50, 1, 2_000);
+    stamp(&mut expected, 5, 2);
+    assert_eq!(read_all(&reopened).pop().unwrap().1, expected);
+}
+
+#[test]
+fn a_roll_during_a_flush_leaves_everything_before_it_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = real_log(dir.path(), true, small_segments());
+    log.append(&batch(0, 1, 1_000), 1).unwrap();
+    let mut ticket = log.begin_flush().unwrap().unwrap();
+    let segments = log.segment_count();
+    let mut tag = 1;
+    while log.segment_count() == segments {
+        log.append(&batch(tag, 1, 1_000), 1).unwrap();
+        tag += 1;
+    }
+    let durable = log.durable_offset();
+    assert!(durable >= 1, "a roll syncs the segment it seals");
+    finish(&mut log, &mut ticket);
+    assert_eq!(log.durable_offset(), durable);
+}
+
+#[test]
+fn the_simulator_flushes_at_once() {
+    let mut log = open(sim_disk(3, 4096), &sim_dir(), LogConfig::default());
+    log.append(&batch(0, 2, 1_000), 1).unwrap();
+    let mut ticket = log.begin_flush().unwrap().unwrap();
+    assert!(log.poll_flush(&mut ticket).unwrap());
+    assert_eq!(log.durable_offset(), 2);
+}
