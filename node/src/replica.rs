@@ -13,7 +13,7 @@
 //! log is durable (`Raft::take_leader_messages`).
 
 use braid_engine::io::UringStorage;
-use braid_engine::log::{Log, LogConfig, LogError, SyncTicket};
+use braid_engine::log::{FlushTicket, Log, LogConfig, LogError, SyncTicket};
 use braid_engine::raft::wire::GroupId;
 use braid_engine::raft::{config_file, hard_state, Config, Message, NodeId, Raft, Role, Term};
 use std::path::{Path, PathBuf};
@@ -30,12 +30,22 @@ pub const CONFIG_FILE: &str = "raft-config";
 /// copy) unless they are further behind.
 pub const RECENT_BYTES: usize = 16 << 20;
 
-/// How [`Replica::persist_begin`] left the round.
-pub enum Persist {
+/// How [`Replica::persist_begin`] (P = [`PendingPersist`]) or [`Replica::flush_begin`]
+/// (P = [`PendingFlush`]) left the round.
+pub enum Persist<P> {
     /// Nothing was left to sync: these messages may leave.
     Done(Vec<Message>),
-    /// An fdatasync must run first ([`PendingPersist::sync`], anywhere).
-    Syncing(PendingPersist),
+    /// The log's writes or fdatasync must end first.
+    Syncing(P),
+}
+
+/// A persist round whose log flush runs on the shard's ring ([`Replica::flush_begin`]).
+pub struct PendingFlush {
+    ticket: FlushTicket,
+    /// What raft queued before the flush began: it leaves once the flush ended.
+    messages: Vec<Message>,
+    /// The log's truncation count when the flush began.
+    truncations: u64,
 }
 
 /// A persist round waiting for its log's fdatasync.
@@ -43,6 +53,8 @@ pub struct PendingPersist {
     ticket: SyncTicket,
     /// What raft queued before the write the sync covers: it leaves once the sync is done.
     messages: Vec<Message>,
+    /// The log's truncation count when the round began.
+    truncations: u64,
 }
 
 impl PendingPersist {
@@ -159,10 +171,14 @@ impl Replica {
     /// configuration as in [`Replica::persist`], then the log is written; if that left anything
     /// to sync, the messages queued so far wait with the sync ([`Persist::Syncing`]) for
     /// [`Replica::persist_end`], and raft takes more appends and messages meanwhile.
-    pub fn persist_begin(&mut self) -> Result<Persist, String> {
+    pub fn persist_begin(&mut self) -> Result<Persist<PendingPersist>, String> {
         self.persist_state()?;
         match self.raft.log_mut().begin_sync() {
-            Ok(Some(ticket)) => Ok(Persist::Syncing(PendingPersist { ticket, messages: self.raft.take_messages() })),
+            Ok(Some(ticket)) => Ok(Persist::Syncing(PendingPersist {
+                ticket,
+                messages: self.raft.take_messages(),
+                truncations: self.raft.log().truncations(),
+            })),
             Ok(None) => {
                 self.raft.on_persisted();
                 Ok(Persist::Done(self.raft.take_messages()))
@@ -183,14 +199,66 @@ impl Replica {
         pending: PendingPersist,
         synced: std::io::Result<()>,
     ) -> Result<Vec<Message>, String> {
-        let PendingPersist { ticket, mut messages } = pending;
+        let PendingPersist { ticket, messages, truncations } = pending;
+        let target = ticket.target();
         if let Err(e) = self.raft.log_mut().end_sync(ticket, synced) {
             let _ = self.raft.take_messages();
             return Err(e.to_string());
         }
         self.raft.on_persisted();
+        Ok(self.after_sync(messages, target, truncations))
+    }
+
+    /// What leaves after a sync that was to make the log durable to `target`: the messages
+    /// queued before it if it did and the log was not cut meanwhile (a truncation voids the
+    /// sync, and a follower's ack of entries it no longer holds must not leave: raft sends
+    /// again), and a leader's messages queued since.
+    fn after_sync(&mut self, mut messages: Vec<Message>, target: i64, truncations: u64) -> Vec<Message> {
+        let log = self.raft.log();
+        if log.durable_offset() < target || log.truncations() != truncations {
+            messages.clear();
+        }
         messages.extend(self.raft.take_leader_messages());
-        Ok(messages)
+        messages
+    }
+
+    /// The persist round with the log's writes and fdatasync left running on the shard's ring
+    /// (the shard goes on serving): as [`Replica::persist_begin`], ended by
+    /// [`Replica::flush_poll`] once the device is done.
+    pub fn flush_begin(&mut self) -> Result<Persist<PendingFlush>, String> {
+        self.persist_state()?;
+        match self.raft.log_mut().begin_flush() {
+            Ok(Some(ticket)) => Ok(Persist::Syncing(PendingFlush {
+                ticket,
+                messages: self.raft.take_messages(),
+                truncations: self.raft.log().truncations(),
+            })),
+            Ok(None) => {
+                self.raft.on_persisted();
+                Ok(Persist::Done(self.raft.take_messages()))
+            }
+            Err(e) => {
+                let _ = self.raft.take_messages();
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Moves a flush from [`Replica::flush_begin`] on; once it ended, what may leave (as
+    /// [`Replica::persist_end`]) or the failure. `None` while the device works.
+    pub fn flush_poll(&mut self, pending: &mut PendingFlush) -> Option<Result<Vec<Message>, String>> {
+        match self.raft.log_mut().poll_flush(&mut pending.ticket) {
+            Ok(false) => None,
+            Ok(true) => {
+                self.raft.on_persisted();
+                let messages = std::mem::take(&mut pending.messages);
+                Some(Ok(self.after_sync(messages, pending.ticket.target(), pending.truncations)))
+            }
+            Err(e) => {
+                let _ = self.raft.take_messages();
+                Some(Err(e.to_string()))
+            }
+        }
     }
 
     /// The hard state and the configuration if they changed (each written and synced), and the

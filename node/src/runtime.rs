@@ -330,12 +330,42 @@ async fn shard_main(
         }
     });
 
-    // Group commit: after each burst of messages, flush what is dirty.
+    // Group commit: after each burst of messages, flush what is dirty. Partition flushes run
+    // on the ring; the flusher also wakes when the ring completes something, to end them.
     let flush_needed = state.borrow().flush_needed();
+    let ring_done = match state.borrow().ring_completion_fd() {
+        // SAFETY: an OwnedFd is open, and the same descriptor, for as long as the AsyncFd owns it.
+        Ok(fd) => {
+            match unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) } {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    tracing::warn!(shard = id, error = %e, "cannot wait on the ring's eventfd; partition logs flush synchronously");
+                    None
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(shard = id, error = %e, "no completion eventfd for the ring; partition logs flush synchronously");
+            None
+        }
+    };
+    if ring_done.is_some() {
+        state.borrow_mut().flush_partitions_on_ring();
+    }
     let flusher_state = Rc::clone(&state);
     tokio::task::spawn_local(async move {
         loop {
-            flush_needed.notified().await;
+            let running = flusher_state.borrow().flushes_running();
+            match (&ring_done, running) {
+                (Some(fd), true) => {
+                    tokio::select! {
+                        _ = flush_needed.notified() => {}
+                        _ = ring_completion(fd) => {}
+                    }
+                }
+                _ => flush_needed.notified().await,
+            }
+            flusher_state.borrow_mut().poll_flushes();
             // A metadata leader's appends go out before its own fdatasync, so its followers
             // persist in parallel; the yield lets the peer connections (tasks on a shard's
             // thread) write them to their sockets before the flush holds the thread.
@@ -467,6 +497,26 @@ pub async fn broadcast(shared: &Shared, snapshot: SharedSnapshot) {
     }
     for done in acks {
         let _ = done.await;
+    }
+}
+
+/// Waits until the ring signals a completion (its eventfd is readable), and consumes the signal.
+async fn ring_completion(fd: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>) {
+    loop {
+        let Ok(mut guard) = fd.readable().await else { return };
+        let drained = guard.try_io(|fd| {
+            let mut count = [0u8; 8];
+            // SAFETY: reads 8 bytes into a buffer of 8 from a descriptor this task owns.
+            let n = unsafe { libc::read(std::os::fd::AsRawFd::as_raw_fd(fd.get_ref()), count.as_mut_ptr().cast(), 8) };
+            if n < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        });
+        if drained.is_ok() {
+            return;
+        }
     }
 }
 

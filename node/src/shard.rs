@@ -16,7 +16,7 @@ use crate::groups::{
 use crate::meta::{MetaRound, MetaStore, RoundStart, SharedSnapshot, TopicMeta};
 use crate::metrics::PartitionStats;
 use crate::producers::{Producers, Verdict};
-use crate::replica::{PendingPersist, Replica};
+use crate::replica::{PendingFlush, PendingPersist, Persist, Replica};
 use crate::runtime::Shared;
 use crate::topic_config;
 use braid_engine::io::UringStorage;
@@ -315,6 +315,11 @@ pub struct ShardState {
     meta_dirty: bool,
     /// The metadata group's fdatasync is running off the thread ([`ShardState::flush_dirty`]).
     meta_syncing: bool,
+    /// Partition logs flush on the ring without blocking the shard (its runtime waits on the
+    /// ring's completion eventfd); false where that could not be set up.
+    flush_on_ring: bool,
+    /// Partitions whose flush runs, with their commit point when it began.
+    flushing: HashMap<(String, i32), (i64, PendingFlush)>,
     publish: mpsc::UnboundedSender<Publication>,
     ticks: u64,
 }
@@ -376,6 +381,8 @@ impl ShardState {
             snapshot: Arc::default(),
             meta_dirty: meta.is_some(),
             meta_syncing: false,
+            flush_on_ring: false,
+            flushing: HashMap::new(),
             meta,
             publish,
             ticks: 0,
@@ -384,6 +391,48 @@ impl ShardState {
 
     pub fn flush_needed(&self) -> Rc<Notify> {
         Rc::clone(&self.flush_needed)
+    }
+
+    /// The shard's ring's completion eventfd, duplicated for the caller to own and wait on:
+    /// readable whenever the ring completes something.
+    pub fn ring_completion_fd(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        let raw = self.storage.completion_fd()?;
+        // SAFETY: the ring owns `raw` for as long as this shard's storage lives; the duplicate
+        // is the caller's.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) }.try_clone_to_owned()
+    }
+
+    /// From now on partition flushes run on the ring: the caller's flusher must then also wake
+    /// on [`ShardState::ring_completion_fd`] and call [`ShardState::poll_flushes`].
+    pub fn flush_partitions_on_ring(&mut self) {
+        self.flush_on_ring = true;
+    }
+
+    /// True while a partition's flush runs on the ring.
+    pub fn flushes_running(&self) -> bool {
+        !self.flushing.is_empty()
+    }
+
+    /// Moves the running partition flushes on and ends those the device finished.
+    pub fn poll_flushes(&mut self) {
+        if self.flushing.is_empty() {
+            return;
+        }
+        let mut ended = Vec::new();
+        for (key, (_, pending)) in self.flushing.iter_mut() {
+            let Some(p) = self.partitions.get_mut(key) else { continue };
+            if let Some(result) = p.replica.flush_poll(pending) {
+                ended.push((key.clone(), result));
+            }
+        }
+        let mut committed_any = false;
+        for (key, result) in ended {
+            let Some((before, _)) = self.flushing.remove(&key) else { continue };
+            committed_any |= self.after_persist(key, before, result);
+        }
+        if committed_any {
+            self.shared.appended.notify_waiters();
+        }
     }
 
     pub fn meta_snapshot(&self) -> Option<SharedSnapshot> {
@@ -595,56 +644,26 @@ impl ShardState {
         let mut committed_any = false;
         let dirty: Vec<(String, i32)> = self.dirty.drain().collect();
         for key in dirty {
+            if self.flushing.contains_key(&key) {
+                // One flush at a time per log: the next round takes what came meanwhile.
+                self.dirty.insert(key);
+                continue;
+            }
             let Some(p) = self.partitions.get_mut(&key) else { continue };
             let before = p.replica.raft.committed();
-            match p.replica.persist() {
-                Ok(messages) => send(&self.shared, p.replica.group, messages),
-                Err(e) => {
-                    tracing::error!(topic = %key.0, partition = key.1, error = %e, "persisting failed; the log will be reopened");
-                    let code = ResponseError::KafkaStorageError.code();
-                    for (waiter, _) in p.waiters.fail_all() {
-                        let _ = waiter.send(ProduceOutcome::failed(code, Some(e.clone())));
+            let persisted = if self.flush_on_ring {
+                match p.replica.flush_begin() {
+                    Ok(Persist::Syncing(pending)) => {
+                        self.flushing.insert(key, (before, pending));
+                        continue;
                     }
-                    if let Err(e) = reopen(&key, p) {
-                        tracing::error!(topic = %key.0, partition = key.1, error = %e, "reopening failed");
-                    }
-                    continue;
+                    Ok(Persist::Done(messages)) => Ok(messages),
+                    Err(e) => Err(e),
                 }
-            }
-            let committed = p.replica.raft.committed();
-            committed_any |= committed > before;
-            if let Some(coordinator) = p.coordinator.as_mut() {
-                apply_offsets(coordinator, p.replica.raft.log(), committed);
-            }
-            let log_start_offset = p.replica.raft.log().log_start_offset();
-            for (waiter, base_offset) in p.waiters.release(committed) {
-                let _ = waiter.send(ProduceOutcome { error: 0, message: None, base_offset, log_start_offset });
-            }
-            if let Some((leader, term)) = p.replica.leader_changed() {
-                tracing::info!(topic = %key.0, partition = key.1, ?leader, term, "partition leader");
-                let known = (leader.map_or(-1, |l| l as i32), term as i32);
-                self.shared.leaders.write().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), known);
-                if p.replica.is_leader() {
-                    announce_leader(&self.shared, &key, (self.shared.config.node_id, term as i32), &p.voters);
-                }
-                if !p.replica.is_leader() {
-                    if let Some(coordinator) = p.coordinator.as_mut() {
-                        coordinator.lose_leadership();
-                    }
-                    // These batches are in the log but not committed: the next leader may keep
-                    // them or not. REQUEST_TIMED_OUT says "possibly stored" (clients count a
-                    // retry, and an idempotent producer deduplicates it); NOT_LEADER_OR_FOLLOWER
-                    // would tell them it was not stored, and they would resend a duplicate.
-                    let message = format!(
-                        "leadership moved before the batch committed; it may be stored ({})",
-                        not_leader(&p.replica).message.unwrap_or_default()
-                    );
-                    for (waiter, _) in p.waiters.fail_all() {
-                        let _ = waiter
-                            .send(ProduceOutcome::failed(ResponseError::RequestTimedOut.code(), Some(message.clone())));
-                    }
-                }
-            }
+            } else {
+                p.replica.persist()
+            };
+            committed_any |= self.after_persist(key, before, persisted);
         }
         if committed_any {
             self.shared.appended.notify_waiters();
@@ -662,6 +681,61 @@ impl ShardState {
             }
         }
         None
+    }
+
+    /// The rest of a partition's persist round once its log is durable (or failed to be): the
+    /// messages leave, the producers whose batches committed are answered, leader changes are
+    /// published. True if the commit point moved.
+    fn after_persist(&mut self, key: (String, i32), before: i64, persisted: Result<Vec<Message>, String>) -> bool {
+        let Some(p) = self.partitions.get_mut(&key) else { return false };
+        match persisted {
+            Ok(messages) => send(&self.shared, p.replica.group, messages),
+            Err(e) => {
+                tracing::error!(topic = %key.0, partition = key.1, error = %e, "persisting failed; the log will be reopened");
+                let code = ResponseError::KafkaStorageError.code();
+                for (waiter, _) in p.waiters.fail_all() {
+                    let _ = waiter.send(ProduceOutcome::failed(code, Some(e.clone())));
+                }
+                if let Err(e) = reopen(&key, p) {
+                    tracing::error!(topic = %key.0, partition = key.1, error = %e, "reopening failed");
+                }
+                return false;
+            }
+        }
+        let committed = p.replica.raft.committed();
+        if let Some(coordinator) = p.coordinator.as_mut() {
+            apply_offsets(coordinator, p.replica.raft.log(), committed);
+        }
+        let log_start_offset = p.replica.raft.log().log_start_offset();
+        for (waiter, base_offset) in p.waiters.release(committed) {
+            let _ = waiter.send(ProduceOutcome { error: 0, message: None, base_offset, log_start_offset });
+        }
+        if let Some((leader, term)) = p.replica.leader_changed() {
+            tracing::info!(topic = %key.0, partition = key.1, ?leader, term, "partition leader");
+            let known = (leader.map_or(-1, |l| l as i32), term as i32);
+            self.shared.leaders.write().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), known);
+            if p.replica.is_leader() {
+                announce_leader(&self.shared, &key, (self.shared.config.node_id, term as i32), &p.voters);
+            }
+            if !p.replica.is_leader() {
+                if let Some(coordinator) = p.coordinator.as_mut() {
+                    coordinator.lose_leadership();
+                }
+                // These batches are in the log but not committed: the next leader may keep
+                // them or not. REQUEST_TIMED_OUT says "possibly stored" (clients count a
+                // retry, and an idempotent producer deduplicates it); NOT_LEADER_OR_FOLLOWER
+                // would tell them it was not stored, and they would resend a duplicate.
+                let message = format!(
+                    "leadership moved before the batch committed; it may be stored ({})",
+                    not_leader(&p.replica).message.unwrap_or_default()
+                );
+                for (waiter, _) in p.waiters.fail_all() {
+                    let _ = waiter
+                        .send(ProduceOutcome::failed(ResponseError::RequestTimedOut.code(), Some(message.clone())));
+                }
+            }
+        }
+        committed > before
     }
 
     /// Sends what the metadata group's leader may send before its log is durable (its appends
@@ -908,6 +982,15 @@ impl ShardState {
     }
 
     fn flush_all(&mut self) {
+        // Running flushes end here, synchronously: a shard stopping makes everything durable.
+        for (key, _) in std::mem::take(&mut self.flushing) {
+            if let Some(p) = self.partitions.get_mut(&key) {
+                if let Err(e) = p.replica.raft.log_mut().flush() {
+                    tracing::error!(topic = %key.0, partition = key.1, error = %e, "the last flush failed");
+                }
+            }
+        }
+        self.flush_on_ring = false;
         self.dirty.extend(self.partitions.keys().cloned());
         if let Some(pending) = self.flush_dirty() {
             let synced = pending.sync();
@@ -1046,6 +1129,7 @@ impl ShardState {
             }
             self.shared.leaders.write().unwrap_or_else(|e| e.into_inner()).remove(&key);
             self.dirty.remove(&key);
+            self.flushing.remove(&key);
         }
         for (key, (meta, replicas)) in wanted {
             let config = topic_config::log_config(&meta.configs);
