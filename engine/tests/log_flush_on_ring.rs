@@ -106,3 +106,27 @@ fn the_simulator_flushes_at_once() {
     assert!(log.poll_flush(&mut ticket).unwrap());
     assert_eq!(log.durable_offset(), 2);
 }
+
+#[test]
+fn batches_not_yet_written_are_known_by_their_terms() {
+    // An O_DIRECT log leaves raft's appends in its tail until a flush (write_ahead): raft still
+    // looks up their terms and boundaries, for votes and for matching the leader's appends.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = real_log(dir.path(), true, LogConfig::default());
+    log.keep_recent(1 << 20);
+    let mut ends = Vec::new();
+    for tag in 0..3000u64 {
+        let info = log.append(&batch(tag, 1, 1_000), 1 + (tag / 1000) as i32).unwrap();
+        log.write_ahead().unwrap();
+        ends.push((info.base_offset, info.last_offset + 1, 1 + (tag / 1000) as i32));
+    }
+    assert!(log.written_offset() < log.log_end_offset(), "the tail is not written yet");
+    for &(base, end, epoch) in &ends {
+        assert_eq!(log.epoch_of_batch_ending_at(end).unwrap(), Some(epoch), "end {end}");
+        assert_eq!(log.base_of_batch_ending_at(end).unwrap(), Some(base), "end {end}");
+    }
+    assert_eq!(log.epoch_of_batch_ending_at(log.log_end_offset() + 1).unwrap(), None);
+    let last = ends.last().unwrap();
+    let recent = log.recent_from(last.0, 1).expect("the recent batches hold the last one");
+    assert_eq!(recent.len(), 1);
+}

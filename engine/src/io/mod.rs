@@ -117,6 +117,8 @@ pub trait StorageFile {
     /// The outcome of the sync `id` from [`StorageFile::start_sync`] once it ended (reported
     /// once), or `None` while it runs.
     fn poll_sync(&mut self, id: u64) -> io::Result<Option<io::Result<()>>>;
+    /// Blocks until the sync `id` ended, leaving its outcome for [`StorageFile::poll_sync`].
+    fn wait_sync(&mut self, id: u64) -> io::Result<()>;
     fn set_len(&mut self, len: u64) -> io::Result<()>;
     /// Reserves disk blocks for `[offset, offset + len)` without changing the file's length
     /// (fallocate with KEEP_SIZE), so later appends do not allocate as they go. Fails with

@@ -370,6 +370,10 @@ impl StorageFile for SimFile {
         }
     }
 
+    fn wait_sync(&mut self, _id: u64) -> io::Result<()> {
+        Ok(())
+    }
+
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.with_file(|_, f| {
             // Cutting a file gives back the blocks reserved past its new end.

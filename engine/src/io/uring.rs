@@ -85,6 +85,21 @@ impl Ring {
         self.completed.remove(&id)
     }
 
+    /// Waits until `id` ended, leaving its result to be claimed.
+    fn wait_unclaimed(&mut self, id: u64) -> io::Result<()> {
+        loop {
+            self.reap();
+            if self.completed.contains_key(&id) {
+                return Ok(());
+            }
+            match self.uring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// An eventfd the kernel signals on every completion of this ring (registered once).
     fn completion_fd(&mut self) -> io::Result<std::os::fd::RawFd> {
         if let Some(fd) = &self.eventfd {
@@ -445,6 +460,10 @@ impl StorageFile for UringFile {
                 Ok(())
             }
         }))
+    }
+
+    fn wait_sync(&mut self, id: u64) -> io::Result<()> {
+        self.ring.borrow_mut().wait_unclaimed(id)
     }
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {

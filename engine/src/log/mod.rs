@@ -619,6 +619,13 @@ impl<S: Storage> Log<S> {
             let result = self.roll();
             self.poison_on_error(result)?;
         }
+        // Batches past the written offset are known only from `positions` (the file cannot say
+        // yet): before the oldest of them would fall out, write the tail (rare: more than
+        // POSITIONS_KEPT batches appended since the last write).
+        if self.positions.len() == POSITIONS_KEPT && self.positions.front().is_some_and(|p| p.1 > self.written_offset) {
+            let result = self.write_tail(false);
+            self.poison_on_error(result)?;
+        }
         let position = self.active().size;
         let at = (position - self.tail_position) as usize;
         self.tail.extend_from_slice(batch);
@@ -767,12 +774,11 @@ impl<S: Storage> Log<S> {
         self.recent.set_budget(max_bytes);
     }
 
-    /// Whole written batches from the one starting at `from`, about `max_bytes` of them (at
-    /// least one), as shared buffers, if the recent batches still hold them.
+    /// Whole batches from the one starting at `from`, about `max_bytes` of them (at least one),
+    /// as shared buffers, if the recent batches still hold them (written to the file or not: a
+    /// leader may send what it has not written yet).
     pub fn recent_from(&self, from: i64, max_bytes: u64) -> Option<Vec<Bytes>> {
-        let mut batches = self.recent.from(from, max_bytes)?;
-        let written = self.written_offset;
-        batches.retain(|b| BatchHeader::parse(b).is_ok_and(|h| h.next_offset() <= written));
+        let batches = self.recent.from(from, max_bytes)?;
         (!batches.is_empty()).then_some(batches)
     }
 
@@ -788,7 +794,7 @@ impl<S: Storage> Log<S> {
 
     /// Start offset of the batch ending exactly at `end_offset`, if one does.
     pub fn base_of_batch_ending_at(&self, end_offset: i64) -> Result<Option<i64>, LogError> {
-        if end_offset <= self.log_start_offset() || end_offset > self.written_offset {
+        if end_offset <= self.log_start_offset() || end_offset > self.log_end_offset() {
             return Ok(None);
         }
         if let Some(&(base, _, _)) = self.position_ending_at(end_offset) {
@@ -797,13 +803,17 @@ impl<S: Storage> Log<S> {
         if let Some(base) = self.recent.base_of_batch_ending_at(end_offset) {
             return Ok(Some(base));
         }
+        // Not written yet: `positions` holds every such batch, so this is no boundary.
+        if end_offset > self.written_offset {
+            return Ok(None);
+        }
         Ok(self.read(end_offset - 1, 1, None)?.filter(|s| s.next_offset == end_offset).map(|s| s.first_offset))
     }
 
     /// The leader epoch (raft term) of the batch that ends right before `end_offset`, if a batch
     /// ends exactly there; `Ok(None)` if `end_offset` is not a batch boundary of this log.
     pub fn epoch_of_batch_ending_at(&self, end_offset: i64) -> Result<Option<i32>, LogError> {
-        if end_offset <= self.log_start_offset() || end_offset > self.written_offset {
+        if end_offset <= self.log_start_offset() || end_offset > self.log_end_offset() {
             return Ok(None);
         }
         if let Some(&(_, _, epoch)) = self.position_ending_at(end_offset) {
@@ -811,6 +821,10 @@ impl<S: Storage> Log<S> {
         }
         if let Some(epoch) = self.recent.epoch_ending_at(end_offset) {
             return Ok(Some(epoch));
+        }
+        // Not written yet: `positions` holds every such batch, so this is no boundary.
+        if end_offset > self.written_offset {
+            return Ok(None);
         }
         match self.read(end_offset - 1, 1, None)? {
             Some(slice) if slice.next_offset == end_offset => {
@@ -948,9 +962,36 @@ impl<S: Storage> Log<S> {
     pub fn poll_flush(&mut self, ticket: &mut FlushTicket) -> Result<bool, LogError> {
         self.check_usable()?;
         if ticket.epoch != self.sync_epoch {
-            return Ok(true);
+            // Void; but a started fdatasync's outcome still counts (the kernel reports a
+            // writeback error once).
+            let Some(id) = ticket.sync else { return Ok(true) };
+            let active = self.segments.last_mut().expect("a log always has a segment");
+            let context = format!("syncing {}", active.path.display());
+            let result = match active.file.poll_sync(id) {
+                Ok(None) => Ok(false),
+                Ok(Some(Ok(()))) => Ok(true),
+                Ok(Some(Err(source))) | Err(source) => Err(LogError::Io { context, source }),
+            };
+            return self.poison_on_error(result);
         }
         let result = self.poll_flush_inner(ticket);
+        self.poison_on_error(result)
+    }
+
+    /// Blocks until [`Log::poll_flush`] can move `ticket` on (its writes or its sync ended).
+    pub fn wait_flush(&mut self, ticket: &FlushTicket) -> Result<(), LogError> {
+        self.check_usable()?;
+        let active = self.segments.last_mut().expect("a log always has a segment");
+        let result = match ticket.sync {
+            Some(id) => active.file.wait_sync(id).map_err(io_context(format!("syncing {}", active.path.display()))),
+            None => match active.file.wait_writes(0) {
+                Ok(buffers) => {
+                    self.reclaim(buffers);
+                    Ok(())
+                }
+                Err(e) => Err(LogError::Io { context: format!("writing {}", active.path.display()), source: e }),
+            },
+        };
         self.poison_on_error(result)
     }
 
