@@ -633,7 +633,11 @@ impl MetaStore {
     /// to [`MetaStore::end_round`] with the sync's outcome.
     pub fn begin_round(&mut self, now_ms: i64) -> RoundStart {
         match self.replica.persist_begin() {
-            Ok(Persist::Syncing(pending)) => RoundStart::Syncing(pending, self.advance_round(now_ms)),
+            Ok(Persist::Syncing(pending, early)) => {
+                let mut round = self.advance_round(now_ms);
+                round.messages.splice(0..0, early);
+                RoundStart::Syncing(pending, round)
+            }
             Ok(Persist::Done(messages)) => RoundStart::Done(self.finish_round(Ok(messages), now_ms)),
             Err(e) => RoundStart::Done(self.finish_round(Err(e), now_ms)),
         }

@@ -35,8 +35,9 @@ pub const RECENT_BYTES: usize = 16 << 20;
 pub enum Persist<P> {
     /// Nothing was left to sync: these messages may leave.
     Done(Vec<Message>),
-    /// The log's writes or fdatasync must end first.
-    Syncing(P),
+    /// The log's writes or fdatasync must end first; the messages may leave now (a leader's:
+    /// held back, they would reach followers after its later appends, out of order).
+    Syncing(P, Vec<Message>),
 }
 
 /// A persist round whose log flush runs on the shard's ring ([`Replica::flush_begin`]).
@@ -174,11 +175,15 @@ impl Replica {
     pub fn persist_begin(&mut self) -> Result<Persist<PendingPersist>, String> {
         self.persist_state()?;
         match self.raft.log_mut().begin_sync() {
-            Ok(Some(ticket)) => Ok(Persist::Syncing(PendingPersist {
-                ticket,
-                messages: self.raft.take_messages(),
-                truncations: self.raft.log().truncations(),
-            })),
+            Ok(Some(ticket)) => {
+                let early = self.raft.take_leader_messages();
+                let pending = PendingPersist {
+                    ticket,
+                    messages: self.raft.take_messages(),
+                    truncations: self.raft.log().truncations(),
+                };
+                Ok(Persist::Syncing(pending, early))
+            }
             Ok(None) => {
                 self.raft.on_persisted();
                 Ok(Persist::Done(self.raft.take_messages()))
@@ -228,11 +233,15 @@ impl Replica {
     pub fn flush_begin(&mut self) -> Result<Persist<PendingFlush>, String> {
         self.persist_state()?;
         match self.raft.log_mut().begin_flush() {
-            Ok(Some(ticket)) => Ok(Persist::Syncing(PendingFlush {
-                ticket,
-                messages: self.raft.take_messages(),
-                truncations: self.raft.log().truncations(),
-            })),
+            Ok(Some(ticket)) => {
+                let early = self.raft.take_leader_messages();
+                let pending = PendingFlush {
+                    ticket,
+                    messages: self.raft.take_messages(),
+                    truncations: self.raft.log().truncations(),
+                };
+                Ok(Persist::Syncing(pending, early))
+            }
             Ok(None) => {
                 self.raft.on_persisted();
                 Ok(Persist::Done(self.raft.take_messages()))
@@ -257,6 +266,19 @@ impl Replica {
             Err(e) => {
                 let _ = self.raft.take_messages();
                 Some(Err(e.to_string()))
+            }
+        }
+    }
+
+    /// Ends a flush from [`Replica::flush_begin`], waiting for the device (a shard stopping).
+    pub fn flush_finish(&mut self, mut pending: PendingFlush) -> Result<Vec<Message>, String> {
+        loop {
+            if let Some(result) = self.flush_poll(&mut pending) {
+                return result;
+            }
+            if let Err(e) = self.raft.log_mut().wait_flush(&pending.ticket) {
+                let _ = self.raft.take_messages();
+                return Err(e.to_string());
             }
         }
     }

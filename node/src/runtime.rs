@@ -503,7 +503,11 @@ pub async fn broadcast(shared: &Shared, snapshot: SharedSnapshot) {
 /// Waits until the ring signals a completion (its eventfd is readable), and consumes the signal.
 async fn ring_completion(fd: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>) {
     loop {
-        let Ok(mut guard) = fd.readable().await else { return };
+        let Ok(mut guard) = fd.readable().await else {
+            // The reactor failed us: poll again shortly rather than spin.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            return;
+        };
         let drained = guard.try_io(|fd| {
             let mut count = [0u8; 8];
             // SAFETY: reads 8 bytes into a buffer of 8 from a descriptor this task owns.

@@ -627,7 +627,15 @@ impl ShardState {
         if acks == -1 {
             p.waiters.wait(end, (reply, base_offset));
         } else {
-            // acks=1 answers once the batch is in the leader's log; the round replicates it.
+            // acks=1 answers once the batch is in the leader's log file (a process that dies
+            // after the answer keeps it); the round replicates it and makes it durable.
+            if let Err(e) = p.replica.raft.log_mut().write() {
+                tracing::error!(topic = %key.0, partition = key.1, error = %e, "writing an appended batch failed");
+                let _ = reply.send(ProduceOutcome::failed(storage_error(&e), Some(e.to_string())));
+                self.dirty.insert(key);
+                self.flush_needed.notify_one();
+                return;
+            }
             let log_start_offset = p.replica.raft.log().log_start_offset();
             let _ = reply.send(ProduceOutcome { error: 0, message: None, base_offset, log_start_offset });
         }
@@ -653,7 +661,8 @@ impl ShardState {
             let before = p.replica.raft.committed();
             let persisted = if self.flush_on_ring {
                 match p.replica.flush_begin() {
-                    Ok(Persist::Syncing(pending)) => {
+                    Ok(Persist::Syncing(pending, early)) => {
+                        send(&self.shared, p.replica.group, early);
                         self.flushing.insert(key, (before, pending));
                         continue;
                     }
@@ -982,13 +991,12 @@ impl ShardState {
     }
 
     fn flush_all(&mut self) {
-        // Running flushes end here, synchronously: a shard stopping makes everything durable.
-        for (key, _) in std::mem::take(&mut self.flushing) {
-            if let Some(p) = self.partitions.get_mut(&key) {
-                if let Err(e) = p.replica.raft.log_mut().flush() {
-                    tracing::error!(topic = %key.0, partition = key.1, error = %e, "the last flush failed");
-                }
-            }
+        // Running flushes end here, waiting for the device: a shard stopping makes everything
+        // durable (and a running sync's error is not lost).
+        for (key, (before, pending)) in std::mem::take(&mut self.flushing) {
+            let Some(p) = self.partitions.get_mut(&key) else { continue };
+            let result = p.replica.flush_finish(pending);
+            self.after_persist(key, before, result);
         }
         self.flush_on_ring = false;
         self.dirty.extend(self.partitions.keys().cloned());
