@@ -471,6 +471,7 @@ def sec_acl(c, b, base):
     eq(b.set(ip, b"ip2").version, 1, "ip:127.0.0.1 ACL allows a loopback client")
     ipn = base + "/ipother"
     c.create(ipn, b"", acl=[make_acl("ip", "10.254.254.254", all=True)])
+    b.sync(ipn)  # another session's create: b's server may not have applied it yet
     raises(ke.NoAuthError, b.get, ipn, what="ip ACL for another address refuses")
     eq(b.delete(ipn), True, "delete needs only the parent's DELETE permission")
     eq(b.delete(r), True, "delete of a READ-only node (parent is open)")
@@ -595,6 +596,7 @@ def sec_watches(a, b, base):
     # delete: data watch and child watch both see DELETED
     d = base + "/doomed"
     b.create(d, b"")
+    a.sync(d)  # b's create: a's server may not have applied it yet
     recd, recc = Recorder(), Recorder()
     a.get(d, watch=recd)
     a.get_children(d, watch=recc)
