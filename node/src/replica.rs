@@ -40,23 +40,19 @@ pub enum Persist<P> {
     Syncing(P, Vec<Message>),
 }
 
-/// A persist round whose log flush runs on the shard's ring ([`Replica::flush_begin`]).
-pub struct PendingFlush {
-    ticket: FlushTicket,
-    /// What raft queued before the flush began: it leaves once the flush ended.
-    messages: Vec<Message>,
-    /// The log's truncation count when the flush began.
-    truncations: u64,
-}
-
-/// A persist round waiting for its log's fdatasync.
-pub struct PendingPersist {
-    ticket: SyncTicket,
-    /// What raft queued before the write the sync covers: it leaves once the sync is done.
+/// A persist round waiting for its log's sync: `T` is a [`SyncTicket`] (the fdatasync runs on
+/// another thread, [`Replica::persist_begin`]) or a [`FlushTicket`] (writes and fdatasync on the
+/// shard's ring, [`Replica::flush_begin`]).
+pub struct Pending<T> {
+    ticket: T,
+    /// What raft queued before the round's write: it leaves once the sync is done.
     messages: Vec<Message>,
     /// The log's truncation count when the round began.
     truncations: u64,
 }
+
+pub type PendingPersist = Pending<SyncTicket>;
+pub type PendingFlush = Pending<FlushTicket>;
 
 impl PendingPersist {
     /// The fdatasync; blocks (run it on a thread that may).
@@ -174,14 +170,17 @@ impl Replica {
     /// [`Replica::persist_end`], and raft takes more appends and messages meanwhile.
     pub fn persist_begin(&mut self) -> Result<Persist<PendingPersist>, String> {
         self.persist_state()?;
-        match self.raft.log_mut().begin_sync() {
+        let begun = self.raft.log_mut().begin_sync();
+        self.begin_round(begun)
+    }
+
+    /// The round once its log's sync began (or had nothing to do, or failed).
+    fn begin_round<T>(&mut self, begun: Result<Option<T>, LogError>) -> Result<Persist<Pending<T>>, String> {
+        match begun {
             Ok(Some(ticket)) => {
                 let early = self.raft.take_leader_messages();
-                let pending = PendingPersist {
-                    ticket,
-                    messages: self.raft.take_messages(),
-                    truncations: self.raft.log().truncations(),
-                };
+                let pending =
+                    Pending { ticket, messages: self.raft.take_messages(), truncations: self.raft.log().truncations() };
                 Ok(Persist::Syncing(pending, early))
             }
             Ok(None) => {
@@ -232,25 +231,8 @@ impl Replica {
     /// [`Replica::flush_poll`] once the device is done.
     pub fn flush_begin(&mut self) -> Result<Persist<PendingFlush>, String> {
         self.persist_state()?;
-        match self.raft.log_mut().begin_flush() {
-            Ok(Some(ticket)) => {
-                let early = self.raft.take_leader_messages();
-                let pending = PendingFlush {
-                    ticket,
-                    messages: self.raft.take_messages(),
-                    truncations: self.raft.log().truncations(),
-                };
-                Ok(Persist::Syncing(pending, early))
-            }
-            Ok(None) => {
-                self.raft.on_persisted();
-                Ok(Persist::Done(self.raft.take_messages()))
-            }
-            Err(e) => {
-                let _ = self.raft.take_messages();
-                Err(e.to_string())
-            }
-        }
+        let begun = self.raft.log_mut().begin_flush();
+        self.begin_round(begun)
     }
 
     /// Moves a flush from [`Replica::flush_begin`] on; once it ended, what may leave (as
