@@ -273,8 +273,9 @@ impl Replica {
             let path = self.dir.join(HARD_STATE_FILE);
             if let Err(e) = hard_state::store(&self.storage, &path, self.hard_seq, self.raft.hard_state()) {
                 // The vote or term is not durable: nothing may leave, and it is written again
-                // on the next change.
+                // next round.
                 let _ = self.raft.take_messages();
+                self.raft.persist_failed(true, false);
                 return Err(format!("writing {}: {e}", path.display()));
             }
         }
@@ -286,6 +287,7 @@ impl Replica {
             let (base, changes) = self.raft.config_state();
             if let Err(e) = config_file::store(&self.storage, &path, self.config_seq, &base, &changes) {
                 let _ = self.raft.take_messages();
+                self.raft.persist_failed(false, true);
                 return Err(format!("writing {}: {e}", path.display()));
             }
         }

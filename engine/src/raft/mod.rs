@@ -470,6 +470,14 @@ impl<L: RaftLog> Raft<L> {
         std::mem::take(&mut self.hard_dirty)
     }
 
+    /// The driver could not write the hard state and/or the configuration it took as dirty
+    /// ([`Raft::take_hard_state_dirty`], [`Raft::take_config_dirty`]): they stay dirty, so the
+    /// next round writes them again and no leader message leaves before they are on disk.
+    pub fn persist_failed(&mut self, hard_state: bool, config: bool) {
+        self.hard_dirty |= hard_state;
+        self.config_dirty |= config;
+    }
+
     /// The messages a leader may send before its own log is durable: all of a leader's, as long
     /// as its term and vote are on disk (a leader counts itself toward a commit only once its
     /// log is durable, so its appends may reach followers first: they persist in parallel).
