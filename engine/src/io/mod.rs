@@ -106,10 +106,10 @@ pub trait StorageFile {
     /// Waits for the oldest write-behinds until at most `keep_pending` remain; returns their
     /// buffers.
     fn wait_writes(&mut self, keep_pending: usize) -> io::Result<Vec<AlignedBuf>>;
-    /// Reaps the write-behinds that ended, without waiting: true once none is pending. Hands
-    /// back the finished ones' buffers like [`StorageFile::wait_writes`]; a failed one is an
-    /// error (as from `wait_writes`).
-    fn poll_writes(&mut self) -> io::Result<(bool, Vec<AlignedBuf>)>;
+    /// Reaps the oldest write-behinds that ended, without waiting ([`StorageFile::write_behind_pending`]
+    /// then counts the rest). Hands back their buffers like [`StorageFile::wait_writes`]; a
+    /// failed one is an error (as from `wait_writes`).
+    fn poll_writes(&mut self) -> io::Result<Vec<AlignedBuf>>;
     /// Starts an fdatasync without waiting for it; it makes durable the writes that ended
     /// before it (so poll the write-behinds to their end first). [`StorageFile::poll_sync`]
     /// says when it ends.

@@ -350,8 +350,8 @@ impl StorageFile for SimFile {
         Ok(self.behind.drain(..done).collect())
     }
 
-    fn poll_writes(&mut self) -> io::Result<(bool, Vec<AlignedBuf>)> {
-        Ok((true, self.behind.drain(..).collect()))
+    fn poll_writes(&mut self) -> io::Result<Vec<AlignedBuf>> {
+        Ok(self.behind.drain(..).collect())
     }
 
     fn start_sync(&mut self) -> io::Result<u64> {

@@ -420,7 +420,7 @@ impl StorageFile for UringFile {
         self.wait_behind_until(keep_pending)
     }
 
-    fn poll_writes(&mut self) -> io::Result<(bool, Vec<AlignedBuf>)> {
+    fn poll_writes(&mut self) -> io::Result<Vec<AlignedBuf>> {
         let mut buffers = Vec::new();
         let mut first_error = None;
         while let Some(write) = self.behind.first() {
@@ -440,7 +440,7 @@ impl StorageFile for UringFile {
         }
         match first_error {
             Some(e) => Err(e),
-            None => Ok((self.behind.is_empty(), buffers)),
+            None => Ok(buffers),
         }
     }
 

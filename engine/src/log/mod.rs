@@ -292,10 +292,9 @@ pub struct Log<S: Storage> {
     /// Changes at every truncation, reset and roll, so a sync started before one of them
     /// ([`Log::begin_sync`]) does not vouch for what was written after it.
     sync_epoch: u64,
-    /// Write-behinds handed to the active segment's file, and those of them reclaimed (ended),
-    /// counted from the open: a flush ([`Log::begin_flush`]) waits for the ones before it.
+    /// Write-behinds handed to the segments' files, counted from the open: a flush
+    /// ([`Log::begin_flush`]) waits for the ones up to its own ([`Log::behind_ended`]).
     behind_submitted: u64,
-    behind_done: u64,
     /// Truncations and resets since the open ([`Log::truncations`]).
     truncations: u64,
     /// The write-behind (by its count) that wrote the tail's partial last block, padded, for a
@@ -340,7 +339,6 @@ impl<S: Storage> Log<S> {
             durable_offset: 0,
             sync_epoch: next_sync_epoch(),
             behind_submitted: 0,
-            behind_done: 0,
             truncations: 0,
             partial_behind: None,
             poisoned: None,
@@ -655,51 +653,69 @@ impl<S: Storage> Log<S> {
     /// appending into a fresh buffer that starts with the partial last block (rewritten later, so
     /// write-behinds never overlap).
     fn hand_off(&mut self) -> Result<(), LogError> {
-        self.wait_partial()?;
-        self.ensure_preallocated(self.tail_position + self.tail.len() as u64)?;
-        let mut next = self.take_buffer();
-        let active = self.segments.last_mut().expect("a log always has a segment");
-        let alignment = active.file.write_alignment();
-        let whole = self.tail.len() / alignment * alignment;
-        if whole == 0 {
-            self.spare_buffers.push(next);
+        if !self.write_tail_behind(false)? {
             return Ok(());
         }
-        next.extend_from_slice(&self.tail.as_slice()[whole..]);
-        let mut full = std::mem::replace(&mut self.tail, next);
-        full.truncate(whole);
-        let context = format!("writing {} at byte {}", active.path.display(), self.tail_position);
-        active.file.write_behind(self.tail_position, full).map_err(io_context(context))?;
-        self.behind_submitted += 1;
-        self.tail_position += whole as u64;
+        let active = self.segments.last_mut().expect("a log always has a segment");
         if active.file.write_behind_pending() > WRITE_BEHIND_MAX {
             let context = format!("writing {}", active.path.display());
             let buffers = active.file.wait_writes(WRITE_BEHIND_MAX).map_err(io_context(context))?;
-            self.reclaim(buffers);
+            self.keep_spares(buffers);
         }
         Ok(())
     }
 
-    /// Takes back the buffers of ended write-behinds.
-    fn reclaim(&mut self, buffers: Vec<AlignedBuf>) {
-        self.behind_done += buffers.len() as u64;
-        if self.partial_behind.is_some_and(|seq| self.behind_done >= seq) {
-            self.partial_behind = None;
+    /// Hands the tail's whole blocks to the device as one write-behind, with the partial last
+    /// block padded too if `with_partial` (a flush: it stays in the tail, to be written again
+    /// once this write ended); appends go on into a fresh buffer starting with that partial
+    /// block. False if there was nothing to write.
+    fn write_tail_behind(&mut self, with_partial: bool) -> Result<bool, LogError> {
+        self.wait_partial()?;
+        self.ensure_preallocated(self.tail_position + self.tail.len() as u64)?;
+        let alignment = self.active().file.write_alignment();
+        let whole = self.tail.len() / alignment * alignment;
+        let partial = self.tail.len() > whole;
+        if whole == 0 && !(with_partial && partial) {
+            return Ok(false);
         }
-        self.keep_spares(buffers);
+        let mut next = self.take_buffer();
+        next.extend_from_slice(&self.tail.as_slice()[whole..]);
+        let mut full = std::mem::replace(&mut self.tail, next);
+        if with_partial {
+            full.pad_to(alignment);
+        } else {
+            full.truncate(whole);
+        }
+        let active = self.segments.last_mut().expect("a log always has a segment");
+        let context = format!("writing {} at byte {}", active.path.display(), self.tail_position);
+        active.file.write_behind(self.tail_position, full).map_err(io_context(context))?;
+        self.behind_submitted += 1;
+        self.tail_position += whole as u64;
+        if with_partial && partial {
+            self.partial_behind = Some(self.behind_submitted);
+        }
+        Ok(true)
+    }
+
+    /// True once the write-behind numbered `seq` (and every one before it) ended: the file
+    /// holds fewer pending than were handed to it since (they end in order; a roll waited for
+    /// all of the segment it sealed).
+    fn behind_ended(&self, seq: u64) -> bool {
+        self.active().file.write_behind_pending() as u64 <= self.behind_submitted - seq
     }
 
     /// Waits for a flush's write of the tail's partial block if it is still in flight: the tail
     /// is about to be written from that block again.
     fn wait_partial(&mut self) -> Result<(), LogError> {
-        if self.partial_behind.is_none() {
+        let Some(seq) = self.partial_behind.take() else { return Ok(()) };
+        if self.behind_ended(seq) {
             return Ok(());
         }
+        let keep = (self.behind_submitted - seq) as usize;
         let active = self.segments.last_mut().expect("a log always has a segment");
         let context = format!("writing {}", active.path.display());
-        let buffers = active.file.wait_writes(0).map_err(io_context(context))?;
-        self.reclaim(buffers);
-        self.partial_behind = None;
+        let buffers = active.file.wait_writes(keep).map_err(io_context(context))?;
+        self.keep_spares(buffers);
         Ok(())
     }
 
@@ -928,22 +944,7 @@ impl<S: Storage> Log<S> {
             return Ok(None);
         }
         if pending {
-            self.wait_partial()?;
-            self.ensure_preallocated(self.tail_position + self.tail.len() as u64)?;
-            let alignment = self.active().file.write_alignment();
-            let whole = self.tail.len() / alignment * alignment;
-            let mut next = self.take_buffer();
-            next.extend_from_slice(&self.tail.as_slice()[whole..]);
-            let mut full = std::mem::replace(&mut self.tail, next);
-            full.pad_to(alignment);
-            let active = self.segments.last_mut().expect("a log always has a segment");
-            let context = format!("writing {} at byte {}", active.path.display(), self.tail_position);
-            active.file.write_behind(self.tail_position, full).map_err(io_context(context))?;
-            self.behind_submitted += 1;
-            self.tail_position += whole as u64;
-            if !self.tail.is_empty() {
-                self.partial_behind = Some(self.behind_submitted);
-            }
+            self.write_tail_behind(true)?;
         }
         let active = self.active();
         Ok(Some(FlushTicket {
@@ -965,14 +966,8 @@ impl<S: Storage> Log<S> {
             // Void; but a started fdatasync's outcome still counts (the kernel reports a
             // writeback error once).
             let Some(id) = ticket.sync else { return Ok(true) };
-            let active = self.segments.last_mut().expect("a log always has a segment");
-            let context = format!("syncing {}", active.path.display());
-            let result = match active.file.poll_sync(id) {
-                Ok(None) => Ok(false),
-                Ok(Some(Ok(()))) => Ok(true),
-                Ok(Some(Err(source))) | Err(source) => Err(LogError::Io { context, source }),
-            };
-            return self.poison_on_error(result);
+            let ended = self.sync_ended(id);
+            return self.poison_on_error(ended);
         }
         let result = self.poll_flush_inner(ticket);
         self.poison_on_error(result)
@@ -981,12 +976,13 @@ impl<S: Storage> Log<S> {
     /// Blocks until [`Log::poll_flush`] can move `ticket` on (its writes or its sync ended).
     pub fn wait_flush(&mut self, ticket: &FlushTicket) -> Result<(), LogError> {
         self.check_usable()?;
+        let keep = (self.behind_submitted - ticket.behind) as usize;
         let active = self.segments.last_mut().expect("a log always has a segment");
         let result = match ticket.sync {
             Some(id) => active.file.wait_sync(id).map_err(io_context(format!("syncing {}", active.path.display()))),
-            None => match active.file.wait_writes(0) {
+            None => match active.file.wait_writes(keep) {
                 Ok(buffers) => {
-                    self.reclaim(buffers);
+                    self.keep_spares(buffers);
                     Ok(())
                 }
                 Err(e) => Err(LogError::Io { context: format!("writing {}", active.path.display()), source: e }),
@@ -999,12 +995,12 @@ impl<S: Storage> Log<S> {
         let sync = match ticket.sync {
             Some(id) => id,
             None => {
-                if self.behind_done < ticket.behind {
+                if !self.behind_ended(ticket.behind) {
                     let active = self.segments.last_mut().expect("a log always has a segment");
                     let context = format!("writing {}", active.path.display());
-                    let (_, buffers) = active.file.poll_writes().map_err(io_context(context))?;
-                    self.reclaim(buffers);
-                    if self.behind_done < ticket.behind {
+                    let buffers = active.file.poll_writes().map_err(io_context(context))?;
+                    self.keep_spares(buffers);
+                    if !self.behind_ended(ticket.behind) {
                         return Ok(false);
                     }
                 }
@@ -1017,22 +1013,28 @@ impl<S: Storage> Log<S> {
                 id
             }
         };
+        if !self.sync_ended(sync)? {
+            return Ok(false);
+        }
+        self.durable_offset = self.durable_offset.max(ticket.target);
+        Ok(true)
+    }
+
+    /// Whether the sync `id` ([`StorageFile::start_sync`]) ended; its failure as an error.
+    fn sync_ended(&mut self, id: u64) -> Result<bool, LogError> {
         let active = self.segments.last_mut().expect("a log always has a segment");
         let context = format!("syncing {}", active.path.display());
-        match active.file.poll_sync(sync).map_err(io_context(context.clone()))? {
-            None => Ok(false),
-            Some(Err(source)) => Err(LogError::Io { context, source }),
-            Some(Ok(())) => {
-                self.durable_offset = self.durable_offset.max(ticket.target);
-                Ok(true)
-            }
+        match active.file.poll_sync(id) {
+            Ok(None) => Ok(false),
+            Ok(Some(Ok(()))) => Ok(true),
+            Ok(Some(Err(source))) | Err(source) => Err(LogError::Io { context, source }),
         }
     }
 
     fn write_tail(&mut self, sync: bool) -> Result<(), LogError> {
         let active = self.segments.last_mut().expect("a log always has a segment");
         let buffers = active.file.wait_writes(0).map_err(io_context(format!("writing {}", active.path.display())))?;
-        self.reclaim(buffers);
+        self.keep_spares(buffers);
         self.partial_behind = None;
         let end = self.tail_position + self.tail.len() as u64;
         self.ensure_preallocated(end)?;
