@@ -660,7 +660,7 @@ impl MetaStore {
             }
         };
         let mut round = self.advance(now_ms);
-        round.messages.splice(0..0, messages);
+        round.messages = messages;
         round
     }
 

@@ -157,11 +157,16 @@ impl Replica {
     pub fn persist(&mut self) -> Result<Vec<Message>, String> {
         self.persist_state()?;
         if let Err(e) = self.raft.log_mut().flush() {
-            let _ = self.raft.take_messages();
-            return Err(e.to_string());
+            return Err(self.failed(e.to_string()));
         }
         self.raft.on_persisted();
         Ok(self.raft.take_messages())
+    }
+
+    /// A persist round failed: nothing raft queued may leave (it sends again later).
+    fn failed(&mut self, error: String) -> String {
+        let _ = self.raft.take_messages();
+        error
     }
 
     /// The persist round with the log's fdatasync off this thread: the hard state and the
@@ -187,10 +192,7 @@ impl Replica {
                 self.raft.on_persisted();
                 Ok(Persist::Done(self.raft.take_messages()))
             }
-            Err(e) => {
-                let _ = self.raft.take_messages();
-                Err(e.to_string())
-            }
+            Err(e) => Err(self.failed(e.to_string())),
         }
     }
 
@@ -203,27 +205,33 @@ impl Replica {
         pending: PendingPersist,
         synced: std::io::Result<()>,
     ) -> Result<Vec<Message>, String> {
-        let PendingPersist { ticket, messages, truncations } = pending;
+        let Pending { ticket, messages, truncations } = pending;
         let target = ticket.target();
-        if let Err(e) = self.raft.log_mut().end_sync(ticket, synced) {
-            let _ = self.raft.take_messages();
-            return Err(e.to_string());
-        }
-        self.raft.on_persisted();
-        Ok(self.after_sync(messages, target, truncations))
+        let ended = self.raft.log_mut().end_sync(ticket, synced).map(|_| ());
+        self.end_round(ended, messages, target, truncations)
     }
 
-    /// What leaves after a sync that was to make the log durable to `target`: the messages
-    /// queued before it if it did and the log was not cut meanwhile (a truncation voids the
-    /// sync, and a follower's ack of entries it no longer holds must not leave: raft sends
-    /// again), and a leader's messages queued since.
-    fn after_sync(&mut self, mut messages: Vec<Message>, target: i64, truncations: u64) -> Vec<Message> {
+    /// The end of a held round, its sync done (or failed): what leaves now is the messages
+    /// queued before it, if the log is durable to `target` and was not cut meanwhile (a
+    /// truncation voids the sync, and a follower's ack of entries it no longer holds must not
+    /// leave: raft sends again), and a leader's messages queued since.
+    fn end_round(
+        &mut self,
+        ended: Result<(), LogError>,
+        mut messages: Vec<Message>,
+        target: i64,
+        truncations: u64,
+    ) -> Result<Vec<Message>, String> {
+        if let Err(e) = ended {
+            return Err(self.failed(e.to_string()));
+        }
+        self.raft.on_persisted();
         let log = self.raft.log();
         if log.durable_offset() < target || log.truncations() != truncations {
             messages.clear();
         }
         messages.extend(self.raft.take_leader_messages());
-        messages
+        Ok(messages)
     }
 
     /// The persist round with the log's writes and fdatasync left running on the shard's ring
@@ -238,18 +246,13 @@ impl Replica {
     /// Moves a flush from [`Replica::flush_begin`] on; once it ended, what may leave (as
     /// [`Replica::persist_end`]) or the failure. `None` while the device works.
     pub fn flush_poll(&mut self, pending: &mut PendingFlush) -> Option<Result<Vec<Message>, String>> {
-        match self.raft.log_mut().poll_flush(&mut pending.ticket) {
-            Ok(false) => None,
-            Ok(true) => {
-                self.raft.on_persisted();
-                let messages = std::mem::take(&mut pending.messages);
-                Some(Ok(self.after_sync(messages, pending.ticket.target(), pending.truncations)))
-            }
-            Err(e) => {
-                let _ = self.raft.take_messages();
-                Some(Err(e.to_string()))
-            }
-        }
+        let ended = match self.raft.log_mut().poll_flush(&mut pending.ticket) {
+            Ok(false) => return None,
+            Ok(true) => Ok(()),
+            Err(e) => Err(e),
+        };
+        let messages = std::mem::take(&mut pending.messages);
+        Some(self.end_round(ended, messages, pending.ticket.target(), pending.truncations))
     }
 
     /// Ends a flush from [`Replica::flush_begin`], waiting for the device (a shard stopping).
@@ -259,8 +262,7 @@ impl Replica {
                 return result;
             }
             if let Err(e) = self.raft.log_mut().wait_flush(&pending.ticket) {
-                let _ = self.raft.take_messages();
-                return Err(e.to_string());
+                return Err(self.failed(e.to_string()));
             }
         }
     }
@@ -274,9 +276,8 @@ impl Replica {
             if let Err(e) = hard_state::store(&self.storage, &path, self.hard_seq, self.raft.hard_state()) {
                 // The vote or term is not durable: nothing may leave, and it is written again
                 // next round.
-                let _ = self.raft.take_messages();
                 self.raft.persist_failed(true, false);
-                return Err(format!("writing {}: {e}", path.display()));
+                return Err(self.failed(format!("writing {}: {e}", path.display())));
             }
         }
         // The configuration before the log: on restart, changes whose entry the log lost are
@@ -286,9 +287,8 @@ impl Replica {
             let path = self.dir.join(CONFIG_FILE);
             let (base, changes) = self.raft.config_state();
             if let Err(e) = config_file::store(&self.storage, &path, self.config_seq, &base, &changes) {
-                let _ = self.raft.take_messages();
                 self.raft.persist_failed(false, true);
-                return Err(format!("writing {}: {e}", path.display()));
+                return Err(self.failed(format!("writing {}: {e}", path.display())));
             }
         }
         // Only a group with followers needs its recent batches.
