@@ -330,14 +330,27 @@ impl UringFile {
         }
     }
 
-    /// Waits for the oldest write-behinds until at most `keep_pending` remain; returns their
-    /// buffers for reuse.
-    fn wait_behind_until(&mut self, keep_pending: usize) -> io::Result<Vec<AlignedBuf>> {
+    /// Ends the oldest write-behinds, in order, until at most `keep_pending` remain: waiting for
+    /// each if `wait`, else only those already complete. Returns their buffers for reuse; a
+    /// failed write is an error once they are all settled.
+    fn end_behind(&mut self, keep_pending: usize, wait: bool) -> io::Result<Vec<AlignedBuf>> {
         let mut first_error = None;
-        let done = self.behind.len().saturating_sub(keep_pending);
-        let mut buffers = Vec::with_capacity(done);
-        for write in self.behind.drain(..done).collect::<Vec<_>>() {
-            let results = self.ring.borrow_mut().wait(&write.ids)?;
+        let mut buffers = Vec::new();
+        while self.behind.len() > keep_pending {
+            let ids = &self.behind[0].ids;
+            let results = {
+                let mut ring = self.ring.borrow_mut();
+                if wait {
+                    ring.wait(ids)?
+                } else {
+                    ring.reap();
+                    if !ids.iter().all(|id| ring.completed.contains_key(id)) {
+                        break;
+                    }
+                    ids.iter().map(|id| ring.completed.remove(id).expect("checked above")).collect()
+                }
+            };
+            let write = self.behind.remove(0);
             if let Err(e) = self.settle(write.position, write.buf.as_slice(), &results) {
                 first_error.get_or_insert(e);
             }
@@ -350,7 +363,7 @@ impl UringFile {
     }
 
     fn wait_behind(&mut self) -> io::Result<Vec<AlignedBuf>> {
-        self.wait_behind_until(0)
+        self.end_behind(0, true)
     }
 }
 
@@ -417,31 +430,11 @@ impl StorageFile for UringFile {
     }
 
     fn wait_writes(&mut self, keep_pending: usize) -> io::Result<Vec<AlignedBuf>> {
-        self.wait_behind_until(keep_pending)
+        self.end_behind(keep_pending, true)
     }
 
     fn poll_writes(&mut self) -> io::Result<Vec<AlignedBuf>> {
-        let mut buffers = Vec::new();
-        let mut first_error = None;
-        while let Some(write) = self.behind.first() {
-            let mut ring = self.ring.borrow_mut();
-            ring.reap();
-            if !write.ids.iter().all(|id| ring.completed.contains_key(id)) {
-                break;
-            }
-            let results: Vec<i32> =
-                write.ids.iter().map(|id| ring.completed.remove(id).expect("checked above")).collect();
-            drop(ring);
-            let write = self.behind.remove(0);
-            if let Err(e) = self.settle(write.position, write.buf.as_slice(), &results) {
-                first_error.get_or_insert(e);
-            }
-            buffers.push(write.buf);
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(buffers),
-        }
+        self.end_behind(0, false)
     }
 
     fn start_sync(&mut self) -> io::Result<u64> {
