@@ -303,10 +303,24 @@ pub struct Log<S: Storage> {
     poisoned: Option<String>,
     /// The last batches appended, for replication ([`Log::keep_recent`]).
     recent: recent::Recent,
-    /// (base, end, epoch) of the last batches appended, whatever the recent budget: raft looks
-    /// up the term of its last entries on every proposal, and a read from an O_DIRECT segment
-    /// for each one cost a disk read per write.
-    positions: std::collections::VecDeque<(i64, i64, i32)>,
+    /// Where the last batches appended are, whatever the recent budget: raft looks up the term
+    /// of its last entries on every proposal (a read from an O_DIRECT segment for each one cost
+    /// a disk read per write), and a read of recent batches finds them here instead of reading
+    /// their headers from the file one by one.
+    positions: std::collections::VecDeque<Position>,
+}
+
+/// One recently appended batch: its offsets, term, and place in its segment.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    base: i64,
+    end: i64,
+    epoch: i32,
+    records: i32,
+    /// Base offset of the segment holding it.
+    segment: i64,
+    position: u64,
+    len: u32,
 }
 
 impl<S: Storage> Log<S> {
@@ -620,7 +634,8 @@ impl<S: Storage> Log<S> {
         // Batches past the written offset are known only from `positions` (the file cannot say
         // yet): before the oldest of them would fall out, write the tail (rare: more than
         // POSITIONS_KEPT batches appended since the last write).
-        if self.positions.len() == POSITIONS_KEPT && self.positions.front().is_some_and(|p| p.1 > self.written_offset) {
+        if self.positions.len() == POSITIONS_KEPT && self.positions.front().is_some_and(|p| p.end > self.written_offset)
+        {
             let result = self.write_tail(false);
             self.poison_on_error(result)?;
         }
@@ -636,7 +651,15 @@ impl<S: Storage> Log<S> {
         if self.positions.len() == POSITIONS_KEPT {
             self.positions.pop_front();
         }
-        self.positions.push_back((base_offset, stamped.next_offset(), partition_leader_epoch));
+        self.positions.push_back(Position {
+            base: base_offset,
+            end: stamped.next_offset(),
+            epoch: partition_leader_epoch,
+            records: stamped.record_count,
+            segment: active.base_offset,
+            position,
+            len: batch.len() as u32,
+        });
         if self.recent.enabled() {
             let bytes =
                 shared.cloned().unwrap_or_else(|| Bytes::copy_from_slice(&self.tail.as_slice()[at..at + batch.len()]));
@@ -803,8 +826,8 @@ impl<S: Storage> Log<S> {
         self.recent.release_before(end_offset);
     }
 
-    fn position_ending_at(&self, end_offset: i64) -> Option<&(i64, i64, i32)> {
-        let i = self.positions.binary_search_by_key(&end_offset, |p| p.1).ok()?;
+    fn position_ending_at(&self, end_offset: i64) -> Option<&Position> {
+        let i = self.positions.binary_search_by_key(&end_offset, |p| p.end).ok()?;
         self.positions.get(i)
     }
 
@@ -813,8 +836,8 @@ impl<S: Storage> Log<S> {
         if end_offset <= self.log_start_offset() || end_offset > self.log_end_offset() {
             return Ok(None);
         }
-        if let Some(&(base, _, _)) = self.position_ending_at(end_offset) {
-            return Ok(Some(base));
+        if let Some(p) = self.position_ending_at(end_offset) {
+            return Ok(Some(p.base));
         }
         if let Some(base) = self.recent.base_of_batch_ending_at(end_offset) {
             return Ok(Some(base));
@@ -832,8 +855,8 @@ impl<S: Storage> Log<S> {
         if end_offset <= self.log_start_offset() || end_offset > self.log_end_offset() {
             return Ok(None);
         }
-        if let Some(&(_, _, epoch)) = self.position_ending_at(end_offset) {
-            return Ok(Some(epoch));
+        if let Some(p) = self.position_ending_at(end_offset) {
+            return Ok(Some(p.epoch));
         }
         if let Some(epoch) = self.recent.epoch_ending_at(end_offset) {
             return Ok(Some(epoch));
@@ -859,16 +882,14 @@ impl<S: Storage> Log<S> {
         self.poison_on_error(result)
     }
 
-    /// Writes what was appended where that costs no wait: a buffered file at once (a copy into
-    /// the page cache). An O_DIRECT file already hands whole buffers to the device as they fill
-    /// (write-behind); the rest waits for the flush, which writes it together with the sync
-    /// instead of writing its last block twice.
+    /// What raft calls after an append: nothing is written yet. The batches wait in the tail for
+    /// the next write, flush or sync, and the log answers for them from memory meanwhile (their
+    /// positions and terms, the recent batches). A buffered file then takes a round's appends in
+    /// one pwrite instead of one per append; an O_DIRECT file hands whole buffers to the device as
+    /// they fill (write-behind), and the flush writes the rest together with the sync instead of
+    /// writing its last block twice.
     pub fn write_ahead(&mut self) -> Result<(), LogError> {
-        if self.active().file.write_alignment() == 1 {
-            self.write()
-        } else {
-            self.check_usable()
-        }
+        self.check_usable()
     }
 
     /// Writes appended batches and fdatasyncs the active segment: one write and one sync for
@@ -1133,6 +1154,35 @@ impl<S: Storage> Log<S> {
         self.segments.partition_point(|s| s.base_offset <= offset).saturating_sub(1)
     }
 
+    /// [`Log::read`] of batches the active segment got lately, from `positions` alone: no header
+    /// is read from the file. `None` if they do not hold the batch at `start_offset` (older, or
+    /// in a sealed segment, which compaction may have rewritten).
+    fn read_from_positions(&self, start_offset: i64, max_bytes: u64, limit: i64) -> Option<Option<ReadSlice>> {
+        let segment = self.active().base_offset;
+        let i = self.positions.partition_point(|p| p.end <= start_offset);
+        let first = self.positions.get(i).filter(|p| p.segment == segment && p.base <= start_offset)?;
+        if first.end > limit {
+            return Some(None);
+        }
+        let mut slice = ReadSlice {
+            segment_base_offset: segment,
+            position: first.position,
+            len: u64::from(first.len),
+            first_offset: first.base,
+            next_offset: first.end,
+            records: i64::from(first.records),
+        };
+        for p in self.positions.range(i + 1..) {
+            if p.end > limit || slice.len + u64::from(p.len) > max_bytes {
+                break;
+            }
+            slice.len += u64::from(p.len);
+            slice.next_offset = p.end;
+            slice.records += i64::from(p.records);
+        }
+        Some(Some(slice))
+    }
+
     /// Whole batches from the one containing `start_offset`, at most `max_bytes` of them but
     /// always at least one, none reaching `max_offset` or beyond (the high watermark) if given.
     /// `Ok(None)` when there is nothing to read yet.
@@ -1152,6 +1202,9 @@ impl<S: Storage> Log<S> {
             });
         }
         let limit = max_offset.unwrap_or(i64::MAX).min(self.written_offset);
+        if let Some(found) = self.read_from_positions(start_offset, max_bytes, limit) {
+            return Ok(found);
+        }
         for segment in &self.segments[self.segment_index_for(start_offset)..] {
             let found =
                 segment.find_offset(start_offset).map_err(io_context(format!("reading {}", segment.path.display())))?;
@@ -1240,7 +1293,7 @@ impl<S: Storage> Log<S> {
         let result = self.truncate_inner(offset);
         if let Ok(end) = result {
             self.recent.truncate(end);
-            while self.positions.back().is_some_and(|p| p.1 > end) {
+            while self.positions.back().is_some_and(|p| p.end > end) {
                 self.positions.pop_back();
             }
         } else {
