@@ -155,6 +155,8 @@ fn log_config() -> LogConfig {
         retention_ms: -1,
         retention_bytes: 2 << 10,
         write_buffer_bytes: 2048,
+        // As the metadata log: zeros ahead of the data (where writes are not in 4 KiB blocks).
+        zero_ahead_bytes: 256,
         ..LogConfig::default()
     }
 }
