@@ -4,8 +4,13 @@
 #
 # Usage (from the repository root):  perf/cluster-produce.sh [NODES] [MIB]
 #   NODES: 1 or 3 (default 3); MIB: data to send, in MiB of 1 KiB records (default 1024).
-# Needs kcat and a release build (built here). Prints one line: nodes, bytes, seconds, MB/s.
+# Needs kcat and a release build (built here unless BRAID names a braid binary). Prints one
+# line: nodes, bytes, seconds, MB/s.
 # With PERF_RECORD=1, `perf record -a -g` runs during the produce (perf/out/cluster-produce.data).
+# CLIENT=bench drives the same produce with `braid bench produce` instead of kcat (PARTITIONS
+# partitions, default 1; PRODUCERS connections, default 4; 8 requests in flight each; batches of
+# 1000 records): kcat's one thread reading lines tops out near 300 MB/s on this machine (98% of
+# a core while the nodes were 20-30% busy each), so it measures kcat more than the cluster.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,18 +18,23 @@ NODES="${1:-3}"
 MIB="${2:-1024}"
 OUT="$ROOT/perf/out/cluster-produce"
 cd "$ROOT"
-cargo build --release -q -p braid
-BRAID="$ROOT/target/release/braid"
+if [ -z "${BRAID:-}" ]; then
+  cargo build --release -q -p braid
+  BRAID="${CARGO_TARGET_DIR:-$ROOT/target}/release/braid"
+fi
 
 rm -rf "$OUT" && mkdir -p "$OUT"
+CLIENT="${CLIENT:-kcat}" PARTITIONS="${PARTITIONS:-1}" PRODUCERS="${PRODUCERS:-4}"
 DATA="$OUT/records.txt"
-python3 - "$DATA" "$MIB" <<'PY'
+if [ "$CLIENT" = kcat ]; then
+  python3 - "$DATA" "$MIB" <<'PY'
 import sys
 line = ("x" * 1023 + "\n").encode()
 with open(sys.argv[1], "wb") as f:
     for _ in range(int(sys.argv[2]) * 1024):
         f.write(line)
 PY
+fi
 
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -33,19 +43,20 @@ BASE=$((21000 + RANDOM % 5000))
 PEERS=""
 for i in $(seq 1 "$NODES"); do PEERS="$PEERS${PEERS:+,}$i@127.0.0.1:$((BASE + 10 + i))"; done
 for i in $(seq 1 "$NODES"); do
-  ARGS=(start --data-dir "$OUT/node$i" --kafka-addr "127.0.0.1:$((BASE + i))" --admin-addr "127.0.0.1:$((BASE + 20 + i))" --zk-addr "127.0.0.1:$((BASE + 40 + i))" --cores 1)
+  ARGS=(start --data-dir "$OUT/node$i" --kafka-addr "127.0.0.1:$((BASE + i))" --admin-addr "127.0.0.1:$((BASE + 20 + i))" --zk-addr "127.0.0.1:$((BASE + 40 + i))" --cores "${CORES:-1}")
   if [ "$NODES" -gt 1 ]; then ARGS+=(--node-id "$i" --peers "$PEERS"); fi
   "$BRAID" "${ARGS[@]}" >"$OUT/node$i.log" 2>&1 &
   PIDS+=($!)
 done
 BOOT="127.0.0.1:$((BASE + 1))"
 for _ in $(seq 1 100); do
-  BRAID_BOOTSTRAP=$BOOT "$BRAID" topic create perf --partitions 1 --replication-factor "$NODES" >/dev/null 2>&1 && break
+  BRAID_BOOTSTRAP=$BOOT "$BRAID" topic create perf --partitions "$PARTITIONS" --replication-factor "$NODES" >/dev/null 2>&1 && break
   sleep 0.2
 done
-# Wait for the partition's leader.
+# Wait for every partition's leader.
 for _ in $(seq 1 100); do
-  BRAID_BOOTSTRAP=$BOOT "$BRAID" cluster status 2>/dev/null | grep -q "partition perf-0 leader [1-9]" && break
+  led=$(BRAID_BOOTSTRAP=$BOOT "$BRAID" cluster status 2>/dev/null | grep -c "partition perf-[0-9]* leader [1-9]" || true)
+  [ "$led" -ge "$PARTITIONS" ] && break
   sleep 0.2
 done
 
@@ -54,8 +65,13 @@ if [ "${PERF_RECORD:-0}" = 1 ]; then
   PERF_PID=$!
 fi
 START=$(date +%s.%N)
-kcat -b "$BOOT" -P -t perf -p 0 -X acks=all -X linger.ms=10 -X batch.size=1048576 \
-  -X queue.buffering.max.messages=1000000 -X queue.buffering.max.kbytes=1048576 -l "$DATA"
+if [ "$CLIENT" = kcat ]; then
+  kcat -b "$BOOT" -P -t perf -p 0 -X acks=all -X linger.ms=10 -X batch.size=1048576 \
+    -X queue.buffering.max.messages=1000000 -X queue.buffering.max.kbytes=1048576 -l "$DATA"
+else
+  BRAID_BOOTSTRAP=$BOOT "$BRAID" bench produce --topic perf --partitions "$PARTITIONS" --producers "$PRODUCERS" \
+    --batch-records 1000 --in-flight "${IN_FLIGHT:-8}" --messages $((MIB * 1024)) --json "$OUT/bench.json" >"$OUT/bench.txt"
+fi
 END=$(date +%s.%N)
 if [ "${PERF_RECORD:-0}" = 1 ]; then wait "$PERF_PID" || true; fi
 BYTES=$((MIB * 1024 * 1024))
