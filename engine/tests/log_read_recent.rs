@@ -64,3 +64,32 @@ fn reads_from_memory_match_reads_from_the_file() {
         }
     }
 }
+
+#[test]
+fn a_truncation_into_a_compacted_segment_reads_its_new_layout() {
+    use braid_engine::log::batch::build_keyed_batch;
+    use braid_engine::log::CleanupPolicy;
+    let config = || LogConfig { segment_bytes: 4096, cleanup_policy: CleanupPolicy::Compact, ..LogConfig::default() };
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(UringStorage::new(false).unwrap(), dir.path(), config()).unwrap();
+    for round in 0..10 {
+        for key in 0..20 {
+            let (k, v) = (format!("k{key}"), format!("v{round}-{key}"));
+            log.append(&build_keyed_batch(10_000, &[(Some(k.as_bytes()), Some(v.as_bytes()))]), 1).unwrap();
+        }
+    }
+    log.flush().unwrap();
+    let outcome = log.compact(10_000, log.log_end_offset()).unwrap();
+    assert!(outcome.records_removed > 0, "{outcome:?}");
+    // Back into the newest compacted (sealed) segment: it becomes the active one, and what the
+    // log remembered of its batches before compaction no longer says where they are.
+    let bases = log.segment_base_offsets();
+    let sealed = bases[bases.len() - 2];
+    let cut = log.read(sealed, 1, None).unwrap().expect("a batch in the sealed segment").next_offset;
+    assert_eq!(log.truncate_to(cut).unwrap(), cut);
+    assert_eq!(*log.segment_base_offsets().last().unwrap(), sealed);
+    let from_memory = every_read(&log);
+    drop(log);
+    let (reopened, _) = Log::open(UringStorage::new(false).unwrap(), dir.path(), config()).unwrap();
+    assert_eq!(from_memory, every_read(&reopened));
+}

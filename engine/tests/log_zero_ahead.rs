@@ -77,3 +77,35 @@ fn a_sealed_segment_holds_its_data_only() {
     assert_eq!(report.corruption, None);
     assert_eq!(read_all(&log).len(), tag as usize);
 }
+
+#[test]
+fn a_truncation_cuts_the_zeros_and_later_appends_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = real_log(dir.path(), config(16 << 20));
+    let mut ends = Vec::new();
+    for tag in 0..600u64 {
+        let info = log.append(&batch(tag, 3, 1_000), 1).unwrap();
+        ends.push(info.last_offset + 1);
+        if tag % 7 == 0 {
+            log.flush().unwrap();
+        }
+    }
+    log.flush().unwrap();
+    assert!(segment_len(dir.path(), 0) > STEP, "zeros ahead of the data");
+    // Back to the 200th batch: the file ends at its data, no zeros left past the cut.
+    let cut = ends[199];
+    assert_eq!(log.truncate_to(cut).unwrap(), cut);
+    let data_len = segment_len(dir.path(), 0);
+    assert!(data_len < STEP, "the cut took the zeros too ({data_len} bytes)");
+    for tag in 1000..1100u64 {
+        log.append(&batch(tag, 2, 2_000), 2).unwrap();
+    }
+    log.flush().unwrap();
+    let expected: Vec<_> = read_all(&log).into_iter().map(|(_, bytes)| bytes).collect();
+    assert_eq!(expected.len(), 300);
+    drop(log);
+    let (log, report) = real_log(dir.path(), config(16 << 20));
+    assert_eq!(report.corruption, None);
+    let found: Vec<_> = read_all(&log).into_iter().map(|(_, bytes)| bytes).collect();
+    assert_eq!(found, expected, "the batches after the cut, over what were zeros");
+}

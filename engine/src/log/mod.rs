@@ -791,19 +791,32 @@ impl<S: Storage> Log<S> {
     /// boundary, within the reserved blocks, so the syncs of the appends that land there write
     /// data alone. Best effort: zeros past the data are what a reader finds there anyway (the
     /// end of the segment), so a failure costs only speed, and is not retried for this stretch.
+    ///
+    /// The zeros start at the block after `end`: the block holding the data's last bytes is
+    /// written already, and rewriting it would put those (perhaps durable) bytes through one
+    /// more write for nothing.
     fn zero_ahead(&mut self, end: u64) {
         let step = self.config.zero_ahead_bytes;
         if step == 0 || end < self.zeroed_to || !self.preallocate_supported {
             return;
         }
+        let from = end.next_multiple_of(crate::io::DIRECT_IO_ALIGNMENT as u64);
         let to = ((end / step + 1) * step).min(self.preallocated_to);
-        if to > end {
+        if to > from {
             let active = self.segments.last_mut().expect("a log always has a segment");
             // A failure that matters (the device's) fails the next data write too, and is
             // reported there.
-            let _ = active.file.write_at(end, &vec![0u8; (to - end) as usize]);
+            let _ = active.file.write_at(from, &vec![0u8; (to - from) as usize]);
         }
         self.zeroed_to = to.max(end);
+    }
+
+    /// Writes the tail before the active segment is cut or removed (a roll, a truncation, a
+    /// reset): no zeros ahead, the cut would take them straight away. The cut's own
+    /// `reload_tail` or the roll resets `zeroed_to`.
+    fn write_tail_before_cut(&mut self, sync: bool) -> Result<(), LogError> {
+        self.zeroed_to = u64::MAX;
+        self.write_tail(sync)
     }
 
     /// An empty tail buffer, reused if one is spare. Its capacity holds twice the hand-off size, so
@@ -1134,7 +1147,7 @@ impl<S: Storage> Log<S> {
     /// Seals the active segment (data synced and cut to its logical size, indexes written) and
     /// starts a new one at the log end offset.
     fn roll(&mut self) -> Result<(), LogError> {
-        self.write_tail(true)?;
+        self.write_tail_before_cut(true)?;
         self.sync_epoch = next_sync_epoch();
         let next_offset = self.log_end_offset();
         let active = self.segments.last_mut().expect("a log always has a segment");
@@ -1353,7 +1366,7 @@ impl<S: Storage> Log<S> {
         if offset >= self.log_end_offset() {
             return Ok(self.log_end_offset());
         }
-        self.write_tail(false)?;
+        self.write_tail_before_cut(false)?;
         let restart = offset <= self.log_start_offset();
         let keep = if restart { 0 } else { self.segment_index_for(offset) };
         while self.segments.len() > keep + 1 {
@@ -1511,6 +1524,9 @@ impl<S: Storage> Log<S> {
             });
         }
         self.segments[i] = segment;
+        // Its batches moved: what `positions` says of them must not be read again (were a
+        // truncation to make this segment the active one).
+        self.positions.retain(|p| p.segment != base);
         Ok(())
     }
 
@@ -1577,7 +1593,7 @@ impl<S: Storage> Log<S> {
     }
 
     fn reset_inner(&mut self, offset: i64) -> Result<(), LogError> {
-        self.write_tail(false)?;
+        self.write_tail_before_cut(false)?;
         while let Some(segment) = self.segments.pop() {
             self.remove_segment_files(segment.base_offset)?;
         }

@@ -11,8 +11,10 @@ use bytes::Bytes;
 
 pub type Term = u64;
 
-/// The log as the raft core sees it. Reads see every appended entry (the implementation writes
-/// appends through to its file before answering reads); durability is `durable_end`.
+/// The log as the raft core sees it. Terms and boundaries are known for every appended entry;
+/// `entries_from` returns an appended entry once it is written to the file or while the recent
+/// batches hold it (appends wait in the log's tail for the persist round's write, so a leader
+/// without recent batches sends them after that round); durability is `durable_end`.
 pub trait RaftLog {
     /// Offset where the log starts (the end of the empty prefix).
     fn start(&self) -> i64;
