@@ -291,7 +291,7 @@ impl DataTree {
                 let mut results = Vec::with_capacity(ops.len());
                 let events_before = self.events.len();
                 for (index, op) in ops.iter().enumerate() {
-                    match self.apply_one(zxid, time_ms, op) {
+                    match self.apply_one(zxid, time_ms, op, true) {
                         Ok((applied, u)) => {
                             results.push(applied);
                             undo.push(u);
@@ -337,7 +337,7 @@ impl DataTree {
                 Ok(Applied::Done)
             }
             Txn::Noop | Txn::Truncatable { .. } => Ok(Applied::Done),
-            single => self.apply_one(zxid, time_ms, single).map(|(applied, _)| applied),
+            single => self.apply_one(zxid, time_ms, single, false).map(|(applied, _)| applied),
         }
     }
 
@@ -406,7 +406,9 @@ impl DataTree {
         Ok(Undo::Deleted { path: path.to_owned(), node, parent_stat })
     }
 
-    fn apply_one(&mut self, zxid: i64, time_ms: i64, txn: &Txn) -> Result<(Applied, Undo), TxnError> {
+    /// One transaction (or one op of a multi). `keep_undo`: return what undoes it (a multi's
+    /// ops); a lone transaction skips the copies a setData's or setACL's undo would take.
+    fn apply_one(&mut self, zxid: i64, time_ms: i64, txn: &Txn, keep_undo: bool) -> Result<(Applied, Undo), TxnError> {
         match txn {
             Txn::Create { path, data, ephemeral_owner, sequential, acl } => {
                 // A sequential name may end in "/" ("/queue/" makes "/queue/0000000007").
@@ -465,11 +467,11 @@ impl DataTree {
                 if *version != -1 && node.stat.version != *version {
                     return Err(TxnError::BadVersion(path.clone()));
                 }
-                let undo = Undo::Changed {
-                    path: path.clone(),
-                    data: std::mem::replace(&mut node.data, data.clone()),
-                    acl: node.acl.clone(),
-                    stat: node.stat,
+                let old = std::mem::replace(&mut node.data, data.clone());
+                let undo = if keep_undo {
+                    Undo::Changed { path: path.clone(), data: old, acl: node.acl.clone(), stat: node.stat }
+                } else {
+                    Undo::Nothing
                 };
                 node.stat.version = node.stat.version.wrapping_add(1);
                 node.stat.mzxid = zxid;
@@ -487,11 +489,11 @@ impl DataTree {
                 if *version != -1 && node.stat.aversion != *version {
                     return Err(TxnError::BadVersion(path.clone()));
                 }
-                let undo = Undo::Changed {
-                    path: path.clone(),
-                    data: node.data.clone(),
-                    acl: std::mem::replace(&mut node.acl, acl.clone()),
-                    stat: node.stat,
+                let old = std::mem::replace(&mut node.acl, acl.clone());
+                let undo = if keep_undo {
+                    Undo::Changed { path: path.clone(), data: node.data.clone(), acl: old, stat: node.stat }
+                } else {
+                    Undo::Nothing
                 };
                 node.stat.aversion = node.stat.aversion.wrapping_add(1);
                 Ok((Applied::Changed { stat: node.stat }, undo))
