@@ -700,13 +700,6 @@ impl MetaStore {
             self.caught_up = true;
             round.caught_up = true;
         }
-        // Work proposed now goes out with the next round. The duties look again after
-        // DUTY_EVERY_TICKS, or as soon as the tree's Kafka paths or the leader change: not on every
-        // round, where their lookups and JSON parsing cost a tenth of a busy shard 0.
-        if self.duty_wait == 0 && self.applied == self.replica.raft.committed() {
-            self.duties(now_ms);
-            self.duty_wait = DUTY_EVERY_TICKS;
-        }
         if let Some(now) = self.replica.leader_changed() {
             self.duty_wait = 0;
             // A leader this node knew is gone (or was re-elected in a new term): whatever was
@@ -714,6 +707,14 @@ impl MetaStore {
             if std::mem::replace(&mut self.known_leader, now).0.is_some() {
                 self.zk.leader_changed();
             }
+        }
+        // Work proposed now goes out with the next round. The duties look again after
+        // DUTY_EVERY_TICKS, or as soon as the tree's Kafka paths or the leader change (a new
+        // leader bootstraps the tree in the round it learns it leads): not on every round, where
+        // their lookups and JSON parsing cost a tenth of a busy shard 0.
+        if self.duty_wait == 0 && self.applied == self.replica.raft.committed() {
+            self.duties(now_ms);
+            self.duty_wait = DUTY_EVERY_TICKS;
         }
         round
     }
