@@ -1032,6 +1032,14 @@ impl MetaStore {
     }
 
     pub fn create_topic(&mut self, name: &str, meta: &TopicMeta, now_ms: i64, reply: oneshot::Sender<MetaReply>) {
+        if self.tree.get("/brokers/topics").is_none() || self.tree.get("/config/topics").is_none() {
+            // A controller that has just been elected bootstraps the tree first: until that has
+            // applied, a creation would fail on the missing parents (UNKNOWN_TOPIC_OR_PARTITION,
+            // which clients do not retry). NOT_CONTROLLER they do retry.
+            let message = "the controller is starting (its metadata tree is not bootstrapped yet); try again";
+            let _ = reply.send(Err((ResponseError::NotController.code(), message.into())));
+            return;
+        }
         let mut ops = vec![Txn::create(topic_path(name), topic_json(meta))];
         ops.extend(partition_nodes(name, 0, meta));
         let config = config_path(name);
@@ -1179,6 +1187,28 @@ mod tests {
         assert_eq!(json["partitions"]["1"], serde_json::json!([1]));
         assert_eq!(snapshot.brokers.get(&1), Some(&config.kafka_addr));
         assert_eq!(snapshot.controller, Some(1));
+    }
+
+    #[test]
+    fn a_topic_created_before_the_tree_is_bootstrapped_is_refused_as_retriable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = MetaStore::open(UringStorage::new(false).unwrap(), &config(dir.path())).unwrap();
+        let meta = TopicMeta {
+            id: uuid::Uuid::new_v4(),
+            partitions: vec![vec![1]],
+            configs: BTreeMap::new(),
+            reassigning: BTreeMap::new(),
+        };
+        // Elected at once, but no round has run: the bootstrap znodes are not there yet.
+        let (reply, mut early) = oneshot::channel();
+        store.create_topic("early", &meta, 1, reply);
+        settle(&mut store, 1);
+        assert_eq!(early.try_recv().unwrap().unwrap_err().0, ResponseError::NotController.code());
+        let (reply, mut later) = oneshot::channel();
+        store.create_topic("early", &meta, 2, reply);
+        settle(&mut store, 2);
+        assert_eq!(later.try_recv().unwrap(), Ok(()));
+        assert!(store.snapshot().topic("early").is_some());
     }
 
     #[test]
