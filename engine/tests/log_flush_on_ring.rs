@@ -109,7 +109,7 @@ fn the_simulator_flushes_at_once() {
 
 #[test]
 fn batches_not_yet_written_are_known_by_their_terms() {
-    // An O_DIRECT log leaves raft's appends in its tail until a flush (write_ahead): raft still
+    // An O_DIRECT log leaves appends in its tail until a write or flush: raft still
     // looks up their terms and boundaries, for votes and for matching the leader's appends.
     let dir = tempfile::tempdir().unwrap();
     let mut log = real_log(dir.path(), true, LogConfig::default());
@@ -117,7 +117,6 @@ fn batches_not_yet_written_are_known_by_their_terms() {
     let mut ends = Vec::new();
     for tag in 0..3000u64 {
         let info = log.append(&batch(tag, 1, 1_000), 1 + (tag / 1000) as i32).unwrap();
-        log.write_ahead().unwrap();
         ends.push((info.base_offset, info.last_offset + 1, 1 + (tag / 1000) as i32));
     }
     assert!(log.written_offset() < log.log_end_offset(), "the tail is not written yet");

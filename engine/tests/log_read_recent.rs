@@ -40,7 +40,6 @@ fn reads_from_memory_match_reads_from_the_file() {
         let mut log = real_log(dir.path(), direct);
         for tag in 0..300u64 {
             log.append(&batch(tag, 1 + (tag % 5) as usize, 1_000 + tag as i64), 1).unwrap();
-            log.write_ahead().unwrap();
         }
         // A cut in the active segment, and appends of a later term after it.
         let cut = log.log_end_offset() - 40;

@@ -817,9 +817,8 @@ pub fn run(config: &SimConfig) -> Result<Outcome, String> {
         values: BTreeMap::new(),
     };
     for &id in &voters {
-        // Odd seeds write segments in 4 KiB blocks, as O_DIRECT does: raft's appends then stay in
-        // the log's tail until a flush (Log::write_ahead), and the log answers for them from
-        // memory.
+        // Odd seeds write segments in 4 KiB blocks, as O_DIRECT does: a write then leaves the
+        // partial last block in the log's tail, to be written again with what follows.
         let alignment = if config.seed % 2 == 1 { 4096 } else { 1 };
         let faults = SimFaults { segment_write_alignment: alignment, ..SimFaults::default() };
         let disk = SimStorage::new(config.seed.wrapping_mul(31).wrapping_add(id), faults);

@@ -691,14 +691,19 @@ impl<S: Storage> Log<S> {
         if !self.write_tail_behind(false)? {
             return Ok(());
         }
-        let active = self.segments.last_mut().expect("a log always has a segment");
-        if active.file.write_behind_pending() > WRITE_BEHIND_MAX {
-            let buffers = active
-                .file
-                .wait_writes(WRITE_BEHIND_MAX)
-                .map_err(io_context(|| format!("writing {}", active.path.display())))?;
-            self.keep_spares(buffers);
+        if self.active().file.write_behind_pending() > WRITE_BEHIND_MAX {
+            self.wait_behind(WRITE_BEHIND_MAX)?;
         }
+        Ok(())
+    }
+
+    /// Waits until at most `keep` write-behinds of the active segment are in flight, and keeps
+    /// the buffers of those that ended for reuse.
+    fn wait_behind(&mut self, keep: usize) -> Result<(), LogError> {
+        let active = self.segments.last_mut().expect("a log always has a segment");
+        let buffers =
+            active.file.wait_writes(keep).map_err(io_context(|| format!("writing {}", active.path.display())))?;
+        self.keep_spares(buffers);
         Ok(())
     }
 
@@ -750,12 +755,7 @@ impl<S: Storage> Log<S> {
         if self.behind_ended(seq) {
             return Ok(());
         }
-        let keep = (self.behind_submitted - seq) as usize;
-        let active = self.segments.last_mut().expect("a log always has a segment");
-        let buffers =
-            active.file.wait_writes(keep).map_err(io_context(|| format!("writing {}", active.path.display())))?;
-        self.keep_spares(buffers);
-        Ok(())
+        self.wait_behind((self.behind_submitted - seq) as usize)
     }
 
     /// Reserves blocks of the active segment up to past `end` (never past `segment.bytes`). A disk
@@ -930,16 +930,6 @@ impl<S: Storage> Log<S> {
         self.poison_on_error(result)
     }
 
-    /// What raft calls after an append: nothing is written yet. The batches wait in the tail for
-    /// the next write, flush or sync, and the log answers for them from memory meanwhile (their
-    /// positions and terms, the recent batches). A buffered file then takes a round's appends in
-    /// one pwrite instead of one per append; an O_DIRECT file hands whole buffers to the device as
-    /// they fill (write-behind), and the flush writes the rest together with the sync instead of
-    /// writing its last block twice.
-    pub fn write_ahead(&mut self) -> Result<(), LogError> {
-        self.check_usable()
-    }
-
     /// Writes appended batches and fdatasyncs the active segment: one write and one sync for
     /// every append since the last flush. Returns the new durable offset.
     pub fn flush(&mut self) -> Result<i64, LogError> {
@@ -1045,17 +1035,12 @@ impl<S: Storage> Log<S> {
     /// Blocks until [`Log::poll_flush`] can move `ticket` on (its writes or its sync ended).
     pub fn wait_flush(&mut self, ticket: &FlushTicket) -> Result<(), LogError> {
         self.check_usable()?;
-        let keep = (self.behind_submitted - ticket.behind) as usize;
-        let active = self.segments.last_mut().expect("a log always has a segment");
         let result = match ticket.sync {
-            Some(id) => active.file.wait_sync(id).map_err(io_context(|| format!("syncing {}", active.path.display()))),
-            None => match active.file.wait_writes(keep) {
-                Ok(buffers) => {
-                    self.keep_spares(buffers);
-                    Ok(())
-                }
-                Err(e) => Err(LogError::Io { context: format!("writing {}", active.path.display()), source: e }),
-            },
+            Some(id) => {
+                let active = self.segments.last_mut().expect("a log always has a segment");
+                active.file.wait_sync(id).map_err(io_context(|| format!("syncing {}", active.path.display())))
+            }
+            None => self.wait_behind((self.behind_submitted - ticket.behind) as usize),
         };
         self.poison_on_error(result)
     }
@@ -1104,10 +1089,7 @@ impl<S: Storage> Log<S> {
     }
 
     fn write_tail(&mut self, sync: bool) -> Result<(), LogError> {
-        let active = self.segments.last_mut().expect("a log always has a segment");
-        let path = &active.path;
-        let buffers = active.file.wait_writes(0).map_err(io_context(|| format!("writing {}", path.display())))?;
-        self.keep_spares(buffers);
+        self.wait_behind(0)?;
         self.partial_behind = None;
         let end = self.tail_position + self.tail.len() as u64;
         self.ensure_preallocated(end)?;

@@ -121,19 +121,16 @@ impl<S: Storage> RaftLog for Log<S> {
 
     fn append_new(&mut self, entry: &[u8], term: Term) -> Result<i64, LogError> {
         let info = self.append(entry, epoch_from_term(term))?;
-        self.write_ahead()?;
         Ok(info.last_offset + 1)
     }
 
     fn append_new_all(&mut self, entries: &[&[u8]], term: Term) -> Result<Vec<(i64, i64)>, LogError> {
         let infos = self.append_all(entries, epoch_from_term(term))?;
-        self.write_ahead()?;
         Ok(infos.iter().map(|info| (info.base_offset, info.last_offset + 1)).collect())
     }
 
     fn append_copy(&mut self, entry: &Bytes) -> Result<i64, LogError> {
         let info = self.append_replicated(entry)?;
-        self.write_ahead()?;
         Ok(info.last_offset + 1)
     }
 
