@@ -128,8 +128,10 @@ impl Node {
             .spawn()
             .expect("spawn braid");
         self.child = Some(child);
+        // Every listener: shards other than shard 0 bind their Kafka listeners while shard 0
+        // is still opening the metadata store, before its ZooKeeper and admin listeners exist.
         let started = Instant::now();
-        while TcpStream::connect(self.kafka).is_err() {
+        while [self.kafka, self.zk, self.admin].iter().any(|addr| TcpStream::connect(addr).is_err()) {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("braid exited during start-up ({status}):\n{}", self.log());
             }
