@@ -367,6 +367,7 @@ def run_recipes(label):
     for name, fn in recipes:
         run_section(f"{label}{name}", fn)
     c1.retry(c1.delete, base, recursive=True)
+    c2.retry(c2.sync, base)  # another session's delete: visible to it after a sync
     check(c2.retry(c2.exists, base) is None, "base path deleted")
     for c in (c1, c2, c3):
         c.stop()
