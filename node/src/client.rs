@@ -74,18 +74,49 @@ impl Client {
         }
     }
 
-    /// A client connected to the controller named by `bootstrap`'s Metadata (or to
-    /// `bootstrap` itself if it names none yet).
-    pub fn connect_to_controller(bootstrap: &str) -> anyhow::Result<Self> {
+    /// Sends an admin change to the controller: `call` sends it on a client connected to the
+    /// controller and returns the response's error code with what it needs of the response.
+    /// While there is no controller to take it (NOT_CONTROLLER: none elected, a new one still
+    /// applying its log; or no answer from `bootstrap` or the controller it names: a node
+    /// down, or cut off from the others and turning clients away), it is tried again on a
+    /// fresh connection for up to 30 s, as Kafka's admin client retries until its timeout.
+    pub fn call_controller<T>(
+        bootstrap: &str,
+        mut call: impl FnMut(&mut Client) -> anyhow::Result<(i16, T)>,
+    ) -> anyhow::Result<(i16, T)> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut told = false;
+        loop {
+            let late = std::time::Instant::now() >= deadline;
+            let why = match Client::connect(bootstrap).and_then(Client::into_controller) {
+                Ok(mut client) => {
+                    let (code, answer) = call(&mut client)?;
+                    if code != kafka_protocol::ResponseError::NotController.code() || late {
+                        return Ok((code, answer));
+                    }
+                    "the cluster has no controller ready (NOT_CONTROLLER)".to_owned()
+                }
+                Err(e) if !late => format!("no controller answers through {bootstrap} ({e:#})"),
+                Err(e) => return Err(e),
+            };
+            if !std::mem::replace(&mut told, true) {
+                eprintln!("braid: {why}; retrying for up to 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// This client moved to the controller named by its node's Metadata (or left where it
+    /// is if that names none yet).
+    fn into_controller(mut self) -> anyhow::Result<Self> {
         use kafka_protocol::messages::MetadataRequest;
-        let mut client = Client::connect(bootstrap)?;
         let mut request = MetadataRequest::default();
         request.topics = Some(Vec::new());
-        let metadata = client.call(request)?;
+        let metadata = self.call(request)?;
         let controller = metadata.brokers.iter().find(|b| b.node_id == metadata.controller_id);
         match controller {
-            Some(broker) => client.move_to(broker),
-            None => Ok(client),
+            Some(broker) => self.move_to(broker),
+            None => Ok(self),
         }
     }
 

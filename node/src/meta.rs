@@ -1031,15 +1031,37 @@ impl MetaStore {
         }
     }
 
-    pub fn create_topic(&mut self, name: &str, meta: &TopicMeta, now_ms: i64, reply: oneshot::Sender<MetaReply>) {
-        if self.tree.get("/brokers/topics").is_none() || self.tree.get("/config/topics").is_none() {
-            // A controller that has just been elected bootstraps the tree first: until that has
-            // applied, a creation would fail on the missing parents (UNKNOWN_TOPIC_OR_PARTITION,
-            // which clients do not retry). NOT_CONTROLLER they do retry.
-            let message = "the controller is starting (its metadata tree is not bootstrapped yet); try again";
-            let _ = reply.send(Err((ResponseError::NotController.code(), message.into())));
-            return;
+    /// Why this node, though it leads the metadata group, cannot take an admin change yet:
+    /// a new leader's tree lacks what earlier leaders committed until it has applied an entry
+    /// of its own term, and lacks Kafka's paths until its bootstrap has applied. Checked
+    /// against that tree, a change would get a wrong answer (a delete of a topic not applied
+    /// yet: UNKNOWN_TOPIC_OR_PARTITION; a creation under missing parents: the same), which
+    /// clients do not retry. They do retry NOT_CONTROLLER, the answer given meanwhile.
+    pub fn starting(&self) -> Option<&'static str> {
+        let raft = &self.replica.raft;
+        if !self.is_leader() {
+            return None;
         }
+        if !raft.leader_ready() || self.applied < raft.term_start() {
+            return Some("the controller was just elected and has not applied its log yet; try again");
+        }
+        if self.tree.get("/brokers/topics").is_none() || self.tree.get("/config/topics").is_none() {
+            return Some("the controller is starting (its metadata tree is not bootstrapped yet); try again");
+        }
+        None
+    }
+
+    /// Proposes an admin change (see [`Self::starting`]).
+    fn propose_admin(&mut self, txn: &Txn, now_ms: i64, reply: oneshot::Sender<MetaReply>) {
+        match self.starting() {
+            Some(why) => {
+                let _ = reply.send(Err((ResponseError::NotController.code(), why.into())));
+            }
+            None => self.propose(txn, now_ms, reply),
+        }
+    }
+
+    pub fn create_topic(&mut self, name: &str, meta: &TopicMeta, now_ms: i64, reply: oneshot::Sender<MetaReply>) {
         let mut ops = vec![Txn::create(topic_path(name), topic_json(meta))];
         ops.extend(partition_nodes(name, 0, meta));
         let config = config_path(name);
@@ -1048,7 +1070,7 @@ impl MetaStore {
         } else {
             ops.push(Txn::create(config, config_json(&meta.configs)));
         }
-        self.propose(&Txn::Multi(ops), now_ms, reply)
+        self.propose_admin(&Txn::Multi(ops), now_ms, reply)
     }
 
     /// A topic creation from a node that is not the controller (a Metadata request's
@@ -1078,7 +1100,7 @@ impl MetaStore {
         if self.tree.get(&config_path(name)).is_some() {
             ops.push(Txn::Delete { path: config_path(name), version: -1 });
         }
-        self.propose(&Txn::Multi(ops), now_ms, reply)
+        self.propose_admin(&Txn::Multi(ops), now_ms, reply)
     }
 
     /// Rewrites a topic's metadata; `meta` was read from this tree, and the write is refused
@@ -1094,7 +1116,7 @@ impl MetaStore {
         if existing > 0 {
             ops.extend(partition_nodes(name, existing, meta));
         }
-        self.propose(&Txn::Multi(ops), now_ms, reply)
+        self.propose_admin(&Txn::Multi(ops), now_ms, reply)
     }
 
     /// A partition's leader reports that its voters are the target of the partition's move:

@@ -1314,6 +1314,11 @@ impl ShardState {
         let Some(meta) = self.meta.as_ref() else {
             return Err((reply, (ResponseError::NotController.code(), "metadata changes go to shard 0".into())));
         };
+        if let Some(why) = meta.starting() {
+            // Its tree may not hold what earlier controllers committed: nothing is checked
+            // against it yet.
+            return Err((reply, (ResponseError::NotController.code(), why.into())));
+        }
         let snapshot = meta.snapshot();
         let unknown =
             |name: &str| (ResponseError::UnknownTopicOrPartition.code(), format!("Topic '{name}' does not exist."));

@@ -106,3 +106,33 @@ fn bench_produces_and_consumes_what_it_reports() {
         assert_eq!(lines(&out).len(), 10_000);
     }
 }
+
+#[test]
+fn a_topic_change_waits_for_a_controller_instead_of_failing() {
+    let mut cluster = Cluster::start(3, &[]);
+    // Two of three nodes down: the survivor reaches no majority, so there is no controller.
+    cluster.nodes[1].kill();
+    cluster.nodes[2].kill();
+    let mut create = std::process::Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args(["topic", "create", "patient", "--partitions", "2", "--replication-factor", "3"])
+        .env("BRAID_BOOTSTRAP", cluster.nodes[0].bootstrap())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The CLI has found no controller (none elected, or the one last known does not answer)
+    // at least once before the others come back.
+    let mut stderr = std::io::BufReader::new(create.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+    assert!(first.contains("retrying for up to 30 s"), "{first}");
+    cluster.nodes[1].launch(&[]);
+    cluster.nodes[2].launch(&[]);
+    let out = create.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(out.status.success(), "{first}{rest}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created topic patient"));
+    let described = String::from_utf8(cluster.nodes[0].cli(&["topic", "describe", "patient"], None).stdout).unwrap();
+    assert!(described.contains("partitions 2"), "{described}");
+}

@@ -249,8 +249,9 @@ fn partitions_of(bootstrap: &str, topic: &str) -> anyhow::Result<i32> {
 fn ensure_topic(args: &ProduceBench) -> anyhow::Result<i32> {
     let deadline = Instant::now() + Duration::from_secs(30);
     if partitions_of(&args.bootstrap, &args.topic)? == 0 {
-        loop {
-            let mut client = Client::connect_to_controller(&args.bootstrap)?;
+        // A node just started may not have elected its controller or bootstrapped its tree:
+        // NOT_CONTROLLER is retried.
+        let (code, ()) = Client::call_controller(&args.bootstrap, |client| {
             let mut topic = CreatableTopic::default();
             topic.name = name(&args.topic);
             topic.num_partitions = args.partitions;
@@ -259,16 +260,10 @@ fn ensure_topic(args: &ProduceBench) -> anyhow::Result<i32> {
             request.topics = vec![topic];
             request.timeout_ms = 30_000;
             let response = client.call(request)?;
-            let code = response.topics.first().map_or(0, |t| t.error_code);
-            // A node just started may not have elected its controller or bootstrapped its tree.
-            if code == kafka_protocol::ResponseError::NotController.code() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
-            }
-            if code != 0 && code != kafka_protocol::ResponseError::TopicAlreadyExists.code() {
-                bail!("creating {}: error {code}", args.topic);
-            }
-            break;
+            Ok((response.topics.first().map_or(0, |t| t.error_code), ()))
+        })?;
+        if code != 0 && code != kafka_protocol::ResponseError::TopicAlreadyExists.code() {
+            bail!("creating {}: error {code}", args.topic);
         }
     }
     loop {

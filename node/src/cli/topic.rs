@@ -64,13 +64,7 @@ fn fail(code: i16, message: Option<&StrBytes>) -> anyhow::Error {
 }
 
 pub fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
-    // Changes go to the controller; reads may go to any node.
-    let mut client = match command {
-        TopicCommand::Create { .. } | TopicCommand::Delete { .. } | TopicCommand::Reassign { .. } => {
-            Client::connect_to_controller(bootstrap)?
-        }
-        _ => Client::connect(bootstrap)?,
-    };
+    // Changes go to the controller (`Client::call_controller`); reads may go to any node.
     match command {
         TopicCommand::Create { name: topic, partitions, replication_factor, configs } => {
             let mut creatable = CreatableTopic::default();
@@ -85,17 +79,21 @@ pub fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
                 c.value = Some(StrBytes::from_string(v.to_owned()));
                 creatable.configs.push(c);
             }
-            let mut request = CreateTopicsRequest::default();
-            request.topics = vec![creatable];
-            request.timeout_ms = 30_000;
-            let response = client.call(request)?;
-            let result = response.topics.first().context("empty CreateTopics response")?;
-            if result.error_code != 0 {
-                return Err(fail(result.error_code, result.error_message.as_ref()));
+            let (code, message) = Client::call_controller(bootstrap, |client| {
+                let mut request = CreateTopicsRequest::default();
+                request.topics = vec![creatable.clone()];
+                request.timeout_ms = 30_000;
+                let response = client.call(request)?;
+                let result = response.topics.into_iter().next().context("empty CreateTopics response")?;
+                Ok((result.error_code, result.error_message))
+            })?;
+            if code != 0 {
+                return Err(fail(code, message.as_ref()));
             }
             println!("created topic {topic}");
         }
         TopicCommand::List => {
+            let mut client = Client::connect(bootstrap)?;
             let mut request = MetadataRequest::default();
             request.topics = None; // every topic
             let response = client.call(request)?;
@@ -107,6 +105,7 @@ pub fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
             }
         }
         TopicCommand::Describe { name: topic } => {
+            let mut client = Client::connect(bootstrap)?;
             let mut request = MetadataRequest::default();
             let mut wanted = MetadataRequestTopic::default();
             wanted.name = Some(name(&topic));
@@ -135,20 +134,23 @@ pub fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
             }
         }
         TopicCommand::Delete { name: topic } => {
-            let mut request = DeleteTopicsRequest::default();
-            let version = client.version_for::<DeleteTopicsRequest>()?;
-            if version >= 6 {
-                let mut state = DeleteTopicState::default();
-                state.name = Some(name(&topic));
-                request.topics = vec![state];
-            } else {
-                request.topic_names = vec![name(&topic)];
-            }
-            request.timeout_ms = 30_000;
-            let response = client.call_version(request, version)?;
-            let result = response.responses.first().context("empty DeleteTopics response")?;
-            if result.error_code != 0 {
-                return Err(fail(result.error_code, result.error_message.as_ref()));
+            let (code, message) = Client::call_controller(bootstrap, |client| {
+                let mut request = DeleteTopicsRequest::default();
+                let version = client.version_for::<DeleteTopicsRequest>()?;
+                if version >= 6 {
+                    let mut state = DeleteTopicState::default();
+                    state.name = Some(name(&topic));
+                    request.topics = vec![state];
+                } else {
+                    request.topic_names = vec![name(&topic)];
+                }
+                request.timeout_ms = 30_000;
+                let response = client.call_version(request, version)?;
+                let result = response.responses.into_iter().next().context("empty DeleteTopics response")?;
+                Ok((result.error_code, result.error_message))
+            })?;
+            if code != 0 {
+                return Err(fail(code, message.as_ref()));
             }
             println!("deleted topic {topic}");
         }
@@ -159,17 +161,21 @@ pub fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
             let mut moved = ReassignableTopic::default();
             moved.name = name(&topic);
             moved.partitions = vec![wanted];
-            let mut request = AlterPartitionReassignmentsRequest::default();
-            request.timeout_ms = 30_000;
-            request.topics = vec![moved];
-            let response = client.call(request)?;
-            let result = response
-                .responses
-                .first()
-                .and_then(|t| t.partitions.first())
-                .context("empty AlterPartitionReassignments response")?;
-            if result.error_code != 0 {
-                return Err(fail(result.error_code, result.error_message.as_ref()));
+            let (code, message) = Client::call_controller(bootstrap, |client| {
+                let mut request = AlterPartitionReassignmentsRequest::default();
+                request.timeout_ms = 30_000;
+                request.topics = vec![moved.clone()];
+                let response = client.call(request)?;
+                let result = response
+                    .responses
+                    .into_iter()
+                    .next()
+                    .and_then(|t| t.partitions.into_iter().next())
+                    .context("empty AlterPartitionReassignments response")?;
+                Ok((result.error_code, result.error_message))
+            })?;
+            if code != 0 {
+                return Err(fail(code, message.as_ref()));
             }
             match cancel {
                 true => println!("cancelling the move of {topic}-{partition}"),
@@ -177,6 +183,7 @@ pub fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
             }
         }
         TopicCommand::Reassignments => {
+            let mut client = Client::connect(bootstrap)?;
             let mut request = ListPartitionReassignmentsRequest::default();
             request.timeout_ms = 30_000;
             request.topics = None;
