@@ -188,19 +188,28 @@ impl Session {
         Ok(session)
     }
 
+    /// A whole frame's body from what was read already, if there is one.
+    fn take_body(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
+        if self.inbox.len() < 4 {
+            return Ok(None);
+        }
+        let length = i32::from_be_bytes(self.inbox[..4].try_into().expect("4 bytes"));
+        let length = usize::try_from(length)
+            .ok()
+            .filter(|&n| n <= MAX_FRAME_BYTES)
+            .with_context(|| format!("{} sent a frame of length {length}", self.server))?;
+        if self.inbox.len() < 4 + length {
+            return Ok(None);
+        }
+        self.inbox.advance(4);
+        Ok(Some(self.inbox.split_to(length).to_vec()))
+    }
+
     /// The next frame's body. Cancel-safe: what was read stays in the inbox.
     async fn next_body(&mut self) -> anyhow::Result<Vec<u8>> {
         loop {
-            if self.inbox.len() >= 4 {
-                let length = i32::from_be_bytes(self.inbox[..4].try_into().expect("4 bytes"));
-                let length = usize::try_from(length)
-                    .ok()
-                    .filter(|&n| n <= MAX_FRAME_BYTES)
-                    .with_context(|| format!("{} sent a frame of length {length}", self.server))?;
-                if self.inbox.len() >= 4 + length {
-                    self.inbox.advance(4);
-                    return Ok(self.inbox.split_to(length).to_vec());
-                }
+            if let Some(body) = self.take_body()? {
+                return Ok(body);
             }
             let read = self.reader.read_buf(&mut self.inbox).await;
             match read {
@@ -211,10 +220,18 @@ impl Session {
         }
     }
 
-    async fn next_frame(&mut self) -> anyhow::Result<Frame> {
-        let body = self.next_body().await?;
+    fn frame(body: Vec<u8>) -> anyhow::Result<Frame> {
         let (xid, _zxid, code) = read_reply_header(&mut Reader::new(&body))?;
         Ok(Frame { xid, code, body: body[REPLY_HEADER_BYTES..].to_vec() })
+    }
+
+    async fn next_frame(&mut self) -> anyhow::Result<Frame> {
+        Self::frame(self.next_body().await?)
+    }
+
+    /// The next frame if it was read already (no waiting).
+    fn ready_frame(&mut self) -> anyhow::Result<Option<Frame>> {
+        self.take_body()?.map(Self::frame).transpose()
     }
 
     /// Adds a request to `out` and gives its xid.
@@ -499,15 +516,19 @@ async fn drive(session: &mut Session, load: &Load, depth: usize, timeout_ms: i32
         let ping = session.last_sent + Duration::from_millis(timeout_ms as u64 / 3);
         tokio::select! {
             frame = session.next_frame() => {
-                let frame = frame?;
-                if frame.xid == XID_WATCH_EVENT || frame.xid == XID_PING {
-                    continue;
+                // This reply and every other one read with it: the requests that replace them
+                // go out together, in one write.
+                let mut frame = Some(frame?);
+                while let Some(f) = frame {
+                    if f.xid != XID_WATCH_EVENT && f.xid != XID_PING {
+                        let p = pending.pop_front().with_context(|| format!("{}: a reply with nothing outstanding", session.server))?;
+                        if f.xid != p.xid {
+                            bail!("{}: reply xid {} where {} was next (replies out of order)", session.server, f.xid, p.xid);
+                        }
+                        load.answered(&p, f.code);
+                    }
+                    frame = session.ready_frame()?;
                 }
-                let p = pending.pop_front().with_context(|| format!("{}: a reply with nothing outstanding", session.server))?;
-                if frame.xid != p.xid {
-                    bail!("{}: reply xid {} where {} was next (replies out of order)", session.server, frame.xid, p.xid);
-                }
-                load.answered(&p, frame.code);
             }
             _ = tokio::time::sleep_until(wake.unwrap_or(ping).into()) => {
                 timer_woke = wake.is_some();
