@@ -136,3 +136,35 @@ fn a_topic_change_waits_for_a_controller_instead_of_failing() {
     let described = String::from_utf8(cluster.nodes[0].cli(&["topic", "describe", "patient"], None).stdout).unwrap();
     assert!(described.contains("partitions 2"), "{described}");
 }
+
+#[test]
+fn bench_zk_pipelines_and_reports_what_the_node_received() {
+    let node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("zk.json");
+    let server = node.zk.to_string();
+    let args = ["bench", "zk", "--servers", &server, "--sessions", "4", "--in-flight", "8", "--ops", "20000"];
+    let extra = ["--mix", "set=1,get=3", "--keys", "50", "--watchers", "2", "--json", json_path.to_str().unwrap()];
+    let out = node.cli(&[&args[..], &extra[..]].concat(), None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    assert_eq!(json["ops"], 20_000, "{json}");
+    assert_eq!(json["errors"], 0, "{json}");
+    let (writes, reads) = (json["writes"].as_u64().unwrap(), json["reads"].as_u64().unwrap());
+    assert_eq!(writes + reads, 20_000);
+    assert!(writes > 0 && reads > writes, "set=1,get=3: {writes} writes, {reads} reads");
+    assert!(json["watch"]["events"].as_u64().unwrap() > 0, "the watchers saw the setData: {json}");
+    assert_eq!(json["by_op"]["get"]["ops"].as_u64().unwrap(), reads);
+    // The node really answered them: its own count of requests received covers every op.
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(node.zk).unwrap();
+    stream.write_all(b"srvr").unwrap();
+    let mut srvr = String::new();
+    stream.read_to_string(&mut srvr).unwrap();
+    let received: u64 = srvr
+        .lines()
+        .find_map(|l| l.strip_prefix("Received: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Received line: {srvr}"));
+    assert!(received >= 20_000, "{srvr}");
+}
