@@ -42,8 +42,13 @@ trap cleanup EXIT
 BASE=$((21000 + RANDOM % 5000))
 PEERS=""
 for i in $(seq 1 "$NODES"); do PEERS="$PEERS${PEERS:+,}$i@127.0.0.1:$((BASE + 10 + i))"; done
+CPUS=$(nproc)
 for i in $(seq 1 "$NODES"); do
-  ARGS=(start --data-dir "$OUT/node$i" --kafka-addr "127.0.0.1:$((BASE + i))" --admin-addr "127.0.0.1:$((BASE + 20 + i))" --zk-addr "127.0.0.1:$((BASE + 40 + i))" --cores "${CORES:-1}")
+  # Node i's shards are pinned from CPU (i-1) mod CPUS on, so the nodes' first shards (the
+  # metadata group) do not all share CPU 0.
+  CPUSET=""
+  for k in $(seq 0 $((CPUS - 1))); do CPUSET="$CPUSET${CPUSET:+,}$(( (i - 1 + k) % CPUS ))"; done
+  ARGS=(start --data-dir "$OUT/node$i" --kafka-addr "127.0.0.1:$((BASE + i))" --admin-addr "127.0.0.1:$((BASE + 20 + i))" --zk-addr "127.0.0.1:$((BASE + 40 + i))" --cores "${CORES:-1}" --cpuset "$CPUSET")
   if [ "$NODES" -gt 1 ]; then ARGS+=(--node-id "$i" --peers "$PEERS"); fi
   "$BRAID" "${ARGS[@]}" >"$OUT/node$i.log" 2>&1 &
   PIDS+=($!)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # perf/compare-zk.sh — Braid's ZooKeeper front end next to a real ZooKeeper 3.8, same machine,
 # same load generator (`braid bench zk`), in one run: ZooKeeper 1 server, ZooKeeper 3 servers
-# (perf/zk-anchor.sh), Braid 1 node, Braid 3 nodes (release build, one shard each), each fresh,
+# (perf/zk-anchor.sh), Braid 1 node, Braid 3 nodes (release build), each fresh,
 # each driven through the same workloads with its sessions spread over all its servers:
 #   set      setData only (write-heavy)
 #   create   create only (new znodes)
@@ -26,7 +26,10 @@
 #                      [--workloads "set create read get rate watch"] [--kills K] [--tag TAG]
 # Defaults: 10 s per run, 16 sessions, 1 in flight, --rate 1000 ops/s, 4 watchers, 1000 keys,
 # 100 bytes. --tag names a variant: its files become zk-compare-TAG*. BRAID=path picks the
-# braid binary (default: a release build in the cargo target).
+# braid binary (default: a release build in the cargo target). BRAID_CORES=N gives each Braid
+# node N shards (default: the node's own default, one per CPU). Node i's shards are pinned
+# starting at CPU (i-1) mod the CPU count (--cpuset), so that the nodes' first shards, which
+# hold the tree, do not all share CPU 0.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -99,11 +102,16 @@ start_braid() {
   if [ "$n" -gt 1 ]; then
     for i in $(seq 1 "$n"); do peers="$peers${peers:+,}$i@127.0.0.1:$((BRAID_PORT + 10 * i + 3))"; done
   fi
+  local cpus
+  cpus=$(nproc)
   for i in $(seq 1 "$n"); do
-    local base=$((BRAID_PORT + 10 * i)) args=()
+    local base=$((BRAID_PORT + 10 * i)) args=() cpuset=""
     [ -n "$peers" ] && args=(--peers "$peers")
+    for k in $(seq 0 $((cpus - 1))); do cpuset="$cpuset${cpuset:+,}$(( (i - 1 + k) % cpus ))"; done
+    args+=(--cpuset "$cpuset")
+    [ -n "${BRAID_CORES:-}" ] && args+=(--cores "$BRAID_CORES")
     "$BRAID" start --node-id "$i" "${args[@]}" --data-dir "$WORK/braid$n-$i" --kafka-addr "127.0.0.1:$base" \
-      --admin-addr "127.0.0.1:$((base + 1))" --zk-addr "127.0.0.1:$((base + 2))" --cores 1 \
+      --admin-addr "127.0.0.1:$((base + 1))" --zk-addr "127.0.0.1:$((base + 2))" \
       >"$WORK/braid$n-$i.log" 2>&1 &
     BRAID_PIDS+=($!)
     connect="$connect${connect:+,}127.0.0.1:$((base + 2))"

@@ -64,9 +64,15 @@ pub struct StartArgs {
     /// a leader [default: 50].
     #[arg(long, env = "BRAID_RAFT_TICK_MS")]
     pub raft_tick_ms: Option<u64>,
-    /// Shards (pinned threads, one io_uring each) [default: the number of CPUs].
+    /// Shards (pinned threads, one io_uring each) [default: the CPUs of --cpuset, else the
+    /// number of CPUs].
     #[arg(long, env = "BRAID_CORES")]
     pub cores: Option<usize>,
+    /// CPUs the shards are pinned to, in order (shard k on the k-th, round robin), e.g.
+    /// `2-3` or `1,0`: several nodes on one host each take their own [default: 0, 1, ... in
+    /// order].
+    #[arg(long, env = "BRAID_CPUSET")]
+    pub cpuset: Option<String>,
     /// Largest request frame, in bytes [default: 104857600].
     #[arg(long, env = "BRAID_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
@@ -113,6 +119,8 @@ pub struct NodeConfig {
     pub zk_reaper_ms: u64,
     pub zk_snap_count: u64,
     pub cores: usize,
+    /// The CPU each shard is pinned to (shard k: `cpuset[k % len]`).
+    pub cpuset: Vec<usize>,
     pub max_request_bytes: usize,
     pub max_connections_per_shard: usize,
     pub replication_cache_bytes: usize,
@@ -162,6 +170,33 @@ pub fn parse_peers(spec: &str) -> anyhow::Result<Vec<(i32, SocketAddr)>> {
     Ok(peers)
 }
 
+/// A CPU list as taskset and cgroups write it: `0-3,6`, in the order given.
+fn parse_cpuset(list: &str, cpus: usize) -> anyhow::Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (first, last) = match part.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part, part),
+        };
+        let number =
+            |n: &str| n.parse::<usize>().with_context(|| format!("--cpuset {list:?}: {n:?} is not a CPU number"));
+        let (first, last) = (number(first)?, number(last)?);
+        if first > last || last >= cpus {
+            bail!("--cpuset {list:?}: {part:?} is not a range of this machine's CPUs (0-{})", cpus - 1);
+        }
+        for cpu in first..=last {
+            if out.contains(&cpu) {
+                bail!("--cpuset {list:?} names CPU {cpu} twice");
+            }
+            out.push(cpu);
+        }
+    }
+    if out.is_empty() {
+        bail!("--cpuset {list:?} names no CPU");
+    }
+    Ok(out)
+}
+
 impl NodeConfig {
     pub fn resolve(args: StartArgs) -> anyhow::Result<Self> {
         let file = match &args.config {
@@ -173,6 +208,10 @@ impl NodeConfig {
         };
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let node_id = args.node_id.or(file.node_id).unwrap_or(1);
+        let cpuset = match args.cpuset.as_ref().or(file.cpuset.as_ref()) {
+            Some(list) => Some(parse_cpuset(list, cpus)?),
+            None => None,
+        };
         let kafka_addr = args.kafka_addr.or(file.kafka_addr).unwrap_or(([127, 0, 0, 1], 9092).into());
         let config = NodeConfig {
             node_id,
@@ -184,7 +223,8 @@ impl NodeConfig {
             zk_max_data_bytes: args.zk_max_data_bytes.or(file.zk_max_data_bytes).unwrap_or(0xfffff),
             zk_reaper_ms: args.zk_reaper_ms.or(file.zk_reaper_ms).unwrap_or(1000),
             zk_snap_count: args.zk_snap_count.or(file.zk_snap_count).unwrap_or(100_000).max(1),
-            cores: args.cores.or(file.cores).unwrap_or(cpus),
+            cores: args.cores.or(file.cores).unwrap_or(cpuset.as_ref().map_or(cpus, Vec::len)),
+            cpuset: cpuset.unwrap_or_else(|| (0..cpus).collect()),
             max_request_bytes: args.max_request_bytes.or(file.max_request_bytes).unwrap_or(MAX_REQUEST_BYTES_DEFAULT),
             max_connections_per_shard: args
                 .max_connections_per_shard
@@ -247,5 +287,28 @@ impl NodeConfig {
             bail!("--max-request-bytes must be at least 1024");
         }
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cpuset_is_read_as_taskset_writes_it_and_sets_the_default_shards() {
+        assert_eq!(parse_cpuset("0-2,5", 8).unwrap(), vec![0, 1, 2, 5]);
+        assert_eq!(parse_cpuset("1,0", 2).unwrap(), vec![1, 0], "the order given is the shards' order");
+        for bad in ["", "2", "1-0", "a", "0,0", "0-1,1"] {
+            assert!(parse_cpuset(bad, 2).is_err(), "{bad:?} must be refused");
+        }
+        let args = StartArgs { cpuset: Some("1".into()), ..Default::default() };
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        match NodeConfig::resolve(args) {
+            Ok(config) => assert_eq!((config.cores, config.cpuset), (1, vec![1])),
+            Err(e) => assert!(cpus < 2, "CPU 1 exists here: {e:#}"),
+        }
+        let config = NodeConfig::resolve(StartArgs::default()).unwrap();
+        assert_eq!(config.cpuset, (0..cpus).collect::<Vec<_>>());
+        assert_eq!(config.cores, cpus);
     }
 }

@@ -7,7 +7,8 @@
 //!  shard k:     accept loop ─► connections (kafka::serve) ─► ShardMsg to the owning shard
 //!               message loop (ShardState::handle)   flusher (group commit)   retention timer
 //!               raft ticker (every --raft-tick-ms)
-//!  shard 0:     also the metadata store (group 0), the admin HTTP listener and the raft
+//!  shard 0:     also the metadata store (group 0), the ZooKeeper listener and its
+//!               connections (beside the tree), the admin HTTP listener and the raft
 //!               transport (connections to peers; received messages go to the owning shard)
 //! ```
 
@@ -165,15 +166,15 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
         published: RwLock::default(),
         cut_off: Default::default(),
     });
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(usize, anyhow::Result<()>)>();
     let mut threads = Vec::new();
     for (id, rx) in receivers.into_iter().enumerate() {
         let shared = Arc::clone(&shared);
         let ready = ready_tx.clone();
         let outgoing = if id == 0 { outgoing.take() } else { None };
+        let cpuset = shared.config.cpuset.clone();
         let thread = std::thread::Builder::new().name(format!("shard-{id}")).spawn(move || {
-            pin_to_cpu(id % cpus);
+            pin_to_cpu(cpuset[id % cpuset.len()]);
             let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(r) => r,
                 Err(e) => {
@@ -264,7 +265,8 @@ async fn shard_main(
         } else {
             None
         };
-        // ZooKeeper clients are served on shard 0, beside the tree.
+        // ZooKeeper clients are served on shard 0, beside the tree (connections on the other
+        // shards measured slower: decision 0006, item 12).
         let zk = if id == 0 {
             let addr = shared.config.zk_addr;
             Some(
