@@ -111,8 +111,13 @@ fn bench_produces_and_consumes_what_it_reports() {
 fn a_topic_change_waits_for_a_controller_instead_of_failing() {
     let mut cluster = Cluster::start(3, &[]);
     // Two of three nodes down: the survivor reaches no majority, so there is no controller.
+    // The CLI starts once the survivor knows it (a change it took as controller before that
+    // could still commit later, which is another matter: Kafka's NOT_CONTROLLER too).
+    let cut_offs = |log: String| log.matches("cut off from the cluster").count();
+    let before = cut_offs(cluster.nodes[0].log());
     cluster.nodes[1].kill();
     cluster.nodes[2].kill();
+    wait_for("node 1 to find itself cut off", || (cut_offs(cluster.nodes[0].log()) > before).then_some(()));
     let mut create = std::process::Command::new(env!("CARGO_BIN_EXE_braid"))
         .args(["topic", "create", "patient", "--partitions", "2", "--replication-factor", "3"])
         .env("BRAID_BOOTSTRAP", cluster.nodes[0].bootstrap())
