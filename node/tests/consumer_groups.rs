@@ -111,10 +111,21 @@ fn consumed(members: &[&Path]) -> Vec<(i32, i64, String)> {
 
 /// Waits until `count` distinct values are consumed, and checks none twice.
 fn wait_consumed(outs: &[&Path], count: usize) -> Vec<(i32, i64, String)> {
-    let all = wait_for(&format!("{count} values consumed"), || {
+    let started = Instant::now();
+    let all = loop {
         let all = consumed(outs);
-        (all.len() >= count).then_some(all)
-    });
+        if all.len() >= count {
+            break all;
+        }
+        if started.elapsed() > SETTLE {
+            // What each member got, and what it said: where the group stopped.
+            let each: Vec<(String, usize)> =
+                outs.iter().map(|p| (p.display().to_string(), consumed(&[p]).len())).collect();
+            let dir = outs[0].parent().expect("members write in a directory");
+            panic!("timed out waiting for {count} values consumed: {each:?}\n{}", members_stderr(dir));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let mut seen = BTreeMap::new();
     for (p, o, v) in &all {
         if let Some(first) = seen.insert(v.clone(), (*p, *o)) {
