@@ -247,7 +247,6 @@ fn partitions_of(bootstrap: &str, topic: &str) -> anyhow::Result<i32> {
 }
 
 fn ensure_topic(args: &ProduceBench) -> anyhow::Result<i32> {
-    let deadline = Instant::now() + Duration::from_secs(30);
     if partitions_of(&args.bootstrap, &args.topic)? == 0 {
         // A node just started may not have elected its controller or bootstrapped its tree:
         // NOT_CONTROLLER is retried.
@@ -266,6 +265,7 @@ fn ensure_topic(args: &ProduceBench) -> anyhow::Result<i32> {
             bail!("creating {}: error {code}", args.topic);
         }
     }
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let n = partitions_of(&args.bootstrap, &args.topic)?;
         if n > 0 {
