@@ -155,6 +155,10 @@ pub struct DataTree {
     last_zxid: i64,
     /// Changes made by the transactions applied since the last [`DataTree::take_events`].
     events: Vec<(EventKind, String)>,
+    /// The snapshot being written a slice at a time ([`DataTree::begin_snapshot`]).
+    partial: Option<Box<snapshot::Partial>>,
+    /// Paths of the container and TTL nodes ([`DataTree::reapable`]).
+    reapable: BTreeSet<String>,
 }
 
 impl Default for DataTree {
@@ -195,6 +199,8 @@ impl DataTree {
             sessions: BTreeMap::new(),
             last_zxid: 0,
             events: Vec::new(),
+            partial: None,
+            reapable: BTreeSet::new(),
         }
     }
 
@@ -214,9 +220,15 @@ impl DataTree {
         below - usize::from(path == "/")
     }
 
-    /// Every node path, in order (for the reaper of containers and TTL nodes).
+    /// Every node path, in order.
     pub fn nodes(&self) -> impl Iterator<Item = (&String, &Znode)> {
         self.nodes.iter()
+    }
+
+    /// The container and TTL nodes, in path order: what the reaper looks at, without a walk
+    /// of the whole tree.
+    pub fn reapable(&self) -> impl Iterator<Item = (&String, &Znode)> {
+        self.reapable.iter().filter_map(|path| self.nodes.get_key_value(path.as_str()))
     }
 
     pub fn session(&self, id: i64) -> Option<&Session> {
@@ -341,11 +353,13 @@ impl DataTree {
         }
     }
 
+    /// Undoes an op of the multi being applied. A running snapshot kept the nodes it touches
+    /// when the op itself ran.
     fn undo(&mut self, undo: Undo) {
         match undo {
             Undo::Created { path, parent_stat } => {
                 if let Some(node) = self.nodes.remove(&path) {
-                    self.forget_ephemeral(node.stat.ephemeral_owner, &path);
+                    self.forget_owned(node.stat.ephemeral_owner, &path);
                 }
                 if let Some((parent, name)) = split_path(&path) {
                     let parent = self.nodes.get_mut(parent).expect("a node's parent exists");
@@ -359,10 +373,16 @@ impl DataTree {
                     parent.children.insert(name.to_owned());
                     parent.stat = parent_stat;
                 }
-                if let NodeKind::Ephemeral(owner) = NodeKind::of(node.stat.ephemeral_owner) {
-                    if let Some(session) = self.sessions.get_mut(&owner) {
-                        session.ephemerals.insert(path.clone());
+                match NodeKind::of(node.stat.ephemeral_owner) {
+                    NodeKind::Ephemeral(owner) => {
+                        if let Some(session) = self.sessions.get_mut(&owner) {
+                            session.ephemerals.insert(path.clone());
+                        }
                     }
+                    NodeKind::Container | NodeKind::Ttl(_) => {
+                        self.reapable.insert(path.clone());
+                    }
+                    NodeKind::Persistent => {}
                 }
                 self.nodes.insert(path, node);
             }
@@ -376,11 +396,25 @@ impl DataTree {
         }
     }
 
-    fn forget_ephemeral(&mut self, owner: i64, path: &str) {
-        if let NodeKind::Ephemeral(owner) = NodeKind::of(owner) {
-            if let Some(session) = self.sessions.get_mut(&owner) {
-                session.ephemerals.remove(path);
+    /// Before `path` changes (or appears, or goes): a running snapshot keeps what it was.
+    fn keep(&mut self, path: &str) {
+        if let Some(partial) = &mut self.partial {
+            partial.keep(path, &self.nodes);
+        }
+    }
+
+    /// A node with this owner went: its session, or the reaper, no longer keeps it.
+    fn forget_owned(&mut self, owner: i64, path: &str) {
+        match NodeKind::of(owner) {
+            NodeKind::Ephemeral(owner) => {
+                if let Some(session) = self.sessions.get_mut(&owner) {
+                    session.ephemerals.remove(path);
+                }
             }
+            NodeKind::Container | NodeKind::Ttl(_) => {
+                self.reapable.remove(path);
+            }
+            NodeKind::Persistent => {}
         }
     }
 
@@ -393,8 +427,10 @@ impl DataTree {
         if !node.children.is_empty() {
             return Err(TxnError::NotEmpty(path.to_owned()));
         }
+        self.keep(path);
+        self.keep(parent);
         let node = self.nodes.remove(path).expect("checked above");
-        self.forget_ephemeral(node.stat.ephemeral_owner, path);
+        self.forget_owned(node.stat.ephemeral_owner, path);
         let parent_node = self.nodes.get_mut(parent).expect("a node's parent exists");
         let parent_stat = parent_node.stat;
         parent_node.children.remove(name);
@@ -434,11 +470,19 @@ impl DataTree {
                 if matches!(NodeKind::of(parent_node.stat.ephemeral_owner), NodeKind::Ephemeral(_)) {
                     return Err(TxnError::NoChildrenForEphemerals(parent.to_owned()));
                 }
-                if let NodeKind::Ephemeral(owner) = NodeKind::of(*ephemeral_owner) {
-                    let session = self.sessions.get_mut(&owner).ok_or(TxnError::SessionExpired(owner))?;
-                    session.ephemerals.insert(path.clone());
+                match NodeKind::of(*ephemeral_owner) {
+                    NodeKind::Ephemeral(owner) => {
+                        let session = self.sessions.get_mut(&owner).ok_or(TxnError::SessionExpired(owner))?;
+                        session.ephemerals.insert(path.clone());
+                    }
+                    NodeKind::Container | NodeKind::Ttl(_) => {
+                        self.reapable.insert(path.clone());
+                    }
+                    NodeKind::Persistent => {}
                 }
                 let name = &path[parent.len() + usize::from(parent != "/")..];
+                self.keep(&path);
+                self.keep(parent);
                 let parent_node = self.nodes.get_mut(parent).expect("checked above");
                 let parent_stat = parent_node.stat;
                 parent_node.children.insert(name.to_owned());
@@ -463,6 +507,7 @@ impl DataTree {
             }
             Txn::Delete { path, version } => Ok((Applied::Deleted, self.delete(zxid, path, *version)?)),
             Txn::SetData { path, data, version } => {
+                self.keep(path);
                 let node = self.nodes.get_mut(path.as_str()).ok_or_else(|| TxnError::NoNode(path.clone()))?;
                 if *version != -1 && node.stat.version != *version {
                     return Err(TxnError::BadVersion(path.clone()));
@@ -485,6 +530,7 @@ impl DataTree {
                 if acl.is_empty() {
                     return Err(TxnError::InvalidAcl(format!("no ACL for {path}")));
                 }
+                self.keep(path);
                 let node = self.nodes.get_mut(path.as_str()).ok_or_else(|| TxnError::NoNode(path.clone()))?;
                 if *version != -1 && node.stat.aversion != *version {
                     return Err(TxnError::BadVersion(path.clone()));

@@ -1184,7 +1184,7 @@ impl ZkServer {
     /// Removes empty containers (that once had children) and TTL nodes past their TTL.
     fn reap(&mut self, tree: &DataTree, now_ms: i64) {
         let mut deletes = Vec::new();
-        for (path, node) in tree.nodes() {
+        for (path, node) in tree.reapable() {
             if node.stat.num_children != 0 {
                 continue;
             }
