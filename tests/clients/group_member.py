@@ -108,21 +108,50 @@ def consume_kafka_python(bootstrap, topic, group, out, stopfile):
     )
     positions = {}
 
+    def offsets():
+        return {TopicPartition(topic, p): OffsetAndMetadata(o, "", -1) for p, o in positions.items()}
+
     def commit():
         if positions:
-            offsets = {TopicPartition(topic, p): OffsetAndMetadata(o, "", -1) for p, o in positions.items()}
             try:
-                consumer.commit(offsets)
+                consumer.commit(offsets())
                 positions.clear()
             except Exception as e:  # noqa: BLE001
                 print(f"commit failed: {e}", file=sys.stderr, flush=True)
 
-    class Listener(ConsumerRebalanceListener):
-        def on_partitions_revoked(self, revoked):
-            commit()
+    def assigned_line(assigned):
+        print("assigned " + ",".join(str(p.partition) for p in assigned), file=sys.stderr, flush=True)
 
-        def on_partitions_assigned(self, assigned):
-            print("assigned " + ",".join(str(p.partition) for p in assigned), file=sys.stderr, flush=True)
+    try:
+        # kafka-python 3 runs listeners on its IO thread, where a blocking commit() fails
+        # ("Cannot block on net.run() from the IO thread itself"): its async listener awaits
+        # the commit instead.
+        from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
+    except ImportError:
+        AsyncConsumerRebalanceListener = None
+
+    if AsyncConsumerRebalanceListener is not None:
+
+        class Listener(AsyncConsumerRebalanceListener):
+            async def on_partitions_revoked(self, revoked):
+                if positions:
+                    try:
+                        await consumer.commit_async(offsets())
+                        positions.clear()
+                    except Exception as e:  # noqa: BLE001
+                        print(f"commit failed: {e}", file=sys.stderr, flush=True)
+
+            async def on_partitions_assigned(self, assigned):
+                assigned_line(assigned)
+
+    else:
+
+        class Listener(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, revoked):
+                commit()
+
+            def on_partitions_assigned(self, assigned):
+                assigned_line(assigned)
 
     consumer.subscribe([topic], listener=Listener())
     last_commit = time.time()
