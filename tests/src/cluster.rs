@@ -86,6 +86,8 @@ struct Node {
     tree_valid: bool,
     /// The tree's last snapshot (taken before retention deletes the log below it).
     snapshot: Option<Vec<u8>>,
+    /// `applied` when the snapshot being written began.
+    snapshot_from: i64,
 }
 
 struct Proposal {
@@ -518,14 +520,24 @@ impl Sim {
             raft.on_persisted();
             // Retention now and then, never past the commit point: laggards then need the
             // leader's reset to catch up.
-            if self.rng.chance(self.config.retention, 1000) {
-                // As a node does with the metadata log: snapshot the tree, then delete below it.
-                let below = if node.tree_valid {
-                    node.snapshot = Some(node.tree.snapshot());
-                    raft.committed().min(node.applied)
+            // As a node does with the metadata log: snapshot the tree a slice per round while
+            // entries apply between rounds, then delete the log below what the snapshot holds.
+            let mut below = None;
+            if node.tree_valid && node.tree.snapshot_running().is_some() {
+                let budget = 1 + self.rng.below(16) as usize;
+                if let Some(bytes) = node.tree.snapshot_step(budget, usize::MAX) {
+                    node.snapshot = Some(bytes);
+                    below = Some(raft.committed().min(node.snapshot_from));
+                }
+            } else if self.rng.chance(self.config.retention, 1000) {
+                if node.tree_valid {
+                    node.tree.begin_snapshot();
+                    node.snapshot_from = node.applied;
                 } else {
-                    raft.committed()
-                };
+                    below = Some(raft.committed());
+                }
+            }
+            if let Some(below) = below {
                 raft.log_mut().apply_retention_below(0, below).map_err(|e| format!("node {id}: retention: {e}"))?;
             }
             let messages = raft.take_messages();
@@ -835,6 +847,7 @@ pub fn run(config: &SimConfig) -> Result<Outcome, String> {
                 applied: 0,
                 tree_valid: true,
                 snapshot: None,
+                snapshot_from: 0,
             },
         );
         sim.start_node(id)?;
