@@ -95,8 +95,8 @@ except OSError:
 PY
 }
 
-# Starts Braid on N nodes; sets CONNECT once every node answers imok and one reports itself
-# leader (or standalone).
+# Starts Braid on N nodes; sets CONNECT once every node serves and one reports itself leader
+# (or standalone).
 start_braid() {
   local n="$1" peers="" connect=""
   if [ "$n" -gt 1 ]; then
@@ -116,12 +116,15 @@ start_braid() {
     BRAID_PIDS+=($!)
     connect="$connect${connect:+,}127.0.0.1:$((base + 2))"
   done
+  # Ready once every node serves (a node out of its quorum answers srvr with "not currently
+  # serving", as ZooKeeper does) and one reports itself leader (or standalone).
   for _ in $(seq 1 300); do
     local ok=0 leader=0
     for i in $(seq 1 "$n"); do
-      local port=$((BRAID_PORT + 10 * i + 2))
-      [ "$(four_letter "$port" ruok)" = imok ] && ok=$((ok + 1))
-      four_letter "$port" srvr | grep -Eq '^Mode: (leader|standalone)' && leader=1
+      local port=$((BRAID_PORT + 10 * i + 2)) srvr
+      srvr=$(four_letter "$port" srvr)
+      grep -Eq '^Mode: ' <<<"$srvr" && ok=$((ok + 1))
+      grep -Eq '^Mode: (leader|standalone)' <<<"$srvr" && leader=1
     done
     if [ "$ok" = "$n" ] && [ "$leader" = 1 ]; then
       CONNECT="$connect"
@@ -166,7 +169,12 @@ for system in $SYSTEMS; do
   echo "== $system" >&2
   start_system "$system"
   # ZooKeeper's JIT and Braid's first segments: a short warm-up outside the figures.
-  "$BRAID" bench zk --servers "$CONNECT" --sessions "$SESSIONS" --mix set=1,get=1 --seconds 2 >/dev/null 2>&1
+  if ! "$BRAID" bench zk --servers "$CONNECT" --sessions "$SESSIONS" --mix set=1,get=1 --seconds 2 \
+    >"$WORK/warmup-$system.log" 2>&1; then
+    echo "the warm-up against $system failed:" >&2
+    cat "$WORK/warmup-$system.log" >&2
+    exit 1
+  fi
   for workload in $WORKLOADS; do
     json="$OUT/$system-$workload.json"
     if [ "$workload" = failover ]; then

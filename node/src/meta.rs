@@ -459,7 +459,14 @@ impl MetaStore {
                 } else {
                     "follower"
                 };
-                let _ = reply.send(self.zk.four_letter(&word, &self.tree, mode));
+                let answer = if self.cut_off() && !matches!(word.as_str(), "ruok" | "conf" | "envi") {
+                    // As ZooKeeper answers while out of its quorum: only ruok, conf and envi
+                    // say anything else.
+                    crate::zk::server::NOT_SERVING.to_owned()
+                } else {
+                    self.zk.four_letter(&word, &self.tree, mode)
+                };
+                let _ = reply.send(answer);
             }
         }
         self.propose_zk(now_ms);
@@ -573,7 +580,8 @@ impl MetaStore {
     /// True when this node has known no metadata-group leader for [`CUT_OFF_TICKS`]: it cannot
     /// reach a majority (or an election is unusually long).
     pub fn cut_off(&self) -> bool {
-        self.leaderless_ticks >= CUT_OFF_TICKS
+        // A leader heard of since the last tick counts at once.
+        self.leaderless_ticks >= CUT_OFF_TICKS && self.replica.raft.leader().is_none()
     }
 
     /// A peer's connection closed (see [`braid_engine::raft::Raft::peer_lost`]).

@@ -382,8 +382,13 @@ zk.stop()
     again.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     again.write_all(&frame(&[0; 44])).unwrap();
     assert!(closed_by_peer(&mut again));
+    // Its four-letter words say so, as a ZooKeeper server's do out of its quorum; ruok answers.
+    assert_eq!(four_letter(cut, "srvr"), "This ZooKeeper instance is not currently serving requests\n");
+    assert_eq!(four_letter(cut, "mntr"), "This ZooKeeper instance is not currently serving requests\n");
+    assert_eq!(four_letter(cut, "ruok"), "imok");
     cluster.isolate(0, false);
     wait_for("the node serving ZooKeeper clients again", || try_raw_session(cut));
+    assert!(four_letter(cut, "srvr").contains("Mode: "));
 }
 
 #[test]

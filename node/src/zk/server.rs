@@ -44,6 +44,8 @@ pub struct Outbox {
 /// A write not applied this long after it was proposed (a forward lost to a leader change)
 /// closes its connection: the client sees a connection loss, reconnects and retries.
 const WRITE_TIMEOUT_MS: i64 = 10_000;
+/// A four-letter word's answer from a server out of its quorum (ZooKeeper's words).
+pub const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests\n";
 
 /// Messages from connections to the server (through shard 0's queue).
 pub enum ZkMsg {
