@@ -73,6 +73,9 @@ pub struct PartitionStats {
     pub leader: i32,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
+    /// Offsets below this are fdatasynced on this replica (the log's own; appends past it are
+    /// written or in memory, and a crash of this process may lose them here).
+    pub durable_offset: i64,
     pub high_watermark: i64,
     pub size_bytes: u64,
     pub segments: usize,

@@ -1262,6 +1262,7 @@ impl ShardState {
                     leader: p.replica.raft.leader().map_or(-1, |l| l as i32),
                     log_start_offset: log.log_start_offset(),
                     log_end_offset: log.log_end_offset(),
+                    durable_offset: log.durable_offset(),
                     high_watermark: p.replica.raft.committed(),
                     size_bytes: log.size_bytes(),
                     segments: log.segment_count(),

@@ -80,8 +80,8 @@ fn replica_records(data_dir: &Path, topic: &str, partition: i32) -> Vec<(i64, St
     out
 }
 
-/// (log end, high watermark) of a partition on each running node.
-fn positions(cluster: &Cluster, topic: &str, partition: i32) -> Vec<Option<(i64, i64)>> {
+/// (log end, high watermark, durable offset) of each node's replica of `topic`-`partition`.
+fn positions(cluster: &Cluster, topic: &str, partition: i32) -> Vec<Option<(i64, i64, i64)>> {
     cluster
         .nodes
         .iter()
@@ -92,7 +92,7 @@ fn positions(cluster: &Cluster, topic: &str, partition: i32) -> Vec<Option<(i64,
                 .iter()
                 .find(|p| p["topic"] == topic && p["partition"] == partition)?
                 .clone();
-            Some((p["log_end_offset"].as_i64()?, p["high_watermark"].as_i64()?))
+            Some((p["log_end_offset"].as_i64()?, p["high_watermark"].as_i64()?, p["durable_offset"].as_i64()?))
         })
         .collect()
 }
@@ -173,13 +173,15 @@ fn wait_converged(cluster: &Cluster, topic: &str, partition: i32, min_committed:
     wait_converged_on(cluster, &all, topic, partition, min_committed)
 }
 
-/// [`wait_converged`] for the replicas on nodes `on` (indexes into the cluster's nodes).
+/// [`wait_converged`] for the replicas on nodes `on` (indexes into the cluster's nodes): the
+/// same log end, committed and durable on each (what a kill then finds on its disk).
 fn wait_converged_on(cluster: &Cluster, on: &[usize], topic: &str, partition: i32, min_committed: i64) {
     wait_for("the replicas to converge", || {
         let all = positions(cluster, topic, partition);
         let p: Vec<_> = on.iter().map(|&i| all[i]).collect();
         let first = p[0]?;
-        (first.1 >= min_committed && first.0 == first.1 && p.iter().all(|x| *x == Some(first))).then_some(())
+        let settled = first.0 == first.1 && first.0 == first.2;
+        (first.1 >= min_committed && settled && p.iter().all(|x| *x == Some(first))).then_some(())
     });
 }
 
