@@ -121,8 +121,24 @@ fn wait_consumed(outs: &[&Path], count: usize) -> Vec<(i32, i64, String)> {
             // What each member got, and what it said: where the group stopped.
             let each: Vec<(String, usize)> =
                 outs.iter().map(|p| (p.display().to_string(), consumed(&[p]).len())).collect();
+            // And per partition: (partition, values, highest offset) of each member.
+            let by_partition: Vec<String> = outs
+                .iter()
+                .map(|p| {
+                    let mut parts: BTreeMap<i32, (usize, i64)> = BTreeMap::new();
+                    for (partition, offset, _) in consumed(&[p]) {
+                        let e = parts.entry(partition).or_insert((0, -1));
+                        e.0 += 1;
+                        e.1 = e.1.max(offset);
+                    }
+                    format!("{}: {parts:?}", p.display())
+                })
+                .collect();
             let dir = outs[0].parent().expect("members write in a directory");
-            panic!("timed out waiting for {count} values consumed: {each:?}\n{}", members_stderr(dir));
+            panic!(
+                "timed out waiting for {count} values consumed: {each:?}\nper partition: {by_partition:?}\n{}",
+                members_stderr(dir)
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     };
