@@ -95,6 +95,11 @@ def consume_confluent(bootstrap, topic, group, out, stopfile):
 
 
 def consume_kafka_python(bootstrap, topic, group, out, stopfile):
+    import logging
+
+    # The client's own warnings and errors (a fetch or metadata failure it retries) go to
+    # stderr, where a failing test prints them.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="kafka-python %(levelname)s %(name)s: %(message)s")
     from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
     from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
