@@ -459,14 +459,7 @@ impl MetaStore {
                 } else {
                     "follower"
                 };
-                let answer = if self.cut_off() && !matches!(word.as_str(), "ruok" | "conf" | "envi") {
-                    // As ZooKeeper answers while out of its quorum: only ruok, conf and envi
-                    // say anything else.
-                    crate::zk::server::NOT_SERVING.to_owned()
-                } else {
-                    self.zk.four_letter(&word, &self.tree, mode)
-                };
-                let _ = reply.send(answer);
+                let _ = reply.send(self.zk.four_letter(&word, &self.tree, mode, !self.cut_off()));
             }
         }
         self.propose_zk(now_ms);
@@ -510,8 +503,6 @@ impl MetaStore {
             self.zk.close_all("no metadata-group leader reachable");
         }
         self.propose_zk(now);
-        // A snapshot moves on without writes too.
-        self.snapshot_slice();
         self.duty_wait = self.duty_wait.saturating_sub(1);
         self.leaderless_ticks = match self.replica.raft.leader() {
             Some(_) => 0,

@@ -172,9 +172,9 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
         let shared = Arc::clone(&shared);
         let ready = ready_tx.clone();
         let outgoing = if id == 0 { outgoing.take() } else { None };
-        let cpuset = shared.config.cpuset.clone();
+        let cpu = shared.config.cpuset[id % shared.config.cpuset.len()];
         let thread = std::thread::Builder::new().name(format!("shard-{id}")).spawn(move || {
-            pin_to_cpu(cpuset[id % cpuset.len()]);
+            pin_to_cpu(cpu);
             let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(r) => r,
                 Err(e) => {

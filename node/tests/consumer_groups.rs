@@ -118,27 +118,23 @@ fn wait_consumed(outs: &[&Path], count: usize) -> Vec<(i32, i64, String)> {
             break all;
         }
         if started.elapsed() > SETTLE {
-            // What each member got, and what it said: where the group stopped.
-            let each: Vec<(String, usize)> =
-                outs.iter().map(|p| (p.display().to_string(), consumed(&[p]).len())).collect();
-            // And per partition: (partition, values, highest offset) of each member.
-            let by_partition: Vec<String> = outs
+            // What each member got, in all and per partition (partition: values, highest
+            // offset), and what it said: where the group stopped.
+            let each: Vec<String> = outs
                 .iter()
                 .map(|p| {
+                    let mine = consumed(&[p]);
                     let mut parts: BTreeMap<i32, (usize, i64)> = BTreeMap::new();
-                    for (partition, offset, _) in consumed(&[p]) {
-                        let e = parts.entry(partition).or_insert((0, -1));
+                    for (partition, offset, _) in &mine {
+                        let e = parts.entry(*partition).or_insert((0, -1));
                         e.0 += 1;
-                        e.1 = e.1.max(offset);
+                        e.1 = e.1.max(*offset);
                     }
-                    format!("{}: {parts:?}", p.display())
+                    format!("{}: {} values {parts:?}", p.display(), mine.len())
                 })
                 .collect();
             let dir = outs[0].parent().expect("members write in a directory");
-            panic!(
-                "timed out waiting for {count} values consumed: {each:?}\nper partition: {by_partition:?}\n{}",
-                members_stderr(dir)
-            );
+            panic!("timed out waiting for {count} values consumed: {each:#?}\n{}", members_stderr(dir));
         }
         std::thread::sleep(Duration::from_millis(50));
     };

@@ -136,16 +136,15 @@ impl DataTree {
         self.partial.as_ref().map(|p| p.zxid)
     }
 
-    /// Writes more nodes of the running snapshot: at least one, and no more once `nodes` nodes
-    /// or `bytes` bytes are written. Returns its bytes (the same as [`DataTree::snapshot`] gave
-    /// when it began) once the last node is written; `None` while there are more, or if no
-    /// snapshot runs.
-    pub fn snapshot_step(&mut self, nodes: usize, bytes: usize) -> Option<Vec<u8>> {
-        let budget = nodes.max(1);
+    /// Writes more nodes of the running snapshot: at least one, and no more once `max_nodes`
+    /// nodes or `max_bytes` bytes are written. Returns its bytes (the same as
+    /// [`DataTree::snapshot`] gave when it began) once the last node is written; `None` while
+    /// there are more, or if no snapshot runs.
+    pub fn snapshot_step(&mut self, max_nodes: usize, max_bytes: usize) -> Option<Vec<u8>> {
         let DataTree { nodes, partial, .. } = self;
         let p = partial.as_mut()?;
         let Partial { out, cursor, before, written, .. } = &mut **p;
-        let bytes_end = out.len().saturating_add(bytes);
+        let bytes_end = out.len().saturating_add(max_bytes);
         let lower = match cursor.as_deref() {
             Some(c) => std::ops::Bound::Excluded(c),
             None => std::ops::Bound::Unbounded,
@@ -153,7 +152,7 @@ impl DataTree {
         let mut now = nodes.range::<str, _>((lower, std::ops::Bound::Unbounded)).peekable();
         let mut kept = before.range::<str, _>((lower, std::ops::Bound::Unbounded)).peekable();
         let mut last: Option<&str> = None;
-        for _ in 0..budget {
+        for _ in 0..max_nodes.max(1) {
             if out.len() >= bytes_end && last.is_some() {
                 break;
             }
@@ -182,7 +181,7 @@ impl DataTree {
         }
         let done = now.peek().is_none() && kept.peek().is_none();
         if !done {
-            let last = last.expect("a budget of at least one").to_owned();
+            let last = last.expect("a step takes at least one node").to_owned();
             let mut rest = before.split_off(last.as_str());
             rest.remove(last.as_str());
             *before = rest;

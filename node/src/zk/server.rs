@@ -45,7 +45,7 @@ pub struct Outbox {
 /// closes its connection: the client sees a connection loss, reconnects and retries.
 const WRITE_TIMEOUT_MS: i64 = 10_000;
 /// A four-letter word's answer from a server out of its quorum (ZooKeeper's words).
-pub const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests\n";
+const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests\n";
 
 /// Messages from connections to the server (through shard 0's queue).
 pub enum ZkMsg {
@@ -1205,8 +1205,13 @@ impl ZkServer {
         }
     }
 
-    /// Connections and watches, for the four-letter words.
-    pub fn four_letter(&self, word: &str, tree: &DataTree, mode: &str) -> String {
+    /// Connections and watches, for the four-letter words. Out of its quorum (`serving`
+    /// false) a server answers only ruok, conf and envi, as ZooKeeper's does; the rest get
+    /// [`NOT_SERVING`].
+    pub fn four_letter(&self, word: &str, tree: &DataTree, mode: &str, serving: bool) -> String {
+        if !serving && !matches!(word, "ruok" | "conf" | "envi") {
+            return NOT_SERVING.to_owned();
+        }
         let s = &self.settings;
         let version = format!("3.8.0-braid-{}, built on 1970-01-01 00:00 UTC", env!("CARGO_PKG_VERSION"));
         let watch_count: usize = self.watches.values().map(BTreeSet::len).sum();
