@@ -1,5 +1,6 @@
 //! The log against an in-memory model, over random append / write / flush / truncate / reopen /
-//! crash / retention sequences on the simulated disk (buffered and O_DIRECT-aligned).
+//! crash / retention sequences on the simulated disk (buffered and O_DIRECT-aligned), with leader
+//! epochs that grow along the log as raft terms do (where every epoch ends is checked too).
 
 mod common;
 
@@ -11,32 +12,47 @@ use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { records: usize, timestamp_step: i64 },
+    Append {
+        records: usize,
+        timestamp_step: i64,
+        epoch_step: i32,
+    },
     Write,
     Flush,
-    Truncate { per_mille: i64 },
+    Truncate {
+        per_mille: i64,
+    },
     Reopen,
     Crash,
-    Retention { age_ms: i64 },
+    Retention {
+        age_ms: i64,
+    },
+    /// A new leader epoch that no batch holds yet (a leader elected, nothing appended).
+    NewEpoch,
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        8 => (1usize..6, 0i64..50).prop_map(|(records, timestamp_step)| Op::Append { records, timestamp_step }),
+        8 => (1usize..6, 0i64..50, prop_oneof![3 => Just(0i32), 1 => 1i32..3])
+            .prop_map(|(records, timestamp_step, epoch_step)| Op::Append { records, timestamp_step, epoch_step }),
         2 => Just(Op::Write),
         2 => Just(Op::Flush),
         1 => (0i64..1000).prop_map(|per_mille| Op::Truncate { per_mille }),
         1 => Just(Op::Reopen),
         1 => Just(Op::Crash),
         1 => (0i64..2000).prop_map(|age_ms| Op::Retention { age_ms }),
+        1 => Just(Op::NewEpoch),
     ]
 }
 
 struct Model {
-    /// Batches as the log should hold them: (base offset, next offset, max timestamp, bytes).
-    batches: Vec<(i64, i64, i64, Vec<u8>)>,
+    /// Batches as the log should hold them: (base offset, next offset, max timestamp, bytes,
+    /// leader epoch).
+    batches: Vec<(i64, i64, i64, Vec<u8>, i32)>,
     start: i64,
     end: i64,
+    /// The epoch the next append gets.
+    epoch: i32,
 }
 
 fn config() -> LogConfig {
@@ -57,24 +73,70 @@ fn check(log: &Log<SimStorage>, model: &Model) {
     let got: Vec<Vec<u8>> = read_all(log).into_iter().map(|(_, b)| b).collect();
     assert_eq!(got, visible, "readable batches");
     assert!(log.durable_offset() <= log.written_offset() && log.written_offset() <= log.log_end_offset());
+    for epoch in -1..=model.epoch + 1 {
+        for appending in [-1, model.epoch] {
+            assert_eq!(
+                log.end_offset_for_epoch(epoch, appending).unwrap(),
+                model.end_offset_for_epoch(epoch, appending),
+                "end of epoch {epoch}, appending at {appending}"
+            );
+        }
+    }
+    for b in &model.batches {
+        let span = log.batch_holding(b.1 - 1).unwrap().expect("a batch holds its last offset");
+        assert_eq!((span.base_offset, span.next_offset, span.epoch), (b.0, b.1, b.4), "batch holding {}", b.1 - 1);
+    }
+    assert_eq!(log.batch_holding(model.end).unwrap(), None, "past the log end");
+}
+
+impl Model {
+    /// Kafka's leader epoch cache, taken literally: an entry (epoch, start offset) where each
+    /// epoch's batches begin, and the appending epoch's at the log end if no batch holds it;
+    /// the end of an epoch is the start of the first later entry, the log end for the latest.
+    fn end_offset_for_epoch(&self, epoch: i32, appending: i32) -> Option<(i32, i64)> {
+        let mut entries: Vec<(i32, i64)> = Vec::new();
+        for b in &self.batches {
+            if entries.last().is_none_or(|e| e.0 != b.4) {
+                entries.push((b.4, b.0));
+            }
+        }
+        if appending >= 0 && entries.last().is_none_or(|e| e.0 < appending) {
+            entries.push((appending, self.end));
+        }
+        let latest = entries.last()?.0;
+        if epoch < 0 {
+            return None;
+        }
+        if epoch == latest {
+            return Some((epoch, self.end));
+        }
+        let higher = entries.iter().find(|e| e.0 > epoch)?;
+        match entries.iter().rev().find(|e| e.0 <= epoch) {
+            None => Some((epoch, higher.1)),
+            Some(floor) => Some((floor.0, higher.1)),
+        }
+    }
 }
 
 fn run(seed: u64, alignment: usize, ops: &[Op]) {
     let disk = sim_disk(seed, alignment);
     let mut log = open(disk.clone(), &sim_dir(), config());
-    let mut model = Model { batches: Vec::new(), start: 0, end: 0 };
+    let mut model = Model { batches: Vec::new(), start: 0, end: 0, epoch: 1 };
     let mut now = 10_000i64;
     let mut tag = 0u64;
     for op in ops {
         match op {
-            Op::Append { records, timestamp_step } => {
+            Op::Append { records, timestamp_step, epoch_step } => {
                 now += timestamp_step;
                 tag += 1;
+                // Only grows, across truncations too, as raft's terms do.
+                model.epoch += epoch_step;
+                let epoch = model.epoch;
                 let mut bytes = batch(tag, *records, now);
-                let info = log.append(&bytes, 1).unwrap();
+                let info = log.append(&bytes, epoch).unwrap();
                 assert_eq!(info.base_offset, model.end);
-                stamp(&mut bytes, info.base_offset, 1);
-                model.batches.push((info.base_offset, info.last_offset + 1, now, bytes));
+                stamp(&mut bytes, info.base_offset, epoch);
+                model.batches.push((info.base_offset, info.last_offset + 1, now, bytes, epoch));
                 model.end = info.last_offset + 1;
             }
             Op::Write => log.write().unwrap(),
@@ -130,6 +192,7 @@ fn run(seed: u64, alignment: usize, ops: &[Op]) {
                 model.batches.retain(|b| b.0 >= start);
                 model.start = start;
             }
+            Op::NewEpoch => model.epoch += 1,
         }
         check(&log, &model);
     }

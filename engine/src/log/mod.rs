@@ -21,12 +21,14 @@
 
 pub mod batch;
 mod durability;
+mod epochs;
 pub mod index;
 mod recent;
 pub mod segment;
 
 pub use batch::{BatchError, BatchHeader};
 pub use durability::DurabilityWaiters;
+pub use epochs::EpochSpan;
 pub use segment::Corruption;
 
 use crate::io::{AlignedBuf, FileKind, Storage, StorageFile};
