@@ -10,6 +10,10 @@
 //! NOT_LEADER_OR_FOLLOWER. Raft inputs (produce, messages from peers, ticks) mark a partition
 //! dirty; the flusher's round then persists, sends the messages and releases the waiters.
 
+mod offsets;
+
+pub use offsets::{EpochEndOutcome, OffsetOutcome};
+
 use crate::groups::{
     self, Committed, Coordinator, Described, JoinOutcome, JoinRequest, OffsetsOf, Records, SyncOutcome, OFFSETS_TOPIC,
 };
@@ -107,13 +111,6 @@ pub struct FetchOutcome {
     pub high_watermark: i64,
     pub log_start_offset: i64,
     pub records: Option<RecordsChunk>,
-}
-
-#[derive(Debug)]
-pub struct OffsetOutcome {
-    pub error: Code,
-    pub offset: i64,
-    pub timestamp: i64,
 }
 
 /// Changes to topics; applied by shard 0's metadata store.
@@ -219,13 +216,24 @@ pub enum ShardMsg {
         partition: i32,
         offset: i64,
         max_bytes: u64,
+        /// The leader epoch the client believes current (-1: no check).
+        current_leader_epoch: i32,
         reply: oneshot::Sender<FetchOutcome>,
     },
     ListOffsets {
         topic: String,
         partition: i32,
         timestamp: i64,
+        current_leader_epoch: i32,
         reply: oneshot::Sender<OffsetOutcome>,
+    },
+    /// Where a leader epoch ends in the partition's log (OffsetForLeaderEpoch).
+    EpochEnd {
+        topic: String,
+        partition: i32,
+        current_leader_epoch: i32,
+        leader_epoch: i32,
+        reply: oneshot::Sender<EpochEndOutcome>,
     },
     /// A new metadata snapshot; the shard opens and closes partitions to match, then acks.
     Snapshot {
@@ -445,11 +453,14 @@ impl ShardState {
             ShardMsg::Produce { topic, partition, records, acks, reply } => {
                 self.produce(topic, partition, records, acks, reply)
             }
-            ShardMsg::Fetch { topic, partition, offset, max_bytes, reply } => {
-                let _ = reply.send(self.fetch(&topic, partition, offset, max_bytes));
+            ShardMsg::Fetch { topic, partition, offset, max_bytes, current_leader_epoch, reply } => {
+                let _ = reply.send(self.fetch(&topic, partition, offset, max_bytes, current_leader_epoch));
             }
-            ShardMsg::ListOffsets { topic, partition, timestamp, reply } => {
-                let _ = reply.send(self.list_offsets(&topic, partition, timestamp));
+            ShardMsg::ListOffsets { topic, partition, timestamp, current_leader_epoch, reply } => {
+                let _ = reply.send(self.list_offsets(&topic, partition, timestamp, current_leader_epoch));
+            }
+            ShardMsg::EpochEnd { topic, partition, current_leader_epoch, leader_epoch, reply } => {
+                let _ = reply.send(self.end_offset_for_epoch(&topic, partition, current_leader_epoch, leader_epoch));
             }
             ShardMsg::Snapshot { snapshot, ack } => {
                 if snapshot.zxid >= self.snapshot.zxid {
@@ -1012,19 +1023,24 @@ impl ShardState {
         }
     }
 
-    fn fetch(&mut self, topic: &str, partition: i32, offset: i64, max_bytes: u64) -> FetchOutcome {
+    fn fetch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: u64,
+        current_leader_epoch: i32,
+    ) -> FetchOutcome {
         let empty = |error: ResponseError| FetchOutcome {
             error: error.code(),
             high_watermark: -1,
             log_start_offset: -1,
             records: None,
         };
-        let Some(p) = self.partitions.get(&(topic.to_owned(), partition)) else {
-            return empty(ResponseError::UnknownTopicOrPartition);
+        let p = match self.leading(topic, partition, current_leader_epoch) {
+            Ok(p) => p,
+            Err(error) => return empty(error),
         };
-        if !p.replica.is_leader() {
-            return empty(ResponseError::NotLeaderOrFollower);
-        }
         let log = p.replica.raft.log();
         let high_watermark = p.replica.raft.committed();
         let log_start_offset = log.log_start_offset();
@@ -1073,32 +1089,6 @@ impl ShardState {
                 tracing::error!(topic, partition, error = %e, "read failed");
                 empty(ResponseError::KafkaStorageError)
             }
-        }
-    }
-
-    fn list_offsets(&mut self, topic: &str, partition: i32, timestamp: i64) -> OffsetOutcome {
-        let Some(p) = self.partitions.get(&(topic.to_owned(), partition)) else {
-            return OffsetOutcome { error: ResponseError::UnknownTopicOrPartition.code(), offset: -1, timestamp: -1 };
-        };
-        if !p.replica.is_leader() {
-            return OffsetOutcome { error: ResponseError::NotLeaderOrFollower.code(), offset: -1, timestamp: -1 };
-        }
-        let log = p.replica.raft.log();
-        match timestamp {
-            -2 => OffsetOutcome { error: 0, offset: log.log_start_offset(), timestamp: -1 },
-            -1 => OffsetOutcome { error: 0, offset: p.replica.raft.committed(), timestamp: -1 },
-            t if t < 0 => OffsetOutcome { error: ResponseError::InvalidRequest.code(), offset: -1, timestamp: -1 },
-            t => match log.offset_for_timestamp(t) {
-                Ok(Some((base, max_timestamp))) => refine_by_record(log, base, t)
-                    .map_or(OffsetOutcome { error: 0, offset: base, timestamp: max_timestamp }, |(offset, ts)| {
-                        OffsetOutcome { error: 0, offset, timestamp: ts }
-                    }),
-                Ok(None) => OffsetOutcome { error: 0, offset: -1, timestamp: -1 },
-                Err(e) => {
-                    tracing::error!(topic, partition, error = %e, "timestamp lookup failed");
-                    OffsetOutcome { error: ResponseError::KafkaStorageError.code(), offset: -1, timestamp: -1 }
-                }
-            },
         }
     }
 
@@ -1570,16 +1560,6 @@ fn reopen(key: &(String, i32), p: &mut Partition) -> Result<(), LogError> {
     let report = p.replica.reopen(p.voters.clone())?;
     tracing::warn!(topic = %key.0, partition = key.1, ?report.corruption, "partition log reopened after an I/O failure");
     Ok(())
-}
-
-/// For an uncompressed batch, the first record at or after `timestamp` (Kafka's answer is
-/// record-precise); compressed batches answer with the batch's base offset.
-fn refine_by_record(log: &Log<UringStorage>, base_offset: i64, timestamp: i64) -> Option<(i64, i64)> {
-    let slice = log.read(base_offset, 1, None).ok()??;
-    let bytes = log.read_bytes(&slice).ok()?;
-    let header = BatchHeader::parse(&bytes).ok()?;
-    let records = batch::records(&bytes[..header.total_bytes().min(bytes.len())]).ok()?;
-    records.iter().find(|r| r.timestamp >= timestamp).map(|r| (r.offset, r.timestamp))
 }
 
 /// Removes partition directories of topics that no longer exist (left by a crash between a

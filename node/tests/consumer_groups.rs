@@ -348,3 +348,25 @@ fn every_client_and_rebalancing_protocol_shares_a_topic() {
     let output = run(python("group_admin.py").args([&bootstrap, "mixed", "interop", "coop"]));
     assert!(String::from_utf8_lossy(&output.stdout).contains("ok"));
 }
+
+/// kafka-python 3, like the Java client and librdkafka, checks its position with
+/// OffsetForLeaderEpoch once a partition's leader epoch passes the epoch of the last record it
+/// read, and fetches nothing from that partition until the check answers. A restart raises
+/// every partition's epoch under a running member.
+#[test]
+fn a_kafka_python_member_checks_its_position_after_a_restart_and_reads_on() {
+    let mut node = Node::start();
+    let bootstrap = node.bootstrap();
+    let created = node.cli(&["topic", "create", "epochs", "--partitions", "2"], None);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    produce_to(&bootstrap, "epochs", 0, 500);
+    let dir = tempfile::tempdir().unwrap();
+    let mut member = Member::start_in(dir.path(), "k", &bootstrap, "kafka-python", "epochs", "epoch-check", &[]);
+    wait_consumed(&[&member.out], 500);
+    node.restart();
+    produce_to(&bootstrap, "epochs", 500, 500);
+    wait_consumed(&[&member.out], 1000);
+    member.stop();
+    let stderr = members_stderr(dir.path());
+    assert!(!stderr.contains("OffsetForLeaderEpoch"), "the position check failed:\n{stderr}");
+}

@@ -1,4 +1,5 @@
-//! Fetch long polling and ListOffsets by timestamp, through the node's own client.
+//! Fetch long polling, ListOffsets by timestamp, and leader epochs (KIP-320: fenced and unknown
+//! epochs, OffsetForLeaderEpoch), through the node's own client.
 
 mod common;
 
@@ -6,7 +7,10 @@ use braid_node::client::Client;
 use common::*;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest, TopicName};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+use kafka_protocol::messages::{
+    BrokerId, FetchRequest, ListOffsetsRequest, MetadataRequest, OffsetForLeaderEpochRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 
 fn topic(name: &str) -> TopicName {
@@ -100,4 +104,109 @@ fn list_offsets_finds_the_first_record_at_or_after_a_timestamp() {
         assert_eq!(answer.error_code, 0);
         assert_eq!(answer.offset, expected, "timestamp {timestamp}");
     }
+}
+
+const FENCED_LEADER_EPOCH: i16 = 74;
+const UNKNOWN_LEADER_EPOCH: i16 = 75;
+
+/// ListOffsets of one partition: (error, offset, leader epoch).
+fn list_offset(client: &mut Client, name: &str, timestamp: i64, current_leader_epoch: i32) -> (i16, i64, i32) {
+    let mut p = ListOffsetsPartition::default();
+    p.timestamp = timestamp;
+    p.current_leader_epoch = current_leader_epoch;
+    let mut t = ListOffsetsTopic::default();
+    t.name = topic(name);
+    t.partitions = vec![p];
+    let mut request = ListOffsetsRequest::default();
+    request.replica_id = BrokerId(-1);
+    request.topics = vec![t];
+    let response = client.call(request).unwrap();
+    let answer = &response.topics[0].partitions[0];
+    (answer.error_code, answer.offset, answer.leader_epoch)
+}
+
+/// OffsetForLeaderEpoch of one partition: (error, epoch, end offset).
+fn epoch_end(client: &mut Client, name: &str, current_leader_epoch: i32, leader_epoch: i32) -> (i16, i32, i64) {
+    let mut p = OffsetForLeaderPartition::default();
+    p.current_leader_epoch = current_leader_epoch;
+    p.leader_epoch = leader_epoch;
+    let mut t = OffsetForLeaderTopic::default();
+    t.topic = topic(name);
+    t.partitions = vec![p];
+    let mut request = OffsetForLeaderEpochRequest::default();
+    request.replica_id = BrokerId(-1);
+    request.topics = vec![t];
+    let response = client.call(request).unwrap();
+    let answer = &response.topics[0].partitions[0];
+    (answer.error_code, answer.leader_epoch, answer.end_offset)
+}
+
+/// The leader epoch of every batch a fetch from `offset` returns, with its base offset.
+fn batch_epochs(client: &mut Client, name: &str, offset: i64, current_leader_epoch: i32) -> (i16, Vec<(i64, i32)>) {
+    let mut request = fetch_request(name, offset, 0);
+    request.topics[0].partitions[0].current_leader_epoch = current_leader_epoch;
+    let response = client.call(request).unwrap();
+    let partition = &response.responses[0].partitions[0];
+    let mut records = partition.records.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    while records.len() >= braid_engine::log::batch::BATCH_HEADER_BYTES {
+        let header = braid_engine::log::BatchHeader::parse(&records).unwrap();
+        out.push((header.base_offset, header.partition_leader_epoch));
+        let _ = records.split_to(header.total_bytes());
+    }
+    (partition.error_code, out)
+}
+
+/// A restart starts a new leader epoch (raft term): Metadata and ListOffsets report it, a
+/// client holding the old one is fenced (and one ahead of the leader is told it is unknown),
+/// and OffsetForLeaderEpoch says where each epoch ends, as Kafka's leader epoch cache does.
+#[test]
+fn leader_epochs_fence_stale_clients_and_say_where_each_epoch_ends() {
+    let mut node = Node::start();
+    assert!(node.cli(&["topic", "create", "epochs"], None).status.success());
+    let produce = |node: &Node, lines: &[u8]| {
+        let out = node.cli(&["produce", "epochs", "--acks=-1"], Some(lines));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    produce(&node, b"a\nb\nc\n");
+    let mut client = Client::connect(&node.bootstrap()).unwrap();
+    let (error, end_before, first_epoch) = list_offset(&mut client, "epochs", -1, -1);
+    assert_eq!(error, 0);
+    assert!(first_epoch >= 0 && end_before >= 3, "epoch {first_epoch}, end {end_before}");
+    drop(client);
+
+    node.restart();
+    produce(&node, b"d\ne\n");
+    let mut client = Client::connect(&node.bootstrap()).unwrap();
+    let (error, end, epoch) = list_offset(&mut client, "epochs", -1, -1);
+    assert_eq!(error, 0);
+    assert!(epoch > first_epoch, "a restart starts a new epoch: {first_epoch} then {epoch}");
+    let mut metadata = MetadataRequest::default();
+    metadata.topics = None;
+    let response = client.call(metadata).unwrap();
+    let partition =
+        &response.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "epochs")).unwrap().partitions
+            [0];
+    assert_eq!(partition.leader_epoch, epoch, "Metadata reports the leader's epoch");
+
+    // Every batch before the restart has the first epoch, every one after it a later one; the
+    // first epoch ends where the later batches begin.
+    let (error, batches) = batch_epochs(&mut client, "epochs", 0, epoch);
+    assert_eq!(error, 0);
+    let first_end = batches.iter().find(|(_, e)| *e > first_epoch).expect("batches of the new epoch").0;
+    assert!(batches.iter().all(|&(base, e)| (base < first_end) == (e == first_epoch)), "{batches:?}");
+    eprintln!("epochs {first_epoch} then {epoch}; batches {batches:?}; end {end}");
+    assert_eq!(epoch_end(&mut client, "epochs", epoch, first_epoch), (0, first_epoch, first_end));
+    assert_eq!(epoch_end(&mut client, "epochs", -1, epoch), (0, epoch, end), "the latest epoch ends at the log end");
+    assert_eq!(epoch_end(&mut client, "epochs", epoch, epoch + 1), (0, -1, -1), "no epoch past the leader's");
+    if first_epoch > 0 {
+        assert_eq!(epoch_end(&mut client, "epochs", epoch, first_epoch - 1), (0, first_epoch - 1, 0));
+    }
+    assert_eq!(list_offset(&mut client, "epochs", -2, epoch), (0, 0, first_epoch), "earliest, with its epoch");
+
+    // A client with the old epoch is fenced; one ahead of the leader is told it is unknown.
+    assert_eq!(batch_epochs(&mut client, "epochs", 0, first_epoch), (FENCED_LEADER_EPOCH, Vec::new()));
+    assert_eq!(batch_epochs(&mut client, "epochs", 0, epoch + 1), (UNKNOWN_LEADER_EPOCH, Vec::new()));
+    assert_eq!(list_offset(&mut client, "epochs", -1, first_epoch).0, FENCED_LEADER_EPOCH);
+    assert_eq!(epoch_end(&mut client, "epochs", epoch + 1, first_epoch).0, UNKNOWN_LEADER_EPOCH);
 }

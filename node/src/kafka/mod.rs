@@ -61,6 +61,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 /// The advertised range of an API key, if served.
@@ -101,6 +102,7 @@ pub fn api_name(api_key: i16) -> Option<&'static str> {
         ApiKey::DescribeGroups => "DescribeGroups",
         ApiKey::DeleteGroups => "DeleteGroups",
         ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
         _ => "Other",
     })
 }
@@ -361,6 +363,9 @@ async fn dispatch(ctx: &Rc<ShardCtx>, frame: Bytes, permit: OwnedSemaphorePermit
         }
         RequestKind::OffsetDelete(r) => {
             respond(ctx, api_key, version, corr, started, permit, groups::offset_delete(Rc::clone(ctx), r))
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            respond(ctx, api_key, version, corr, started, permit, offset_for_leader_epoch::handle(Rc::clone(ctx), r))
         }
         RequestKind::InitProducerId(r) => {
             respond(ctx, api_key, version, corr, started, permit, producer_id::handle(Rc::clone(ctx), r))

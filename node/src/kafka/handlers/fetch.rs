@@ -17,7 +17,8 @@ pub const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
 struct Wanted {
     topic: String,
-    partitions: Vec<(i32, i64, u64)>,
+    /// Partition, fetch offset, max bytes, and the leader epoch the client believes current.
+    partitions: Vec<(i32, i64, u64, i32)>,
 }
 
 fn missing(error: ResponseError) -> FetchOutcome {
@@ -28,7 +29,7 @@ async fn read_all(ctx: &ShardCtx, wanted: &[Wanted]) -> Vec<FetchTopicResult> {
     let mut pending = Vec::new();
     for topic in wanted {
         let mut partitions = Vec::new();
-        for &(partition, offset, max_bytes) in &topic.partitions {
+        for &(partition, offset, max_bytes, current_leader_epoch) in &topic.partitions {
             let rx = if ctx.has_partition(&topic.topic, partition) {
                 let name = topic.topic.clone();
                 ask_owner(ctx, &topic.topic, partition, |reply| ShardMsg::Fetch {
@@ -36,6 +37,7 @@ async fn read_all(ctx: &ShardCtx, wanted: &[Wanted]) -> Vec<FetchTopicResult> {
                     partition,
                     offset,
                     max_bytes,
+                    current_leader_epoch,
                     reply,
                 })
                 .await
@@ -98,7 +100,7 @@ pub fn start(
             partitions: t
                 .partitions
                 .into_iter()
-                .map(|p| (p.partition, p.fetch_offset, p.partition_max_bytes.max(0) as u64))
+                .map(|p| (p.partition, p.fetch_offset, p.partition_max_bytes.max(0) as u64, p.current_leader_epoch))
                 .collect(),
         })
         .collect();

@@ -1,4 +1,5 @@
-//! ListOffsets: earliest (-2), latest (-1, the high watermark) and by timestamp.
+//! ListOffsets: earliest (-2), latest (-1, the high watermark) and by timestamp, each with the
+//! leader epoch of the offset found (v4+).
 
 use super::{ask_owner, str_bytes};
 use crate::runtime::ShardCtx;
@@ -16,12 +17,14 @@ pub async fn handle(ctx: Rc<ShardCtx>, version: i16, request: ListOffsetsRequest
         for p in topic.partitions {
             let index = p.partition_index;
             let timestamp = p.timestamp;
+            let current_leader_epoch = p.current_leader_epoch;
             let rx = if ctx.has_partition(&name, index) {
                 let topic_name = name.clone();
                 ask_owner(&ctx, &name, index, |reply| ShardMsg::ListOffsets {
                     topic: topic_name,
                     partition: index,
                     timestamp,
+                    current_leader_epoch,
                     reply,
                 })
                 .await
@@ -38,22 +41,16 @@ pub async fn handle(ctx: Rc<ShardCtx>, version: i16, request: ListOffsetsRequest
         topic.name = TopicName(str_bytes(name));
         for (index, rx) in partitions {
             let outcome = match rx {
-                Some(rx) => rx.await.unwrap_or(OffsetOutcome {
-                    error: ResponseError::UnknownServerError.code(),
-                    offset: -1,
-                    timestamp: -1,
-                }),
-                None => {
-                    OffsetOutcome { error: ResponseError::UnknownTopicOrPartition.code(), offset: -1, timestamp: -1 }
-                }
+                Some(rx) => rx.await.unwrap_or_else(|_| OffsetOutcome::failed(ResponseError::UnknownServerError)),
+                None => OffsetOutcome::failed(ResponseError::UnknownTopicOrPartition),
             };
             let mut p = ListOffsetsPartitionResponse::default();
             p.partition_index = index;
             p.error_code = outcome.error;
             p.offset = outcome.offset;
             p.timestamp = outcome.timestamp;
-            if version >= 4 && outcome.error == 0 {
-                p.leader_epoch = 0;
+            if version >= 4 {
+                p.leader_epoch = outcome.leader_epoch;
             }
             topic.partitions.push(p);
         }
