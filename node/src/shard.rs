@@ -559,7 +559,7 @@ impl ShardState {
             return;
         };
         if p.replica.raft.log().is_poisoned() {
-            if let Err(e) = reopen(&key, p) {
+            if let Err(e) = reopen(&key, p, "the partition log failed and was reopened; the batch may not be stored") {
                 let _ = reply.send(ProduceOutcome::failed(storage_error(&e), Some(e.to_string())));
                 return;
             }
@@ -712,11 +712,7 @@ impl ShardState {
             Ok(messages) => send(&self.shared, p.replica.group, messages),
             Err(e) => {
                 tracing::error!(topic = %key.0, partition = key.1, error = %e, "persisting failed; the log will be reopened");
-                let code = ResponseError::KafkaStorageError.code();
-                for (waiter, _) in p.waiters.fail_all() {
-                    let _ = waiter.send(ProduceOutcome::failed(code, Some(e.clone())));
-                }
-                if let Err(e) = reopen(&key, p) {
+                if let Err(e) = reopen(&key, p, &e) {
                     tracing::error!(topic = %key.0, partition = key.1, error = %e, "reopening failed");
                 }
                 return false;
@@ -1555,8 +1551,14 @@ fn send(shared: &Shared, group: GroupId, messages: Vec<Message>) {
 }
 
 /// Reopens a partition whose log failed (recovery runs again); raft starts over as a follower
-/// from its persisted hard state.
-fn reopen(key: &(String, i32), p: &mut Partition) -> Result<(), LogError> {
+/// from its persisted hard state. The log is cut back to what was durable, so the producers
+/// waiting for offsets past it are answered first (`why`), with KAFKA_STORAGE_ERROR: the
+/// offsets they wait for may go to other batches, which must never acknowledge them.
+fn reopen(key: &(String, i32), p: &mut Partition, why: &str) -> Result<(), LogError> {
+    let code = ResponseError::KafkaStorageError.code();
+    for (waiter, _) in p.waiters.fail_all() {
+        let _ = waiter.send(ProduceOutcome::failed(code, Some(why.to_owned())));
+    }
     let report = p.replica.reopen(p.voters.clone())?;
     tracing::warn!(topic = %key.0, partition = key.1, ?report.corruption, "partition log reopened after an I/O failure");
     Ok(())

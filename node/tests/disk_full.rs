@@ -69,14 +69,15 @@ fn until_refused(attempts: usize, mut write: impl FnMut(usize) -> std::process::
     panic!("{attempts} writes acknowledged on a full disk");
 }
 
-#[test]
-fn a_full_disk_refuses_writes_and_the_node_takes_them_again_once_space_returns() {
+/// A tmpfs of `megabytes` for a node's data directory, and the node started on it; `None` (the
+/// test skipped, and says why) where this process may not mount one.
+fn node_on_tmpfs(megabytes: u32) -> Option<(tempfile::TempDir, Tmpfs, Node)> {
     if effective_uid() != 0 {
         eprintln!("skipped: mounting a tmpfs for the data directory needs root");
-        return;
+        return None;
     }
     let mount_point = tempfile::tempdir().unwrap();
-    let disk = match Tmpfs::mount(mount_point.path(), 48) {
+    let disk = match Tmpfs::mount(mount_point.path(), megabytes) {
         Ok(disk) => disk,
         // Root in a container without the capability to mount.
         Err(e)
@@ -85,13 +86,19 @@ fn a_full_disk_refuses_writes_and_the_node_takes_them_again_once_space_returns()
                 .any(|m| e.to_lowercase().contains(m)) =>
         {
             eprintln!("skipped: this root may not mount a tmpfs ({})", e.trim());
-            return;
+            return None;
         }
         Err(e) => panic!("mounting a tmpfs as root failed: {e}"),
     };
     let mut node = Node::prepare(Vec::new());
     node.data_dir = disk.path.join("data");
     node.launch(&[]);
+    Some((mount_point, disk, node))
+}
+
+#[test]
+fn a_full_disk_refuses_writes_and_the_node_takes_them_again_once_space_returns() {
+    let Some((_mount_point, disk, mut node)) = node_on_tmpfs(48) else { return };
 
     // Acknowledged before the disk fills.
     wait_for("a first znode", || node.zk_cli(&["create", "/before", "kept"]).status.success().then_some(()));
@@ -141,6 +148,76 @@ fn a_full_disk_refuses_writes_and_the_node_takes_them_again_once_space_returns()
     // Then "three" (more than once if a retry's first attempt was stored after all).
     assert!(values[expected.len()..].iter().all(|v| v == "three"), "record lengths {lens:?}");
     drop(node);
+}
+
+/// Producers with many acks=all requests in flight when the disk fills: the failed log is
+/// reopened (cut back to what was durable) while requests wait for offsets it cut. Each of
+/// those is answered with an error, never acknowledged for batches that later took its offsets,
+/// and the node goes on.
+#[test]
+fn acks_all_requests_in_flight_when_the_disk_fills_are_refused_and_every_acknowledged_one_is_stored() {
+    let Some((_mount_point, disk, mut node)) = node_on_tmpfs(64) else { return };
+    let created = node.cli(&["topic", "create", "filling", "--partitions", "2"], None);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    // 16 MiB of the 64 stay free once the producer has filled the rest, and come back at the end.
+    let reserve = disk.path.join("reserve");
+    std::fs::write(&reserve, vec![0u8; 16 << 20]).unwrap();
+    let out = disk.path.join("../filling.acked");
+    let output = run(python("acked_producer.py")
+        .args([&node.bootstrap(), "filling", "1600", "all"])
+        .arg(&out)
+        .args(["65536", "15000"]));
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(node.alive(), "the node exited:\n{}", node.log());
+    let log = node.log();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(log.contains("No space left on device"), "the disk never filled ({report}):\n{log}");
+    let acked = std::fs::read_to_string(&out).unwrap();
+    assert!(acked.lines().count() < 1600, "everything acknowledged on a full disk: {report}");
+
+    // Space returns; then every acknowledged message is at its offset.
+    std::fs::remove_file(&reserve).unwrap();
+    wait_for("a produce after space returned", || produce(&node, "kept", "back\n").status.success().then_some(()));
+    let mut by_partition: std::collections::BTreeMap<i32, Vec<(i64, String)>> = Default::default();
+    for line in acked.lines() {
+        let mut parts = line.split(' ');
+        let p: i32 = parts.next().unwrap().parse().unwrap();
+        let o: i64 = parts.next().unwrap().parse().unwrap();
+        by_partition.entry(p).or_default().push((o, parts.next().unwrap().to_owned()));
+    }
+    for (partition, acked) in by_partition {
+        let output = run(Command::new("kcat").args([
+            "-b",
+            &node.bootstrap(),
+            "-C",
+            "-t",
+            "filling",
+            "-p",
+            &partition.to_string(),
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%o %s\\n",
+        ]));
+        let stored: std::collections::BTreeMap<i64, String> = lines(&output)
+            .into_iter()
+            .map(|l| {
+                let (o, v) = l.split_once(' ').unwrap();
+                (o.parse().unwrap(), v.to_owned())
+            })
+            .collect();
+        for (offset, value) in acked {
+            let got = stored.get(&offset).map(|v| &v[..v.len().min(8)]);
+            assert!(
+                stored.get(&offset) == Some(&value),
+                "partition {partition} offset {offset}: acknowledged {}, stored {got:?}",
+                &value[..8]
+            );
+        }
+    }
+    eprintln!("filling the disk: {report}");
 }
 
 /// The effective uid, from /proc.
