@@ -1,12 +1,13 @@
 //! The log against an in-memory model, over random append / write / flush / truncate / reopen /
 //! crash / retention sequences on the simulated disk (buffered and O_DIRECT-aligned), with leader
-//! epochs that grow along the log as raft terms do (where every epoch ends is checked too).
+//! epochs that grow along the log as raft terms do (where every epoch ends is checked too), and
+//! flushes that do not block (begin, then polled) while write-behinds end in their own time.
 
 mod common;
 
-use braid_engine::io::SimStorage;
+use braid_engine::io::{SimFaults, SimStorage};
 use braid_engine::log::batch::stamp;
-use braid_engine::log::{Log, LogConfig};
+use braid_engine::log::{FlushTicket, Log, LogConfig};
 use common::*;
 use proptest::prelude::*;
 
@@ -29,6 +30,10 @@ enum Op {
     },
     /// A new leader epoch that no batch holds yet (a leader elected, nothing appended).
     NewEpoch,
+    /// Starts a flush on the ring (one at a time), as a partition's round does.
+    BeginFlush,
+    /// Moves that flush on.
+    PollFlush,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -42,6 +47,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Crash),
         1 => (0i64..2000).prop_map(|age_ms| Op::Retention { age_ms }),
         1 => Just(Op::NewEpoch),
+        2 => Just(Op::BeginFlush),
+        3 => Just(Op::PollFlush),
     ]
 }
 
@@ -118,8 +125,22 @@ impl Model {
     }
 }
 
+/// Segments of several write buffers, each buffer more than two blocks: hand-offs happen while
+/// a flush's write of the tail's first block is in flight.
+fn large_buffers() -> LogConfig {
+    LogConfig { segment_bytes: 16 << 10, write_buffer_bytes: 1100, ..config() }
+}
+
 fn run(seed: u64, alignment: usize, ops: &[Op]) {
-    let disk = sim_disk(seed, alignment);
+    run_with(seed, alignment, config(), ops)
+}
+
+fn run_with(seed: u64, alignment: usize, config: LogConfig, ops: &[Op]) {
+    let config = || config.clone();
+    let faults = SimFaults { segment_write_alignment: alignment, slow_write_behinds: true, ..SimFaults::default() };
+    let disk = SimStorage::new(seed, faults);
+    // A flush begun and not yet ended, and whether the log was cut since it began.
+    let mut flushing: Option<(FlushTicket, bool)> = None;
     let mut log = open(disk.clone(), &sim_dir(), config());
     let mut model = Model { batches: Vec::new(), start: 0, end: 0, epoch: 1 };
     let mut now = 10_000i64;
@@ -142,6 +163,9 @@ fn run(seed: u64, alignment: usize, ops: &[Op]) {
             Op::Write => log.write().unwrap(),
             Op::Flush => assert_eq!(log.flush().unwrap(), model.end),
             Op::Truncate { per_mille } => {
+                if let Some((_, cut)) = flushing.as_mut() {
+                    *cut = true;
+                }
                 let target = model.start + (model.end - model.start) * per_mille / 1000;
                 let end = log.truncate_to(target).unwrap();
                 if target <= model.start {
@@ -155,6 +179,7 @@ fn run(seed: u64, alignment: usize, ops: &[Op]) {
                 assert_eq!(end, model.end);
             }
             Op::Reopen => {
+                flushing = None;
                 // The process stops, the machine does not: what was written survives, and so may
                 // write-behind bytes that reached the file before a flush claimed them.
                 let written = log.written_offset();
@@ -168,6 +193,7 @@ fn run(seed: u64, alignment: usize, ops: &[Op]) {
                 model.end = model.end.max(log.log_start_offset());
             }
             Op::Crash => {
+                flushing = None;
                 let durable = log.durable_offset();
                 drop(log);
                 disk.crash();
@@ -193,6 +219,22 @@ fn run(seed: u64, alignment: usize, ops: &[Op]) {
                 model.start = start;
             }
             Op::NewEpoch => model.epoch += 1,
+            Op::BeginFlush => {
+                if flushing.is_none() {
+                    flushing = log.begin_flush().unwrap().map(|ticket| (ticket, false));
+                }
+            }
+            Op::PollFlush => {
+                if let Some((mut ticket, cut)) = flushing.take() {
+                    if log.poll_flush(&mut ticket).unwrap() {
+                        if !cut {
+                            assert!(log.durable_offset() >= ticket.target(), "a flush ended short of its target");
+                        }
+                    } else {
+                        flushing = Some((ticket, cut));
+                    }
+                }
+            }
         }
         check(&log, &model);
     }
@@ -209,5 +251,10 @@ proptest! {
     #[test]
     fn log_matches_model_direct_io(seed in any::<u64>(), ops in prop::collection::vec(op(), 1..80)) {
         run(seed, 512, &ops);
+    }
+
+    #[test]
+    fn log_matches_model_direct_io_large_buffers(seed in any::<u64>(), ops in prop::collection::vec(op(), 1..160)) {
+        run_with(seed, 512, large_buffers(), &ops);
     }
 }

@@ -27,11 +27,21 @@ pub struct SimFaults {
     pub capacity_bytes: Option<u64>,
     /// Alignment demanded of writes to segment data, as O_DIRECT would (1 = buffered).
     pub segment_write_alignment: usize,
+    /// Write-behinds end in their own time: a poll finds a seeded number of the oldest ended
+    /// (none, some, or all), where otherwise every one has. Their data is in the file at once
+    /// either way (the log reads only what its flushes saw end).
+    pub slow_write_behinds: bool,
 }
 
 impl Default for SimFaults {
     fn default() -> Self {
-        Self { lose_unsynced_writes: true, tear_writes: true, capacity_bytes: None, segment_write_alignment: 1 }
+        Self {
+            lose_unsynced_writes: true,
+            tear_writes: true,
+            capacity_bytes: None,
+            segment_write_alignment: 1,
+            slow_write_behinds: false,
+        }
     }
 }
 
@@ -78,6 +88,8 @@ struct SimState {
     /// Bumped by every crash: handles opened before it are dead.
     generation: u64,
     failing_syncs: u32,
+    /// [`SimStorage::hold_write_behinds`].
+    write_behinds_held: bool,
 }
 
 impl SimState {
@@ -102,6 +114,7 @@ impl SimStorage {
             rng: SimRng::new(seed),
             generation: 0,
             failing_syncs: 0,
+            write_behinds_held: false,
         };
         Self { state: Rc::new(RefCell::new(state)) }
     }
@@ -158,6 +171,13 @@ impl SimStorage {
     /// The next `count` fdatasyncs fail with EIO.
     pub fn fail_next_syncs(&self, count: u32) {
         self.state.borrow_mut().failing_syncs = count;
+    }
+
+    /// While held, no write-behind ends for a poll ([`StorageFile::poll_writes`]); a blocking
+    /// wait still ends the ones it waits for. Tests use it to keep a write in flight while the
+    /// log goes on.
+    pub fn hold_write_behinds(&self, held: bool) {
+        self.state.borrow_mut().write_behinds_held = held;
     }
 
     /// Sets the disk's capacity (`None` = unlimited).
@@ -258,8 +278,9 @@ pub struct SimFile {
     path: PathBuf,
     generation: u64,
     alignment: usize,
-    /// Write-behind buffers: the simulated write happens at once; the buffer waits to be reclaimed.
-    behind: Vec<AlignedBuf>,
+    /// Write-behinds in flight (their position and buffer): the simulated write happens at once;
+    /// the buffer waits to be reclaimed. Two never overlap: a device may do them in any order.
+    behind: Vec<(u64, AlignedBuf)>,
     /// Outcomes of the syncs started with `start_sync` and not yet polled, by id.
     synced: std::collections::HashMap<u64, io::Result<()>>,
     next_sync: u64,
@@ -309,8 +330,15 @@ impl StorageFile for SimFile {
             "write at {position} of {} bytes is not {alignment}-aligned",
             data.len()
         );
+        let end = position + data.len() as u64;
+        for (at, other) in &self.behind {
+            assert!(
+                end <= *at || position >= at + other.len() as u64,
+                "a write of {position}..{end} overlaps a write-behind in flight at {at}..{}",
+                at + other.len() as u64
+            );
+        }
         self.with_file(|state, f| {
-            let end = position + data.len() as u64;
             if let Some(capacity) = state.faults.capacity_bytes {
                 if state.used_bytes() + f.footprint().max(end) > capacity {
                     return Err(io::Error::from_raw_os_error(ENOSPC));
@@ -337,7 +365,7 @@ impl StorageFile for SimFile {
 
     fn write_behind(&mut self, position: u64, buf: AlignedBuf) -> io::Result<()> {
         self.write_at(position, buf.as_slice())?;
-        self.behind.push(buf);
+        self.behind.push((position, buf));
         Ok(())
     }
 
@@ -347,11 +375,21 @@ impl StorageFile for SimFile {
 
     fn wait_writes(&mut self, keep_pending: usize) -> io::Result<Vec<AlignedBuf>> {
         let done = self.behind.len().saturating_sub(keep_pending);
-        Ok(self.behind.drain(..done).collect())
+        Ok(self.behind.drain(..done).map(|(_, buf)| buf).collect())
     }
 
     fn poll_writes(&mut self) -> io::Result<Vec<AlignedBuf>> {
-        Ok(self.behind.drain(..).collect())
+        let ended = {
+            let mut state = self.state.borrow_mut();
+            if state.write_behinds_held {
+                0
+            } else if state.faults.slow_write_behinds {
+                state.rng.below(self.behind.len() as u64 + 1) as usize
+            } else {
+                self.behind.len()
+            }
+        };
+        Ok(self.behind.drain(..ended).map(|(_, buf)| buf).collect())
     }
 
     fn start_sync(&mut self) -> io::Result<u64> {
