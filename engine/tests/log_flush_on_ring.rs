@@ -129,3 +129,42 @@ fn batches_not_yet_written_are_known_by_their_terms() {
     let recent = log.recent_from(last.0, 1).expect("the recent batches hold the last one");
     assert_eq!(recent.len(), 1);
 }
+
+/// A flush writes the tail's partial block padded; appends then complete that block while the
+/// write is still in flight. The hand-offs that follow send the blocks after it at once (the
+/// device's queue stays full) and hold the block back until its earlier write ended, never two
+/// writes of one block in flight (the simulated disk asserts that). The next flush covers the
+/// held block, and after a crash everything it made durable is there.
+#[test]
+fn hand_offs_during_a_flush_hold_back_the_block_it_is_writing_and_the_next_flush_covers_it() {
+    let disk = sim_disk(11, 512);
+    let config = LogConfig { write_buffer_bytes: 1100, ..LogConfig::default() };
+    let mut log = open(disk.clone(), &sim_dir(), config.clone());
+    let mut tag = 0u64;
+    let mut append = |log: &mut Log<braid_engine::io::SimStorage>| {
+        log.append(&batch(tag, 2, 1_000), 1).unwrap();
+        tag += 1;
+    };
+    append(&mut log);
+    disk.hold_write_behinds(true);
+    let mut first = log.begin_flush().unwrap().expect("appends to flush");
+    assert!(!log.poll_flush(&mut first).unwrap(), "its write is in flight");
+    // Two hand-offs' worth of appends while the flush's write of the partial block is in flight.
+    let before = log.log_end_offset();
+    while log.log_end_offset() < before + 80 {
+        append(&mut log);
+    }
+    disk.hold_write_behinds(false);
+    while !log.poll_flush(&mut first).unwrap() {}
+    assert_eq!(log.durable_offset(), first.target(), "the first flush covers what it began with");
+    let mut second = log.begin_flush().unwrap().expect("the appends made meanwhile");
+    while !log.poll_flush(&mut second).unwrap() {}
+    let durable = log.durable_offset();
+    assert_eq!(durable, log.log_end_offset(), "the second flush covers everything, the held block too");
+    let expected = read_all(&log);
+    drop(log);
+    disk.crash();
+    let reopened = open(disk, &sim_dir(), config);
+    assert_eq!(reopened.log_end_offset(), durable, "nothing durable lost");
+    assert_eq!(read_all(&reopened), expected);
+}

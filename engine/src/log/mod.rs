@@ -312,6 +312,11 @@ pub struct Log<S: Storage> {
     /// The write-behind (by its count) that wrote the tail's partial last block, padded, for a
     /// flush: the next write of that block waits for it (writes never overlap in flight).
     partial_behind: Option<u64>,
+    /// That block, completed by later appends, held back at a hand-off while the flush's write
+    /// of it was still in flight: the blocks after it went to the device at once, and it follows
+    /// as a write-behind of its own once that write ended (before any flush or synchronous
+    /// write). Its position and bytes.
+    held_block: Option<(u64, AlignedBuf)>,
     poisoned: Option<String>,
     /// The last batches appended, for replication ([`Log::keep_recent`]).
     recent: recent::Recent,
@@ -368,6 +373,7 @@ impl<S: Storage> Log<S> {
             behind_submitted: 0,
             truncations: 0,
             partial_behind: None,
+            held_block: None,
             poisoned: None,
             recent: recent::Recent::default(),
             positions: std::collections::VecDeque::new(),
@@ -714,9 +720,29 @@ impl<S: Storage> Log<S> {
     /// once this write ended); appends go on into a fresh buffer starting with that partial
     /// block. False if there was nothing to write.
     fn write_tail_behind(&mut self, with_partial: bool) -> Result<bool, LogError> {
-        self.wait_partial()?;
-        self.ensure_preallocated(self.tail_position + self.tail.len() as u64)?;
         let alignment = self.active().file.write_alignment();
+        if with_partial {
+            // A flush: whatever it writes goes after the held block, which its sync must cover.
+            // (The previous flush ended, so its partial write did too: this does not wait.)
+            self.wait_partial()?;
+        } else if self.held_block.is_some() {
+            // The tail starts past the held block: no write of it is in flight. The held block
+            // goes as soon as the write before it ended.
+            self.partial_in_flight()?;
+        } else if self.partial_in_flight()? && self.tail.len() >= 2 * alignment {
+            // A hand-off right after a flush, whose padded write of the tail's first block is
+            // still queued behind the others: waiting for it would leave the device idle until
+            // the whole queue drained. The blocks after it go now; it follows once that write
+            // ended.
+            let mut block = self.take_buffer();
+            block.extend_from_slice(&self.tail.as_slice()[..alignment]);
+            self.held_block = Some((self.tail_position, block));
+            self.tail.drain_front(alignment);
+            self.tail_position += alignment as u64;
+        } else {
+            self.wait_partial()?;
+        }
+        self.ensure_preallocated(self.tail_position + self.tail.len() as u64)?;
         let whole = self.tail.len() / alignment * alignment;
         let partial = self.tail.len() > whole;
         if whole == 0 && !(with_partial && partial) {
@@ -750,14 +776,41 @@ impl<S: Storage> Log<S> {
         self.active().file.write_behind_pending() as u64 <= self.behind_submitted - seq
     }
 
-    /// Waits for a flush's write of the tail's partial block if it is still in flight: the tail
-    /// is about to be written from that block again.
+    /// Waits for a flush's write of the tail's partial block if it is still in flight (the tail
+    /// is about to be written from that block again), then sends the block held back meanwhile.
     fn wait_partial(&mut self) -> Result<(), LogError> {
-        let Some(seq) = self.partial_behind.take() else { return Ok(()) };
-        if self.behind_ended(seq) {
-            return Ok(());
+        if let Some(seq) = self.partial_behind.take() {
+            if !self.behind_ended(seq) {
+                self.wait_behind((self.behind_submitted - seq) as usize)?;
+            }
         }
-        self.wait_behind((self.behind_submitted - seq) as usize)
+        if let Some((position, block)) = self.held_block.take() {
+            let active = self.segments.last_mut().expect("a log always has a segment");
+            active
+                .file
+                .write_behind(position, block)
+                .map_err(io_context(|| format!("writing {} at byte {position}", active.path.display())))?;
+            self.behind_submitted += 1;
+        }
+        Ok(())
+    }
+
+    /// Whether a flush's write of the tail's partial block is still in flight (write-behinds
+    /// that ended are reaped first, without waiting). Once it ended, a block held back behind
+    /// it goes to the device.
+    fn partial_in_flight(&mut self) -> Result<bool, LogError> {
+        let Some(seq) = self.partial_behind else { return Ok(false) };
+        if !self.behind_ended(seq) {
+            let active = self.segments.last_mut().expect("a log always has a segment");
+            let buffers =
+                active.file.poll_writes().map_err(io_context(|| format!("writing {}", active.path.display())))?;
+            self.keep_spares(buffers);
+            if !self.behind_ended(seq) {
+                return Ok(true);
+            }
+        }
+        self.wait_partial()?;
+        Ok(false)
     }
 
     /// Reserves blocks of the active segment up to past `end` (never past `segment.bytes`). A disk
@@ -1091,8 +1144,8 @@ impl<S: Storage> Log<S> {
     }
 
     fn write_tail(&mut self, sync: bool) -> Result<(), LogError> {
+        self.wait_partial()?;
         self.wait_behind(0)?;
-        self.partial_behind = None;
         let end = self.tail_position + self.tail.len() as u64;
         self.ensure_preallocated(end)?;
         let active = self.segments.last_mut().expect("a log always has a segment");
