@@ -178,36 +178,9 @@ fn acks_all_requests_in_flight_when_the_disk_fills_are_refused_and_every_acknowl
     // Space returns; then every acknowledged message is at its offset.
     std::fs::remove_file(&reserve).unwrap();
     wait_for("a produce after space returned", || produce(&node, "kept", "back\n").status.success().then_some(()));
-    let mut by_partition: std::collections::BTreeMap<i32, Vec<(i64, String)>> = Default::default();
-    for line in acked.lines() {
-        let mut parts = line.split(' ');
-        let p: i32 = parts.next().unwrap().parse().unwrap();
-        let o: i64 = parts.next().unwrap().parse().unwrap();
-        by_partition.entry(p).or_default().push((o, parts.next().unwrap().to_owned()));
-    }
-    for (partition, acked) in by_partition {
-        let output = run(Command::new("kcat").args([
-            "-b",
-            &node.bootstrap(),
-            "-C",
-            "-t",
-            "filling",
-            "-p",
-            &partition.to_string(),
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%o %s\\n",
-        ]));
-        let stored: std::collections::BTreeMap<i64, String> = lines(&output)
-            .into_iter()
-            .map(|l| {
-                let (o, v) = l.split_once(' ').unwrap();
-                (o.parse().unwrap(), v.to_owned())
-            })
-            .collect();
+    for (partition, acked) in acked_by_partition(&acked) {
+        let stored: std::collections::BTreeMap<i64, String> =
+            stored_records(&node.bootstrap(), "filling", partition).into_iter().collect();
         for (offset, value) in acked {
             let got = stored.get(&offset).map(|v| &v[..v.len().min(8)]);
             assert!(

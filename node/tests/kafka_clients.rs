@@ -85,38 +85,9 @@ fn a_killed_and_restarted_node_loses_no_acknowledged_message() {
     node.kill();
     node.restart();
     for (topic, acked) in expected {
-        let mut by_partition: std::collections::BTreeMap<i32, Vec<(i64, String)>> = Default::default();
-        for line in acked.lines() {
-            let mut parts = line.split(' ');
-            let p: i32 = parts.next().unwrap().parse().unwrap();
-            let o: i64 = parts.next().unwrap().parse().unwrap();
-            by_partition.entry(p).or_default().push((o, parts.next().unwrap().to_owned()));
-        }
-        for (partition, mut messages) in by_partition {
+        for (partition, mut messages) in acked_by_partition(&acked) {
             messages.sort();
-            let output = run(Command::new("kcat").args([
-                "-b",
-                &node.bootstrap(),
-                "-C",
-                "-t",
-                topic,
-                "-p",
-                &partition.to_string(),
-                "-o",
-                "beginning",
-                "-e",
-                "-q",
-                "-f",
-                "%o %s\\n",
-            ]));
-            let got: Vec<(i64, String)> = String::from_utf8(output.stdout)
-                .unwrap()
-                .lines()
-                .map(|l| {
-                    let (o, v) = l.split_once(' ').unwrap();
-                    (o.parse().unwrap(), v.to_owned())
-                })
-                .collect();
+            let got = stored_records(&node.bootstrap(), topic, partition);
             assert_eq!(got, messages, "{topic}-{partition}: acknowledged messages after restart");
         }
     }

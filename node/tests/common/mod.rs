@@ -271,6 +271,45 @@ pub fn lines(output: &Output) -> Vec<String> {
     BufReader::new(&output.stdout[..]).lines().map(Result::unwrap).collect()
 }
 
+/// The "partition offset value" lines a client script wrote for what it was acknowledged
+/// (tests/clients/acked_producer.py), by partition, in the order written.
+pub fn acked_by_partition(acked: &str) -> std::collections::BTreeMap<i32, Vec<(i64, String)>> {
+    let mut by_partition: std::collections::BTreeMap<i32, Vec<(i64, String)>> = Default::default();
+    for line in acked.lines() {
+        let mut parts = line.splitn(3, ' ');
+        let partition: i32 = parts.next().unwrap().parse().unwrap();
+        let offset: i64 = parts.next().unwrap().parse().unwrap();
+        by_partition.entry(partition).or_default().push((offset, parts.next().unwrap().to_owned()));
+    }
+    by_partition
+}
+
+/// Every record of a partition as (offset, value), read from the start with kcat.
+pub fn stored_records(bootstrap: &str, topic: &str, partition: i32) -> Vec<(i64, String)> {
+    let output = run(Command::new("kcat").args([
+        "-b",
+        bootstrap,
+        "-C",
+        "-t",
+        topic,
+        "-p",
+        &partition.to_string(),
+        "-o",
+        "beginning",
+        "-e",
+        "-q",
+        "-f",
+        "%o %s\\n",
+    ]));
+    lines(&output)
+        .into_iter()
+        .map(|l| {
+            let (offset, value) = l.split_once(' ').unwrap();
+            (offset.parse().unwrap(), value.to_owned())
+        })
+        .collect()
+}
+
 /// A TCP relay between two nodes' raft endpoints that can be cut: a cut closes the relayed
 /// connections and refuses new ones until it is mended.
 pub struct Link {
