@@ -801,16 +801,22 @@ impl<S: Storage> Log<S> {
     fn partial_in_flight(&mut self) -> Result<bool, LogError> {
         let Some(seq) = self.partial_behind else { return Ok(false) };
         if !self.behind_ended(seq) {
-            let active = self.segments.last_mut().expect("a log always has a segment");
-            let buffers =
-                active.file.poll_writes().map_err(io_context(|| format!("writing {}", active.path.display())))?;
-            self.keep_spares(buffers);
+            self.reap_behinds()?;
             if !self.behind_ended(seq) {
                 return Ok(true);
             }
         }
         self.wait_partial()?;
         Ok(false)
+    }
+
+    /// Takes the write-behinds of the active segment that ended, without waiting, and keeps
+    /// their buffers for reuse.
+    fn reap_behinds(&mut self) -> Result<(), LogError> {
+        let active = self.segments.last_mut().expect("a log always has a segment");
+        let buffers = active.file.poll_writes().map_err(io_context(|| format!("writing {}", active.path.display())))?;
+        self.keep_spares(buffers);
+        Ok(())
     }
 
     /// Reserves blocks of the active segment up to past `end` (never past `segment.bytes`). A disk
@@ -1105,12 +1111,7 @@ impl<S: Storage> Log<S> {
             Some(id) => id,
             None => {
                 if !self.behind_ended(ticket.behind) {
-                    let active = self.segments.last_mut().expect("a log always has a segment");
-                    let buffers = active
-                        .file
-                        .poll_writes()
-                        .map_err(io_context(|| format!("writing {}", active.path.display())))?;
-                    self.keep_spares(buffers);
+                    self.reap_behinds()?;
                     if !self.behind_ended(ticket.behind) {
                         return Ok(false);
                     }
