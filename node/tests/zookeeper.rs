@@ -14,6 +14,14 @@ use std::time::{Duration, Instant};
 const ZKCLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";
 const CLI_MT: &str = "/usr/lib/zookeeper/bin/cli_mt";
 
+/// zkCli.sh running one command against `server`. It prints the connection's watch event from
+/// another thread, which can land in the middle of the command's own output ("[" and "1]" on
+/// two lines around it); -waitforconnection runs the command only after that event was
+/// printed.
+fn zkcli(server: &str, command: &[&str]) -> std::process::Output {
+    run(Command::new(ZKCLI).args(["-waitforconnection", "-server", server]).args(command))
+}
+
 fn zk_node(extra: &[&str]) -> Node {
     let mut node = Node::prepare(extra.iter().map(|s| s.to_string()).collect());
     node.launch(&[]);
@@ -132,11 +140,11 @@ fn zkcli_braid_zk_and_cli_mt_read_and_change_the_tree() {
     assert!(child.wait().unwrap().success());
     let server = node.zk.to_string();
     for (path, expected) in [("/brokers/topics", format!("[{topic}]")), ("/brokers/ids", "[1]".to_owned())] {
-        let out = run(Command::new(ZKCLI).args(["-server", &server, "ls", path]));
+        let out = zkcli(&server, &["ls", path]);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.lines().any(|l| l.trim() == expected), "zkCli ls {path}: {text}");
     }
-    let out = run(Command::new(ZKCLI).args(["-server", &server, "get", &format!("/brokers/topics/{topic}")]));
+    let out = zkcli(&server, &["get", &format!("/brokers/topics/{topic}")]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("\"partitions\":{\"0\":[1]}"), "the topic's znode is Kafka's JSON: {text}");
 
@@ -199,7 +207,7 @@ fn zkcli_braid_zk_and_cli_mt_read_and_change_the_tree() {
     writeln!(stdin, "quit").unwrap();
     drop(stdin);
     let _ = cli.wait();
-    let out = run(Command::new(ZKCLI).args(["-server", &server, "get", "/from-c"]));
+    let out = zkcli(&server, &["get", "/from-c"]);
     assert!(String::from_utf8_lossy(&out.stdout).lines().any(|l| l == "new"), "cli_mt's data is readable");
 }
 
@@ -323,7 +331,7 @@ zk.stop()
     assert!(String::from_utf8_lossy(&out.stdout).contains("restored"));
     assert!(node.log().contains("tree loaded from its snapshot"), "{}", node.log());
     // Kafka's metadata came back from the snapshot too: the node lists itself as a broker.
-    let out = run(Command::new(ZKCLI).args(["-server", &hosts, "ls", "/brokers/ids"]));
+    let out = zkcli(&hosts, &["ls", "/brokers/ids"]);
     assert!(String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "[1]"));
 }
 
