@@ -8,7 +8,9 @@
 # A and B are braid binaries, each optionally followed by environment settings for its node
 # after a colon ("target/release/braid:BRAID_LOG=debug"). BENCH_ARGS go to `braid bench`
 # (produce, consume or zk ...); the node's addresses are filled in (BRAID_BOOTSTRAP, and
-# --servers for zk). Default 3 repetitions. Node flags: NODE_ARGS (env).
+# --servers for zk). Default 3 repetitions. Node flags: NODE_ARGS (env). GENERATOR (env): the
+# braid binary that runs the bench for both (default: each variant's own), so that only the
+# nodes differ.
 # Examples:
 #   cp target/release/braid /tmp/braid-old   # before the change, then rebuild
 #   perf/ab-bench.sh /tmp/braid-old target/release/braid -- produce --partitions 1 --producers 1 \
@@ -47,7 +49,7 @@ for rep in $(seq 1 "$REPS"); do
     args=("${BENCH[@]}")
     [ "${BENCH[0]}" = zk ] && args+=(--servers "127.0.0.1:$((PORT + 1))")
     before=$(disk_busy_ms)
-    summary=$("$binary" bench "${args[@]}" 2>&1 | grep -E '^(produce|consume|zk):|latency us' | tr '\n' ' ')
+    summary=$("${GENERATOR:-$binary}" bench "${args[@]}" 2>&1 | grep -E '^(produce|consume|zk):|latency us' | tr '\n' ' ')
     after=$(disk_busy_ms)
     echo "$variant r$rep: $summary| disk busy $((after - before)) ms"
     kill "$NODE"
