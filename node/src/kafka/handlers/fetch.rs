@@ -1,7 +1,7 @@
 //! Fetch: reads from each partition's owner, long-polls until `min_bytes` are there or
 //! `max_wait_ms` passes, and answers with record bytes sent straight from the segment files.
 
-use super::ask_owner;
+use super::ask_owners;
 use crate::kafka::fetch_response::{encode_fetch_response, FetchPartitionResult, FetchTopicResult};
 use crate::kafka::{record_latency, Pending};
 use crate::runtime::ShardCtx;
@@ -15,52 +15,40 @@ use tokio::sync::OwnedSemaphorePermit;
 /// Longest long-poll honoured, whatever the client asks.
 pub const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
-struct Wanted {
-    topic: String,
-    /// Partition, fetch offset, max bytes, and the leader epoch the client believes current.
-    partitions: Vec<(i32, i64, u64, i32)>,
-}
+/// A topic and its partitions as asked: partition, fetch offset, max bytes, and the leader epoch
+/// the client believes current.
+type Wanted = (String, Vec<(i32, i64, u64, i32)>);
 
 fn missing(error: ResponseError) -> FetchOutcome {
     FetchOutcome { error: error.code(), high_watermark: -1, log_start_offset: -1, records: None }
 }
 
 async fn read_all(ctx: &ShardCtx, wanted: &[Wanted]) -> Vec<FetchTopicResult> {
-    let mut pending = Vec::new();
-    for topic in wanted {
-        let mut partitions = Vec::new();
-        for &(partition, offset, max_bytes, current_leader_epoch) in &topic.partitions {
-            let rx = if ctx.has_partition(&topic.topic, partition) {
-                let name = topic.topic.clone();
-                ask_owner(ctx, &topic.topic, partition, |reply| ShardMsg::Fetch {
-                    topic: name,
-                    partition,
-                    offset,
-                    max_bytes,
-                    current_leader_epoch,
-                    reply,
-                })
-                .await
-            } else {
-                None
-            };
-            partitions.push((partition, rx));
-        }
-        pending.push((topic.topic.clone(), partitions));
-    }
-    let mut results = Vec::new();
-    for (topic, partitions) in pending {
-        let mut out = Vec::new();
-        for (partition, rx) in partitions {
-            let outcome = match rx {
-                Some(rx) => rx.await.unwrap_or_else(|_| missing(ResponseError::UnknownServerError)),
-                None => missing(ResponseError::UnknownTopicOrPartition),
-            };
-            out.push(FetchPartitionResult { partition, outcome });
-        }
-        results.push(FetchTopicResult { topic, partitions: out });
-    }
-    results
+    let answers = ask_owners(
+        ctx,
+        wanted,
+        |p| p.0,
+        |topic, &(partition, offset, max_bytes, current_leader_epoch), reply| ShardMsg::Fetch {
+            topic,
+            partition,
+            offset,
+            max_bytes,
+            current_leader_epoch,
+            reply,
+        },
+        missing,
+    )
+    .await;
+    answers
+        .into_iter()
+        .map(|(topic, partitions)| FetchTopicResult {
+            topic,
+            partitions: partitions
+                .into_iter()
+                .map(|(partition, outcome)| FetchPartitionResult { partition, outcome })
+                .collect(),
+        })
+        .collect()
 }
 
 /// Keeps whole-record results within the request's `max_bytes`, except that the first
@@ -95,13 +83,13 @@ pub fn start(
     let wanted: Vec<Wanted> = request
         .topics
         .into_iter()
-        .map(|t| Wanted {
-            topic: t.topic.0.to_string(),
-            partitions: t
+        .map(|t| {
+            let partitions = t
                 .partitions
                 .into_iter()
                 .map(|p| (p.partition, p.fetch_offset, p.partition_max_bytes.max(0) as u64, p.current_leader_epoch))
-                .collect(),
+                .collect();
+            (t.topic.0.to_string(), partitions)
         })
         .collect();
     let min_bytes = request.min_bytes.max(0) as u64;

@@ -34,6 +34,47 @@ pub async fn ask_owner<T>(
     Some(answer)
 }
 
+/// Asks the shard owning each partition of `topics` (all asked before any answer is awaited, so
+/// the shards work on them together) and returns the answers by topic, in the request's order,
+/// with each partition's index. A partition this node does not know is answered
+/// `failed(UNKNOWN_TOPIC_OR_PARTITION)`, and one whose shard is gone (the node is stopping)
+/// `failed(UNKNOWN_SERVER_ERROR)`.
+pub async fn ask_owners<P, T>(
+    ctx: &ShardCtx,
+    topics: &[(String, Vec<P>)],
+    partition_of: impl Fn(&P) -> i32,
+    build: impl Fn(String, &P, oneshot::Sender<T>) -> ShardMsg,
+    failed: impl Fn(ResponseError) -> T,
+) -> Vec<(String, Vec<(i32, T)>)> {
+    let mut pending = Vec::new();
+    for (name, partitions) in topics {
+        let mut asked = Vec::new();
+        for p in partitions {
+            let partition = partition_of(p);
+            let rx = if ctx.has_partition(name, partition) {
+                ask_owner(ctx, name, partition, |reply| build(name.clone(), p, reply)).await
+            } else {
+                None
+            };
+            asked.push((partition, rx));
+        }
+        pending.push((name.clone(), asked));
+    }
+    let mut answers = Vec::new();
+    for (name, asked) in pending {
+        let mut answered = Vec::new();
+        for (partition, rx) in asked {
+            let answer = match rx {
+                Some(rx) => rx.await.unwrap_or_else(|_| failed(ResponseError::UnknownServerError)),
+                None => failed(ResponseError::UnknownTopicOrPartition),
+            };
+            answered.push((partition, answer));
+        }
+        answers.push((name, answered));
+    }
+    answers
+}
+
 /// Runs a topic change on shard 0 (the metadata store) and waits until every shard has the
 /// resulting snapshot.
 pub async fn meta_op(ctx: &Rc<ShardCtx>, op: MetaOp) -> MetaReply {
