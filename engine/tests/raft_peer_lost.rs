@@ -4,92 +4,11 @@
 
 mod common;
 
-use braid_engine::io::{SimFaults, SimStorage};
-use braid_engine::log::{Log, LogConfig};
-use braid_engine::raft::{Config, HardState, Message, NodeId, Raft, Role};
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-const ELECTION_TICKS: u32 = 10;
-
-struct Group {
-    nodes: BTreeMap<NodeId, Raft<Log<SimStorage>>>,
-    down: Vec<NodeId>,
-}
-
-impl Group {
-    fn new(seed: u64) -> Group {
-        let voters = vec![1, 2, 3];
-        let nodes = voters
-            .iter()
-            .map(|&id| {
-                let disk = SimStorage::new(seed ^ id, SimFaults::default());
-                let (log, _) = Log::open(disk, &PathBuf::from(format!("/data/{id}")), LogConfig::default()).unwrap();
-                let config = Config {
-                    id,
-                    voters: voters.clone(),
-                    election_ticks: ELECTION_TICKS,
-                    heartbeat_ticks: 2,
-                    seed: seed * 31 + id,
-                    eager_commit: false,
-                };
-                (id, Raft::new(config, log, HardState::default()))
-            })
-            .collect();
-        Group { nodes, down: Vec::new() }
-    }
-
-    /// Persists every live node's log and delivers every message until none is left (messages
-    /// to or from a node that is down are lost).
-    fn settle(&mut self) {
-        loop {
-            let mut messages: Vec<Message> = Vec::new();
-            for (id, raft) in self.nodes.iter_mut() {
-                if self.down.contains(id) {
-                    continue;
-                }
-                raft.log_mut().flush().unwrap();
-                raft.on_persisted();
-                messages.extend(raft.take_messages());
-            }
-            messages.retain(|m| !self.down.contains(&m.to));
-            if messages.is_empty() {
-                return;
-            }
-            for m in messages {
-                self.nodes.get_mut(&m.to).unwrap().step(m);
-            }
-        }
-    }
-
-    fn tick(&mut self) {
-        for (id, raft) in self.nodes.iter_mut() {
-            if !self.down.contains(id) {
-                raft.tick();
-            }
-        }
-        self.settle();
-    }
-
-    fn leader(&self) -> Option<NodeId> {
-        self.nodes.iter().find(|(id, r)| !self.down.contains(id) && r.role() == Role::Leader).map(|(id, _)| *id)
-    }
-
-    /// Ticks until a live node leads; how many ticks that took.
-    fn ticks_to_leader(&mut self) -> u32 {
-        for ticks in 1..=10 * ELECTION_TICKS {
-            self.tick();
-            if self.leader().is_some() {
-                return ticks;
-            }
-        }
-        panic!("no leader after {} ticks", 10 * ELECTION_TICKS);
-    }
-}
+use common::group::{Group, ELECTION_TICKS};
 
 /// Ticks from the leader's crash to a new leader, with or without the hint.
 fn failover_ticks(seed: u64, hint: bool) -> u32 {
-    let mut group = Group::new(seed);
+    let mut group = Group::new(seed, false);
     group.ticks_to_leader();
     // Steady state: a few heartbeats, so every follower knows the leader.
     for _ in 0..4 {
@@ -122,7 +41,7 @@ fn followers_told_their_leader_is_gone_elect_another_within_half_an_election_tim
 
 #[test]
 fn a_wrong_hint_about_a_live_leader_changes_nothing() {
-    let mut group = Group::new(7);
+    let mut group = Group::new(7, false);
     group.ticks_to_leader();
     for _ in 0..4 {
         group.tick();

@@ -10,8 +10,15 @@ use std::path::PathBuf;
 fn node(id: u64) -> Raft<Log<SimStorage>> {
     let disk = SimStorage::new(id, SimFaults::default());
     let (log, _) = Log::open(disk, &PathBuf::from(format!("/data/{id}")), LogConfig::default()).unwrap();
-    let config =
-        Config { id, voters: vec![1, 2, 3], election_ticks: 10, heartbeat_ticks: 2, seed: id, eager_commit: false };
+    let config = Config {
+        id,
+        voters: vec![1, 2, 3],
+        election_ticks: 10,
+        heartbeat_ticks: 2,
+        seed: id,
+        eager_commit: false,
+        quiesce: false,
+    };
     Raft::new(config, log, HardState::default())
 }
 

@@ -34,100 +34,15 @@ use braid_engine::raft::wire::GroupId;
 use braid_engine::raft::{Message, NodeId, ProposeError};
 use braid_engine::tree::{DataTree, Txn, TxnError};
 use kafka_protocol::ResponseError;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
-/// What every shard needs to know about topics: an immutable snapshot, replaced whole.
-#[derive(Debug, Clone, Default)]
-pub struct MetaSnapshot {
-    pub cluster_id: String,
-    pub node_id: i32,
-    pub kafka_addr: Option<SocketAddr>,
-    pub topics: BTreeMap<String, TopicMeta>,
-    /// Topic names by topic id (to route raft messages).
-    pub names: HashMap<u128, String>,
-    /// Registered brokers: id → Kafka address.
-    pub brokers: BTreeMap<i32, SocketAddr>,
-    /// The node named in /controller.
-    pub controller: Option<i32>,
-    /// (leader, leader epoch) of each partition, as its leader last wrote it to the tree.
-    pub partition_leaders: HashMap<(String, i32), (i32, i32)>,
-    /// zxid of the last transaction the snapshot reflects.
-    pub zxid: i64,
-}
+mod snapshot;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicMeta {
-    pub id: uuid::Uuid,
-    /// Replica node ids, per partition.
-    pub partitions: Vec<Vec<i32>>,
-    /// Config overrides (names and values as Kafka has them).
-    pub configs: BTreeMap<String, String>,
-    /// Partitions being moved to other nodes, by partition.
-    pub reassigning: BTreeMap<i32, Reassignment>,
-}
-
-/// A partition on its way to another replica set, as Kafka writes it in the topic's znode:
-/// `replicas` is then the target followed by the original replicas that are not in it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Reassignment {
-    /// Replicas of the target that were not in the original set.
-    pub adding: Vec<i32>,
-    /// Original replicas that are not in the target.
-    pub removing: Vec<i32>,
-}
-
-impl TopicMeta {
-    /// The replica set partition `p` is moving to (its replicas if it is not moving).
-    pub fn target(&self, p: i32) -> Vec<i32> {
-        let replicas = self.partitions.get(p as usize).cloned().unwrap_or_default();
-        match self.reassigning.get(&p) {
-            Some(r) => replicas.into_iter().filter(|n| !r.removing.contains(n)).collect(),
-            None => replicas,
-        }
-    }
-
-    /// The replica set partition `p` had before its move began: the voters a replica that
-    /// opens during the move starts from (the leader's log brings it the changes since).
-    pub fn original(&self, p: i32) -> Vec<i32> {
-        let replicas = self.partitions.get(p as usize).cloned().unwrap_or_default();
-        match self.reassigning.get(&p) {
-            Some(r) => replicas.into_iter().filter(|n| !r.adding.contains(n)).collect(),
-            None => replicas,
-        }
-    }
-
-    /// Starts moving partition `p` to `target` (to its original replicas: cancels a move).
-    /// Kafka's layout: replicas = the target, then the current replicas not in it.
-    pub fn reassign(&mut self, p: i32, target: Vec<i32>) {
-        let original = self.original(p);
-        let current = std::mem::take(&mut self.partitions[p as usize]);
-        let mut replicas = target.clone();
-        replicas.extend(current.iter().filter(|n| !target.contains(n)));
-        let adding: Vec<i32> = target.iter().copied().filter(|n| !original.contains(n)).collect();
-        let removing: Vec<i32> = current.into_iter().filter(|n| !target.contains(n)).collect();
-        self.partitions[p as usize] = replicas;
-        if adding.is_empty() && removing.is_empty() {
-            self.reassigning.remove(&p);
-        } else {
-            self.reassigning.insert(p, Reassignment { adding, removing });
-        }
-    }
-
-    /// Ends partition `p`'s move: its replicas are the target.
-    pub fn finish_reassignment(&mut self, p: i32) {
-        self.partitions[p as usize] = self.target(p);
-        self.reassigning.remove(&p);
-    }
-}
-
-impl MetaSnapshot {
-    pub fn topic(&self, name: &str) -> Option<&TopicMeta> {
-        self.topics.get(name)
-    }
-}
+use snapshot::{parse_topic, SnapshotDirty};
+pub use snapshot::{MetaSnapshot, Reassignment, TopicMeta};
 
 pub struct MetaStore {
     replica: Replica,
@@ -157,8 +72,11 @@ pub struct MetaStore {
     tick_ms: i64,
     standalone: bool,
     /// Transactions applied since the last round changed Kafka's metadata (or answered a
-    /// Kafka client): the snapshot every shard holds is built again.
+    /// Kafka client): the snapshot every shard holds is built again, where `dirty` says.
     kafka_changed: bool,
+    dirty: SnapshotDirty,
+    /// The snapshot last built.
+    current: SharedSnapshot,
     /// Where the tree's snapshot is kept, the zxid of the last one written (the log below it
     /// may go), and the zxid from which the next one is due.
     snapshot_path: std::path::PathBuf,
@@ -180,6 +98,9 @@ pub struct MetaStore {
     log_failed_at_ms: i64,
     /// A snapshot of Kafka's metadata went to the shards once.
     published: bool,
+    /// Partition leaders reported by this node's shards since the last round: (leader, leader
+    /// epoch, replicas) by partition, the latest report of each.
+    leader_reports: BTreeMap<(String, i32), (i32, i32, Vec<i32>)>,
 }
 
 /// The tree's snapshot, beside the metadata log.
@@ -218,6 +139,9 @@ pub const CUT_OFF_TICKS: u32 = crate::replica::ELECTION_TICKS;
 /// Ticks between runs of the duties (registration, bootstrap) while they have work left.
 const DUTY_EVERY_TICKS: u32 = 20;
 
+/// Bytes of partition leader reports proposed in one batch at most (a few thousand reports).
+const LEADER_REPORT_BATCH_BYTES: usize = 512 << 10;
+
 /// What a transaction's outcome means to a Kafka client.
 pub fn reply_for(result: Result<(), TxnError>) -> MetaReply {
     match result.map_err(|e| e.root().clone()) {
@@ -246,17 +170,22 @@ fn state_json(leader: i32, epoch: i32, replicas: &[i32]) -> Vec<u8> {
         .into_bytes()
 }
 
-/// Creates the state nodes of partitions `from..` of a topic (and the `partitions` node).
-fn partition_nodes(name: &str, from: usize, meta: &TopicMeta) -> Vec<Txn> {
-    let mut ops = Vec::new();
-    if from == 0 {
-        ops.push(Txn::create(partitions_path(name), Vec::new()));
+/// A partition's state node, as its leader reports itself: set if the tree has it, else created
+/// (with the partition's own node if that is missing too). A topic's creation writes no
+/// per-partition node: each appears when its first leader is elected, as Kafka's controller
+/// writes it after the election, so creating ten thousand partitions is one small transaction.
+fn partition_state_txn(tree: &DataTree, name: &str, partition: usize, data: Vec<u8>) -> Option<Txn> {
+    let path = state_path(name, partition);
+    if tree.get(&path).is_some() {
+        return Some(Txn::SetData { path, data, version: -1 });
     }
-    for (p, replicas) in meta.partitions.iter().enumerate().skip(from) {
-        ops.push(Txn::create(format!("{}/{p}", partitions_path(name)), Vec::new()));
-        ops.push(Txn::create(state_path(name, p), state_json(-1, -1, replicas)));
+    let dir = format!("{}/{partition}", partitions_path(name));
+    if tree.get(&dir).is_some() {
+        return Some(Txn::create(path, data));
     }
-    ops
+    // The topic's partitions node is the parent of both: without it the topic is gone.
+    tree.get(&partitions_path(name))?;
+    Some(Txn::Multi(vec![Txn::create(dir, Vec::new()), Txn::create(path, data)]))
 }
 
 fn config_path(name: &str) -> String {
@@ -286,45 +215,6 @@ fn config_json(configs: &BTreeMap<String, String>) -> Vec<u8> {
     serde_json::json!({"version": 1, "config": configs}).to_string().into_bytes()
 }
 
-/// Node ids in a JSON array (an absent or malformed one reads as empty).
-fn ids(value: &serde_json::Value) -> Vec<i32> {
-    value.as_array().map_or_else(Vec::new, |a| a.iter().filter_map(|r| r.as_i64().map(|r| r as i32)).collect())
-}
-
-fn parse_topic(topic_bytes: &[u8], config_bytes: Option<&[u8]>) -> anyhow::Result<TopicMeta> {
-    let topic: serde_json::Value = serde_json::from_slice(topic_bytes)?;
-    let id = topic["topic_id"].as_str().context("topic_id")?.parse()?;
-    let map = topic["partitions"].as_object().context("partitions")?;
-    let mut partitions = vec![Vec::new(); map.len()];
-    for (index, replicas) in map {
-        let index: usize = index.parse()?;
-        let slot = partitions.get_mut(index).context("partition numbers are dense")?;
-        *slot = ids(replicas);
-    }
-    let mut reassigning = BTreeMap::new();
-    for key in ["adding_replicas", "removing_replicas"] {
-        for (index, nodes) in topic[key].as_object().into_iter().flatten() {
-            let p: i32 = index.parse()?;
-            let entry: &mut Reassignment = reassigning.entry(p).or_default();
-            *(if key == "adding_replicas" { &mut entry.adding } else { &mut entry.removing }) = ids(nodes);
-        }
-    }
-    // Only partitions the topic has: the rest of the code indexes `partitions` by these keys.
-    reassigning.retain(|p: &i32, r: &mut Reassignment| {
-        (0..partitions.len() as i32).contains(p) && (!r.adding.is_empty() || !r.removing.is_empty())
-    });
-    let mut configs = BTreeMap::new();
-    if let Some(bytes) = config_bytes {
-        let config: serde_json::Value = serde_json::from_slice(bytes)?;
-        if let Some(map) = config["config"].as_object() {
-            for (k, v) in map {
-                configs.insert(k.clone(), v.as_str().unwrap_or_default().to_owned());
-            }
-        }
-    }
-    Ok(TopicMeta { id, partitions, configs, reassigning })
-}
-
 /// How [`MetaStore::begin_round`] left a round.
 pub enum RoundStart {
     /// The log's fdatasync must run (off the shard's thread) before the round can end; what
@@ -340,7 +230,7 @@ pub struct MetaRound {
     /// Messages for peers (persisted first).
     pub messages: Vec<Message>,
     /// The tree changed: the new snapshot, and the clients whose transactions it holds.
-    pub snapshot: Option<MetaSnapshot>,
+    pub snapshot: Option<SharedSnapshot>,
     pub replies: Vec<(oneshot::Sender<MetaReply>, MetaReply)>,
     /// The tree just caught up with what this node had before it stopped (once per start).
     pub caught_up: bool,
@@ -367,7 +257,7 @@ impl MetaStore {
         let log_config =
             LogConfig { retention_ms: -1, segment_bytes: 16 << 20, zero_ahead_bytes: 1 << 20, ..LogConfig::default() };
         let (replica, report) =
-            Replica::open(storage, &dir, log_config, GroupId::METADATA, config.node_id as NodeId, voters, None)
+            Replica::open(storage, &dir, log_config, GroupId::METADATA, config.node_id as NodeId, voters, None, None)
                 .with_context(|| format!("opening the metadata log in {}", dir.display()))?;
         if let Some(corruption) = &report.corruption {
             tracing::warn!(%corruption, "metadata log: cut at a torn or corrupt batch");
@@ -426,6 +316,8 @@ impl MetaStore {
             tick_ms: config.raft_tick_ms as i64,
             standalone: config.peers.is_empty(),
             kafka_changed: true,
+            dirty: SnapshotDirty { all: true, ..SnapshotDirty::default() },
+            current: SharedSnapshot::default(),
             snapshot_path,
             snapshot_zxid,
             snapshot_due: snapshot_zxid + config.zk_snap_count as i64,
@@ -437,6 +329,7 @@ impl MetaStore {
             snapshot_started: None,
             snapshot_writing: None,
             published: false,
+            leader_reports: BTreeMap::new(),
         })
     }
 
@@ -575,9 +468,14 @@ impl MetaStore {
         self.leaderless_ticks >= CUT_OFF_TICKS && self.replica.raft.leader().is_none()
     }
 
-    /// A peer's connection closed (see [`braid_engine::raft::Raft::peer_lost`]).
+    /// The transport lost a peer (see [`braid_engine::raft::Raft::peer_lost`]).
     pub fn peer_lost(&mut self, peer: NodeId) {
         self.replica.raft.peer_lost(peer);
+    }
+
+    /// The transport hears from a lost peer again (see [`braid_engine::raft::Raft::peer_back`]).
+    pub fn peer_back(&mut self, peer: NodeId) {
+        self.replica.raft.peer_back(peer);
     }
 
     /// The messages the leader may send before its log is durable (see
@@ -701,6 +599,7 @@ impl MetaStore {
         // nothing to apply).
         let first = !std::mem::replace(&mut self.published, true);
         if (self.applied != applied_before || first) && std::mem::take(&mut self.kafka_changed) {
+            self.current = Arc::new(self.refresh_snapshot());
             round.snapshot = Some(self.snapshot());
             // The tree moved: the duties look at it again now.
             self.duty_wait = 0;
@@ -717,6 +616,7 @@ impl MetaStore {
                 self.zk.leader_changed();
             }
         }
+        self.propose_leader_reports(now_ms);
         // Work proposed now goes out with the next round. The duties look again after
         // DUTY_EVERY_TICKS, or as soon as the tree's Kafka paths or the leader change (a new
         // leader bootstraps the tree in the round it learns it leads): not on every round, where
@@ -739,7 +639,7 @@ impl MetaStore {
         self.log_failed_at_ms = now_ms;
         tracing::error!(%error, "metadata log: persisting failed; reopening it");
         let voters = self.replica.raft.voters().to_vec();
-        match self.replica.reopen(voters) {
+        match self.replica.reopen(voters, None) {
             Ok(report) => {
                 tracing::warn!(?report.corruption, "metadata log reopened after an I/O failure");
                 // Their entries were not durable and are gone; new ones may take their offsets.
@@ -786,8 +686,11 @@ impl MetaStore {
                         }
                         let result = self.tree.apply(zxid, record.timestamp, &txn);
                         let events = self.tree.take_events();
-                        if events.iter().any(|(_, path)| is_kafka_path(path)) {
-                            self.kafka_changed = true;
+                        for (_, path) in &events {
+                            if is_kafka_path(path) {
+                                self.kafka_changed = true;
+                                self.dirty.note(path);
+                            }
                         }
                         if result.is_ok() && matches!(&txn, Txn::SetData { path, .. } if path == PRODUCER_ID_BLOCK_PATH)
                         {
@@ -803,6 +706,11 @@ impl MetaStore {
                             round.replies.push((reply, reply_for(result.map(|_| ()))));
                         }
                     }
+                }
+                if let Some(reply) = self.pending.remove(&header.next_offset()) {
+                    // Its transaction could not be applied (logged above): the client hears so.
+                    let message = "the change was committed but could not be applied; see the node's log".to_owned();
+                    round.replies.push((reply, Err((ResponseError::UnknownServerError.code(), message))));
                 }
                 at += header.total_bytes();
                 self.applied = header.next_offset();
@@ -998,50 +906,9 @@ impl MetaStore {
         &self.tree
     }
 
-    pub fn snapshot(&self) -> MetaSnapshot {
-        let mut topics = BTreeMap::new();
-        let mut partition_leaders = HashMap::new();
-        for name in self.tree.children("/brokers/topics").unwrap_or_default() {
-            let Some(node) = self.tree.get(&topic_path(&name)) else { continue };
-            let config = self.tree.get(&config_path(&name)).map(|n| n.data.as_slice());
-            match parse_topic(&node.data, config) {
-                Ok(meta) => {
-                    for p in 0..meta.partitions.len() {
-                        let state = self.json_at(&state_path(&name, p));
-                        let leader = state.as_ref().and_then(|s| s["leader"].as_i64()).unwrap_or(-1) as i32;
-                        let epoch = state.as_ref().and_then(|s| s["leader_epoch"].as_i64()).unwrap_or(-1) as i32;
-                        if leader >= 0 {
-                            partition_leaders.insert((name.clone(), p as i32), (leader, epoch));
-                        }
-                    }
-                    topics.insert(name, meta);
-                }
-                Err(e) => tracing::warn!(topic = %name, error = %e, "unreadable topic metadata in the tree"),
-            }
-        }
-        let cluster_id =
-            self.json_at("/cluster/id").and_then(|v| v["id"].as_str().map(str::to_owned)).unwrap_or_default();
-        let brokers = self
-            .tree
-            .children("/brokers/ids")
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|id| id.parse::<i32>().ok())
-            .filter_map(|id| self.broker_addr(id).map(|addr| (id, addr)))
-            .collect();
-        let controller = self.controller_id();
-        let names = topics.iter().map(|(name, meta)| (meta.id.as_u128(), name.clone())).collect();
-        MetaSnapshot {
-            cluster_id,
-            node_id: self.node_id,
-            kafka_addr: Some(self.kafka_addr),
-            topics,
-            names,
-            brokers,
-            controller,
-            partition_leaders,
-            zxid: self.tree.last_zxid(),
-        }
+    /// Kafka's metadata as last built from the tree (what the shards have, or are being sent).
+    pub fn snapshot(&self) -> SharedSnapshot {
+        Arc::clone(&self.current)
     }
 
     /// Why this node, though it leads the metadata group, cannot take an admin change yet:
@@ -1076,7 +943,7 @@ impl MetaStore {
 
     pub fn create_topic(&mut self, name: &str, meta: &TopicMeta, now_ms: i64, reply: oneshot::Sender<MetaReply>) {
         let mut ops = vec![Txn::create(topic_path(name), topic_json(meta))];
-        ops.extend(partition_nodes(name, 0, meta));
+        ops.push(Txn::create(partitions_path(name), Vec::new()));
         let config = config_path(name);
         if self.tree.get(&config).is_some() {
             ops.push(Txn::SetData { path: config, data: config_json(&meta.configs), version: -1 });
@@ -1090,7 +957,7 @@ impl MetaStore {
     /// auto-creation): forwarded, nobody waits.
     pub fn forward_create_topic(&mut self, name: &str, meta: &TopicMeta, now_ms: i64) -> bool {
         let mut ops = vec![Txn::create(topic_path(name), topic_json(meta))];
-        ops.extend(partition_nodes(name, 0, meta));
+        ops.push(Txn::create(partitions_path(name), Vec::new()));
         ops.push(Txn::create(config_path(name), config_json(&meta.configs)));
         self.propose_or_forward(&Txn::Multi(ops), now_ms)
     }
@@ -1121,14 +988,10 @@ impl MetaStore {
     pub fn update_topic(&mut self, name: &str, meta: &TopicMeta, now_ms: i64, reply: oneshot::Sender<MetaReply>) {
         let path = topic_path(name);
         let version = self.tree.get(&path).map_or(-1, |n| n.stat.version);
-        let mut ops = vec![
+        let ops = vec![
             Txn::SetData { path, data: topic_json(meta), version },
             Txn::SetData { path: config_path(name), data: config_json(&meta.configs), version: -1 },
         ];
-        let existing = self.tree.children(&partitions_path(name)).map_or(0, |c| c.len());
-        if existing > 0 {
-            ops.extend(partition_nodes(name, existing, meta));
-        }
         self.propose_admin(&Txn::Multi(ops), now_ms, reply)
     }
 
@@ -1154,14 +1017,48 @@ impl MetaStore {
         self.propose_or_forward(&txn, crate::shard::now_ms());
     }
 
-    /// A partition leader announces itself (proposed here, or forwarded to the controller).
+    /// A partition leader announces itself: written with the others of this round, in one
+    /// batch ([`MetaStore::propose_leader_reports`]).
     pub fn set_partition_leader(&mut self, name: &str, partition: i32, leader: i32, epoch: i32, replicas: &[i32]) {
-        let Ok(p) = usize::try_from(partition) else { return };
-        let path = state_path(name, p);
-        if self.tree.get(&path).is_some() {
-            let txn = Txn::SetData { path, data: state_json(leader, epoch, replicas), version: -1 };
-            self.propose_or_forward(&txn, crate::shard::now_ms());
+        if partition >= 0 {
+            self.leader_reports.insert((name.to_owned(), partition), (leader, epoch, replicas.to_vec()));
         }
+    }
+
+    /// Proposes (or forwards) the leaders reported since the last round: one transaction each
+    /// (one partition's failure, its topic deleted meanwhile, fails no other), in batches of at
+    /// most [`LEADER_REPORT_BATCH_BYTES`]. An election of thousands of partitions is then a few
+    /// entries of the metadata log. A report lost on the way is made again by the leader's
+    /// periodic check.
+    fn propose_leader_reports(&mut self, now_ms: i64) {
+        if self.leader_reports.is_empty() {
+            return;
+        }
+        let mut values: Vec<Vec<u8>> = Vec::new();
+        let mut bytes = 0;
+        for ((name, partition), (leader, epoch, replicas)) in std::mem::take(&mut self.leader_reports) {
+            let data = state_json(leader, epoch, &replicas);
+            let Some(txn) = partition_state_txn(&self.tree, &name, partition as usize, data) else { continue };
+            let value = txn.encode();
+            if bytes + value.len() > LEADER_REPORT_BATCH_BYTES && !values.is_empty() {
+                self.propose_or_forward_all(&values, now_ms);
+                values.clear();
+                bytes = 0;
+            }
+            bytes += value.len();
+            values.push(value);
+        }
+        if !values.is_empty() {
+            self.propose_or_forward_all(&values, now_ms);
+        }
+    }
+
+    /// Proposes encoded transactions as one batch here if this node is the controller, else
+    /// forwards them to the controller; nobody waits (the callers look for their effect).
+    fn propose_or_forward_all(&mut self, values: &[Vec<u8>], now_ms: i64) -> bool {
+        let records: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+        let batch = build_batch(now_ms, &records);
+        self.replica.raft.propose_or_forward(&batch)
     }
 }
 
@@ -1209,7 +1106,7 @@ mod tests {
             store.create_topic("orders", &meta, 3, reply);
             settle(&mut store, 3);
             assert_eq!(again.try_recv().unwrap().unwrap_err().0, ResponseError::TopicAlreadyExists.code());
-            store.snapshot().cluster_id
+            store.snapshot().cluster_id.clone()
         };
         let mut store = MetaStore::open(UringStorage::new(false).unwrap(), &config).unwrap();
         settle(&mut store, 4);

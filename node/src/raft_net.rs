@@ -5,16 +5,23 @@
 //! a peer without waiting (raft tolerates a lost message; a full queue drops it and counts it),
 //! and every message received for this node is handed to the `deliver` callback (on shard 0) in
 //! the order its connection carried it.
+//!
+//! Liveness, one heartbeat per pair of nodes for all their groups: a connection with nothing to
+//! send for `ping_every` sends an empty frame (frames name their sender), and a peer is
+//! reported lost when its connection to this node closes or nothing came from it for
+//! `silence`, and back when a frame from it arrives again. Quiet raft groups rely on this to
+//! learn that a leader is gone ([`braid_engine::raft::Raft::peer_lost`]).
 
 use braid_engine::raft::wire::{self, GroupId};
 use braid_engine::raft::{Message, NodeId};
 use bytes::BytesMut;
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -37,6 +44,65 @@ pub struct NetStats {
     pub messages_dropped: AtomicU64,
     pub messages_received: AtomicU64,
     pub bad_frames: AtomicU64,
+    /// Empty frames sent to keep a quiet connection's liveness heartbeat going.
+    pub pings_sent: AtomicU64,
+    /// Times a peer was reported lost (closed connection or silence).
+    pub peers_lost: AtomicU64,
+}
+
+/// What the transport reports to the node (all called on the transport's shard).
+pub struct Handlers {
+    /// Every message for this node.
+    pub deliver: Box<dyn Fn(GroupId, Message)>,
+    /// A peer is lost: its connection to this node closed, or it was silent for `silence`.
+    pub lost: Box<dyn Fn(NodeId)>,
+    /// A lost peer was heard from again.
+    pub back: Box<dyn Fn(NodeId)>,
+}
+
+/// The liveness heartbeat's timing.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// A connection with nothing to send sends an empty frame this often (a raft tick).
+    pub ping_every: Duration,
+    /// A peer heard nothing from for this long is lost (an election timeout).
+    pub silence: Duration,
+}
+
+/// When each peer was last heard from, and which are lost.
+struct Liveness {
+    heard: HashMap<NodeId, Instant>,
+    lost: HashSet<NodeId>,
+}
+
+impl Liveness {
+    /// A frame from `peer` arrived: true if it was lost until now.
+    fn heard(&mut self, peer: NodeId) -> bool {
+        match self.heard.get_mut(&peer) {
+            Some(at) => *at = Instant::now(),
+            // Not a member this node knows: no liveness to keep.
+            None => return false,
+        }
+        self.lost.remove(&peer)
+    }
+
+    /// `peer`'s connection to this node closed: true if it was not lost already.
+    fn closed(&mut self, peer: NodeId) -> bool {
+        self.heard.contains_key(&peer) && self.lost.insert(peer)
+    }
+
+    /// Peers silent for `silence` that were not lost yet (now they are).
+    fn silent(&mut self, silence: Duration) -> Vec<NodeId> {
+        let now = Instant::now();
+        let silent: Vec<NodeId> = self
+            .heard
+            .iter()
+            .filter(|(id, at)| now.duration_since(**at) >= silence && !self.lost.contains(id))
+            .map(|(id, _)| *id)
+            .collect();
+        self.lost.extend(&silent);
+        silent
+    }
 }
 
 /// The sending side: cheap to share between shards (each peer's queue is a thread-safe
@@ -70,28 +136,31 @@ impl RaftNet {
         local: NodeId,
         listener: TcpListener,
         peers: Vec<(NodeId, SocketAddr)>,
-        deliver: impl Fn(GroupId, Message) + 'static,
+        timing: Timing,
+        handlers: Handlers,
     ) -> RaftNet {
         let (net, outgoing) = RaftNet::new(local, &peers);
-        net.spawn(listener, outgoing, deliver, |_| {});
+        net.spawn(listener, outgoing, timing, handlers);
         net
     }
 
-    /// Listens on `listener` and keeps a connection to each peer. Must run inside a LocalSet.
-    /// `deliver` gets every message for this node; `closed` the id of a peer whose connection
-    /// to this node closed (a peer process that dies closes its sockets: raft's hint to stop
-    /// waiting for a leader that is gone, [`braid_engine::raft::Raft::peer_lost`]).
-    pub fn spawn(
-        &self,
-        listener: TcpListener,
-        outgoing: Outgoing,
-        deliver: impl Fn(GroupId, Message) + 'static,
-        closed: impl Fn(NodeId) + 'static,
-    ) {
-        let handlers = Rc::new(Handlers { deliver: Box::new(deliver), closed: Box::new(closed) });
-        tokio::task::spawn_local(accept_loop(self.local, listener, handlers, Arc::clone(&self.stats)));
+    /// Listens on `listener`, keeps a connection to each peer with its liveness heartbeat, and
+    /// reports what arrives and who is lost or back to `handlers`. Must run inside a LocalSet.
+    /// A peer process that dies closes its sockets: the quickest news that it is gone.
+    pub fn spawn(&self, listener: TcpListener, outgoing: Outgoing, timing: Timing, handlers: Handlers) {
+        let start = Instant::now();
+        let liveness = Rc::new(RefCell::new(Liveness {
+            heard: outgoing.0.iter().map(|(id, _, _)| (*id, start)).collect(),
+            lost: HashSet::new(),
+        }));
+        let handlers = Rc::new(handlers);
+        let receiving = Receiving { local: self.local, handlers, liveness, stats: Arc::clone(&self.stats) };
+        let receiving = Rc::new(receiving);
+        tokio::task::spawn_local(watch_silence(Rc::clone(&receiving), timing));
+        tokio::task::spawn_local(accept_loop(listener, receiving));
         for (id, addr, rx) in outgoing.0 {
-            tokio::task::spawn_local(send_loop(id, addr, rx, Arc::clone(&self.stats)));
+            let sending = Sending { local: self.local, peer: id, addr, ping_every: timing.ping_every };
+            tokio::task::spawn_local(send_loop(sending, rx, Arc::clone(&self.stats)));
         }
     }
 
@@ -106,12 +175,16 @@ impl RaftNet {
     }
 }
 
-async fn send_loop(
+/// One peer's outgoing connection: where it goes and how often it pings.
+struct Sending {
+    local: NodeId,
     peer: NodeId,
     addr: SocketAddr,
-    mut queue: mpsc::Receiver<(GroupId, Message)>,
-    stats: Arc<NetStats>,
-) {
+    ping_every: Duration,
+}
+
+async fn send_loop(sending: Sending, mut queue: mpsc::Receiver<(GroupId, Message)>, stats: Arc<NetStats>) {
+    let Sending { local, peer, addr, ping_every } = sending;
     let mut backoff = BACKOFF_MIN;
     let mut pending: Vec<(GroupId, Message)> = Vec::new();
     let mut frame = wire::EncodedFrame::default();
@@ -135,9 +208,13 @@ async fn send_loop(
         };
         loop {
             if pending.is_empty() {
-                match queue.recv().await {
-                    Some(first) => pending.push(first),
-                    None => return,
+                match tokio::time::timeout(ping_every, queue.recv()).await {
+                    Ok(Some(first)) => pending.push(first),
+                    Ok(None) => return,
+                    // Nothing to send for a while: an empty frame tells the peer we live.
+                    Err(_) => {
+                        stats.pings_sent.fetch_add(1, Relaxed);
+                    }
                 }
             }
             while pending.len() < FRAME_MESSAGES_MAX {
@@ -146,7 +223,7 @@ async fn send_loop(
                     Err(_) => break,
                 }
             }
-            wire::encode_frame_parts(&mut frame, &pending);
+            wire::encode_frame_parts(&mut frame, local, &pending);
             if let Err(e) = write_all_vectored(&mut stream, &frame).await {
                 tracing::debug!(peer, error = %e, "raft connection lost; reconnecting");
                 stats.messages_dropped.fetch_add(pending.len() as u64, Relaxed);
@@ -175,23 +252,55 @@ async fn write_all_vectored(stream: &mut TcpStream, frame: &wire::EncodedFrame) 
     Ok(())
 }
 
-/// What the receiving side hands on (see [`RaftNet::spawn`]).
-struct Handlers {
-    deliver: Box<dyn Fn(GroupId, Message)>,
-    closed: Box<dyn Fn(NodeId)>,
+/// The receiving side: who we are, what to report to, and each peer's liveness.
+struct Receiving {
+    local: NodeId,
+    handlers: Rc<Handlers>,
+    liveness: Rc<RefCell<Liveness>>,
+    stats: Arc<NetStats>,
 }
 
-async fn accept_loop(local: NodeId, listener: TcpListener, handlers: Rc<Handlers>, stats: Arc<NetStats>) {
+impl Receiving {
+    /// A frame from `peer`: it lives (reported back if it was lost).
+    fn heard(&self, peer: NodeId) {
+        if self.liveness.borrow_mut().heard(peer) {
+            tracing::info!(peer, "raft peer heard from again");
+            (self.handlers.back)(peer);
+        }
+    }
+
+    fn lost(&self, peer: NodeId, why: &str) {
+        tracing::info!(peer, why, "raft peer lost");
+        self.stats.peers_lost.fetch_add(1, Relaxed);
+        (self.handlers.lost)(peer);
+    }
+}
+
+/// Reports peers silent for `timing.silence` as lost, checking every `ping_every`.
+async fn watch_silence(receiving: Rc<Receiving>, timing: Timing) {
+    let mut interval = tokio::time::interval(timing.ping_every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let silent = receiving.liveness.borrow_mut().silent(timing.silence);
+        for peer in silent {
+            receiving.lost(peer, "silent for an election timeout");
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, receiving: Rc<Receiving>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let handlers = Rc::clone(&handlers);
-                let stats = Arc::clone(&stats);
+                let receiving = Rc::clone(&receiving);
                 tokio::task::spawn_local(async move {
-                    // The peer is known once it has sent a message; its end closing is news.
-                    if let Some(id) = receive_loop(local, stream, peer, &handlers, &stats).await {
-                        (handlers.closed)(id);
+                    // The peer is known once it has sent a frame; its end closing is news.
+                    if let Some(id) = receive_loop(stream, peer, &receiving).await {
+                        if receiving.liveness.borrow_mut().closed(id) {
+                            receiving.lost(id, "its connection closed");
+                        }
                     }
                 });
             }
@@ -205,13 +314,8 @@ async fn accept_loop(local: NodeId, listener: TcpListener, handlers: Rc<Handlers
 
 /// Reads one peer's connection until it ends; returns the peer's id if the peer's end closed
 /// (or failed) after it sent a message, None if this end gave up on the connection.
-async fn receive_loop(
-    local: NodeId,
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    handlers: &Handlers,
-    stats: &NetStats,
-) -> Option<NodeId> {
+async fn receive_loop(mut stream: TcpStream, peer: SocketAddr, receiving: &Receiving) -> Option<NodeId> {
+    let (local, handlers, stats) = (receiving.local, &receiving.handlers, &receiving.stats);
     let mut from = None;
     let mut buffer = BytesMut::new();
     loop {
@@ -249,11 +353,12 @@ async fn receive_loop(
         }
         let body = buffer.split_to(length).freeze();
         match wire::decode_frame(&body) {
-            Ok(messages) => {
+            Ok((sender, messages)) => {
+                from = Some(sender);
+                receiving.heard(sender);
                 for (group, message) in messages {
                     if message.to == local {
                         stats.messages_received.fetch_add(1, Relaxed);
-                        from = Some(message.from);
                         (handlers.deliver)(group, message);
                     }
                 }
@@ -273,9 +378,24 @@ mod tests {
     use braid_engine::raft::Body;
     use std::cell::RefCell;
 
+    const TIMING: Timing = Timing { ping_every: Duration::from_millis(20), silence: Duration::from_secs(2) };
+
+    /// Handlers that deliver to `deliver` and record lost and back peers.
+    fn handlers(
+        deliver: impl Fn(GroupId, Message) + 'static,
+        events: Rc<RefCell<Vec<(&'static str, NodeId)>>>,
+    ) -> Handlers {
+        let back = Rc::clone(&events);
+        Handlers {
+            deliver: Box::new(deliver),
+            lost: Box::new(move |peer| events.borrow_mut().push(("lost", peer))),
+            back: Box::new(move |peer| back.borrow_mut().push(("back", peer))),
+        }
+    }
+
     fn message(from: NodeId, to: NodeId, n: u64) -> Message {
         let body = match n % 3 {
-            0 => Body::Heartbeat { commit: n as i64, sent_end: n as i64 },
+            0 => Body::Heartbeat { commit: n as i64, sent_end: n as i64, quiesce: false },
             1 => Body::Append {
                 prev_end: n as i64,
                 prev_term: 1,
@@ -304,8 +424,10 @@ mod tests {
             let (a1, a2) = (l1.local_addr().unwrap(), l2.local_addr().unwrap());
             let received: Rc<RefCell<Vec<(GroupId, Message)>>> = Rc::default();
             let sink = Rc::clone(&received);
-            let net1 = RaftNet::start(1, l1, vec![(1, a1), (2, a2)], |_, _| {});
-            let net2 = RaftNet::start(2, l2, vec![(1, a1), (2, a2)], move |g, m| sink.borrow_mut().push((g, m)));
+            let events = Rc::default();
+            let net1 = RaftNet::start(1, l1, vec![(1, a1), (2, a2)], TIMING, handlers(|_, _| {}, Rc::clone(&events)));
+            let deliver = move |g, m| sink.borrow_mut().push((g, m));
+            let net2 = RaftNet::start(2, l2, vec![(1, a1), (2, a2)], TIMING, handlers(deliver, events));
             let group = GroupId { topic_id: 42, partition: 3 };
             // Garbage first, on its own connection.
             let mut junk = TcpStream::connect(a2).await.unwrap();
@@ -343,8 +465,17 @@ mod tests {
         });
     }
 
-    /// A peer's connection that closes is reported with the peer's id (from its messages);
-    /// a connection that never sent one is not.
+    /// Waits (bounded) until `events` holds `want`.
+    async fn wait_events(events: &Rc<RefCell<Vec<(&'static str, NodeId)>>>, want: &[(&'static str, NodeId)]) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while events.borrow().as_slice() != want && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(events.borrow().as_slice(), want);
+    }
+
+    /// A peer's connection that closes is reported with the peer's id (from its frames); a
+    /// connection that never sent one is not, and a frame from the peer again reports it back.
     #[test]
     fn a_closed_peer_connection_is_reported_with_the_peer_id() {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -352,23 +483,50 @@ mod tests {
         local.block_on(&runtime, async {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
-            let closed: Rc<RefCell<Vec<NodeId>>> = Rc::default();
-            let sink = Rc::clone(&closed);
-            let (net, outgoing) = RaftNet::new(2, &[(2, addr)]);
-            net.spawn(listener, outgoing, |_, _| {}, move |peer| sink.borrow_mut().push(peer));
+            let events: Rc<RefCell<Vec<(&'static str, NodeId)>>> = Rc::default();
+            // Node 7's own listener is nowhere: only its connection to us carries news.
+            let nowhere: SocketAddr = ([127, 0, 0, 1], 1).into();
+            let (net, outgoing) = RaftNet::new(2, &[(2, addr), (7, nowhere)]);
+            let slow = Timing { silence: Duration::from_secs(60), ..TIMING };
+            net.spawn(listener, outgoing, slow, handlers(|_, _| {}, Rc::clone(&events)));
             // A connection that sends nothing, then one from node 7 that sends a message.
             drop(TcpStream::connect(addr).await.unwrap());
             let mut peer = TcpStream::connect(addr).await.unwrap();
             let group = GroupId { topic_id: 1, partition: 0 };
-            peer.write_all(&wire::encode_frame(&[(group, message(7, 2, 1))])).await.unwrap();
+            peer.write_all(&wire::encode_frame(7, &[(group, message(7, 2, 1))])).await.unwrap();
             tokio::time::sleep(Duration::from_millis(50)).await;
-            assert!(closed.borrow().is_empty(), "reported while open");
+            assert!(events.borrow().is_empty(), "reported while open");
             drop(peer);
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            while closed.borrow().is_empty() && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            assert_eq!(*closed.borrow(), vec![7]);
+            wait_events(&events, &[("lost", 7)]).await;
+            // Back: an empty frame (a liveness heartbeat) is enough.
+            let mut peer = TcpStream::connect(addr).await.unwrap();
+            peer.write_all(&wire::encode_frame(7, &[])).await.unwrap();
+            wait_events(&events, &[("lost", 7), ("back", 7)]).await;
+        });
+    }
+
+    /// A peer that keeps its connection open but sends nothing for the silence is lost, and
+    /// back once a frame comes; a live transport's own heartbeats keep it from being lost.
+    #[test]
+    fn a_silent_peer_is_lost_and_a_pinging_one_is_not() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async {
+            let l2 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let l3 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let (a2, a3) = (l2.local_addr().unwrap(), l3.local_addr().unwrap());
+            let nowhere: SocketAddr = ([127, 0, 0, 1], 1).into();
+            let events: Rc<RefCell<Vec<(&'static str, NodeId)>>> = Rc::default();
+            let peers = vec![(2, a2), (3, a3), (7, nowhere)];
+            let _net2 = RaftNet::start(2, l2, peers.clone(), TIMING, handlers(|_, _| {}, Rc::clone(&events)));
+            let _net3 = RaftNet::start(3, l3, peers, TIMING, handlers(|_, _| {}, Rc::default()));
+            let mut peer = TcpStream::connect(a2).await.unwrap();
+            peer.write_all(&wire::encode_frame(7, &[])).await.unwrap();
+            // Node 7 goes silent; node 3 sends nothing but its heartbeats (a hundred in the
+            // silence), so only node 7 is lost.
+            wait_events(&events, &[("lost", 7)]).await;
+            peer.write_all(&wire::encode_frame(7, &[])).await.unwrap();
+            wait_events(&events, &[("lost", 7), ("back", 7)]).await;
         });
     }
 }

@@ -15,7 +15,7 @@
 use braid_engine::io::UringStorage;
 use braid_engine::log::{FlushTicket, Log, LogConfig, LogError, SyncTicket};
 use braid_engine::raft::wire::GroupId;
-use braid_engine::raft::{config_file, hard_state, Config, Message, NodeId, Raft, Role, Term};
+use braid_engine::raft::{config_file, hard_state, journal, Config, HardState, Message, NodeId, Raft, Role, Term};
 use std::path::{Path, PathBuf};
 
 /// Heartbeat every 2 ticks; an election after 10 to 20 ticks without a leader.
@@ -25,9 +25,9 @@ pub const ELECTION_TICKS: u32 = 10;
 pub const HARD_STATE_FILE: &str = "raft-state";
 /// Files (.0 and .1) of the configuration changes, beside the group's segments.
 pub const CONFIG_FILE: &str = "raft-config";
-/// Bytes of the last appended batches a replicated group keeps in memory unless told otherwise
-/// ([`Replica::set_recent_share`]): followers get their appends from there (no segment read, no
-/// copy) unless they are further behind.
+/// Bytes of the last appended batches a replicated group keeps in memory at most, within its
+/// shard's replication cache (`--replication-cache-bytes`): followers get their appends from
+/// there (no segment read, no copy) unless they are further behind, or the cache was full.
 pub const RECENT_BYTES: usize = 16 << 20;
 
 /// How [`Replica::persist_begin`] (P = [`PendingPersist`]) or [`Replica::flush_begin`]
@@ -75,16 +75,16 @@ pub struct Replica {
     config_seq: u64,
     /// Leader and term as last reported by [`Replica::leader_changed`].
     seen_leader: (Option<NodeId>, Term),
-    /// What the log keeps of its recent batches now.
+    /// What the log keeps of its recent batches now (none without followers).
     recent_budget: usize,
-    /// What it may keep while the group has followers.
-    recent_share: usize,
 }
 
 impl Replica {
-    /// Opens (recovers) the group's log in `dir`, its hard state and its configuration
-    /// (`voters` for a new group; what the group changed them to, if it did); the log is cut
-    /// back to `cut` first if it reaches past it.
+    /// Opens (recovers) the group's log in `dir`, its hard state (its own file's, or
+    /// `journaled`, the shard journal's, whichever is later) and its configuration (`voters`
+    /// for a new group; what the group changed them to, if it did); the log is cut back to
+    /// `cut` first if it reaches past it.
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         storage: UringStorage,
         dir: &Path,
@@ -93,18 +93,30 @@ impl Replica {
         id: NodeId,
         voters: Vec<NodeId>,
         cut: Option<i64>,
+        journaled: Option<HardState>,
     ) -> Result<(Self, braid_engine::log::RecoveryReport), LogError> {
         let (mut log, report) = Log::open(storage.clone(), dir, config)?;
         if let Some(cut) = cut.filter(|&cut| log.log_end_offset() > cut) {
             log.truncate_to(cut)?;
         }
         let (hard_seq, hard) = hard_state::load(&storage, &dir.join(HARD_STATE_FILE));
+        let hard = journaled.map_or(hard, |j| journal::newer(hard, j));
         let (config_seq, voters, changes) =
             config_file::load(&storage, &dir.join(CONFIG_FILE)).unwrap_or((0, voters, Vec::new()));
         let seed = uuid::Uuid::new_v4().as_u128() as u64;
-        let eager_commit = group == GroupId::METADATA;
-        let config =
-            Config { id, voters, election_ticks: ELECTION_TICKS, heartbeat_ticks: HEARTBEAT_TICKS, seed, eager_commit };
+        // The metadata group's followers serve reads of what committed: they learn each commit at
+        // once, and the group never goes quiet (it is one group, and it carries ZooKeeper
+        // sessions' heartbeats). Partitions go quiet when idle: thousands of them cost no CPU.
+        let metadata = group == GroupId::METADATA;
+        let config = Config {
+            id,
+            voters,
+            election_ticks: ELECTION_TICKS,
+            heartbeat_ticks: HEARTBEAT_TICKS,
+            seed,
+            eager_commit: metadata,
+            quiesce: !metadata,
+        };
         let mut raft = Raft::restore(config, log, hard, changes);
         let recent_budget = if raft.voters().len() > 1 { RECENT_BYTES } else { 0 };
         raft.log_mut().keep_recent(recent_budget);
@@ -117,7 +129,6 @@ impl Replica {
             config_seq,
             seen_leader: (None, 0),
             recent_budget,
-            recent_share: RECENT_BYTES,
         };
         Ok((replica, report))
     }
@@ -128,23 +139,28 @@ impl Replica {
     /// is cut even if the files still show it: after a failed fdatasync the page cache may hold
     /// pages the disk never got (and a new descriptor's fdatasync would not say so).
     /// `voters` as for [`Replica::open`].
-    pub fn reopen(&mut self, voters: Vec<NodeId>) -> Result<braid_engine::log::RecoveryReport, LogError> {
+    /// `journaled`: the group's hard state in its shard's journal, if it has one there.
+    pub fn reopen(
+        &mut self,
+        voters: Vec<NodeId>,
+        journaled: Option<HardState>,
+    ) -> Result<braid_engine::log::RecoveryReport, LogError> {
         let config = self.raft.log().config().clone();
         let dir = self.dir.clone();
         let durable = self.raft.log().durable_offset();
         self.raft.log_mut().quiesce();
-        let (replica, report) =
-            Replica::open(self.storage.clone(), &dir, config, self.group, self.raft.id(), voters, Some(durable))?;
-        let share = self.recent_share;
+        let (replica, report) = Replica::open(
+            self.storage.clone(),
+            &dir,
+            config,
+            self.group,
+            self.raft.id(),
+            voters,
+            Some(durable),
+            journaled,
+        )?;
         *self = replica;
-        self.recent_share = share;
         Ok(report)
-    }
-
-    /// How many bytes of recent batches the group may keep while it has followers (its share
-    /// of the shard's replication cache); applied at the next persist.
-    pub fn set_recent_share(&mut self, bytes: usize) {
-        self.recent_share = bytes;
     }
 
     pub fn is_leader(&self) -> bool {
@@ -292,7 +308,7 @@ impl Replica {
             }
         }
         // Only a group with followers needs its recent batches.
-        let recent = if self.raft.voters().len() > 1 { self.recent_share } else { 0 };
+        let recent = if self.raft.voters().len() > 1 { RECENT_BYTES } else { 0 };
         if recent != self.recent_budget {
             self.recent_budget = recent;
             self.raft.log_mut().keep_recent(recent);

@@ -15,7 +15,7 @@
 use crate::config::NodeConfig;
 use crate::meta::{MetaStore, SharedSnapshot};
 use crate::metrics::Metrics;
-use crate::raft_net::{Outgoing, RaftNet};
+use crate::raft_net::{Handlers, Outgoing, RaftNet, Timing};
 use crate::replica::PendingPersist;
 use crate::shard::{Publication, ShardMsg, ShardState, SHARD_QUEUE_DEPTH};
 use anyhow::Context;
@@ -49,6 +49,11 @@ pub struct Shared {
     /// This node has known no metadata-group leader for a while: it is cut off from a majority
     /// of the cluster, and sends Kafka clients away (set by shard 0).
     pub cut_off: std::sync::atomic::AtomicBool,
+    /// Peers the raft transport reports lost (closed connection, or silent for an election
+    /// timeout), and how many times that set changed: every shard brings its groups in line
+    /// ([`crate::shard::ShardState::sync_liveness`]) when told, and at each tick in case the
+    /// telling was dropped.
+    pub lost_peers: RwLock<(u64, std::collections::BTreeSet<NodeId>)>,
 }
 
 /// The shard that owns a partition: the same across restarts (for the same number of shards).
@@ -99,9 +104,31 @@ fn reuse_port_listener(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener
     Ok(socket.into())
 }
 
+/// Raises this process's open-file limit to its hard limit: every partition replica holds its
+/// active segment open (two descriptors while it is written), so a node with thousands of
+/// partitions needs more than the usual soft limit of 1024. Returns the limit now in force.
+fn raise_open_file_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write the struct given, nothing else.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return raised.rlim_cur;
+            }
+        }
+    }
+    limit.rlim_cur
+}
+
 /// Checks io_uring and O_DIRECT on the data directory before any shard starts, so a bad
 /// environment is one clear message instead of a failure per shard.
 fn preflight(config: &mut NodeConfig) -> anyhow::Result<()> {
+    let open_files = raise_open_file_limit();
+    tracing::info!(open_files, "open-file limit (each partition replica holds one to two descriptors)");
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     UringStorage::new(config.direct_io)?;
@@ -165,6 +192,7 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
         leaders: RwLock::default(),
         published: RwLock::default(),
         cut_off: Default::default(),
+        lost_peers: RwLock::default(),
     });
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(usize, anyhow::Result<()>)>();
     let mut threads = Vec::new();
@@ -246,7 +274,11 @@ async fn shard_main(
     ready: std::sync::mpsc::Sender<(usize, anyhow::Result<()>)>,
 ) {
     let start = async {
-        let storage = UringStorage::new(shared.config.direct_io)?;
+        let memory = braid_engine::io::MemoryBudget::new(
+            shared.config.write_buffer_memory_bytes,
+            shared.config.replication_cache_bytes,
+        );
+        let storage = UringStorage::new(shared.config.direct_io)?.with_memory(memory);
         // The metadata log writes small batches, a few per round: through the page cache, one
         // fdatasync each round costs less than O_DIRECT writes plus the sync (decision 0006).
         let meta = if id == 0 { Some(MetaStore::open(UringStorage::new(false)?, &shared.config)?) } else { None };
@@ -289,7 +321,14 @@ async fn shard_main(
     // Snapshots that shard 0 publishes after a metadata change: sent to every shard, and the
     // clients are answered once all have applied it (so their next request finds the topic).
     let (publish_tx, mut publish_rx) = mpsc::unbounded_channel::<Publication>();
-    let state = Rc::new(RefCell::new(ShardState::new(id, Arc::clone(&shared), storage, meta, publish_tx)));
+    let state = match ShardState::new(id, Arc::clone(&shared), storage, meta, publish_tx) {
+        Ok(state) => Rc::new(RefCell::new(state)),
+        Err(e) => {
+            let dir = shared.config.data_dir.join(crate::shard::JOURNAL_DIR);
+            let _ = ready.send((id, Err(anyhow::anyhow!("opening the hard-state journal in {}: {e}", dir.display()))));
+            return;
+        }
+    };
     let ctx = Rc::new(ShardCtx {
         id,
         shared: Arc::clone(&shared),
@@ -309,17 +348,15 @@ async fn shard_main(
     });
     if let (Some(listener), Some(outgoing), Some(net)) = (raft_listener, outgoing, shared.net.as_ref()) {
         let deliver_ctx = Rc::clone(&ctx);
-        let closed_shared = Arc::clone(&shared);
-        net.spawn(
-            listener,
-            outgoing,
-            move |group, message| deliver(&deliver_ctx, group, message),
-            move |peer| {
-                for shard in &closed_shared.senders {
-                    let _ = shard.try_send(ShardMsg::PeerLost { peer });
-                }
-            },
-        );
+        let (lost_shared, back_shared) = (Arc::clone(&shared), Arc::clone(&shared));
+        let tick = Duration::from_millis(shared.config.raft_tick_ms);
+        let timing = Timing { ping_every: tick, silence: tick * crate::replica::ELECTION_TICKS };
+        let handlers = Handlers {
+            deliver: Box::new(move |group, message| deliver(&deliver_ctx, group, message)),
+            lost: Box::new(move |peer| peer_liveness(&lost_shared, peer, false)),
+            back: Box::new(move |peer| peer_liveness(&back_shared, peer, true)),
+        };
+        net.spawn(listener, outgoing, timing, handlers);
     }
     let tick_state = Rc::clone(&state);
     let tick_every = Duration::from_millis(shared.config.raft_tick_ms);
@@ -471,6 +508,22 @@ async fn shard_main(
         if !state.borrow_mut().handle(msg) {
             break;
         }
+    }
+}
+
+/// Records a peer lost or back, and tells every shard to bring its groups in line.
+fn peer_liveness(shared: &Shared, peer: NodeId, back: bool) {
+    {
+        let mut lost = shared.lost_peers.write().unwrap_or_else(|e| e.into_inner());
+        let changed = if back { lost.1.remove(&peer) } else { lost.1.insert(peer) };
+        if !changed {
+            return;
+        }
+        lost.0 += 1;
+    }
+    for shard in &shared.senders {
+        // Dropped if the queue is full: the shard's next tick looks anyway.
+        let _ = shard.try_send(ShardMsg::Liveness);
     }
 }
 

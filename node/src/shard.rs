@@ -26,8 +26,9 @@ use crate::topic_config;
 use braid_engine::io::UringStorage;
 use braid_engine::log::batch::{self, BatchHeader};
 use braid_engine::log::{DurabilityWaiters, Log, LogError};
+use braid_engine::raft::journal::{self, HardStateJournal};
 use braid_engine::raft::wire::GroupId;
-use braid_engine::raft::{Message, NodeId, ProposeError, Term};
+use braid_engine::raft::{HardState, Message, NodeId, ProposeError, Term};
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -254,11 +255,10 @@ pub enum ShardMsg {
         group: GroupId,
         message: Message,
     },
-    /// A peer's connection to this node closed: groups it leads here look for a new leader
-    /// soon ([`braid_engine::raft::Raft::peer_lost`]).
-    PeerLost {
-        peer: NodeId,
-    },
+    /// The raft transport reported a peer lost or back (in [`Shared::lost_peers`]): groups it
+    /// leads here look for a new leader soon, quiet groups it belongs to wake
+    /// ([`ShardState::sync_liveness`]).
+    Liveness,
     /// For shard 0: a partition's leader asks to be written to the tree.
     PartitionLeader {
         topic: String,
@@ -330,7 +330,26 @@ pub struct ShardState {
     flushing: HashMap<(String, i32), (i64, PendingFlush)>,
     publish: mpsc::UnboundedSender<Publication>,
     ticks: u64,
+    /// Peers lost as this shard last brought its groups in line, and the version of
+    /// [`Shared::lost_peers`] that was.
+    lost_peers: std::collections::BTreeSet<NodeId>,
+    liveness_version: u64,
+    /// The hard states (term, vote) of this shard's partitions: one write and one fdatasync
+    /// per round for all the groups whose hard state changed (an election of thousands).
+    journal: HardStateJournal<UringStorage>,
+    /// Every journal's hard states as the node started (a partition may have moved here from
+    /// another shard's journal when `--cores` changed).
+    journaled_at_start: HashMap<GroupId, HardState>,
+    /// Partitions whose group is not quiet (or was not when last looked at): only these tick.
+    awake: HashSet<(String, i32)>,
+    /// Partitions of `__consumer_offsets` here, whose coordinators' timers run every tick.
+    coordinators: HashSet<(String, i32)>,
+    /// Partitions here being moved, and the replicas each moves to (from the snapshot).
+    moving: Vec<((String, i32), Vec<i32>)>,
 }
+
+/// Where the shards' hard-state journals are, under the data directory.
+pub const JOURNAL_DIR: &str = "raft";
 
 /// Ticks between checks that the tree names this node as leader of the partitions it leads.
 const ANNOUNCE_EVERY_TICKS: u64 = 20;
@@ -368,17 +387,22 @@ pub fn partition_dir(data_dir: &std::path::Path, topic: &str, partition: i32, id
 }
 
 impl ShardState {
+    /// A shard over `storage`, with its hard-state journal (opened here: a failure to open it
+    /// keeps the shard from starting).
     pub fn new(
         id: usize,
         shared: Arc<Shared>,
         storage: UringStorage,
         meta: Option<MetaStore>,
         publish: mpsc::UnboundedSender<Publication>,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
+        let dir = shared.config.data_dir.join(JOURNAL_DIR);
+        let journaled_at_start = journal::load_all(&storage, &dir)?;
+        let journal = HardStateJournal::open(storage.clone(), &dir, id)?;
         let flush_needed = Rc::new(Notify::new());
         // The metadata group's first round: a cluster of one commits and applies at once.
         flush_needed.notify_one();
-        Self {
+        Ok(Self {
             id,
             shared,
             storage,
@@ -394,6 +418,44 @@ impl ShardState {
             meta,
             publish,
             ticks: 0,
+            lost_peers: Default::default(),
+            liveness_version: 0,
+            journal,
+            journaled_at_start,
+            awake: HashSet::new(),
+            coordinators: HashSet::new(),
+            moving: Vec::new(),
+        })
+    }
+
+    /// A partition group's hard state in the journals, if it is there.
+    fn journaled(&self, group: GroupId) -> Option<HardState> {
+        match (self.journal.get(group), self.journaled_at_start.get(&group)) {
+            (Some(a), Some(&b)) => Some(journal::newer(a, b)),
+            (a, b) => a.or(b.copied()),
+        }
+    }
+
+    /// Writes the hard state of every dirty group whose term or vote changed, in one journal
+    /// write and one fdatasync; before any of their messages leaves (their rounds follow).
+    /// If the journal fails, the groups keep their hard state dirty and each round writes it
+    /// to the group's own file instead.
+    fn persist_hard_states(&mut self) {
+        let mut states = Vec::new();
+        for key in &self.dirty {
+            let Some(p) = self.partitions.get_mut(key) else { continue };
+            if p.replica.raft.take_hard_state_dirty() {
+                states.push((p.replica.group, p.replica.raft.hard_state()));
+            }
+        }
+        if let Err(e) = self.journal.append(&states) {
+            tracing::error!(error = %e, groups = states.len(), "writing the hard-state journal failed; each group writes its own file");
+            for (group, _) in &states {
+                let Some(key) = self.groups.get(group) else { continue };
+                if let Some(p) = self.partitions.get_mut(key) {
+                    p.replica.raft.persist_failed(true, false);
+                }
+            }
         }
     }
 
@@ -444,7 +506,7 @@ impl ShardState {
     }
 
     pub fn meta_snapshot(&self) -> Option<SharedSnapshot> {
-        self.meta.as_ref().map(|m| Arc::new(m.snapshot()))
+        self.meta.as_ref().map(MetaStore::snapshot)
     }
 
     /// Handles one message; returns false on shutdown.
@@ -521,14 +583,7 @@ impl ShardState {
                 }
                 self.flush_needed.notify_one();
             }
-            ShardMsg::PeerLost { peer } => {
-                if let Some(meta) = self.meta.as_mut() {
-                    meta.peer_lost(peer);
-                }
-                for p in self.partitions.values_mut() {
-                    p.replica.raft.peer_lost(peer);
-                }
-            }
+            ShardMsg::Liveness => self.sync_liveness(),
             ShardMsg::Zk(msg) => {
                 if let Some(meta) = self.meta.as_mut() {
                     meta.zk(msg, now_ms());
@@ -559,7 +614,9 @@ impl ShardState {
             return;
         };
         if p.replica.raft.log().is_poisoned() {
-            if let Err(e) = reopen(&key, p, "the partition log failed and was reopened; the batch may not be stored") {
+            let journaled = self.journal.get(p.replica.group);
+            let why = "the partition log failed and was reopened; the batch may not be stored";
+            if let Err(e) = reopen(&key, p, why, journaled) {
                 let _ = reply.send(ProduceOutcome::failed(storage_error(&e), Some(e.to_string())));
                 return;
             }
@@ -660,9 +717,14 @@ impl ShardState {
     /// while the shard serves clients and peers: the caller ends it with
     /// [`ShardState::end_meta_round`]. Until then the metadata group starts no other round.
     pub fn flush_dirty(&mut self) -> Option<PendingPersist> {
+        self.persist_hard_states();
         let mut committed_any = false;
         let dirty: Vec<(String, i32)> = self.dirty.drain().collect();
         for key in dirty {
+            // Whatever made it dirty may have woken it: it ticks until it is quiet again.
+            if self.partitions.get(&key).is_some_and(|p| !p.replica.raft.quiesced()) {
+                self.awake.insert(key.clone());
+            }
             if self.flushing.contains_key(&key) {
                 // One flush at a time per log: the next round takes what came meanwhile.
                 self.dirty.insert(key);
@@ -712,7 +774,8 @@ impl ShardState {
             Ok(messages) => send(&self.shared, p.replica.group, messages),
             Err(e) => {
                 tracing::error!(topic = %key.0, partition = key.1, error = %e, "persisting failed; the log will be reopened");
-                if let Err(e) = reopen(&key, p, &e) {
+                let journaled = self.journal.get(p.replica.group);
+                if let Err(e) = reopen(&key, p, &e, journaled) {
                     tracing::error!(topic = %key.0, partition = key.1, error = %e, "reopening failed");
                 }
                 return false;
@@ -794,7 +857,6 @@ impl ShardState {
     fn publish_meta_round(&mut self, round: MetaRound) {
         send(&self.shared, GroupId::METADATA, round.messages);
         if let Some(snapshot) = round.snapshot {
-            let snapshot = Arc::new(snapshot);
             if round.caught_up {
                 remove_orphan_dirs(&self.shared.config.data_dir, &snapshot);
             }
@@ -802,21 +864,76 @@ impl ShardState {
         }
     }
 
-    /// One raft tick for every group this shard holds.
+    /// Brings every group in line with the peers the transport reports lost or back since the
+    /// last call: lost ones are [`braid_engine::raft::Raft::peer_lost`] to each group, those
+    /// back [`braid_engine::raft::Raft::peer_back`]; groups that woke tick again.
+    pub fn sync_liveness(&mut self) {
+        let (version, lost) = {
+            let shared = self.shared.lost_peers.read().unwrap_or_else(|e| e.into_inner());
+            if shared.0 == self.liveness_version {
+                return;
+            }
+            shared.clone()
+        };
+        self.liveness_version = version;
+        let newly_lost: Vec<NodeId> = lost.difference(&self.lost_peers).copied().collect();
+        let back: Vec<NodeId> = self.lost_peers.difference(&lost).copied().collect();
+        self.lost_peers = lost;
+        if let Some(meta) = self.meta.as_mut() {
+            for &peer in &newly_lost {
+                meta.peer_lost(peer);
+            }
+            for &peer in &back {
+                meta.peer_back(peer);
+            }
+        }
+        for (key, p) in self.partitions.iter_mut() {
+            let raft = &mut p.replica.raft;
+            for &peer in &newly_lost {
+                raft.peer_lost(peer);
+            }
+            for &peer in &back {
+                raft.peer_back(peer);
+            }
+            if !raft.quiesced() {
+                self.dirty.insert(key.clone());
+            }
+        }
+        self.flush_needed.notify_one();
+    }
+
+    /// One raft tick for every group this shard holds that is not quiet; coordinator timers;
+    /// now and then a pass over every partition (leaders announced, leadership handed back to
+    /// preferred replicas); a step of every move under way.
     pub fn tick(&mut self) {
+        self.sync_liveness();
         self.ticks += 1;
         let announce = self.ticks.is_multiple_of(ANNOUNCE_EVERY_TICKS);
         let rebalance = self.ticks.is_multiple_of(REBALANCE_EVERY_TICKS);
         let me = self.shared.config.node_id as NodeId;
         let now = now_ms();
+        // Only awake groups tick: ten thousand quiet ones cost nothing here. One that went quiet
+        // (every follower has every entry) gives back what its log held for appends and
+        // replication, once its last flush ended.
+        let awake: Vec<(String, i32)> = self.awake.iter().cloned().collect();
+        for key in awake {
+            let Some(p) = self.partitions.get_mut(&key) else {
+                self.awake.remove(&key);
+                continue;
+            };
+            if !p.replica.raft.quiesced() {
+                p.replica.raft.tick();
+                self.dirty.insert(key);
+            } else if !self.flushing.contains_key(&key) {
+                self.awake.remove(&key);
+                if let Err(e) = p.replica.raft.log_mut().release_idle_memory() {
+                    tracing::debug!(topic = %key.0, partition = key.1, error = %e, "idle memory not released");
+                }
+            }
+        }
         let mut group_writes = Vec::new();
-        // The replication cache, shared by the partitions that have followers.
-        let replicated = self.partitions.values().filter(|p| p.replica.raft.voters().len() > 1).count();
-        let share = (self.shared.config.replication_cache_bytes / replicated.max(1)).max(1 << 20);
-        for (key, p) in &mut self.partitions {
-            p.replica.set_recent_share(share);
-            p.replica.raft.tick();
-            self.dirty.insert(key.clone());
+        for key in &self.coordinators {
+            let Some(p) = self.partitions.get_mut(key) else { continue };
             if let Some(coordinator) = p.coordinator.as_mut().filter(|_| p.replica.is_leader()) {
                 coordinator.tick(now);
                 let writes = coordinator.take_writes(now);
@@ -824,21 +941,22 @@ impl ShardState {
                     group_writes.push((key.1, writes));
                 }
             }
-            // The preferred replica (placement's first) leads when it is up and caught up.
-            let preferred = p.voters.first().copied();
-            if rebalance && p.replica.is_leader() {
-                if let Some(preferred) = preferred.filter(|&r| r != me) {
+        }
+        if announce || rebalance {
+            for (key, p) in self.partitions.iter_mut().filter(|(_, p)| p.replica.is_leader()) {
+                // The preferred replica (placement's first) leads when it is up and caught up.
+                if let Some(preferred) = p.voters.first().copied().filter(|&r| rebalance && r != me) {
                     p.replica.raft.transfer_leadership(preferred);
                 }
-            }
-            if announce && p.replica.is_leader() {
                 let mine = (self.shared.config.node_id, p.replica.raft.term() as i32);
-                if self.snapshot.partition_leaders.get(key) != Some(&mine) {
+                if announce && self.snapshot.tree_leader(&key.0, key.1) != Some(mine) {
                     announce_leader(&self.shared, key, mine, p.replica.raft.voters());
                 }
             }
-            if let Some(topic) = self.snapshot.topics.get(&key.0).filter(|t| t.reassigning.contains_key(&key.1)) {
-                step_reassignment(&self.shared, key, p, &topic.target(key.1), announce);
+        }
+        for (key, target) in &self.moving {
+            if let Some(p) = self.partitions.get_mut(key) {
+                step_reassignment(&self.shared, key, p, target, announce);
             }
         }
         for (partition, writes) in group_writes {
@@ -1115,6 +1233,7 @@ impl ShardState {
                     let _ = waiter.send(ProduceOutcome::failed(ResponseError::UnknownTopicOrPartition.code(), None));
                 }
                 self.groups.remove(&p.replica.group);
+                self.journal.forget(p.replica.group);
                 drop(p.replica);
                 if let Err(e) = std::fs::remove_dir_all(&p.dir) {
                     tracing::warn!(dir = %p.dir.display(), error = %e, "could not remove a deleted partition's directory");
@@ -1124,6 +1243,8 @@ impl ShardState {
             self.shared.leaders.write().unwrap_or_else(|e| e.into_inner()).remove(&key);
             self.dirty.remove(&key);
             self.flushing.remove(&key);
+            self.awake.remove(&key);
+            self.coordinators.remove(&key);
         }
         for (key, (meta, replicas)) in wanted {
             let config = topic_config::log_config(&meta.configs);
@@ -1140,7 +1261,8 @@ impl ShardState {
             // Raft's voters start as the replicas before any move (a joining node is not one
             // of them: it becomes a voter when the leader's change reaches its log).
             let base: Vec<NodeId> = meta.original(key.1).iter().map(|&r| r as NodeId).collect();
-            match Replica::open(self.storage.clone(), &dir, config, group, me as NodeId, base, None) {
+            let journaled = self.journaled(group);
+            match Replica::open(self.storage.clone(), &dir, config, group, me as NodeId, base, None, journaled) {
                 Ok((mut replica, report)) => {
                     if let Some(corruption) = &report.corruption {
                         tracing::warn!(topic = %key.0, partition = key.1, %corruption, "recovery cut the log at a torn or corrupt batch");
@@ -1158,6 +1280,9 @@ impl ShardState {
                     self.groups.insert(group, key.clone());
                     self.dirty.insert(key.clone());
                     let offsets = key.0 == OFFSETS_TOPIC;
+                    if offsets {
+                        self.coordinators.insert(key.clone());
+                    }
                     self.partitions.insert(
                         key,
                         Partition {
@@ -1176,6 +1301,13 @@ impl ShardState {
                 Err(e) => tracing::error!(topic = %key.0, partition = key.1, error = %e, "cannot open partition log"),
             }
         }
+        self.moving = snapshot
+            .topics
+            .iter()
+            .filter(|(_, meta)| !meta.reassigning.is_empty())
+            .flat_map(|(name, meta)| meta.reassigning.keys().map(move |&p| ((name.clone(), p), meta.target(p))))
+            .filter(|(key, _)| self.partitions.contains_key(key))
+            .collect();
         self.flush_needed.notify_one();
         self.snapshot = snapshot;
     }
@@ -1379,7 +1511,7 @@ impl ShardState {
                     return Ok(Some(reply));
                 }
                 let replication_factor = topic.partitions.first().map_or(1, Vec::len);
-                let mut topic = topic.clone();
+                let mut topic = TopicMeta::clone(topic);
                 topic.partitions.extend(self.place(&name, current, count, replication_factor));
                 self.meta.as_mut().expect("checked above").update_topic(&name, &topic, now, reply);
                 Ok(None)
@@ -1396,7 +1528,7 @@ impl ShardState {
                 if validate_only {
                     return Ok(Some(reply));
                 }
-                let mut topic = topic.clone();
+                let mut topic = TopicMeta::clone(topic);
                 topic.configs = configs;
                 self.meta.as_mut().expect("checked above").update_topic(&name, &topic, now, reply);
                 Ok(None)
@@ -1426,7 +1558,7 @@ impl ShardState {
                     let message = format!("replicas {target:?} must be distinct members of the cluster {members:?}");
                     return Err((reply, (ResponseError::InvalidReplicaAssignment.code(), message)));
                 }
-                let mut topic = topic.clone();
+                let mut topic = TopicMeta::clone(topic);
                 topic.reassign(partition, target);
                 self.meta.as_mut().expect("checked above").update_topic(&name, &topic, now, reply);
                 Ok(None)
@@ -1554,12 +1686,12 @@ fn send(shared: &Shared, group: GroupId, messages: Vec<Message>) {
 /// from its persisted hard state. The log is cut back to what was durable, so the producers
 /// waiting for offsets past it are answered first (`why`), with KAFKA_STORAGE_ERROR: the
 /// offsets they wait for may go to other batches, which must never acknowledge them.
-fn reopen(key: &(String, i32), p: &mut Partition, why: &str) -> Result<(), LogError> {
+fn reopen(key: &(String, i32), p: &mut Partition, why: &str, journaled: Option<HardState>) -> Result<(), LogError> {
     let code = ResponseError::KafkaStorageError.code();
     for (waiter, _) in p.waiters.fail_all() {
         let _ = waiter.send(ProduceOutcome::failed(code, Some(why.to_owned())));
     }
-    let report = p.replica.reopen(p.voters.clone())?;
+    let report = p.replica.reopen(p.voters.clone(), journaled)?;
     tracing::warn!(topic = %key.0, partition = key.1, ?report.corruption, "partition log reopened after an I/O failure");
     Ok(())
 }

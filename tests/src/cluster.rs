@@ -44,6 +44,9 @@ pub struct SimConfig {
     pub retention: u64,
     /// Configuration changes (add or remove one voter) asked of the leader, per mille per step.
     pub membership: u64,
+    /// Groups go quiet when idle (as a node's partitions do), and nodes learn of each other's
+    /// liveness as a node's transport reports it: after a seeded delay, lost or back.
+    pub quiesce: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -68,6 +71,8 @@ pub struct Outcome {
     /// Znodes and open sessions in the first node's tree at the end (the workload's reach).
     pub znodes: usize,
     pub sessions: usize,
+    /// Node-steps a live node spent quiet (with [`SimConfig::quiesce`]).
+    pub quiet_ticks: usize,
 }
 
 struct Node {
@@ -189,6 +194,14 @@ struct Sim {
     trace_last: BTreeMap<String, String>,
     /// The value of every key after each zxid, from the first node to apply it.
     values: BTreeMap<(String, i64), Option<Vec<u8>>>,
+    /// (observer, peer) pairs whose last liveness news to the observer was "lost" (absent:
+    /// reachable, as a freshly started node assumes).
+    reported_lost: std::collections::BTreeSet<(u64, u64)>,
+    /// Crashes of each node so far, and the last of a peer's crashes each observer has been
+    /// told of: a process that dies closes its connections, so every peer hears it lost (then
+    /// back) however soon it restarts.
+    incarnations: BTreeMap<u64, u64>,
+    seen_incarnations: BTreeMap<(u64, u64), u64>,
 }
 
 impl Sim {
@@ -211,7 +224,13 @@ impl Sim {
             heartbeat_ticks: 2,
             seed: self.config.seed ^ self.now,
             eager_commit: self.config.seed % 2 == 1,
+            quiesce: self.config.quiesce,
         };
+        // A node starting afresh takes every peer for reachable until told otherwise.
+        self.reported_lost.retain(|&(observer, _)| observer != id);
+        for (&peer, &incarnation) in &self.incarnations {
+            self.seen_incarnations.insert((id, peer), incarnation);
+        }
         let start = log.log_start_offset();
         node.raft = Some(Raft::restore(config, log, hard, changes));
         node.hard_seq = seq;
@@ -252,11 +271,14 @@ impl Sim {
             node.raft = None;
             node.disk.crash();
             self.outcome.crashes += 1;
+            *self.incarnations.entry(id).or_default() += 1;
             // The peers that see its connections close (not those cut off from it) are told.
             for other in live.iter().filter(|&&o| o != id) {
                 if self.rng.chance(1, 2) {
                     if let Some(raft) = self.nodes.get_mut(other).and_then(|n| n.raft.as_mut()) {
                         raft.peer_lost(id);
+                        self.reported_lost.insert((*other, id));
+                        self.seen_incarnations.insert((*other, id), self.incarnations[&id]);
                     }
                 }
             }
@@ -267,6 +289,7 @@ impl Sim {
             if let Some(raft) = self.nodes.get_mut(&id).and_then(|n| n.raft.as_mut()) {
                 if let Some(leader) = raft.leader() {
                     raft.peer_lost(leader);
+                    self.reported_lost.insert((id, leader));
                 }
             }
         }
@@ -275,6 +298,38 @@ impl Sim {
             self.start_node(id)?;
         }
         Ok(())
+    }
+
+    /// The transport's liveness news, as a node's raft transport gives it (a peer silent for an
+    /// election timeout is lost; frames from it again, back): each observer learns of a change
+    /// in whether it can hear a peer after a seeded delay.
+    fn report_liveness(&mut self) {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for &observer in &ids {
+            if self.nodes[&observer].raft.is_none() {
+                continue;
+            }
+            for &peer in ids.iter().filter(|&&p| p != observer) {
+                let incarnation = self.incarnations.get(&peer).copied().unwrap_or(0);
+                let seen = self.seen_incarnations.get(&(observer, peer)).copied().unwrap_or(0);
+                let reported = !self.reported_lost.contains(&(observer, peer));
+                // A crash not heard of yet counts as unreachable until it is.
+                let reachable =
+                    self.nodes[&peer].raft.is_some() && self.linked(observer, peer) && (seen == incarnation || !reported);
+                if reachable == reported || !self.rng.chance(1, 4) {
+                    continue;
+                }
+                self.seen_incarnations.insert((observer, peer), incarnation);
+                let raft = self.nodes.get_mut(&observer).and_then(|n| n.raft.as_mut()).expect("live");
+                if reachable {
+                    raft.peer_back(peer);
+                    self.reported_lost.remove(&(observer, peer));
+                } else {
+                    raft.peer_lost(peer);
+                    self.reported_lost.insert((observer, peer));
+                }
+            }
+        }
     }
 
     fn deliver(&mut self) {
@@ -552,8 +607,8 @@ impl Sim {
             messages.iter().filter(|m| matches!(m.body, braid_engine::raft::Body::Reset { .. })).count();
         for msg in messages {
             // Every message crosses the node-to-node wire format on its way.
-            let frame = wire::encode_frame(&[(wire::GroupId::METADATA, msg)]);
-            let mut decoded =
+            let frame = wire::encode_frame(msg.from, &[(wire::GroupId::METADATA, msg)]);
+            let (_, mut decoded) =
                 wire::decode_frame(&bytes::Bytes::from(frame).slice(4..)).map_err(|e| format!("wire: {e}"))?;
             let msg = decoded.pop().ok_or("wire: empty frame")?.1;
             if self.rng.chance(self.config.faults.drop, 1000) {
@@ -574,8 +629,9 @@ impl Sim {
             for (id, node) in &self.nodes {
                 let line = match &node.raft {
                     Some(r) => format!(
-                        "{:?} t{} voters {:?} last {:?} commit {} start {} leader {:?}",
+                        "{:?}{} t{} voters {:?} last {:?} commit {} start {} leader {:?}",
                         r.role(),
+                        if r.quiesced() { " quiet" } else { "" },
                         r.term(),
                         r.voters(),
                         r.log().last(),
@@ -705,8 +761,12 @@ impl Sim {
         if faults {
             self.inject_faults()?;
         }
+        if self.config.quiesce {
+            self.report_liveness();
+        }
         for node in self.nodes.values_mut() {
             if let Some(raft) = node.raft.as_mut() {
+                self.outcome.quiet_ticks += usize::from(raft.quiesced());
                 raft.tick();
             }
         }
@@ -827,6 +887,9 @@ pub fn run(config: &SimConfig) -> Result<Outcome, String> {
         completed_reads: Vec::new(),
         trace_last: BTreeMap::new(),
         values: BTreeMap::new(),
+        reported_lost: Default::default(),
+        incarnations: BTreeMap::new(),
+        seen_incarnations: BTreeMap::new(),
     };
     for &id in &voters {
         // Odd seeds write segments in 4 KiB blocks, as O_DIRECT does: a write then leaves the

@@ -8,8 +8,18 @@ use braid_tests::{run, Faults, Outcome, SimConfig};
 fn seeds_with(first: u64, count: u64, steps: u64, nodes: usize, faults: Faults, membership: u64) -> Vec<Outcome> {
     (first..first + count)
         .map(|seed| {
-            let config =
-                SimConfig { nodes, seed, steps, faults: faults.clone(), propose: 300, retention: 20, membership };
+            // Half the seeds run groups that go quiet when idle, as a node's partitions do.
+            let quiesce = seed % 2 == 0;
+            let config = SimConfig {
+                nodes,
+                seed,
+                steps,
+                faults: faults.clone(),
+                propose: 300,
+                retention: 20,
+                membership,
+                quiesce,
+            };
             run(&config).unwrap_or_else(|violation| {
                 panic!(
                     "seed {seed}: {violation}\nreplay: cargo run -p braid-tests --release --bin braid-sim -- --seed {seed} --steps {steps} --nodes {nodes} --membership {membership}"
@@ -34,6 +44,7 @@ fn a_calm_three_node_group_elects_one_leader_and_commits() {
         retention: 20,
         // No membership changes either: removing the leader or handing over elects another.
         membership: 0,
+        quiesce: false,
     })
     .unwrap();
     assert!(outcome.acked > 20, "{outcome:?}");
@@ -50,6 +61,7 @@ fn a_single_voter_commits_on_its_own() {
         propose: 500,
         retention: 20,
         membership: 5,
+        quiesce: false,
     })
     .unwrap();
     assert!(outcome.acked > 50, "{outcome:?}");
@@ -75,6 +87,7 @@ fn a_seed_replays_exactly() {
         propose: 300,
         retention: 20,
         membership: 5,
+        quiesce: true,
     };
     let first = format!("{:?}", run(&config).unwrap());
     let second = format!("{:?}", run(&config).unwrap());
@@ -96,4 +109,31 @@ fn voters_come_and_go_one_at_a_time_without_losing_anything() {
     // safety property must hold.
     let changes: usize = seeds_with(2000, 10, 1500, 3, Faults::harsh(), 30).iter().map(|o| o.config_changes).sum();
     assert!(changes >= 10, "only {changes} configuration changes were accepted");
+}
+
+#[test]
+fn quiet_groups_keep_every_safety_property_and_do_go_quiet() {
+    // Few proposals, so the groups are idle often: quiet, woken, and quiet again, through
+    // crashes, partitions and liveness news that comes late or wrong.
+    let outcomes: Vec<Outcome> = (3000..3012)
+        .map(|seed| {
+            let config = SimConfig {
+                nodes: 3,
+                seed,
+                steps: 1500,
+                faults: Faults::harsh(),
+                propose: 20,
+                retention: 20,
+                membership: 5,
+                quiesce: true,
+            };
+            run(&config).unwrap_or_else(|violation| {
+                panic!("seed {seed}: {violation}\nreplay: cargo run -p braid-tests --release --bin braid-sim -- --seed {seed} --steps 1500 --nodes 3 --membership 5 --quiesce 1 --propose 20")
+            })
+        })
+        .collect();
+    let quiet: usize = outcomes.iter().map(|o| o.quiet_ticks).sum();
+    let acked: usize = outcomes.iter().map(|o| o.acked).sum();
+    assert!(quiet > 12 * 1500, "groups were quiet for only {quiet} node-steps");
+    assert!(acked > 12 * 10, "only {acked} writes acknowledged");
 }

@@ -1,25 +1,48 @@
 //! Block-aligned byte buffers for O_DIRECT writes.
 
+use super::memory::MemoryBudget;
 use std::alloc::{self, Layout};
 
 /// Alignment of every [`AlignedBuf`] allocation: the largest logical block size O_DIRECT needs.
 pub const DIRECT_IO_ALIGNMENT: usize = 4096;
 
-/// A growable byte buffer whose memory is aligned for O_DIRECT.
+/// A growable byte buffer whose memory is aligned for O_DIRECT. Only its first `len` bytes are
+/// ever read, and they were all written: the allocation is not cleared, so a buffer's pages are
+/// touched (made resident) only as far as it is filled.
 pub struct AlignedBuf {
     ptr: std::ptr::NonNull<u8>,
     len: usize,
     capacity: usize,
+    /// The shard budget this buffer's capacity counts against, if any.
+    budget: Option<MemoryBudget>,
 }
 
 impl AlignedBuf {
+    /// A buffer counted against no budget.
     pub fn with_capacity(capacity: usize) -> Self {
+        Self::allocate(capacity, None)
+    }
+
+    /// A buffer whose capacity (as it grows too) counts against `budget` while it lives.
+    pub fn counted(capacity: usize, budget: &MemoryBudget) -> Self {
+        Self::allocate(capacity, Some(budget.clone()))
+    }
+
+    fn allocate(capacity: usize, budget: Option<MemoryBudget>) -> Self {
         let capacity = capacity.max(DIRECT_IO_ALIGNMENT).next_multiple_of(DIRECT_IO_ALIGNMENT);
         let layout = Layout::from_size_align(capacity, DIRECT_IO_ALIGNMENT).expect("aligned buffer layout");
         // SAFETY: the layout has a non-zero size.
-        let raw = unsafe { alloc::alloc_zeroed(layout) };
+        let raw = unsafe { alloc::alloc(layout) };
         let ptr = std::ptr::NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(layout));
-        Self { ptr, len: 0, capacity }
+        if let Some(budget) = &budget {
+            budget.add_write_buffer(capacity);
+        }
+        Self { ptr, len: 0, capacity, budget }
+    }
+
+    /// Bytes allocated (what the buffer counts against its budget).
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     pub fn len(&self) -> usize {
@@ -31,7 +54,7 @@ impl AlignedBuf {
     }
 
     pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: `len <= capacity` bytes are initialised (the allocation is zeroed).
+        // SAFETY: the first `len <= capacity` bytes were written (extend_from_slice, pad_to).
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
@@ -40,7 +63,7 @@ impl AlignedBuf {
         if needed <= self.capacity {
             return;
         }
-        let mut bigger = AlignedBuf::with_capacity(needed.max(self.capacity * 2));
+        let mut bigger = AlignedBuf::allocate(needed.max(self.capacity * 2), self.budget.clone());
         bigger.extend_from_slice(self.as_slice());
         *self = bigger;
     }
@@ -86,8 +109,11 @@ impl AlignedBuf {
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
         let layout = Layout::from_size_align(self.capacity, DIRECT_IO_ALIGNMENT).expect("aligned buffer layout");
-        // SAFETY: allocated in `with_capacity` with this very layout.
+        // SAFETY: allocated in `allocate` with this very layout.
         unsafe { alloc::dealloc(self.ptr.as_ptr(), layout) };
+        if let Some(budget) = &self.budget {
+            budget.remove_write_buffer(self.capacity);
+        }
     }
 }
 

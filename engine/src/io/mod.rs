@@ -13,10 +13,12 @@
 //! (`Rc` inside), and only that shard's thread may call them.
 
 mod aligned;
+mod memory;
 mod sim;
 mod uring;
 
 pub use aligned::{AlignedBuf, DIRECT_IO_ALIGNMENT};
+pub use memory::{MemoryBudget, MemoryFigures, TAIL_FIRST_BYTES};
 pub use sim::{SimFaults, SimStorage};
 pub use uring::{UringStorage, WRITE_CHUNK_BYTES};
 
@@ -65,6 +67,8 @@ pub trait Storage {
     fn exists(&self, path: &Path) -> bool;
     /// Makes creations and removals of files in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// The memory budget of the logs opened on this storage (one per shard).
+    fn memory(&self) -> &MemoryBudget;
 }
 
 /// What a file holds, which decides how it is opened.
@@ -103,6 +107,10 @@ pub trait StorageFile {
     fn write_behind(&mut self, position: u64, buf: AlignedBuf) -> io::Result<()>;
     /// Write-behinds not yet waited for.
     fn write_behind_pending(&self) -> usize;
+    /// The file will not be written for a while (an idle log, a sealed segment): whatever it
+    /// holds only for writing (a second descriptor) may go, if no write-behind is in flight.
+    /// The next write takes it again.
+    fn release_writer(&mut self) {}
     /// Waits for the oldest write-behinds until at most `keep_pending` remain; returns their
     /// buffers.
     fn wait_writes(&mut self, keep_pending: usize) -> io::Result<Vec<AlignedBuf>>;

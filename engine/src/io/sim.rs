@@ -8,7 +8,7 @@
 //! Faults: torn and lost unsynced writes at a crash, single bit flips ([`SimStorage::flip_bit`]),
 //! a full disk (a capacity past which writes fail with ENOSPC), and failing fdatasyncs.
 
-use super::{AlignedBuf, FileKind, Mapped, Storage, StorageFile, ENOSPC};
+use super::{AlignedBuf, FileKind, Mapped, MemoryBudget, Storage, StorageFile, ENOSPC};
 use crate::rng::SimRng;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -102,6 +102,7 @@ impl SimState {
 #[derive(Clone)]
 pub struct SimStorage {
     state: Rc<RefCell<SimState>>,
+    memory: MemoryBudget,
 }
 
 impl SimStorage {
@@ -116,7 +117,13 @@ impl SimStorage {
             failing_syncs: 0,
             write_behinds_held: false,
         };
-        Self { state: Rc::new(RefCell::new(state)) }
+        Self { state: Rc::new(RefCell::new(state)), memory: MemoryBudget::default() }
+    }
+
+    /// The same disk, its logs counting their memory against `memory`.
+    pub fn with_memory(mut self, memory: MemoryBudget) -> Self {
+        self.memory = memory;
+        self
     }
 
     /// A power cut: every file falls back to its durable image plus a seeded prefix of the writes
@@ -269,6 +276,10 @@ impl Storage for SimStorage {
 
     fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
         Ok(())
+    }
+
+    fn memory(&self) -> &MemoryBudget {
+        &self.memory
     }
 }
 

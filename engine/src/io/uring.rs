@@ -8,7 +8,7 @@
 //! descriptor of the same file (the kernel keeps the two coherent).
 
 use super::aligned::{AlignedBuf, DIRECT_IO_ALIGNMENT};
-use super::{FileKind, Mapped, Storage, StorageFile};
+use super::{FileKind, Mapped, MemoryBudget, Storage, StorageFile};
 use io_uring::{opcode, squeue, types, IoUring};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -141,13 +141,20 @@ impl Ring {
 pub struct UringStorage {
     ring: Rc<RefCell<Ring>>,
     direct_io: bool,
+    memory: MemoryBudget,
 }
 
 impl UringStorage {
     /// Sets up the ring. Fails with a message naming the fix where the kernel or a seccomp
     /// profile forbids io_uring.
     pub fn new(direct_io: bool) -> io::Result<Self> {
-        Ok(Self { ring: Rc::new(RefCell::new(Ring::new()?)), direct_io })
+        Ok(Self { ring: Rc::new(RefCell::new(Ring::new()?)), direct_io, memory: MemoryBudget::default() })
+    }
+
+    /// The same ring, its logs counting their memory against `memory` (the shard's budget).
+    pub fn with_memory(mut self, memory: MemoryBudget) -> Self {
+        self.memory = memory;
+        self
     }
 
     pub fn direct_io(&self) -> bool {
@@ -183,12 +190,15 @@ impl Storage for UringStorage {
 
     fn open(&self, path: &Path, kind: FileKind) -> io::Result<UringFile> {
         let buffered = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
-        let direct = if self.direct_io && kind == FileKind::SegmentData {
-            Some(OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path)?)
-        } else {
-            None
-        };
-        Ok(UringFile { ring: Rc::clone(&self.ring), buffered, direct, behind: Vec::new() })
+        let direct_io = self.direct_io && kind == FileKind::SegmentData;
+        Ok(UringFile {
+            ring: Rc::clone(&self.ring),
+            buffered,
+            direct_io,
+            direct: None,
+            path: direct_io.then(|| path.to_path_buf()),
+            behind: Vec::new(),
+        })
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
@@ -206,6 +216,10 @@ impl Storage for UringStorage {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
     }
+
+    fn memory(&self) -> &MemoryBudget {
+        &self.memory
+    }
 }
 
 /// A write started by [`StorageFile::write_behind`]: the buffer is the kernel's until it ends.
@@ -218,14 +232,29 @@ struct WriteBehind {
 /// A file of a [`UringStorage`]; lives on the shard that opened it.
 pub struct UringFile {
     ring: Rc<RefCell<Ring>>,
+    /// For reads, sendfile, syncs and buffered writes.
     buffered: File,
+    /// Writes go through O_DIRECT (the file's path is kept to open the writer).
+    direct_io: bool,
+    /// The O_DIRECT descriptor, open while the file is written: a second descriptor per
+    /// segment only for the logs being written (`release_writer` closes it when a log goes
+    /// idle or a segment is sealed), so ten thousand idle partitions hold one each.
     direct: Option<File>,
+    path: Option<std::path::PathBuf>,
     behind: Vec<WriteBehind>,
 }
 
 impl UringFile {
     fn write_fd(&self) -> types::Fd {
         types::Fd(self.direct.as_ref().unwrap_or(&self.buffered).as_raw_fd())
+    }
+
+    /// Opens the O_DIRECT descriptor if writes need it and it is closed.
+    fn open_writer(&mut self) -> io::Result<()> {
+        if let (true, None, Some(path)) = (self.direct_io, &self.direct, &self.path) {
+            self.direct = Some(OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path)?);
+        }
+        Ok(())
     }
 
     /// Queues `data` at `position` as 1 MiB writes; returns their ids.
@@ -283,6 +312,7 @@ impl UringFile {
 
     fn write_now(&mut self, position: u64, data: &[u8], sync: bool) -> io::Result<()> {
         self.check_direct(position, data.len());
+        self.open_writer()?;
         if self.direct.is_some() && !(data.as_ptr() as usize).is_multiple_of(DIRECT_IO_ALIGNMENT) {
             let mut bounce = AlignedBuf::with_capacity(data.len());
             bounce.extend_from_slice(data);
@@ -322,7 +352,7 @@ impl UringFile {
     }
 
     fn check_direct(&self, position: u64, len: usize) {
-        if self.direct.is_some() {
+        if self.direct_io {
             assert!(
                 (position as usize).is_multiple_of(DIRECT_IO_ALIGNMENT) && len.is_multiple_of(DIRECT_IO_ALIGNMENT),
                 "O_DIRECT write at {position} of {len} bytes is not {DIRECT_IO_ALIGNMENT}-aligned"
@@ -378,7 +408,7 @@ impl Drop for UringFile {
 
 impl StorageFile for UringFile {
     fn write_alignment(&self) -> usize {
-        if self.direct.is_some() {
+        if self.direct_io {
             DIRECT_IO_ALIGNMENT
         } else {
             1
@@ -415,6 +445,7 @@ impl StorageFile for UringFile {
 
     fn write_behind(&mut self, position: u64, buf: AlignedBuf) -> io::Result<()> {
         self.check_direct(position, buf.len());
+        self.open_writer()?;
         let mut ring = self.ring.borrow_mut();
         // SAFETY: `buf` moves into `self.behind` and is dropped only after its ids are waited for
         // (in `wait_behind` or in `Drop`); moving an AlignedBuf does not move its heap memory.
@@ -427,6 +458,12 @@ impl StorageFile for UringFile {
 
     fn write_behind_pending(&self) -> usize {
         self.behind.len()
+    }
+
+    fn release_writer(&mut self) {
+        if self.behind.is_empty() {
+            self.direct = None;
+        }
     }
 
     fn wait_writes(&mut self, keep_pending: usize) -> io::Result<Vec<AlignedBuf>> {

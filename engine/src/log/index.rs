@@ -30,6 +30,15 @@ impl IndexBytes {
         }
     }
 
+    /// Heap bytes held (a growing index's; a sealed one is a mapped file, paged by the kernel).
+    fn memory_bytes(&self) -> usize {
+        match self {
+            IndexBytes::Growing(v) => v.capacity(),
+            IndexBytes::Sealed(Mapped::Owned(v)) => v.capacity(),
+            IndexBytes::Sealed(Mapped::Mmap(_)) => 0,
+        }
+    }
+
     fn growing(&mut self) -> &mut Vec<u8> {
         if let IndexBytes::Sealed(m) = self {
             *self = IndexBytes::Growing(m.to_vec());
@@ -58,6 +67,11 @@ impl OffsetIndex {
 
     pub fn sealed(map: Mapped) -> Self {
         Self { entries: IndexBytes::Sealed(map) }
+    }
+
+    /// Heap bytes this index holds.
+    pub fn memory_bytes(&self) -> usize {
+        self.entries.memory_bytes()
     }
 
     pub fn len(&self) -> usize {
@@ -163,6 +177,11 @@ impl TimeIndex {
 
     pub fn sealed(map: Mapped) -> Self {
         Self { entries: IndexBytes::Sealed(map) }
+    }
+
+    /// Heap bytes this index holds.
+    pub fn memory_bytes(&self) -> usize {
+        self.entries.memory_bytes()
     }
 
     pub fn len(&self) -> usize {

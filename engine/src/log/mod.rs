@@ -23,12 +23,14 @@ pub mod batch;
 mod durability;
 mod epochs;
 pub mod index;
+mod memory;
 mod recent;
 pub mod segment;
 
 pub use batch::{BatchError, BatchHeader};
 pub use durability::DurabilityWaiters;
 pub use epochs::EpochSpan;
+pub use memory::LogMemory;
 pub use segment::Corruption;
 
 use crate::io::{AlignedBuf, FileKind, Storage, StorageFile};
@@ -148,7 +150,8 @@ pub const PREALLOCATE_STEP_BYTES: u64 = 64 << 20;
 /// `PREALLOCATE_STEP_BYTES`, so a quiet partition holds little disk it does not use.
 pub const PREALLOCATE_FIRST_BYTES: u64 = 1 << 20;
 
-/// Finished write-behind buffers a log keeps for reuse.
+/// Finished write-behind buffers a log keeps for reuse while it is busy (none once idle, and
+/// none while its shard's write buffers are over their limit).
 pub const SPARE_BUFFERS_MAX: usize = 4;
 
 /// Kafka's default `segment.bytes` (1 GiB).
@@ -356,6 +359,7 @@ impl<S: Storage> Log<S> {
         if bases.is_empty() {
             bases.push(0);
         }
+        let recent = recent::Recent::new(storage.memory().clone());
         let mut log = Log {
             storage,
             dir: dir.to_path_buf(),
@@ -375,7 +379,7 @@ impl<S: Storage> Log<S> {
             partial_behind: None,
             held_block: None,
             poisoned: None,
-            recent: recent::Recent::default(),
+            recent,
             positions: std::collections::VecDeque::new(),
         };
         let mut report = RecoveryReport::default();
@@ -659,6 +663,7 @@ impl<S: Storage> Log<S> {
             let result = self.write_tail(false);
             self.poison_on_error(result)?;
         }
+        self.make_room(batch.len())?;
         let position = self.active().size;
         let at = (position - self.tail_position) as usize;
         self.tail.extend_from_slice(batch);
@@ -880,21 +885,22 @@ impl<S: Storage> Log<S> {
         self.write_tail(sync)
     }
 
-    /// An empty tail buffer, reused if one is spare. Its capacity holds twice the hand-off size, so
-    /// a batch appended just below the threshold does not make it grow (and fault in new pages).
+    /// An empty tail buffer: a spare one (a busy log's, grown to its appends), else a small one
+    /// counted against the shard's write buffers, which grows as appends need.
     fn take_buffer(&mut self) -> AlignedBuf {
-        let mut buffer = self.spare_buffers.pop().unwrap_or_else(|| {
-            AlignedBuf::with_capacity(2 * self.config.write_buffer_bytes + crate::io::DIRECT_IO_ALIGNMENT)
-        });
+        let mut buffer = self
+            .spare_buffers
+            .pop()
+            .unwrap_or_else(|| AlignedBuf::counted(crate::io::TAIL_FIRST_BYTES, self.storage.memory()));
         buffer.truncate(0);
         buffer
     }
 
-    /// Keeps a few returned buffers for reuse (bounded: a quiet log holds no more than
-    /// [`SPARE_BUFFERS_MAX`]), dropping the rest.
+    /// Keeps a few returned buffers for reuse while the shard's write buffers are under their
+    /// limit (at most [`SPARE_BUFFERS_MAX`]), dropping the rest.
     fn keep_spares(&mut self, buffers: Vec<AlignedBuf>) {
         for buffer in buffers {
-            if self.spare_buffers.len() < SPARE_BUFFERS_MAX {
+            if self.spare_buffers.len() < SPARE_BUFFERS_MAX && !self.storage.memory().write_buffers_refuse(0) {
                 self.spare_buffers.push(buffer);
             }
         }
@@ -1193,6 +1199,8 @@ impl<S: Storage> Log<S> {
         // Cuts O_DIRECT padding and gives back blocks reserved past the end.
         active.file.set_len(active.size).map_err(io_context(|| format!("cutting {} to size", path.display())))?;
         active.file.sync_data().map_err(io_context(|| format!("syncing {}", path.display())))?;
+        // Sealed: read from now on, never written (compaction writes a new file).
+        active.file.release_writer();
         active
             .persist_indexes(&self.storage, &self.dir)
             .map_err(io_context(|| format!("writing indexes of {}", path.display())))?;

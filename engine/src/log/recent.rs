@@ -2,13 +2,16 @@
 //! appends from here (shared, reference-counted buffers) instead of reading them back from the
 //! segment, and terms of recent positions are looked up here instead of in segment headers.
 //!
-//! The batches are contiguous and end at the log end; the oldest are dropped beyond the byte
-//! budget. A follower keeps the very buffers its leader's messages arrived in.
+//! The batches are contiguous and end at the log end; the oldest are dropped beyond the log's
+//! byte budget, and none is kept past the shard's replication cache (`MemoryBudget`): a batch
+//! that does not fit empties this log's cache instead, and followers read from the segment. A
+//! follower keeps the very buffers its leader's messages arrived in.
 
 use bytes::Bytes;
 use std::collections::VecDeque;
 
 use super::batch::BatchHeader;
+use crate::io::MemoryBudget;
 
 /// One batch: its offsets, term (partitionLeaderEpoch) and stamped bytes.
 #[derive(Debug, Clone)]
@@ -24,9 +27,38 @@ pub struct Recent {
     entries: VecDeque<Entry>,
     bytes: usize,
     max_bytes: usize,
+    /// The shard's replication cache, which `bytes` counts against.
+    shard: MemoryBudget,
 }
 
 impl Recent {
+    /// Kept batches count against `shard`'s replication cache.
+    pub fn new(shard: MemoryBudget) -> Self {
+        Recent { entries: VecDeque::new(), bytes: 0, max_bytes: 0, shard }
+    }
+
+    /// Bytes of batches kept.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn pop_front(&mut self) -> Option<Entry> {
+        let e = self.entries.pop_front()?;
+        self.forget(&e);
+        Some(e)
+    }
+
+    fn pop_back(&mut self) -> Option<Entry> {
+        let e = self.entries.pop_back()?;
+        self.forget(&e);
+        Some(e)
+    }
+
+    fn forget(&mut self, e: &Entry) {
+        self.bytes -= e.bytes.len();
+        self.shard.release_cache(e.bytes.len());
+    }
+
     /// Keeps up to `max_bytes` of batches (0: none).
     pub fn set_budget(&mut self, max_bytes: usize) {
         self.max_bytes = max_bytes;
@@ -46,39 +78,40 @@ impl Recent {
             // Not contiguous (cannot happen after truncate/clear are reported): start over.
             self.clear();
         }
+        // Room under this log's budget first, then in the shard's cache; a batch the shard
+        // cannot hold ends this log's run of kept batches (they must stay contiguous).
+        while self.bytes + bytes.len() > self.max_bytes && self.pop_front().is_some() {}
+        if bytes.len() > self.max_bytes || !self.shard.reserve_cache(bytes.len()) {
+            self.clear();
+            return;
+        }
         self.bytes += bytes.len();
         let entry =
             Entry { base: header.base_offset, end: header.next_offset(), epoch: header.partition_leader_epoch, bytes };
         self.entries.push_back(entry);
-        self.trim();
     }
 
     fn trim(&mut self) {
-        while self.bytes > self.max_bytes {
-            let Some(e) = self.entries.pop_front() else { break };
-            self.bytes -= e.bytes.len();
-        }
+        while self.bytes > self.max_bytes && self.pop_front().is_some() {}
     }
 
     /// Drops the batches ending at or before `end`.
     pub fn release_before(&mut self, end: i64) {
         while self.entries.front().is_some_and(|e| e.end <= end) {
-            let e = self.entries.pop_front().expect("checked");
-            self.bytes -= e.bytes.len();
+            self.pop_front();
         }
     }
 
     /// The log lost every batch ending after `end`.
     pub fn truncate(&mut self, end: i64) {
         while self.entries.back().is_some_and(|e| e.end > end) {
-            let e = self.entries.pop_back().expect("checked");
-            self.bytes -= e.bytes.len();
+            self.pop_back();
         }
     }
 
     pub fn clear(&mut self) {
-        self.entries.clear();
-        self.bytes = 0;
+        while self.pop_front().is_some() {}
+        self.entries.shrink_to_fit();
     }
 
     fn index_of_base(&self, base: i64) -> Option<usize> {
@@ -115,6 +148,12 @@ impl Recent {
     /// Base offset of the batch ending exactly at `end`, if it is here.
     pub fn base_of_batch_ending_at(&self, end: i64) -> Option<i64> {
         self.index_of_end(end).map(|i| self.entries[i].base)
+    }
+}
+
+impl Drop for Recent {
+    fn drop(&mut self) {
+        self.clear();
     }
 }
 
@@ -163,5 +202,28 @@ mod tests {
         assert_eq!(recent.from(20, u64::MAX).unwrap().len(), 1);
         recent.release_before(21);
         assert!(recent.from(20, u64::MAX).is_none(), "released");
+    }
+
+    #[test]
+    fn logs_share_the_shards_cache_and_none_keeps_past_it() {
+        let (h0, b0) = batch(0, 2, 1);
+        let one = b0.len();
+        let shard = MemoryBudget::new(usize::MAX, 3 * one);
+        let (mut a, mut b) = (Recent::new(shard.clone()), Recent::new(shard.clone()));
+        a.set_budget(10 * one);
+        b.set_budget(10 * one);
+        a.push(&h0, b0.clone());
+        a.push(&batch(2, 2, 1).0, batch(2, 2, 1).1);
+        b.push(&h0, b0);
+        assert_eq!(shard.figures().replication_cache_bytes, 3 * one);
+        // The cache is full: `b` keeps nothing more (and drops its run), `a` keeps its own.
+        b.push(&batch(2, 2, 1).0, batch(2, 2, 1).1);
+        assert!(b.from(0, u64::MAX).is_none() && b.from(2, u64::MAX).is_none());
+        assert_eq!(shard.figures().replication_cache_bytes, 2 * one);
+        assert_eq!(a.from(0, u64::MAX).unwrap().len(), 2);
+        a.release_before(4);
+        drop(b);
+        assert_eq!(shard.figures().replication_cache_bytes, 0, "every release is given back");
+        assert_eq!(shard.figures().replication_cache_refusals, 1);
     }
 }

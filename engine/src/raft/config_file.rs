@@ -89,7 +89,12 @@ pub fn decode(bytes: &[u8]) -> Option<(u64, Vec<NodeId>, Vec<ConfigChange>)> {
 pub fn load<S: Storage>(storage: &S, path: &Path) -> Option<(u64, Vec<NodeId>, Vec<ConfigChange>)> {
     let mut best: Option<(u64, Vec<NodeId>, Vec<ConfigChange>)> = None;
     for slot in 0..2 {
-        let Ok(file) = storage.open(&slot_path(path, slot), FileKind::Index) else { continue };
+        // Absent (a group that never changed its voters): nothing to read, nothing to create.
+        let slot_path = slot_path(path, slot);
+        if !storage.exists(&slot_path) {
+            continue;
+        }
+        let Ok(file) = storage.open(&slot_path, FileKind::Index) else { continue };
         let Ok(len) = file.len() else { continue };
         let Ok(len) = usize::try_from(len) else { continue };
         if len > 16 + LIST_MAX * 64 {

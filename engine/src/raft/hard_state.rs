@@ -31,6 +31,11 @@ fn decode(slot: &[u8]) -> Option<(u64, HardState)> {
 
 /// Reads the newest valid slot (the default hard state if none).
 pub fn load<S: Storage>(storage: &S, path: &Path) -> (u64, HardState) {
+    // Absent (a group whose hard state is in its shard's journal, or a new one): nothing to
+    // read, and nothing to create.
+    if !storage.exists(path) {
+        return (0, HardState::default());
+    }
     let Ok(file) = storage.open(path, FileKind::Index) else { return (0, HardState::default()) };
     let mut best = (0, HardState::default());
     for slot in 0..2 {

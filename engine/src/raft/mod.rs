@@ -26,7 +26,9 @@
 
 pub mod config_file;
 pub mod hard_state;
+pub mod journal;
 pub mod log;
+mod quiesce;
 pub mod wire;
 
 pub use log::{RaftLog, Term};
@@ -60,6 +62,11 @@ pub struct Config {
     /// or heartbeat: for groups whose followers serve reads of what committed (the
     /// metadata group's tree), at the cost of a message per commit.
     pub eager_commit: bool,
+    /// Let the group go quiet when idle ([`Raft::quiesced`]): no ticks, no heartbeats, until a
+    /// proposal, a message or news of a peer's liveness wakes it. For the many partitions of a
+    /// node, whose idle heartbeats would otherwise cost CPU in proportion to their count; the
+    /// driver must then tell it of peers lost and back ([`Raft::peer_lost`], [`Raft::peer_back`]).
+    pub quiesce: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,9 +117,12 @@ pub enum Body {
         end: i64,
     },
     /// `sent_end`: where the appends sent to this follower before the heartbeat end.
+    /// `quiesce`: the leader goes quiet (every follower it can reach holds every entry and
+    /// knows it committed); a follower whose log ends at `sent_end` goes quiet too.
     Heartbeat {
         commit: i64,
         sent_end: i64,
+        quiesce: bool,
     },
     /// `end`: the follower's log end once it had handled everything sent before the
     /// heartbeat; `sent_end`: the heartbeat's, echoed. Messages between two nodes arrive in
@@ -241,6 +251,10 @@ pub struct Raft<L: RaftLog> {
     term_start: i64,
     /// A leadership transfer under way (leader only), abandoned after an election timeout.
     transfer_to: Option<NodeId>,
+    /// The group is quiet: ticks do nothing until something wakes it (`quiesce.rs`).
+    quiesced: bool,
+    /// Peers the driver reported lost and not back since ([`Raft::peer_lost`]).
+    unreachable: BTreeSet<NodeId>,
 }
 
 fn quorum(voters: usize) -> usize {
@@ -300,6 +314,8 @@ impl<L: RaftLog> Raft<L> {
             config_dirty: false,
             term_start: i64::MAX,
             transfer_to: None,
+            quiesced: false,
+            unreachable: BTreeSet::new(),
         };
         if raft.voters == [raft.config.id] {
             raft.campaign_now();
@@ -420,6 +436,7 @@ impl<L: RaftLog> Raft<L> {
         if self.committed < self.term_start {
             return Err(ProposeError::ConfigChange("the leader has not committed an entry of its term yet".into()));
         }
+        self.wake();
         let entry = self.log.config_entry(self.hard.term, &voters);
         let end = self.log.append_new(&entry, self.hard.term).map_err(ProposeError::Log)?;
         self.on_appended(&entry, end, self.hard.term);
@@ -525,8 +542,11 @@ impl<L: RaftLog> Raft<L> {
         self.voters.iter().copied().filter(|&v| v != self.config.id).collect()
     }
 
-    /// One unit of time passes.
+    /// One unit of time passes (nothing happens in a quiet group).
     pub fn tick(&mut self) {
+        if self.quiesced {
+            return;
+        }
         self.elapsed += 1;
         // What no follower will be sent again soon: below every follower's match on a leader,
         // below the commit point elsewhere.
@@ -658,6 +678,7 @@ impl<L: RaftLog> Raft<L> {
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader { leader: self.leader });
         }
+        self.wake();
         let positions = self.log.append_new_all(entries, self.hard.term).map_err(ProposeError::Log)?;
         for (entry, &(_, end)) in entries.iter().zip(&positions) {
             self.on_appended(entry, end, self.hard.term);
@@ -699,6 +720,7 @@ impl<L: RaftLog> Raft<L> {
         if self.role != Role::Leader || to == self.config.id || !self.voters.contains(&to) {
             return false;
         }
+        self.wake();
         self.transfer_to = Some(to);
         self.maybe_send_timeout_now();
         true
@@ -719,7 +741,14 @@ impl<L: RaftLog> Raft<L> {
     /// timeout, so the followers that saw it too seldom split the vote) instead of a whole
     /// election timeout. Only liveness rests on this: a leader a majority still hears refuses
     /// the pre-votes, and its next heartbeat brings the follower back.
+    ///
+    /// The peer counts as unreachable until [`Raft::peer_back`]: a quiet group whose leader or
+    /// voter it is wakes, and a leader goes quiet again without waiting for it.
     pub fn peer_lost(&mut self, id: NodeId) {
+        self.unreachable.insert(id);
+        if self.voters.contains(&id) && (self.role == Role::Leader || self.leader == Some(id)) {
+            self.wake();
+        }
         if self.role != Role::Follower || self.leader != Some(id) {
             return;
         }
@@ -731,6 +760,7 @@ impl<L: RaftLog> Raft<L> {
     /// Starts an election now instead of at the next timeout (a new group's preferred leader).
     pub fn campaign(&mut self) {
         if self.role != Role::Leader && self.is_voter() {
+            self.wake();
             self.start_pre_vote();
         }
     }
@@ -780,6 +810,10 @@ impl<L: RaftLog> Raft<L> {
     }
 
     fn broadcast_heartbeat(&mut self) {
+        if self.can_quiesce() {
+            self.quiesce_followers();
+            return;
+        }
         for id in self.others() {
             let (last_end, _) = self.log.last();
             let p = self.progress.get_mut(&id).expect("progress");
@@ -803,7 +837,7 @@ impl<L: RaftLog> Raft<L> {
                 let commit = self.committed.min(p.match_end);
                 let told = &mut self.progress.get_mut(&id).expect("progress").told_commit;
                 *told = (*told).max(commit);
-                self.send(id, Body::Heartbeat { commit, sent_end: p.next_end });
+                self.send(id, Body::Heartbeat { commit, sent_end: p.next_end, quiesce: false });
             }
         }
     }
@@ -839,7 +873,7 @@ impl<L: RaftLog> Raft<L> {
         if commit > p.told_commit {
             p.told_commit = commit;
             let sent_end = p.next_end;
-            self.send(id, Body::Heartbeat { commit, sent_end });
+            self.send(id, Body::Heartbeat { commit, sent_end, quiesce: false });
         }
     }
 
@@ -881,8 +915,23 @@ impl<L: RaftLog> Raft<L> {
         self.leader.is_some() && self.elapsed < self.config.election_ticks
     }
 
-    /// Handles one message.
+    /// Handles one message (a quiet group wakes for anything but what keeps it quiet).
     pub fn step(&mut self, msg: Message) {
+        if !self.quiesced {
+            return self.step_awake(msg);
+        }
+        if !self.keeps_quiet(&msg) {
+            self.wake();
+            return self.step_awake(msg);
+        }
+        let before = (self.hard.term, self.leader, self.role);
+        self.step_awake(msg);
+        if (self.hard.term, self.leader, self.role) != before {
+            self.wake();
+        }
+    }
+
+    fn step_awake(&mut self, msg: Message) {
         match &msg.body {
             Body::Forward { entry } => {
                 if self.role == Role::Leader {
@@ -960,12 +1009,15 @@ impl<L: RaftLog> Raft<L> {
                 self.become_follower(msg.term, Some(msg.from));
                 self.handle_append(msg.from, prev_end, prev_term, entries, commit);
             }
-            Body::Heartbeat { commit, sent_end } => {
+            Body::Heartbeat { commit, sent_end, quiesce } => {
                 self.become_follower(msg.term, Some(msg.from));
                 if commit > self.committed && commit <= self.log.last().0 && self.log.term_at(commit).is_some() {
                     self.committed = commit;
                 }
                 let end = self.log.last().0;
+                if quiesce {
+                    self.follow_into_quiet(commit, sent_end);
+                }
                 self.send(msg.from, Body::HeartbeatReply { end, sent_end });
             }
             Body::Reset { start, start_term, voters } => {

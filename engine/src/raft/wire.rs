@@ -3,7 +3,7 @@
 //! nodes travel together.
 //!
 //! ```text
-//! frame    : u32 length (bytes after it) | u16 version = 1 | u32 count | count × message
+//! frame    : u32 length (bytes after it) | u16 version = 4 | u64 sender | u32 count | count × message
 //! message  : group (16-byte topic id | i32 partition) | u64 from | u64 to | u64 term | u8 kind | body
 //! bodies   : 1 PreVote      i64 last_end | u64 last_term
 //!            2 PreVoteReply u8 granted
@@ -12,6 +12,7 @@
 //!            5 Append       i64 prev_end | u64 prev_term | i64 commit | u32 n | n × (u32 len | batch)
 //!            6 AppendReply  u8 accepted | i64 end
 //!            7 Heartbeat    i64 commit | i64 sent_end
+//!           13 Heartbeat, the leader going quiet: as 7
 //!            8 HeartbeatReply i64 end | i64 sent_end
 //!            9 Reset        i64 start | u64 start_term | u32 n | n × u64 voter
 //!           10 Forward      u32 len | batch
@@ -26,15 +27,17 @@
 //! as references to the leader's buffers for a vectored write, and [`decode_frame`] cuts the
 //! received entries out of the frame's own buffer.
 
-use super::{Body, Message};
+use super::{Body, Message, NodeId};
 use crate::log::batch::BatchHeader;
 use bytes::Bytes;
 use std::io::IoSlice;
 use std::ops::Range;
 
 /// Version 2: heartbeats carry the end of the appends sent before them, and replies the
-/// follower's log end. Version 3: a reset carries the term at the new log start.
-pub const WIRE_VERSION: u16 = 3;
+/// follower's log end. Version 3: a reset carries the term at the new log start. Version 4:
+/// the frame names its sender (an empty frame is a node's liveness heartbeat), and heartbeats
+/// may quiesce a group (kind 13).
+pub const WIRE_VERSION: u16 = 4;
 /// Largest frame accepted.
 pub const FRAME_MAX_BYTES: usize = 64 << 20;
 /// Entries in one append, at most.
@@ -122,21 +125,22 @@ impl EncodedFrame {
     }
 }
 
-/// Encodes one frame (length prefix included) into one buffer.
-pub fn encode_frame(messages: &[(GroupId, Message)]) -> Vec<u8> {
+/// Encodes one frame (length prefix included) into one buffer; `sender` is this node.
+pub fn encode_frame(sender: NodeId, messages: &[(GroupId, Message)]) -> Vec<u8> {
     let mut frame = EncodedFrame::default();
-    encode_frame_parts(&mut frame, messages);
+    encode_frame_parts(&mut frame, sender, messages);
     frame.to_vec()
 }
 
 /// Encodes one frame into `frame`, replacing what it held (a sender reuses one).
-pub fn encode_frame_parts(frame: &mut EncodedFrame, messages: &[(GroupId, Message)]) {
+pub fn encode_frame_parts(frame: &mut EncodedFrame, sender: NodeId, messages: &[(GroupId, Message)]) {
     frame.pieces.clear();
     let mut from = 0;
     let mut shared_bytes = 0usize;
     frame.head.clear();
     frame.head.extend_from_slice(&[0u8; 4]);
     frame.head.extend_from_slice(&WIRE_VERSION.to_be_bytes());
+    frame.head.extend_from_slice(&sender.to_be_bytes());
     frame.head.extend_from_slice(&(messages.len() as u32).to_be_bytes());
     for (group, m) in messages {
         frame.head.extend_from_slice(&group.topic_id.to_be_bytes());
@@ -176,8 +180,8 @@ pub fn encode_frame_parts(frame: &mut EncodedFrame, messages: &[(GroupId, Messag
                 frame.head.extend_from_slice(&[6, u8::from(*accepted)]);
                 frame.head.extend_from_slice(&end.to_be_bytes());
             }
-            Body::Heartbeat { commit, sent_end } => {
-                frame.head.push(7);
+            Body::Heartbeat { commit, sent_end, quiesce } => {
+                frame.head.push(if *quiesce { 13 } else { 7 });
                 frame.head.extend_from_slice(&commit.to_be_bytes());
                 frame.head.extend_from_slice(&sent_end.to_be_bytes());
             }
@@ -258,13 +262,17 @@ pub fn frame_length(prefix: [u8; 4]) -> Result<usize, WireError> {
     Ok(length)
 }
 
+/// A decoded frame: its sender and its messages.
+pub type Frame = (NodeId, Vec<(GroupId, Message)>);
+
 /// Decodes a frame's body (the bytes after its length prefix); entries share its buffer.
-pub fn decode_frame(body: &Bytes) -> Result<Vec<(GroupId, Message)>, WireError> {
+pub fn decode_frame(body: &Bytes) -> Result<Frame, WireError> {
     let mut r = Reader { bytes: body, at: 0 };
     let version = r.u16()?;
     if version != WIRE_VERSION {
         return Err(WireError::BadVersion(version));
     }
+    let sender = r.u64()?;
     let count = r.u32()? as usize;
     // Every message takes at least 45 bytes: a count beyond that is a lie.
     if count > r.remaining() / 45 {
@@ -301,7 +309,8 @@ pub fn decode_frame(body: &Bytes) -> Result<Vec<(GroupId, Message)>, WireError> 
                 Body::Append { prev_end, prev_term, entries, commit }
             }
             6 => Body::AppendReply { accepted: r.flag()?, end: r.i64()? },
-            7 => Body::Heartbeat { commit: r.i64()?, sent_end: r.i64()? },
+            7 => Body::Heartbeat { commit: r.i64()?, sent_end: r.i64()?, quiesce: false },
+            13 => Body::Heartbeat { commit: r.i64()?, sent_end: r.i64()?, quiesce: true },
             8 => Body::HeartbeatReply { end: r.i64()?, sent_end: r.i64()? },
             9 => {
                 let start = r.i64()?;
@@ -332,7 +341,7 @@ pub fn decode_frame(body: &Bytes) -> Result<Vec<(GroupId, Message)>, WireError> 
     if r.remaining() != 0 {
         return Err(WireError::TrailingBytes(r.remaining()));
     }
-    Ok(messages)
+    Ok((sender, messages))
 }
 
 #[cfg(test)]
@@ -361,7 +370,8 @@ mod tests {
                 }),
             ),
             (group, m(Body::AppendReply { accepted: true, end: 8 })),
-            (group, m(Body::Heartbeat { commit: 8, sent_end: 12 })),
+            (group, m(Body::Heartbeat { commit: 8, sent_end: 12, quiesce: false })),
+            (group, m(Body::Heartbeat { commit: 12, sent_end: 12, quiesce: true })),
             (group, m(Body::HeartbeatReply { end: 10, sent_end: 12 })),
             (group, m(Body::Reset { start: 100, start_term: 7, voters: vec![1, 2, 3] })),
             (group, m(Body::Forward { entry: crate::log::batch::build_batch(5, &[b"forwarded"]).into() })),
@@ -371,11 +381,12 @@ mod tests {
     #[test]
     fn frames_round_trip() {
         let messages = sample();
-        let frame = encode_frame(&messages);
+        let frame = encode_frame(1, &messages);
         let length = frame_length(frame[0..4].try_into().unwrap()).unwrap();
         assert_eq!(length, frame.len() - 4);
-        assert_eq!(decode_frame(&Bytes::copy_from_slice(&frame[4..])).unwrap(), messages);
-        assert_eq!(decode_frame(&Bytes::copy_from_slice(&encode_frame(&[])[4..])).unwrap(), vec![]);
+        assert_eq!(decode_frame(&Bytes::copy_from_slice(&frame[4..])).unwrap(), (1, messages));
+        // An empty frame still names its sender: a node's liveness heartbeat.
+        assert_eq!(decode_frame(&Bytes::copy_from_slice(&encode_frame(7, &[])[4..])).unwrap(), (7, vec![]));
     }
 
     #[test]
@@ -387,7 +398,7 @@ mod tests {
             Body::Append { prev_end: 0, prev_term: 0, entries: vec![small, big.clone(), big.clone()], commit: 0 };
         let messages = vec![(group, Message { from: 1, to: 2, term: 1, body }), (group, sample().remove(8).1)];
         let mut frame = EncodedFrame::default();
-        encode_frame_parts(&mut frame, &messages);
+        encode_frame_parts(&mut frame, 1, &messages);
         let slices = frame.io_slices();
         assert_eq!(slices.len(), 5, "head, big, head, big, head");
         assert_eq!(slices[1].as_ptr(), big.as_ptr(), "the entry is not copied");
@@ -395,7 +406,7 @@ mod tests {
         let bytes = frame.to_vec();
         assert_eq!(frame_length(bytes[0..4].try_into().unwrap()).unwrap(), bytes.len() - 4);
         let received = Bytes::from(bytes);
-        let decoded = decode_frame(&received.slice(4..)).unwrap();
+        let (_, decoded) = decode_frame(&received.slice(4..)).unwrap();
         assert_eq!(decoded, messages);
         let Body::Append { entries, .. } = &decoded[0].1.body else { panic!() };
         let within = received.as_ptr_range();
@@ -404,7 +415,7 @@ mod tests {
 
     #[test]
     fn any_cut_or_bit_flip_is_an_error_or_a_frame_never_a_panic() {
-        let frame = encode_frame(&sample());
+        let frame = encode_frame(1, &sample());
         for cut in 0..frame.len() - 4 {
             assert!(decode_frame(&Bytes::copy_from_slice(&frame[4..4 + cut])).is_err(), "cut at {cut}");
         }
@@ -415,12 +426,12 @@ mod tests {
                 let at = rng.below(bytes.len() as u64) as usize;
                 bytes[at] ^= 1 << rng.below(8);
             }
-            if let Ok(messages) = decode_frame(&Bytes::from(bytes.clone())) {
-                assert_eq!(encode_frame(&messages)[4..], bytes[..], "decode then encode is the identity");
+            if let Ok((sender, messages)) = decode_frame(&Bytes::from(bytes.clone())) {
+                assert_eq!(encode_frame(sender, &messages)[4..], bytes[..], "decode then encode is the identity");
             }
         }
         assert!(matches!(
-            decode_frame(&Bytes::from_static(&[0, 3, 0xff, 0xff, 0xff, 0xff])),
+            decode_frame(&Bytes::from_static(&[0, 4, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff])),
             Err(WireError::TooLarge { .. })
         ));
         assert!(frame_length([0xff; 4]).is_err());

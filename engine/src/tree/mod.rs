@@ -12,7 +12,7 @@ mod reader;
 mod snapshot;
 mod txn;
 
-pub use txn::{Txn, TxnError, ACL_ENTRIES_MAX, MULTI_OPS_MAX};
+pub use txn::{Txn, TxnError, ACL_ENTRIES_MAX};
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -169,8 +169,11 @@ const MOVE_SESSION: u8 = 9;
 const CLOSE_SESSION: u8 = 10;
 const NOOP: u8 = 11;
 const TRUNCATABLE: u8 = 12;
-/// Ops in one multi, at most.
-pub const MULTI_OPS_MAX: u32 = 10_000;
+/// Bytes of the smallest op a multi may hold (a delete or check of the empty path: type, path
+/// length, version): a multi announcing more ops than its bytes can hold is malformed. Its
+/// size is otherwise bounded only by the record that carries it (a topic of many thousand
+/// partitions is deleted in one multi).
+const MULTI_OP_BYTES_MIN: usize = 9;
 /// Entries in one ACL, at most.
 pub const ACL_ENTRIES_MAX: u32 = 1_000;
 
@@ -296,8 +299,8 @@ impl Reader<'_> {
             SET_ACL => Ok(Txn::SetAcl { path: self.string()?, acl: self.acl()?, version: self.i32()? }),
             MULTI if top => {
                 let count = self.u32()?;
-                if count > MULTI_OPS_MAX {
-                    return Err(TxnError::Malformed(format!("multi of {count} ops")));
+                if count as usize > (self.bytes.len() - self.at) / MULTI_OP_BYTES_MIN {
+                    return Err(TxnError::Malformed(format!("multi of {count} ops in too few bytes")));
                 }
                 (0..count).map(|_| self.txn(false)).collect::<Result<_, _>>().map(Txn::Multi)
             }
@@ -348,6 +351,9 @@ mod tests {
         assert!(Txn::decode(&[9]).is_err());
         assert!(Txn::decode(&[4, 0xff, 0xff, 0xff, 0xff]).is_err());
         assert!(Txn::decode(&[4, 0, 0, 0, 1, 11]).is_err(), "sessions and no-ops are not multi ops");
+        // As many ops as a large topic's deletion has: what encodes, decodes.
+        let many = Txn::Multi((0..50_000).map(|p| Txn::Delete { path: format!("/t/{p}"), version: -1 }).collect());
+        assert_eq!(Txn::decode(&many.encode()).unwrap(), many);
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Helpers shared by the log's integration tests.
+//! Helpers shared by the log's and raft's integration tests.
 #![allow(dead_code)]
+
+pub mod group;
 
 use braid_engine::io::{SimFaults, SimStorage, Storage};
 use braid_engine::log::batch::{build_batch, BatchHeader};

@@ -1,5 +1,6 @@
 //! Long simulation runs: `braid-sim [--seed N | --seeds COUNT --first N] [--steps S] [--nodes K]
-//! [--retention PER_MILLE] [--calm]`.
+//! [--retention PER_MILLE] [--membership PER_MILLE] [--propose PER_MILLE] [--quiesce 0|1] [--calm]`
+//! (quiet groups: on even seeds unless --quiesce says).
 //! Prints one line per seed; exits non-zero at the first failing seed, naming the replay command.
 
 use braid_tests::{run, Faults, SimConfig};
@@ -26,9 +27,11 @@ fn main() {
             seed,
             steps,
             faults: faults.clone(),
-            propose: 300,
+            propose: value("--propose").unwrap_or(300),
             retention: value("--retention").unwrap_or(20),
             membership: value("--membership").unwrap_or(5),
+            // Quiet groups on even seeds, as the default test run has them, unless told.
+            quiesce: value("--quiesce").map_or(seed % 2 == 0, |q| q != 0),
         };
         match run(&config) {
             Ok(outcome) => {
@@ -38,8 +41,8 @@ fn main() {
             Err(violation) => {
                 eprintln!("seed {seed}: FAILED: {violation}");
                 eprintln!(
-                    "replay: cargo run -p braid-tests --release --bin braid-sim -- --seed {seed} --steps {steps} --nodes {nodes} --membership {} --retention {}",
-                    config.membership, config.retention
+                    "replay: cargo run -p braid-tests --release --bin braid-sim -- --seed {seed} --steps {steps} --nodes {nodes} --membership {} --retention {} --quiesce {} --propose {}",
+                    config.membership, config.retention, u8::from(config.quiesce), config.propose
                 );
                 std::process::exit(1);
             }

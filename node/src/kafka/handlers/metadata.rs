@@ -96,7 +96,7 @@ pub fn leader_of(ctx: &ShardCtx, topic: &str, partition: i32) -> Option<(i32, st
     let snapshot = ctx.snapshot.borrow();
     let key = (topic.to_owned(), partition);
     let local = ctx.shared.leaders.read().unwrap_or_else(|e| e.into_inner()).get(&key).copied();
-    let (leader, _) = newest_leader(local, snapshot.partition_leaders.get(&key).copied(), snapshot.node_id)?;
+    let (leader, _) = newest_leader(local, snapshot.tree_leader(topic, partition), snapshot.node_id)?;
     let addr = if leader == ctx.shared.config.node_id {
         Some(ctx.shared.config.kafka_addr)
     } else {
@@ -148,7 +148,7 @@ fn topic_entry(
             // What a replica here knows, or what the leader wrote to the tree: the newer.
             let key = (name.to_owned(), index as i32);
             let local = leaders.get(&key).copied();
-            let tree = snapshot.partition_leaders.get(&key).copied();
+            let tree = snapshot.tree_leader(name, index as i32);
             let known = newest_leader(local, tree, snapshot.node_id);
             match known {
                 Some((leader, epoch)) => {

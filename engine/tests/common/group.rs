@@ -1,0 +1,102 @@
+//! A raft group of three nodes in one thread for raft's integration tests: every message is
+//! delivered at once (or lost, to or from a node that is down, or as the test's filter says).
+
+use braid_engine::io::{SimFaults, SimStorage};
+use braid_engine::log::{Log, LogConfig};
+use braid_engine::raft::{Config, HardState, Message, NodeId, Raft, Role};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub const ELECTION_TICKS: u32 = 10;
+
+pub struct Group {
+    pub nodes: BTreeMap<NodeId, Raft<Log<SimStorage>>>,
+    pub down: Vec<NodeId>,
+    /// Messages for which this returns false are lost on the way.
+    pub deliver_if: Box<dyn Fn(&Message) -> bool>,
+    /// Messages delivered so far.
+    pub delivered: usize,
+}
+
+impl Group {
+    pub fn new(seed: u64, quiesce: bool) -> Group {
+        let voters = vec![1, 2, 3];
+        let nodes = voters
+            .iter()
+            .map(|&id| {
+                let disk = SimStorage::new(seed ^ id, SimFaults::default());
+                let (log, _) = Log::open(disk, &PathBuf::from(format!("/data/{id}")), LogConfig::default()).unwrap();
+                let config = Config {
+                    id,
+                    voters: voters.clone(),
+                    election_ticks: ELECTION_TICKS,
+                    heartbeat_ticks: 2,
+                    seed: seed * 31 + id,
+                    eager_commit: false,
+                    quiesce,
+                };
+                (id, Raft::new(config, log, HardState::default()))
+            })
+            .collect();
+        Group { nodes, down: Vec::new(), deliver_if: Box::new(|_| true), delivered: 0 }
+    }
+
+    /// Persists every live node's log and delivers every message until none is left.
+    pub fn settle(&mut self) {
+        loop {
+            let mut messages: Vec<Message> = Vec::new();
+            for (id, raft) in self.nodes.iter_mut() {
+                if self.down.contains(id) {
+                    continue;
+                }
+                raft.log_mut().flush().unwrap();
+                raft.on_persisted();
+                messages.extend(raft.take_messages());
+            }
+            messages.retain(|m| !self.down.contains(&m.to) && (self.deliver_if)(m));
+            if messages.is_empty() {
+                return;
+            }
+            for m in messages {
+                self.delivered += 1;
+                self.nodes.get_mut(&m.to).unwrap().step(m);
+            }
+        }
+    }
+
+    pub fn tick(&mut self) {
+        for (id, raft) in self.nodes.iter_mut() {
+            if !self.down.contains(id) {
+                raft.tick();
+            }
+        }
+        self.settle();
+    }
+
+    pub fn leader(&self) -> Option<NodeId> {
+        self.nodes.iter().find(|(id, r)| !self.down.contains(id) && r.role() == Role::Leader).map(|(id, _)| *id)
+    }
+
+    /// Ticks until a live node leads; how many ticks that took.
+    pub fn ticks_to_leader(&mut self) -> u32 {
+        for ticks in 1..=10 * ELECTION_TICKS {
+            self.tick();
+            if self.leader().is_some() {
+                return ticks;
+            }
+        }
+        panic!("no leader after {} ticks", 10 * ELECTION_TICKS);
+    }
+
+    /// Tells every live node but `id` that `id` is lost.
+    pub fn report_lost(&mut self, id: NodeId) {
+        for (_, raft) in self.nodes.iter_mut().filter(|(other, _)| **other != id) {
+            raft.peer_lost(id);
+        }
+    }
+
+    /// True if every live node's group is quiet.
+    pub fn all_quiet(&self) -> bool {
+        self.nodes.iter().filter(|(id, _)| !self.down.contains(id)).all(|(_, r)| r.quiesced())
+    }
+}
