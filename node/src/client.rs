@@ -10,6 +10,14 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+/// A broker's address from Metadata as host:port (an IPv6 host in brackets).
+pub fn broker_address(broker: &MetadataResponseBroker) -> String {
+    match u16::try_from(broker.port) {
+        Ok(port) => crate::config::HostPort { host: broker.host.to_string(), port }.to_string(),
+        Err(_) => format!("{}:{}", broker.host.as_str(), broker.port),
+    }
+}
+
 /// Largest response the tools accept.
 const RESPONSE_MAX_BYTES: usize = 256 << 20;
 
@@ -160,7 +168,7 @@ impl Client {
         let mut request = MetadataRequest::default();
         request.topics = Some(Vec::new());
         let metadata = client.call(request)?;
-        Ok(metadata.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect())
+        Ok(metadata.brokers.iter().map(|b| (b.node_id.0, broker_address(b))).collect())
     }
 
     /// ListOffsets for one partition (this client should be connected to its leader):
@@ -188,12 +196,15 @@ impl Client {
 
     /// This client if it is connected to `broker` already, else a new one connected to it.
     fn move_to(self, broker: &MetadataResponseBroker) -> anyhow::Result<Self> {
-        let addr = format!("{}:{}", broker.host.as_str(), broker.port);
+        let addr = broker_address(broker);
         let here = self.stream.peer_addr()?;
-        if addr.to_socket_addrs()?.any(|a| a == here) {
+        let resolved = addr
+            .to_socket_addrs()
+            .with_context(|| format!("resolving broker {}'s address {addr}", broker.node_id.0))?;
+        if resolved.into_iter().any(|a| a == here) {
             Ok(self)
         } else {
-            Client::connect(&addr)
+            Client::connect(&addr).with_context(|| format!("broker {}", broker.node_id.0))
         }
     }
 
