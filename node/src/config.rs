@@ -66,7 +66,8 @@ pub struct StartArgs {
     #[arg(long, env = "BRAID_ADMIN_ADDR")]
     pub admin_addr: Option<SocketAddr>,
     /// Cluster members, this node included, as id@host:port,... where host:port is each
-    /// node's node-to-node (raft) listener. Without it the node is a cluster of one.
+    /// node's node-to-node (raft) listener; host names are resolved at every connection
+    /// attempt (this node's own entry once, at start). Without it the node is a cluster of one.
     #[arg(long, env = "BRAID_PEERS")]
     pub peers: Option<String>,
     /// Node-to-node (raft) listener [default: this node's entry in --peers].
@@ -148,9 +149,9 @@ pub struct NodeConfig {
     pub default_partitions: i32,
     pub auto_create_topics: bool,
     pub retention_check_ms: u64,
-    /// Every member of the cluster with its raft address, sorted by id; empty for a cluster of
-    /// one.
-    pub peers: Vec<(i32, SocketAddr)>,
+    /// Every member of the cluster with its raft address (not resolved: a name may resolve
+    /// only once its node is up), sorted by id; empty for a cluster of one.
+    pub peers: Vec<(i32, HostPort)>,
     pub raft_addr: Option<SocketAddr>,
     pub default_replication_factor: i16,
     pub raft_tick_ms: u64,
@@ -483,8 +484,9 @@ fn canonical_name(name: &str) -> Option<String> {
     canonical
 }
 
-/// Parses `id@host:port,...`.
-pub fn parse_peers(spec: &str) -> anyhow::Result<Vec<(i32, SocketAddr)>> {
+/// Parses `id@host:port,...`. Host names are kept as they are: a peer's name may not resolve
+/// until its node is up (a container starting), so it is resolved at each connection attempt.
+pub fn parse_peers(spec: &str) -> anyhow::Result<Vec<(i32, HostPort)>> {
     let mut peers = Vec::new();
     for peer in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (id, addr) = peer.split_once('@').with_context(|| format!("peer {peer:?} is not id@host:port"))?;
@@ -492,10 +494,10 @@ pub fn parse_peers(spec: &str) -> anyhow::Result<Vec<(i32, SocketAddr)>> {
         if id < 0 {
             bail!("peer id in {peer:?} must not be negative");
         }
-        let addr = std::net::ToSocketAddrs::to_socket_addrs(addr.trim())
-            .with_context(|| format!("peer address in {peer:?}"))?
-            .next()
-            .with_context(|| format!("no address for {peer:?}"))?;
+        let addr: HostPort = addr.trim().parse().with_context(|| format!("peer address in {peer:?}"))?;
+        if addr.is_wildcard() {
+            bail!("peer address in {peer:?} is a wildcard: give the address other nodes reach that node at");
+        }
         if peers.iter().any(|(other, _)| *other == id) {
             bail!("peer {id} is listed twice in --peers");
         }
@@ -591,7 +593,11 @@ impl NodeConfig {
             let Some((_, own)) = peers.iter().find(|(id, _)| *id == node_id) else {
                 bail!("--peers must list this node ({node_id}) too");
             };
-            config.raft_addr = Some(args.raft_addr.or(file.raft_addr).unwrap_or(*own));
+            config.raft_addr = Some(match args.raft_addr.or(file.raft_addr) {
+                Some(addr) => addr,
+                None => bind_addr(&own.host, own.port, &format!("this node's --peers entry {node_id}@{own}"))
+                    .context("give --raft-addr, or a host name that resolves here")?,
+            });
             // A cluster of one listed alone is the same as no --peers.
             if peers.len() > 1 {
                 config.peers = peers;
@@ -667,6 +673,37 @@ mod tests {
             let e = bad.parse::<HostPort>().unwrap_err().to_string();
             assert!(e.contains(why), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn peers_keep_their_names_unresolved() {
+        // A name that resolves nowhere is kept as it is: it is looked up at each connection.
+        let peers = parse_peers("2@node-2.invalid:9093, 1@127.0.0.1:9093,3@[::1]:9093").unwrap();
+        assert_eq!(peers, vec![(1, hp("127.0.0.1", 9093)), (2, hp("node-2.invalid", 9093)), (3, hp("::1", 9093))]);
+        for (bad, why) in [
+            ("1@node", "peer address in \"1@node\""),
+            ("1@0.0.0.0:9093", "is a wildcard"),
+            ("x@node:1", "peer id"),
+            ("-1@node:1", "must not be negative"),
+            ("1@a:1,1@b:1", "listed twice"),
+            ("1@a:0", "port 0"),
+        ] {
+            let e = error_of(parse_peers(bad));
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn this_nodes_raft_listener_is_its_own_peers_entry_resolved_at_start() {
+        let args = StartArgs {
+            node_id: Some(2),
+            peers: Some("1@node-1.invalid:9093,2@localhost:9193".into()),
+            ..Default::default()
+        };
+        let config = NodeConfig::resolve(args).unwrap();
+        assert_eq!(config.raft_addr.map(|a| a.port()), Some(9193));
+        assert!(config.raft_addr.unwrap().ip().is_loopback());
+        assert_eq!(config.peers[0], (1, hp("node-1.invalid", 9093)), "the others are not resolved");
     }
 
     #[test]

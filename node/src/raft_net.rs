@@ -1,5 +1,7 @@
 //! Node-to-node transport of raft messages: one TCP connection per peer and direction, frames
-//! of many groups' messages (engine/src/raft/wire.rs), reconnection with backoff.
+//! of many groups' messages (engine/src/raft/wire.rs), reconnection with backoff. A peer's
+//! address (host:port) is resolved at every connection attempt: its name may not resolve
+//! until its node is up, or may move to another IP when it restarts.
 //!
 //! The connections run on shard 0's executor; any shard may `send`, which queues a message for
 //! a peer without waiting (raft tolerates a lost message; a full queue drops it and counts it),
@@ -47,20 +49,21 @@ pub struct RaftNet {
     pub stats: Arc<NetStats>,
 }
 
-/// The receiving ends of the peer queues, handed to [`spawn`].
-pub struct Outgoing(Vec<(NodeId, SocketAddr, PeerQueue)>);
+/// The receiving ends of the peer queues, with each peer's address (host:port), handed to
+/// [`spawn`].
+pub struct Outgoing(Vec<(NodeId, String, PeerQueue)>);
 
 type PeerQueue = mpsc::Receiver<(GroupId, Message)>;
 
 impl RaftNet {
     /// The queues to every peer but `local`, and their receiving ends for [`spawn`].
-    pub fn new(local: NodeId, peers: &[(NodeId, SocketAddr)]) -> (RaftNet, Outgoing) {
+    pub fn new(local: NodeId, peers: &[(NodeId, String)]) -> (RaftNet, Outgoing) {
         let mut queues = HashMap::new();
         let mut outgoing = Vec::new();
-        for &(id, addr) in peers.iter().filter(|(id, _)| *id != local) {
+        for (id, addr) in peers.iter().filter(|(id, _)| *id != local) {
             let (tx, rx) = mpsc::channel(PEER_QUEUE_DEPTH);
-            queues.insert(id, tx);
-            outgoing.push((id, addr, rx));
+            queues.insert(*id, tx);
+            outgoing.push((*id, addr.clone(), rx));
         }
         (RaftNet { local, queues, stats: Arc::new(NetStats::default()) }, Outgoing(outgoing))
     }
@@ -69,7 +72,7 @@ impl RaftNet {
     pub fn start(
         local: NodeId,
         listener: TcpListener,
-        peers: Vec<(NodeId, SocketAddr)>,
+        peers: Vec<(NodeId, String)>,
         deliver: impl Fn(GroupId, Message) + 'static,
     ) -> RaftNet {
         let (net, outgoing) = RaftNet::new(local, &peers);
@@ -106,24 +109,62 @@ impl RaftNet {
     }
 }
 
-async fn send_loop(
-    peer: NodeId,
-    addr: SocketAddr,
-    mut queue: mpsc::Receiver<(GroupId, Message)>,
-    stats: Arc<NetStats>,
-) {
+/// Why a connection to a peer could not be made.
+enum ConnectError {
+    /// Its address did not resolve (yet).
+    Resolve(std::io::Error),
+    /// No address it resolved to accepted (the last one's error).
+    Connect(std::io::Error),
+}
+
+/// Resolves `addr` (host:port) now and connects to the first of its addresses that accepts.
+async fn connect(addr: &str) -> Result<TcpStream, ConnectError> {
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host(addr).await.map_err(ConnectError::Resolve)?.collect();
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "the name resolves to no address");
+    if resolved.is_empty() {
+        return Err(ConnectError::Resolve(last));
+    }
+    for target in resolved {
+        match TcpStream::connect(target).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(ConnectError::Connect(last))
+}
+
+async fn send_loop(peer: NodeId, addr: String, mut queue: mpsc::Receiver<(GroupId, Message)>, stats: Arc<NetStats>) {
     let mut backoff = BACKOFF_MIN;
     let mut pending: Vec<(GroupId, Message)> = Vec::new();
     let mut frame = wire::EncodedFrame::default();
+    // The peer's name failed to resolve on the last attempt: said once (a warning) until it
+    // resolves again, not at every retry.
+    let mut unresolved = false;
     loop {
-        let mut stream = match TcpStream::connect(addr).await {
+        let attempt = connect(&addr).await;
+        if unresolved && !matches!(attempt, Err(ConnectError::Resolve(_))) {
+            unresolved = false;
+            tracing::info!(peer, %addr, "raft peer's address resolves again");
+        }
+        let mut stream = match attempt {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
                 backoff = BACKOFF_MIN;
                 stream
             }
-            Err(e) => {
-                tracing::debug!(peer, %addr, error = %e, "raft peer unreachable; retrying");
+            Err(failure) => {
+                match failure {
+                    ConnectError::Resolve(e) if !unresolved => {
+                        unresolved = true;
+                        tracing::warn!(peer, %addr, error = %e, "raft peer's address does not resolve; retrying");
+                    }
+                    ConnectError::Resolve(e) => {
+                        tracing::debug!(peer, %addr, error = %e, "raft peer's address still does not resolve")
+                    }
+                    ConnectError::Connect(e) => {
+                        tracing::debug!(peer, %addr, error = %e, "raft peer unreachable; retrying")
+                    }
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 // Messages queued meanwhile are stale by the time we connect; raft resends.
@@ -304,8 +345,9 @@ mod tests {
             let (a1, a2) = (l1.local_addr().unwrap(), l2.local_addr().unwrap());
             let received: Rc<RefCell<Vec<(GroupId, Message)>>> = Rc::default();
             let sink = Rc::clone(&received);
-            let net1 = RaftNet::start(1, l1, vec![(1, a1), (2, a2)], |_, _| {});
-            let net2 = RaftNet::start(2, l2, vec![(1, a1), (2, a2)], move |g, m| sink.borrow_mut().push((g, m)));
+            let peers = vec![(1, a1.to_string()), (2, a2.to_string())];
+            let net1 = RaftNet::start(1, l1, peers.clone(), |_, _| {});
+            let net2 = RaftNet::start(2, l2, peers, move |g, m| sink.borrow_mut().push((g, m)));
             let group = GroupId { topic_id: 42, partition: 3 };
             // Garbage first, on its own connection.
             let mut junk = TcpStream::connect(a2).await.unwrap();
@@ -354,7 +396,7 @@ mod tests {
             let addr = listener.local_addr().unwrap();
             let closed: Rc<RefCell<Vec<NodeId>>> = Rc::default();
             let sink = Rc::clone(&closed);
-            let (net, outgoing) = RaftNet::new(2, &[(2, addr)]);
+            let (net, outgoing) = RaftNet::new(2, &[(2, addr.to_string())]);
             net.spawn(listener, outgoing, |_, _| {}, move |peer| sink.borrow_mut().push(peer));
             // A connection that sends nothing, then one from node 7 that sends a message.
             drop(TcpStream::connect(addr).await.unwrap());

@@ -148,7 +148,8 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
         senders.push(tx);
         receivers.push(rx);
     }
-    let peers: Vec<(NodeId, SocketAddr)> = config.peers.iter().map(|&(id, addr)| (id as NodeId, addr)).collect();
+    let peers: Vec<(NodeId, String)> =
+        config.peers.iter().map(|(id, addr)| (*id as NodeId, addr.to_string())).collect();
     let (net, outgoing) = if peers.is_empty() {
         (None, None)
     } else {
