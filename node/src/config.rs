@@ -549,6 +549,9 @@ impl NodeConfig {
             Some(list) => Some(parse_cpuset(list, cpus)?),
             None => None,
         };
+        // Looked up here, before any shard runs: the ZooKeeper server's envi answer shows it,
+        // and the resolver may take its time.
+        host_name();
         let kafka_listeners = kafka_listeners(
             args.kafka_addr.or(file.kafka_addr),
             args.kafka_listeners.as_deref().or(file.kafka_listeners.as_deref()),
