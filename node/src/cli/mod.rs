@@ -32,7 +32,7 @@ pub enum Command {
     Topic {
         #[command(subcommand)]
         command: topic::TopicCommand,
-        /// A node's Kafka address.
+        /// Nodes' Kafka addresses, host:port,... (tried in turn until one answers).
         #[arg(long, global = true, env = "BRAID_BOOTSTRAP", default_value = "127.0.0.1:9092")]
         bootstrap: String,
     },
@@ -40,7 +40,7 @@ pub enum Command {
     Cluster {
         #[command(subcommand)]
         command: cluster::ClusterCommand,
-        /// A node's Kafka address.
+        /// Nodes' Kafka addresses, host:port,... (tried in turn until one answers).
         #[arg(long, global = true, env = "BRAID_BOOTSTRAP", default_value = "127.0.0.1:9092")]
         bootstrap: String,
     },
@@ -48,7 +48,7 @@ pub enum Command {
     Group {
         #[command(subcommand)]
         command: group::GroupCommand,
-        /// A node's Kafka address.
+        /// Nodes' Kafka addresses, host:port,... (tried in turn until one answers).
         #[arg(long, global = true, env = "BRAID_BOOTSTRAP", default_value = "127.0.0.1:9092")]
         bootstrap: String,
     },
@@ -62,7 +62,8 @@ pub enum Command {
     Zk {
         #[command(subcommand)]
         command: zk::ZkCommand,
-        /// A node's ZooKeeper address.
+        /// ZooKeeper servers as a ZooKeeper connect string, host:port,...[/chroot] (tried in
+        /// turn until one takes the session).
         #[arg(long, global = true, env = "BRAID_ZK", default_value = "127.0.0.1:2181")]
         server: String,
     },
