@@ -208,13 +208,16 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
         Some(raft) if !config.peers.is_empty() => format!(", raft on {raft} with {} nodes", config.peers.len()),
         _ => String::new(),
     };
-    eprintln!(
-        "braid: node {} serving Kafka on {kafka}, ZooKeeper on {} (admin http://{}){cluster}, data in {}",
-        config.node_id,
-        config.zk_addr,
-        config.admin_addr,
-        config.data_dir.display()
-    );
+    // The same as the line above, for a person; a log shipper reading JSON gets that one alone.
+    if !crate::cli::json_logs() {
+        eprintln!(
+            "braid: node {} serving Kafka on {kafka}, ZooKeeper on {} (admin http://{}){cluster}, data in {}",
+            config.node_id,
+            config.zk_addr,
+            config.admin_addr,
+            config.data_dir.display()
+        );
+    }
 
     let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     signals.block_on(async {
