@@ -385,6 +385,33 @@ mod tests {
         });
     }
 
+    /// A peer given by host name is resolved when the transport connects to it.
+    #[test]
+    fn a_peer_named_by_host_name_is_reached() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async {
+            let l1 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let l2 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let peers = vec![
+                (1, format!("localhost:{}", l1.local_addr().unwrap().port())),
+                (2, format!("localhost:{}", l2.local_addr().unwrap().port())),
+            ];
+            let received: Rc<RefCell<Vec<Message>>> = Rc::default();
+            let sink = Rc::clone(&received);
+            let net1 = RaftNet::start(1, l1, peers.clone(), |_, _| {});
+            let _net2 = RaftNet::start(2, l2, peers, move |_, m| sink.borrow_mut().push(m));
+            let group = GroupId { topic_id: 1, partition: 0 };
+            // Raft resends what a connection not yet up lost: so does this test, bounded.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while received.borrow().is_empty() && tokio::time::Instant::now() < deadline {
+                net1.send(group, message(1, 2, 0));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(received.borrow().first(), Some(&message(1, 2, 0)));
+        });
+    }
+
     /// A peer's connection that closes is reported with the peer's id (from its messages);
     /// a connection that never sent one is not.
     #[test]
