@@ -67,7 +67,12 @@ async fn handle(shared: Arc<Shared>, mut stream: TcpStream) {
             let stats = partition_stats(&shared).await;
             let snapshot = shared.published.read().unwrap_or_else(|e| e.into_inner()).clone();
             let brokers: serde_json::Map<String, serde_json::Value> =
-                snapshot.brokers.iter().map(|(id, addr)| (id.to_string(), addr.to_string().into())).collect();
+                // Each broker's first endpoint (its PLAINTEXT one with --kafka-addr).
+                snapshot
+                    .brokers
+                    .iter()
+                    .filter_map(|(id, endpoints)| Some((id.to_string(), endpoints.first()?.addr.to_string().into())))
+                    .collect();
             let body = serde_json::json!({
                 "node_id": shared.config.node_id,
                 "cluster_id": snapshot.cluster_id,

@@ -10,8 +10,18 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+/// A broker's address from Metadata as host:port (an IPv6 host in brackets).
+pub fn broker_address(broker: &MetadataResponseBroker) -> String {
+    match u16::try_from(broker.port) {
+        Ok(port) => crate::config::HostPort { host: broker.host.to_string(), port }.to_string(),
+        Err(_) => format!("{}:{}", broker.host.as_str(), broker.port),
+    }
+}
+
 /// Largest response the tools accept.
 const RESPONSE_MAX_BYTES: usize = 256 << 20;
+/// Time allowed to open a connection to one address.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Client {
     stream: TcpStream,
@@ -22,10 +32,36 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn connect(addr: &str) -> anyhow::Result<Self> {
-        let target = addr.to_socket_addrs()?.next().with_context(|| format!("no address for {addr}"))?;
-        let stream = TcpStream::connect_timeout(&target, Duration::from_secs(10))
-            .with_context(|| format!("connecting to {addr}"))?;
+    /// A client of the first node that answers among `addresses`, a comma-separated list of
+    /// host:port tried in turn (as Kafka's bootstrap.servers); the error names every address
+    /// tried and why it failed.
+    pub fn connect(addresses: &str) -> anyhow::Result<Self> {
+        let mut failures = Vec::new();
+        for addr in addresses.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+            match Client::connect_one(addr) {
+                Ok(client) => return Ok(client),
+                Err(e) => failures.push(format!("{addr} ({e:#})")),
+            }
+        }
+        match failures.len() {
+            0 => bail!("no address to connect to in {addresses:?}"),
+            1 => bail!("no node answered at {}", failures[0]),
+            _ => bail!("no node answered at any of {} addresses: {}", failures.len(), failures.join("; ")),
+        }
+    }
+
+    /// A client of the node at `addr` (host:port), once it answered ApiVersions.
+    fn connect_one(addr: &str) -> anyhow::Result<Self> {
+        let targets: Vec<_> = addr.to_socket_addrs().with_context(|| format!("resolving {addr}"))?.collect();
+        let mut connected = Err(anyhow::anyhow!("{addr} resolves to no address"));
+        for target in targets {
+            connected =
+                TcpStream::connect_timeout(&target, CONNECT_TIMEOUT).with_context(|| format!("connecting to {target}"));
+            if connected.is_ok() {
+                break;
+            }
+        }
+        let stream = connected?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(60)))?;
         let mut client = Client {
@@ -160,7 +196,7 @@ impl Client {
         let mut request = MetadataRequest::default();
         request.topics = Some(Vec::new());
         let metadata = client.call(request)?;
-        Ok(metadata.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect())
+        Ok(metadata.brokers.iter().map(|b| (b.node_id.0, broker_address(b))).collect())
     }
 
     /// ListOffsets for one partition (this client should be connected to its leader):
@@ -188,12 +224,15 @@ impl Client {
 
     /// This client if it is connected to `broker` already, else a new one connected to it.
     fn move_to(self, broker: &MetadataResponseBroker) -> anyhow::Result<Self> {
-        let addr = format!("{}:{}", broker.host.as_str(), broker.port);
+        let addr = broker_address(broker);
         let here = self.stream.peer_addr()?;
-        if addr.to_socket_addrs()?.any(|a| a == here) {
+        let resolved = addr
+            .to_socket_addrs()
+            .with_context(|| format!("resolving broker {}'s address {addr}", broker.node_id.0))?;
+        if resolved.into_iter().any(|a| a == here) {
             Ok(self)
         } else {
-            Client::connect(&addr)
+            Client::connect_one(&addr).with_context(|| format!("broker {}", broker.node_id.0))
         }
     }
 

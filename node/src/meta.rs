@@ -10,7 +10,7 @@
 //! ```text
 //! /cluster/id                 {"version":"1","id":"<cluster id>"}
 //! /controller                 {"version":1,"brokerid":1,"timestamp":"..."}
-//! /brokers/ids/<id>           {"version":5,"host":..,"port":..,"endpoints":["PLAINTEXT://h:p"],...}
+//! /brokers/ids/<id>           {"version":5,"host":..,"port":..,"endpoints":["PLAINTEXT://h:p",..],...}
 //! /brokers/topics/<topic>     {"version":3,"topic_id":"..","partitions":{"0":[1,2,3],...},...}
 //! /brokers/topics/<topic>/partitions/<p>/state
 //!                             {"version":1,"leader":2,"leader_epoch":7,"isr":[2,3,1],...}
@@ -22,7 +22,7 @@
 //! /controller; every node registers itself at /brokers/ids/<id> (through the controller, by
 //! forwarding). Without sessions yet, registrations are persistent, not ephemeral.
 
-use crate::config::NodeConfig;
+use crate::config::{Endpoint, NodeConfig};
 use crate::replica::{PendingPersist, Persist, Replica};
 use crate::shard::MetaReply;
 use crate::zk::server::{AppliedTxn, ZkMsg, ZkServer, ZkSettings};
@@ -49,6 +49,8 @@ pub struct MetaStore {
     tree: DataTree,
     node_id: i32,
     kafka_addr: SocketAddr,
+    /// What this node registers at /brokers/ids/<id>: its listeners' advertised endpoints.
+    endpoints: Vec<Endpoint>,
     /// End offset of the last applied entry.
     applied: i64,
     /// Log end when the store opened: once applied this far, the tree holds at least what this
@@ -294,6 +296,7 @@ impl MetaStore {
             tree,
             node_id: config.node_id,
             kafka_addr: config.kafka_addr,
+            endpoints: config.endpoints(),
             applied,
             caught_up_at,
             caught_up: false,
@@ -864,14 +867,20 @@ impl MetaStore {
                 self.propose(&Txn::Multi(ops), now_ms, reply);
             }
         }
-        if self.tree.get("/brokers/ids").is_some() && self.broker_addr(self.node_id) != Some(self.kafka_addr) {
+        if self.tree.get("/brokers/ids").is_some()
+            && self.broker_endpoints(self.node_id).as_ref() != Some(&self.endpoints)
+            && !self.endpoints.is_empty()
+        {
             let path = format!("/brokers/ids/{}", self.node_id);
-            let host = self.kafka_addr.ip().to_string();
-            let port = self.kafka_addr.port();
+            // Kafka's layout: host and port of the first PLAINTEXT endpoint (every listener is
+            // PLAINTEXT until TLS and SASL come), then every endpoint and its protocol.
+            let first = &self.endpoints[0].addr;
+            let endpoints: Vec<String> = self.endpoints.iter().map(Endpoint::to_string).collect();
+            let protocols: serde_json::Map<String, serde_json::Value> =
+                self.endpoints.iter().map(|e| (e.listener.clone(), "PLAINTEXT".into())).collect();
             let data = serde_json::json!({
-                "version": 5, "host": host, "port": port, "jmx_port": -1, "timestamp": now_ms.to_string(),
-                "endpoints": [format!("PLAINTEXT://{host}:{port}")],
-                "listener_security_protocol_map": {"PLAINTEXT": "PLAINTEXT"}, "rack": null,
+                "version": 5, "host": first.host, "port": first.port, "jmx_port": -1, "timestamp": now_ms.to_string(),
+                "endpoints": endpoints, "listener_security_protocol_map": protocols, "rack": null,
             })
             .to_string()
             .into_bytes();
@@ -894,12 +903,13 @@ impl MetaStore {
         self.json_at("/controller").and_then(|v| v["brokerid"].as_i64()).map(|id| id as i32)
     }
 
-    /// The Kafka address broker `id` registered at /brokers/ids/<id>.
-    fn broker_addr(&self, id: i32) -> Option<SocketAddr> {
+    /// The Kafka endpoints broker `id` registered at /brokers/ids/<id>, in its order (None if
+    /// it registered none that parse).
+    fn broker_endpoints(&self, id: i32) -> Option<Vec<Endpoint>> {
         let json = self.json_at(&format!("/brokers/ids/{id}"))?;
-        let ip = json["host"].as_str()?.parse::<std::net::IpAddr>().ok()?;
-        let port = u16::try_from(json["port"].as_u64()?).ok()?;
-        Some(SocketAddr::new(ip, port))
+        let endpoints: Vec<Endpoint> =
+            json["endpoints"].as_array()?.iter().filter_map(|e| e.as_str()?.parse().ok()).collect();
+        (!endpoints.is_empty()).then_some(endpoints)
     }
 
     pub fn tree(&self) -> &DataTree {
@@ -1117,7 +1127,7 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_slice(&store.tree().get("/brokers/topics/orders").unwrap().data).unwrap();
         assert_eq!(json["partitions"]["1"], serde_json::json!([1]));
-        assert_eq!(snapshot.brokers.get(&1), Some(&config.kafka_addr));
+        assert_eq!(snapshot.brokers.get(&1), Some(&config.endpoints()));
         assert_eq!(snapshot.controller, Some(1));
     }
 

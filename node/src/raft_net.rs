@@ -113,20 +113,21 @@ pub struct RaftNet {
     pub stats: Arc<NetStats>,
 }
 
-/// The receiving ends of the peer queues, handed to [`spawn`].
-pub struct Outgoing(Vec<(NodeId, SocketAddr, PeerQueue)>);
+/// The receiving ends of the peer queues, with each peer's host:port (resolved at every
+/// connection attempt), handed to [`spawn`].
+pub struct Outgoing(Vec<(NodeId, String, PeerQueue)>);
 
 type PeerQueue = mpsc::Receiver<(GroupId, Message)>;
 
 impl RaftNet {
     /// The queues to every peer but `local`, and their receiving ends for [`spawn`].
-    pub fn new(local: NodeId, peers: &[(NodeId, SocketAddr)]) -> (RaftNet, Outgoing) {
+    pub fn new(local: NodeId, peers: &[(NodeId, String)]) -> (RaftNet, Outgoing) {
         let mut queues = HashMap::new();
         let mut outgoing = Vec::new();
-        for &(id, addr) in peers.iter().filter(|(id, _)| *id != local) {
+        for (id, addr) in peers.iter().filter(|(id, _)| *id != local) {
             let (tx, rx) = mpsc::channel(PEER_QUEUE_DEPTH);
-            queues.insert(id, tx);
-            outgoing.push((id, addr, rx));
+            queues.insert(*id, tx);
+            outgoing.push((*id, addr.clone(), rx));
         }
         (RaftNet { local, queues, stats: Arc::new(NetStats::default()) }, Outgoing(outgoing))
     }
@@ -135,7 +136,7 @@ impl RaftNet {
     pub fn start(
         local: NodeId,
         listener: TcpListener,
-        peers: Vec<(NodeId, SocketAddr)>,
+        peers: Vec<(NodeId, String)>,
         timing: Timing,
         handlers: Handlers,
     ) -> RaftNet {
@@ -175,12 +176,36 @@ impl RaftNet {
     }
 }
 
-/// One peer's outgoing connection: where it goes and how often it pings.
+/// One peer's outgoing connection: where it goes (host:port) and how often it pings.
 struct Sending {
     local: NodeId,
     peer: NodeId,
-    addr: SocketAddr,
+    addr: String,
     ping_every: Duration,
+}
+
+/// Why a connection to a peer could not be made.
+enum ConnectError {
+    /// Its address did not resolve (yet).
+    Resolve(std::io::Error),
+    /// No address it resolved to accepted (the last one's error).
+    Connect(std::io::Error),
+}
+
+/// Resolves `addr` (host:port) now and connects to the first of its addresses that accepts.
+async fn connect(addr: &str) -> Result<TcpStream, ConnectError> {
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host(addr).await.map_err(ConnectError::Resolve)?.collect();
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "the name resolves to no address");
+    if resolved.is_empty() {
+        return Err(ConnectError::Resolve(last));
+    }
+    for target in resolved {
+        match TcpStream::connect(target).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(ConnectError::Connect(last))
 }
 
 async fn send_loop(sending: Sending, mut queue: mpsc::Receiver<(GroupId, Message)>, stats: Arc<NetStats>) {
@@ -188,15 +213,34 @@ async fn send_loop(sending: Sending, mut queue: mpsc::Receiver<(GroupId, Message
     let mut backoff = BACKOFF_MIN;
     let mut pending: Vec<(GroupId, Message)> = Vec::new();
     let mut frame = wire::EncodedFrame::default();
+    // The peer's name failed to resolve on the last attempt: said once (a warning) until it
+    // resolves again, not at every retry.
+    let mut unresolved = false;
     loop {
-        let mut stream = match TcpStream::connect(addr).await {
+        let attempt = connect(&addr).await;
+        if unresolved && !matches!(attempt, Err(ConnectError::Resolve(_))) {
+            unresolved = false;
+            tracing::info!(peer, %addr, "raft peer's address resolves again");
+        }
+        let mut stream = match attempt {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
                 backoff = BACKOFF_MIN;
                 stream
             }
-            Err(e) => {
-                tracing::debug!(peer, %addr, error = %e, "raft peer unreachable; retrying");
+            Err(failure) => {
+                match failure {
+                    ConnectError::Resolve(e) if !unresolved => {
+                        unresolved = true;
+                        tracing::warn!(peer, %addr, error = %e, "raft peer's address does not resolve; retrying");
+                    }
+                    ConnectError::Resolve(e) => {
+                        tracing::debug!(peer, %addr, error = %e, "raft peer's address still does not resolve")
+                    }
+                    ConnectError::Connect(e) => {
+                        tracing::debug!(peer, %addr, error = %e, "raft peer unreachable; retrying")
+                    }
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 // Messages queued meanwhile are stale by the time we connect; raft resends.
@@ -425,9 +469,10 @@ mod tests {
             let received: Rc<RefCell<Vec<(GroupId, Message)>>> = Rc::default();
             let sink = Rc::clone(&received);
             let events = Rc::default();
-            let net1 = RaftNet::start(1, l1, vec![(1, a1), (2, a2)], TIMING, handlers(|_, _| {}, Rc::clone(&events)));
+            let peers = vec![(1, a1.to_string()), (2, a2.to_string())];
+            let net1 = RaftNet::start(1, l1, peers.clone(), TIMING, handlers(|_, _| {}, Rc::clone(&events)));
             let deliver = move |g, m| sink.borrow_mut().push((g, m));
-            let net2 = RaftNet::start(2, l2, vec![(1, a1), (2, a2)], TIMING, handlers(deliver, events));
+            let net2 = RaftNet::start(2, l2, peers, TIMING, handlers(deliver, events));
             let group = GroupId { topic_id: 42, partition: 3 };
             // Garbage first, on its own connection.
             let mut junk = TcpStream::connect(a2).await.unwrap();
@@ -465,6 +510,34 @@ mod tests {
         });
     }
 
+    /// A peer given by host name is resolved when the transport connects to it.
+    #[test]
+    fn a_peer_named_by_host_name_is_reached() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async {
+            let l1 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let l2 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let peers = vec![
+                (1, format!("localhost:{}", l1.local_addr().unwrap().port())),
+                (2, format!("localhost:{}", l2.local_addr().unwrap().port())),
+            ];
+            let received: Rc<RefCell<Vec<Message>>> = Rc::default();
+            let sink = Rc::clone(&received);
+            let net1 = RaftNet::start(1, l1, peers.clone(), TIMING, handlers(|_, _| {}, Rc::default()));
+            let deliver = move |_, m| sink.borrow_mut().push(m);
+            let _net2 = RaftNet::start(2, l2, peers, TIMING, handlers(deliver, Rc::default()));
+            let group = GroupId { topic_id: 1, partition: 0 };
+            // Raft resends what a connection not yet up lost: so does this test, bounded.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while received.borrow().is_empty() && tokio::time::Instant::now() < deadline {
+                net1.send(group, message(1, 2, 0));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(received.borrow().first(), Some(&message(1, 2, 0)));
+        });
+    }
+
     /// Waits (bounded) until `events` holds `want`.
     async fn wait_events(events: &Rc<RefCell<Vec<(&'static str, NodeId)>>>, want: &[(&'static str, NodeId)]) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -485,8 +558,7 @@ mod tests {
             let addr = listener.local_addr().unwrap();
             let events: Rc<RefCell<Vec<(&'static str, NodeId)>>> = Rc::default();
             // Node 7's own listener is nowhere: only its connection to us carries news.
-            let nowhere: SocketAddr = ([127, 0, 0, 1], 1).into();
-            let (net, outgoing) = RaftNet::new(2, &[(2, addr), (7, nowhere)]);
+            let (net, outgoing) = RaftNet::new(2, &[(2, addr.to_string()), (7, "127.0.0.1:1".to_owned())]);
             let slow = Timing { silence: Duration::from_secs(60), ..TIMING };
             net.spawn(listener, outgoing, slow, handlers(|_, _| {}, Rc::clone(&events)));
             // A connection that sends nothing, then one from node 7 that sends a message.
@@ -515,9 +587,8 @@ mod tests {
             let l2 = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let l3 = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let (a2, a3) = (l2.local_addr().unwrap(), l3.local_addr().unwrap());
-            let nowhere: SocketAddr = ([127, 0, 0, 1], 1).into();
             let events: Rc<RefCell<Vec<(&'static str, NodeId)>>> = Rc::default();
-            let peers = vec![(2, a2), (3, a3), (7, nowhere)];
+            let peers = vec![(2, a2.to_string()), (3, a3.to_string()), (7, "127.0.0.1:1".to_owned())];
             let _net2 = RaftNet::start(2, l2, peers.clone(), TIMING, handlers(|_, _| {}, Rc::clone(&events)));
             let _net3 = RaftNet::start(3, l3, peers, TIMING, handlers(|_, _| {}, Rc::default()));
             let mut peer = TcpStream::connect(a2).await.unwrap();

@@ -175,7 +175,8 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
         senders.push(tx);
         receivers.push(rx);
     }
-    let peers: Vec<(NodeId, SocketAddr)> = config.peers.iter().map(|&(id, addr)| (id as NodeId, addr)).collect();
+    let peers: Vec<(NodeId, String)> =
+        config.peers.iter().map(|(id, addr)| (*id as NodeId, addr.to_string())).collect();
     let (net, outgoing) = if peers.is_empty() {
         (None, None)
     } else {
@@ -226,22 +227,25 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
             return Err(e.context(format!("starting shard {id}")));
         }
     }
+    let kafka = kafka_listeners_line(&config);
     tracing::info!(
-        node_id = config.node_id, kafka = %config.kafka_addr, zookeeper = %config.zk_addr, admin = %config.admin_addr, shards,
+        node_id = config.node_id, %kafka, zookeeper = %config.zk_addr, admin = %config.admin_addr, shards,
         data_dir = %config.data_dir.display(), direct_io = config.direct_io, "braid node started"
     );
     let cluster = match config.raft_addr {
         Some(raft) if !config.peers.is_empty() => format!(", raft on {raft} with {} nodes", config.peers.len()),
         _ => String::new(),
     };
-    eprintln!(
-        "braid: node {} serving Kafka on {}, ZooKeeper on {} (admin http://{}){cluster}, data in {}",
-        config.node_id,
-        config.kafka_addr,
-        config.zk_addr,
-        config.admin_addr,
-        config.data_dir.display()
-    );
+    // The same as the line above, for a person; a log shipper reading JSON gets that one alone.
+    if !crate::cli::json_logs() {
+        eprintln!(
+            "braid: node {} serving Kafka on {kafka}, ZooKeeper on {} (admin http://{}){cluster}, data in {}",
+            config.node_id,
+            config.zk_addr,
+            config.admin_addr,
+            config.data_dir.display()
+        );
+    }
 
     let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     signals.block_on(async {
@@ -266,6 +270,24 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The Kafka listeners as the start-up line shows them: where each binds, with its name when
+/// there are several, and what it advertises when that is not its own address.
+fn kafka_listeners_line(config: &NodeConfig) -> String {
+    let several = config.kafka_listeners.len() > 1;
+    let shown: Vec<String> = config
+        .kafka_listeners
+        .iter()
+        .map(|l| {
+            let name = if several { format!("{} ", l.name) } else { String::new() };
+            let bound = crate::config::HostPort { host: l.addr.ip().to_string(), port: l.addr.port() };
+            let advertised =
+                if l.advertised == bound { String::new() } else { format!(" (advertised {})", l.advertised) };
+            format!("{name}{}{advertised}", l.addr)
+        })
+        .collect();
+    shown.join(", ")
+}
+
 async fn shard_main(
     id: usize,
     shared: Arc<Shared>,
@@ -288,7 +310,12 @@ async fn shard_main(
             ),
             _ => None,
         };
-        let listener = tokio::net::TcpListener::from_std(reuse_port_listener(shared.config.kafka_addr)?)?;
+        // Every Kafka listener on every shard; a connection keeps the index of its listener.
+        let mut listeners = Vec::with_capacity(shared.config.kafka_listeners.len());
+        for kafka in &shared.config.kafka_listeners {
+            let listener = reuse_port_listener(kafka.addr).with_context(|| format!("Kafka listener {}", kafka.name))?;
+            listeners.push(tokio::net::TcpListener::from_std(listener)?);
+        }
         let admin = if id == 0 {
             let std_listener = std::net::TcpListener::bind(shared.config.admin_addr)
                 .with_context(|| format!("binding admin {}", shared.config.admin_addr))?;
@@ -309,9 +336,9 @@ async fn shard_main(
         } else {
             None
         };
-        anyhow::Ok((storage, meta, listener, admin, raft_listener, zk))
+        anyhow::Ok((storage, meta, listeners, admin, raft_listener, zk))
     };
-    let (storage, meta, listener, admin, raft_listener, zk) = match start.await {
+    let (storage, meta, listeners, admin, raft_listener, zk) = match start.await {
         Ok(parts) => parts,
         Err(e) => {
             let _ = ready.send((id, Err(e)));
@@ -433,43 +460,46 @@ async fn shard_main(
             retention_state.borrow_mut().apply_retention();
         }
     });
-    let accept_ctx = Rc::clone(&ctx);
     let connections = Arc::new(Semaphore::new(shared.config.max_connections_per_shard));
-    tokio::task::spawn_local(async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, peer)) => {
-                    if accept_ctx.shared.cut_off.load(std::sync::atomic::Ordering::Relaxed) {
-                        drop(stream);
-                        continue;
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let accept_ctx = Rc::clone(&ctx);
+        let connections = Arc::clone(&connections);
+        tokio::task::spawn_local(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        if accept_ctx.shared.cut_off.load(std::sync::atomic::Ordering::Relaxed) {
+                            drop(stream);
+                            continue;
+                        }
+                        let Ok(slot) = Arc::clone(&connections).try_acquire_owned() else {
+                            // Over the limit: closing at once bounds the shard's memory; the client
+                            // sees its connection refused and retries (or goes to another node).
+                            tracing::warn!(%peer, limit = accept_ctx.shared.config.max_connections_per_shard, "connection limit reached; closing a new connection");
+                            accept_ctx
+                                .shared
+                                .metrics
+                                .connections_refused
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            drop(stream);
+                            continue;
+                        };
+                        let _ = stream.set_nodelay(true);
+                        accept_ctx.shared.metrics.connections_opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let ctx = Rc::clone(&accept_ctx);
+                        tokio::task::spawn_local(async move {
+                            crate::kafka::serve(ctx, stream, peer, index).await;
+                            drop(slot);
+                        });
                     }
-                    let Ok(slot) = Arc::clone(&connections).try_acquire_owned() else {
-                        // Over the limit: closing at once bounds the shard's memory; the client
-                        // sees its connection refused and retries (or goes to another node).
-                        tracing::warn!(%peer, limit = accept_ctx.shared.config.max_connections_per_shard, "connection limit reached; closing a new connection");
-                        accept_ctx
-                            .shared
-                            .metrics
-                            .connections_refused
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        drop(stream);
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    accept_ctx.shared.metrics.connections_opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let ctx = Rc::clone(&accept_ctx);
-                    tokio::task::spawn_local(async move {
-                        crate::kafka::serve(ctx, stream, peer).await;
-                        drop(slot);
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                 }
             }
-        }
-    });
+        });
+    }
     if let Some(admin) = admin {
         tokio::task::spawn_local(crate::admin::serve(Arc::clone(&shared), admin));
     }

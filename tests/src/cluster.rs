@@ -314,8 +314,9 @@ impl Sim {
                 let seen = self.seen_incarnations.get(&(observer, peer)).copied().unwrap_or(0);
                 let reported = !self.reported_lost.contains(&(observer, peer));
                 // A crash not heard of yet counts as unreachable until it is.
-                let reachable =
-                    self.nodes[&peer].raft.is_some() && self.linked(observer, peer) && (seen == incarnation || !reported);
+                let reachable = self.nodes[&peer].raft.is_some()
+                    && self.linked(observer, peer)
+                    && (seen == incarnation || !reported);
                 if reachable == reported || !self.rng.chance(1, 4) {
                     continue;
                 }

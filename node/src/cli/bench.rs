@@ -74,6 +74,7 @@ pub struct ProduceBench {
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Nodes' Kafka addresses, host:port,... (tried in turn until one answers).
     #[arg(long, env = "BRAID_BOOTSTRAP", default_value = "127.0.0.1:9092")]
     bootstrap: String,
 }
@@ -92,6 +93,7 @@ pub struct ConsumeBench {
     seconds: u64,
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Nodes' Kafka addresses, host:port,... (tried in turn until one answers).
     #[arg(long, env = "BRAID_BOOTSTRAP", default_value = "127.0.0.1:9092")]
     bootstrap: String,
 }

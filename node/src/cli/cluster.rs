@@ -21,7 +21,7 @@ pub fn run(bootstrap: &str, command: ClusterCommand) -> anyhow::Result<()> {
             let cluster_id = metadata.cluster_id.as_ref().map_or("", |id| id.as_str());
             println!("cluster {cluster_id} controller {}", metadata.controller_id.0);
             for broker in &metadata.brokers {
-                println!("broker {} {}:{}", broker.node_id.0, broker.host.as_str(), broker.port);
+                println!("broker {} {}", broker.node_id.0, crate::client::broker_address(broker));
             }
             let mut topics: Vec<_> = metadata.topics.iter().collect();
             topics.sort_by(|a, b| a.name.as_ref().map(|n| n.0.as_str()).cmp(&b.name.as_ref().map(|n| n.0.as_str())));

@@ -21,6 +21,24 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines as text (coloured only on a terminal) or as JSON, one object per line, for
+    /// log shippers. BRAID_LOG sets the level (info).
+    #[arg(long, global = true, env = "BRAID_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs are JSON lines: what else the process writes to stderr must be too (or absent).
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True if this process logs JSON lines (`--log-format json`).
+pub fn json_logs() -> bool {
+    JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 #[derive(Subcommand, Debug)]
@@ -32,7 +50,7 @@ pub enum Command {
     Topic {
         #[command(subcommand)]
         command: topic::TopicCommand,
-        /// A node's Kafka address.
+        /// Nodes' Kafka addresses, host:port,... (tried in turn until one answers).
         #[arg(long, global = true, env = "BRAID_BOOTSTRAP", default_value = "127.0.0.1:9092")]
         bootstrap: String,
     },
@@ -40,7 +58,7 @@ pub enum Command {
     Cluster {
         #[command(subcommand)]
         command: cluster::ClusterCommand,
-        /// A node's Kafka address.
+        /// Nodes' Kafka addresses, host:port,... (tried in turn until one answers).
         #[arg(long, global = true, env = "BRAID_BOOTSTRAP", default_value = "127.0.0.1:9092")]
         bootstrap: String,
     },
@@ -48,7 +66,7 @@ pub enum Command {
     Group {
         #[command(subcommand)]
         command: group::GroupCommand,
-        /// A node's Kafka address.
+        /// Nodes' Kafka addresses, host:port,... (tried in turn until one answers).
         #[arg(long, global = true, env = "BRAID_BOOTSTRAP", default_value = "127.0.0.1:9092")]
         bootstrap: String,
     },
@@ -62,7 +80,8 @@ pub enum Command {
     Zk {
         #[command(subcommand)]
         command: zk::ZkCommand,
-        /// A node's ZooKeeper address.
+        /// ZooKeeper servers as a ZooKeeper connect string, host:port,...[/chroot] (tried in
+        /// turn until one takes the session).
         #[arg(long, global = true, env = "BRAID_ZK", default_value = "127.0.0.1:2181")]
         server: String,
     },
@@ -72,10 +91,19 @@ pub enum Command {
     Consume(records::ConsumeArgs),
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("BRAID_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        // Colour codes only where a person reads them: in a file or the journal they are noise.
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => {
+            JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+            logs.with_ansi(false).json().try_init()
+        }
+    };
 }
 
 /// Tools piped into `head` should stop quietly when the pipe closes, as Unix tools do; the
@@ -88,7 +116,7 @@ fn default_sigpipe() {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    init_tracing();
+    init_tracing(cli.log_format);
     if !matches!(cli.command, Command::Start(_)) {
         default_sigpipe();
     }

@@ -30,6 +30,7 @@ pub struct ProduceArgs {
     /// none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none")]
     pub compression: String,
+    /// Nodes' Kafka addresses, host:port,... (tried in turn until one answers).
     #[arg(long, env = "BRAID_BOOTSTRAP", default_value = "127.0.0.1:9092")]
     pub bootstrap: String,
 }
@@ -48,6 +49,7 @@ pub struct ConsumeArgs {
     /// Stop when no record arrives for this long.
     #[arg(long, default_value_t = 5000)]
     pub idle_timeout_ms: u64,
+    /// Nodes' Kafka addresses, host:port,... (tried in turn until one answers).
     #[arg(long, env = "BRAID_BOOTSTRAP", default_value = "127.0.0.1:9092")]
     pub bootstrap: String,
 }

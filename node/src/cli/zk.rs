@@ -1,5 +1,7 @@
 //! `braid zk ls|get|set|create|delete`: a node's tree through its ZooKeeper port, as zkCli does
-//! it (one session per command, closed at the end).
+//! it (one session per command, closed at the end). `--server` is a ZooKeeper connect string:
+//! the servers are tried in turn until one takes the session, and a chroot suffix puts every
+//! path under it, as ZooKeeper's clients do.
 
 use crate::zk::jute::{
     err, op, read_reply_header, Acl, ConnectRequest, ConnectResponse, Op, Reader, Request, Writer, MAX_FRAME_BYTES,
@@ -67,8 +69,44 @@ struct Session {
     xid: i32,
 }
 
+/// A ZooKeeper connect string, `host:port,host:port[/chroot]`: its servers and its chroot
+/// (None for none or "/").
+fn parse_connect_string(text: &str) -> anyhow::Result<(Vec<&str>, Option<&str>)> {
+    let (hosts, chroot) = match text.find('/') {
+        Some(at) => (&text[..at], Some(&text[at..])),
+        None => (text, None),
+    };
+    let servers: Vec<&str> = hosts.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    if servers.is_empty() {
+        bail!("--server {text:?} names no ZooKeeper server (host:port,...[/chroot])");
+    }
+    let chroot = chroot.filter(|c| *c != "/");
+    if let Some(chroot) = chroot {
+        if chroot.ends_with('/') || chroot.contains("//") {
+            bail!("--server {text:?}: the chroot {chroot:?} is not a znode path");
+        }
+    }
+    Ok((servers, chroot))
+}
+
 impl Session {
-    fn connect(server: &str) -> anyhow::Result<Session> {
+    /// A session with the first of `servers` that takes one; the error names every server
+    /// tried and why it failed.
+    fn connect(servers: &[&str]) -> anyhow::Result<Session> {
+        let mut failures = Vec::new();
+        for server in servers {
+            match Session::connect_one(server) {
+                Ok(session) => return Ok(session),
+                Err(e) => failures.push(format!("{server} ({e:#})")),
+            }
+        }
+        if failures.len() == 1 {
+            bail!("no ZooKeeper server answered at {}", failures[0]);
+        }
+        bail!("no ZooKeeper server answered at any of {} addresses: {}", failures.len(), failures.join("; "))
+    }
+
+    fn connect_one(server: &str) -> anyhow::Result<Session> {
         let stream = TcpStream::connect(server).with_context(|| format!("connecting to ZooKeeper at {server}"))?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         let mut session = Session { stream, xid: 0 };
@@ -120,8 +158,27 @@ impl Session {
     }
 }
 
+/// `path` under `chroot`.
+fn rooted(chroot: Option<&str>, path: String) -> String {
+    match chroot {
+        Some(root) if path == "/" => root.to_owned(),
+        Some(root) => format!("{root}{path}"),
+        None => path,
+    }
+}
+
 pub fn run(command: ZkCommand, server: &str) -> anyhow::Result<()> {
-    let mut session = Session::connect(server)?;
+    let (servers, chroot) = parse_connect_string(server)?;
+    let mut session = Session::connect(&servers)?;
+    let command = match command {
+        ZkCommand::Ls { path } => ZkCommand::Ls { path: rooted(chroot, path) },
+        ZkCommand::Get { path, stat } => ZkCommand::Get { path: rooted(chroot, path), stat },
+        ZkCommand::Set { path, data, version } => ZkCommand::Set { path: rooted(chroot, path), data, version },
+        ZkCommand::Create { path, data, sequential } => {
+            ZkCommand::Create { path: rooted(chroot, path), data, sequential }
+        }
+        ZkCommand::Delete { path, version } => ZkCommand::Delete { path: rooted(chroot, path), version },
+    };
     let result = (|| -> anyhow::Result<()> {
         match command {
             ZkCommand::Ls { path } => {
@@ -163,7 +220,10 @@ pub fn run(command: ZkCommand, server: &str) -> anyhow::Result<()> {
                     flags,
                     ttl: None,
                 })?;
-                println!("{}", Reader::new(&body).string()?);
+                let created = Reader::new(&body).string()?;
+                // Shown below the chroot, as ZooKeeper's clients show it.
+                let shown = chroot.and_then(|root| created.strip_prefix(root)).filter(|p| p.starts_with('/'));
+                println!("{}", shown.unwrap_or(&created));
             }
             ZkCommand::Delete { path, version } => {
                 session.call(Op::Delete { op: op::DELETE, path, version })?;
@@ -173,4 +233,26 @@ pub fn run(command: ZkCommand, server: &str) -> anyhow::Result<()> {
     })();
     session.close();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connect_string_lists_servers_and_an_optional_chroot() {
+        assert_eq!(parse_connect_string("a:1").unwrap(), (vec!["a:1"], None));
+        assert_eq!(parse_connect_string("a:1, b:2,").unwrap(), (vec!["a:1", "b:2"], None));
+        assert_eq!(parse_connect_string("a:1,[::1]:2/app/x").unwrap(), (vec!["a:1", "[::1]:2"], Some("/app/x")));
+        assert_eq!(parse_connect_string("a:1/").unwrap(), (vec!["a:1"], None), "/ is no chroot");
+        for (bad, why) in
+            [("", "names no"), ("/app", "names no"), ("a:1/app/", "not a znode path"), ("a:1/x//y", "not")]
+        {
+            let e = parse_connect_string(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        assert_eq!(rooted(Some("/app"), "/".into()), "/app");
+        assert_eq!(rooted(Some("/app"), "/x".into()), "/app/x");
+        assert_eq!(rooted(None, "/x".into()), "/x");
+    }
 }

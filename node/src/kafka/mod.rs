@@ -173,7 +173,9 @@ pub fn unsupported_version(correlation_id: i32) -> Vec<Chunk> {
 }
 
 /// Serves one Kafka connection until the client closes it or sends something unreadable.
-pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, peer: SocketAddr) {
+/// `listener` is the index of the Kafka listener it came through: Metadata and its kin answer
+/// with that listener's addresses.
+pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, peer: SocketAddr, listener: usize) {
     let (mut reader, writer) = stream.into_split();
     let (queue, pending) = mpsc::channel::<Pending>(IN_FLIGHT_MAX);
     let writer_task = tokio::task::spawn_local(writer::write_responses(Rc::clone(&ctx), writer, pending));
@@ -222,7 +224,7 @@ pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, peer: SocketAddr) {
             tracing::debug!(%peer, "cut off from the cluster; closing a client connection");
             break;
         }
-        match dispatch(&ctx, frame.freeze(), permit).await {
+        match dispatch(&ctx, listener, frame.freeze(), permit).await {
             Ok(Some(response)) => {
                 if queue.send(response).await.is_err() {
                     break;
@@ -270,7 +272,12 @@ pub fn decode_request(frame: Bytes) -> anyhow::Result<Decoded> {
 }
 
 /// Decodes one request and starts its handler.
-async fn dispatch(ctx: &Rc<ShardCtx>, frame: Bytes, permit: OwnedSemaphorePermit) -> anyhow::Result<Option<Pending>> {
+async fn dispatch(
+    ctx: &Rc<ShardCtx>,
+    listener: usize,
+    frame: Bytes,
+    permit: OwnedSemaphorePermit,
+) -> anyhow::Result<Option<Pending>> {
     let started = Instant::now();
     let decoded = decode_request(frame)?;
     let (api_key, version, header, request) = match decoded {
@@ -289,9 +296,15 @@ async fn dispatch(ctx: &Rc<ShardCtx>, frame: Bytes, permit: OwnedSemaphorePermit
         RequestKind::ApiVersions(_) => {
             respond(ctx, api_key, version, corr, started, permit, async { api_versions::supported() })
         }
-        RequestKind::Metadata(r) => {
-            respond(ctx, api_key, version, corr, started, permit, metadata::handle(Rc::clone(ctx), version, r))
-        }
+        RequestKind::Metadata(r) => respond(
+            ctx,
+            api_key,
+            version,
+            corr,
+            started,
+            permit,
+            metadata::handle(Rc::clone(ctx), listener, version, r),
+        ),
         RequestKind::Produce(r) => match produce::start(ctx, version, r).await {
             Some(body) => respond(ctx, api_key, version, corr, started, permit, body),
             None => {
@@ -322,7 +335,7 @@ async fn dispatch(ctx: &Rc<ShardCtx>, frame: Bytes, permit: OwnedSemaphorePermit
             respond(ctx, api_key, version, corr, started, permit, configs::incremental_alter(Rc::clone(ctx), r))
         }
         RequestKind::DescribeCluster(_) => {
-            respond(ctx, api_key, version, corr, started, permit, cluster::describe(Rc::clone(ctx)))
+            respond(ctx, api_key, version, corr, started, permit, cluster::describe(Rc::clone(ctx), listener))
         }
         RequestKind::AlterPartitionReassignments(r) => {
             respond(ctx, api_key, version, corr, started, permit, reassignments::alter(Rc::clone(ctx), r))
@@ -330,9 +343,15 @@ async fn dispatch(ctx: &Rc<ShardCtx>, frame: Bytes, permit: OwnedSemaphorePermit
         RequestKind::ListPartitionReassignments(r) => {
             respond(ctx, api_key, version, corr, started, permit, reassignments::list(Rc::clone(ctx), r))
         }
-        RequestKind::FindCoordinator(r) => {
-            respond(ctx, api_key, version, corr, started, permit, groups::find_coordinator(Rc::clone(ctx), version, r))
-        }
+        RequestKind::FindCoordinator(r) => respond(
+            ctx,
+            api_key,
+            version,
+            corr,
+            started,
+            permit,
+            groups::find_coordinator(Rc::clone(ctx), listener, version, r),
+        ),
         RequestKind::JoinGroup(r) => {
             let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
             respond(ctx, api_key, version, corr, started, permit, groups::join(Rc::clone(ctx), version, r, client_id))

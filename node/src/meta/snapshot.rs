@@ -9,6 +9,7 @@
 //! small state nodes, not the whole topic or every topic.
 
 use super::{config_path, state_path, topic_path, MetaStore};
+use crate::config::Endpoint;
 use anyhow::Context;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -25,8 +26,8 @@ pub struct MetaSnapshot {
     pub topics: BTreeMap<String, Arc<TopicMeta>>,
     /// Topic names by topic id (to route raft messages).
     pub names: HashMap<u128, String>,
-    /// Registered brokers: id → Kafka address.
-    pub brokers: BTreeMap<i32, SocketAddr>,
+    /// Registered brokers: id → the advertised endpoint of each of its Kafka listeners.
+    pub brokers: BTreeMap<i32, Vec<Endpoint>>,
     /// The node named in /controller.
     pub controller: Option<i32>,
     /// (leader, leader epoch) of each partition of each topic, as its leader last wrote it to
@@ -211,7 +212,7 @@ impl MetaStore {
                 .unwrap_or_default()
                 .iter()
                 .filter_map(|id| id.parse::<i32>().ok())
-                .filter_map(|id| self.broker_addr(id).map(|addr| (id, addr)))
+                .filter_map(|id| self.broker_endpoints(id).map(|endpoints| (id, endpoints)))
                 .collect();
             snapshot.controller = self.controller_id();
         }

@@ -1259,6 +1259,18 @@ impl ZkServer {
                 s.max_timeout_ms,
                 s.node_id
             ),
+            // As ZooKeeper's: its host's canonical name (never the client port's bind, which
+            // may be a wildcard), the system, the working directory; no Java to describe.
+            "envi" => format!(
+                "Environment:\nzookeeper.version={version}\nhost.name={}\nos.name=Linux\nos.arch={}\nos.version={}\nuser.dir={}\n",
+                crate::config::host_name(),
+                match std::env::consts::ARCH {
+                    "x86_64" => "amd64",
+                    arch => arch,
+                },
+                kernel_release(),
+                std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
+            ),
             "wchs" => {
                 let paths: HashSet<&String> = self.watches.keys().map(|(_, p)| p).collect();
                 let watching = self.conns.values().filter(|c| !c.watches.is_empty()).count();
@@ -1287,6 +1299,19 @@ impl ZkServer {
             }
             other => format!("{other} is not executed because it is not in the whitelist.\n"),
         }
+    }
+}
+
+/// The kernel's release, as uname(2) gives it (Java's os.version).
+fn kernel_release() -> String {
+    // SAFETY: a zeroed utsname is valid for uname to fill; on success each field is a
+    // NUL-terminated string within its array.
+    unsafe {
+        let mut names: libc::utsname = std::mem::zeroed();
+        if libc::uname(&mut names) != 0 {
+            return String::new();
+        }
+        std::ffi::CStr::from_ptr(names.release.as_ptr()).to_string_lossy().into_owned()
     }
 }
 

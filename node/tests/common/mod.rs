@@ -104,20 +104,22 @@ impl Node {
         self.kafka.to_string()
     }
 
+    /// Starts the node. Its Kafka and ZooKeeper listeners are on `kafka` and `zk` unless its
+    /// flags set them (--kafka-addr, --kafka-listeners, --zk-addr): a test binding elsewhere
+    /// (0.0.0.0, named listeners) sets `kafka` and `zk` to where the harness reaches them.
     pub fn launch(&mut self, extra: &[&str]) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).unwrap();
+        let given = |flag: &str| self.args.iter().map(String::as_str).chain(extra.iter().copied()).any(|a| a == flag);
+        let mut listeners = Vec::new();
+        if !given("--kafka-addr") && !given("--kafka-listeners") {
+            listeners.extend(["--kafka-addr".to_owned(), self.kafka.to_string()]);
+        }
+        if !given("--zk-addr") {
+            listeners.extend(["--zk-addr".to_owned(), self.zk.to_string()]);
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_braid"))
-            .args([
-                "start",
-                "--cores",
-                "2",
-                "--kafka-addr",
-                &self.kafka.to_string(),
-                "--admin-addr",
-                &self.admin.to_string(),
-                "--zk-addr",
-                &self.zk.to_string(),
-            ])
+            .args(["start", "--cores", "2", "--admin-addr", &self.admin.to_string()])
+            .args(&listeners)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.args)

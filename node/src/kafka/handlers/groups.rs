@@ -48,8 +48,13 @@ fn not_available() -> i16 {
     ResponseError::CoordinatorNotAvailable.code()
 }
 
-/// The coordinator of `key` (a group id): the leader of its offsets partition.
-async fn coordinator(ctx: &Rc<ShardCtx>, key: &str) -> Result<(i32, std::net::SocketAddr), (i16, String)> {
+/// The coordinator of `key` (a group id): the leader of its offsets partition, at its address
+/// for `listener` (the client's).
+async fn coordinator(
+    ctx: &Rc<ShardCtx>,
+    listener: usize,
+    key: &str,
+) -> Result<(i32, crate::config::HostPort), (i16, String)> {
     if ctx.snapshot.borrow().topic(OFFSETS_TOPIC).is_none() {
         let configs = BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]);
         let op = MetaOp::CreateTopic {
@@ -63,12 +68,13 @@ async fn coordinator(ctx: &Rc<ShardCtx>, key: &str) -> Result<(i32, std::net::So
         let _ = meta_op(ctx, op).await;
         return Err((not_available(), "the offsets topic is being created".into()));
     }
-    leader_of(ctx, OFFSETS_TOPIC, partition_for(key))
+    leader_of(ctx, listener, OFFSETS_TOPIC, partition_for(key))
         .ok_or_else(|| (not_available(), "the group's offsets partition has no leader right now".into()))
 }
 
 pub async fn find_coordinator(
     ctx: Rc<ShardCtx>,
+    listener: usize,
     version: i16,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
@@ -84,15 +90,15 @@ pub async fn find_coordinator(
         c.node_id = BrokerId(-1);
         c.port = -1;
         let found = if request.key_type == 0 {
-            coordinator(&ctx, &key).await
+            coordinator(&ctx, listener, &key).await
         } else {
             Err((ResponseError::CoordinatorNotAvailable.code(), "transactions are not supported".into()))
         };
         match found {
             Ok((id, addr)) => {
                 c.node_id = BrokerId(id);
-                c.host = str_bytes(addr.ip().to_string());
-                c.port = i32::from(addr.port());
+                c.host = str_bytes(addr.host);
+                c.port = i32::from(addr.port);
             }
             Err((code, message)) => {
                 c.error_code = code;

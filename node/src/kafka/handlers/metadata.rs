@@ -1,8 +1,10 @@
-//! Metadata: brokers (registered in the tree), the controller, topics and their partitions
-//! with the leaders the replicas here know, creating requested topics when
-//! `auto.create.topics.enable` is on and the client allows it.
+//! Metadata: brokers (registered in the tree) at their addresses for the listener the client
+//! connected through, the controller, topics and their partitions with the leaders the
+//! replicas here know, creating requested topics when `auto.create.topics.enable` is on and
+//! the client allows it.
 
 use super::{meta_op, str_bytes};
+use crate::config::{HostPort, NodeConfig};
 use crate::meta::MetaSnapshot;
 use crate::runtime::ShardCtx;
 use crate::shard::MetaOp;
@@ -14,7 +16,8 @@ use kafka_protocol::ResponseError;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-pub async fn handle(ctx: Rc<ShardCtx>, version: i16, request: MetadataRequest) -> MetadataResponse {
+/// `listener`: the index (in the node's Kafka listeners) of the one the request came through.
+pub async fn handle(ctx: Rc<ShardCtx>, listener: usize, version: i16, request: MetadataRequest) -> MetadataResponse {
     // v0: an empty list means every topic; v1+: null means every topic.
     let requested: Option<Vec<String>> = match request.topics {
         Some(topics) if !(version == 0 && topics.is_empty()) => {
@@ -48,8 +51,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, version: i16, request: MetadataRequest) -
     let snapshot = ctx.snapshot.borrow().clone();
     let names: Vec<String> = requested.unwrap_or_else(|| snapshot.topics.keys().cloned().collect());
     let mut response = MetadataResponse::default();
-    let config = &ctx.shared.config;
-    response.brokers = brokers(&snapshot, config.node_id, config.kafka_addr)
+    response.brokers = brokers(&snapshot, &ctx.shared.config, listener)
         .map(|(id, host, port)| {
             let mut broker = MetadataResponseBroker::default();
             broker.node_id = BrokerId(id);
@@ -78,31 +80,48 @@ pub async fn handle(ctx: Rc<ShardCtx>, version: i16, request: MetadataRequest) -
 /// tree's (leader, epoch): the newer term wins. At the same term a local "no leader" defers to
 /// the tree, unless the tree names this very node, which knows it no longer leads (a leader cut
 /// off from the others steps down, but the tree it sees still names it).
-/// The registered brokers as (id, host, port), this node among them even before its
-/// registration has committed.
-pub fn brokers(
-    snapshot: &MetaSnapshot,
-    me: i32,
-    my_addr: std::net::SocketAddr,
-) -> impl Iterator<Item = (i32, kafka_protocol::protocol::StrBytes, i32)> {
-    let mut brokers = snapshot.brokers.clone();
-    brokers.entry(me).or_insert(my_addr);
-    brokers.into_iter().map(|(id, addr)| (id, str_bytes(addr.ip().to_string()), i32::from(addr.port())))
+/// The registered brokers as (id, host, port) at their endpoint for `listener` (an index in
+/// this node's listeners), this node among them even before its registration has committed.
+/// A broker without that listener is left out, as Kafka leaves it out.
+pub fn brokers<'a>(
+    snapshot: &'a MetaSnapshot,
+    config: &'a NodeConfig,
+    listener: usize,
+) -> impl Iterator<Item = (i32, kafka_protocol::protocol::StrBytes, i32)> + 'a {
+    let me = (!snapshot.brokers.contains_key(&config.node_id)).then_some(config.node_id);
+    snapshot
+        .brokers
+        .keys()
+        .copied()
+        .chain(me)
+        .filter_map(move |id| broker_addr(snapshot, config, listener, id).map(|addr| (id, addr)))
+        .map(|(id, addr)| (id, str_bytes(addr.host.clone()), i32::from(addr.port)))
+}
+
+/// Broker `id`'s advertised address for `listener` (an index in this node's listeners): its
+/// registered endpoint of that name, or this node's own listener.
+fn broker_addr<'a>(
+    snapshot: &'a MetaSnapshot,
+    config: &'a NodeConfig,
+    listener: usize,
+    id: i32,
+) -> Option<&'a HostPort> {
+    let own = config.kafka_listeners.get(listener)?;
+    if id == config.node_id {
+        return Some(&own.advertised);
+    }
+    snapshot.brokers.get(&id)?.iter().find(|e| e.listener == own.name).map(|e| &e.addr)
 }
 
 /// The leader of a partition as this node knows it (its replica's view or the tree's), and its
-/// Kafka address.
-pub fn leader_of(ctx: &ShardCtx, topic: &str, partition: i32) -> Option<(i32, std::net::SocketAddr)> {
+/// Kafka address for `listener`.
+pub fn leader_of(ctx: &ShardCtx, listener: usize, topic: &str, partition: i32) -> Option<(i32, HostPort)> {
     let snapshot = ctx.snapshot.borrow();
     let key = (topic.to_owned(), partition);
     let local = ctx.shared.leaders.read().unwrap_or_else(|e| e.into_inner()).get(&key).copied();
     let (leader, _) = newest_leader(local, snapshot.tree_leader(topic, partition), snapshot.node_id)?;
-    let addr = if leader == ctx.shared.config.node_id {
-        Some(ctx.shared.config.kafka_addr)
-    } else {
-        snapshot.brokers.get(&leader).copied()
-    };
-    addr.map(|a| (leader, a))
+    let addr = broker_addr(&snapshot, &ctx.shared.config, listener, leader)?.clone();
+    Some((leader, addr))
 }
 
 fn newest_leader(local: Option<(i32, i32)>, tree: Option<(i32, i32)>, me: i32) -> Option<(i32, i32)> {
