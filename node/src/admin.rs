@@ -3,7 +3,7 @@
 //! A deliberately small HTTP/1.1 server: one request per connection, GET only, bounded request
 //! head, answers `Connection: close`.
 
-use crate::metrics::PartitionStats;
+use crate::metrics::{PartitionStats, ShardStats};
 use crate::runtime::Shared;
 use crate::shard::ShardMsg;
 use std::sync::Arc;
@@ -22,19 +22,21 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
-/// Every partition's figures, gathered from every shard.
-pub async fn partition_stats(shared: &Shared) -> Vec<PartitionStats> {
+/// Every partition's figures and every shard's, gathered from every shard.
+pub async fn partition_stats(shared: &Shared) -> (Vec<PartitionStats>, Vec<ShardStats>) {
     let mut all = Vec::new();
+    let mut shards = Vec::new();
     for tx in &shared.senders {
         let (reply, answer) = oneshot::channel();
         if tx.send(ShardMsg::Stats { reply }).await.is_ok() {
-            if let Ok(mut stats) = answer.await {
+            if let Ok((mut stats, shard)) = answer.await {
                 all.append(&mut stats);
+                shards.push(shard);
             }
         }
     }
     all.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-    all
+    (all, shards)
 }
 
 async fn handle(shared: Arc<Shared>, mut stream: TcpStream) {
@@ -59,12 +61,13 @@ async fn handle(shared: Arc<Shared>, mut stream: TcpStream) {
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, content_type, body) = match (method, path) {
         ("GET", "/metrics") => {
-            let stats = partition_stats(&shared).await;
-            let body = shared.metrics.render(&stats, crate::kafka::api_name);
+            let (stats, shards) = partition_stats(&shared).await;
+            let body = shared.metrics.render(&stats, &shards, crate::kafka::api_name);
             ("200 OK", "text/plain; version=0.0.4", body)
         }
         ("GET", "/v1/status") => {
-            let stats = partition_stats(&shared).await;
+            let (stats, shards) = partition_stats(&shared).await;
+            let (resident_bytes, open_fds) = crate::metrics::process_figures();
             let snapshot = shared.published.read().unwrap_or_else(|e| e.into_inner()).clone();
             let brokers: serde_json::Map<String, serde_json::Value> =
                 // Each broker's first endpoint (its PLAINTEXT one with --kafka-addr).
@@ -83,6 +86,9 @@ async fn handle(shared: Arc<Shared>, mut stream: TcpStream) {
                 "shards": shared.senders.len(),
                 "direct_io": shared.config.direct_io,
                 "partitions": stats,
+                "shard_stats": shards,
+                "resident_bytes": resident_bytes,
+                "open_fds": open_fds,
             });
             ("200 OK", "application/json", body.to_string())
         }

@@ -471,6 +471,19 @@ impl MetaStore {
         self.leaderless_ticks >= CUT_OFF_TICKS && self.replica.raft.leader().is_none()
     }
 
+    /// True when this node can answer clients from a tree as current as the cluster's: it
+    /// knows the metadata leader, has applied everything it knows committed (and at least what
+    /// it held before it stopped), and the tree names the controller and holds this node's own
+    /// registration, so a Metadata answer has brokers and a controller.
+    pub fn ready(&self) -> bool {
+        !self.cut_off()
+            && self.replica.raft.leader().is_some()
+            && self.caught_up
+            && self.applied >= self.replica.raft.committed()
+            && self.controller_id().is_some()
+            && self.broker_endpoints(self.node_id).is_some()
+    }
+
     /// The transport lost a peer (see [`braid_engine::raft::Raft::peer_lost`]).
     pub fn peer_lost(&mut self, peer: NodeId) {
         self.replica.raft.peer_lost(peer);

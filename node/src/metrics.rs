@@ -46,6 +46,9 @@ pub struct Metrics {
     pub connections_refused: AtomicU64,
     pub bad_frames: AtomicU64,
     pub produced_records_batches: AtomicU64,
+    /// Raft messages from peers dropped on arrival: a shard's queue was full, or the group is
+    /// not known here yet (raft sends again).
+    pub raft_messages_dropped: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -59,6 +62,7 @@ impl Default for Metrics {
             connections_refused: AtomicU64::new(0),
             bad_frames: AtomicU64::new(0),
             produced_records_batches: AtomicU64::new(0),
+            raft_messages_dropped: AtomicU64::new(0),
         }
     }
 }
@@ -79,6 +83,51 @@ pub struct PartitionStats {
     pub high_watermark: i64,
     pub size_bytes: u64,
     pub segments: usize,
+    /// Bytes this replica holds in memory (its log's buffers, caches and indexes, and its
+    /// state): a few KiB when idle, whatever its log's size.
+    pub memory_bytes: usize,
+    /// Its raft group is quiet (idle: no ticks, no heartbeats).
+    pub quiet: bool,
+}
+
+/// One shard's figures: its partitions, and its memory by kind against its limits.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ShardStats {
+    pub shard: usize,
+    pub partitions: usize,
+    pub quiet_partitions: usize,
+    /// Replicas given to this shard and not open yet.
+    pub opening_partitions: usize,
+    /// Log write buffers (tails, writes in flight, spares): now, at most so far, the limit.
+    pub write_buffers_bytes: usize,
+    pub write_buffers_peak_bytes: usize,
+    pub write_buffers_limit_bytes: usize,
+    /// Times a log wrote out early, or kept no spare buffer, because of the limit.
+    pub write_buffer_refusals: u64,
+    /// Recent batches kept for followers, and the limit.
+    pub replication_cache_bytes: usize,
+    pub replication_cache_limit_bytes: usize,
+    /// Batches not kept because the cache was full (followers read them from the segment).
+    pub replication_cache_refusals: u64,
+    /// Sums over the shard's partitions, by kind.
+    pub log_tail_bytes: usize,
+    pub log_spare_buffers_bytes: usize,
+    pub log_positions_bytes: usize,
+    pub log_index_bytes: usize,
+    pub partition_state_bytes: usize,
+    /// The most one partition of the shard holds.
+    pub partition_max_bytes: usize,
+}
+
+/// The process's resident memory and open descriptors (Linux /proc), for /metrics.
+pub fn process_figures() -> (u64, u64) {
+    let page = 4096;
+    let resident = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * page);
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+    (resident, fds)
 }
 
 impl Metrics {
@@ -87,7 +136,12 @@ impl Metrics {
     }
 
     /// Prometheus text exposition.
-    pub fn render(&self, partitions: &[PartitionStats], api_name: impl Fn(i16) -> Option<&'static str>) -> String {
+    pub fn render(
+        &self,
+        partitions: &[PartitionStats],
+        shards: &[ShardStats],
+        api_name: impl Fn(i16) -> Option<&'static str>,
+    ) -> String {
         let mut out = String::new();
         out.push_str("# HELP braid_kafka_requests_total Kafka requests handled, by API.\n# TYPE braid_kafka_requests_total counter\n");
         let named: Vec<(usize, &'static str)> =
@@ -141,9 +195,15 @@ impl Metrics {
                 "Connections closed for a malformed or oversized frame.",
                 &self.bad_frames,
             ),
+            (
+                "braid_raft_messages_dropped_total",
+                "Raft messages from peers dropped on arrival (a shard's queue full, or a group not known here yet).",
+                &self.raft_messages_dropped,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter\n{metric} {}", value.load(Relaxed));
         }
+        render_memory(&mut out, partitions, shards);
         out.push_str("# HELP braid_log_size_bytes Bytes in a partition's log.\n# TYPE braid_log_size_bytes gauge\n");
         for p in partitions {
             let _ = writeln!(
@@ -166,6 +226,90 @@ impl Metrics {
     }
 }
 
+/// Memory: the process's, each shard's by kind against its limits, each partition's.
+fn render_memory(out: &mut String, partitions: &[PartitionStats], shards: &[ShardStats]) {
+    let (resident, fds) = process_figures();
+    let _ = writeln!(
+        out,
+        "# HELP process_resident_memory_bytes Resident memory of the process.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {resident}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP process_open_fds Open file descriptors of the process.\n# TYPE process_open_fds gauge\nprocess_open_fds {fds}"
+    );
+    type Figure = fn(&ShardStats) -> u64;
+    let gauges: [(&str, &str, &str, Figure); 10] = [
+        ("braid_shard_memory_bytes", "write_buffers", "Bytes a shard holds, by kind.", |s| {
+            s.write_buffers_bytes as u64
+        }),
+        ("braid_shard_memory_bytes", "replication_cache", "", |s| s.replication_cache_bytes as u64),
+        ("braid_shard_memory_bytes", "log_tails", "", |s| s.log_tail_bytes as u64),
+        ("braid_shard_memory_bytes", "log_spare_buffers", "", |s| s.log_spare_buffers_bytes as u64),
+        ("braid_shard_memory_bytes", "log_positions", "", |s| s.log_positions_bytes as u64),
+        ("braid_shard_memory_bytes", "log_indexes", "", |s| s.log_index_bytes as u64),
+        ("braid_shard_memory_bytes", "partition_state", "", |s| s.partition_state_bytes as u64),
+        ("braid_shard_memory_limit_bytes", "write_buffers", "A shard's limit, by kind.", |s| {
+            s.write_buffers_limit_bytes as u64
+        }),
+        ("braid_shard_memory_limit_bytes", "replication_cache", "", |s| s.replication_cache_limit_bytes as u64),
+        ("braid_shard_memory_peak_bytes", "write_buffers", "The most a shard held so far, by kind.", |s| {
+            s.write_buffers_peak_bytes as u64
+        }),
+    ];
+    for (metric, kind, help, figure) in gauges {
+        if !help.is_empty() {
+            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge");
+        }
+        for s in shards {
+            let _ = writeln!(out, "{metric}{{shard=\"{}\",kind=\"{kind}\"}} {}", s.shard, figure(s));
+        }
+    }
+    let per_shard: [(&str, &str, &str, Figure); 5] = [
+        (
+            "braid_shard_memory_refusals_total",
+            "counter",
+            "Times a shard's memory limit made a log do without, by kind.",
+            |s| s.write_buffer_refusals,
+        ),
+        ("braid_shard_partition_memory_max_bytes", "gauge", "The most one partition of a shard holds.", |s| {
+            s.partition_max_bytes as u64
+        }),
+        ("braid_shard_partitions", "gauge", "Partition replicas a shard holds.", |s| s.partitions as u64),
+        (
+            "braid_shard_quiet_partitions",
+            "gauge",
+            "Partition replicas of a shard whose raft group is quiet (idle).",
+            |s| s.quiet_partitions as u64,
+        ),
+        ("braid_shard_opening_partitions", "gauge", "Partition replicas given to a shard and not open yet.", |s| {
+            s.opening_partitions as u64
+        }),
+    ];
+    for (metric, kind, help, figure) in per_shard {
+        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
+        for s in shards {
+            if metric == "braid_shard_memory_refusals_total" {
+                let _ = writeln!(out, "{metric}{{shard=\"{}\",kind=\"write_buffers\"}} {}", s.shard, figure(s));
+                let _ = writeln!(
+                    out,
+                    "{metric}{{shard=\"{}\",kind=\"replication_cache\"}} {}",
+                    s.shard, s.replication_cache_refusals
+                );
+            } else {
+                let _ = writeln!(out, "{metric}{{shard=\"{}\"}} {}", s.shard, figure(s));
+            }
+        }
+    }
+    out.push_str("# HELP braid_partition_memory_bytes Bytes a partition replica holds in memory.\n# TYPE braid_partition_memory_bytes gauge\n");
+    for p in partitions {
+        let _ = writeln!(
+            out,
+            "braid_partition_memory_bytes{{topic=\"{}\",partition=\"{}\"}} {}",
+            p.topic, p.partition, p.memory_bytes
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,7 +320,7 @@ mod tests {
         metrics.api(0).unwrap().observe(50);
         metrics.api(0).unwrap().observe(2_000);
         metrics.api(0).unwrap().observe(9_000_000);
-        let text = metrics.render(&[], |k| (k == 0).then_some("Produce"));
+        let text = metrics.render(&[], &[], |k| (k == 0).then_some("Produce"));
         assert!(text.contains("braid_kafka_requests_total{api=\"Produce\"} 3"));
         assert!(text.contains("braid_kafka_request_latency_seconds_bucket{api=\"Produce\",le=\"0.0001\"} 1"));
         assert!(text.contains("braid_kafka_request_latency_seconds_bucket{api=\"Produce\",le=\"0.0025\"} 2"));

@@ -50,10 +50,13 @@ pub struct NetStats {
     pub peers_lost: AtomicU64,
 }
 
+/// A raft message with the group it belongs to.
+pub type Addressed = (GroupId, Message);
+
 /// What the transport reports to the node (all called on the transport's shard).
 pub struct Handlers {
-    /// Every message for this node.
-    pub deliver: Box<dyn Fn(GroupId, Message)>,
+    /// The messages for this node of each frame, in order.
+    pub deliver: Box<dyn Fn(Vec<Addressed>)>,
     /// A peer is lost: its connection to this node closed, or it was silent for `silence`.
     pub lost: Box<dyn Fn(NodeId)>,
     /// A lost peer was heard from again.
@@ -97,7 +100,7 @@ impl Liveness {
         let silent: Vec<NodeId> = self
             .heard
             .iter()
-            .filter(|(id, at)| now.duration_since(**at) >= silence && !self.lost.contains(id))
+            .filter(|(id, at)| now.saturating_duration_since(**at) >= silence && !self.lost.contains(id))
             .map(|(id, _)| *id)
             .collect();
         self.lost.extend(&silent);
@@ -149,7 +152,9 @@ impl RaftNet {
     /// reports what arrives and who is lost or back to `handlers`. Must run inside a LocalSet.
     /// A peer process that dies closes its sockets: the quickest news that it is gone.
     pub fn spawn(&self, listener: TcpListener, outgoing: Outgoing, timing: Timing, handlers: Handlers) {
-        let start = Instant::now();
+        // A peer that was reconnecting to a node down until now may be in its longest backoff:
+        // it counts as heard at start for that long too, before silence makes it lost.
+        let start = Instant::now() + BACKOFF_MAX;
         let liveness = Rc::new(RefCell::new(Liveness {
             heard: outgoing.0.iter().map(|(id, _, _)| (*id, start)).collect(),
             lost: HashSet::new(),
@@ -400,11 +405,10 @@ async fn receive_loop(mut stream: TcpStream, peer: SocketAddr, receiving: &Recei
             Ok((sender, messages)) => {
                 from = Some(sender);
                 receiving.heard(sender);
-                for (group, message) in messages {
-                    if message.to == local {
-                        stats.messages_received.fetch_add(1, Relaxed);
-                        (handlers.deliver)(group, message);
-                    }
+                let mine: Vec<(GroupId, Message)> = messages.into_iter().filter(|(_, m)| m.to == local).collect();
+                if !mine.is_empty() {
+                    stats.messages_received.fetch_add(mine.len() as u64, Relaxed);
+                    (handlers.deliver)(mine);
                 }
             }
             Err(e) => {
@@ -431,7 +435,7 @@ mod tests {
     ) -> Handlers {
         let back = Rc::clone(&events);
         Handlers {
-            deliver: Box::new(deliver),
+            deliver: Box::new(move |messages| messages.into_iter().for_each(|(g, m)| deliver(g, m))),
             lost: Box::new(move |peer| events.borrow_mut().push(("lost", peer))),
             back: Box::new(move |peer| back.borrow_mut().push(("back", peer))),
         }

@@ -54,6 +54,10 @@ pub struct Shared {
     /// ([`crate::shard::ShardState::sync_liveness`]) when told, and at each tick in case the
     /// telling was dropped.
     pub lost_peers: RwLock<(u64, std::collections::BTreeSet<NodeId>)>,
+    /// True once this node first caught up with the cluster's metadata (set by shard 0): until
+    /// then its Kafka and ZooKeeper listeners accept nothing, and clients' connections wait in
+    /// the kernel's backlog, to be answered from a current tree.
+    pub serving: tokio::sync::watch::Sender<bool>,
 }
 
 /// The shard that owns a partition: the same across restarts (for the same number of shards).
@@ -194,6 +198,7 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
         published: RwLock::default(),
         cut_off: Default::default(),
         lost_peers: RwLock::default(),
+        serving: tokio::sync::watch::Sender::new(false),
     });
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(usize, anyhow::Result<()>)>();
     let mut threads = Vec::new();
@@ -379,7 +384,7 @@ async fn shard_main(
         let tick = Duration::from_millis(shared.config.raft_tick_ms);
         let timing = Timing { ping_every: tick, silence: tick * crate::replica::ELECTION_TICKS };
         let handlers = Handlers {
-            deliver: Box::new(move |group, message| deliver(&deliver_ctx, group, message)),
+            deliver: Box::new(move |messages| deliver(&deliver_ctx, messages)),
             lost: Box::new(move |peer| peer_liveness(&lost_shared, peer, false)),
             back: Box::new(move |peer| peer_liveness(&back_shared, peer, true)),
         };
@@ -439,6 +444,11 @@ async fn shard_main(
                 tokio::task::yield_now().await;
             }
             let meta_sync = flusher_state.borrow_mut().flush_dirty();
+            if flusher_state.borrow().opening_pending() {
+                // Replicas still to open: the rest of the shard runs first, then the next batch.
+                flush_needed.notify_one();
+                tokio::task::yield_now().await;
+            }
             if let Some(pending) = meta_sync {
                 // The metadata log's fdatasync on a blocking thread: meanwhile this shard
                 // serves clients and peers, and what they propose goes in the next round.
@@ -465,6 +475,7 @@ async fn shard_main(
         let accept_ctx = Rc::clone(&ctx);
         let connections = Arc::clone(&connections);
         tokio::task::spawn_local(async move {
+            until_serving(&accept_ctx.shared).await;
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
@@ -506,6 +517,7 @@ async fn shard_main(
     if let Some(zk) = zk {
         let zk_shared = Arc::clone(&shared);
         tokio::task::spawn_local(async move {
+            until_serving(&zk_shared).await;
             let mut next_conn = 0u64;
             loop {
                 match zk.accept().await {
@@ -541,6 +553,12 @@ async fn shard_main(
     }
 }
 
+/// Waits until this node serves clients ([`Shared::serving`]).
+async fn until_serving(shared: &Shared) {
+    let mut serving = shared.serving.subscribe();
+    let _ = serving.wait_for(|&serving| serving).await;
+}
+
 /// Records a peer lost or back, and tells every shard to bring its groups in line.
 fn peer_liveness(shared: &Shared, peer: NodeId, back: bool) {
     {
@@ -557,18 +575,38 @@ fn peer_liveness(shared: &Shared, peer: NodeId, back: bool) {
     }
 }
 
-/// Hands a raft message received from a peer to the shard owning its group (dropped if the
-/// group is unknown here yet, or the shard's queue is full: raft sends again).
-fn deliver(ctx: &ShardCtx, group: GroupId, message: Message) {
+/// Hands the raft messages of a frame received from a peer to the shards owning their groups,
+/// one queue entry per shard (dropped if a group is unknown here yet, or the shard's queue is
+/// full: raft sends again; counted).
+fn deliver(ctx: &ShardCtx, messages: Vec<(GroupId, Message)>) {
     let shards = ctx.shared.senders.len();
-    let shard = if group == GroupId::METADATA {
-        0
-    } else {
+    let mut by_shard: Vec<Vec<(GroupId, Message)>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut unknown = 0u64;
+    {
         let snapshot = ctx.snapshot.borrow();
-        let Some(name) = snapshot.names.get(&group.topic_id) else { return };
-        owner_shard(name, group.partition, shards)
-    };
-    let _ = ctx.shared.senders[shard].try_send(ShardMsg::Raft { group, message });
+        for (group, message) in messages {
+            let shard = if group == GroupId::METADATA {
+                0
+            } else {
+                match snapshot.names.get(&group.topic_id) {
+                    Some(name) => owner_shard(name, group.partition, shards),
+                    None => {
+                        unknown += 1;
+                        continue;
+                    }
+                }
+            };
+            by_shard[shard].push((group, message));
+        }
+    }
+    let metrics = &ctx.shared.metrics;
+    metrics.raft_messages_dropped.fetch_add(unknown, std::sync::atomic::Ordering::Relaxed);
+    for (shard, messages) in by_shard.into_iter().enumerate().filter(|(_, m)| !m.is_empty()) {
+        let count = messages.len() as u64;
+        if ctx.shared.senders[shard].try_send(ShardMsg::Raft { messages }).is_err() {
+            metrics.raft_messages_dropped.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 /// Sends a snapshot to every shard and waits until each has applied it.

@@ -11,6 +11,7 @@
 //! dirty; the flusher's round then persists, sends the messages and releases the waiters.
 
 mod offsets;
+mod replicas;
 
 pub use offsets::{EpochEndOutcome, OffsetOutcome};
 
@@ -18,7 +19,7 @@ use crate::groups::{
     self, Committed, Coordinator, Described, JoinOutcome, JoinRequest, OffsetsOf, Records, SyncOutcome, OFFSETS_TOPIC,
 };
 use crate::meta::{MetaRound, MetaStore, RoundStart, SharedSnapshot, TopicMeta};
-use crate::metrics::PartitionStats;
+use crate::metrics::{PartitionStats, ShardStats};
 use crate::producers::{Producers, Verdict};
 use crate::replica::{PendingFlush, PendingPersist, Persist, Replica};
 use crate::runtime::Shared;
@@ -248,12 +249,11 @@ pub enum ShardMsg {
         reply: oneshot::Sender<MetaReply>,
     },
     Stats {
-        reply: oneshot::Sender<Vec<PartitionStats>>,
+        reply: oneshot::Sender<(Vec<PartitionStats>, ShardStats)>,
     },
-    /// A raft message from a peer, for a group this shard owns.
+    /// Raft messages from a peer (of one frame), for groups this shard owns.
     Raft {
-        group: GroupId,
-        message: Message,
+        messages: Vec<(GroupId, Message)>,
     },
     /// The raft transport reported a peer lost or back (in [`Shared::lost_peers`]): groups it
     /// leads here look for a new leader soon, quiet groups it belongs to wake
@@ -346,6 +346,12 @@ pub struct ShardState {
     coordinators: HashSet<(String, i32)>,
     /// Partitions here being moved, and the replicas each moves to (from the snapshot).
     moving: Vec<((String, i32), Vec<i32>)>,
+    /// Replicas the snapshot gave this shard that are not open yet: opened a batch at a time,
+    /// so that ten thousand new ones do not hold the shard (and its peers' heartbeats) for
+    /// seconds. Produce and fetch answer them NOT_LEADER_OR_FOLLOWER meanwhile.
+    opening: std::collections::VecDeque<(String, i32)>,
+    opening_keys: HashMap<(String, i32), GroupId>,
+    opening_groups: HashMap<GroupId, (String, i32)>,
 }
 
 /// Where the shards' hard-state journals are, under the data directory.
@@ -425,6 +431,9 @@ impl ShardState {
             awake: HashSet::new(),
             coordinators: HashSet::new(),
             moving: Vec::new(),
+            opening: Default::default(),
+            opening_keys: HashMap::new(),
+            opening_groups: HashMap::new(),
         })
     }
 
@@ -567,19 +576,9 @@ impl ShardState {
                     self.flush_needed.notify_one();
                 }
             }
-            ShardMsg::Raft { group, message } => {
-                if group == GroupId::METADATA {
-                    if let Some(meta) = self.meta.as_mut() {
-                        meta.step(message);
-                        self.meta_dirty = true;
-                    }
-                } else if let Some(key) = self.groups.get(&group) {
-                    if let Some(p) = self.partitions.get_mut(key) {
-                        p.replica.raft.step(message);
-                        // A leader's next appends (after a follower's reply) leave at once.
-                        send(&self.shared, p.replica.group, p.replica.raft.take_leader_messages());
-                        self.dirty.insert(key.clone());
-                    }
+            ShardMsg::Raft { messages } => {
+                for (group, message) in messages {
+                    self.step(group, message);
                 }
                 self.flush_needed.notify_one();
             }
@@ -610,7 +609,13 @@ impl ShardState {
     ) {
         let key = (topic, partition);
         let Some(p) = self.partitions.get_mut(&key) else {
-            let _ = reply.send(ProduceOutcome::failed(ResponseError::UnknownTopicOrPartition.code(), None));
+            let error = if self.opening_keys.contains_key(&key) {
+                // Being opened here (a topic just created): not led yet; clients retry.
+                ResponseError::NotLeaderOrFollower
+            } else {
+                ResponseError::UnknownTopicOrPartition
+            };
+            let _ = reply.send(ProduceOutcome::failed(error.code(), None));
             return;
         };
         if p.replica.raft.log().is_poisoned() {
@@ -711,12 +716,32 @@ impl ShardState {
         self.flush_needed.notify_one();
     }
 
+    /// A raft message from a peer for a group of this shard (opened now if it was waiting to
+    /// be; dropped if the group is unknown here).
+    fn step(&mut self, group: GroupId, message: Message) {
+        if group == GroupId::METADATA {
+            if let Some(meta) = self.meta.as_mut() {
+                meta.step(message);
+                self.meta_dirty = true;
+            }
+            return;
+        }
+        let Some(key) = self.groups.get(&group).cloned().or_else(|| self.open_for_message(group)) else { return };
+        if let Some(p) = self.partitions.get_mut(&key) {
+            p.replica.raft.step(message);
+            // A leader's next appends (after a follower's reply) leave at once.
+            send(&self.shared, p.replica.group, p.replica.raft.take_leader_messages());
+            self.dirty.insert(key);
+        }
+    }
+
     /// One raft round for every dirty group: persist (one fdatasync per log with appends:
     /// group commit), send what raft queued, release the producers whose batches committed.
     /// The metadata group's round leaves its fdatasync to the caller, to run off this thread
     /// while the shard serves clients and peers: the caller ends it with
     /// [`ShardState::end_meta_round`]. Until then the metadata group starts no other round.
     pub fn flush_dirty(&mut self) -> Option<PendingPersist> {
+        self.open_pending();
         self.persist_hard_states();
         let mut committed_any = false;
         let dirty: Vec<(String, i32)> = self.dirty.drain().collect();
@@ -965,18 +990,32 @@ impl ShardState {
         if let Some(meta) = self.meta.as_mut() {
             meta.tick();
             self.meta_dirty = true;
-            let cut_off = meta.cut_off();
-            if self.shared.cut_off.swap(cut_off, std::sync::atomic::Ordering::Relaxed) != cut_off {
-                if cut_off {
-                    tracing::warn!(
-                        "no metadata-group leader reachable: cut off from the cluster; turning Kafka clients away"
-                    );
-                } else {
-                    tracing::info!("a metadata-group leader is back: serving Kafka clients again");
-                }
+        }
+        self.update_serving();
+        self.flush_needed.notify_one();
+    }
+
+    /// Shard 0: whether this node serves clients. It starts serving (its listeners accept) once
+    /// ready ([`MetaStore::ready`]) and every shard has the snapshot of that tree; it turns them
+    /// away while cut off from the metadata leader, and until ready again after.
+    fn update_serving(&mut self) {
+        let Some(meta) = self.meta.as_ref() else { return };
+        let published = self.shared.published.read().unwrap_or_else(|e| e.into_inner()).zxid;
+        let ready = meta.ready() && published >= meta.snapshot().zxid;
+        let was_cut_off = self.shared.cut_off.load(std::sync::atomic::Ordering::Relaxed);
+        let cut_off = meta.cut_off() || (was_cut_off && !ready);
+        if was_cut_off != cut_off {
+            self.shared.cut_off.store(cut_off, std::sync::atomic::Ordering::Relaxed);
+            if cut_off {
+                tracing::warn!("no metadata-group leader reachable: cut off from the cluster; turning clients away");
+            } else {
+                tracing::info!("caught up with the metadata leader again: serving clients");
             }
         }
-        self.flush_needed.notify_one();
+        if ready && !*self.shared.serving.borrow() {
+            tracing::info!(zxid = published, "caught up with the metadata leader: serving clients");
+            self.shared.serving.send_replace(true);
+        }
     }
 
     /// A consumer-group request for the coordinator of offsets partition `partition`.
@@ -1206,112 +1245,6 @@ impl ShardState {
         }
     }
 
-    fn apply_snapshot(&mut self, snapshot: SharedSnapshot) {
-        let shards = self.shared.senders.len();
-        let me = self.shared.config.node_id;
-        let mut wanted: HashMap<(String, i32), (&TopicMeta, &Vec<i32>)> = HashMap::new();
-        // Replicas include, while a partition moves, both the nodes it leaves and those it
-        // joins: a joining node opens its replica at once, a leaving one keeps it until the
-        // move is over.
-        for (name, meta) in &snapshot.topics {
-            for (partition, replicas) in meta.partitions.iter().enumerate() {
-                let partition = partition as i32;
-                if replicas.contains(&me) && crate::runtime::owner_shard(name, partition, shards) == self.id {
-                    wanted.insert((name.clone(), partition), (meta, replicas));
-                }
-            }
-        }
-        let gone: Vec<(String, i32)> = self
-            .partitions
-            .iter()
-            .filter(|(key, p)| wanted.get(*key).is_none_or(|(meta, _)| meta.id != p.topic_id))
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in gone {
-            if let Some(mut p) = self.partitions.remove(&key) {
-                for (waiter, _) in p.waiters.fail_all() {
-                    let _ = waiter.send(ProduceOutcome::failed(ResponseError::UnknownTopicOrPartition.code(), None));
-                }
-                self.groups.remove(&p.replica.group);
-                self.journal.forget(p.replica.group);
-                drop(p.replica);
-                if let Err(e) = std::fs::remove_dir_all(&p.dir) {
-                    tracing::warn!(dir = %p.dir.display(), error = %e, "could not remove a deleted partition's directory");
-                }
-                tracing::info!(topic = %key.0, partition = key.1, "partition removed");
-            }
-            self.shared.leaders.write().unwrap_or_else(|e| e.into_inner()).remove(&key);
-            self.dirty.remove(&key);
-            self.flushing.remove(&key);
-            self.awake.remove(&key);
-            self.coordinators.remove(&key);
-        }
-        for (key, (meta, replicas)) in wanted {
-            let config = topic_config::log_config(&meta.configs);
-            let max_message_bytes = topic_config::max_message_bytes(&meta.configs);
-            let voters: Vec<NodeId> = replicas.iter().map(|&r| r as NodeId).collect();
-            if let Some(p) = self.partitions.get_mut(&key) {
-                p.replica.raft.log_mut().set_config(config);
-                p.max_message_bytes = max_message_bytes;
-                p.voters = voters;
-                continue;
-            }
-            let dir = partition_dir(&self.shared.config.data_dir, &key.0, key.1, meta.id);
-            let group = group_of(meta.id, key.1);
-            // Raft's voters start as the replicas before any move (a joining node is not one
-            // of them: it becomes a voter when the leader's change reaches its log).
-            let base: Vec<NodeId> = meta.original(key.1).iter().map(|&r| r as NodeId).collect();
-            let journaled = self.journaled(group);
-            match Replica::open(self.storage.clone(), &dir, config, group, me as NodeId, base, None, journaled) {
-                Ok((mut replica, report)) => {
-                    if let Some(corruption) = &report.corruption {
-                        tracing::warn!(topic = %key.0, partition = key.1, %corruption, "recovery cut the log at a torn or corrupt batch");
-                    }
-                    // A new partition's first replica stands for leader at once (leaders spread
-                    // as the placement does); the others wait for it.
-                    let fresh = replica.raft.term() == 0 && replica.raft.log().log_end_offset() == 0;
-                    if fresh && replicas.first() == Some(&me) && !meta.reassigning.contains_key(&key.1) {
-                        replica.raft.campaign();
-                    } else if fresh {
-                        // Its first try may find the others not open yet; its retry comes
-                        // before their own first elections.
-                        replica.raft.defer_election(2 * crate::replica::ELECTION_TICKS);
-                    }
-                    self.groups.insert(group, key.clone());
-                    self.dirty.insert(key.clone());
-                    let offsets = key.0 == OFFSETS_TOPIC;
-                    if offsets {
-                        self.coordinators.insert(key.clone());
-                    }
-                    self.partitions.insert(
-                        key,
-                        Partition {
-                            replica,
-                            dir,
-                            topic_id: meta.id,
-                            voters,
-                            waiters: DurabilityWaiters::new(),
-                            max_message_bytes,
-                            producers: None,
-                            coordinator: offsets.then(Coordinator::default),
-                            compacted_size: 0,
-                        },
-                    );
-                }
-                Err(e) => tracing::error!(topic = %key.0, partition = key.1, error = %e, "cannot open partition log"),
-            }
-        }
-        self.moving = snapshot
-            .topics
-            .iter()
-            .filter(|(_, meta)| !meta.reassigning.is_empty())
-            .flat_map(|(name, meta)| meta.reassigning.keys().map(move |&p| ((name.clone(), p), meta.target(p))))
-            .filter(|(key, _)| self.partitions.contains_key(key))
-            .collect();
-        self.flush_needed.notify_one();
-        self.snapshot = snapshot;
-    }
-
     /// Runs retention on every partition, with the wall clock (the engine never reads it).
     /// Only committed data is deleted: a follower may still need what is past the commit point.
     pub fn apply_retention(&mut self) {
@@ -1368,11 +1301,39 @@ impl ShardState {
         }
     }
 
-    fn stats(&self) -> Vec<PartitionStats> {
-        self.partitions
+    /// Every partition's figures, and the shard's own.
+    fn stats(&self) -> (Vec<PartitionStats>, ShardStats) {
+        let memory = braid_engine::io::Storage::memory(&self.storage).figures();
+        let mut shard = ShardStats {
+            shard: self.id,
+            partitions: self.partitions.len(),
+            opening_partitions: self.opening.len(),
+            write_buffers_bytes: memory.write_buffers_bytes,
+            write_buffers_peak_bytes: memory.write_buffers_peak_bytes,
+            write_buffers_limit_bytes: memory.write_buffers_limit_bytes,
+            write_buffer_refusals: memory.write_buffer_refusals,
+            replication_cache_bytes: memory.replication_cache_bytes,
+            replication_cache_limit_bytes: memory.replication_cache_limit_bytes,
+            replication_cache_refusals: memory.replication_cache_refusals,
+            ..ShardStats::default()
+        };
+        let partitions = self
+            .partitions
             .iter()
             .map(|((topic, partition), p)| {
                 let log = p.replica.raft.log();
+                let held = log.memory();
+                // The replica's own structures (log, raft, waiters) besides its buffers.
+                let state = std::mem::size_of::<Partition>() + p.replica.raft.voters().len() * 64;
+                let memory_bytes = held.total() + state;
+                let quiet = p.replica.raft.quiesced();
+                shard.quiet_partitions += usize::from(quiet);
+                shard.log_tail_bytes += held.tail;
+                shard.log_spare_buffers_bytes += held.spare_buffers;
+                shard.log_positions_bytes += held.positions;
+                shard.log_index_bytes += held.index;
+                shard.partition_state_bytes += state;
+                shard.partition_max_bytes = shard.partition_max_bytes.max(memory_bytes);
                 PartitionStats {
                     topic: topic.clone(),
                     partition: *partition,
@@ -1384,9 +1345,12 @@ impl ShardState {
                     high_watermark: p.replica.raft.committed(),
                     size_bytes: log.size_bytes(),
                     segments: log.segment_count(),
+                    memory_bytes,
+                    quiet,
                 }
             })
-            .collect()
+            .collect();
+        (partitions, shard)
     }
 
     /// Replica sets for partitions `from..to` of a topic: `replication_factor` consecutive

@@ -940,6 +940,11 @@ impl<L: RaftLog> Raft<L> {
                 return;
             }
             Body::PreVote { last_end, last_term } => {
+                if self.leader == Some(msg.from) && self.role == Role::Follower && msg.term > self.hard.term {
+                    // Our leader stands for election: it no longer leads (it lost its
+                    // quorum), so its lease is over here too.
+                    self.leader = None;
+                }
                 let granted = msg.term > self.hard.term && !self.in_lease() && self.up_to_date(*last_end, *last_term);
                 // Granted: echo the proposed term. Refused: our term, so a requester behind us
                 // learns it.

@@ -118,14 +118,18 @@ impl<L: RaftLog> Raft<L> {
 
     /// Whether a message leaves a quiet group quiet: for a leader, a heartbeat reply of a
     /// follower holding every entry; for a follower, its leader's quiescing heartbeat again,
-    /// and the (pre-)votes it refuses while it trusts its leader, and stale replies.
+    /// the (pre-)votes of others, which it refuses while it trusts its leader, and stale
+    /// replies. Its own leader standing for election means that leader gave up: it wakes.
     pub(super) fn keeps_quiet(&self, msg: &Message) -> bool {
         let current = msg.term == self.hard.term;
+        let from_leader = self.leader == Some(msg.from);
         match (&msg.body, self.role) {
             (Body::HeartbeatReply { end, .. }, Role::Leader) => current && *end >= self.log.last().0,
             (_, Role::Leader) => false,
-            (Body::Heartbeat { quiesce: true, .. }, _) => current && self.leader == Some(msg.from),
-            (Body::PreVote { .. } | Body::Vote { transfer: false, .. }, _) => true,
+            (Body::Heartbeat { quiesce: true, .. }, _) => current && from_leader,
+            (Body::PreVote { .. } | Body::Vote { transfer: false, .. }, _) => {
+                !from_leader || msg.term <= self.hard.term
+            }
             (Body::PreVoteReply { .. } | Body::VoteReply { .. } | Body::AppendReply { .. }, _) => true,
             (Body::HeartbeatReply { .. } | Body::Forward { .. }, _) => true,
             _ => false,

@@ -65,7 +65,15 @@ impl ShardState {
         partition: i32,
         current_leader_epoch: i32,
     ) -> Result<&Partition, ResponseError> {
-        let p = self.partitions.get(&(topic.to_owned(), partition)).ok_or(ResponseError::UnknownTopicOrPartition)?;
+        let key = (topic.to_owned(), partition);
+        let Some(p) = self.partitions.get(&key) else {
+            // Being opened here (a topic just created): not led yet, as far as clients go.
+            return Err(if self.is_opening(&key) {
+                ResponseError::NotLeaderOrFollower
+            } else {
+                ResponseError::UnknownTopicOrPartition
+            });
+        };
         if let Some(error) = leader_epoch_error(p, current_leader_epoch) {
             return Err(error);
         }
