@@ -13,7 +13,7 @@ pub const MAX_CONNECTIONS_PER_SHARD_DEFAULT: usize = 4096;
 /// Bytes of recently appended batches a shard keeps for its followers by default.
 pub const REPLICATION_CACHE_BYTES_DEFAULT: usize = 128 << 20;
 /// Bytes of log write buffers (tails, writes in flight, spares) a shard holds by default: a
-/// partition produced to at full speed holds about 18 MiB, an idle one 8 KiB.
+/// partition produced to at full speed holds about 18 MiB, an idle one 4 KiB.
 pub const WRITE_BUFFER_MEMORY_BYTES_DEFAULT: usize = 256 << 20;
 /// Request bytes a shard holds in memory at once, across all its connections.
 pub const SHARD_REQUEST_MEMORY_DEFAULT: usize = 256 << 20;
@@ -106,7 +106,7 @@ pub struct StartArgs {
     #[arg(long, env = "BRAID_REPLICATION_CACHE_BYTES")]
     pub replication_cache_bytes: Option<usize>,
     /// Bytes of log write buffers a shard holds, shared by its partitions as their appends need
-    /// them (an idle partition holds 8 KiB); past it, logs write their appends out sooner
+    /// them (an idle partition holds 4 KiB); past it, logs write their appends out sooner
     /// instead of buffering more [default: 268435456].
     #[arg(long, env = "BRAID_WRITE_BUFFER_MEMORY_BYTES")]
     pub write_buffer_memory_bytes: Option<usize>,

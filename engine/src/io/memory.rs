@@ -17,8 +17,9 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-/// Bytes a fresh tail buffer holds before it grows (doubling, as appends need).
-pub const TAIL_FIRST_BYTES: usize = 8 << 10;
+/// Bytes a fresh tail buffer holds before it grows (doubling, as appends need), and what an
+/// idle log's tail shrinks back to: one block, the partial one an idle log keeps.
+pub const TAIL_FIRST_BYTES: usize = super::DIRECT_IO_ALIGNMENT;
 
 #[derive(Debug, Default)]
 struct Inner {
