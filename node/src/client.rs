@@ -78,6 +78,11 @@ impl Client {
         Ok(client)
     }
 
+    /// The address of the node this client is connected to.
+    pub fn peer(&self) -> String {
+        self.stream.peer_addr().map_or_else(|_| String::new(), |a| a.to_string())
+    }
+
     /// A client connected to the leader of `topic`/`partition`, found through Metadata from
     /// `bootstrap` (waiting up to 10 s while an election is on).
     pub fn connect_to_leader(bootstrap: &str, topic: &str, partition: i32) -> anyhow::Result<Self> {

@@ -24,7 +24,7 @@ use kafka_protocol::messages::{
     BrokerId, CreateTopicsRequest, FetchRequest, MetadataRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -280,6 +280,61 @@ fn ensure_topic(args: &ProduceBench) -> anyhow::Result<i32> {
     }
 }
 
+/// A producer's connection to one leader, with its requests in flight (when each was sent,
+/// and how many records it carried).
+struct Link {
+    client: Client,
+    version: i16,
+    sent_at: VecDeque<(Instant, u64)>,
+}
+
+impl Link {
+    /// Takes the answer to the oldest request in flight.
+    fn receive(&mut self, local: &mut Histogram<u64>, progress: &Progress, record_size: usize) -> anyhow::Result<()> {
+        let (at, records) = self.sent_at.pop_front().context("nothing in flight")?;
+        let response = self.client.receive::<ProduceRequest>(self.version)?;
+        local.saturating_record(at.elapsed().as_micros() as u64);
+        let failed = response.responses.iter().flat_map(|t| &t.partition_responses).any(|p| p.error_code != 0);
+        if failed {
+            progress.errors.fetch_add(1, Relaxed);
+        } else {
+            progress.records.fetch_add(records, Relaxed);
+            progress.bytes.fetch_add(records * record_size as u64, Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// A producer's connections: one per leader of its partitions, and which one each partition
+/// (in the producer's order) goes to.
+struct Links {
+    links: Vec<Link>,
+    route: Vec<usize>,
+}
+
+impl Links {
+    fn connect(bootstrap: &str, topic: &str, partitions: &[i32]) -> anyhow::Result<Links> {
+        let mut links: Vec<Link> = Vec::new();
+        let mut by_leader: HashMap<String, usize> = HashMap::new();
+        let mut route = Vec::with_capacity(partitions.len());
+        for &partition in partitions {
+            let client = Client::connect_to_leader(bootstrap, topic, partition)?;
+            let peer = client.peer();
+            let index = match by_leader.get(&peer) {
+                Some(&index) => index,
+                None => {
+                    let version = client.version_for::<ProduceRequest>()?;
+                    links.push(Link { client, version, sent_at: VecDeque::new() });
+                    by_leader.insert(peer, links.len() - 1);
+                    links.len() - 1
+                }
+            };
+            route.push(index);
+        }
+        Ok(Links { links, route })
+    }
+}
+
 pub fn produce(args: ProduceBench) -> anyhow::Result<()> {
     if args.messages == 0 && args.seconds == 0 {
         bail!("say how much: --messages or --seconds");
@@ -296,30 +351,19 @@ pub fn produce(args: ProduceBench) -> anyhow::Result<()> {
             let (args, progress, latency, value) =
                 (Arc::clone(&args), Arc::clone(progress), Arc::clone(latency), value.clone());
             std::thread::spawn(move || -> anyhow::Result<()> {
-                let partition = (i as i32) % partitions;
-                let mut client = Client::connect_to_leader(&args.bootstrap, &args.topic, partition)?;
-                let version = client.version_for::<ProduceRequest>()?;
+                // This producer's partitions (i, i + producers, ...; or partition i mod the
+                // count when there are more producers), each batch to the next of them, on one
+                // connection per leader among them.
+                let mine: Vec<i32> = if partitions as usize > args.producers {
+                    (i as i32..partitions).step_by(args.producers).collect()
+                } else {
+                    vec![(i as i32) % partitions]
+                };
+                let mut links = Links::connect(&args.bootstrap, &args.topic, &mine)?;
                 let mut local = histogram();
-                let mut sent_at: VecDeque<(Instant, u64)> = VecDeque::new();
                 let mut sent = 0u64;
                 let mut template = build_batch(crate::shard::now_ms(), &vec![&value[..]; args.batch_records]);
-                let receive = |client: &mut Client,
-                               sent_at: &mut VecDeque<(Instant, u64)>,
-                               local: &mut Histogram<u64>|
-                 -> anyhow::Result<()> {
-                    let (at, records) = sent_at.pop_front().context("nothing in flight")?;
-                    let response = client.receive::<ProduceRequest>(version)?;
-                    local.saturating_record(at.elapsed().as_micros() as u64);
-                    let failed =
-                        response.responses.iter().flat_map(|t| &t.partition_responses).any(|p| p.error_code != 0);
-                    if failed {
-                        progress.errors.fetch_add(1, Relaxed);
-                    } else {
-                        progress.records.fetch_add(records, Relaxed);
-                        progress.bytes.fetch_add(records * args.record_size as u64, Relaxed);
-                    }
-                    Ok(())
-                };
+                let mut next = 0usize;
                 while sent < per_producer && deadline.is_none_or(|d| Instant::now() < d) {
                     if rate > 0.0 {
                         let due = started + Duration::from_secs_f64(sent as f64 / rate);
@@ -327,6 +371,8 @@ pub fn produce(args: ProduceBench) -> anyhow::Result<()> {
                             std::thread::sleep(wait);
                         }
                     }
+                    let (partition, link) = (mine[next % mine.len()], links.route[next % mine.len()]);
+                    next += 1;
                     let count = (args.batch_records as u64).min(per_producer - sent) as usize;
                     let mut data = PartitionProduceData::default();
                     data.index = partition;
@@ -346,20 +392,23 @@ pub fn produce(args: ProduceBench) -> anyhow::Result<()> {
                     request.acks = args.acks;
                     request.timeout_ms = 30_000;
                     request.topic_data = vec![topic];
-                    client.send(request, version)?;
+                    let l = &mut links.links[link];
+                    l.client.send(request, l.version)?;
                     sent += count as u64;
                     if args.acks == 0 {
                         progress.records.fetch_add(count as u64, Relaxed);
                         progress.bytes.fetch_add((count * args.record_size) as u64, Relaxed);
                         continue;
                     }
-                    sent_at.push_back((Instant::now(), count as u64));
-                    if sent_at.len() >= args.in_flight {
-                        receive(&mut client, &mut sent_at, &mut local)?;
+                    l.sent_at.push_back((Instant::now(), count as u64));
+                    if l.sent_at.len() >= args.in_flight {
+                        l.receive(&mut local, &progress, args.record_size)?;
                     }
                 }
-                while !sent_at.is_empty() {
-                    receive(&mut client, &mut sent_at, &mut local)?;
+                for l in &mut links.links {
+                    while !l.sent_at.is_empty() {
+                        l.receive(&mut local, &progress, args.record_size)?;
+                    }
                 }
                 latency.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.add(&local)?;
                 Ok(())
