@@ -371,7 +371,16 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// N nodes started and formed (every node knows the controller and every broker).
     pub fn start(n: usize, extra: &[&str]) -> Cluster {
+        let cluster = Cluster::launch(n, extra);
+        cluster.wait_formed();
+        cluster
+    }
+
+    /// N nodes started, without waiting for anything but their listening sockets (a client
+    /// arriving while the nodes start).
+    pub fn launch(n: usize, extra: &[&str]) -> Cluster {
         let raft: Vec<SocketAddr> = (0..n).map(|_| SocketAddr::from(([127, 0, 0, 1], free_port()))).collect();
         let mut links = HashMap::new();
         for i in 0..n {
@@ -392,9 +401,7 @@ impl Cluster {
         for node in &mut nodes {
             node.launch(&[]);
         }
-        let cluster = Cluster { nodes, links };
-        cluster.wait_formed();
-        cluster
+        Cluster { nodes, links }
     }
 
     /// Waits (bounded) until every node knows the controller and every broker: what a client
