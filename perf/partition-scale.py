@@ -222,6 +222,7 @@ def produce(args):
     runs = []
     try:
         cluster.start_all()
+        wait("the cluster serving", lambda: cluster.cli("cluster", "status").returncode == 0, 60)
         for round_ in range(args.rounds):
             for partitions in (4, 1000):
                 topic = f"produce-{partitions}-{round_}"
@@ -301,17 +302,20 @@ def main():
     if not os.path.exists(BRAID):
         raise SystemExit(f"{BRAID} is missing: cargo build --release -p braid")
     report = {"date": time.strftime("%Y-%m-%d"), "host_cpus": os.cpu_count(), "scale": []}
+    def save():
+        if args.json:
+            with open(args.json, "w") as f:
+                f.write(json.dumps(report, indent=1))
+
     for count in (int(c) for c in args.counts.split(",") if c.strip()):
         result = measure(count, args)
         print(json.dumps(result), file=sys.stderr)
         report["scale"].append(result)
+        save()
     if args.produce:
         report["produce"] = produce(args)
-    text = json.dumps(report, indent=1)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text)
-    print(text)
+        save()
+    print(json.dumps(report, indent=1))
     if args.svg and report["scale"]:
         svg(report["scale"], args.svg)
 
