@@ -84,6 +84,8 @@ async fn handle(shared: Arc<Shared>, mut stream: TcpStream) {
                 "metadata_zxid": snapshot.zxid,
                 "kafka_addr": shared.config.kafka_addr.to_string(),
                 "shards": shared.senders.len(),
+                "serving": *shared.serving.borrow()
+                    && !shared.cut_off.load(std::sync::atomic::Ordering::Relaxed),
                 "direct_io": shared.config.direct_io,
                 "partitions": stats,
                 "shard_stats": shards,

@@ -1002,6 +1002,15 @@ impl ShardState {
         let Some(meta) = self.meta.as_ref() else { return };
         let published = self.shared.published.read().unwrap_or_else(|e| e.into_inner()).zxid;
         let ready = meta.ready() && published >= meta.snapshot().zxid;
+        if !*self.shared.serving.borrow() {
+            // Starting: the listeners accept nothing yet; being cut off means nothing until
+            // the node has served once.
+            if ready {
+                tracing::info!(zxid = published, "caught up with the metadata leader: serving clients");
+                self.shared.serving.send_replace(true);
+            }
+            return;
+        }
         let was_cut_off = self.shared.cut_off.load(std::sync::atomic::Ordering::Relaxed);
         let cut_off = meta.cut_off() || (was_cut_off && !ready);
         if was_cut_off != cut_off {
@@ -1011,10 +1020,6 @@ impl ShardState {
             } else {
                 tracing::info!("caught up with the metadata leader again: serving clients");
             }
-        }
-        if ready && !*self.shared.serving.borrow() {
-            tracing::info!(zxid = published, "caught up with the metadata leader: serving clients");
-            self.shared.serving.send_replace(true);
         }
     }
 

@@ -525,7 +525,7 @@ impl<S: Storage> Log<S> {
             .file
             .read_exact_at(self.tail_position, &mut bytes)
             .map_err(io_context(|| format!("reading the tail of {}", active.path.display())))?;
-        self.tail = self.take_buffer();
+        self.tail = self.take_buffer(crate::io::TAIL_FIRST_BYTES);
         self.tail.extend_from_slice(&bytes);
         self.preallocated_to = 0;
         self.zeroed_to = 0;
@@ -739,7 +739,7 @@ impl<S: Storage> Log<S> {
             // still queued behind the others: waiting for it would leave the device idle until
             // the whole queue drained. The blocks after it go now; it follows once that write
             // ended.
-            let mut block = self.take_buffer();
+            let mut block = self.take_buffer(alignment);
             block.extend_from_slice(&self.tail.as_slice()[..alignment]);
             self.held_block = Some((self.tail_position, block));
             self.tail.drain_front(alignment);
@@ -753,7 +753,9 @@ impl<S: Storage> Log<S> {
         if whole == 0 && !(with_partial && partial) {
             return Ok(false);
         }
-        let mut next = self.take_buffer();
+        // A log handing off is busy: its next tail starts as large as this one grew (growing a
+        // new one from a block would copy every hand-off's bytes once more).
+        let mut next = self.take_buffer(self.tail.capacity());
         next.extend_from_slice(&self.tail.as_slice()[whole..]);
         let mut full = std::mem::replace(&mut self.tail, next);
         if with_partial {
@@ -885,13 +887,11 @@ impl<S: Storage> Log<S> {
         self.write_tail(sync)
     }
 
-    /// An empty tail buffer: a spare one (a busy log's, grown to its appends), else a small one
-    /// counted against the shard's write buffers, which grows as appends need.
-    fn take_buffer(&mut self) -> AlignedBuf {
-        let mut buffer = self
-            .spare_buffers
-            .pop()
-            .unwrap_or_else(|| AlignedBuf::counted(crate::io::TAIL_FIRST_BYTES, self.storage.memory()));
+    /// An empty tail buffer: a spare one (a busy log's, grown to its appends), else a new one of
+    /// `capacity` bytes counted against the shard's write buffers (it grows as appends need).
+    fn take_buffer(&mut self, capacity: usize) -> AlignedBuf {
+        let mut buffer =
+            self.spare_buffers.pop().unwrap_or_else(|| AlignedBuf::counted(capacity, self.storage.memory()));
         buffer.truncate(0);
         buffer
     }
@@ -1214,7 +1214,7 @@ impl<S: Storage> Log<S> {
         self.segments.push(segment);
         let old = std::mem::replace(&mut self.tail, AlignedBuf::with_capacity(0));
         self.keep_spares(vec![old]);
-        self.tail = self.take_buffer();
+        self.tail = self.take_buffer(crate::io::TAIL_FIRST_BYTES);
         self.preallocated_to = 0;
         self.zeroed_to = 0;
         self.tail_position = 0;

@@ -253,6 +253,8 @@ pub struct Raft<L: RaftLog> {
     transfer_to: Option<NodeId>,
     /// The group is quiet: ticks do nothing until something wakes it (`quiesce.rs`).
     quiesced: bool,
+    /// Heartbeats in a row at which a leader could have gone quiet, with no proposal since.
+    idle_heartbeats: u32,
     /// Peers the driver reported lost and not back since ([`Raft::peer_lost`]).
     unreachable: BTreeSet<NodeId>,
 }
@@ -315,6 +317,7 @@ impl<L: RaftLog> Raft<L> {
             term_start: i64::MAX,
             transfer_to: None,
             quiesced: false,
+            idle_heartbeats: 0,
             unreachable: BTreeSet::new(),
         };
         if raft.voters == [raft.config.id] {
@@ -679,6 +682,7 @@ impl<L: RaftLog> Raft<L> {
             return Err(ProposeError::NotLeader { leader: self.leader });
         }
         self.wake();
+        self.idle_heartbeats = 0;
         let positions = self.log.append_new_all(entries, self.hard.term).map_err(ProposeError::Log)?;
         for (entry, &(_, end)) in entries.iter().zip(&positions) {
             self.on_appended(entry, end, self.hard.term);
@@ -810,7 +814,7 @@ impl<L: RaftLog> Raft<L> {
     }
 
     fn broadcast_heartbeat(&mut self) {
-        if self.can_quiesce() {
+        if self.idle_heartbeats() >= quiesce::IDLE_HEARTBEATS {
             self.quiesce_followers();
             return;
         }

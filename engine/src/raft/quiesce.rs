@@ -2,8 +2,8 @@
 //! (almost) no CPU: no ticks, no heartbeats, no messages.
 //!
 //! ```text
-//!  leader, at a heartbeat: every follower it can reach holds every entry, all committed
-//!          ──► Heartbeat { quiesce } to each, and the leader is quiet
+//!  leader, at IDLE_HEARTBEATS heartbeats in a row with no proposal: every follower it can reach
+//!          holds every entry, all committed ──► Heartbeat { quiesce } to each; the leader is quiet
 //!  follower: its log ends where the leader's does, all committed ──► quiet
 //!  quiet ──► awake: a proposal, a configuration change, a transfer, a campaign; any message
 //!          but those that keep it quiet (below); a peer lost or back (the driver's liveness)
@@ -18,6 +18,11 @@
 //! Only liveness depends on this: votes, terms and commits follow the same rules, awake or not.
 
 use super::{Body, Message, Mode, NodeId, Raft, RaftLog, Role};
+
+/// Heartbeats in a row a leader must find nothing to do (and no proposal between them) before it
+/// goes quiet: a group under load is caught up at some heartbeats too, and going quiet there
+/// would give back its buffers only to take them again at once.
+pub(super) const IDLE_HEARTBEATS: u32 = 3;
 
 impl<L: RaftLog> Raft<L> {
     /// True while the group is quiet: ticks do nothing, and no message is due.
@@ -34,6 +39,7 @@ impl<L: RaftLog> Raft<L> {
         }
         self.elapsed = 0;
         self.heartbeat_elapsed = self.config.heartbeat_ticks.saturating_sub(1);
+        self.idle_heartbeats = 0;
         if self.role == Role::Leader {
             for p in self.progress.values_mut() {
                 p.recent = false;
@@ -55,6 +61,13 @@ impl<L: RaftLog> Raft<L> {
             p.next_end = p.match_end.max(self.log.start());
             p.inflight = 0;
         }
+    }
+
+    /// Counts this heartbeat toward going quiet if the leader could ([`IDLE_HEARTBEATS`] in a
+    /// row), else starts over; returns the count.
+    pub(super) fn idle_heartbeats(&mut self) -> u32 {
+        self.idle_heartbeats = if self.can_quiesce() { self.idle_heartbeats + 1 } else { 0 };
+        self.idle_heartbeats
     }
 
     /// Whether a leader may go quiet: it leads with everything committed and durable, no

@@ -95,6 +95,17 @@ impl Group {
         }
     }
 
+    /// Ticks until every live node's group is quiet (bounded); how many ticks that took.
+    pub fn ticks_to_quiet(&mut self) -> u32 {
+        for ticks in 1..=5 * ELECTION_TICKS {
+            self.tick();
+            if self.all_quiet() {
+                return ticks;
+            }
+        }
+        panic!("not quiet after {} ticks", 5 * ELECTION_TICKS);
+    }
+
     /// True if every live node's group is quiet.
     pub fn all_quiet(&self) -> bool {
         self.nodes.iter().filter(|(id, _)| !self.down.contains(id)).all(|(_, r)| r.quiesced())

@@ -404,14 +404,16 @@ impl Cluster {
         Cluster { nodes, links }
     }
 
-    /// Waits (bounded) until every node knows the controller and every broker: what a client
-    /// looks up first.
+    /// Waits (bounded) until every node serves clients, knowing the controller and every
+    /// broker: what a client looks up first.
     pub fn wait_formed(&self) {
         let started = Instant::now();
         loop {
             let formed = self.nodes.iter().all(|node| {
                 node.status().is_some_and(|s| {
-                    s["controller"].is_i64() && s["brokers"].as_object().is_some_and(|b| b.len() == self.nodes.len())
+                    s["serving"] == true
+                        && s["controller"].is_i64()
+                        && s["brokers"].as_object().is_some_and(|b| b.len() == self.nodes.len())
                 })
             });
             if formed {
