@@ -3,6 +3,7 @@
 //! Shards update them with relaxed atomics (no locks); the admin endpoint reads them. Latency
 //! histograms use fixed buckets (Prometheus' cumulative `le` form).
 
+use braid_engine::io::MemoryFigures;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -98,17 +99,11 @@ pub struct ShardStats {
     pub quiet_partitions: usize,
     /// Replicas given to this shard and not open yet.
     pub opening_partitions: usize,
-    /// Log write buffers (tails, writes in flight, spares): now, at most so far, the limit.
-    pub write_buffers_bytes: usize,
-    pub write_buffers_peak_bytes: usize,
-    pub write_buffers_limit_bytes: usize,
-    /// Times a log wrote out early, or kept no spare buffer, because of the limit.
-    pub write_buffer_refusals: u64,
-    /// Recent batches kept for followers, and the limit.
-    pub replication_cache_bytes: usize,
-    pub replication_cache_limit_bytes: usize,
-    /// Batches not kept because the cache was full (followers read them from the segment).
-    pub replication_cache_refusals: u64,
+    /// The shard's budgets: log write buffers (tails, writes in flight, spares) and the
+    /// replication cache, each now and against its limit, the write buffers' peak, and the
+    /// times a limit made a log do without.
+    #[serde(serialize_with = "memory_figures")]
+    pub memory: MemoryFigures,
     /// Sums over the shard's partitions, by kind.
     pub log_tail_bytes: usize,
     pub log_spare_buffers_bytes: usize,
@@ -117,6 +112,20 @@ pub struct ShardStats {
     pub partition_state_bytes: usize,
     /// The most one partition of the shard holds.
     pub partition_max_bytes: usize,
+}
+
+/// A shard's budget figures as a JSON object (the engine's type carries no serde).
+fn memory_figures<S: serde::Serializer>(m: &MemoryFigures, serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = serializer.serialize_map(Some(7))?;
+    map.serialize_entry("write_buffers_bytes", &m.write_buffers_bytes)?;
+    map.serialize_entry("write_buffers_peak_bytes", &m.write_buffers_peak_bytes)?;
+    map.serialize_entry("write_buffers_limit_bytes", &m.write_buffers_limit_bytes)?;
+    map.serialize_entry("write_buffer_refusals", &m.write_buffer_refusals)?;
+    map.serialize_entry("replication_cache_bytes", &m.replication_cache_bytes)?;
+    map.serialize_entry("replication_cache_limit_bytes", &m.replication_cache_limit_bytes)?;
+    map.serialize_entry("replication_cache_refusals", &m.replication_cache_refusals)?;
+    map.end()
 }
 
 /// The process's resident memory and open descriptors (Linux /proc), for /metrics.
@@ -204,25 +213,27 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter\n{metric} {}", value.load(Relaxed));
         }
         render_memory(&mut out, partitions, shards);
-        out.push_str("# HELP braid_log_size_bytes Bytes in a partition's log.\n# TYPE braid_log_size_bytes gauge\n");
-        for p in partitions {
-            let _ = writeln!(
-                out,
-                "braid_log_size_bytes{{topic=\"{}\",partition=\"{}\"}} {}",
-                p.topic, p.partition, p.size_bytes
-            );
-        }
-        out.push_str(
-            "# HELP braid_log_end_offset Next offset of a partition's log.\n# TYPE braid_log_end_offset gauge\n",
-        );
-        for p in partitions {
-            let _ = writeln!(
-                out,
-                "braid_log_end_offset{{topic=\"{}\",partition=\"{}\"}} {}",
-                p.topic, p.partition, p.log_end_offset
-            );
-        }
+        per_partition(&mut out, partitions, "braid_log_size_bytes", "Bytes in a partition's log.", |p| {
+            p.size_bytes as i64
+        });
+        per_partition(&mut out, partitions, "braid_log_end_offset", "Next offset of a partition's log.", |p| {
+            p.log_end_offset
+        });
         out
+    }
+}
+
+/// A gauge with one line per partition, labelled with its topic and partition.
+fn per_partition(
+    out: &mut String,
+    partitions: &[PartitionStats],
+    metric: &str,
+    help: &str,
+    value: fn(&PartitionStats) -> i64,
+) {
+    let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge");
+    for p in partitions {
+        let _ = writeln!(out, "{metric}{{topic=\"{}\",partition=\"{}\"}} {}", p.topic, p.partition, value(p));
     }
 }
 
@@ -240,20 +251,20 @@ fn render_memory(out: &mut String, partitions: &[PartitionStats], shards: &[Shar
     type Figure = fn(&ShardStats) -> u64;
     let gauges: [(&str, &str, &str, Figure); 10] = [
         ("braid_shard_memory_bytes", "write_buffers", "Bytes a shard holds, by kind.", |s| {
-            s.write_buffers_bytes as u64
+            s.memory.write_buffers_bytes as u64
         }),
-        ("braid_shard_memory_bytes", "replication_cache", "", |s| s.replication_cache_bytes as u64),
+        ("braid_shard_memory_bytes", "replication_cache", "", |s| s.memory.replication_cache_bytes as u64),
         ("braid_shard_memory_bytes", "log_tails", "", |s| s.log_tail_bytes as u64),
         ("braid_shard_memory_bytes", "log_spare_buffers", "", |s| s.log_spare_buffers_bytes as u64),
         ("braid_shard_memory_bytes", "log_positions", "", |s| s.log_positions_bytes as u64),
         ("braid_shard_memory_bytes", "log_indexes", "", |s| s.log_index_bytes as u64),
         ("braid_shard_memory_bytes", "partition_state", "", |s| s.partition_state_bytes as u64),
         ("braid_shard_memory_limit_bytes", "write_buffers", "A shard's limit, by kind.", |s| {
-            s.write_buffers_limit_bytes as u64
+            s.memory.write_buffers_limit_bytes as u64
         }),
-        ("braid_shard_memory_limit_bytes", "replication_cache", "", |s| s.replication_cache_limit_bytes as u64),
+        ("braid_shard_memory_limit_bytes", "replication_cache", "", |s| s.memory.replication_cache_limit_bytes as u64),
         ("braid_shard_memory_peak_bytes", "write_buffers", "The most a shard held so far, by kind.", |s| {
-            s.write_buffers_peak_bytes as u64
+            s.memory.write_buffers_peak_bytes as u64
         }),
     ];
     for (metric, kind, help, figure) in gauges {
@@ -269,7 +280,7 @@ fn render_memory(out: &mut String, partitions: &[PartitionStats], shards: &[Shar
             "braid_shard_memory_refusals_total",
             "counter",
             "Times a shard's memory limit made a log do without, by kind.",
-            |s| s.write_buffer_refusals,
+            |s| s.memory.write_buffer_refusals,
         ),
         ("braid_shard_partition_memory_max_bytes", "gauge", "The most one partition of a shard holds.", |s| {
             s.partition_max_bytes as u64
@@ -293,21 +304,15 @@ fn render_memory(out: &mut String, partitions: &[PartitionStats], shards: &[Shar
                 let _ = writeln!(
                     out,
                     "{metric}{{shard=\"{}\",kind=\"replication_cache\"}} {}",
-                    s.shard, s.replication_cache_refusals
+                    s.shard, s.memory.replication_cache_refusals
                 );
             } else {
                 let _ = writeln!(out, "{metric}{{shard=\"{}\"}} {}", s.shard, figure(s));
             }
         }
     }
-    out.push_str("# HELP braid_partition_memory_bytes Bytes a partition replica holds in memory.\n# TYPE braid_partition_memory_bytes gauge\n");
-    for p in partitions {
-        let _ = writeln!(
-            out,
-            "braid_partition_memory_bytes{{topic=\"{}\",partition=\"{}\"}} {}",
-            p.topic, p.partition, p.memory_bytes
-        );
-    }
+    let help = "Bytes a partition replica holds in memory.";
+    per_partition(out, partitions, "braid_partition_memory_bytes", help, |p| p.memory_bytes as i64);
 }
 
 #[cfg(test)]

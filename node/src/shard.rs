@@ -1313,13 +1313,7 @@ impl ShardState {
             shard: self.id,
             partitions: self.partitions.len(),
             opening_partitions: self.opening.len(),
-            write_buffers_bytes: memory.write_buffers_bytes,
-            write_buffers_peak_bytes: memory.write_buffers_peak_bytes,
-            write_buffers_limit_bytes: memory.write_buffers_limit_bytes,
-            write_buffer_refusals: memory.write_buffer_refusals,
-            replication_cache_bytes: memory.replication_cache_bytes,
-            replication_cache_limit_bytes: memory.replication_cache_limit_bytes,
-            replication_cache_refusals: memory.replication_cache_refusals,
+            memory,
             ..ShardStats::default()
         };
         let partitions = self
