@@ -35,7 +35,6 @@ use braid_engine::raft::{Message, NodeId, ProposeError};
 use braid_engine::tree::{DataTree, Txn, TxnError};
 use kafka_protocol::ResponseError;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
@@ -48,7 +47,6 @@ pub struct MetaStore {
     replica: Replica,
     tree: DataTree,
     node_id: i32,
-    kafka_addr: SocketAddr,
     /// What this node registers at /brokers/ids/<id>: its listeners' advertised endpoints.
     endpoints: Vec<Endpoint>,
     /// End offset of the last applied entry.
@@ -295,7 +293,6 @@ impl MetaStore {
             replica,
             tree,
             node_id: config.node_id,
-            kafka_addr: config.kafka_addr,
             endpoints: config.endpoints(),
             applied,
             caught_up_at,

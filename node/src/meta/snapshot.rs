@@ -12,7 +12,6 @@ use super::{config_path, state_path, topic_path, MetaStore};
 use crate::config::Endpoint;
 use anyhow::Context;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// What every shard needs to know about topics: an immutable snapshot, replaced whole. A new
@@ -22,7 +21,6 @@ use std::sync::Arc;
 pub struct MetaSnapshot {
     pub cluster_id: String,
     pub node_id: i32,
-    pub kafka_addr: Option<SocketAddr>,
     pub topics: BTreeMap<String, Arc<TopicMeta>>,
     /// Topic names by topic id (to route raft messages).
     pub names: HashMap<u128, String>,
@@ -199,7 +197,7 @@ impl MetaStore {
     pub(super) fn refresh_snapshot(&mut self) -> MetaSnapshot {
         let dirty = std::mem::take(&mut self.dirty);
         let mut snapshot = if dirty.all {
-            MetaSnapshot { node_id: self.node_id, kafka_addr: Some(self.kafka_addr), ..MetaSnapshot::default() }
+            MetaSnapshot { node_id: self.node_id, ..MetaSnapshot::default() }
         } else {
             (*self.current).clone()
         };

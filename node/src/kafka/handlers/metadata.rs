@@ -76,10 +76,6 @@ pub async fn handle(ctx: Rc<ShardCtx>, listener: usize, version: i16, request: M
     response
 }
 
-/// The leader to tell clients about, from a local replica's view (leader or -1, term) and the
-/// tree's (leader, epoch): the newer term wins. At the same term a local "no leader" defers to
-/// the tree, unless the tree names this very node, which knows it no longer leads (a leader cut
-/// off from the others steps down, but the tree it sees still names it).
 /// The registered brokers as (id, host, port) at their endpoint for `listener` (an index in
 /// this node's listeners), this node among them even before its registration has committed.
 /// A broker without that listener is left out, as Kafka leaves it out.
@@ -124,6 +120,10 @@ pub fn leader_of(ctx: &ShardCtx, listener: usize, topic: &str, partition: i32) -
     Some((leader, addr))
 }
 
+/// The leader to tell clients about, from a local replica's view (leader or -1, term) and the
+/// tree's (leader, epoch): the newer term wins. At the same term a local "no leader" defers to
+/// the tree, unless the tree names this very node, which knows it no longer leads (a leader cut
+/// off from the others steps down, but the tree it sees still names it).
 fn newest_leader(local: Option<(i32, i32)>, tree: Option<(i32, i32)>, me: i32) -> Option<(i32, i32)> {
     let known = match (local, tree) {
         (Some(l), Some(t)) if l.1 > t.1 => l,
