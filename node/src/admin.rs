@@ -4,8 +4,8 @@
 //! head, answers `Connection: close`.
 
 use crate::metrics::{PartitionStats, ShardStats};
-use crate::runtime::Shared;
-use crate::shard::ShardMsg;
+use crate::msg::ShardMsg;
+use crate::shared::Shared;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

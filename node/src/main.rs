@@ -7,7 +7,7 @@ fn main() -> std::process::ExitCode {
     match braid_node::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            if braid_node::cli::json_logs() {
+            if braid_node::process::json_logs() {
                 // Still one JSON object per line for the log shipper.
                 tracing::error!(error = %format!("{err:#}"), "braid stopped");
             } else {

@@ -23,8 +23,8 @@
 //! forwarding). Without sessions yet, registrations are persistent, not ephemeral.
 
 use crate::config::{Endpoint, NodeConfig};
+use crate::msg::{MetaReply, ProducerIdReply};
 use crate::replica::{PendingPersist, Persist, Replica};
-use crate::shard::MetaReply;
 use crate::zk::server::{AppliedTxn, ZkMsg, ZkServer, ZkSettings};
 use anyhow::Context;
 use braid_engine::io::UringStorage;
@@ -40,8 +40,9 @@ use tokio::sync::oneshot;
 
 mod snapshot;
 
-use snapshot::{parse_topic, SnapshotDirty};
-pub use snapshot::{MetaSnapshot, Reassignment, TopicMeta};
+use crate::metadata::parse_topic;
+pub use crate::metadata::{MetaSnapshot, Reassignment, SharedSnapshot, TopicMeta};
+use snapshot::SnapshotDirty;
 
 pub struct MetaStore {
     replica: Replica,
@@ -119,9 +120,6 @@ fn is_kafka_path(path: &str) -> bool {
             .iter()
             .any(|p| path.strip_prefix(p).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
 }
-
-/// A producer id, or why there is none.
-pub type ProducerIdReply = Result<i64, (i16, String)>;
 
 /// Where nodes claim blocks of producer ids (Kafka's path for the same purpose).
 pub const PRODUCER_ID_BLOCK_PATH: &str = "/latest_producer_id_block";
@@ -385,7 +383,7 @@ impl MetaStore {
 
     pub fn tick(&mut self) {
         self.replica.raft.tick();
-        let now = crate::shard::now_ms();
+        let now = crate::process::now_ms();
         let raft = &self.replica.raft;
         let tick_ms = self.tick_ms;
         self.zk.tick(&self.tree, now, self.replica.is_leader(), |node| {
@@ -404,7 +402,7 @@ impl MetaStore {
         if let Some((_, age)) = self.producer_block_request.as_mut() {
             *age += 1;
             if *age >= PRODUCER_BLOCK_RETRY_TICKS {
-                self.claim_producer_block(crate::shard::now_ms());
+                self.claim_producer_block(crate::process::now_ms());
             }
         }
     }
@@ -503,7 +501,7 @@ impl MetaStore {
                 // The tree's times (ctime, mtime, TTLs) come from the leader's clock, whichever
                 // node a client wrote through.
                 let mut bytes = entry.to_vec();
-                braid_engine::log::batch::restamp_time(&mut bytes, crate::shard::now_ms());
+                braid_engine::log::batch::restamp_time(&mut bytes, crate::process::now_ms());
                 *entry = bytes::Bytes::from(bytes);
             }
         }
@@ -671,7 +669,7 @@ impl MetaStore {
         let log = self.replica.raft.log();
         let limit = self.replica.raft.committed().min(log.durable_offset());
         let mut claims = Vec::new();
-        let now = crate::shard::now_ms();
+        let now = crate::process::now_ms();
         while self.applied < limit {
             let Some(slice) = log.read(self.applied, 1 << 20, Some(limit))? else { break };
             let bytes = log.read_bytes(&slice)?;
@@ -834,7 +832,7 @@ impl MetaStore {
             if point - self.truncation_proposed >= self.snap_count && point > self.truncatable {
                 self.truncation_proposed = point;
                 let (reply, _) = oneshot::channel();
-                self.propose(&Txn::Truncatable { below: point }, crate::shard::now_ms(), reply);
+                self.propose(&Txn::Truncatable { below: point }, crate::process::now_ms(), reply);
             }
         }
     }
@@ -1034,7 +1032,7 @@ impl MetaStore {
         meta.finish_reassignment(partition);
         let txn = Txn::SetData { path, data: topic_json(&meta), version: node.stat.version };
         tracing::info!(topic = name, partition, replicas = ?meta.partitions[partition as usize], "partition moved");
-        self.propose_or_forward(&txn, crate::shard::now_ms());
+        self.propose_or_forward(&txn, crate::process::now_ms());
     }
 
     /// A partition leader announces itself: written with the others of this round, in one
@@ -1081,9 +1079,6 @@ impl MetaStore {
         self.replica.raft.propose_or_forward(&batch)
     }
 }
-
-/// A snapshot shared with every shard.
-pub type SharedSnapshot = Arc<MetaSnapshot>;
 
 #[cfg(test)]
 mod tests {

@@ -15,75 +15,23 @@
 use crate::config::NodeConfig;
 use crate::meta::{MetaStore, SharedSnapshot};
 use crate::metrics::Metrics;
+use crate::msg::{Publication, ShardMsg, SHARD_QUEUE_DEPTH};
+use crate::process::{keep_large_buffers_on_the_heap, raise_open_file_limit};
 use crate::raft_net::{Handlers, Outgoing, RaftNet, Timing};
 use crate::replica::PendingPersist;
-use crate::shard::{Publication, ShardMsg, ShardState, SHARD_QUEUE_DEPTH};
+use crate::shard::ShardState;
+use crate::shared::{owner_shard, ShardCtx, Shared};
 use anyhow::Context;
 use braid_engine::io::UringStorage;
 use braid_engine::raft::wire::GroupId;
 use braid_engine::raft::{Message, NodeId};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::RwLock;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
-
-/// What all shards share: settings, the senders of every shard's queue, counters, and the
-/// signal that new records are readable (for long-polling fetches).
-pub struct Shared {
-    pub config: NodeConfig,
-    pub senders: Vec<mpsc::Sender<ShardMsg>>,
-    pub metrics: Metrics,
-    /// New records committed somewhere: long-polling fetches look again.
-    pub appended: Notify,
-    /// The raft transport's sending side (None for a cluster of one).
-    pub net: Option<RaftNet>,
-    /// Partition leaders (node id or -1 for none, term) as the replicas on this node know
-    /// them; written by the owning shard when leadership changes, read by Metadata.
-    pub leaders: RwLock<HashMap<(String, i32), (i32, i32)>>,
-    /// The metadata snapshot every shard has applied last (for the admin endpoint).
-    pub published: RwLock<SharedSnapshot>,
-    /// This node has known no metadata-group leader for a while: it is cut off from a majority
-    /// of the cluster, and sends Kafka clients away (set by shard 0).
-    pub cut_off: std::sync::atomic::AtomicBool,
-    /// Peers the raft transport reports lost (closed connection, or silent for an election
-    /// timeout), and how many times that set changed: every shard brings its groups in line
-    /// ([`crate::shard::ShardState::sync_liveness`]) when told, and at each tick in case the
-    /// telling was dropped.
-    pub lost_peers: RwLock<(u64, std::collections::BTreeSet<NodeId>)>,
-    /// True once this node first caught up with the cluster's metadata (set by shard 0): until
-    /// then its Kafka and ZooKeeper listeners accept nothing, and clients' connections wait in
-    /// the kernel's backlog, to be answered from a current tree.
-    pub serving: tokio::sync::watch::Sender<bool>,
-}
-
-/// The shard that owns a partition: the same across restarts (for the same number of shards).
-pub fn owner_shard(topic: &str, partition: i32, shards: usize) -> usize {
-    // Consecutive partitions of a topic go to consecutive shards (from a place the topic's name
-    // picks), so a topic with as many partitions as shards uses every core; a hash per
-    // partition left some shards with two partitions and others with none.
-    (crc32c::crc32c(topic.as_bytes()) as usize).wrapping_add(partition.max(0) as usize) % shards
-}
-
-/// Per-shard, per-thread context handed to connections.
-pub struct ShardCtx {
-    pub id: usize,
-    pub shared: Arc<Shared>,
-    /// The metadata snapshot as this shard last applied it.
-    pub snapshot: RefCell<SharedSnapshot>,
-    /// Request bytes this shard may hold at once (permits of 1 KiB).
-    pub request_memory: Arc<Semaphore>,
-}
-
-impl ShardCtx {
-    /// True if the topic exists in this shard's snapshot and has this partition.
-    pub fn has_partition(&self, topic: &str, partition: i32) -> bool {
-        self.snapshot.borrow().topic(topic).is_some_and(|t| (0..t.partitions.len() as i32).contains(&partition))
-    }
-}
 
 fn pin_to_cpu(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes within it; sched_setaffinity reads it.
@@ -106,26 +54,6 @@ fn reuse_port_listener(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener
     socket.listen(1024)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
-}
-
-/// Raises this process's open-file limit to its hard limit: every partition replica holds its
-/// active segment open (two descriptors while it is written), so a node with thousands of
-/// partitions needs more than the usual soft limit of 1024. Returns the limit now in force.
-fn raise_open_file_limit() -> u64 {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit and setrlimit read and write the struct given, nothing else.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 0;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                return raised.rlim_cur;
-            }
-        }
-    }
-    limit.rlim_cur
 }
 
 /// Checks io_uring and O_DIRECT on the data directory before any shard starts, so a bad
@@ -155,19 +83,6 @@ fn preflight(config: &mut NodeConfig) -> anyhow::Result<()> {
 }
 
 /// Runs a node until SIGINT or SIGTERM.
-/// Large buffers (request frames, raft frames, appends of up to 1 MiB) come and go all the
-/// time. glibc would map and unmap each one above 128 KiB, and the kernel would clear fresh pages
-/// for every one; keeping them on the heap instead measured 25-40% more replicated throughput
-/// (decision 0004). Freed memory then stays with the process, up to its high-water mark, which
-/// the per-shard request memory limit bounds. `braid bench` does the same for its own batches.
-pub fn keep_large_buffers_on_the_heap() {
-    // SAFETY: mallopt only changes allocator parameters; called before any other thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-    }
-}
-
 pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
     preflight(&mut config)?;
     keep_large_buffers_on_the_heap();
@@ -242,7 +157,7 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
         _ => String::new(),
     };
     // The same as the line above, for a person; a log shipper reading JSON gets that one alone.
-    if !crate::cli::json_logs() {
+    if !crate::process::json_logs() {
         eprintln!(
             "braid: node {} serving Kafka on {kafka}, ZooKeeper on {} (admin http://{}){cluster}, data in {}",
             config.node_id,

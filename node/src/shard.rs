@@ -13,16 +13,16 @@
 mod offsets;
 mod replicas;
 
-pub use offsets::{EpochEndOutcome, OffsetOutcome};
-
-use crate::groups::{
-    self, Committed, Coordinator, Described, JoinOutcome, JoinRequest, OffsetsOf, Records, SyncOutcome, OFFSETS_TOPIC,
-};
+use crate::groups::{self, Coordinator, JoinOutcome, Records, SyncOutcome, OFFSETS_TOPIC};
 use crate::meta::{MetaRound, MetaStore, RoundStart, SharedSnapshot, TopicMeta};
 use crate::metrics::{PartitionStats, ShardStats};
+use crate::msg::{
+    Code, FetchOutcome, GroupRequest, MetaOp, MetaReply, ProduceOutcome, Publication, RecordsChunk, ShardMsg,
+};
+use crate::process::now_ms;
 use crate::producers::{Producers, Verdict};
 use crate::replica::{PendingFlush, PendingPersist, Persist, Replica};
-use crate::runtime::Shared;
+use crate::shared::Shared;
 use crate::topic_config;
 use braid_engine::io::UringStorage;
 use braid_engine::log::batch::{self, BatchHeader};
@@ -39,25 +39,6 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Notify};
-
-/// Depth of a shard's request queue: senders wait (back-pressure) when it is full.
-pub const SHARD_QUEUE_DEPTH: usize = 4096;
-
-pub type Code = i16;
-
-#[derive(Debug)]
-pub struct ProduceOutcome {
-    pub error: Code,
-    pub message: Option<String>,
-    pub base_offset: i64,
-    pub log_start_offset: i64,
-}
-
-impl ProduceOutcome {
-    pub fn failed(error: Code, message: Option<String>) -> Self {
-        ProduceOutcome { error, message, base_offset: -1, log_start_offset: -1 }
-    }
-}
 
 /// Why a produce request's records are refused: the error code and a message.
 type ProduceRefusal = (ResponseError, String);
@@ -98,199 +79,6 @@ fn split_batches(
     Ok(batches)
 }
 
-/// Record bytes to send from a segment file (a duplicate descriptor: it stays valid even if the
-/// segment is deleted meanwhile).
-#[derive(Debug)]
-pub struct RecordsChunk {
-    pub file: Arc<File>,
-    pub position: u64,
-    pub len: u64,
-}
-
-#[derive(Debug)]
-pub struct FetchOutcome {
-    pub error: Code,
-    pub high_watermark: i64,
-    pub log_start_offset: i64,
-    pub records: Option<RecordsChunk>,
-}
-
-/// Changes to topics; applied by shard 0's metadata store.
-#[derive(Debug, Clone)]
-pub enum MetaOp {
-    CreateTopic {
-        name: String,
-        partitions: i32,
-        replication_factor: i16,
-        configs: BTreeMap<String, String>,
-        validate_only: bool,
-        /// A Metadata request's auto-creation: on a node that is not the controller it is
-        /// forwarded to the controller, and answered LEADER_NOT_AVAILABLE (retry shortly).
-        forward: bool,
-    },
-    DeleteTopic {
-        name: String,
-    },
-    CreatePartitions {
-        name: String,
-        count: i32,
-        validate_only: bool,
-    },
-    /// Replaces the topic's overrides whole (AlterConfigs) or edits them (IncrementalAlterConfigs).
-    SetConfigs {
-        name: String,
-        configs: BTreeMap<String, String>,
-        validate_only: bool,
-    },
-    /// Moves a partition to other replicas (AlterPartitionReassignments); None cancels a move.
-    Reassign {
-        name: String,
-        partition: i32,
-        replicas: Option<Vec<i32>>,
-    },
-}
-
-pub type MetaReply = Result<(), (Code, String)>;
-
-/// Consumer-group requests, answered by a partition's [`Coordinator`] (NOT_COORDINATOR if this
-/// node does not lead the partition).
-pub enum GroupRequest {
-    Join {
-        group: String,
-        request: JoinRequest,
-        reply: oneshot::Sender<JoinOutcome>,
-    },
-    Sync {
-        group: String,
-        generation: i32,
-        member_id: String,
-        assignments: Vec<(String, Bytes)>,
-        reply: oneshot::Sender<SyncOutcome>,
-    },
-    Heartbeat {
-        group: String,
-        generation: i32,
-        member_id: String,
-        reply: oneshot::Sender<Code>,
-    },
-    Leave {
-        group: String,
-        members: Vec<(String, Option<String>)>,
-        reply: oneshot::Sender<Result<Vec<Code>, Code>>,
-    },
-    /// Offsets to write (a null offset deletes); answered once committed.
-    Commit {
-        group: String,
-        generation: i32,
-        member_id: String,
-        offsets: Vec<(String, i32, Option<Committed>)>,
-        reply: oneshot::Sender<Code>,
-    },
-    Fetch {
-        group: String,
-        partitions: Option<Vec<(String, i32)>>,
-        reply: oneshot::Sender<Result<OffsetsOf, Code>>,
-    },
-    Describe {
-        group: String,
-        reply: oneshot::Sender<Result<Described, Code>>,
-    },
-    List {
-        reply: oneshot::Sender<Vec<(String, String, &'static str)>>,
-    },
-    /// Deletes an empty group's offsets (and the group).
-    Delete {
-        group: String,
-        reply: oneshot::Sender<Code>,
-    },
-}
-
-pub enum ShardMsg {
-    Produce {
-        topic: String,
-        partition: i32,
-        records: Option<Bytes>,
-        acks: i16,
-        reply: oneshot::Sender<ProduceOutcome>,
-    },
-    Fetch {
-        topic: String,
-        partition: i32,
-        offset: i64,
-        max_bytes: u64,
-        /// The leader epoch the client believes current (-1: no check).
-        current_leader_epoch: i32,
-        reply: oneshot::Sender<FetchOutcome>,
-    },
-    ListOffsets {
-        topic: String,
-        partition: i32,
-        timestamp: i64,
-        current_leader_epoch: i32,
-        reply: oneshot::Sender<OffsetOutcome>,
-    },
-    /// Where a leader epoch ends in the partition's log (OffsetForLeaderEpoch).
-    EpochEnd {
-        topic: String,
-        partition: i32,
-        current_leader_epoch: i32,
-        leader_epoch: i32,
-        reply: oneshot::Sender<EpochEndOutcome>,
-    },
-    /// A new metadata snapshot; the shard opens and closes partitions to match, then acks.
-    Snapshot {
-        snapshot: SharedSnapshot,
-        ack: oneshot::Sender<()>,
-    },
-    /// For shard 0 only.
-    Meta {
-        op: MetaOp,
-        now_ms: i64,
-        reply: oneshot::Sender<MetaReply>,
-    },
-    Stats {
-        reply: oneshot::Sender<(Vec<PartitionStats>, ShardStats)>,
-    },
-    /// Raft messages from a peer (of one frame), for groups this shard owns.
-    Raft {
-        messages: Vec<(GroupId, Message)>,
-    },
-    /// The raft transport reported a peer lost or back (in [`Shared::lost_peers`]): groups it
-    /// leads here look for a new leader soon, quiet groups it belongs to wake
-    /// ([`ShardState::sync_liveness`]).
-    Liveness,
-    /// For shard 0: a partition's leader asks to be written to the tree.
-    PartitionLeader {
-        topic: String,
-        partition: i32,
-        leader: i32,
-        epoch: i32,
-        replicas: Vec<i32>,
-    },
-    /// A consumer-group request, for the coordinator of `__consumer_offsets` partition
-    /// `partition` (on the shard owning it).
-    Group {
-        partition: i32,
-        request: GroupRequest,
-    },
-    /// For shard 0: a new producer id (InitProducerId).
-    ProducerId {
-        reply: oneshot::Sender<crate::meta::ProducerIdReply>,
-    },
-    /// For shard 0: a partition's voters are the target of its move.
-    Reassigned {
-        topic: String,
-        partition: i32,
-        voters: Vec<i32>,
-    },
-    /// For shard 0: a ZooKeeper client's connect, request or close.
-    Zk(crate::zk::server::ZkMsg),
-    /// Flush everything and stop.
-    Shutdown {
-        ack: oneshot::Sender<()>,
-    },
-}
-
 struct Partition {
     replica: Replica,
     dir: PathBuf,
@@ -306,9 +94,6 @@ struct Partition {
     /// Log size after the last compaction (compacted topics).
     compacted_size: u64,
 }
-
-/// Snapshots to send to every shard, and the clients to answer once all have applied it.
-pub type Publication = (SharedSnapshot, Vec<(oneshot::Sender<MetaReply>, MetaReply)>);
 
 pub struct ShardState {
     pub id: usize,
@@ -373,10 +158,6 @@ fn not_leader(replica: &Replica) -> ProduceOutcome {
         None => "this partition has no leader right now".to_owned(),
     };
     ProduceOutcome::failed(ResponseError::NotLeaderOrFollower.code(), Some(message))
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn storage_error(e: &LogError) -> Code {

@@ -11,6 +11,7 @@
 //! second on stderr, then p50/p90/p99/p999/max and throughput, and with `--json FILE` the same
 //! as JSON for scripts.
 
+use super::histogram;
 use crate::client::Client;
 use anyhow::{bail, Context};
 use braid_engine::log::batch::{build_batch, restamp_time};
@@ -100,10 +101,6 @@ pub struct ConsumeBench {
 
 fn name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_owned()))
-}
-
-pub(super) fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 
 /// Counters shared by the workers and the progress line.
@@ -362,7 +359,7 @@ pub fn produce(args: ProduceBench) -> anyhow::Result<()> {
                 let mut links = Links::connect(&args.bootstrap, &args.topic, &mine)?;
                 let mut local = histogram();
                 let mut sent = 0u64;
-                let mut template = build_batch(crate::shard::now_ms(), &vec![&value[..]; args.batch_records]);
+                let mut template = build_batch(crate::process::now_ms(), &vec![&value[..]; args.batch_records]);
                 let mut next = 0usize;
                 while sent < per_producer && deadline.is_none_or(|d| Instant::now() < d) {
                     if rate > 0.0 {
@@ -380,10 +377,10 @@ pub fn produce(args: ProduceBench) -> anyhow::Result<()> {
                         // Every full batch is the same records: built once, then only its
                         // timestamps (and so its CRC) change. Building each one anew took most
                         // of the load generator's CPU.
-                        restamp_time(&mut template, crate::shard::now_ms());
+                        restamp_time(&mut template, crate::process::now_ms());
                         bytes::Bytes::copy_from_slice(&template)
                     } else {
-                        build_batch(crate::shard::now_ms(), &vec![&value[..]; count]).into()
+                        build_batch(crate::process::now_ms(), &vec![&value[..]; count]).into()
                     });
                     let mut topic = TopicProduceData::default();
                     topic.name = name(&args.topic);
@@ -463,7 +460,7 @@ pub fn consume(args: ConsumeBench) -> anyhow::Result<()> {
                     request.max_bytes = args.fetch_bytes;
                     request.topics = vec![t];
                     let response = client.call_version(request, version)?;
-                    let now = crate::shard::now_ms();
+                    let now = crate::process::now_ms();
                     for data in response.responses.iter().flat_map(|t| &t.partitions) {
                         if data.error_code != 0 {
                             progress.errors.fetch_add(1, Relaxed);
@@ -501,7 +498,7 @@ pub fn consume(args: ConsumeBench) -> anyhow::Result<()> {
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     // Its batches of up to megabytes would otherwise be mapped, faulted in, cleared and
     // unmapped one by one, and the load generator would take more of the machine than the node.
-    crate::runtime::keep_large_buffers_on_the_heap();
+    crate::process::keep_large_buffers_on_the_heap();
     match command {
         BenchCommand::Produce(args) => produce(args),
         BenchCommand::Consume(args) => consume(args),

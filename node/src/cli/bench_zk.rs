@@ -20,7 +20,7 @@
 //! so the counters and histograms are plain cells, and the machine's other cores stay with the
 //! servers measured.
 
-use super::bench::histogram;
+use super::histogram;
 use crate::zk::jute::{
     err, op, read_reply_header, Acl, ConnectRequest, ConnectResponse, Op, Reader, Request, Writer, MAX_FRAME_BYTES,
     REPLY_HEADER_BYTES,

@@ -27,18 +27,15 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
+/// A latency histogram of the load generators: 1 µs to 60 s, three significant digits.
+fn histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
-}
-
-/// Logs are JSON lines: what else the process writes to stderr must be too (or absent).
-static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// True if this process logs JSON lines (`--log-format json`).
-pub fn json_logs() -> bool {
-    JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 #[derive(Subcommand, Debug)]
@@ -100,7 +97,7 @@ fn init_tracing(format: LogFormat) {
         // Colour codes only where a person reads them: in a file or the journal they are noise.
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).try_init(),
         LogFormat::Json => {
-            JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+            crate::process::set_json_logs();
             logs.with_ansi(false).json().try_init()
         }
     };

@@ -70,7 +70,7 @@ fn compression(name: &str) -> anyhow::Result<Compression> {
 }
 
 fn send(client: &mut Client, args: &ProduceArgs, codec: Compression, values: &[String]) -> anyhow::Result<()> {
-    let now = crate::shard::now_ms();
+    let now = crate::process::now_ms();
     let records: Vec<Record> = values
         .iter()
         .enumerate()

@@ -14,7 +14,7 @@
 //! and every struct ends with a (here empty) tagged-field section.
 
 use super::Chunk;
-use crate::shard::FetchOutcome;
+use crate::msg::FetchOutcome;
 use bytes::{BufMut, BytesMut};
 
 pub struct FetchPartitionResult {
@@ -125,7 +125,7 @@ pub fn encode_fetch_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shard::RecordsChunk;
+    use crate::msg::RecordsChunk;
     use bytes::Bytes;
     use kafka_protocol::messages::{FetchResponse, ResponseHeader};
     use kafka_protocol::protocol::Decodable;

@@ -14,7 +14,7 @@ mod writer;
 pub use fetch_response::encode_fetch_response;
 pub use writer::Chunk;
 
-use crate::runtime::ShardCtx;
+use crate::shared::ShardCtx;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};

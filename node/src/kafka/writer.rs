@@ -1,8 +1,8 @@
 //! The response writer of a connection: responses in request order; record bytes from segment
 //! files with sendfile(2), so they never pass through user space.
 
-use crate::runtime::ShardCtx;
-use crate::shard::RecordsChunk;
+use crate::msg::RecordsChunk;
+use crate::shared::ShardCtx;
 use bytes::Bytes;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;

@@ -5,41 +5,12 @@
 //! A partition's leader epoch is its raft term: the term stamped into every batch it appends
 //! (partitionLeaderEpoch) and the epoch Metadata reports for its leader.
 
-use super::{Code, Partition, ShardState};
+use super::{Partition, ShardState};
+use crate::msg::{EpochEndOutcome, OffsetOutcome};
 use braid_engine::io::UringStorage;
 use braid_engine::log::batch::{self, BatchHeader};
 use braid_engine::log::Log;
 use kafka_protocol::ResponseError;
-
-#[derive(Debug)]
-pub struct OffsetOutcome {
-    pub error: Code,
-    pub offset: i64,
-    pub timestamp: i64,
-    /// The leader epoch of the batch holding `offset` (for the latest offset, the leader's
-    /// current epoch); -1 if unknown.
-    pub leader_epoch: i32,
-}
-
-impl OffsetOutcome {
-    pub fn failed(error: ResponseError) -> Self {
-        OffsetOutcome { error: error.code(), offset: -1, timestamp: -1, leader_epoch: -1 }
-    }
-}
-
-/// Where a leader epoch ends (OffsetForLeaderEpoch): Kafka's undefined answer is -1 and -1.
-#[derive(Debug)]
-pub struct EpochEndOutcome {
-    pub error: Code,
-    pub leader_epoch: i32,
-    pub end_offset: i64,
-}
-
-impl EpochEndOutcome {
-    pub fn failed(error: ResponseError) -> Self {
-        EpochEndOutcome { error: error.code(), leader_epoch: -1, end_offset: -1 }
-    }
-}
 
 /// Kafka's check of the leader epoch a client sent (from its metadata) against this replica's:
 /// older is FENCED_LEADER_EPOCH (the client refreshes its metadata), newer UNKNOWN_LEADER_EPOCH

@@ -45,7 +45,7 @@ impl ShardState {
             // move is over.
             let wanted = |p: i32| {
                 let replicas = meta?.partitions.get(usize::try_from(p).ok()?)?;
-                (replicas.contains(&me) && crate::runtime::owner_shard(name, p, shards) == shard).then_some(replicas)
+                (replicas.contains(&me) && crate::shared::owner_shard(name, p, shards) == shard).then_some(replicas)
             };
             let gone: Vec<(String, i32)> = self
                 .partitions
@@ -184,7 +184,8 @@ impl ShardState {
     fn remove_replica(&mut self, key: (String, i32)) {
         if let Some(mut p) = self.partitions.remove(&key) {
             for (waiter, _) in p.waiters.fail_all() {
-                let _ = waiter.send(super::ProduceOutcome::failed(ResponseError::UnknownTopicOrPartition.code(), None));
+                let _ = waiter
+                    .send(crate::msg::ProduceOutcome::failed(ResponseError::UnknownTopicOrPartition.code(), None));
             }
             self.groups.remove(&p.replica.group);
             self.journal.forget(p.replica.group);

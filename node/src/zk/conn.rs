@@ -9,8 +9,8 @@
 
 use super::jute::{err, ConnectRequest, JuteError, Request};
 use super::server::{Out, Outbox, ZkMsg, MAX_OUTSTANDING};
-use crate::runtime::Shared;
-use crate::shard::ShardMsg;
+use crate::msg::ShardMsg;
+use crate::shared::Shared;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! connected through), the controller, the cluster id.
 
 use super::str_bytes;
-use crate::runtime::ShardCtx;
+use crate::shared::ShardCtx;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterResponse};
 use std::rc::Rc;

@@ -2,8 +2,8 @@
 //! described, read-only).
 
 use super::{meta_op, str_bytes};
-use crate::runtime::ShardCtx;
-use crate::shard::MetaOp;
+use crate::msg::MetaOp;
+use crate::shared::ShardCtx;
 use crate::topic_config::{self, TOPIC_CONFIGS};
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};

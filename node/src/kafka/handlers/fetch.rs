@@ -4,8 +4,8 @@
 use super::ask_owners;
 use crate::kafka::fetch_response::{encode_fetch_response, FetchPartitionResult, FetchTopicResult};
 use crate::kafka::{record_latency, Pending};
-use crate::runtime::ShardCtx;
-use crate::shard::{FetchOutcome, ShardMsg};
+use crate::msg::{FetchOutcome, ShardMsg};
+use crate::shared::ShardCtx;
 use kafka_protocol::messages::{ApiKey, FetchRequest};
 use kafka_protocol::ResponseError;
 use std::rc::Rc;

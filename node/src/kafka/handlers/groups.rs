@@ -9,8 +9,8 @@ use super::{meta_op, str_bytes};
 use crate::groups::{
     partition_for, Committed, JoinOutcome, JoinRequest, SyncOutcome, OFFSETS_PARTITIONS, OFFSETS_TOPIC,
 };
-use crate::runtime::{owner_shard, ShardCtx};
-use crate::shard::{GroupRequest, MetaOp, ShardMsg};
+use crate::msg::{GroupRequest, MetaOp, ShardMsg};
+use crate::shared::{owner_shard, ShardCtx};
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;

@@ -2,8 +2,8 @@
 //! leader epoch of the offset found (v4+).
 
 use super::{ask_owners, str_bytes};
-use crate::runtime::ShardCtx;
-use crate::shard::{OffsetOutcome, ShardMsg};
+use crate::msg::{OffsetOutcome, ShardMsg};
+use crate::shared::ShardCtx;
 use kafka_protocol::messages::list_offsets_request::ListOffsetsPartition;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, TopicName};

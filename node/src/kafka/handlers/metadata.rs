@@ -6,8 +6,8 @@
 use super::{meta_op, str_bytes};
 use crate::config::{HostPort, NodeConfig};
 use crate::meta::MetaSnapshot;
-use crate::runtime::ShardCtx;
-use crate::shard::MetaOp;
+use crate::msg::MetaOp;
+use crate::shared::ShardCtx;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };

@@ -13,8 +13,8 @@ pub mod producer_id;
 pub mod reassignments;
 pub mod topics;
 
-use crate::runtime::{owner_shard, ShardCtx};
-use crate::shard::{MetaOp, MetaReply, ShardMsg};
+use crate::msg::{MetaOp, MetaReply, ShardMsg};
+use crate::shared::{owner_shard, ShardCtx};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use std::rc::Rc;
@@ -79,7 +79,7 @@ pub async fn ask_owners<P, T>(
 /// resulting snapshot.
 pub async fn meta_op(ctx: &Rc<ShardCtx>, op: MetaOp) -> MetaReply {
     let (reply, answer) = oneshot::channel();
-    let msg = ShardMsg::Meta { op, now_ms: crate::shard::now_ms(), reply };
+    let msg = ShardMsg::Meta { op, now_ms: crate::process::now_ms(), reply };
     if ctx.shared.senders[0].send(msg).await.is_err() {
         return Err((ResponseError::UnknownServerError.code(), "the node is stopping".into()));
     }

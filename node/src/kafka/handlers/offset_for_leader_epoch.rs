@@ -6,8 +6,8 @@
 //! fetching a partition until it does.
 
 use super::{ask_owners, str_bytes};
-use crate::runtime::ShardCtx;
-use crate::shard::{EpochEndOutcome, ShardMsg};
+use crate::msg::{EpochEndOutcome, ShardMsg};
+use crate::shared::ShardCtx;
 use kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderPartition;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName};

@@ -4,8 +4,8 @@
 //! batch may still commit later, as with Kafka).
 
 use super::{ask_owner, str_bytes};
-use crate::runtime::ShardCtx;
-use crate::shard::{ProduceOutcome, ShardMsg};
+use crate::msg::{ProduceOutcome, ShardMsg};
+use crate::shared::ShardCtx;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::ResponseError;

@@ -4,8 +4,8 @@
 //! recover from), the same id at the next epoch, which starts its sequences over.
 //! Transactions (a transactional id) are not served.
 
-use crate::runtime::ShardCtx;
-use crate::shard::ShardMsg;
+use crate::msg::ShardMsg;
+use crate::shared::ShardCtx;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError;
 use std::rc::Rc;

@@ -4,8 +4,8 @@
 //! time and, once they are the target, the controller makes the target the replica set.
 
 use super::{meta_op, str_bytes};
-use crate::runtime::ShardCtx;
-use crate::shard::MetaOp;
+use crate::msg::MetaOp;
+use crate::shared::ShardCtx;
 use kafka_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
 };

@@ -1,8 +1,8 @@
 //! CreateTopics, DeleteTopics, CreatePartitions: changes applied by the metadata store.
 
 use super::{meta_op, str_bytes};
-use crate::runtime::ShardCtx;
-use crate::shard::MetaOp;
+use crate::msg::MetaOp;
+use crate::shared::ShardCtx;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;

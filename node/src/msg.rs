@@ -1,0 +1,265 @@
+//! The messages shards exchange, and what they answer: the one vocabulary the Kafka and
+//! ZooKeeper front ends, the admin endpoint and the shards share. It sits at the bottom of the
+//! node: it names the payloads of other modules (groups, the metadata snapshot, the ZooKeeper
+//! server's messages, metrics) but no module's logic, so nothing here imports a shard or the
+//! runtime.
+
+use crate::groups::{Committed, Described, JoinOutcome, JoinRequest, OffsetsOf, SyncOutcome};
+use crate::metadata::SharedSnapshot;
+use crate::metrics::{PartitionStats, ShardStats};
+use braid_engine::raft::wire::GroupId;
+use braid_engine::raft::Message;
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// Depth of a shard's request queue: senders wait (back-pressure) when it is full.
+pub const SHARD_QUEUE_DEPTH: usize = 4096;
+
+pub type Code = i16;
+
+#[derive(Debug)]
+pub struct ProduceOutcome {
+    pub error: Code,
+    pub message: Option<String>,
+    pub base_offset: i64,
+    pub log_start_offset: i64,
+}
+
+impl ProduceOutcome {
+    pub fn failed(error: Code, message: Option<String>) -> Self {
+        ProduceOutcome { error, message, base_offset: -1, log_start_offset: -1 }
+    }
+}
+
+/// Record bytes to send from a segment file (a duplicate descriptor: it stays valid even if the
+/// segment is deleted meanwhile).
+#[derive(Debug)]
+pub struct RecordsChunk {
+    pub file: Arc<File>,
+    pub position: u64,
+    pub len: u64,
+}
+
+#[derive(Debug)]
+pub struct FetchOutcome {
+    pub error: Code,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub records: Option<RecordsChunk>,
+}
+
+/// Changes to topics; applied by shard 0's metadata store.
+#[derive(Debug, Clone)]
+pub enum MetaOp {
+    CreateTopic {
+        name: String,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+        /// A Metadata request's auto-creation: on a node that is not the controller it is
+        /// forwarded to the controller, and answered LEADER_NOT_AVAILABLE (retry shortly).
+        forward: bool,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    CreatePartitions {
+        name: String,
+        count: i32,
+        validate_only: bool,
+    },
+    /// Replaces the topic's overrides whole (AlterConfigs) or edits them (IncrementalAlterConfigs).
+    SetConfigs {
+        name: String,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    },
+    /// Moves a partition to other replicas (AlterPartitionReassignments); None cancels a move.
+    Reassign {
+        name: String,
+        partition: i32,
+        replicas: Option<Vec<i32>>,
+    },
+}
+
+pub type MetaReply = Result<(), (Code, String)>;
+
+/// A producer id (InitProducerId), or why there is none.
+pub type ProducerIdReply = Result<i64, (i16, String)>;
+
+/// Consumer-group requests, answered by a partition's [`Coordinator`] (NOT_COORDINATOR if this
+/// node does not lead the partition).
+pub enum GroupRequest {
+    Join {
+        group: String,
+        request: JoinRequest,
+        reply: oneshot::Sender<JoinOutcome>,
+    },
+    Sync {
+        group: String,
+        generation: i32,
+        member_id: String,
+        assignments: Vec<(String, Bytes)>,
+        reply: oneshot::Sender<SyncOutcome>,
+    },
+    Heartbeat {
+        group: String,
+        generation: i32,
+        member_id: String,
+        reply: oneshot::Sender<Code>,
+    },
+    Leave {
+        group: String,
+        members: Vec<(String, Option<String>)>,
+        reply: oneshot::Sender<Result<Vec<Code>, Code>>,
+    },
+    /// Offsets to write (a null offset deletes); answered once committed.
+    Commit {
+        group: String,
+        generation: i32,
+        member_id: String,
+        offsets: Vec<(String, i32, Option<Committed>)>,
+        reply: oneshot::Sender<Code>,
+    },
+    Fetch {
+        group: String,
+        partitions: Option<Vec<(String, i32)>>,
+        reply: oneshot::Sender<Result<OffsetsOf, Code>>,
+    },
+    Describe {
+        group: String,
+        reply: oneshot::Sender<Result<Described, Code>>,
+    },
+    List {
+        reply: oneshot::Sender<Vec<(String, String, &'static str)>>,
+    },
+    /// Deletes an empty group's offsets (and the group).
+    Delete {
+        group: String,
+        reply: oneshot::Sender<Code>,
+    },
+}
+
+pub enum ShardMsg {
+    Produce {
+        topic: String,
+        partition: i32,
+        records: Option<Bytes>,
+        acks: i16,
+        reply: oneshot::Sender<ProduceOutcome>,
+    },
+    Fetch {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        max_bytes: u64,
+        /// The leader epoch the client believes current (-1: no check).
+        current_leader_epoch: i32,
+        reply: oneshot::Sender<FetchOutcome>,
+    },
+    ListOffsets {
+        topic: String,
+        partition: i32,
+        timestamp: i64,
+        current_leader_epoch: i32,
+        reply: oneshot::Sender<OffsetOutcome>,
+    },
+    /// Where a leader epoch ends in the partition's log (OffsetForLeaderEpoch).
+    EpochEnd {
+        topic: String,
+        partition: i32,
+        current_leader_epoch: i32,
+        leader_epoch: i32,
+        reply: oneshot::Sender<EpochEndOutcome>,
+    },
+    /// A new metadata snapshot; the shard opens and closes partitions to match, then acks.
+    Snapshot {
+        snapshot: SharedSnapshot,
+        ack: oneshot::Sender<()>,
+    },
+    /// For shard 0 only.
+    Meta {
+        op: MetaOp,
+        now_ms: i64,
+        reply: oneshot::Sender<MetaReply>,
+    },
+    Stats {
+        reply: oneshot::Sender<(Vec<PartitionStats>, ShardStats)>,
+    },
+    /// Raft messages from a peer (of one frame), for groups this shard owns.
+    Raft {
+        messages: Vec<(GroupId, Message)>,
+    },
+    /// The raft transport reported a peer lost or back (in [`Shared::lost_peers`]): groups it
+    /// leads here look for a new leader soon, quiet groups it belongs to wake
+    /// ([`ShardState::sync_liveness`]).
+    Liveness,
+    /// For shard 0: a partition's leader asks to be written to the tree.
+    PartitionLeader {
+        topic: String,
+        partition: i32,
+        leader: i32,
+        epoch: i32,
+        replicas: Vec<i32>,
+    },
+    /// A consumer-group request, for the coordinator of `__consumer_offsets` partition
+    /// `partition` (on the shard owning it).
+    Group {
+        partition: i32,
+        request: GroupRequest,
+    },
+    /// For shard 0: a new producer id (InitProducerId).
+    ProducerId {
+        reply: oneshot::Sender<ProducerIdReply>,
+    },
+    /// For shard 0: a partition's voters are the target of its move.
+    Reassigned {
+        topic: String,
+        partition: i32,
+        voters: Vec<i32>,
+    },
+    /// For shard 0: a ZooKeeper client's connect, request or close.
+    Zk(crate::zk::server::ZkMsg),
+    /// Flush everything and stop.
+    Shutdown {
+        ack: oneshot::Sender<()>,
+    },
+}
+
+/// Snapshots to send to every shard, and the clients to answer once all have applied it.
+pub type Publication = (SharedSnapshot, Vec<(oneshot::Sender<MetaReply>, MetaReply)>);
+
+#[derive(Debug)]
+pub struct OffsetOutcome {
+    pub error: Code,
+    pub offset: i64,
+    pub timestamp: i64,
+    /// The leader epoch of the batch holding `offset` (for the latest offset, the leader's
+    /// current epoch); -1 if unknown.
+    pub leader_epoch: i32,
+}
+
+impl OffsetOutcome {
+    pub fn failed(error: ResponseError) -> Self {
+        OffsetOutcome { error: error.code(), offset: -1, timestamp: -1, leader_epoch: -1 }
+    }
+}
+
+/// Where a leader epoch ends (OffsetForLeaderEpoch): Kafka's undefined answer is -1 and -1.
+#[derive(Debug)]
+pub struct EpochEndOutcome {
+    pub error: Code,
+    pub leader_epoch: i32,
+    pub end_offset: i64,
+}
+
+impl EpochEndOutcome {
+    pub fn failed(error: ResponseError) -> Self {
+        EpochEndOutcome { error: error.code(), leader_epoch: -1, end_offset: -1 }
+    }
+}
