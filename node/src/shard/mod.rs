@@ -1,0 +1,316 @@
+//! A shard: one pinned thread, one io_uring, and the partitions that hash to it.
+//!
+//! Everything a shard owns (`ShardState`: logs, waiters) is touched by its thread only; other
+//! shards reach it through its bounded queue of [`ShardMsg`], and answers go back over oneshot
+//! channels. Shard 0 also owns the metadata store.
+//!
+//! Every partition is a raft group over its log ([`Replica`]): the leader appends produced
+//! batches and answers acks=all once the batch commits (a majority persisted it); consumers
+//! read up to the commit point (the high watermark); followers refuse produce and fetch with
+//! NOT_LEADER_OR_FOLLOWER. Raft inputs (produce, messages from peers, ticks) mark a partition
+//! dirty; the flusher's round then persists, sends the messages and releases the waiters.
+
+mod admin;
+mod fetch;
+mod group_requests;
+mod offsets;
+mod produce;
+mod replicas;
+mod retention;
+mod round;
+mod ticks;
+
+pub use retention::remove_orphan_dirs;
+
+use group_requests::apply_offsets;
+use produce::{not_leader, reopen};
+use ticks::announce_leader;
+
+use crate::groups::{self, Coordinator, JoinOutcome, Records, SyncOutcome, OFFSETS_TOPIC};
+use crate::meta::{MetaRound, MetaStore, RoundStart, SharedSnapshot, TopicMeta};
+use crate::metrics::{PartitionStats, ShardStats};
+use crate::msg::{
+    Code, FetchOutcome, GroupRequest, MetaOp, MetaReply, ProduceOutcome, Publication, RecordsChunk, ShardMsg,
+};
+use crate::process::now_ms;
+use crate::producers::{Producers, Verdict};
+use crate::replica::{PendingFlush, PendingPersist, Persist, Replica};
+use crate::shared::Shared;
+use crate::topic_config;
+use braid_engine::io::UringStorage;
+use braid_engine::log::batch::{self, BatchHeader};
+use braid_engine::log::{DurabilityWaiters, Log, LogError};
+use braid_engine::raft::journal::{self, HardStateJournal};
+use braid_engine::raft::wire::GroupId;
+use braid_engine::raft::{HardState, Message, NodeId, ProposeError, Term};
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::os::fd::BorrowedFd;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+/// Why a produce request's records are refused: the error code and a message.
+type ProduceRefusal = (ResponseError, String);
+
+struct Partition {
+    replica: Replica,
+    dir: PathBuf,
+    topic_id: uuid::Uuid,
+    voters: Vec<NodeId>,
+    /// acks=all producers waiting for their batch to commit, with the base offset it got.
+    waiters: DurabilityWaiters<(oneshot::Sender<ProduceOutcome>, i64)>,
+    max_message_bytes: i64,
+    /// Idempotent producers' last batches, valid for the leader term they were built in.
+    producers: Option<(Term, Producers)>,
+    /// On partitions of `__consumer_offsets`: the group coordinator and its applied offsets.
+    coordinator: Option<Coordinator>,
+    /// Log size after the last compaction (compacted topics).
+    compacted_size: u64,
+}
+
+pub struct ShardState {
+    pub id: usize,
+    shared: Arc<Shared>,
+    storage: UringStorage,
+    partitions: HashMap<(String, i32), Partition>,
+    groups: HashMap<GroupId, (String, i32)>,
+    dirty: HashSet<(String, i32)>,
+    flush_needed: Rc<Notify>,
+    snapshot: SharedSnapshot,
+    meta: Option<MetaStore>,
+    meta_dirty: bool,
+    /// The metadata group's fdatasync is running off the thread ([`ShardState::flush_dirty`]).
+    meta_syncing: bool,
+    /// Partition logs flush on the ring without blocking the shard (its runtime waits on the
+    /// ring's completion eventfd); false where that could not be set up.
+    flush_on_ring: bool,
+    /// Partitions whose flush runs, with their commit point when it began.
+    flushing: HashMap<(String, i32), (i64, PendingFlush)>,
+    publish: mpsc::UnboundedSender<Publication>,
+    ticks: u64,
+    /// Peers lost as this shard last brought its groups in line, and the version of
+    /// [`Shared::lost_peers`] that was.
+    lost_peers: std::collections::BTreeSet<NodeId>,
+    liveness_version: u64,
+    /// The hard states (term, vote) of this shard's partitions: one write and one fdatasync
+    /// per round for all the groups whose hard state changed (an election of thousands).
+    journal: HardStateJournal<UringStorage>,
+    /// Every journal's hard states as the node started (a partition may have moved here from
+    /// another shard's journal when `--cores` changed).
+    journaled_at_start: HashMap<GroupId, HardState>,
+    /// Partitions whose group is not quiet (or was not when last looked at): only these tick.
+    awake: HashSet<(String, i32)>,
+    /// Partitions of `__consumer_offsets` here, whose coordinators' timers run every tick.
+    coordinators: HashSet<(String, i32)>,
+    /// Partitions here being moved, and the replicas each moves to (from the snapshot).
+    moving: Vec<((String, i32), Vec<i32>)>,
+    /// Replicas the snapshot gave this shard that are not open yet: opened a batch at a time,
+    /// so that ten thousand new ones do not hold the shard (and its peers' heartbeats) for
+    /// seconds. Produce and fetch answer them NOT_LEADER_OR_FOLLOWER meanwhile.
+    opening: std::collections::VecDeque<(String, i32)>,
+    opening_keys: HashMap<(String, i32), GroupId>,
+    opening_groups: HashMap<GroupId, (String, i32)>,
+}
+
+/// Where the shards' hard-state journals are, under the data directory.
+pub const JOURNAL_DIR: &str = "raft";
+
+fn group_of(topic_id: uuid::Uuid, partition: i32) -> GroupId {
+    GroupId { topic_id: topic_id.as_u128(), partition }
+}
+
+/// Directory of a partition's log: `<data>/kafka/<topic>-<partition>.<topic id>` (the id keeps a
+/// re-created topic from meeting the old one's data).
+pub fn partition_dir(data_dir: &std::path::Path, topic: &str, partition: i32, id: uuid::Uuid) -> PathBuf {
+    data_dir.join("kafka").join(format!("{topic}-{partition}.{}", id.simple()))
+}
+
+impl ShardState {
+    /// A shard over `storage`, with its hard-state journal (opened here: a failure to open it
+    /// keeps the shard from starting).
+    pub fn new(
+        id: usize,
+        shared: Arc<Shared>,
+        storage: UringStorage,
+        meta: Option<MetaStore>,
+        publish: mpsc::UnboundedSender<Publication>,
+    ) -> std::io::Result<Self> {
+        let dir = shared.config.data_dir.join(JOURNAL_DIR);
+        let journaled_at_start = journal::load_all(&storage, &dir)?;
+        let journal = HardStateJournal::open(storage.clone(), &dir, id)?;
+        let flush_needed = Rc::new(Notify::new());
+        // The metadata group's first round: a cluster of one commits and applies at once.
+        flush_needed.notify_one();
+        Ok(Self {
+            id,
+            shared,
+            storage,
+            partitions: HashMap::new(),
+            groups: HashMap::new(),
+            dirty: HashSet::new(),
+            flush_needed,
+            snapshot: Arc::default(),
+            meta_dirty: meta.is_some(),
+            meta_syncing: false,
+            flush_on_ring: false,
+            flushing: HashMap::new(),
+            meta,
+            publish,
+            ticks: 0,
+            lost_peers: Default::default(),
+            liveness_version: 0,
+            journal,
+            journaled_at_start,
+            awake: HashSet::new(),
+            coordinators: HashSet::new(),
+            moving: Vec::new(),
+            opening: Default::default(),
+            opening_keys: HashMap::new(),
+            opening_groups: HashMap::new(),
+        })
+    }
+
+    pub fn meta_snapshot(&self) -> Option<SharedSnapshot> {
+        self.meta.as_ref().map(MetaStore::snapshot)
+    }
+
+    /// Handles one message; returns false on shutdown.
+    pub fn handle(&mut self, msg: ShardMsg) -> bool {
+        match msg {
+            ShardMsg::Produce { topic, partition, records, acks, reply } => {
+                self.produce(topic, partition, records, acks, reply)
+            }
+            ShardMsg::Fetch { topic, partition, offset, max_bytes, current_leader_epoch, reply } => {
+                let _ = reply.send(self.fetch(&topic, partition, offset, max_bytes, current_leader_epoch));
+            }
+            ShardMsg::ListOffsets { topic, partition, timestamp, current_leader_epoch, reply } => {
+                let _ = reply.send(self.list_offsets(&topic, partition, timestamp, current_leader_epoch));
+            }
+            ShardMsg::EpochEnd { topic, partition, current_leader_epoch, leader_epoch, reply } => {
+                let _ = reply.send(self.end_offset_for_epoch(&topic, partition, current_leader_epoch, leader_epoch));
+            }
+            ShardMsg::Snapshot { snapshot, ack } => {
+                if snapshot.zxid >= self.snapshot.zxid {
+                    self.apply_snapshot(snapshot);
+                }
+                let _ = ack.send(());
+            }
+            ShardMsg::Meta { op, now_ms, reply } => {
+                // Answered now if refused or only validated, else once the change has applied.
+                if let Some(reply) = self.meta_op(op, now_ms, reply) {
+                    let _ = reply.send(Ok(()));
+                }
+                self.meta_dirty = true;
+                self.flush_needed.notify_one();
+            }
+            ShardMsg::Stats { reply } => {
+                let _ = reply.send(self.stats());
+            }
+            ShardMsg::PartitionLeader { topic, partition, leader, epoch, replicas } => {
+                if let Some(meta) = self.meta.as_mut() {
+                    meta.set_partition_leader(&topic, partition, leader, epoch, &replicas);
+                    self.meta_dirty = true;
+                    self.flush_needed.notify_one();
+                }
+            }
+            ShardMsg::Group { partition, request } => self.group_request(partition, request),
+            ShardMsg::ProducerId { reply } => match self.meta.as_mut() {
+                Some(meta) => {
+                    meta.producer_id(now_ms(), reply);
+                    self.meta_dirty = true;
+                    self.flush_needed.notify_one();
+                }
+                None => {
+                    let _ = reply
+                        .send(Err((ResponseError::NotCoordinator.code(), "producer ids come from shard 0".into())));
+                }
+            },
+            ShardMsg::Reassigned { topic, partition, voters } => {
+                if let Some(meta) = self.meta.as_mut() {
+                    meta.finish_reassignment(&topic, partition, &voters);
+                    self.meta_dirty = true;
+                    self.flush_needed.notify_one();
+                }
+            }
+            ShardMsg::Raft { messages } => {
+                for (group, message) in messages {
+                    self.step(group, message);
+                }
+                self.flush_needed.notify_one();
+            }
+            ShardMsg::Liveness => self.sync_liveness(),
+            ShardMsg::Zk(msg) => {
+                if let Some(meta) = self.meta.as_mut() {
+                    meta.zk(msg, now_ms());
+                    self.meta_dirty = true;
+                    self.flush_needed.notify_one();
+                }
+            }
+            ShardMsg::Shutdown { ack } => {
+                self.flush_all();
+                let _ = ack.send(());
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Every partition's figures, and the shard's own.
+    fn stats(&self) -> (Vec<PartitionStats>, ShardStats) {
+        let memory = braid_engine::io::Storage::memory(&self.storage).figures();
+        let mut shard = ShardStats {
+            shard: self.id,
+            partitions: self.partitions.len(),
+            opening_partitions: self.opening.len(),
+            memory,
+            ..ShardStats::default()
+        };
+        let partitions = self
+            .partitions
+            .iter()
+            .map(|((topic, partition), p)| {
+                let log = p.replica.raft.log();
+                let held = log.memory();
+                // The replica's own structures (log, raft, waiters) besides its buffers.
+                let state = std::mem::size_of::<Partition>() + p.replica.raft.voters().len() * 64;
+                let memory_bytes = held.total() + state;
+                let quiet = p.replica.raft.quiesced();
+                shard.quiet_partitions += usize::from(quiet);
+                shard.log_tail_bytes += held.tail;
+                shard.log_spare_buffers_bytes += held.spare_buffers;
+                shard.log_positions_bytes += held.positions;
+                shard.log_index_bytes += held.index;
+                shard.partition_state_bytes += state;
+                shard.partition_max_bytes = shard.partition_max_bytes.max(memory_bytes);
+                PartitionStats {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    shard: self.id,
+                    leader: p.replica.raft.leader().map_or(-1, |l| l as i32),
+                    log_start_offset: log.log_start_offset(),
+                    log_end_offset: log.log_end_offset(),
+                    durable_offset: log.durable_offset(),
+                    high_watermark: p.replica.raft.committed(),
+                    size_bytes: log.size_bytes(),
+                    segments: log.segment_count(),
+                    memory_bytes,
+                    quiet,
+                }
+            })
+            .collect();
+        (partitions, shard)
+    }
+}
+
+/// Hands raft messages to the transport (a cluster of one has none).
+fn send(shared: &Shared, group: GroupId, messages: Vec<Message>) {
+    if let Some(net) = &shared.net {
+        for message in messages {
+            net.send(group, message);
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Retention and compaction below the commit point, on the wall clock; directories of deleted
+//! topics left by a crash.
+
+use super::*;
+
+impl ShardState {
+    /// Runs retention on every partition, with the wall clock (the engine never reads it).
+    /// Only committed data is deleted: a follower may still need what is past the commit point.
+    pub fn apply_retention(&mut self) {
+        self.compact();
+        let now = now_ms();
+        for ((topic, partition), p) in &mut self.partitions {
+            let committed = p.replica.raft.committed();
+            match p.replica.raft.log_mut().apply_retention_below(now, committed) {
+                Ok(outcome) if outcome.deleted_segments > 0 => {
+                    tracing::info!(
+                        topic,
+                        partition,
+                        segments = outcome.deleted_segments,
+                        bytes = outcome.deleted_bytes,
+                        "retention deleted segments"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(topic, partition, error = %e, "retention failed"),
+            }
+        }
+    }
+
+    /// Compacts the partitions whose topic says cleanup.policy=compact, below the commit point
+    /// (every replica on its own: they hold the same batches, and compaction keeps offsets).
+    pub(super) fn compact(&mut self) {
+        let now = now_ms();
+        for ((topic, partition), p) in &mut self.partitions {
+            let committed = p.replica.raft.committed();
+            let log = p.replica.raft.log_mut();
+            // Only once the log has doubled since it was last compacted (Kafka's
+            // min.cleanable.dirty.ratio of 0.5, by size): each pass reads the whole log.
+            if log.config().cleanup_policy == braid_engine::log::CleanupPolicy::Delete
+                || log.segment_count() < 2
+                || log.size_bytes() < 2 * p.compacted_size
+            {
+                continue;
+            }
+            let result = log.compact(now, committed);
+            p.compacted_size = log.size_bytes();
+            match result {
+                Ok(outcome) if outcome.segments > 0 => tracing::info!(
+                    topic,
+                    partition,
+                    segments = outcome.segments,
+                    records_removed = outcome.records_removed,
+                    bytes_before = outcome.bytes_before,
+                    bytes_after = outcome.bytes_after,
+                    "compacted"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::error!(topic, partition, error = %e, "compaction failed"),
+            }
+        }
+    }
+}
+
+/// Removes partition directories of topics that no longer exist (left by a crash between a
+/// delete's commit and the directory's removal).
+pub fn remove_orphan_dirs(data_dir: &std::path::Path, snapshot: &SharedSnapshot) {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("kafka")) else { return };
+    let live: HashSet<PathBuf> = snapshot
+        .topics
+        .iter()
+        .flat_map(|(name, meta)| {
+            (0..meta.partitions.len() as i32).map(move |p| partition_dir(data_dir, name, p, meta.id))
+        })
+        .collect();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() && !live.contains(&path) {
+            tracing::info!(dir = %path.display(), "removing the directory of a deleted partition");
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
