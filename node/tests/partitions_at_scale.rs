@@ -47,7 +47,7 @@ fn three_thousand_partitions_on_three_nodes_are_created_written_read_and_deleted
     // Once idle, every replica is quiet and holds a few KiB, whatever it wrote.
     for (i, node) in cluster.nodes.iter().enumerate() {
         let body = wait_for(&format!("node {} quiet", i + 1), || {
-            let body = node.http_get("/metrics");
+            let body = node.try_http_get("/metrics").ok()?;
             // The wide topic's replicas and __consumer_offsets' (the consumer's group).
             let partitions = sum(&body, "braid_shard_partitions{");
             let quiet = sum(&body, "braid_shard_quiet_partitions{");
@@ -91,7 +91,7 @@ fn three_thousand_partitions_on_three_nodes_are_created_written_read_and_deleted
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for (i, node) in cluster.nodes.iter().enumerate() {
         wait_for(&format!("node {} without the topic's replicas", i + 1), || {
-            let body = node.http_get("/metrics");
+            let body = node.try_http_get("/metrics").ok()?;
             let left = metric(&body, "braid_partition_memory_bytes{topic=\"wide\"").len();
             let dirs = std::fs::read_dir(node.data_dir.join("kafka"))
                 .map_or(0, |d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("wide-")).count());

@@ -1,6 +1,8 @@
-"""confluent-kafka over a topic of many partitions: an acks=all producer writes PER messages to
-every partition, then a consumer assigned every partition reads them all back. Exits non-zero
-unless every partition holds exactly its messages, in order.
+"""confluent-kafka over a topic of many partitions: an idempotent producer (acks=all) writes PER
+messages to every partition, then a consumer assigned every partition reads them all back.
+Exits non-zero unless every partition holds exactly its messages, in order. (Idempotence: a
+producer that retries a request whose answer it did not get, a node slowed down by a loaded
+machine, must not store the batch twice.)
 
 usage: many_partitions.py BOOTSTRAP TOPIC PARTITIONS PER
 """
@@ -22,7 +24,7 @@ def delivered(err, msg):
         acked += 1
 
 
-producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 20})
+producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 20})
 for i in range(per):
     for p in range(partitions):
         while True:

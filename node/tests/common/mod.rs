@@ -213,13 +213,19 @@ impl Node {
     }
 
     pub fn http_get(&self, path: &str) -> String {
+        self.try_http_get(path).unwrap_or_else(|e| panic!("GET {path} from {}: {e}", self.admin))
+    }
+
+    /// The admin endpoint's answer to GET `path`, or why there is none (a node busy past the
+    /// read timeout: a caller that waits for something asks again).
+    pub fn try_http_get(&self, path: &str) -> std::io::Result<String> {
         use std::io::{Read, Write};
-        let mut stream = TcpStream::connect(self.admin).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut stream = TcpStream::connect(self.admin)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")?;
         let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        response
+        stream.read_to_string(&mut response)?;
+        Ok(response)
     }
 }
 
