@@ -208,6 +208,58 @@ fn kafka_listeners_line(config: &NodeConfig) -> String {
     shown.join(", ")
 }
 
+/// What a shard binds and opens before it serves: its storage, the metadata store (shard 0),
+/// and its listeners.
+struct ShardStart {
+    storage: UringStorage,
+    meta: Option<MetaStore>,
+    /// Every Kafka listener; a connection keeps the index of its listener.
+    listeners: Vec<tokio::net::TcpListener>,
+    admin: Option<tokio::net::TcpListener>,
+    raft_listener: Option<tokio::net::TcpListener>,
+    zk: Option<tokio::net::TcpListener>,
+}
+
+async fn open_shard(id: usize, shared: &Shared, outgoing: &Option<Outgoing>) -> anyhow::Result<ShardStart> {
+    let memory = braid_engine::io::MemoryBudget::new(
+        shared.config.write_buffer_memory_bytes,
+        shared.config.replication_cache_bytes,
+    );
+    let storage = UringStorage::new(shared.config.direct_io)?.with_memory(memory);
+    // The metadata log writes small batches, a few per round: through the page cache, one
+    // fdatasync each round costs less than O_DIRECT writes plus the sync (decision 0006).
+    let meta = if id == 0 { Some(MetaStore::open(UringStorage::new(false)?, &shared.config)?) } else { None };
+    let raft_listener = match (outgoing, shared.config.raft_addr) {
+        (Some(_), Some(addr)) => {
+            Some(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding raft listener {addr}"))?)
+        }
+        _ => None,
+    };
+    // Every Kafka listener on every shard; a connection keeps the index of its listener.
+    let mut listeners = Vec::with_capacity(shared.config.kafka_listeners.len());
+    for kafka in &shared.config.kafka_listeners {
+        let listener = reuse_port_listener(kafka.addr).with_context(|| format!("Kafka listener {}", kafka.name))?;
+        listeners.push(tokio::net::TcpListener::from_std(listener)?);
+    }
+    let admin = if id == 0 {
+        let std_listener = std::net::TcpListener::bind(shared.config.admin_addr)
+            .with_context(|| format!("binding admin {}", shared.config.admin_addr))?;
+        std_listener.set_nonblocking(true)?;
+        Some(tokio::net::TcpListener::from_std(std_listener)?)
+    } else {
+        None
+    };
+    // ZooKeeper clients are served on shard 0, beside the tree (connections on the other
+    // shards measured slower: decision 0006, item 12).
+    let zk = if id == 0 {
+        let addr = shared.config.zk_addr;
+        Some(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding ZooKeeper listener {addr}"))?)
+    } else {
+        None
+    };
+    Ok(ShardStart { storage, meta, listeners, admin, raft_listener, zk })
+}
+
 async fn shard_main(
     id: usize,
     shared: Arc<Shared>,
@@ -215,50 +267,7 @@ async fn shard_main(
     outgoing: Option<Outgoing>,
     ready: std::sync::mpsc::Sender<(usize, anyhow::Result<()>)>,
 ) {
-    let start = async {
-        let memory = braid_engine::io::MemoryBudget::new(
-            shared.config.write_buffer_memory_bytes,
-            shared.config.replication_cache_bytes,
-        );
-        let storage = UringStorage::new(shared.config.direct_io)?.with_memory(memory);
-        // The metadata log writes small batches, a few per round: through the page cache, one
-        // fdatasync each round costs less than O_DIRECT writes plus the sync (decision 0006).
-        let meta = if id == 0 { Some(MetaStore::open(UringStorage::new(false)?, &shared.config)?) } else { None };
-        let raft_listener = match (&outgoing, shared.config.raft_addr) {
-            (Some(_), Some(addr)) => Some(
-                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding raft listener {addr}"))?,
-            ),
-            _ => None,
-        };
-        // Every Kafka listener on every shard; a connection keeps the index of its listener.
-        let mut listeners = Vec::with_capacity(shared.config.kafka_listeners.len());
-        for kafka in &shared.config.kafka_listeners {
-            let listener = reuse_port_listener(kafka.addr).with_context(|| format!("Kafka listener {}", kafka.name))?;
-            listeners.push(tokio::net::TcpListener::from_std(listener)?);
-        }
-        let admin = if id == 0 {
-            let std_listener = std::net::TcpListener::bind(shared.config.admin_addr)
-                .with_context(|| format!("binding admin {}", shared.config.admin_addr))?;
-            std_listener.set_nonblocking(true)?;
-            Some(tokio::net::TcpListener::from_std(std_listener)?)
-        } else {
-            None
-        };
-        // ZooKeeper clients are served on shard 0, beside the tree (connections on the other
-        // shards measured slower: decision 0006, item 12).
-        let zk = if id == 0 {
-            let addr = shared.config.zk_addr;
-            Some(
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("binding ZooKeeper listener {addr}"))?,
-            )
-        } else {
-            None
-        };
-        anyhow::Ok((storage, meta, listeners, admin, raft_listener, zk))
-    };
-    let (storage, meta, listeners, admin, raft_listener, zk) = match start.await {
+    let start = match open_shard(id, &shared, &outgoing).await {
         Ok(parts) => parts,
         Err(e) => {
             let _ = ready.send((id, Err(e)));
@@ -267,8 +276,8 @@ async fn shard_main(
     };
     // Snapshots that shard 0 publishes after a metadata change: sent to every shard, and the
     // clients are answered once all have applied it (so their next request finds the topic).
-    let (publish_tx, mut publish_rx) = mpsc::unbounded_channel::<Publication>();
-    let state = match ShardState::new(id, Arc::clone(&shared), storage, meta, publish_tx) {
+    let (publish_tx, publish_rx) = mpsc::unbounded_channel::<Publication>();
+    let state = match ShardState::new(id, Arc::clone(&shared), start.storage, start.meta, publish_tx) {
         Ok(state) => Rc::new(RefCell::new(state)),
         Err(e) => {
             let dir = shared.config.data_dir.join(crate::shard::JOURNAL_DIR);
@@ -283,41 +292,88 @@ async fn shard_main(
         request_memory: Arc::new(Semaphore::new(shared.config.shard_request_memory / 1024)),
     });
 
-    let publisher_shared = Arc::clone(&shared);
-    tokio::task::spawn_local(async move {
-        while let Some((snapshot, replies)) = publish_rx.recv().await {
-            broadcast(&publisher_shared, Arc::clone(&snapshot)).await;
-            *publisher_shared.published.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
-            for (reply, result) in replies {
-                let _ = reply.send(result);
+    tokio::task::spawn_local(publish(Arc::clone(&shared), publish_rx));
+    if let (Some(listener), Some(outgoing), Some(net)) = (start.raft_listener, outgoing, shared.net.as_ref()) {
+        spawn_raft_net(&ctx, net, listener, outgoing);
+    }
+    tokio::task::spawn_local(tick(Rc::clone(&state), Duration::from_millis(shared.config.raft_tick_ms)));
+    spawn_flusher(id, &state);
+    let retention_every = Duration::from_millis(shared.config.retention_check_ms.max(10));
+    tokio::task::spawn_local(retention(Rc::clone(&state), retention_every));
+    let connections = Arc::new(Semaphore::new(shared.config.max_connections_per_shard));
+    for (index, listener) in start.listeners.into_iter().enumerate() {
+        tokio::task::spawn_local(accept_kafka(Rc::clone(&ctx), listener, index, Arc::clone(&connections)));
+    }
+    if let Some(admin) = start.admin {
+        tokio::task::spawn_local(crate::admin::serve(Arc::clone(&shared), admin));
+    }
+    if let Some(zk) = start.zk {
+        tokio::task::spawn_local(accept_zk(Arc::clone(&shared), zk));
+    }
+    let _ = ready.send((id, Ok(())));
+
+    while let Some(msg) = rx.recv().await {
+        if let ShardMsg::Snapshot { snapshot, .. } = &msg {
+            if snapshot.zxid >= ctx.snapshot.borrow().zxid {
+                *ctx.snapshot.borrow_mut() = Arc::clone(snapshot);
             }
         }
-    });
-    if let (Some(listener), Some(outgoing), Some(net)) = (raft_listener, outgoing, shared.net.as_ref()) {
-        let deliver_ctx = Rc::clone(&ctx);
-        let (lost_shared, back_shared) = (Arc::clone(&shared), Arc::clone(&shared));
-        let tick = Duration::from_millis(shared.config.raft_tick_ms);
-        let timing = Timing { ping_every: tick, silence: tick * crate::replica::ELECTION_TICKS };
-        let handlers = Handlers {
-            deliver: Box::new(move |messages| deliver(&deliver_ctx, messages)),
-            lost: Box::new(move |peer| peer_liveness(&lost_shared, peer, false)),
-            back: Box::new(move |peer| peer_liveness(&back_shared, peer, true)),
-        };
-        net.spawn(listener, outgoing, timing, handlers);
-    }
-    let tick_state = Rc::clone(&state);
-    let tick_every = Duration::from_millis(shared.config.raft_tick_ms);
-    tokio::task::spawn_local(async move {
-        let mut interval = tokio::time::interval(tick_every);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            interval.tick().await;
-            tick_state.borrow_mut().tick();
+        if !state.borrow_mut().handle(msg) {
+            break;
         }
-    });
+    }
+}
 
-    // Group commit: after each burst of messages, flush what is dirty. Partition flushes run
-    // on the ring; the flusher also wakes when the ring completes something, to end them.
+/// Sends each snapshot shard 0 publishes to every shard, then answers the clients that waited
+/// for it.
+async fn publish(shared: Arc<Shared>, mut publish_rx: mpsc::UnboundedReceiver<Publication>) {
+    while let Some((snapshot, replies)) = publish_rx.recv().await {
+        broadcast(&shared, Arc::clone(&snapshot)).await;
+        *shared.published.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
+        for (reply, result) in replies {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Starts this shard's side of the peer connections: what arrives is delivered to the shards.
+fn spawn_raft_net(ctx: &Rc<ShardCtx>, net: &RaftNet, listener: tokio::net::TcpListener, outgoing: Outgoing) {
+    let shared = &ctx.shared;
+    let deliver_ctx = Rc::clone(ctx);
+    let (lost_shared, back_shared) = (Arc::clone(shared), Arc::clone(shared));
+    let tick = Duration::from_millis(shared.config.raft_tick_ms);
+    let timing = Timing { ping_every: tick, silence: tick * crate::replica::ELECTION_TICKS };
+    let handlers = Handlers {
+        deliver: Box::new(move |messages| deliver(&deliver_ctx, messages)),
+        lost: Box::new(move |peer| peer_liveness(&lost_shared, peer, false)),
+        back: Box::new(move |peer| peer_liveness(&back_shared, peer, true)),
+    };
+    net.spawn(listener, outgoing, timing, handlers);
+}
+
+/// The shard's clock: one tick every `every`.
+async fn tick(state: Rc<RefCell<ShardState>>, every: Duration) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        state.borrow_mut().tick();
+    }
+}
+
+/// Retention and compaction, every `every`.
+async fn retention(state: Rc<RefCell<ShardState>>, every: Duration) {
+    let mut interval = tokio::time::interval(every);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        state.borrow_mut().apply_retention();
+    }
+}
+
+/// Group commit: after each burst of messages, flush what is dirty. Partition flushes run
+/// on the ring; the flusher also wakes when the ring completes something, to end them.
+fn spawn_flusher(id: usize, state: &Rc<RefCell<ShardState>>) {
     let flush_needed = state.borrow().flush_needed();
     let ring_done = match state.borrow().ring_completion_fd() {
         // SAFETY: an OwnedFd is open, and the same descriptor, for as long as the AsyncFd owns it.
@@ -338,7 +394,7 @@ async fn shard_main(
     if ring_done.is_some() {
         state.borrow_mut().flush_partitions_on_ring();
     }
-    let flusher_state = Rc::clone(&state);
+    let flusher_state = Rc::clone(state);
     tokio::task::spawn_local(async move {
         loop {
             let running = flusher_state.borrow().flushes_running();
@@ -351,119 +407,91 @@ async fn shard_main(
                 }
                 _ => flush_needed.notified().await,
             }
-            flusher_state.borrow_mut().poll_flushes();
-            // A metadata leader's appends go out before its own fdatasync, so its followers
-            // persist in parallel; the yield lets the peer connections (tasks on a shard's
-            // thread) write them to their sockets before the flush holds the thread.
-            if flusher_state.borrow_mut().send_meta_leader_messages() {
-                tokio::task::yield_now().await;
-            }
-            let meta_sync = flusher_state.borrow_mut().flush_dirty();
-            if flusher_state.borrow().opening_pending() {
-                // Replicas still to open: the rest of the shard runs first, then the next batch.
-                flush_needed.notify_one();
-                tokio::task::yield_now().await;
-            }
-            if let Some(pending) = meta_sync {
-                // The metadata log's fdatasync on a blocking thread: meanwhile this shard
-                // serves clients and peers, and what they propose goes in the next round.
-                let state = Rc::clone(&flusher_state);
+            flush_round(&flusher_state, &flush_needed).await;
+        }
+    });
+}
+
+/// One round of the flusher, once it woke.
+async fn flush_round(flusher_state: &Rc<RefCell<ShardState>>, flush_needed: &Notify) {
+    flusher_state.borrow_mut().poll_flushes();
+    // A metadata leader's appends go out before its own fdatasync, so its followers
+    // persist in parallel; the yield lets the peer connections (tasks on a shard's
+    // thread) write them to their sockets before the flush holds the thread.
+    if flusher_state.borrow_mut().send_meta_leader_messages() {
+        tokio::task::yield_now().await;
+    }
+    let meta_sync = flusher_state.borrow_mut().flush_dirty();
+    if flusher_state.borrow().opening_pending() {
+        // Replicas still to open: the rest of the shard runs first, then the next batch.
+        flush_needed.notify_one();
+        tokio::task::yield_now().await;
+    }
+    if let Some(pending) = meta_sync {
+        // The metadata log's fdatasync on a blocking thread: meanwhile this shard
+        // serves clients and peers, and what they propose goes in the next round.
+        let state = Rc::clone(flusher_state);
+        tokio::task::spawn_local(async move {
+            let (pending, synced) = sync_off_thread(pending).await;
+            state.borrow_mut().end_meta_round(pending, synced);
+        });
+    }
+}
+
+/// Accepts Kafka connections on one listener, within the shard's connection limit.
+async fn accept_kafka(
+    accept_ctx: Rc<ShardCtx>,
+    listener: tokio::net::TcpListener,
+    index: usize,
+    connections: Arc<Semaphore>,
+) {
+    until_serving(&accept_ctx.shared).await;
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if accept_ctx.shared.cut_off.load(std::sync::atomic::Ordering::Relaxed) {
+                    drop(stream);
+                    continue;
+                }
+                let Ok(slot) = Arc::clone(&connections).try_acquire_owned() else {
+                    // Over the limit: closing at once bounds the shard's memory; the client
+                    // sees its connection refused and retries (or goes to another node).
+                    tracing::warn!(%peer, limit = accept_ctx.shared.config.max_connections_per_shard, "connection limit reached; closing a new connection");
+                    accept_ctx.shared.metrics.connections_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    drop(stream);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                accept_ctx.shared.metrics.connections_opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let ctx = Rc::clone(&accept_ctx);
                 tokio::task::spawn_local(async move {
-                    let (pending, synced) = sync_off_thread(pending).await;
-                    state.borrow_mut().end_meta_round(pending, synced);
+                    crate::kafka::serve(ctx, stream, peer, index).await;
+                    drop(slot);
                 });
             }
-        }
-    });
-    let retention_state = Rc::clone(&state);
-    let retention_every = Duration::from_millis(shared.config.retention_check_ms.max(10));
-    tokio::task::spawn_local(async move {
-        let mut interval = tokio::time::interval(retention_every);
-        interval.tick().await;
-        loop {
-            interval.tick().await;
-            retention_state.borrow_mut().apply_retention();
-        }
-    });
-    let connections = Arc::new(Semaphore::new(shared.config.max_connections_per_shard));
-    for (index, listener) in listeners.into_iter().enumerate() {
-        let accept_ctx = Rc::clone(&ctx);
-        let connections = Arc::clone(&connections);
-        tokio::task::spawn_local(async move {
-            until_serving(&accept_ctx.shared).await;
-            loop {
-                match listener.accept().await {
-                    Ok((stream, peer)) => {
-                        if accept_ctx.shared.cut_off.load(std::sync::atomic::Ordering::Relaxed) {
-                            drop(stream);
-                            continue;
-                        }
-                        let Ok(slot) = Arc::clone(&connections).try_acquire_owned() else {
-                            // Over the limit: closing at once bounds the shard's memory; the client
-                            // sees its connection refused and retries (or goes to another node).
-                            tracing::warn!(%peer, limit = accept_ctx.shared.config.max_connections_per_shard, "connection limit reached; closing a new connection");
-                            accept_ctx
-                                .shared
-                                .metrics
-                                .connections_refused
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            drop(stream);
-                            continue;
-                        };
-                        let _ = stream.set_nodelay(true);
-                        accept_ctx.shared.metrics.connections_opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let ctx = Rc::clone(&accept_ctx);
-                        tokio::task::spawn_local(async move {
-                            crate::kafka::serve(ctx, stream, peer, index).await;
-                            drop(slot);
-                        });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-        });
+        }
     }
-    if let Some(admin) = admin {
-        tokio::task::spawn_local(crate::admin::serve(Arc::clone(&shared), admin));
-    }
-    if let Some(zk) = zk {
-        let zk_shared = Arc::clone(&shared);
-        tokio::task::spawn_local(async move {
-            until_serving(&zk_shared).await;
-            let mut next_conn = 0u64;
-            loop {
-                match zk.accept().await {
-                    Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
-                        next_conn += 1;
-                        tokio::task::spawn_local(crate::zk::conn::serve(
-                            Arc::clone(&zk_shared),
-                            stream,
-                            peer,
-                            next_conn,
-                        ));
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "ZooKeeper accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        });
-    }
-    let _ = ready.send((id, Ok(())));
+}
 
-    while let Some(msg) = rx.recv().await {
-        if let ShardMsg::Snapshot { snapshot, .. } = &msg {
-            if snapshot.zxid >= ctx.snapshot.borrow().zxid {
-                *ctx.snapshot.borrow_mut() = Arc::clone(snapshot);
+/// Accepts ZooKeeper connections (shard 0).
+async fn accept_zk(zk_shared: Arc<Shared>, zk: tokio::net::TcpListener) {
+    until_serving(&zk_shared).await;
+    let mut next_conn = 0u64;
+    loop {
+        match zk.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                next_conn += 1;
+                tokio::task::spawn_local(crate::zk::conn::serve(Arc::clone(&zk_shared), stream, peer, next_conn));
             }
-        }
-        if !state.borrow_mut().handle(msg) {
-            break;
+            Err(e) => {
+                tracing::warn!(error = %e, "ZooKeeper accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
 }

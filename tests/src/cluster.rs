@@ -627,28 +627,40 @@ impl Sim {
 
     fn check(&mut self) -> Result<(), String> {
         if std::env::var_os("BRAID_SIM_TRACE").is_some() {
-            for (id, node) in &self.nodes {
-                let line = match &node.raft {
-                    Some(r) => format!(
-                        "{:?}{} t{} voters {:?} last {:?} commit {} start {} leader {:?}",
-                        r.role(),
-                        if r.quiesced() { " quiet" } else { "" },
-                        r.term(),
-                        r.voters(),
-                        r.log().last(),
-                        r.committed(),
-                        r.log().start(),
-                        r.leader()
-                    ),
-                    None => "down".to_owned(),
-                };
-                let key = format!("{id}");
-                if self.trace_last.get(&key) != Some(&line) {
-                    eprintln!("step {} node {id}: {line}", self.now);
-                    self.trace_last.insert(key, line);
-                }
+            self.trace();
+        }
+        self.check_election_safety()?;
+        self.check_acknowledgements()?;
+        self.check_leader_completeness()?;
+        self.check_state_machine_safety()
+    }
+
+    /// Prints each node's state when it changed (BRAID_SIM_TRACE).
+    fn trace(&mut self) {
+        for (id, node) in &self.nodes {
+            let line = match &node.raft {
+                Some(r) => format!(
+                    "{:?}{} t{} voters {:?} last {:?} commit {} start {} leader {:?}",
+                    r.role(),
+                    if r.quiesced() { " quiet" } else { "" },
+                    r.term(),
+                    r.voters(),
+                    r.log().last(),
+                    r.committed(),
+                    r.log().start(),
+                    r.leader()
+                ),
+                None => "down".to_owned(),
+            };
+            let key = format!("{id}");
+            if self.trace_last.get(&key) != Some(&line) {
+                eprintln!("step {} node {id}: {line}", self.now);
+                self.trace_last.insert(key, line);
             }
         }
+    }
+
+    fn check_election_safety(&mut self) -> Result<(), String> {
         // Election safety.
         for (id, node) in &self.nodes {
             let Some(raft) = &node.raft else { continue };
@@ -661,6 +673,10 @@ impl Sim {
             }
         }
         self.outcome.leaders = self.leaders_by_term.len();
+        Ok(())
+    }
+
+    fn check_acknowledgements(&mut self) -> Result<(), String> {
         // Acknowledgements: a proposal is acked when its leader has committed it.
         let mut still = Vec::new();
         for p in std::mem::take(&mut self.proposals) {
@@ -684,6 +700,10 @@ impl Sim {
         }
         self.proposals = still;
         self.outcome.acked = self.acked.len();
+        Ok(())
+    }
+
+    fn check_leader_completeness(&self) -> Result<(), String> {
         // Leader completeness: every leader holds every acknowledged entry of its term or an
         // earlier one. (A deposed leader that has not heard of the next term yet may still
         // think it leads while its successor commits; it cannot commit anything itself.)
@@ -705,6 +725,10 @@ impl Sim {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn check_state_machine_safety(&mut self) -> Result<(), String> {
         // State machine safety: committed prefixes agree with the canonical committed log.
         let ids: Vec<u64> = self.nodes.keys().copied().collect();
         for id in ids {

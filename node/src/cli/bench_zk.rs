@@ -713,35 +713,9 @@ async fn spread(sessions: &mut [Session], ops: Vec<Op>) -> anyhow::Result<Vec<Fr
     Ok(futures::future::try_join_all(runs).await?.into_iter().flatten().collect())
 }
 
-/// The whole run on one thread: sessions, znodes, load, summary, cleanup.
-async fn bench(args: ZkBench) -> anyhow::Result<()> {
-    let servers: Vec<&str> = args.servers.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    if servers.is_empty() || args.sessions == 0 || args.in_flight == 0 || args.keys == 0 {
-        bail!("--servers, --sessions, --in-flight and --keys must each be at least one");
-    }
-    if args.watchers > 0 && args.data_bytes < 8 {
-        bail!("--watchers needs --data-bytes of at least 8 (each setData's data starts with its number)");
-    }
-    let weights = parse_mix(&args.mix)?;
-    let ops_limit = match (args.ops, args.seconds) {
-        (Some(0) | None, s) if s > 0 => u64::MAX,
-        (Some(0), _) => bail!("say how much: --ops or --seconds"),
-        (Some(n), _) => n,
-        (None, _) => 100_000,
-    };
-    let timeout_ms = args.session_timeout_ms;
-    let mut sessions = Vec::with_capacity(args.sessions);
-    let mut watchers = Vec::with_capacity(args.watchers);
-    for i in 0..args.sessions + args.watchers {
-        let session = Session::connect(servers[i % servers.len()], timeout_ms).await?;
-        if i < args.sessions {
-            sessions.push(session);
-        } else {
-            watchers.push(session);
-        }
-    }
-    let base = format!("/braid-bench/{}", std::process::id());
-    let load = Load {
+/// The shared state of a run, before its clock starts.
+fn new_load(args: &ZkBench, base: &str, weights: [u64; 4], ops_limit: u64) -> Load {
+    Load {
         started: Cell::new(Instant::now()),
         deadline: Cell::new(None),
         ops_limit,
@@ -770,9 +744,22 @@ async fn bench(args: ZkBench) -> anyhow::Result<()> {
         answered: Cell::new(0),
         writes: Cell::new(0),
         reads: Cell::new(0),
-    };
+    }
+}
 
-    // The znodes, before the clock starts (an existing one is fine: a reused pid).
+/// The bench's directories under `base`, parents first.
+fn bench_dirs(base: &str) -> [String; 4] {
+    ["/braid-bench".to_owned(), base.to_owned(), format!("{base}/k"), format!("{base}/c")]
+}
+
+/// The znodes, before the clock starts (an existing one is fine: a reused pid), seen by every
+/// session's server; then each watcher's watches, with the stamp each key had.
+async fn prepare(
+    sessions: &mut [Session],
+    watchers: &mut [Session],
+    load: &Load,
+    base: &str,
+) -> anyhow::Result<Vec<Vec<u64>>> {
     let create = |path: String| Op::Create {
         op: op::CREATE,
         path,
@@ -781,18 +768,16 @@ async fn bench(args: ZkBench) -> anyhow::Result<()> {
         flags: 0,
         ttl: None,
     };
-    let dirs = ["/braid-bench".to_owned(), base.clone(), format!("{base}/k"), format!("{base}/c")];
-    let answers = sessions[0].pipeline(dirs.iter().cloned().map(create).collect(), 1).await?;
-    let answers =
-        answers.into_iter().chain(spread(&mut sessions, load.keys.iter().cloned().map(create).collect()).await?);
+    let answers = sessions[0].pipeline(bench_dirs(base).into_iter().map(create).collect(), 1).await?;
+    let answers = answers.into_iter().chain(spread(sessions, load.keys.iter().cloned().map(create).collect()).await?);
     if let Some(code) = answers.map(|a| a.code).find(|&c| c != err::OK && c != err::NODE_EXISTS) {
         bail!("making the bench's znodes under {base}: error {code}");
     }
     // Every session's server has seen them (a follower may lag the session that made them).
     let syncs =
-        sessions.iter_mut().chain(watchers.iter_mut()).map(|s| s.pipeline(vec![Op::Sync { path: base.clone() }], 1));
+        sessions.iter_mut().chain(watchers.iter_mut()).map(|s| s.pipeline(vec![Op::Sync { path: base.to_owned() }], 1));
     futures::future::try_join_all(syncs).await?;
-    let mut armed = vec![vec![0u64; args.keys]; args.watchers];
+    let mut armed = vec![vec![0u64; load.keys.len()]; watchers.len()];
     for (w, armed) in watchers.iter_mut().zip(armed.iter_mut()) {
         let ops = load.keys.iter().map(|k| Op::GetData { path: k.clone(), watch: true }).collect();
         for (answer, stamp) in w.pipeline(ops, SETUP_IN_FLIGHT).await?.into_iter().zip(armed.iter_mut()) {
@@ -802,6 +787,58 @@ async fn bench(args: ZkBench) -> anyhow::Result<()> {
             *stamp = stamp_of(&Reader::new(&answer.body).buffer()?.unwrap_or_default());
         }
     }
+    Ok(armed)
+}
+
+/// Cleanup: the created znodes, the keys, the directories (children first).
+async fn clean_up(mut sessions: Vec<Session>, watchers: Vec<Session>, load: &Load, base: &str) -> anyhow::Result<()> {
+    let mut deletes: Vec<Op> = load
+        .created
+        .borrow()
+        .iter()
+        .map(|n| Op::Delete { op: op::DELETE, path: format!("{}{n}", load.created_prefix), version: -1 })
+        .collect();
+    deletes.extend(load.keys.iter().map(|k| Op::Delete { op: op::DELETE, path: k.clone(), version: -1 }));
+    futures::future::try_join_all(watchers.into_iter().map(Session::close)).await?;
+    spread(&mut sessions, deletes).await?;
+    let dirs =
+        bench_dirs(base).into_iter().rev().map(|d| Op::Delete { op: op::DELETE, path: d, version: -1 }).collect();
+    // /braid-bench stays if another run is using it (NOT_EMPTY).
+    sessions[0].pipeline(dirs, 1).await?;
+    futures::future::try_join_all(sessions.into_iter().map(Session::close)).await?;
+    Ok(())
+}
+
+/// The whole run on one thread: sessions, znodes, load, summary, cleanup.
+async fn bench(args: ZkBench) -> anyhow::Result<()> {
+    let servers: Vec<&str> = args.servers.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    if servers.is_empty() || args.sessions == 0 || args.in_flight == 0 || args.keys == 0 {
+        bail!("--servers, --sessions, --in-flight and --keys must each be at least one");
+    }
+    if args.watchers > 0 && args.data_bytes < 8 {
+        bail!("--watchers needs --data-bytes of at least 8 (each setData's data starts with its number)");
+    }
+    let weights = parse_mix(&args.mix)?;
+    let ops_limit = match (args.ops, args.seconds) {
+        (Some(0) | None, s) if s > 0 => u64::MAX,
+        (Some(0), _) => bail!("say how much: --ops or --seconds"),
+        (Some(n), _) => n,
+        (None, _) => 100_000,
+    };
+    let timeout_ms = args.session_timeout_ms;
+    let mut sessions = Vec::with_capacity(args.sessions);
+    let mut watchers = Vec::with_capacity(args.watchers);
+    for i in 0..args.sessions + args.watchers {
+        let session = Session::connect(servers[i % servers.len()], timeout_ms).await?;
+        if i < args.sessions {
+            sessions.push(session);
+        } else {
+            watchers.push(session);
+        }
+    }
+    let base = format!("/braid-bench/{}", std::process::id());
+    let load = new_load(&args, &base, weights, ops_limit);
+    let mut armed = prepare(&mut sessions, &mut watchers, &load, &base).await?;
 
     let started = Instant::now();
     load.started.set(started);
@@ -831,25 +868,7 @@ async fn bench(args: ZkBench) -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_vec_pretty(&summary)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-
-    // Cleanup: the created znodes, the keys, the directories (children first).
-    let mut deletes: Vec<Op> = load
-        .created
-        .borrow()
-        .iter()
-        .map(|n| Op::Delete { op: op::DELETE, path: format!("{}{n}", load.created_prefix), version: -1 })
-        .collect();
-    deletes.extend(load.keys.iter().map(|k| Op::Delete { op: op::DELETE, path: k.clone(), version: -1 }));
-    let cleanup = async {
-        futures::future::try_join_all(watchers.into_iter().map(Session::close)).await?;
-        spread(&mut sessions, deletes).await?;
-        let dirs = dirs.iter().rev().map(|d| Op::Delete { op: op::DELETE, path: d.clone(), version: -1 }).collect();
-        // /braid-bench stays if another run is using it (NOT_EMPTY).
-        sessions[0].pipeline(dirs, 1).await?;
-        futures::future::try_join_all(sessions.into_iter().map(Session::close)).await?;
-        anyhow::Ok(())
-    };
-    if let Err(e) = cleanup.await {
+    if let Err(e) = clean_up(sessions, watchers, &load, &base).await {
         eprintln!("cleanup of {base} incomplete: {e:#}");
     }
     Ok(())

@@ -271,6 +271,26 @@ pub fn decode_request(frame: Bytes) -> anyhow::Result<Decoded> {
     Ok(Decoded::Request { api_key, version, header, request: Box::new(request) })
 }
 
+/// What a handler's answer needs to become a response: see [`respond`].
+struct Reply<'a> {
+    ctx: &'a Rc<ShardCtx>,
+    api_key: i16,
+    version: i16,
+    corr: i32,
+    started: Instant,
+    permit: OwnedSemaphorePermit,
+}
+
+impl Reply<'_> {
+    fn with<T, F>(self, body: F) -> Pending
+    where
+        T: Encodable + HeaderVersion + 'static,
+        F: std::future::Future<Output = T> + 'static,
+    {
+        respond(self.ctx, self.api_key, self.version, self.corr, self.started, self.permit, body)
+    }
+}
+
 /// Decodes one request and starts its handler.
 async fn dispatch(
     ctx: &Rc<ShardCtx>,
@@ -291,104 +311,46 @@ async fn dispatch(
         }
     };
     let corr = header.correlation_id;
+    let reply = Reply { ctx, api_key, version, corr, started, permit };
+    let c = || Rc::clone(ctx);
     use handlers::*;
     let pending = match *request {
-        RequestKind::ApiVersions(_) => {
-            respond(ctx, api_key, version, corr, started, permit, async { api_versions::supported() })
-        }
-        RequestKind::Metadata(r) => respond(
-            ctx,
-            api_key,
-            version,
-            corr,
-            started,
-            permit,
-            metadata::handle(Rc::clone(ctx), listener, version, r),
-        ),
+        RequestKind::ApiVersions(_) => reply.with(async { api_versions::supported() }),
+        RequestKind::Metadata(r) => reply.with(metadata::handle(c(), listener, version, r)),
         RequestKind::Produce(r) => match produce::start(ctx, version, r).await {
-            Some(body) => respond(ctx, api_key, version, corr, started, permit, body),
+            Some(body) => reply.with(body),
             None => {
                 record_latency(ctx, api_key, started);
                 return Ok(None);
             }
         },
-        RequestKind::Fetch(r) => fetch::start(ctx, version, corr, started, permit, r),
-        RequestKind::ListOffsets(r) => {
-            respond(ctx, api_key, version, corr, started, permit, list_offsets::handle(Rc::clone(ctx), version, r))
-        }
-        RequestKind::CreateTopics(r) => {
-            respond(ctx, api_key, version, corr, started, permit, topics::create(Rc::clone(ctx), version, r))
-        }
-        RequestKind::DeleteTopics(r) => {
-            respond(ctx, api_key, version, corr, started, permit, topics::delete(Rc::clone(ctx), version, r))
-        }
-        RequestKind::CreatePartitions(r) => {
-            respond(ctx, api_key, version, corr, started, permit, topics::create_partitions(Rc::clone(ctx), r))
-        }
-        RequestKind::DescribeConfigs(r) => {
-            respond(ctx, api_key, version, corr, started, permit, configs::describe(Rc::clone(ctx), version, r))
-        }
-        RequestKind::AlterConfigs(r) => {
-            respond(ctx, api_key, version, corr, started, permit, configs::alter(Rc::clone(ctx), r))
-        }
-        RequestKind::IncrementalAlterConfigs(r) => {
-            respond(ctx, api_key, version, corr, started, permit, configs::incremental_alter(Rc::clone(ctx), r))
-        }
-        RequestKind::DescribeCluster(_) => {
-            respond(ctx, api_key, version, corr, started, permit, cluster::describe(Rc::clone(ctx), listener))
-        }
-        RequestKind::AlterPartitionReassignments(r) => {
-            respond(ctx, api_key, version, corr, started, permit, reassignments::alter(Rc::clone(ctx), r))
-        }
-        RequestKind::ListPartitionReassignments(r) => {
-            respond(ctx, api_key, version, corr, started, permit, reassignments::list(Rc::clone(ctx), r))
-        }
-        RequestKind::FindCoordinator(r) => respond(
-            ctx,
-            api_key,
-            version,
-            corr,
-            started,
-            permit,
-            groups::find_coordinator(Rc::clone(ctx), listener, version, r),
-        ),
+        RequestKind::Fetch(r) => fetch::start(ctx, version, corr, started, reply.permit, r),
+        RequestKind::ListOffsets(r) => reply.with(list_offsets::handle(c(), version, r)),
+        RequestKind::CreateTopics(r) => reply.with(topics::create(c(), version, r)),
+        RequestKind::DeleteTopics(r) => reply.with(topics::delete(c(), version, r)),
+        RequestKind::CreatePartitions(r) => reply.with(topics::create_partitions(c(), r)),
+        RequestKind::DescribeConfigs(r) => reply.with(configs::describe(c(), version, r)),
+        RequestKind::AlterConfigs(r) => reply.with(configs::alter(c(), r)),
+        RequestKind::IncrementalAlterConfigs(r) => reply.with(configs::incremental_alter(c(), r)),
+        RequestKind::DescribeCluster(_) => reply.with(cluster::describe(c(), listener)),
+        RequestKind::AlterPartitionReassignments(r) => reply.with(reassignments::alter(c(), r)),
+        RequestKind::ListPartitionReassignments(r) => reply.with(reassignments::list(c(), r)),
+        RequestKind::FindCoordinator(r) => reply.with(groups::find_coordinator(c(), listener, version, r)),
         RequestKind::JoinGroup(r) => {
             let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
-            respond(ctx, api_key, version, corr, started, permit, groups::join(Rc::clone(ctx), version, r, client_id))
+            reply.with(groups::join(c(), version, r, client_id))
         }
-        RequestKind::SyncGroup(r) => {
-            respond(ctx, api_key, version, corr, started, permit, groups::sync(Rc::clone(ctx), version, r))
-        }
-        RequestKind::Heartbeat(r) => {
-            respond(ctx, api_key, version, corr, started, permit, groups::heartbeat(Rc::clone(ctx), r))
-        }
-        RequestKind::LeaveGroup(r) => {
-            respond(ctx, api_key, version, corr, started, permit, groups::leave(Rc::clone(ctx), version, r))
-        }
-        RequestKind::OffsetCommit(r) => {
-            respond(ctx, api_key, version, corr, started, permit, groups::commit(Rc::clone(ctx), r))
-        }
-        RequestKind::OffsetFetch(r) => {
-            respond(ctx, api_key, version, corr, started, permit, groups::fetch(Rc::clone(ctx), version, r))
-        }
-        RequestKind::ListGroups(r) => {
-            respond(ctx, api_key, version, corr, started, permit, groups::list(Rc::clone(ctx), version, r))
-        }
-        RequestKind::DescribeGroups(r) => {
-            respond(ctx, api_key, version, corr, started, permit, groups::describe(Rc::clone(ctx), version, r))
-        }
-        RequestKind::DeleteGroups(r) => {
-            respond(ctx, api_key, version, corr, started, permit, groups::delete(Rc::clone(ctx), r))
-        }
-        RequestKind::OffsetDelete(r) => {
-            respond(ctx, api_key, version, corr, started, permit, groups::offset_delete(Rc::clone(ctx), r))
-        }
-        RequestKind::OffsetForLeaderEpoch(r) => {
-            respond(ctx, api_key, version, corr, started, permit, offset_for_leader_epoch::handle(Rc::clone(ctx), r))
-        }
-        RequestKind::InitProducerId(r) => {
-            respond(ctx, api_key, version, corr, started, permit, producer_id::handle(Rc::clone(ctx), r))
-        }
+        RequestKind::SyncGroup(r) => reply.with(groups::sync(c(), version, r)),
+        RequestKind::Heartbeat(r) => reply.with(groups::heartbeat(c(), r)),
+        RequestKind::LeaveGroup(r) => reply.with(groups::leave(c(), version, r)),
+        RequestKind::OffsetCommit(r) => reply.with(groups::commit(c(), r)),
+        RequestKind::OffsetFetch(r) => reply.with(groups::fetch(c(), version, r)),
+        RequestKind::ListGroups(r) => reply.with(groups::list(c(), version, r)),
+        RequestKind::DescribeGroups(r) => reply.with(groups::describe(c(), version, r)),
+        RequestKind::DeleteGroups(r) => reply.with(groups::delete(c(), r)),
+        RequestKind::OffsetDelete(r) => reply.with(groups::offset_delete(c(), r)),
+        RequestKind::OffsetForLeaderEpoch(r) => reply.with(offset_for_leader_epoch::handle(c(), r)),
+        RequestKind::InitProducerId(r) => reply.with(producer_id::handle(c(), r)),
         _ => return Ok(Some(Box::pin(std::future::ready(Some(unsupported_version(corr)))))),
     };
     Ok(Some(pending))

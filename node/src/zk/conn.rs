@@ -16,6 +16,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
@@ -46,80 +47,14 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, con
     let mut reader = BufReader::with_capacity(8 * 1024, reader);
     // ZooKeeper closes on a frame longer than jute.maxbuffer; so does this.
     let max = shared.config.zk_max_data_bytes;
-    let mut first = [0u8; 4];
-    match tokio::time::timeout(CONNECT_TIMEOUT, reader.read_exact(&mut first)).await {
-        Ok(Ok(_)) => {}
-        _ => return,
-    }
-    if let Some(word) = std::str::from_utf8(&first).ok().filter(|w| FOUR_LETTER_WORDS.contains(w)) {
-        let (reply, answer) = oneshot::channel();
-        if to_server(&shared, ZkMsg::FourLetter { word: word.to_owned(), peer, reply }).await {
-            if let Ok(text) = answer.await {
-                let mut writer = writer;
-                let _ = writer.write_all(text.as_bytes()).await;
-                let _ = writer.shutdown().await;
-            }
-        }
-        return;
-    }
-    let body = match tokio::time::timeout(CONNECT_TIMEOUT, read_body(&mut reader, i32::from_be_bytes(first), max)).await
-    {
-        Ok(Ok(body)) => body,
-        Ok(Err(e)) => {
-            tracing::warn!(%peer, error = %e, "ZooKeeper connect frame refused; closing the connection");
-            return;
-        }
-        Err(_) => return,
-    };
-    let request = match ConnectRequest::decode(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(%peer, error = %e, "malformed ZooKeeper ConnectRequest; closing the connection");
-            return;
-        }
-    };
-    let (out, mut frames) = mpsc::unbounded_channel::<Out>();
+    let Some((request, writer)) = handshake(&shared, &mut reader, writer, peer, max).await else { return };
+    let (out, frames) = mpsc::unbounded_channel::<Out>();
     let credits = Arc::new(Semaphore::new(MAX_OUTSTANDING));
     let outbox = Arc::new(Outbox::default());
     let writer_outbox = Arc::clone(&outbox);
     let closed = Rc::new(Notify::new());
     let writer_closed = Rc::clone(&closed);
-    let writer_task = tokio::task::spawn_local(async move {
-        let mut writer = BufWriter::with_capacity(64 * 1024, writer);
-        'outer: while let Some(first) = frames.recv().await {
-            let mut next = Some(first);
-            // Everything queued goes out in one write.
-            while let Some(item) = next {
-                match item {
-                    Out::Frame(frame) => {
-                        let written = tokio::select! {
-                            written = writer.write_all(&frame) => written.is_ok(),
-                            // The server gave up on a client that does not read.
-                            _ = writer_outbox.abort.notified() => false,
-                        };
-                        if !written {
-                            break 'outer;
-                        }
-                        writer_outbox.queued.fetch_sub(frame.len(), std::sync::atomic::Ordering::Relaxed);
-                    }
-                    Out::Close => {
-                        let _ = writer.flush().await;
-                        break 'outer;
-                    }
-                }
-                next = frames.try_recv().ok();
-            }
-            let flushed = tokio::select! {
-                flushed = writer.flush() => flushed.is_ok(),
-                _ = writer_outbox.abort.notified() => false,
-            };
-            if !flushed {
-                break;
-            }
-        }
-        let _ = writer.shutdown().await;
-        writer_closed.notify_one();
-    });
+    let writer_task = tokio::task::spawn_local(write_frames(writer, frames, writer_outbox, writer_closed));
     let connect = ZkMsg::Connect { conn, peer, request, out, credits: Arc::clone(&credits), outbox };
     if !to_server(&shared, connect).await {
         return;
@@ -166,4 +101,90 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, con
     let _ = to_server(&shared, ZkMsg::Closed { conn }).await;
     // The server dropped its sender: the writer ends after what is queued.
     let _ = writer_task.await;
+}
+
+/// The connection's first frame: a four-letter word (answered, and the connection ends) or a
+/// ConnectRequest, given back with the writer for the session.
+async fn handshake(
+    shared: &Shared,
+    reader: &mut BufReader<OwnedReadHalf>,
+    mut writer: OwnedWriteHalf,
+    peer: SocketAddr,
+    max: usize,
+) -> Option<(ConnectRequest, OwnedWriteHalf)> {
+    let mut first = [0u8; 4];
+    match tokio::time::timeout(CONNECT_TIMEOUT, reader.read_exact(&mut first)).await {
+        Ok(Ok(_)) => {}
+        _ => return None,
+    }
+    if let Some(word) = std::str::from_utf8(&first).ok().filter(|w| FOUR_LETTER_WORDS.contains(w)) {
+        let (reply, answer) = oneshot::channel();
+        if to_server(shared, ZkMsg::FourLetter { word: word.to_owned(), peer, reply }).await {
+            if let Ok(text) = answer.await {
+                let _ = writer.write_all(text.as_bytes()).await;
+                let _ = writer.shutdown().await;
+            }
+        }
+        return None;
+    }
+    let body = match tokio::time::timeout(CONNECT_TIMEOUT, read_body(reader, i32::from_be_bytes(first), max)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, error = %e, "ZooKeeper connect frame refused; closing the connection");
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let request = match ConnectRequest::decode(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "malformed ZooKeeper ConnectRequest; closing the connection");
+            return None;
+        }
+    };
+    Some((request, writer))
+}
+
+/// Writes what the server sends this connection, batching whatever is queued into one write,
+/// until the server closes it or gives up on a client that does not read.
+async fn write_frames(
+    writer: OwnedWriteHalf,
+    mut frames: mpsc::UnboundedReceiver<Out>,
+    writer_outbox: Arc<Outbox>,
+    writer_closed: Rc<Notify>,
+) {
+    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    'outer: while let Some(first) = frames.recv().await {
+        let mut next = Some(first);
+        // Everything queued goes out in one write.
+        while let Some(item) = next {
+            match item {
+                Out::Frame(frame) => {
+                    let written = tokio::select! {
+                        written = writer.write_all(&frame) => written.is_ok(),
+                        // The server gave up on a client that does not read.
+                        _ = writer_outbox.abort.notified() => false,
+                    };
+                    if !written {
+                        break 'outer;
+                    }
+                    writer_outbox.queued.fetch_sub(frame.len(), std::sync::atomic::Ordering::Relaxed);
+                }
+                Out::Close => {
+                    let _ = writer.flush().await;
+                    break 'outer;
+                }
+            }
+            next = frames.try_recv().ok();
+        }
+        let flushed = tokio::select! {
+            flushed = writer.flush() => flushed.is_ok(),
+            _ = writer_outbox.abort.notified() => false,
+        };
+        if !flushed {
+            break;
+        }
+    }
+    let _ = writer.shutdown().await;
+    writer_closed.notify_one();
 }
