@@ -376,8 +376,8 @@ async fn retention(state: Rc<RefCell<ShardState>>, every: Duration) {
 fn spawn_flusher(id: usize, state: &Rc<RefCell<ShardState>>) {
     let flush_needed = state.borrow().flush_needed();
     let ring_done = match state.borrow().ring_completion_fd() {
-        // SAFETY: an OwnedFd is open, and the same descriptor, for as long as the AsyncFd owns it.
         Ok(fd) => {
+            // SAFETY: an OwnedFd is open, and the same descriptor, for as long as the AsyncFd owns it.
             match unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) } {
                 Ok(fd) => Some(fd),
                 Err(e) => {

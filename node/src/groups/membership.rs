@@ -2,12 +2,15 @@
 //! under its instance id), and the JoinGroup, Heartbeat and LeaveGroup that change or keep them.
 
 use super::records::{StoredGroup, StoredMember};
-use super::timers::{MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS};
 use super::{code, Coordinator, JoinOutcome, JoinRequest, SyncOutcome};
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use std::collections::BTreeMap;
 use tokio::sync::oneshot;
+
+/// Session timeouts a member may ask for (Kafka's group.min/max.session.timeout.ms).
+pub const MIN_SESSION_TIMEOUT_MS: i32 = 1_000;
+pub const MAX_SESSION_TIMEOUT_MS: i32 = 1_800_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {

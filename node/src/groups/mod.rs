@@ -25,11 +25,12 @@ mod records;
 mod timers;
 
 pub use membership::{Group, State};
+pub use membership::{MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS};
 pub use offsets::{Committed, OffsetsOf};
 pub use records::{
     decode_group, decode_offset, group_key, group_value, offset_key, offset_value, StoredGroup, StoredMember,
 };
-pub use timers::{INITIAL_REBALANCE_DELAY_MS, MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS};
+pub use timers::INITIAL_REBALANCE_DELAY_MS;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;

@@ -7,9 +7,6 @@ use super::Coordinator;
 /// How long a new group waits for more members before its first rebalance completes
 /// (Kafka's `group.initial.rebalance.delay.ms` is 3000).
 pub const INITIAL_REBALANCE_DELAY_MS: i64 = 300;
-/// Session timeouts a member may ask for (Kafka's group.min/max.session.timeout.ms).
-pub const MIN_SESSION_TIMEOUT_MS: i32 = 1_000;
-pub const MAX_SESSION_TIMEOUT_MS: i32 = 1_800_000;
 
 impl Coordinator {
     /// Session timeouts and rebalance deadlines.

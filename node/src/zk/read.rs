@@ -4,8 +4,7 @@
 
 use super::acl::allowed;
 use super::jute::{self, err, op, Op, Request, Writer};
-use super::server::ZkServer;
-use super::watches::WatchKind;
+use super::server::{WatchKind, ZkServer};
 use braid_engine::tree::{perms, DataTree};
 
 impl ZkServer {

@@ -18,16 +18,11 @@
 //! reaper), `read`, `write`, `acl`, `watches` and `four_letter` add the rest to `ZkServer`.
 
 use super::jute::{self, err, op, ConnectRequest, Op, Request, Writer};
-use super::watches::WatchKind;
-use super::write::write_multi_failure;
 use braid_engine::tree::{Applied, DataTree, EventKind, Txn, TxnError};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::{mpsc, Semaphore};
-
-pub use super::acl::digest_id;
-pub use super::write::error_code;
 
 /// What the server sends a connection's writer.
 #[derive(Debug)]
@@ -156,6 +151,18 @@ pub(super) struct Latency {
     pub(super) total_ms: i64,
     pub(super) min_ms: i64,
     pub(super) max_ms: i64,
+}
+
+/// What a watch is set by, hence which events fire it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum WatchKind {
+    /// getData, or exists on a node that exists.
+    Data,
+    /// exists on a node that does not.
+    Exist,
+    Child,
+    Persistent,
+    Recursive,
 }
 
 pub struct ZkServer {
@@ -387,7 +394,7 @@ impl ZkServer {
                     Some(_) if busy => return Err(Box::new(request)),
                     Some((index, code)) => {
                         let n = ops.len();
-                        self.reply(conn, xid, zxid, err::OK, |w| write_multi_failure(w, n, index, code));
+                        self.refuse_multi(conn, xid, zxid, n, index, code);
                     }
                 }
             }

@@ -2,20 +2,9 @@
 //! them, and firing their events as transactions apply.
 
 use super::jute::{self, err, op, Writer};
-use super::server::ZkServer;
+use super::server::{WatchKind, ZkServer};
 use braid_engine::tree::{DataTree, EventKind};
 use std::collections::BTreeSet;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(super) enum WatchKind {
-    /// getData, or exists on a node that exists.
-    Data,
-    /// exists on a node that does not.
-    Exist,
-    Child,
-    Persistent,
-    Recursive,
-}
 
 impl ZkServer {
     pub(super) fn add_watch(&mut self, conn: u64, kind: WatchKind, path: &str) {

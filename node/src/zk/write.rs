@@ -175,9 +175,16 @@ impl ZkServer {
     }
 }
 
+impl ZkServer {
+    /// Answers a multi refused here at op `index` of `ops` with `code`.
+    pub(super) fn refuse_multi(&mut self, conn: u64, xid: i32, zxid: i64, ops: usize, index: usize, code: i32) {
+        self.reply(conn, xid, zxid, err::OK, |w| write_multi_failure(w, ops, index, code));
+    }
+}
+
 /// A multi refused (here or by the tree) at op `index` with `code`: ZooKeeper answers every op
 /// with an error result, 0 before the failing op, RUNTIMEINCONSISTENCY after it.
-pub(super) fn write_multi_failure(w: &mut Writer, ops: usize, index: usize, code: i32) {
+fn write_multi_failure(w: &mut Writer, ops: usize, index: usize, code: i32) {
     for i in 0..ops {
         let e = match i.cmp(&index) {
             std::cmp::Ordering::Less => err::OK,
