@@ -8,7 +8,8 @@
 //! round that elects a thousand leaders of a ten-thousand-partition topic parses a thousand
 //! small state nodes, not the whole topic or every topic.
 
-use super::{config_path, state_path, topic_path, MetaStore};
+use super::paths::{config_path, is_kafka_path, state_path, topic_path};
+use super::MetaStore;
 use crate::metadata::{parse_topic, MetaSnapshot};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -48,7 +49,7 @@ impl SnapshotDirty {
             if !topic.contains('/') {
                 self.topics.insert(topic.to_owned());
             }
-        } else if super::is_kafka_path(path) {
+        } else if is_kafka_path(path) {
             self.cluster = true;
         }
     }
