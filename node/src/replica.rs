@@ -77,15 +77,18 @@ pub struct Replica {
     seen_leader: (Option<NodeId>, Term),
     /// What the log keeps of its recent batches now (none without followers).
     recent_budget: usize,
+    /// The seed of raft's election timeouts (from the node's environment).
+    seed: u64,
 }
 
 impl Replica {
     /// Opens (recovers) the group's log in `dir`, its hard state (its own file's, or
     /// `journaled`, the shard journal's, whichever is later) and its configuration (`voters`
     /// for a new group; what the group changed them to, if it did); the log is cut back to
-    /// `cut` first if it reaches past it.
+    /// `cut` first if it reaches past it. `seed` seeds raft's randomized election timeouts.
     #[allow(clippy::too_many_arguments)]
     pub fn open(
+        seed: u64,
         storage: UringStorage,
         dir: &Path,
         config: LogConfig,
@@ -103,7 +106,6 @@ impl Replica {
         let hard = journaled.map_or(hard, |j| journal::newer(hard, j));
         let (config_seq, voters, changes) =
             config_file::load(&storage, &dir.join(CONFIG_FILE)).unwrap_or((0, voters, Vec::new()));
-        let seed = uuid::Uuid::new_v4().as_u128() as u64;
         // The metadata group's followers serve reads of what committed: they learn each commit at
         // once, and the group never goes quiet (it is one group, and it carries ZooKeeper
         // sessions' heartbeats). Partitions go quiet when idle: thousands of them cost no CPU.
@@ -129,6 +131,7 @@ impl Replica {
             config_seq,
             seen_leader: (None, 0),
             recent_budget,
+            seed,
         };
         Ok((replica, report))
     }
@@ -149,7 +152,11 @@ impl Replica {
         let dir = self.dir.clone();
         let durable = self.raft.log().durable_offset();
         self.raft.log_mut().quiesce();
+        // A seed of its own, from the one before (LCG step): a reopened group does not
+        // repeat the timeouts it had.
+        let seed = self.seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         let (replica, report) = Replica::open(
+            seed,
             self.storage.clone(),
             &dir,
             config,

@@ -105,6 +105,7 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
     let mut outgoing = outgoing;
     let shared = Arc::new(Shared {
         config: config.clone(),
+        env: Arc::new(crate::env::SystemEnv),
         senders,
         metrics: Metrics::default(),
         appended: Notify::new(),
@@ -228,7 +229,11 @@ async fn open_shard(id: usize, shared: &Shared, outgoing: &Option<Outgoing>) -> 
     let storage = UringStorage::new(shared.config.direct_io)?.with_memory(memory);
     // The metadata log writes small batches, a few per round: through the page cache, one
     // fdatasync each round costs less than O_DIRECT writes plus the sync (decision 0006).
-    let meta = if id == 0 { Some(MetaStore::open(UringStorage::new(false)?, &shared.config)?) } else { None };
+    let meta = if id == 0 {
+        Some(MetaStore::open(UringStorage::new(false)?, &shared.config, Arc::clone(&shared.env))?)
+    } else {
+        None
+    };
     let raft_listener = match (outgoing, shared.config.raft_addr) {
         (Some(_), Some(addr)) => {
             Some(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding raft listener {addr}"))?)

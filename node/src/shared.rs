@@ -18,6 +18,8 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 /// signal that new records are readable (for long-polling fetches).
 pub struct Shared {
     pub config: NodeConfig,
+    /// Time, randomness and threads for the state machines.
+    pub env: crate::env::SharedEnv,
     pub senders: Vec<mpsc::Sender<ShardMsg>>,
     pub metrics: Metrics,
     /// New records committed somewhere: long-polling fetches look again.

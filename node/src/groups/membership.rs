@@ -167,8 +167,75 @@ pub(super) fn metadata_for(m: &Member, protocol: &str) -> Bytes {
     m.protocols.iter().find(|(n, _)| n == protocol).map(|(_, b)| b.clone()).unwrap_or_default()
 }
 
+impl Group {
+    /// The member id a join goes on under: its own, a new one (`fresh_id`) for a member
+    /// without one, or a static member's new one; Err (the error and the id to answer with)
+    /// when the join is refused.
+    fn member_id_for(
+        &mut self,
+        r: &JoinRequest,
+        now_ms: i64,
+        fresh_id: uuid::Uuid,
+    ) -> Result<String, (ResponseError, String)> {
+        // A static member (group.instance.id) keeps its place under a new member id.
+        let mut member_id = r.member_id.clone();
+        if let Some(instance) = &r.instance_id {
+            let existing =
+                self.members.iter().find(|(_, m)| m.instance_id.as_ref() == Some(instance)).map(|(id, _)| id.clone());
+            match existing {
+                Some(old) if member_id.is_empty() || member_id == old => {
+                    if let Some(mut m) = self.members.remove(&old) {
+                        if let Some(join) = m.join.take() {
+                            let _ = join.send(JoinOutcome::error(ResponseError::FencedInstanceId, &old));
+                        }
+                        member_id = format!("{instance}-{}", fresh_id);
+                        if self.leader == old {
+                            self.leader = member_id.clone();
+                        }
+                        self.members.insert(member_id.clone(), m);
+                    }
+                }
+                Some(_) => {
+                    return Err((ResponseError::FencedInstanceId, member_id));
+                }
+                None if member_id.is_empty() => member_id = format!("{instance}-{}", fresh_id),
+                None => {}
+            }
+        } else if member_id.is_empty() {
+            member_id = format!("{}-{}", r.client_id, fresh_id);
+            if r.require_known_member_id {
+                // Forgotten if it does not come back within its session timeout.
+                self.pending.push((member_id.clone(), now_ms + i64::from(r.session_timeout_ms)));
+                return Err((ResponseError::MemberIdRequired, member_id));
+            }
+        }
+        let known = self.members.contains_key(&member_id) || r.instance_id.is_some();
+        if !known {
+            match self.pending.iter().position(|(p, _)| *p == member_id) {
+                Some(i) => {
+                    self.pending.swap_remove(i);
+                }
+                None if !r.member_id.is_empty() => {
+                    return Err((ResponseError::UnknownMemberId, member_id));
+                }
+                None => {}
+            }
+        }
+        Ok(member_id)
+    }
+}
+
 impl Coordinator {
-    pub fn join(&mut self, group: &str, r: JoinRequest, now_ms: i64, reply: oneshot::Sender<JoinOutcome>) {
+    /// A member joins (or rejoins) `group`; `fresh_id` makes its member id if it needs a new
+    /// one (the environment's randomness: the coordinator draws none itself).
+    pub fn join(
+        &mut self,
+        group: &str,
+        r: JoinRequest,
+        now_ms: i64,
+        fresh_id: uuid::Uuid,
+        reply: oneshot::Sender<JoinOutcome>,
+    ) {
         self.restore(group, now_ms);
         if !(MIN_SESSION_TIMEOUT_MS..=MAX_SESSION_TIMEOUT_MS).contains(&r.session_timeout_ms) {
             let _ = reply.send(JoinOutcome::error(ResponseError::InvalidSessionTimeout, &r.member_id));
@@ -189,53 +256,13 @@ impl Coordinator {
             let _ = reply.send(JoinOutcome::error(ResponseError::InconsistentGroupProtocol, &r.member_id));
             return;
         }
-        // A static member (group.instance.id) keeps its place under a new member id.
-        let mut member_id = r.member_id.clone();
-        if let Some(instance) = &r.instance_id {
-            let existing =
-                g.members.iter().find(|(_, m)| m.instance_id.as_ref() == Some(instance)).map(|(id, _)| id.clone());
-            match existing {
-                Some(old) if member_id.is_empty() || member_id == old => {
-                    if let Some(mut m) = g.members.remove(&old) {
-                        if let Some(join) = m.join.take() {
-                            let _ = join.send(JoinOutcome::error(ResponseError::FencedInstanceId, &old));
-                        }
-                        member_id = format!("{instance}-{}", uuid::Uuid::new_v4());
-                        if g.leader == old {
-                            g.leader = member_id.clone();
-                        }
-                        g.members.insert(member_id.clone(), m);
-                    }
-                }
-                Some(_) => {
-                    let _ = reply.send(JoinOutcome::error(ResponseError::FencedInstanceId, &member_id));
-                    return;
-                }
-                None if member_id.is_empty() => member_id = format!("{instance}-{}", uuid::Uuid::new_v4()),
-                None => {}
-            }
-        } else if member_id.is_empty() {
-            member_id = format!("{}-{}", r.client_id, uuid::Uuid::new_v4());
-            if r.require_known_member_id {
-                // Forgotten if it does not come back within its session timeout.
-                g.pending.push((member_id.clone(), now_ms + i64::from(r.session_timeout_ms)));
-                let _ = reply.send(JoinOutcome::error(ResponseError::MemberIdRequired, &member_id));
+        let member_id = match g.member_id_for(&r, now_ms, fresh_id) {
+            Ok(member_id) => member_id,
+            Err((error, member_id)) => {
+                let _ = reply.send(JoinOutcome::error(error, &member_id));
                 return;
             }
-        }
-        let known = g.members.contains_key(&member_id) || r.instance_id.is_some();
-        if !known {
-            match g.pending.iter().position(|(p, _)| *p == member_id) {
-                Some(i) => {
-                    g.pending.swap_remove(i);
-                }
-                None if !r.member_id.is_empty() => {
-                    let _ = reply.send(JoinOutcome::error(ResponseError::UnknownMemberId, &member_id));
-                    return;
-                }
-                None => {}
-            }
-        }
+        };
         g.protocol_type = r.protocol_type.clone();
         let member = g.members.entry(member_id.clone()).or_insert_with(|| Member {
             instance_id: r.instance_id.clone(),

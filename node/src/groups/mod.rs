@@ -268,7 +268,7 @@ mod tests {
         now: i64,
     ) -> oneshot::Receiver<JoinOutcome> {
         let (tx, rx) = oneshot::channel();
-        c.join("g", join_request(member_id, protocols), now, tx);
+        c.join("g", join_request(member_id, protocols), now, uuid::Uuid::new_v4(), tx);
         rx
     }
 

@@ -73,7 +73,7 @@ impl MetaStore {
                 }
             }
             if self.tree.get("/cluster/id").is_none() {
-                let id = uuid::Uuid::new_v4().simple().to_string();
+                let id = self.env.uuid().simple().to_string();
                 let data = serde_json::json!({"version": "1", "id": id}).to_string().into_bytes();
                 ops.push(Txn::create("/cluster/id", data));
             }
@@ -221,7 +221,7 @@ impl MetaStore {
         meta.finish_reassignment(partition);
         let txn = Txn::SetData { path, data: topic_json(&meta), version: node.stat.version };
         tracing::info!(topic = name, partition, replicas = ?meta.partitions[partition as usize], "partition moved");
-        self.propose_or_forward(&txn, crate::process::now_ms());
+        self.propose_or_forward(&txn, self.env.now_ms());
     }
 
     /// A partition leader announces itself: written with the others of this round, in one
@@ -304,7 +304,9 @@ mod tests {
             reassigning: BTreeMap::new(),
         };
         let cluster_id = {
-            let mut store = MetaStore::open(UringStorage::new(false).unwrap(), &config).unwrap();
+            let mut store =
+                MetaStore::open(UringStorage::new(false).unwrap(), &config, std::sync::Arc::new(crate::env::SystemEnv))
+                    .unwrap();
             assert!(store.is_leader(), "a cluster of one leads at once");
             settle(&mut store, 1);
             let (reply, _) = oneshot::channel();
@@ -315,7 +317,9 @@ mod tests {
             assert_eq!(again.try_recv().unwrap().unwrap_err().0, ResponseError::TopicAlreadyExists.code());
             store.snapshot().cluster_id.clone()
         };
-        let mut store = MetaStore::open(UringStorage::new(false).unwrap(), &config).unwrap();
+        let mut store =
+            MetaStore::open(UringStorage::new(false).unwrap(), &config, std::sync::Arc::new(crate::env::SystemEnv))
+                .unwrap();
         settle(&mut store, 4);
         let snapshot = store.snapshot();
         assert!(!cluster_id.is_empty());
@@ -331,7 +335,12 @@ mod tests {
     #[test]
     fn a_topic_created_before_the_tree_is_bootstrapped_is_refused_as_retriable() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = MetaStore::open(UringStorage::new(false).unwrap(), &config(dir.path())).unwrap();
+        let mut store = MetaStore::open(
+            UringStorage::new(false).unwrap(),
+            &config(dir.path()),
+            std::sync::Arc::new(crate::env::SystemEnv),
+        )
+        .unwrap();
         let meta = TopicMeta {
             id: uuid::Uuid::new_v4(),
             partitions: vec![vec![1]],

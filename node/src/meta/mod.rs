@@ -36,6 +36,7 @@
 //! - `tree_snapshot.rs`: the tree's snapshot on disk and the log below it going.
 
 use crate::config::{Endpoint, NodeConfig};
+use crate::env::SharedEnv;
 use crate::msg::{MetaReply, ProducerIdReply};
 use crate::replica::Replica;
 use crate::zk::server::{ZkMsg, ZkServer, ZkSettings};
@@ -67,6 +68,8 @@ use tree_snapshot::{SnapshotWriting, TREE_SNAPSHOT};
 
 pub struct MetaStore {
     replica: Replica,
+    /// Time, randomness and the snapshot writer's thread.
+    env: SharedEnv,
     tree: DataTree,
     node_id: i32,
     /// What this node registers at /brokers/ids/<id>: its listeners' advertised endpoints.
@@ -113,7 +116,8 @@ pub struct MetaStore {
     /// The metadata leader and term last seen.
     known_leader: (Option<NodeId>, braid_engine::raft::Term),
     /// When the tree's snapshot being serialized, a slice a round, began.
-    snapshot_started: Option<std::time::Instant>,
+    /// When the running tree snapshot began (ms, the environment's clock).
+    snapshot_started: Option<i64>,
     /// A tree snapshot its thread is writing.
     snapshot_writing: Option<SnapshotWriting>,
     /// When the log last failed and was reopened ([`MetaStore::recover_log`]).
@@ -132,7 +136,7 @@ pub const CUT_OFF_TICKS: u32 = crate::replica::ELECTION_TICKS;
 
 impl MetaStore {
     /// Opens the metadata log under `data_dir/meta/group-0` as a member of group 0.
-    pub fn open(storage: UringStorage, config: &NodeConfig) -> anyhow::Result<Self> {
+    pub fn open(storage: UringStorage, config: &NodeConfig, env: SharedEnv) -> anyhow::Result<Self> {
         let dir = config.data_dir.join("meta").join("group-0");
         let voters = config.members().into_iter().map(|id| id as NodeId).collect();
         // Segments of 16 MiB: the log below a tree snapshot goes a segment at a time. Zeros 1 MiB
@@ -140,9 +144,18 @@ impl MetaStore {
         // item 10).
         let log_config =
             LogConfig { retention_ms: -1, segment_bytes: 16 << 20, zero_ahead_bytes: 1 << 20, ..LogConfig::default() };
-        let (replica, report) =
-            Replica::open(storage, &dir, log_config, GroupId::METADATA, config.node_id as NodeId, voters, None, None)
-                .with_context(|| format!("opening the metadata log in {}", dir.display()))?;
+        let (replica, report) = Replica::open(
+            env.random(),
+            storage,
+            &dir,
+            log_config,
+            GroupId::METADATA,
+            config.node_id as NodeId,
+            voters,
+            None,
+            None,
+        )
+        .with_context(|| format!("opening the metadata log in {}", dir.display()))?;
         if let Some(corruption) = &report.corruption {
             tracing::warn!(%corruption, "metadata log: cut at a torn or corrupt batch");
         }
@@ -196,6 +209,7 @@ impl MetaStore {
                 client_addr: config.zk_addr,
                 data_dir: config.data_dir.display().to_string(),
                 reaper_ms: config.zk_reaper_ms as i64,
+                env: Arc::clone(&env),
             }),
             tick_ms: config.raft_tick_ms as i64,
             standalone: config.peers.is_empty(),
@@ -211,6 +225,7 @@ impl MetaStore {
             log_failed_at_ms: i64::MIN / 2,
             known_leader: (None, 0),
             snapshot_started: None,
+            env,
             snapshot_writing: None,
             published: false,
             leader_reports: BTreeMap::new(),
@@ -269,7 +284,7 @@ impl MetaStore {
 
     pub fn tick(&mut self) {
         self.replica.raft.tick();
-        let now = crate::process::now_ms();
+        let now = self.env.now_ms();
         let raft = &self.replica.raft;
         let tick_ms = self.tick_ms;
         self.zk.tick(&self.tree, now, self.replica.is_leader(), |node| {
@@ -288,7 +303,7 @@ impl MetaStore {
         if let Some((_, age)) = self.producer_block_request.as_mut() {
             *age += 1;
             if *age >= PRODUCER_BLOCK_RETRY_TICKS {
-                self.claim_producer_block(crate::process::now_ms());
+                self.claim_producer_block(self.env.now_ms());
             }
         }
     }
@@ -335,7 +350,7 @@ impl MetaStore {
                 // The tree's times (ctime, mtime, TTLs) come from the leader's clock, whichever
                 // node a client wrote through.
                 let mut bytes = entry.to_vec();
-                braid_engine::log::batch::restamp_time(&mut bytes, crate::process::now_ms());
+                braid_engine::log::batch::restamp_time(&mut bytes, self.env.now_ms());
                 *entry = bytes::Bytes::from(bytes);
             }
         }

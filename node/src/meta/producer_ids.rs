@@ -37,7 +37,7 @@ impl MetaStore {
     /// Claims a block: a write naming this node and a fresh nonce; the zxid it commits at
     /// fixes the block (see [`PRODUCER_ID_BLOCK`]).
     pub(super) fn claim_producer_block(&mut self, now_ms: i64) {
-        let nonce = uuid::Uuid::new_v4().as_u128() as u64;
+        let nonce = self.env.uuid().as_u128() as u64;
         let data = serde_json::json!({"version": 1, "broker": self.node_id, "nonce": nonce.to_string()})
             .to_string()
             .into_bytes();

@@ -167,7 +167,7 @@ impl MetaStore {
         let log = self.replica.raft.log();
         let limit = self.replica.raft.committed().min(log.durable_offset());
         let mut claims = Vec::new();
-        let now = crate::process::now_ms();
+        let now = self.env.now_ms();
         while self.applied < limit {
             let Some(slice) = log.read(self.applied, 1 << 20, Some(limit))? else { break };
             let bytes = log.read_bytes(&slice)?;
@@ -234,7 +234,7 @@ impl MetaStore {
         let idle = self.snapshot_writing.is_none() && self.tree.snapshot_running().is_none();
         if idle && self.tree.last_zxid() >= self.snapshot_due {
             self.tree.begin_snapshot();
-            self.snapshot_started = Some(std::time::Instant::now());
+            self.snapshot_started = Some(self.env.now_ms());
         }
         self.snapshot_slice();
         self.truncate_log();

@@ -20,7 +20,8 @@ const SNAPSHOT_SLICE_BYTES: usize = 1 << 20;
 pub(super) struct SnapshotWriting {
     /// The zxid the snapshot holds.
     zxid: i64,
-    started: std::time::Instant,
+    /// When the snapshot began (ms).
+    started: i64,
     serialized_ms: u64,
     /// The writing thread's answer: the bytes written, or what failed.
     outcome: std::sync::mpsc::Receiver<Result<usize, String>>,
@@ -34,25 +35,29 @@ impl MetaStore {
     pub(super) fn snapshot_slice(&mut self) {
         let Some(zxid) = self.tree.snapshot_running() else { return };
         let Some(bytes) = self.tree.snapshot_step(SNAPSHOT_SLICE_NODES, SNAPSHOT_SLICE_BYTES) else { return };
-        let started = self.snapshot_started.take().unwrap_or_else(std::time::Instant::now);
-        let serialized_ms = started.elapsed().as_millis() as u64;
+        let now = self.env.now_ms();
+        let started = self.snapshot_started.take().unwrap_or(now);
+        let serialized_ms = (now - started).max(0) as u64;
         let path = self.snapshot_path.clone();
         let (done, outcome) = std::sync::mpsc::channel();
-        let spawned = std::thread::Builder::new().name("tree-snapshot".into()).spawn(move || {
-            let tmp = path.with_extension("snap.tmp");
-            let written = (|| -> std::io::Result<()> {
-                use std::io::Write;
-                let mut file = std::fs::File::create(&tmp)?;
-                file.write_all(&bytes)?;
-                file.sync_all()?;
-                std::fs::rename(&tmp, &path)?;
-                if let Some(dir) = path.parent() {
-                    std::fs::File::open(dir)?.sync_all()?;
-                }
-                Ok(())
-            })();
-            let _ = done.send(written.map(|()| bytes.len()).map_err(|e| format!("writing {}: {e}", tmp.display())));
-        });
+        let spawned = self.env.run_blocking(
+            "tree-snapshot",
+            Box::new(move || {
+                let tmp = path.with_extension("snap.tmp");
+                let written = (|| -> std::io::Result<()> {
+                    use std::io::Write;
+                    let mut file = std::fs::File::create(&tmp)?;
+                    file.write_all(&bytes)?;
+                    file.sync_all()?;
+                    std::fs::rename(&tmp, &path)?;
+                    if let Some(dir) = path.parent() {
+                        std::fs::File::open(dir)?.sync_all()?;
+                    }
+                    Ok(())
+                })();
+                let _ = done.send(written.map(|()| bytes.len()).map_err(|e| format!("writing {}: {e}", tmp.display())));
+            }),
+        );
         match spawned {
             Ok(_) => self.snapshot_writing = Some(SnapshotWriting { zxid, started, serialized_ms, outcome }),
             Err(e) => {
@@ -82,7 +87,7 @@ impl MetaStore {
                     zxid = writing.zxid,
                     bytes,
                     serialize_ms = writing.serialized_ms,
-                    ms = writing.started.elapsed().as_millis() as u64,
+                    ms = (self.env.now_ms() - writing.started).max(0) as u64,
                     "tree snapshot written"
                 );
             }
@@ -116,7 +121,7 @@ impl MetaStore {
             if point - self.truncation_proposed >= self.snap_count && point > self.truncatable {
                 self.truncation_proposed = point;
                 let (reply, _) = oneshot::channel();
-                self.propose(&Txn::Truncatable { below: point }, crate::process::now_ms(), reply);
+                self.propose(&Txn::Truncatable { below: point }, self.env.now_ms(), reply);
             }
         }
     }

@@ -177,7 +177,7 @@ impl ShardState {
             return Ok(None);
         }
         Ok(Some(TopicMeta {
-            id: uuid::Uuid::new_v4(),
+            id: self.shared.env.uuid(),
             partitions: self.place(name, 0, partitions, replication_factor as usize),
             configs,
             reassigning: BTreeMap::new(),

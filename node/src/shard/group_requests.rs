@@ -8,7 +8,7 @@ impl ShardState {
     /// A consumer-group request for the coordinator of offsets partition `partition`.
     pub(super) fn group_request(&mut self, partition: i32, request: GroupRequest) {
         let key = (OFFSETS_TOPIC.to_owned(), partition);
-        let now = now_ms();
+        let now = self.shared.env.now_ms();
         let not_coordinator = ResponseError::NotCoordinator.code();
         // A new leader answers only once everything its predecessors committed is applied
         // (Kafka's coordinator load): else it could hand out a stale generation or offsets.
@@ -51,7 +51,7 @@ impl ShardState {
         let Some(c) = p.coordinator.as_mut() else { return };
         let mut to_write: Option<(Records, oneshot::Sender<Code>)> = None;
         match request {
-            GroupRequest::Join { group, request, reply } => c.join(&group, request, now, reply),
+            GroupRequest::Join { group, request, reply } => c.join(&group, request, now, self.shared.env.uuid(), reply),
             GroupRequest::Sync { group, generation, member_id, assignments, reply } => {
                 c.sync(&group, generation, &member_id, assignments, now, reply)
             }
@@ -108,42 +108,25 @@ impl ShardState {
             }
         }
         let group_writes = c.take_writes(now);
-        self.write_group_records(partition, group_writes, now);
+        self.write_group_records(partition, group_writes, now, ProduceReply::Nobody);
         if let Some((records, reply)) = to_write {
             // Offsets are records of the partition, written like an acks=all produce; the map
             // changes when they commit (apply_offsets), before the answer.
-            let rx = self.write_group_records(partition, records, now);
-            tokio::task::spawn_local(async move {
-                let code = match rx.await {
-                    Ok(outcome) if outcome.error == ResponseError::NotLeaderOrFollower.code() => {
-                        ResponseError::NotCoordinator.code()
-                    }
-                    Ok(outcome) => outcome.error,
-                    Err(_) => ResponseError::UnknownServerError.code(),
-                };
-                let _ = reply.send(code);
-            });
+            self.write_group_records(partition, records, now, ProduceReply::GroupDeletion(reply));
         }
     }
 
-    /// Appends records to offsets partition `partition` (as an acks=all produce); the answer
-    /// comes once they commit.
-    pub(super) fn write_group_records(
-        &mut self,
-        partition: i32,
-        records: Records,
-        now: i64,
-    ) -> oneshot::Receiver<ProduceOutcome> {
-        let (tx, rx) = oneshot::channel();
+    /// Appends records to offsets partition `partition` (as an acks=all produce); `reply` is
+    /// answered once they commit.
+    pub(super) fn write_group_records(&mut self, partition: i32, records: Records, now: i64, reply: ProduceReply) {
         if records.is_empty() {
-            let _ = tx.send(ProduceOutcome { error: 0, message: None, base_offset: -1, log_start_offset: -1 });
-            return rx;
+            let _ = reply.send(ProduceOutcome { error: 0, message: None, base_offset: -1, log_start_offset: -1 });
+            return;
         }
         let entries: Vec<batch::KeyValue<'_>> =
             records.iter().map(|(k, v)| (Some(k.as_slice()), v.as_deref())).collect();
         let batch = Bytes::from(batch::build_keyed_batch(now, &entries));
-        self.produce(OFFSETS_TOPIC.to_owned(), partition, Some(batch), -1, tx);
-        rx
+        self.produce(OFFSETS_TOPIC.to_owned(), partition, Some(batch), -1, reply);
     }
 }
 

@@ -32,7 +32,6 @@ use crate::metrics::{PartitionStats, ShardStats};
 use crate::msg::{
     Code, FetchOutcome, GroupRequest, MetaOp, MetaReply, ProduceOutcome, Publication, RecordsChunk, ShardMsg,
 };
-use crate::process::now_ms;
 use crate::producers::{Producers, Verdict};
 use crate::replica::{PendingFlush, PendingPersist, Persist, Replica};
 use crate::shared::Shared;
@@ -56,13 +55,40 @@ use tokio::sync::{mpsc, oneshot, Notify};
 /// Why a produce request's records are refused: the error code and a message.
 type ProduceRefusal = (ResponseError, String);
 
+/// Who waits for a produce's outcome.
+pub(super) enum ProduceReply {
+    /// A Kafka producer.
+    Producer(oneshot::Sender<ProduceOutcome>),
+    /// A group's deletion (its records' tombstones): answered with the group API's code.
+    GroupDeletion(oneshot::Sender<Code>),
+    /// Nobody (a coordinator's own records: the next write retries what failed).
+    Nobody,
+}
+
+impl ProduceReply {
+    /// Answers with `outcome`; Err if the one waiting is gone.
+    fn send(self, outcome: ProduceOutcome) -> Result<(), ()> {
+        match self {
+            ProduceReply::Producer(reply) => reply.send(outcome).map_err(drop),
+            ProduceReply::GroupDeletion(reply) => {
+                let code = match outcome.error {
+                    e if e == ResponseError::NotLeaderOrFollower.code() => ResponseError::NotCoordinator.code(),
+                    e => e,
+                };
+                reply.send(code).map_err(drop)
+            }
+            ProduceReply::Nobody => Ok(()),
+        }
+    }
+}
+
 struct Partition {
     replica: Replica,
     dir: PathBuf,
     topic_id: uuid::Uuid,
     voters: Vec<NodeId>,
     /// acks=all producers waiting for their batch to commit, with the base offset it got.
-    waiters: DurabilityWaiters<(oneshot::Sender<ProduceOutcome>, i64)>,
+    waiters: DurabilityWaiters<(ProduceReply, i64)>,
     max_message_bytes: i64,
     /// Idempotent producers' last batches, valid for the leader term they were built in.
     producers: Option<(Term, Producers)>,
@@ -182,7 +208,7 @@ impl ShardState {
     pub fn handle(&mut self, msg: ShardMsg) -> bool {
         match msg {
             ShardMsg::Produce { topic, partition, records, acks, reply } => {
-                self.produce(topic, partition, records, acks, reply)
+                self.produce(topic, partition, records, acks, ProduceReply::Producer(reply))
             }
             ShardMsg::Fetch { topic, partition, offset, max_bytes, current_leader_epoch, reply } => {
                 let _ = reply.send(self.fetch(&topic, partition, offset, max_bytes, current_leader_epoch));
@@ -220,7 +246,7 @@ impl ShardState {
             ShardMsg::Group { partition, request } => self.group_request(partition, request),
             ShardMsg::ProducerId { reply } => match self.meta.as_mut() {
                 Some(meta) => {
-                    meta.producer_id(now_ms(), reply);
+                    meta.producer_id(self.shared.env.now_ms(), reply);
                     self.meta_dirty = true;
                     self.flush_needed.notify_one();
                 }
@@ -245,7 +271,7 @@ impl ShardState {
             ShardMsg::Liveness => self.sync_liveness(),
             ShardMsg::Zk(msg) => {
                 if let Some(meta) = self.meta.as_mut() {
-                    meta.zk(msg, now_ms());
+                    meta.zk(msg, self.shared.env.now_ms());
                     self.meta_dirty = true;
                     self.flush_needed.notify_one();
                 }

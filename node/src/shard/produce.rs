@@ -11,7 +11,7 @@ impl ShardState {
         partition: i32,
         records: Option<Bytes>,
         acks: i16,
-        reply: oneshot::Sender<ProduceOutcome>,
+        reply: ProduceReply,
     ) {
         let key = (topic, partition);
         let Some(p) = self.partitions.get_mut(&key) else {

@@ -139,14 +139,23 @@ impl ShardState {
         // them: it becomes a voter when the leader's change reaches its log).
         let base: Vec<NodeId> = meta.original(key.1).iter().map(|&r| r as NodeId).collect();
         let journaled = self.journaled(group);
-        let (mut replica, report) =
-            match Replica::open(self.storage.clone(), &dir, config, group, me as NodeId, base, None, journaled) {
-                Ok(opened) => opened,
-                Err(e) => {
-                    tracing::error!(topic = %key.0, partition = key.1, error = %e, "cannot open partition log");
-                    return;
-                }
-            };
+        let (mut replica, report) = match Replica::open(
+            self.shared.env.random(),
+            self.storage.clone(),
+            &dir,
+            config,
+            group,
+            me as NodeId,
+            base,
+            None,
+            journaled,
+        ) {
+            Ok(opened) => opened,
+            Err(e) => {
+                tracing::error!(topic = %key.0, partition = key.1, error = %e, "cannot open partition log");
+                return;
+            }
+        };
         if let Some(corruption) = &report.corruption {
             tracing::warn!(topic = %key.0, partition = key.1, %corruption, "recovery cut the log at a torn or corrupt batch");
         }

@@ -8,7 +8,7 @@ impl ShardState {
     /// Only committed data is deleted: a follower may still need what is past the commit point.
     pub fn apply_retention(&mut self) {
         self.compact();
-        let now = now_ms();
+        let now = self.shared.env.now_ms();
         for ((topic, partition), p) in &mut self.partitions {
             let committed = p.replica.raft.committed();
             match p.replica.raft.log_mut().apply_retention_below(now, committed) {
@@ -30,7 +30,7 @@ impl ShardState {
     /// Compacts the partitions whose topic says cleanup.policy=compact, below the commit point
     /// (every replica on its own: they hold the same batches, and compaction keeps offsets).
     pub(super) fn compact(&mut self) {
-        let now = now_ms();
+        let now = self.shared.env.now_ms();
         for ((topic, partition), p) in &mut self.partitions {
             let committed = p.replica.raft.committed();
             let log = p.replica.raft.log_mut();

@@ -132,7 +132,7 @@ impl ShardState {
             // A sync runs: what committed meanwhile applies now, and the next round persists
             // what arrived (meta_dirty stays set).
             if let Some(meta) = self.meta.as_mut() {
-                let round = meta.advance_round(now_ms());
+                let round = meta.advance_round(self.shared.env.now_ms());
                 self.publish_meta_round(round);
             }
         }
@@ -208,7 +208,7 @@ impl ShardState {
 
     pub(super) fn meta_round(&mut self) -> Option<PendingPersist> {
         let meta = self.meta.as_mut()?;
-        match meta.begin_round(now_ms()) {
+        match meta.begin_round(self.shared.env.now_ms()) {
             RoundStart::Syncing(pending, round) => {
                 self.meta_syncing = true;
                 self.publish_meta_round(round);
@@ -225,7 +225,7 @@ impl ShardState {
     pub fn end_meta_round(&mut self, pending: PendingPersist, synced: std::io::Result<()>) {
         self.meta_syncing = false;
         let Some(meta) = self.meta.as_mut() else { return };
-        let round = meta.end_round(pending, synced, now_ms());
+        let round = meta.end_round(pending, synced, self.shared.env.now_ms());
         self.publish_meta_round(round);
         if self.meta_dirty {
             // What arrived during the sync goes in the next round.

@@ -77,7 +77,7 @@ impl ShardState {
         let announce = self.ticks.is_multiple_of(ANNOUNCE_EVERY_TICKS);
         let rebalance = self.ticks.is_multiple_of(REBALANCE_EVERY_TICKS);
         let me = self.shared.config.node_id as NodeId;
-        let now = now_ms();
+        let now = self.shared.env.now_ms();
         // Only awake groups tick: ten thousand quiet ones cost nothing here. One that went quiet
         // (every follower has every entry) gives back what its log held for appends and
         // replication, once its last flush ended.
@@ -126,7 +126,7 @@ impl ShardState {
             }
         }
         for (partition, writes) in group_writes {
-            drop(self.write_group_records(partition, writes, now));
+            self.write_group_records(partition, writes, now, ProduceReply::Nobody);
         }
         if let Some(meta) = self.meta.as_mut() {
             meta.tick();

@@ -88,6 +88,8 @@ pub struct ZkSettings {
     pub data_dir: String,
     /// How often the leader looks for empty containers and expired TTL nodes.
     pub reaper_ms: i64,
+    /// Where session ids and passwords get their randomness.
+    pub env: crate::env::SharedEnv,
 }
 
 pub(super) struct Conn {

@@ -46,10 +46,10 @@ impl ZkServer {
         let timeout_ms = request.timeout_ms.clamp(self.settings.min_timeout_ms, self.settings.max_timeout_ms);
         if request.session_id == 0 {
             let mut password = vec![0u8; 16];
-            password.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..]);
+            password.copy_from_slice(&self.settings.env.uuid().as_bytes()[..]);
             // Top byte: this node (ZooKeeper's layout), below it random: unique with
             // overwhelming odds, and a collision is refused by the tree (the client retries).
-            let random = (uuid::Uuid::new_v4().as_u128() as i64) & ((1 << 56) - 1);
+            let random = (self.settings.env.random() as i64) & ((1 << 56) - 1);
             let session = (i64::from(self.settings.node_id & 0x7f) << 56) | random.max(1);
             let txn = Txn::CreateSession {
                 id: session,
