@@ -19,5 +19,6 @@ pub mod replica;
 pub mod runtime;
 pub mod shard;
 pub mod shared;
+pub mod storage;
 pub mod topic_config;
 pub mod zk;

@@ -35,13 +35,28 @@ impl ProduceOutcome {
     }
 }
 
-/// Record bytes to send from a segment file (a duplicate descriptor: it stays valid even if the
-/// segment is deleted meanwhile).
+/// Record bytes to send.
 #[derive(Debug)]
-pub struct RecordsChunk {
-    pub file: Arc<File>,
-    pub position: u64,
-    pub len: u64,
+pub enum RecordsChunk {
+    /// A range of a segment file, sent with sendfile (a duplicate descriptor: it stays valid
+    /// even if the segment is deleted meanwhile).
+    File { file: Arc<File>, position: u64, len: u64 },
+    /// The bytes themselves, read from a storage whose files have no descriptor (the
+    /// simulator's).
+    Bytes(Bytes),
+}
+
+impl RecordsChunk {
+    pub fn len(&self) -> u64 {
+        match self {
+            RecordsChunk::File { len, .. } => *len,
+            RecordsChunk::Bytes(bytes) => bytes.len() as u64,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 #[derive(Debug)]

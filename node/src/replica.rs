@@ -12,6 +12,7 @@
 //! queued during it wait for the next round, except a leader's, which may leave before its own
 //! log is durable (`Raft::take_leader_messages`).
 
+use crate::storage::NodeStorage;
 use braid_engine::io::UringStorage;
 use braid_engine::log::{FlushTicket, Log, LogConfig, LogError, SyncTicket};
 use braid_engine::raft::wire::GroupId;
@@ -66,10 +67,10 @@ impl PendingPersist {
     }
 }
 
-pub struct Replica {
-    pub raft: Raft<Log<UringStorage>>,
+pub struct Replica<S: NodeStorage = UringStorage> {
+    pub raft: Raft<Log<S>>,
     pub group: GroupId,
-    storage: UringStorage,
+    storage: S,
     dir: PathBuf,
     hard_seq: u64,
     config_seq: u64,
@@ -81,7 +82,7 @@ pub struct Replica {
     seed: u64,
 }
 
-impl Replica {
+impl<S: NodeStorage> Replica<S> {
     /// Opens (recovers) the group's log in `dir`, its hard state (its own file's, or
     /// `journaled`, the shard journal's, whichever is later) and its configuration (`voters`
     /// for a new group; what the group changed them to, if it did); the log is cut back to
@@ -89,7 +90,7 @@ impl Replica {
     #[allow(clippy::too_many_arguments)]
     pub fn open(
         seed: u64,
-        storage: UringStorage,
+        storage: S,
         dir: &Path,
         config: LogConfig,
         group: GroupId,

@@ -14,7 +14,7 @@
 //! and every struct ends with a (here empty) tagged-field section.
 
 use super::Chunk;
-use crate::msg::FetchOutcome;
+use crate::msg::{FetchOutcome, RecordsChunk};
 use bytes::{BufMut, BytesMut};
 
 pub struct FetchPartitionResult {
@@ -91,13 +91,13 @@ pub fn encode_fetch_response(
             if version >= 11 {
                 buf.put_i32(-1); // preferred_read_replica
             }
-            let records_len = o.records.as_ref().map_or(0, |r| r.len);
+            let records_len = o.records.as_ref().map_or(0, RecordsChunk::len);
             if flexible {
                 put_uvarint(&mut buf, records_len + 1);
             } else {
                 buf.put_i32(records_len as i32);
             }
-            if let Some(records) = o.records.filter(|r| r.len > 0) {
+            if let Some(records) = o.records.filter(|r| !r.is_empty()) {
                 chunks.push(Chunk::Bytes(buf.split().freeze()));
                 chunks.push(Chunk::File(records));
             }
@@ -150,7 +150,7 @@ mod tests {
                             error: 0,
                             high_watermark: 42,
                             log_start_offset: 7,
-                            records: Some(RecordsChunk {
+                            records: Some(RecordsChunk::File {
                                 file: Arc::clone(&file),
                                 position: 4,
                                 len: records.len() as u64,
@@ -168,12 +168,13 @@ mod tests {
             for chunk in &chunks {
                 match chunk {
                     Chunk::Bytes(b) => wire.extend_from_slice(b),
-                    Chunk::File(f) => {
+                    Chunk::File(RecordsChunk::File { file, position, len }) => {
                         use std::os::unix::fs::FileExt;
-                        let mut bytes = vec![0u8; f.len as usize];
-                        f.file.read_exact_at(&mut bytes, f.position).unwrap();
+                        let mut bytes = vec![0u8; *len as usize];
+                        file.read_exact_at(&mut bytes, *position).unwrap();
                         wire.extend_from_slice(&bytes);
                     }
+                    Chunk::File(RecordsChunk::Bytes(bytes)) => wire.extend_from_slice(bytes),
                 }
             }
             assert_eq!(i32::from_be_bytes(wire[0..4].try_into().unwrap()) as usize, wire.len() - 4, "v{version} size");

@@ -22,7 +22,7 @@ impl Chunk {
     pub fn len(&self) -> u64 {
         match self {
             Chunk::Bytes(b) => b.len() as u64,
-            Chunk::File(f) => f.len,
+            Chunk::File(f) => f.len(),
         }
     }
 
@@ -42,7 +42,10 @@ pub async fn write_responses(
             let len = chunk.len();
             let result = match chunk {
                 Chunk::Bytes(bytes) => writer.write_all(&bytes).await,
-                Chunk::File(file) => send_file(&writer, &file).await,
+                Chunk::File(RecordsChunk::File { file, position, len }) => {
+                    send_file(&writer, &file, position, len).await
+                }
+                Chunk::File(RecordsChunk::Bytes(bytes)) => writer.write_all(&bytes).await,
             };
             if let Err(e) = result {
                 tracing::debug!(error = %e, "client went away while a response was written");
@@ -54,13 +57,13 @@ pub async fn write_responses(
     let _ = writer.shutdown().await;
 }
 
-/// Sends `chunk.len` bytes of a file from `chunk.position` to the socket with sendfile(2).
-async fn send_file(writer: &OwnedWriteHalf, chunk: &RecordsChunk) -> std::io::Result<()> {
+/// Sends `len` bytes of a file from `position` to the socket with sendfile(2).
+async fn send_file(writer: &OwnedWriteHalf, file: &std::fs::File, position: u64, len: u64) -> std::io::Result<()> {
     let stream = writer.as_ref();
     let socket = stream.as_raw_fd();
-    let file = chunk.file.as_raw_fd();
-    let mut offset = chunk.position as libc::off_t;
-    let end = (chunk.position + chunk.len) as libc::off_t;
+    let file = file.as_raw_fd();
+    let mut offset = position as libc::off_t;
+    let end = (position + len) as libc::off_t;
     while offset < end {
         stream.writable().await?;
         let result = stream.try_io(Interest::WRITABLE, || {

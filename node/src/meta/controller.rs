@@ -13,6 +13,7 @@ use super::MetaStore;
 use crate::config::Endpoint;
 use crate::metadata::{parse_topic, TopicMeta};
 use crate::msg::MetaReply;
+use crate::storage::NodeStorage;
 use braid_engine::log::batch::build_batch;
 use braid_engine::raft::ProposeError;
 use braid_engine::tree::Txn;
@@ -22,7 +23,7 @@ use tokio::sync::oneshot;
 /// Bytes of partition leader reports proposed in one batch at most (a few thousand reports).
 const LEADER_REPORT_BATCH_BYTES: usize = 512 << 10;
 
-impl MetaStore {
+impl<S: NodeStorage> MetaStore<S> {
     /// Proposes a transaction (controller only); `reply` is answered once it has applied.
     pub fn propose(&mut self, txn: &Txn, now_ms: i64, reply: oneshot::Sender<MetaReply>) {
         let batch = build_batch(now_ms, &[&txn.encode()]);

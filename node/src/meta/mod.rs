@@ -39,6 +39,7 @@ use crate::config::{Endpoint, NodeConfig};
 use crate::env::SharedEnv;
 use crate::msg::{MetaReply, ProducerIdReply};
 use crate::replica::Replica;
+use crate::storage::NodeStorage;
 use crate::zk::server::{ZkMsg, ZkServer, ZkSettings};
 use anyhow::Context;
 use braid_engine::io::UringStorage;
@@ -66,8 +67,10 @@ pub use round::{MetaRound, RoundStart};
 use snapshot::SnapshotDirty;
 use tree_snapshot::{SnapshotWriting, TREE_SNAPSHOT};
 
-pub struct MetaStore {
-    replica: Replica,
+pub struct MetaStore<S: NodeStorage = UringStorage> {
+    replica: Replica<S>,
+    /// The log's storage, which also holds the tree's snapshot.
+    storage: S,
     /// Time, randomness and the snapshot writer's thread.
     env: SharedEnv,
     tree: DataTree,
@@ -134,9 +137,9 @@ pub struct MetaStore {
 /// election timeouts after it last heard from a leader).
 pub const CUT_OFF_TICKS: u32 = crate::replica::ELECTION_TICKS;
 
-impl MetaStore {
+impl<S: NodeStorage> MetaStore<S> {
     /// Opens the metadata log under `data_dir/meta/group-0` as a member of group 0.
-    pub fn open(storage: UringStorage, config: &NodeConfig, env: SharedEnv) -> anyhow::Result<Self> {
+    pub fn open(storage: S, config: &NodeConfig, env: SharedEnv) -> anyhow::Result<Self> {
         let dir = config.data_dir.join("meta").join("group-0");
         let voters = config.members().into_iter().map(|id| id as NodeId).collect();
         // Segments of 16 MiB: the log below a tree snapshot goes a segment at a time. Zeros 1 MiB
@@ -146,7 +149,7 @@ impl MetaStore {
             LogConfig { retention_ms: -1, segment_bytes: 16 << 20, zero_ahead_bytes: 1 << 20, ..LogConfig::default() };
         let (replica, report) = Replica::open(
             env.random(),
-            storage,
+            storage.clone(),
             &dir,
             log_config,
             GroupId::METADATA,
@@ -163,8 +166,9 @@ impl MetaStore {
         let log_start = replica.raft.log().log_start_offset();
         // The tree starts from its last snapshot, if any, and applies the log after it.
         let snapshot_path = dir.join(TREE_SNAPSHOT);
-        let tree = match std::fs::read(&snapshot_path) {
-            Ok(bytes) => match DataTree::from_snapshot(&bytes) {
+        let tree = match storage.read_whole(&snapshot_path) {
+            Ok(None) => None,
+            Ok(Some(bytes)) => match DataTree::from_snapshot(&bytes) {
                 Ok(tree) => {
                     tracing::info!(zxid = tree.last_zxid(), nodes = tree.node_count(), "tree loaded from its snapshot");
                     Some(tree)
@@ -174,7 +178,6 @@ impl MetaStore {
                     None
                 }
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => anyhow::bail!("reading {}: {e}", snapshot_path.display()),
         };
         let tree = tree.filter(|t| t.last_zxid() >= log_start).unwrap_or_default();
@@ -188,6 +191,7 @@ impl MetaStore {
         let snapshot_zxid = tree.last_zxid();
         Ok(MetaStore {
             replica,
+            storage,
             tree,
             node_id: config.node_id,
             endpoints: config.endpoints(),

@@ -4,6 +4,7 @@
 
 use super::MetaStore;
 use crate::msg::ProducerIdReply;
+use crate::storage::NodeStorage;
 use braid_engine::tree::Txn;
 use tokio::sync::oneshot;
 
@@ -15,7 +16,7 @@ pub const PRODUCER_ID_BLOCK: i64 = 1000;
 /// Ticks before an unanswered claim is made again (it may have been lost on the way).
 pub(super) const PRODUCER_BLOCK_RETRY_TICKS: u32 = 40;
 
-impl MetaStore {
+impl<S: NodeStorage> MetaStore<S> {
     /// A new producer id (InitProducerId): from this node's block, or once a new block is
     /// claimed through the metadata log.
     pub fn producer_id(&mut self, now_ms: i64, reply: oneshot::Sender<ProducerIdReply>) {

@@ -8,6 +8,7 @@ use super::producer_ids::PRODUCER_ID_BLOCK_PATH;
 use super::{MetaStore, SharedSnapshot};
 use crate::msg::MetaReply;
 use crate::replica::{PendingPersist, Persist};
+use crate::storage::NodeStorage;
 use crate::zk::server::AppliedTxn;
 use anyhow::Context;
 use braid_engine::log::batch::{records, CONTROL_ATTRIBUTE};
@@ -41,7 +42,7 @@ pub struct MetaRound {
     pub caught_up: bool,
 }
 
-impl MetaStore {
+impl<S: NodeStorage> MetaStore<S> {
     /// Persists, applies what is newly committed, runs the duties (all on this thread).
     pub fn round(&mut self, now_ms: i64) -> MetaRound {
         let persisted = self.replica.persist();

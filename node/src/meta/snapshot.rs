@@ -11,6 +11,7 @@
 use super::paths::{config_path, is_kafka_path, state_path, topic_path};
 use super::MetaStore;
 use crate::metadata::{parse_topic, MetaSnapshot};
+use crate::storage::NodeStorage;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -55,7 +56,7 @@ impl SnapshotDirty {
     }
 }
 
-impl MetaStore {
+impl<S: NodeStorage> MetaStore<S> {
     /// The snapshot as of the tree now: the last one with what changed since read again.
     pub(super) fn refresh_snapshot(&mut self) -> MetaSnapshot {
         let dirty = std::mem::take(&mut self.dirty);

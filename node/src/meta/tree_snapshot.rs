@@ -5,6 +5,7 @@
 //! shards hold is `snapshot.rs`'s.)
 
 use super::MetaStore;
+use crate::storage::NodeStorage;
 use braid_engine::tree::Txn;
 use tokio::sync::oneshot;
 
@@ -27,10 +28,10 @@ pub(super) struct SnapshotWriting {
     outcome: std::sync::mpsc::Receiver<Result<usize, String>>,
 }
 
-impl MetaStore {
+impl<S: NodeStorage> MetaStore<S> {
     /// Serializes the next slice of the tree's running snapshot here; once the last is done,
-    /// a thread of its own writes the bytes (a new file synced, then renamed over the old one):
-    /// shard 0 serves clients meanwhile, and no round waits for more than one slice, whatever
+    /// the storage writes the bytes off this thread (a new file synced, renamed over the old one:
+    /// [`NodeStorage::write_durably`]): shard 0 serves clients meanwhile, and no round waits for more than one slice, whatever
     /// the tree's size. [`MetaStore::finish_snapshot`] collects the outcome.
     pub(super) fn snapshot_slice(&mut self) {
         let Some(zxid) = self.tree.snapshot_running() else { return };
@@ -40,24 +41,7 @@ impl MetaStore {
         let serialized_ms = (now - started).max(0) as u64;
         let path = self.snapshot_path.clone();
         let (done, outcome) = std::sync::mpsc::channel();
-        let spawned = self.env.run_blocking(
-            "tree-snapshot",
-            Box::new(move || {
-                let tmp = path.with_extension("snap.tmp");
-                let written = (|| -> std::io::Result<()> {
-                    use std::io::Write;
-                    let mut file = std::fs::File::create(&tmp)?;
-                    file.write_all(&bytes)?;
-                    file.sync_all()?;
-                    std::fs::rename(&tmp, &path)?;
-                    if let Some(dir) = path.parent() {
-                        std::fs::File::open(dir)?.sync_all()?;
-                    }
-                    Ok(())
-                })();
-                let _ = done.send(written.map(|()| bytes.len()).map_err(|e| format!("writing {}: {e}", tmp.display())));
-            }),
-        );
+        let spawned = self.storage.write_durably(&*self.env, "tree-snapshot", path, bytes, done);
         match spawned {
             Ok(_) => self.snapshot_writing = Some(SnapshotWriting { zxid, started, serialized_ms, outcome }),
             Err(e) => {

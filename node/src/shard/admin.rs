@@ -37,7 +37,7 @@ fn check_configs(configs: &BTreeMap<String, String>) -> Result<(), Refusal> {
     Ok(())
 }
 
-impl ShardState {
+impl<S: NodeStorage> ShardState<S> {
     /// Replica sets for partitions `from..to` of a topic: `replication_factor` consecutive
     /// members, starting at a place that moves with the topic and the partition, so replicas
     /// and first replicas (preferred leaders) spread over the nodes.

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl ShardState {
+impl<S: NodeStorage> ShardState<S> {
     pub(super) fn fetch(
         &mut self,
         topic: &str,
@@ -55,15 +55,21 @@ impl ShardState {
                 // only borrowed for the duration of the dup.
                 let file =
                     fd.and_then(|fd| unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned().ok()).map(File::from);
-                match file {
-                    Some(file) => FetchOutcome {
-                        error: 0,
-                        high_watermark,
-                        log_start_offset,
-                        records: Some(RecordsChunk { file: Arc::new(file), position: slice.position, len: slice.len }),
+                let records = match (fd, file) {
+                    (_, Some(file)) => {
+                        RecordsChunk::File { file: Arc::new(file), position: slice.position, len: slice.len }
+                    }
+                    (Some(_), None) => return empty(ResponseError::KafkaStorageError),
+                    // A storage without descriptors (the simulator's): the bytes themselves.
+                    (None, None) => match log.read_bytes(&slice) {
+                        Ok(bytes) => RecordsChunk::Bytes(Bytes::from(bytes)),
+                        Err(e) => {
+                            tracing::error!(topic, partition, error = %e, "read failed");
+                            return empty(ResponseError::KafkaStorageError);
+                        }
                     },
-                    None => empty(ResponseError::KafkaStorageError),
-                }
+                };
+                FetchOutcome { error: 0, high_watermark, log_start_offset, records: Some(records) }
             }
             Err(LogError::OffsetOutOfRange { .. }) => out_of_range,
             Err(e) => {

@@ -4,7 +4,7 @@
 
 use super::*;
 
-impl ShardState {
+impl<S: NodeStorage> ShardState<S> {
     /// A consumer-group request for the coordinator of offsets partition `partition`.
     pub(super) fn group_request(&mut self, partition: i32, request: GroupRequest) {
         let key = (OFFSETS_TOPIC.to_owned(), partition);
@@ -132,7 +132,7 @@ impl ShardState {
 
 /// Applies a coordinator's newly committed offset records (every replica does, so a new
 /// leader has them all).
-pub(super) fn apply_offsets(c: &mut Coordinator, log: &Log<UringStorage>, committed: i64) {
+pub(super) fn apply_offsets<S: NodeStorage>(c: &mut Coordinator, log: &Log<S>, committed: i64) {
     c.applied = c.applied.max(log.log_start_offset());
     while c.applied < committed {
         let Ok(Some(slice)) = log.read(c.applied, 1 << 20, Some(committed)) else { return };

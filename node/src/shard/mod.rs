@@ -35,6 +35,7 @@ use crate::msg::{
 use crate::producers::{Producers, Verdict};
 use crate::replica::{PendingFlush, PendingPersist, Persist, Replica};
 use crate::shared::Shared;
+use crate::storage::NodeStorage;
 use crate::topic_config;
 use braid_engine::io::UringStorage;
 use braid_engine::log::batch::{self, BatchHeader};
@@ -82,8 +83,8 @@ impl ProduceReply {
     }
 }
 
-struct Partition {
-    replica: Replica,
+struct Partition<S: NodeStorage> {
+    replica: Replica<S>,
     dir: PathBuf,
     topic_id: uuid::Uuid,
     voters: Vec<NodeId>,
@@ -98,16 +99,16 @@ struct Partition {
     compacted_size: u64,
 }
 
-pub struct ShardState {
+pub struct ShardState<S: NodeStorage = UringStorage> {
     pub id: usize,
     shared: Arc<Shared>,
-    storage: UringStorage,
-    partitions: HashMap<(String, i32), Partition>,
+    storage: S,
+    partitions: HashMap<(String, i32), Partition<S>>,
     groups: HashMap<GroupId, (String, i32)>,
     dirty: HashSet<(String, i32)>,
     flush_needed: Rc<Notify>,
     snapshot: SharedSnapshot,
-    meta: Option<MetaStore>,
+    meta: Option<MetaStore<S>>,
     meta_dirty: bool,
     /// The metadata group's fdatasync is running off the thread ([`ShardState::flush_dirty`]).
     meta_syncing: bool,
@@ -124,7 +125,7 @@ pub struct ShardState {
     liveness_version: u64,
     /// The hard states (term, vote) of this shard's partitions: one write and one fdatasync
     /// per round for all the groups whose hard state changed (an election of thousands).
-    journal: HardStateJournal<UringStorage>,
+    journal: HardStateJournal<S>,
     /// Every journal's hard states as the node started (a partition may have moved here from
     /// another shard's journal when `--cores` changed).
     journaled_at_start: HashMap<GroupId, HardState>,
@@ -155,14 +156,14 @@ pub fn partition_dir(data_dir: &std::path::Path, topic: &str, partition: i32, id
     data_dir.join("kafka").join(format!("{topic}-{partition}.{}", id.simple()))
 }
 
-impl ShardState {
+impl<S: NodeStorage> ShardState<S> {
     /// A shard over `storage`, with its hard-state journal (opened here: a failure to open it
     /// keeps the shard from starting).
     pub fn new(
         id: usize,
         shared: Arc<Shared>,
-        storage: UringStorage,
-        meta: Option<MetaStore>,
+        storage: S,
+        meta: Option<MetaStore<S>>,
         publish: mpsc::UnboundedSender<Publication>,
     ) -> std::io::Result<Self> {
         let dir = shared.config.data_dir.join(JOURNAL_DIR);
@@ -302,7 +303,7 @@ impl ShardState {
                 let log = p.replica.raft.log();
                 let held = log.memory();
                 // The replica's own structures (log, raft, waiters) besides its buffers.
-                let state = std::mem::size_of::<Partition>() + p.replica.raft.voters().len() * 64;
+                let state = std::mem::size_of::<Partition<S>>() + p.replica.raft.voters().len() * 64;
                 let memory_bytes = held.total() + state;
                 let quiet = p.replica.raft.quiesced();
                 shard.quiet_partitions += usize::from(quiet);

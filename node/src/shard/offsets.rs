@@ -7,7 +7,7 @@
 
 use super::{Partition, ShardState};
 use crate::msg::{EpochEndOutcome, OffsetOutcome};
-use braid_engine::io::UringStorage;
+use crate::storage::NodeStorage;
 use braid_engine::log::batch::{self, BatchHeader};
 use braid_engine::log::Log;
 use kafka_protocol::ResponseError;
@@ -15,7 +15,7 @@ use kafka_protocol::ResponseError;
 /// Kafka's check of the leader epoch a client sent (from its metadata) against this replica's:
 /// older is FENCED_LEADER_EPOCH (the client refreshes its metadata), newer UNKNOWN_LEADER_EPOCH
 /// (this replica has not heard of that leader yet); -1 asks for no check.
-pub fn leader_epoch_error(p: &Partition, current_leader_epoch: i32) -> Option<ResponseError> {
+pub fn leader_epoch_error<S: NodeStorage>(p: &Partition<S>, current_leader_epoch: i32) -> Option<ResponseError> {
     if current_leader_epoch < 0 {
         return None;
     }
@@ -27,7 +27,7 @@ pub fn leader_epoch_error(p: &Partition, current_leader_epoch: i32) -> Option<Re
     }
 }
 
-impl ShardState {
+impl<S: NodeStorage> ShardState<S> {
     /// The partition if this node leads it and the client's epoch matches; else the error for
     /// the client, in Kafka's order (the epoch first, then leadership).
     pub(super) fn leading(
@@ -35,7 +35,7 @@ impl ShardState {
         topic: &str,
         partition: i32,
         current_leader_epoch: i32,
-    ) -> Result<&Partition, ResponseError> {
+    ) -> Result<&Partition<S>, ResponseError> {
         let key = (topic.to_owned(), partition);
         let Some(p) = self.partitions.get(&key) else {
             // Being opened here (a topic just created): not led yet, as far as clients go.
@@ -128,7 +128,7 @@ impl ShardState {
 
 /// For an uncompressed batch, the first record at or after `timestamp` (Kafka's answer is
 /// record-precise); compressed batches answer with the batch's base offset.
-fn refine_by_record(log: &Log<UringStorage>, base_offset: i64, timestamp: i64) -> Option<(i64, i64)> {
+fn refine_by_record<S: NodeStorage>(log: &Log<S>, base_offset: i64, timestamp: i64) -> Option<(i64, i64)> {
     let slice = log.read(base_offset, 1, None).ok()??;
     let bytes = log.read_bytes(&slice).ok()?;
     let header = BatchHeader::parse(&bytes).ok()?;

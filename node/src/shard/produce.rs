@@ -4,7 +4,7 @@
 
 use super::*;
 
-impl ShardState {
+impl<S: NodeStorage> ShardState<S> {
     pub(super) fn produce(
         &mut self,
         topic: String,
@@ -159,7 +159,7 @@ pub(super) fn split_batches(
     Ok(batches)
 }
 
-pub(super) fn not_leader(replica: &Replica) -> ProduceOutcome {
+pub(super) fn not_leader<S: NodeStorage>(replica: &Replica<S>) -> ProduceOutcome {
     let message = match replica.raft.leader() {
         Some(id) => format!("node {id} leads this partition"),
         None => "this partition has no leader right now".to_owned(),
@@ -178,7 +178,10 @@ pub(super) fn storage_error(e: &LogError) -> Code {
 /// rebuilt from the log first if this leader term has none yet. A request holds one batch per
 /// partition from such a producer (Kafka requires it); several are appended only if each
 /// is next in its sequence.
-pub(super) fn check_producers(p: &mut Partition, headers: &[BatchHeader]) -> Result<Verdict, LogError> {
+pub(super) fn check_producers<S: NodeStorage>(
+    p: &mut Partition<S>,
+    headers: &[BatchHeader],
+) -> Result<Verdict, LogError> {
     let term = p.replica.raft.term();
     if p.producers.as_ref().is_none_or(|(t, _)| *t != term) {
         let log = p.replica.raft.log();
@@ -205,9 +208,9 @@ pub(super) fn check_producers(p: &mut Partition, headers: &[BatchHeader]) -> Res
 /// from its persisted hard state. The log is cut back to what was durable, so the producers
 /// waiting for offsets past it are answered first (`why`), with KAFKA_STORAGE_ERROR: the
 /// offsets they wait for may go to other batches, which must never acknowledge them.
-pub(super) fn reopen(
+pub(super) fn reopen<S: NodeStorage>(
     key: &(String, i32),
-    p: &mut Partition,
+    p: &mut Partition<S>,
     why: &str,
     journaled: Option<HardState>,
 ) -> Result<(), LogError> {

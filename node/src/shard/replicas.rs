@@ -12,6 +12,7 @@ use super::{group_of, partition_dir, Partition, ShardState, OFFSETS_TOPIC};
 use crate::groups::Coordinator;
 use crate::meta::{SharedSnapshot, TopicMeta};
 use crate::replica::Replica;
+use crate::storage::NodeStorage;
 use crate::topic_config;
 use braid_engine::log::DurabilityWaiters;
 use braid_engine::raft::NodeId;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 /// Replicas opened in one go, at most (each is a directory, a file and a directory sync).
 pub const OPEN_BATCH: usize = 128;
 
-impl ShardState {
+impl<S: NodeStorage> ShardState<S> {
     pub(super) fn apply_snapshot(&mut self, snapshot: SharedSnapshot) {
         let old = std::mem::replace(&mut self.snapshot, Arc::clone(&snapshot));
         let changed: BTreeSet<&String> = old

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl ShardState {
+impl<S: NodeStorage> ShardState<S> {
     /// Runs retention on every partition, with the wall clock (the engine never reads it).
     /// Only committed data is deleted: a follower may still need what is past the commit point.
     pub fn apply_retention(&mut self) {

@@ -6,7 +6,18 @@
 
 use super::*;
 
-impl ShardState {
+impl ShardState<UringStorage> {
+    /// The shard's ring's completion eventfd, duplicated for the caller to own and wait on:
+    /// readable whenever the ring completes something.
+    pub fn ring_completion_fd(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        let raw = self.storage.completion_fd()?;
+        // SAFETY: the ring owns `raw` for as long as this shard's storage lives; the duplicate
+        // is the caller's.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) }.try_clone_to_owned()
+    }
+}
+
+impl<S: NodeStorage> ShardState<S> {
     /// A partition group's hard state in the journals, if it is there.
     pub(super) fn journaled(&self, group: GroupId) -> Option<HardState> {
         match (self.journal.get(group), self.journaled_at_start.get(&group)) {
@@ -40,15 +51,6 @@ impl ShardState {
 
     pub fn flush_needed(&self) -> Rc<Notify> {
         Rc::clone(&self.flush_needed)
-    }
-
-    /// The shard's ring's completion eventfd, duplicated for the caller to own and wait on:
-    /// readable whenever the ring completes something.
-    pub fn ring_completion_fd(&self) -> std::io::Result<std::os::fd::OwnedFd> {
-        let raw = self.storage.completion_fd()?;
-        // SAFETY: the ring owns `raw` for as long as this shard's storage lives; the duplicate
-        // is the caller's.
-        unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) }.try_clone_to_owned()
     }
 
     /// From now on partition flushes run on the ring: the caller's flusher must then also wake

@@ -10,7 +10,7 @@ pub(super) const ANNOUNCE_EVERY_TICKS: u64 = 20;
 /// after a failover, leaders drift back to where placement spread them, unhurried.
 pub(super) const REBALANCE_EVERY_TICKS: u64 = 200;
 
-impl ShardState {
+impl<S: NodeStorage> ShardState<S> {
     /// A raft message from a peer for a group of this shard (opened now if it was waiting to
     /// be; dropped if the group is unknown here).
     pub(super) fn step(&mut self, group: GroupId, message: Message) {
@@ -181,7 +181,13 @@ pub(super) fn announce_leader(shared: &Shared, key: &(String, i32), (leader, epo
 ///   election gap);
 /// - when the voters are the target, report it (every `report` tick) so the controller ends
 ///   the move.
-pub(super) fn step_reassignment(shared: &Shared, key: &(String, i32), p: &mut Partition, target: &[i32], report: bool) {
+pub(super) fn step_reassignment<S: NodeStorage>(
+    shared: &Shared,
+    key: &(String, i32),
+    p: &mut Partition<S>,
+    target: &[i32],
+    report: bool,
+) {
     let raft = &mut p.replica.raft;
     if !raft.config_settled() {
         return;

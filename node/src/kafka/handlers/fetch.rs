@@ -57,7 +57,7 @@ fn cap_total(results: &mut [FetchTopicResult], max_bytes: u64) -> u64 {
     let mut total = 0u64;
     for topic in results.iter_mut() {
         for p in topic.partitions.iter_mut() {
-            let len = p.outcome.records.as_ref().map_or(0, |r| r.len);
+            let len = p.outcome.records.as_ref().map_or(0, |r| r.len());
             if len == 0 {
                 continue;
             }
