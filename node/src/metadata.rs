@@ -5,7 +5,8 @@
 
 use crate::config::Endpoint;
 use anyhow::Context;
-use std::collections::{BTreeMap, HashMap};
+use braid_engine::hash::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What every shard needs to know about topics: an immutable snapshot, replaced whole. A new

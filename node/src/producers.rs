@@ -8,9 +8,10 @@
 //! producer whose last batch lies further back is unknown; its next batch is accepted at
 //! whatever sequence it carries, as Kafka does for producers whose state has expired.
 
+use braid_engine::hash::HashMap;
 use braid_engine::log::BatchHeader;
 use kafka_protocol::ResponseError;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 /// Batches remembered per producer: Kafka's limit on in-flight requests of an idempotent
 /// producer, so any retry is among them.

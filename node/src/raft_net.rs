@@ -120,7 +120,15 @@ pub struct RaftNet {
 /// connection attempt), handed to [`spawn`].
 pub struct Outgoing(Vec<(NodeId, String, PeerQueue)>);
 
-type PeerQueue = mpsc::Receiver<(GroupId, Message)>;
+pub type PeerQueue = mpsc::Receiver<(GroupId, Message)>;
+
+impl Outgoing {
+    /// Each peer's queue of messages to send, for a transport other than [`RaftNet::spawn`]'s
+    /// (the simulator's network).
+    pub fn into_queues(self) -> Vec<(NodeId, PeerQueue)> {
+        self.0.into_iter().map(|(id, _, queue)| (id, queue)).collect()
+    }
+}
 
 impl RaftNet {
     /// The queues to every peer but `local`, and their receiving ends for [`spawn`].

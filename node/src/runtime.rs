@@ -86,6 +86,9 @@ fn preflight(config: &mut NodeConfig) -> anyhow::Result<()> {
 pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
     preflight(&mut config)?;
     keep_large_buffers_on_the_heap();
+    let env: crate::env::SharedEnv = Arc::new(crate::env::SystemEnv);
+    // Maps iterate in an order no client can predict (nor aim collisions at).
+    braid_engine::hash::set_keys(env.random(), env.random());
     let shards = config.cores;
     let mut receivers = Vec::with_capacity(shards);
     let mut senders = Vec::with_capacity(shards);
@@ -105,7 +108,7 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
     let mut outgoing = outgoing;
     let shared = Arc::new(Shared {
         config: config.clone(),
-        env: Arc::new(crate::env::SystemEnv),
+        env,
         senders,
         metrics: Metrics::default(),
         appended: Notify::new(),
@@ -508,7 +511,7 @@ async fn until_serving(shared: &Shared) {
 }
 
 /// Records a peer lost or back, and tells every shard to bring its groups in line.
-fn peer_liveness(shared: &Shared, peer: NodeId, back: bool) {
+pub fn peer_liveness(shared: &Shared, peer: NodeId, back: bool) {
     {
         let mut lost = shared.lost_peers.write().unwrap_or_else(|e| e.into_inner());
         let changed = if back { lost.1.remove(&peer) } else { lost.1.insert(peer) };
@@ -526,7 +529,7 @@ fn peer_liveness(shared: &Shared, peer: NodeId, back: bool) {
 /// Hands the raft messages of a frame received from a peer to the shards owning their groups,
 /// one queue entry per shard (dropped if a group is unknown here yet, or the shard's queue is
 /// full: raft sends again; counted).
-fn deliver(ctx: &ShardCtx, messages: Vec<(GroupId, Message)>) {
+pub fn deliver(ctx: &ShardCtx, messages: Vec<(GroupId, Message)>) {
     let shards = ctx.shared.senders.len();
     let mut by_shard: Vec<Vec<(GroupId, Message)>> = (0..shards).map(|_| Vec::new()).collect();
     let mut unknown = 0u64;

@@ -8,9 +8,9 @@ use crate::metadata::SharedSnapshot;
 use crate::metrics::Metrics;
 use crate::msg::ShardMsg;
 use crate::raft_net::RaftNet;
+use braid_engine::hash::HashMap;
 use braid_engine::raft::NodeId;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, Notify, Semaphore};
 

@@ -16,6 +16,12 @@ pub trait NodeStorage: Storage + Clone + 'static {
     /// A whole file's bytes; None if there is no such file.
     fn read_whole(&self, path: &Path) -> io::Result<Option<Vec<u8>>>;
 
+    /// Removes `dir` and everything under it.
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()>;
+
+    /// The directories directly in `dir` (none if it does not exist).
+    fn subdirectories(&self, dir: &Path) -> Vec<PathBuf>;
+
     /// Replaces `path` with `bytes` durably (a new file synced, renamed over the old one, the
     /// directory synced) where it does not hold the caller's thread (`env`'s thread named
     /// `name`); `done` gets the outcome. Err when the write could not be started.
@@ -37,6 +43,15 @@ fn temporary(path: &Path) -> PathBuf {
 }
 
 impl NodeStorage for UringStorage {
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::remove_dir_all(dir)
+    }
+
+    fn subdirectories(&self, dir: &Path) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+        entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()
+    }
+
     fn read_whole(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
         match std::fs::read(path) {
             Ok(bytes) => Ok(Some(bytes)),
@@ -77,6 +92,15 @@ impl NodeStorage for UringStorage {
 }
 
 impl NodeStorage for SimStorage {
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        SimStorage::remove_dir_all(self, dir);
+        Ok(())
+    }
+
+    fn subdirectories(&self, dir: &Path) -> Vec<PathBuf> {
+        SimStorage::subdirectories(self, dir)
+    }
+
     fn read_whole(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
         if !self.exists(path) {
             return Ok(None);

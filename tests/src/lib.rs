@@ -16,5 +16,6 @@
 //! replays it exactly.
 
 pub mod cluster;
+pub mod node_sim;
 
 pub use cluster::{run, Faults, Outcome, SimConfig};

@@ -126,6 +126,19 @@ impl SimStorage {
         self
     }
 
+    /// Removes `dir`, everything under it and the directories below it (durable at once, as
+    /// every creation and removal here).
+    pub fn remove_dir_all(&self, dir: &Path) {
+        let mut state = self.state.borrow_mut();
+        state.files.retain(|p, _| !p.starts_with(dir));
+        state.dirs.retain(|d| !d.starts_with(dir));
+    }
+
+    /// The directories directly in `dir`.
+    pub fn subdirectories(&self, dir: &Path) -> Vec<PathBuf> {
+        self.state.borrow().dirs.iter().filter(|d| d.parent() == Some(dir)).cloned().collect()
+    }
+
     /// A power cut: every file falls back to its durable image plus a seeded prefix of the writes
     /// since its last sync (the last of which may be torn). Open handles stop working.
     pub fn crash(&self) {
@@ -248,7 +261,7 @@ impl Storage for SimStorage {
             generation: state.generation,
             alignment,
             behind: Vec::new(),
-            synced: std::collections::HashMap::new(),
+            synced: crate::hash::HashMap::default(),
             next_sync: 0,
         })
     }
@@ -293,7 +306,7 @@ pub struct SimFile {
     /// the buffer waits to be reclaimed. Two never overlap: a device may do them in any order.
     behind: Vec<(u64, AlignedBuf)>,
     /// Outcomes of the syncs started with `start_sync` and not yet polled, by id.
-    synced: std::collections::HashMap<u64, io::Result<()>>,
+    synced: crate::hash::HashMap<u64, io::Result<()>>,
     next_sync: u64,
 }
 

@@ -38,7 +38,7 @@ impl<S: Storage> Log<S> {
             return Ok(outcome);
         }
         // The newest offset of every key below the limit.
-        let mut latest: std::collections::HashMap<Vec<u8>, i64> = std::collections::HashMap::new();
+        let mut latest: crate::hash::HashMap<Vec<u8>, i64> = crate::hash::HashMap::default();
         for segment in &self.segments {
             if segment.base_offset >= limit {
                 break;

@@ -18,8 +18,8 @@
 
 use super::wire::GroupId;
 use super::HardState;
+use crate::hash::HashMap;
 use crate::io::{FileKind, Storage, StorageFile};
-use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -66,7 +66,7 @@ fn read<S: Storage>(storage: &S, path: &Path) -> io::Result<(HashMap<GroupId, Ha
     let len = file.len()?;
     let mut bytes = vec![0u8; len as usize];
     file.read_exact_at(0, &mut bytes)?;
-    let mut latest = HashMap::new();
+    let mut latest = HashMap::default();
     let mut end = 0;
     for record in bytes.chunks_exact(RECORD_BYTES) {
         let Some((group, hard)) = decode(record) else { break };
@@ -78,7 +78,7 @@ fn read<S: Storage>(storage: &S, path: &Path) -> io::Result<(HashMap<GroupId, Ha
 
 /// Every group's hard state in every journal of `dir` (the greatest where several hold one).
 pub fn load_all<S: Storage>(storage: &S, dir: &Path) -> io::Result<HashMap<GroupId, HardState>> {
-    let mut all: HashMap<GroupId, HardState> = HashMap::new();
+    let mut all: HashMap<GroupId, HardState> = HashMap::default();
     let names = match storage.list_dir(dir) {
         Ok(names) => names,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(all),

@@ -59,6 +59,10 @@ pub struct Group {
     pub(super) initial_deadline_ms: i64,
     /// A rebalance completed or the group emptied since it was last written.
     pub(super) persist: bool,
+    /// The generation whose assignment is being stored: the members' SyncGroup answers wait
+    /// until its record commits (Kafka's storeGroup callback), so that a new coordinator never
+    /// hands out a generation older than one a member was told.
+    pub(super) storing: Option<i32>,
 }
 
 impl Group {
@@ -74,6 +78,7 @@ impl Group {
             rebalance_deadline_ms: 0,
             initial_deadline_ms: 0,
             persist: false,
+            storing: None,
         }
     }
 
@@ -394,6 +399,12 @@ mod tests {
         assert!(sb.try_recv().is_err(), "followers wait for the leader");
         let (ta, mut sa) = oneshot::channel();
         c.sync("g", 1, &a, vec![(a.clone(), Bytes::from("A")), (b.clone(), Bytes::from("B"))], 20, ta);
+        assert!(sa.try_recv().is_err(), "answered once the group's record commits");
+        let writes = c.take_writes(20);
+        assert_eq!(writes.len(), 1, "the assignment is written");
+        for (k, v) in &writes {
+            c.apply(k, v.as_deref());
+        }
         assert_eq!(sa.try_recv().unwrap().assignment, Bytes::from("A"));
         assert_eq!(sb.try_recv().unwrap().assignment, Bytes::from("B"));
         assert_eq!(c.heartbeat("g", 1, &a, 30), 0);

@@ -32,11 +32,12 @@ pub use records::{
 };
 pub use timers::INITIAL_REBALANCE_DELAY_MS;
 
+use braid_engine::hash::HashMap;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use membership::metadata_for;
 use records::get_string;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// The internal topic holding committed offsets, and its partitions (Kafka's
 /// `offsets.topic.num.partitions` defaults to 50; fewer raft groups suit small clusters).
@@ -126,6 +127,9 @@ impl Coordinator {
             let Some(group) = get_string(&mut k) else { return };
             match value.and_then(decode_group) {
                 Some(stored) => {
+                    if let Some(g) = self.groups.get_mut(&group) {
+                        g.stored_committed(stored.generation);
+                    }
                     self.stored.insert(group, stored);
                 }
                 None => {
@@ -281,10 +285,14 @@ mod tests {
         assert_eq!(ja.try_recv().unwrap().generation, 1);
         let (ta, mut sa) = oneshot::channel();
         c.sync("g", 1, &a, vec![(a.clone(), Bytes::from("A"))], 400, ta);
-        assert_eq!(sa.try_recv().unwrap().assignment, Bytes::from("A"));
         let writes = c.take_writes(400);
         assert_eq!(writes.len(), 1, "a completed rebalance is written");
         assert!(c.take_writes(401).is_empty());
+        assert!(sa.try_recv().is_err(), "SyncGroup waits for the record to commit");
+        for (k, v) in &writes {
+            c.apply(k, v.as_deref());
+        }
+        assert_eq!(sa.try_recv().unwrap().assignment, Bytes::from("A"));
         // Another replica applies the record, then leads.
         let mut next = Coordinator::default();
         for (k, v) in &writes {

@@ -4,15 +4,16 @@
 use super::membership::{metadata_for, Group, State};
 use super::timers::INITIAL_REBALANCE_DELAY_MS;
 use super::{Coordinator, JoinOutcome, SyncOutcome};
+use braid_engine::hash::HashMap;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use std::collections::HashMap;
 use tokio::sync::oneshot;
 
 impl Group {
     pub(super) fn prepare_rebalance(&mut self, now_ms: i64) {
         let timeout = self.members.values().map(|m| m.rebalance_timeout_ms).max().unwrap_or(0);
         self.initial_deadline_ms = if self.state == State::Empty { now_ms + INITIAL_REBALANCE_DELAY_MS } else { 0 };
+        self.storing = None;
         if self.state == State::CompletingRebalance {
             // Members waiting for their assignment join again.
             for m in self.members.values_mut() {
@@ -23,6 +24,28 @@ impl Group {
         }
         self.state = State::PreparingRebalance;
         self.rebalance_deadline_ms = now_ms + timeout.max(INITIAL_REBALANCE_DELAY_MS);
+    }
+
+    /// A record of this group committed: if it is the generation being stored, the group is
+    /// Stable and the members waiting in SyncGroup get their assignments.
+    pub(super) fn stored_committed(&mut self, generation: i32) {
+        if self.storing != Some(generation) || self.state != State::CompletingRebalance {
+            return;
+        }
+        self.storing = None;
+        self.state = State::Stable;
+        let (protocol_type, protocol) = (self.protocol_type.clone(), self.protocol.clone());
+        for m in self.members.values_mut() {
+            if let Some(sync) = m.sync.take() {
+                let answer = SyncOutcome {
+                    error: 0,
+                    protocol_type: protocol_type.clone(),
+                    protocol_name: protocol.clone(),
+                    assignment: m.assignment.clone(),
+                };
+                let _ = sync.send(answer);
+            }
+        }
     }
 
     /// Completes the join phase if every member has rejoined (or, `forced`, at the deadline:
@@ -89,7 +112,7 @@ impl Group {
             .map(|(name, _)| name)
             .filter(|name| self.members.values().all(|m| m.protocols.iter().any(|(n, _)| n == *name)))
             .collect();
-        let mut votes: HashMap<&String, usize> = HashMap::new();
+        let mut votes: HashMap<&String, usize> = HashMap::default();
         for m in self.members.values() {
             if let Some((name, _)) = m.protocols.iter().find(|(n, _)| candidates.contains(&n)) {
                 *votes.entry(name).or_default() += 1;
@@ -135,7 +158,7 @@ impl Coordinator {
                 let m = g.members.get_mut(member_id).expect("checked");
                 m.last_heard_ms = now_ms;
                 m.sync = Some(reply);
-                if member_id == g.leader {
+                if member_id == g.leader && g.storing.is_none() {
                     for m in g.members.values_mut() {
                         m.assignment = Bytes::new();
                     }
@@ -144,15 +167,10 @@ impl Coordinator {
                             m.assignment = assignment;
                         }
                     }
-                    g.state = State::Stable;
+                    // Written with the next writes; the members are answered, and the group
+                    // is Stable, once the record commits (`Coordinator::apply`).
                     g.persist = true;
-                    let ids: Vec<String> = g.members.keys().cloned().collect();
-                    for id in ids {
-                        let answer = outcome(g, &id);
-                        if let Some(sync) = g.members.get_mut(&id).and_then(|m| m.sync.take()) {
-                            let _ = sync.send(answer);
-                        }
-                    }
+                    g.storing = Some(g.generation);
                 }
             }
         }

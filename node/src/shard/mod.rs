@@ -37,6 +37,7 @@ use crate::replica::{PendingFlush, PendingPersist, Persist, Replica};
 use crate::shared::Shared;
 use crate::storage::NodeStorage;
 use crate::topic_config;
+use braid_engine::hash::{HashMap, HashSet};
 use braid_engine::io::UringStorage;
 use braid_engine::log::batch::{self, BatchHeader};
 use braid_engine::log::{DurabilityWaiters, Log, LogError};
@@ -45,7 +46,7 @@ use braid_engine::raft::wire::GroupId;
 use braid_engine::raft::{HardState, Message, NodeId, ProposeError, Term};
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
@@ -88,8 +89,9 @@ struct Partition<S: NodeStorage> {
     dir: PathBuf,
     topic_id: uuid::Uuid,
     voters: Vec<NodeId>,
-    /// acks=all producers waiting for their batch to commit, with the base offset it got.
-    waiters: DurabilityWaiters<(ProduceReply, i64)>,
+    /// acks=all producers waiting for their batch to commit, with the base offset it got and
+    /// the leader term it was appended in.
+    waiters: DurabilityWaiters<(ProduceReply, i64, Term)>,
     max_message_bytes: i64,
     /// Idempotent producers' last batches, valid for the leader term they were built in.
     producers: Option<(Term, Producers)>,
@@ -176,15 +178,15 @@ impl<S: NodeStorage> ShardState<S> {
             id,
             shared,
             storage,
-            partitions: HashMap::new(),
-            groups: HashMap::new(),
-            dirty: HashSet::new(),
+            partitions: HashMap::default(),
+            groups: HashMap::default(),
+            dirty: HashSet::default(),
             flush_needed,
             snapshot: Arc::default(),
             meta_dirty: meta.is_some(),
             meta_syncing: false,
             flush_on_ring: false,
-            flushing: HashMap::new(),
+            flushing: HashMap::default(),
             meta,
             publish,
             ticks: 0,
@@ -192,13 +194,34 @@ impl<S: NodeStorage> ShardState<S> {
             liveness_version: 0,
             journal,
             journaled_at_start,
-            awake: HashSet::new(),
-            coordinators: HashSet::new(),
+            awake: HashSet::default(),
+            coordinators: HashSet::default(),
             moving: Vec::new(),
             opening: Default::default(),
-            opening_keys: HashMap::new(),
-            opening_groups: HashMap::new(),
+            opening_keys: HashMap::default(),
+            opening_groups: HashMap::default(),
         })
+    }
+
+    /// A partition replica's raft state, for the simulator's trace: role, term, leader, log
+    /// end, durable end, commit point.
+    pub fn raft_status(&self, topic: &str, partition: i32) -> Option<String> {
+        let p = self.partitions.get(&(topic.to_owned(), partition))?;
+        let raft = &p.replica.raft;
+        Some(format!(
+            "{:?} t{} leader {:?} end {} durable {} commit {}",
+            raft.role(),
+            raft.term(),
+            raft.leader(),
+            raft.log().log_end_offset(),
+            raft.log().durable_offset(),
+            raft.committed()
+        ))
+    }
+
+    /// The metadata store (shard 0's).
+    pub fn meta(&self) -> Option<&MetaStore<S>> {
+        self.meta.as_ref()
     }
 
     pub fn meta_snapshot(&self) -> Option<SharedSnapshot> {

@@ -55,7 +55,7 @@ impl<S: NodeStorage> ShardState<S> {
                     tracing::debug!(topic = %key.0, partition = key.1, base_offset, "a retried batch is stored already");
                     let end = last_offset + 1;
                     if acks == -1 && end > p.replica.raft.committed() {
-                        p.waiters.wait(end, (reply, base_offset));
+                        p.waiters.wait(end, (reply, base_offset, p.replica.raft.term()));
                     } else {
                         let log_start_offset = p.replica.raft.log().log_start_offset();
                         let _ = reply.send(ProduceOutcome { error: 0, message: None, base_offset, log_start_offset });
@@ -104,7 +104,7 @@ impl<S: NodeStorage> ShardState<S> {
         // Followers persist while the leader does.
         send(&self.shared, p.replica.group, p.replica.raft.take_leader_messages());
         if acks == -1 {
-            p.waiters.wait(end, (reply, base_offset));
+            p.waiters.wait(end, (reply, base_offset, p.replica.raft.term()));
         } else {
             // acks=1 answers once the batch is in the leader's log file (a process that dies
             // after the answer keeps it); the round replicates it and makes it durable.
@@ -215,7 +215,7 @@ pub(super) fn reopen<S: NodeStorage>(
     journaled: Option<HardState>,
 ) -> Result<(), LogError> {
     let code = ResponseError::KafkaStorageError.code();
-    for (waiter, _) in p.waiters.fail_all() {
+    for (waiter, _, _) in p.waiters.fail_all() {
         let _ = waiter.send(ProduceOutcome::failed(code, Some(why.to_owned())));
     }
     let report = p.replica.reopen(p.voters.clone(), journaled)?;

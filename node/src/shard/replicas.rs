@@ -193,14 +193,14 @@ impl<S: NodeStorage> ShardState<S> {
     /// Closes a replica whose topic is gone (or moved off this node) and removes its data.
     fn remove_replica(&mut self, key: (String, i32)) {
         if let Some(mut p) = self.partitions.remove(&key) {
-            for (waiter, _) in p.waiters.fail_all() {
+            for (waiter, _, _) in p.waiters.fail_all() {
                 let _ = waiter
                     .send(crate::msg::ProduceOutcome::failed(ResponseError::UnknownTopicOrPartition.code(), None));
             }
             self.groups.remove(&p.replica.group);
             self.journal.forget(p.replica.group);
             drop(p.replica);
-            if let Err(e) = std::fs::remove_dir_all(&p.dir) {
+            if let Err(e) = self.storage.remove_dir_all(&p.dir) {
                 tracing::warn!(dir = %p.dir.display(), error = %e, "could not remove a deleted partition's directory");
             }
             tracing::info!(topic = %key.0, partition = key.1, "partition removed");

@@ -63,8 +63,7 @@ impl<S: NodeStorage> ShardState<S> {
 
 /// Removes partition directories of topics that no longer exist (left by a crash between a
 /// delete's commit and the directory's removal).
-pub fn remove_orphan_dirs(data_dir: &std::path::Path, snapshot: &SharedSnapshot) {
-    let Ok(entries) = std::fs::read_dir(data_dir.join("kafka")) else { return };
+pub fn remove_orphan_dirs<S: NodeStorage>(storage: &S, data_dir: &std::path::Path, snapshot: &SharedSnapshot) {
     let live: HashSet<PathBuf> = snapshot
         .topics
         .iter()
@@ -72,11 +71,10 @@ pub fn remove_orphan_dirs(data_dir: &std::path::Path, snapshot: &SharedSnapshot)
             (0..meta.partitions.len() as i32).map(move |p| partition_dir(data_dir, name, p, meta.id))
         })
         .collect();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() && !live.contains(&path) {
+    for path in storage.subdirectories(&data_dir.join("kafka")) {
+        if !live.contains(&path) {
             tracing::info!(dir = %path.display(), "removing the directory of a deleted partition");
-            let _ = std::fs::remove_dir_all(&path);
+            let _ = storage.remove_dir_all(&path);
         }
     }
 }

@@ -167,8 +167,19 @@ impl<S: NodeStorage> ShardState<S> {
             apply_offsets(coordinator, p.replica.raft.log(), committed);
         }
         let log_start_offset = p.replica.raft.log().log_start_offset();
-        for (waiter, base_offset) in p.waiters.release(committed) {
-            let _ = waiter.send(ProduceOutcome { error: 0, message: None, base_offset, log_start_offset });
+        let (term, leading) = (p.replica.raft.term(), p.replica.is_leader());
+        for (waiter, base_offset, appended) in p.waiters.release(committed) {
+            // Committed where the batch was, and it is still the batch: this node has led
+            // since it appended it (a leader never loses entries of its own term). Otherwise
+            // the commit point may cover another leader's entry at that offset (this node
+            // stepped down, its batch was replaced, and it learned the new commit point).
+            let outcome = if leading && appended == term {
+                ProduceOutcome { error: 0, message: None, base_offset, log_start_offset }
+            } else {
+                let message = format!("leadership moved (term {appended} to {term}) before the batch was known to commit; it may be stored");
+                ProduceOutcome::failed(ResponseError::RequestTimedOut.code(), Some(message))
+            };
+            let _ = waiter.send(outcome);
         }
         if let Some((leader, term)) = p.replica.leader_changed() {
             tracing::info!(topic = %key.0, partition = key.1, ?leader, term, "partition leader");
@@ -189,7 +200,7 @@ impl<S: NodeStorage> ShardState<S> {
                     "leadership moved before the batch committed; it may be stored ({})",
                     not_leader(&p.replica).message.unwrap_or_default()
                 );
-                for (waiter, _) in p.waiters.fail_all() {
+                for (waiter, _, _) in p.waiters.fail_all() {
                     let _ = waiter
                         .send(ProduceOutcome::failed(ResponseError::RequestTimedOut.code(), Some(message.clone())));
                 }
@@ -239,7 +250,7 @@ impl<S: NodeStorage> ShardState<S> {
         send(&self.shared, GroupId::METADATA, round.messages);
         if let Some(snapshot) = round.snapshot {
             if round.caught_up {
-                remove_orphan_dirs(&self.shared.config.data_dir, &snapshot);
+                remove_orphan_dirs(&self.storage, &self.shared.config.data_dir, &snapshot);
             }
             let _ = self.publish.send((snapshot, round.replies));
         }

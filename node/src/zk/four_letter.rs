@@ -2,8 +2,9 @@
 //! as ZooKeeper's admin commands report it.
 
 use super::server::ZkServer;
+use braid_engine::hash::HashSet;
 use braid_engine::tree::DataTree;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 /// A four-letter word's answer from a server out of its quorum (ZooKeeper's words).
 const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests\n";

@@ -18,8 +18,9 @@
 //! reaper), `read`, `write`, `acl`, `watches` and `four_letter` add the rest to `ZkServer`.
 
 use super::jute::{self, err, op, ConnectRequest, Op, Request, Writer};
+use braid_engine::hash::{HashMap, HashSet};
 use braid_engine::tree::{Applied, DataTree, EventKind, Txn, TxnError};
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::{mpsc, Semaphore};
@@ -217,14 +218,14 @@ impl ZkServer {
     pub fn new(settings: ZkSettings) -> Self {
         ZkServer {
             settings,
-            conns: HashMap::new(),
-            attached: HashMap::new(),
-            waiting: HashMap::new(),
+            conns: HashMap::default(),
+            attached: HashMap::default(),
+            waiting: HashMap::default(),
             next_request: 1,
             proposals: Vec::new(),
-            last_seen: HashMap::new(),
-            expiring: HashMap::new(),
-            watches: HashMap::new(),
+            last_seen: HashMap::default(),
+            expiring: HashMap::default(),
+            watches: HashMap::default(),
             last_reap_ms: 0,
             packets_received: 0,
             packets_sent: 0,

@@ -4,8 +4,9 @@
 
 use super::jute::{ConnectResponse, Writer};
 use super::server::{Conn, Waiting, ZkMsg, ZkServer};
+use braid_engine::hash::HashSet;
 use braid_engine::tree::{DataTree, Txn};
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 /// A write not applied this long after it was proposed (a forward lost to a leader change)
 /// closes its connection: the client sees a connection loss, reconnects and retries.
@@ -26,7 +27,7 @@ impl ZkServer {
             auth: vec![("ip".to_owned(), peer.ip().to_string())],
             queue: VecDeque::new(),
             in_flight: VecDeque::new(),
-            watches: HashSet::new(),
+            watches: HashSet::default(),
             received: 1,
             sent: 0,
             closing: false,

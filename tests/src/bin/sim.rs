@@ -2,14 +2,58 @@
 //! [--retention PER_MILLE] [--membership PER_MILLE] [--propose PER_MILLE] [--quiesce 0|1] [--calm]`
 //! (quiet groups: on even seeds unless --quiesce says).
 //! Prints one line per seed; exits non-zero at the first failing seed, naming the replay command.
+//! `braid-sim --nodes-sim [--seed N | --seeds COUNT --first N] [--steps MS] [--nodes K] [--calm]`
+//! runs the whole-node simulator instead.
 
+use braid_tests::node_sim::{run_nodes, NodeFaults, NodeSimConfig};
 use braid_tests::{run, Faults, SimConfig};
+
+/// `--nodes-sim`: whole nodes (shards, metadata store, ZooKeeper server, coordinators) driven
+/// by ZooKeeper and Kafka clients.
+fn nodes_sim(args: &[String], value: &dyn Fn(&str) -> Option<u64>) {
+    let steps = value("--steps").unwrap_or(6_000);
+    let seeds: Vec<u64> = match value("--seed") {
+        Some(seed) => vec![seed],
+        None => {
+            let first = value("--first").unwrap_or(1);
+            (first..first + value("--seeds").unwrap_or(100)).collect()
+        }
+    };
+    let mut total_steps = 0u64;
+    for seed in seeds {
+        let mut config = NodeSimConfig::new(seed, steps);
+        if args.iter().any(|a| a == "--calm") {
+            config.faults = NodeFaults::none();
+        }
+        if let Some(nodes) = value("--nodes") {
+            config.settings.nodes = nodes as usize;
+        }
+        match run_nodes(&config) {
+            Ok(outcome) => {
+                total_steps += outcome.steps;
+                println!("seed {seed}: ok {outcome:?}");
+            }
+            Err(violation) => {
+                eprintln!("FAILED: {violation}");
+                eprintln!(
+                    "replay: cargo run -p braid-tests --release --bin braid-sim -- --nodes-sim --seed {seed} --steps {steps} --nodes {}",
+                    config.settings.nodes
+                );
+                std::process::exit(1);
+            }
+        }
+    }
+    println!("all seeds passed, {total_steps} steps");
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let value = |flag: &str| {
         args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).map(|v| v.parse::<u64>().expect(flag))
     };
+    if args.iter().any(|a| a == "--nodes-sim") {
+        return nodes_sim(&args, &value);
+    }
     let steps = value("--steps").unwrap_or(5_000);
     let nodes = value("--nodes").unwrap_or(3) as usize;
     let faults = if args.iter().any(|a| a == "--calm") { Faults::none() } else { Faults::harsh() };

@@ -8,12 +8,13 @@ use crate::config::{HostPort, NodeConfig};
 use crate::meta::MetaSnapshot;
 use crate::msg::MetaOp;
 use crate::shared::ShardCtx;
+use braid_engine::hash::HashMap;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::ResponseError;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 /// `listener`: the index (in the node's Kafka listeners) of the one the request came through.

@@ -1,0 +1,344 @@
+//! The whole-node simulator: N nodes, each its real shards' state machines (the same
+//! `ShardState`, `MetaStore`, ZooKeeper server, controller and group coordinators a running
+//! node has) over its own simulated disk, driven by ZooKeeper and Kafka clients, in one
+//! thread, from one seed. Time is the environment's (`SimEnv`), moved one millisecond a step;
+//! randomness is the seed's.
+//!
+//! Every step: due raft messages are delivered (through the wire format) and each node's
+//! shards handle what is queued and run their group-commit round; the metadata log's
+//! fdatasync stays in flight for a seeded time, partition flushes end when the simulated disk
+//! says; the network drops, duplicates, delays and reorders; partitions come and go; nodes
+//! crash (their disks keep what was synced, and a seeded prefix of the rest, torn) and
+//! restart; ZooKeeper sessions and Kafka producers and consumers work against whichever nodes
+//! serve. The clients' histories are checked as replies arrive (see [`zk`], [`kafka`]); at the
+//! end the network heals, every node restarts, and once they settle their trees must agree and
+//! hold what was acknowledged.
+//!
+//! A failure names the seed; `braid-sim --nodes-sim --seed N` replays it exactly.
+
+mod kafka;
+mod net;
+mod node;
+mod zk;
+
+pub use net::NetFaults;
+pub use node::NodeSettings;
+
+use braid_engine::io::{SimFaults, SimStorage};
+use braid_engine::rng::SimRng;
+use braid_node::env::SimEnv;
+use node::SimNode;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// Faults, per mille per step unless said otherwise.
+#[derive(Debug, Clone)]
+pub struct NodeFaults {
+    pub net: NetFaults,
+    pub crash: u64,
+    pub restart: u64,
+    pub partition: u64,
+    pub heal: u64,
+    /// A ZooKeeper client dies for good (its session must expire).
+    pub client_death: u64,
+    /// Partition logs' write-behinds end in their own (seeded) time.
+    pub slow_disk: bool,
+}
+
+impl NodeFaults {
+    pub fn none() -> Self {
+        NodeFaults {
+            net: NetFaults { drop: 0, duplicate: 0, max_delay_ms: 1 },
+            crash: 0,
+            restart: 1000,
+            partition: 0,
+            heal: 1000,
+            client_death: 0,
+            slow_disk: false,
+        }
+    }
+
+    pub fn harsh() -> Self {
+        NodeFaults {
+            net: NetFaults { drop: 20, duplicate: 10, max_delay_ms: 8 },
+            crash: 1,
+            restart: 3,
+            partition: 1,
+            heal: 2,
+            client_death: 1,
+            slow_disk: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeSimConfig {
+    pub seed: u64,
+    /// Simulated milliseconds of load and faults; the settling that follows adds its own.
+    pub steps: u64,
+    pub settings: NodeSettings,
+    pub faults: NodeFaults,
+    pub zk_clients: usize,
+    pub zk_keys: usize,
+    /// Requests per mille per client per step.
+    pub zk_ops: u64,
+    /// Kafka: producers' requests and consumers' group work per mille per step.
+    pub kafka_ops: u64,
+}
+
+impl NodeSimConfig {
+    pub fn new(seed: u64, steps: u64) -> Self {
+        NodeSimConfig {
+            seed,
+            steps,
+            settings: NodeSettings { nodes: 3, shards: 2, raft_tick_ms: 10, zk_tick_ms: 100, max_sync_ms: 4 },
+            faults: NodeFaults::harsh(),
+            zk_clients: 4,
+            zk_keys: 4,
+            zk_ops: 100,
+            kafka_ops: 50,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NodeSimOutcome {
+    pub steps: u64,
+    pub crashes: u64,
+    pub partitions: u64,
+    pub zk_acked: u64,
+    pub zk_reads: u64,
+    pub zk_events: u64,
+    pub zk_sessions_gone: usize,
+    pub zk_reconnects: u64,
+    pub kafka_acked: u64,
+    pub kafka_commits: u64,
+    pub kafka_generations: i32,
+    pub final_zxid: i64,
+    pub messages: u64,
+}
+
+/// Settling after the load: long enough for every session timeout, an election or two and
+/// the reaper.
+const SETTLE_MS: u64 = 4_000;
+/// Then only pings, until every node has every write.
+const QUIET_MS: u64 = 1_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Faults and the full load.
+    Load,
+    /// No faults, a lighter load.
+    Settle,
+    /// No new requests.
+    Quiet,
+}
+
+/// The clock the simulated wall starts at (2023-11-14).
+const START_MS: i64 = 1_700_000_000_000;
+
+struct Sim {
+    config: NodeSimConfig,
+    rng: SimRng,
+    env: Arc<SimEnv>,
+    ids: Vec<i32>,
+    nodes: BTreeMap<i32, SimNode>,
+    disks: BTreeMap<i32, SimStorage>,
+    net: net::Network,
+    zk: zk::ZkWorkload,
+    kafka: kafka::KafkaWorkload,
+    now: u64,
+    outcome: NodeSimOutcome,
+    /// BRAID_SIM_PARTITION: a partition of the workload's topic whose raft state the trace
+    /// follows on every node.
+    watch_partition: Option<i32>,
+    watched_status: BTreeMap<i32, String>,
+}
+
+/// Prints a line of the run's story when BRAID_SIM_TRACE is set.
+pub(crate) fn trace(now: u64, what: std::fmt::Arguments<'_>) {
+    if std::env::var_os("BRAID_SIM_TRACE").is_some() {
+        eprintln!("{now:>6} ms: {what}");
+    }
+}
+
+/// Runs one seed; Err names the first violation (and the step).
+pub fn run_nodes(config: &NodeSimConfig) -> Result<NodeSimOutcome, String> {
+    let mut sim = Sim::new(config.clone())?;
+    sim.run().map_err(|e| format!("seed {} step {}: {e}", config.seed, sim.now))?;
+    Ok(sim.outcome)
+}
+
+impl Sim {
+    fn new(config: NodeSimConfig) -> Result<Sim, String> {
+        let mut rng = SimRng::new(config.seed);
+        // The state machines' maps iterate in the order this seed gives.
+        braid_engine::hash::set_keys(rng.next_u64(), rng.next_u64());
+        let env = Arc::new(SimEnv::new(rng.next_u64(), START_MS));
+        let ids: Vec<i32> = (1..=config.settings.nodes as i32).collect();
+        let mut disks = BTreeMap::new();
+        let mut nodes = BTreeMap::new();
+        for &id in &ids {
+            let faults = SimFaults { slow_write_behinds: config.faults.slow_disk, ..SimFaults::default() };
+            let disk = SimStorage::new(rng.next_u64(), faults);
+            nodes.insert(id, SimNode::start(id, &config.settings, &disk, &env)?);
+            disks.insert(id, disk);
+        }
+        Ok(Sim {
+            rng,
+            env,
+            ids,
+            nodes,
+            disks,
+            net: net::Network::new(config.faults.net.clone()),
+            zk: zk::ZkWorkload::new(config.zk_clients, config.zk_keys),
+            kafka: kafka::KafkaWorkload::new(),
+            now: 0,
+            outcome: NodeSimOutcome::default(),
+            watch_partition: std::env::var("BRAID_SIM_PARTITION").ok().and_then(|p| p.parse().ok()),
+            watched_status: BTreeMap::new(),
+            config,
+        })
+    }
+
+    fn run(&mut self) -> Result<(), String> {
+        for _ in 0..self.config.steps {
+            self.step(Phase::Load)?;
+        }
+        self.settle()?;
+        self.check_final()
+    }
+
+    /// One millisecond: with faults and the full load (`Phase::Load`), or settling.
+    fn step(&mut self, phase: Phase) -> Result<(), String> {
+        let faults = phase == Phase::Load;
+        self.now += 1;
+        self.env.advance(1);
+        if faults {
+            self.faults()?;
+        }
+        for (to, messages) in self.net.due(self.now) {
+            if let Some(node) = self.nodes.get(&to) {
+                node.deliver(messages);
+            }
+        }
+        let up: BTreeSet<i32> = self.nodes.keys().copied().collect();
+        let silence = self.config.settings.raft_tick_ms * braid_node::replica::ELECTION_TICKS as u64;
+        for (node, peer, back) in self.net.liveness(self.now, &up, &self.ids, silence) {
+            if let Some(n) = self.nodes.get(&node) {
+                n.liveness(peer, back);
+            }
+        }
+        let retention = self.now.is_multiple_of(500);
+        for node in self.nodes.values_mut() {
+            node.pump(self.now, &self.config.settings, &mut self.rng, retention);
+        }
+        let ids: Vec<i32> = self.nodes.keys().copied().collect();
+        for id in ids {
+            let out = self.nodes.get_mut(&id).expect("up").outgoing();
+            self.net.send(self.now, id, out, &mut self.rng);
+        }
+        if let Some(watched) = &self.watch_partition {
+            for node in self.nodes.values() {
+                let status = node.raft_status("sim", *watched).unwrap_or_default();
+                if self.watched_status.get(&node.id) != Some(&status) {
+                    trace(self.now, format_args!("node {} partition {watched}: {status}", node.id));
+                    self.watched_status.insert(node.id, status);
+                }
+            }
+        }
+        let zk_ops = match phase {
+            Phase::Load => self.config.zk_ops,
+            Phase::Settle => self.config.zk_ops / 4,
+            Phase::Quiet => 0,
+        };
+        self.zk.step(self.now, &self.nodes, &mut self.rng, zk_ops)?;
+        let kafka_ops = if faults { self.config.kafka_ops } else { 0 };
+        self.kafka.step(self.now, &self.nodes, &mut self.rng, kafka_ops)?;
+        Ok(())
+    }
+
+    fn faults(&mut self) -> Result<(), String> {
+        let f = self.config.faults.clone();
+        // At most one node down at a time: a majority stays, so the run makes progress.
+        if self.nodes.len() == self.ids.len() && self.rng.chance(f.crash, 1000) {
+            let victim = self.ids[self.rng.below(self.ids.len() as u64) as usize];
+            self.nodes.remove(&victim);
+            self.disks[&victim].crash();
+            trace(self.now, format_args!("node {victim} crashes"));
+            self.outcome.crashes += 1;
+        } else if self.nodes.len() < self.ids.len() && self.rng.chance(f.restart, 1000) {
+            self.restart_one()?;
+        }
+        if !self.net.partitioned() && self.rng.chance(f.partition, 1000) {
+            let victim = self.ids[self.rng.below(self.ids.len() as u64) as usize];
+            self.net.isolate(victim, &self.ids);
+            trace(self.now, format_args!("node {victim} is cut off"));
+            self.outcome.partitions += 1;
+        } else if self.net.partitioned() && self.rng.chance(f.heal, 1000) {
+            self.net.heal();
+            trace(self.now, format_args!("the network heals"));
+        }
+        if self.rng.chance(f.client_death, 1000) {
+            self.zk.kill_one(&self.nodes, &mut self.rng);
+        }
+        Ok(())
+    }
+
+    fn restart_one(&mut self) -> Result<(), String> {
+        let Some(&id) = self.ids.iter().find(|id| !self.nodes.contains_key(id)) else { return Ok(()) };
+        let node = SimNode::start(id, &self.config.settings, &self.disks[&id], &self.env)?;
+        self.net.restarted(id, &self.ids);
+        trace(self.now, format_args!("node {id} restarts"));
+        self.nodes.insert(id, node);
+        Ok(())
+    }
+
+    /// The network heals, every node comes back, and the cluster runs without faults until
+    /// it settles.
+    fn settle(&mut self) -> Result<(), String> {
+        self.net.heal();
+        self.net.calm();
+        while self.nodes.len() < self.ids.len() {
+            self.restart_one()?;
+        }
+        for _ in 0..SETTLE_MS {
+            self.step(Phase::Settle)?;
+        }
+        // The last writes reach every node: pings only.
+        for _ in 0..QUIET_MS {
+            self.step(Phase::Quiet)?;
+        }
+        Ok(())
+    }
+
+    fn check_final(&mut self) -> Result<(), String> {
+        let mut trees = self.nodes.values().map(|n| {
+            let meta = n.shard0().meta().expect("shard 0 has the metadata store");
+            (n.id, meta.tree().last_zxid(), meta.tree().digest())
+        });
+        let (first, zxid, digest) = trees.next().expect("nodes");
+        for (id, other_zxid, other_digest) in trees {
+            if (other_zxid, other_digest) != (zxid, digest) {
+                return Err(format!(
+                    "after settling, node {id}'s tree (zxid {other_zxid}, digest {other_digest:x}) differs from node {first}'s (zxid {zxid}, digest {digest:x})"
+                ));
+            }
+        }
+        let tree = self.nodes[&first].shard0().meta().expect("shard 0").tree();
+        self.zk.check_final(tree)?;
+        self.kafka.check_final(&mut self.nodes)?;
+        self.outcome.steps = self.now;
+        self.outcome.final_zxid = zxid;
+        self.outcome.zk_acked = self.zk.acked;
+        self.outcome.zk_reads = self.zk.reads;
+        self.outcome.zk_events = self.zk.events;
+        self.outcome.zk_sessions_gone = self.zk.sessions_gone();
+        self.outcome.zk_reconnects = self.zk.reconnects;
+        self.outcome.kafka_acked = self.kafka.acked;
+        self.outcome.kafka_commits = self.kafka.commits;
+        self.outcome.kafka_generations = self.kafka.generations();
+        self.outcome.messages = self.net.delivered;
+        Ok(())
+    }
+}
