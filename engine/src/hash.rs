@@ -11,10 +11,21 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 static KEY0: AtomicU64 = AtomicU64::new(0);
 static KEY1: AtomicU64 = AtomicU64::new(0);
 
-/// Sets the keys every map built from now on hashes with.
+thread_local! {
+    static THREAD_KEYS: std::cell::Cell<Option<(u64, u64)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Sets the keys every map built from now on hashes with (on threads without keys of their
+/// own).
 pub fn set_keys(k0: u64, k1: u64) {
     KEY0.store(k0, Relaxed);
     KEY1.store(k1, Relaxed);
+}
+
+/// Sets the keys maps built on this thread hash with (the simulator: runs on other threads
+/// keep theirs).
+pub fn set_thread_keys(k0: u64, k1: u64) {
+    THREAD_KEYS.with(|k| k.set(Some((k0, k1))));
 }
 
 /// SipHash (the standard library's) keyed by the process's keys, taken when the map is built.
@@ -26,7 +37,8 @@ pub struct KeyedState {
 
 impl Default for KeyedState {
     fn default() -> Self {
-        KeyedState { k0: KEY0.load(Relaxed), k1: KEY1.load(Relaxed) }
+        let (k0, k1) = THREAD_KEYS.with(|k| k.get()).unwrap_or_else(|| (KEY0.load(Relaxed), KEY1.load(Relaxed)));
+        KeyedState { k0, k1 }
     }
 }
 

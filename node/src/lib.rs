@@ -12,6 +12,7 @@ pub mod meta;
 pub mod metadata;
 pub mod metrics;
 pub mod msg;
+pub mod mutation;
 pub mod process;
 pub mod producers;
 pub mod raft_net;

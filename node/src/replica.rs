@@ -207,7 +207,10 @@ impl<S: NodeStorage> Replica<S> {
     fn begin_round<T>(&mut self, begun: Result<Option<T>, LogError>) -> Result<Persist<Pending<T>>, String> {
         match begun {
             Ok(Some(ticket)) => {
-                let early = self.raft.take_leader_messages();
+                let early = match crate::mutation::active(crate::mutation::Mutation::AckBeforeSync) {
+                    true => self.raft.take_messages(),
+                    false => self.raft.take_leader_messages(),
+                };
                 let pending =
                     Pending { ticket, messages: self.raft.take_messages(), truncations: self.raft.log().truncations() };
                 Ok(Persist::Syncing(pending, early))

@@ -1,16 +1,83 @@
-//! The whole-node simulator over a bounded set of seeds (default CI); `braid-sim --nodes-sim`
-//! runs long campaigns.
+//! The whole-node simulator in the default test run: a bounded set of seeds must pass, and
+//! each known bug put back (a mutation) must be caught within a bounded number of seeds.
+//! `braid-sim --nodes-sim` runs long campaigns; BRAID_NODE_SIM_SEEDS sets how many seeds run
+//! here.
 
-use braid_tests::node_sim::{run_nodes, NodeSimConfig};
+use braid_tests::node_sim::{run_nodes, Mutation, NodeSimConfig};
+
+/// Simulated milliseconds of load per seed (settling follows).
+const STEPS: u64 = 6_000;
+/// Seeds that once failed, kept whatever the default count.
+const REGRESSIONS: [u64; 4] = [152, 160, 240, 1002];
+
+fn seeds() -> Vec<u64> {
+    let count: u64 = std::env::var("BRAID_NODE_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(24);
+    (1..=count).chain(REGRESSIONS).collect()
+}
 
 #[test]
 fn whole_nodes_keep_what_they_acknowledged_under_faults() {
-    let seeds: u64 = std::env::var("BRAID_NODE_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
-    for seed in 1..=seeds {
-        let config = NodeSimConfig::new(seed, 6_000);
+    let mut totals = (0u64, 0u64, 0u64, 0u64);
+    for seed in seeds() {
+        let config = NodeSimConfig::new(seed, STEPS);
         match run_nodes(&config) {
-            Ok(outcome) => eprintln!("seed {seed}: {outcome:?}"),
-            Err(e) => panic!("{e}\nreplay: cargo run -p braid-tests --release --bin braid-sim -- --nodes-sim --seed {seed} --steps 6000"),
+            Ok(outcome) => {
+                totals.0 += outcome.steps;
+                totals.1 += outcome.zk_acked;
+                totals.2 += outcome.kafka_acked;
+                totals.3 += outcome.crashes + outcome.power_losses;
+            }
+            Err(e) => panic!(
+                "{e}\nreplay: cargo run -p braid-tests --release --bin braid-sim -- --nodes-sim --seed {seed} --steps {STEPS}"
+            ),
         }
     }
+    eprintln!(
+        "{} seeds, {} simulated ms: {} ZooKeeper and {} Kafka acknowledgements checked through {} crashes",
+        seeds().len(),
+        totals.0,
+        totals.1,
+        totals.2,
+        totals.3
+    );
+    // The runs did what they are for: load acknowledged, and faults.
+    assert!(totals.1 > 0 && totals.2 > 0 && totals.3 > 0, "the runs made no acknowledged writes or no crashes");
+}
+
+/// Runs seeds with `mutation` on until one fails; the failure, or None after `limit` seeds.
+fn first_failure(mutation: Mutation, limit: u64) -> Option<String> {
+    (1..=limit).find_map(|seed| {
+        let config = NodeSimConfig { mutation: Some(mutation), ..NodeSimConfig::new(seed, STEPS) };
+        run_nodes(&config).err()
+    })
+}
+
+fn assert_caught(mutation: Mutation, expect: &str) {
+    match first_failure(mutation, 300) {
+        Some(failure) => {
+            eprintln!("{mutation:?} caught: {failure}");
+            assert!(failure.contains(expect), "{mutation:?} was caught by another check than expected: {failure}");
+        }
+        None => panic!("the simulator no longer catches {mutation:?} within 300 seeds"),
+    }
+}
+
+#[test]
+fn the_simulator_catches_an_acknowledgement_sent_before_its_sync() {
+    assert_caught(Mutation::AckBeforeSync, "acknowledged");
+}
+
+#[test]
+fn the_simulator_catches_a_controller_writing_a_deposed_leader_over_its_successor() {
+    assert_caught(Mutation::StaleLeaderReports, "went back from leader epoch");
+}
+
+#[test]
+fn the_simulator_catches_zookeeper_sessions_that_never_expire() {
+    assert_caught(Mutation::SessionsNeverExpire, "outlived its session");
+}
+
+#[test]
+fn the_simulator_catches_commits_of_a_stale_consumer_group_generation() {
+    assert_caught(Mutation::CommitsIgnoreGeneration, "was accepted after generation");
 }

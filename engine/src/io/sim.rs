@@ -31,6 +31,10 @@ pub struct SimFaults {
     /// (none, some, or all), where otherwise every one has. Their data is in the file at once
     /// either way (the log reads only what its flushes saw end).
     pub slow_write_behinds: bool,
+    /// Syncs started on the ring stay in flight until polled a seeded number of times, and
+    /// make durable only the writes made before they started (a crash meanwhile keeps what
+    /// it keeps of the rest). Otherwise a started sync is done at once.
+    pub slow_syncs: bool,
 }
 
 impl Default for SimFaults {
@@ -41,6 +45,7 @@ impl Default for SimFaults {
             capacity_bytes: None,
             segment_write_alignment: 1,
             slow_write_behinds: false,
+            slow_syncs: false,
         }
     }
 }
@@ -58,6 +63,9 @@ struct SimFileData {
     pending: Vec<PendingOp>,
     /// End of the blocks reserved by `preallocate` (they take space past the file's end).
     reserved: u64,
+    /// Operations made durable since the file was created (the count of those taken from the
+    /// front of `pending`), so a sync in flight knows which of the pending ones it covers.
+    made_durable: u64,
 }
 
 impl SimFileData {
@@ -185,6 +193,7 @@ impl SimStorage {
         let file = state.files.get_mut(path).unwrap_or_else(|| panic!("cut_file: no file {}", path.display()));
         file.current.truncate(len as usize);
         file.durable.truncate(len as usize);
+        file.made_durable += file.pending.len() as u64;
         file.pending.clear();
     }
 
@@ -218,7 +227,13 @@ impl SimStorage {
         }
         state.files.insert(
             path.to_path_buf(),
-            SimFileData { current: data.to_vec(), durable: data.to_vec(), pending: Vec::new(), reserved: 0 },
+            SimFileData {
+                current: data.to_vec(),
+                durable: data.to_vec(),
+                pending: Vec::new(),
+                reserved: 0,
+                made_durable: 0,
+            },
         );
     }
 }
@@ -296,6 +311,12 @@ impl Storage for SimStorage {
     }
 }
 
+/// A sync started on a [`SimFile`]: done (its outcome waits to be polled), or in flight.
+enum SimSync {
+    Done(io::Result<()>),
+    Running { started: u64, upto: usize },
+}
+
 /// A file on a [`SimStorage`].
 pub struct SimFile {
     state: Rc<RefCell<SimState>>,
@@ -306,11 +327,29 @@ pub struct SimFile {
     /// the buffer waits to be reclaimed. Two never overlap: a device may do them in any order.
     behind: Vec<(u64, AlignedBuf)>,
     /// Outcomes of the syncs started with `start_sync` and not yet polled, by id.
-    synced: crate::hash::HashMap<u64, io::Result<()>>,
+    synced: crate::hash::HashMap<u64, SimSync>,
     next_sync: u64,
 }
 
 impl SimFile {
+    /// Ends a sync started when `started` operations had been made durable and `upto` were
+    /// pending: the first of those not made durable since become durable.
+    fn end_sync(&mut self, started: u64, upto: usize) -> io::Result<()> {
+        self.with_file(|state, f| {
+            if state.failing_syncs > 0 {
+                state.failing_syncs -= 1;
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+            let already = (f.made_durable - started) as usize;
+            let covered = upto.saturating_sub(already).min(f.pending.len());
+            for op in f.pending.drain(..covered) {
+                apply(&mut f.durable, &op);
+            }
+            f.made_durable += covered as u64;
+            Ok(())
+        })
+    }
+
     fn with_file<T>(&self, f: impl FnOnce(&mut SimState, &mut SimFileData) -> io::Result<T>) -> io::Result<T> {
         let mut state = self.state.borrow_mut();
         if state.generation != self.generation {
@@ -382,6 +421,7 @@ impl StorageFile for SimFile {
                 return Err(io::Error::from_raw_os_error(libc::EIO));
             }
             f.durable = f.current.clone();
+            f.made_durable += f.pending.len() as u64;
             f.pending.clear();
             Ok(())
         })
@@ -417,22 +457,39 @@ impl StorageFile for SimFile {
     }
 
     fn start_sync(&mut self) -> io::Result<u64> {
-        // The simulated sync happens at once; its outcome waits to be polled.
-        let result = self.sync_data();
         let id = self.next_sync;
         self.next_sync += 1;
-        self.synced.insert(id, result);
+        let slow = self.state.borrow().faults.slow_syncs;
+        let sync = if slow {
+            // What it covers: the writes pending now.
+            self.with_file(|_, f| Ok(SimSync::Running { started: f.made_durable, upto: f.pending.len() }))?
+        } else {
+            // The simulated sync happens at once; its outcome waits to be polled.
+            SimSync::Done(self.sync_data())
+        };
+        self.synced.insert(id, sync);
         Ok(id)
     }
 
     fn poll_sync(&mut self, id: u64) -> io::Result<Option<io::Result<()>>> {
         match self.synced.remove(&id) {
-            Some(result) => Ok(Some(result)),
+            Some(SimSync::Done(result)) => Ok(Some(result)),
+            Some(SimSync::Running { started, upto }) => {
+                if self.state.borrow_mut().rng.below(3) != 0 {
+                    self.synced.insert(id, SimSync::Running { started, upto });
+                    return Ok(None);
+                }
+                Ok(Some(self.end_sync(started, upto)))
+            }
             None => Err(io::Error::other(format!("sync {id} was not started or was polled already"))),
         }
     }
 
-    fn wait_sync(&mut self, _id: u64) -> io::Result<()> {
+    fn wait_sync(&mut self, id: u64) -> io::Result<()> {
+        if let Some(SimSync::Running { started, upto }) = self.synced.get(&id) {
+            let result = self.end_sync(*started, *upto);
+            self.synced.insert(id, SimSync::Done(result));
+        }
         Ok(())
     }
 

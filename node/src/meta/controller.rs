@@ -246,7 +246,7 @@ impl<S: NodeStorage> MetaStore<S> {
         let mut bytes = 0;
         for ((name, partition), (leader, epoch, replicas)) in std::mem::take(&mut self.leader_reports) {
             let data = state_json(leader, epoch, &replicas);
-            let Some(txn) = partition_state_txn(&self.tree, &name, partition as usize, data) else { continue };
+            let Some(txn) = partition_state_txn(&self.tree, &name, partition as usize, epoch, data) else { continue };
             let value = txn.encode();
             if bytes + value.len() > LEADER_REPORT_BATCH_BYTES && !values.is_empty() {
                 self.propose_or_forward_all(&values, now_ms);

@@ -47,14 +47,37 @@ pub(super) fn state_json(leader: i32, epoch: i32, replicas: &[i32]) -> Vec<u8> {
         .into_bytes()
 }
 
-/// A partition's state node, as its leader reports itself: set if the tree has it, else created
-/// (with the partition's own node if that is missing too). A topic's creation writes no
-/// per-partition node: each appears when its first leader is elected, as Kafka's controller
-/// writes it after the election, so creating ten thousand partitions is one small transaction.
-pub(super) fn partition_state_txn(tree: &DataTree, name: &str, partition: usize, data: Vec<u8>) -> Option<Txn> {
+/// A partition's state node, as its leader (of leader epoch `epoch`) reports itself: set if the
+/// tree has it, else created (with the partition's own node if that is missing too). A topic's
+/// creation writes no per-partition node: each appears when its first leader is elected, as
+/// Kafka's controller writes it after the election, so creating ten thousand partitions is one
+/// small transaction.
+///
+/// None when the tree already holds a newer leader epoch: a deposed leader's report can arrive
+/// after its successor's (forwarded, delayed), and must not replace it. The set is conditional
+/// on the version seen here (Kafka's controller writes with the znode's version too): if the
+/// node changed before the transaction applies, it fails, and the current leader's periodic
+/// report writes it again.
+pub(super) fn partition_state_txn(
+    tree: &DataTree,
+    name: &str,
+    partition: usize,
+    epoch: i32,
+    data: Vec<u8>,
+) -> Option<Txn> {
     let path = state_path(name, partition);
-    if tree.get(&path).is_some() {
-        return Some(Txn::SetData { path, data, version: -1 });
+    if let Some(node) = tree.get(&path) {
+        if crate::mutation::active(crate::mutation::Mutation::StaleLeaderReports) {
+            return Some(Txn::SetData { path, data, version: -1 });
+        }
+        let stored: Option<i32> = serde_json::from_slice::<serde_json::Value>(&node.data)
+            .ok()
+            .and_then(|v| v.get("leader_epoch")?.as_i64())
+            .map(|e| e as i32);
+        if stored.is_some_and(|stored| stored > epoch) {
+            return None;
+        }
+        return Some(Txn::SetData { path, data, version: node.stat.version });
     }
     let dir = format!("{}/{partition}", partitions_path(name));
     if tree.get(&dir).is_some() {

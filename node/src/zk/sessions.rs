@@ -195,7 +195,8 @@ impl ZkServer {
                 continue;
             };
             let retry_after = self.expiring.get(&id).is_none_or(|&at| now_ms - at > timeout.max(2000));
-            if quiet > timeout && retry_after {
+            let mutated = crate::mutation::active(crate::mutation::Mutation::SessionsNeverExpire);
+            if quiet > timeout && retry_after && !mutated {
                 expire.push(id);
             }
         }

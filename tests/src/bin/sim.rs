@@ -5,8 +5,20 @@
 //! `braid-sim --nodes-sim [--seed N | --seeds COUNT --first N] [--steps MS] [--nodes K] [--calm]`
 //! runs the whole-node simulator instead.
 
-use braid_tests::node_sim::{run_nodes, NodeFaults, NodeSimConfig};
+use braid_tests::node_sim::{run_nodes, Mutation, NodeFaults, NodeSimConfig};
 use braid_tests::{run, Faults, SimConfig};
+
+/// `--mutation NAME`: a known bug put back (see braid_node::mutation).
+fn mutation(args: &[String]) -> Option<Mutation> {
+    let name = args.iter().position(|a| a == "--mutation").and_then(|i| args.get(i + 1))?;
+    Some(match name.as_str() {
+        "ack-before-sync" => Mutation::AckBeforeSync,
+        "stale-leader-reports" => Mutation::StaleLeaderReports,
+        "sessions-never-expire" => Mutation::SessionsNeverExpire,
+        "commits-ignore-generation" => Mutation::CommitsIgnoreGeneration,
+        other => panic!("unknown mutation {other}"),
+    })
+}
 
 /// `--nodes-sim`: whole nodes (shards, metadata store, ZooKeeper server, coordinators) driven
 /// by ZooKeeper and Kafka clients.
@@ -28,6 +40,7 @@ fn nodes_sim(args: &[String], value: &dyn Fn(&str) -> Option<u64>) {
         if let Some(nodes) = value("--nodes") {
             config.settings.nodes = nodes as usize;
         }
+        config.mutation = mutation(args);
         match run_nodes(&config) {
             Ok(outcome) => {
                 total_steps += outcome.steps;

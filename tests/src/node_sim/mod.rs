@@ -21,6 +21,7 @@ mod net;
 mod node;
 mod zk;
 
+pub use braid_node::mutation::Mutation;
 pub use net::NetFaults;
 pub use node::NodeSettings;
 
@@ -36,6 +37,9 @@ use std::sync::Arc;
 pub struct NodeFaults {
     pub net: NetFaults,
     pub crash: u64,
+    /// Every node loses power at once (per 10,000 per step): what was not synced is lost on
+    /// every disk, and acknowledged data must survive.
+    pub power_loss: u64,
     pub restart: u64,
     pub partition: u64,
     pub heal: u64,
@@ -50,6 +54,7 @@ impl NodeFaults {
         NodeFaults {
             net: NetFaults { drop: 0, duplicate: 0, max_delay_ms: 1 },
             crash: 0,
+            power_loss: 0,
             restart: 1000,
             partition: 0,
             heal: 1000,
@@ -62,6 +67,7 @@ impl NodeFaults {
         NodeFaults {
             net: NetFaults { drop: 20, duplicate: 10, max_delay_ms: 8 },
             crash: 1,
+            power_loss: 1,
             restart: 3,
             partition: 1,
             heal: 2,
@@ -84,6 +90,8 @@ pub struct NodeSimConfig {
     pub zk_ops: u64,
     /// Kafka: producers' requests and consumers' group work per mille per step.
     pub kafka_ops: u64,
+    /// A known bug put back for this run (the mutation tests): the checkers must catch it.
+    pub mutation: Option<Mutation>,
 }
 
 impl NodeSimConfig {
@@ -97,6 +105,7 @@ impl NodeSimConfig {
             zk_keys: 4,
             zk_ops: 100,
             kafka_ops: 50,
+            mutation: None,
         }
     }
 }
@@ -105,6 +114,7 @@ impl NodeSimConfig {
 pub struct NodeSimOutcome {
     pub steps: u64,
     pub crashes: u64,
+    pub power_losses: u64,
     pub partitions: u64,
     pub zk_acked: u64,
     pub zk_reads: u64,
@@ -153,6 +163,16 @@ struct Sim {
     /// follows on every node.
     watch_partition: Option<i32>,
     watched_status: BTreeMap<i32, String>,
+    /// The leader epoch each node's tree last showed for each partition state znode.
+    leader_epochs: BTreeMap<(i32, String), i32>,
+}
+
+/// The `leader_epoch` of a partition state znode's JSON.
+fn leader_epoch(data: &[u8]) -> Option<i32> {
+    let text = std::str::from_utf8(data).ok()?;
+    let at = text.find("\"leader_epoch\":")? + "\"leader_epoch\":".len();
+    let digits: String = text[at..].trim_start().chars().take_while(|c| c.is_ascii_digit() || *c == '-').collect();
+    digits.parse().ok()
 }
 
 /// Prints a line of the run's story when BRAID_SIM_TRACE is set.
@@ -164,22 +184,27 @@ pub(crate) fn trace(now: u64, what: std::fmt::Arguments<'_>) {
 
 /// Runs one seed; Err names the first violation (and the step).
 pub fn run_nodes(config: &NodeSimConfig) -> Result<NodeSimOutcome, String> {
-    let mut sim = Sim::new(config.clone())?;
-    sim.run().map_err(|e| format!("seed {} step {}: {e}", config.seed, sim.now))?;
-    Ok(sim.outcome)
+    braid_node::mutation::set(config.mutation);
+    let outcome = Sim::new(config.clone()).and_then(|mut sim| {
+        sim.run().map_err(|e| format!("seed {} step {}: {e}", config.seed, sim.now))?;
+        Ok(sim.outcome)
+    });
+    braid_node::mutation::set(None);
+    outcome
 }
 
 impl Sim {
     fn new(config: NodeSimConfig) -> Result<Sim, String> {
         let mut rng = SimRng::new(config.seed);
         // The state machines' maps iterate in the order this seed gives.
-        braid_engine::hash::set_keys(rng.next_u64(), rng.next_u64());
+        braid_engine::hash::set_thread_keys(rng.next_u64(), rng.next_u64());
         let env = Arc::new(SimEnv::new(rng.next_u64(), START_MS));
         let ids: Vec<i32> = (1..=config.settings.nodes as i32).collect();
         let mut disks = BTreeMap::new();
         let mut nodes = BTreeMap::new();
         for &id in &ids {
-            let faults = SimFaults { slow_write_behinds: config.faults.slow_disk, ..SimFaults::default() };
+            let slow = config.faults.slow_disk;
+            let faults = SimFaults { slow_write_behinds: slow, slow_syncs: slow, ..SimFaults::default() };
             let disk = SimStorage::new(rng.next_u64(), faults);
             nodes.insert(id, SimNode::start(id, &config.settings, &disk, &env)?);
             disks.insert(id, disk);
@@ -197,6 +222,7 @@ impl Sim {
             outcome: NodeSimOutcome::default(),
             watch_partition: std::env::var("BRAID_SIM_PARTITION").ok().and_then(|p| p.parse().ok()),
             watched_status: BTreeMap::new(),
+            leader_epochs: BTreeMap::new(),
             config,
         })
     }
@@ -247,6 +273,9 @@ impl Sim {
                 }
             }
         }
+        if self.now.is_multiple_of(10) {
+            self.check_leader_epochs()?;
+        }
         let zk_ops = match phase {
             Phase::Load => self.config.zk_ops,
             Phase::Settle => self.config.zk_ops / 4,
@@ -258,10 +287,43 @@ impl Sim {
         Ok(())
     }
 
+    /// The controller's record of each partition's leader, in every node's tree: its leader
+    /// epoch never goes back (a deposed leader's late report must not replace a newer one).
+    fn check_leader_epochs(&mut self) -> Result<(), String> {
+        for node in self.nodes.values() {
+            let tree = node.shard0().meta().expect("shard 0").tree();
+            for topic in ["sim", braid_node::groups::OFFSETS_TOPIC] {
+                let partitions = format!("/brokers/topics/{topic}/partitions");
+                for p in tree.children(&partitions).unwrap_or_default() {
+                    let path = format!("{partitions}/{p}/state");
+                    let Some(epoch) = tree.get(&path).and_then(|z| leader_epoch(&z.data)) else { continue };
+                    let seen = self.leader_epochs.entry((node.id, path.clone())).or_insert(epoch);
+                    if epoch < *seen {
+                        return Err(format!(
+                            "node {}: {path} went back from leader epoch {} to {epoch} (zxid {})",
+                            node.id,
+                            *seen,
+                            tree.last_zxid()
+                        ));
+                    }
+                    *seen = epoch;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn faults(&mut self) -> Result<(), String> {
         let f = self.config.faults.clone();
-        // At most one node down at a time: a majority stays, so the run makes progress.
-        if self.nodes.len() == self.ids.len() && self.rng.chance(f.crash, 1000) {
+        if self.nodes.len() == self.ids.len() && self.rng.chance(f.power_loss, 10_000) {
+            for id in self.ids.clone() {
+                self.nodes.remove(&id);
+                self.disks[&id].crash();
+            }
+            self.outcome.power_losses += 1;
+            trace(self.now, format_args!("every node loses power"));
+        // Otherwise at most one node down at a time: a majority stays, so the run goes on.
+        } else if self.nodes.len() == self.ids.len() && self.rng.chance(f.crash, 1000) {
             let victim = self.ids[self.rng.below(self.ids.len() as u64) as usize];
             self.nodes.remove(&victim);
             self.disks[&victim].crash();
@@ -289,6 +351,8 @@ impl Sim {
         let Some(&id) = self.ids.iter().find(|id| !self.nodes.contains_key(id)) else { return Ok(()) };
         let node = SimNode::start(id, &self.config.settings, &self.disks[&id], &self.env)?;
         self.net.restarted(id, &self.ids);
+        // Its tree starts again from its snapshot and log: what it showed before is not a floor.
+        self.leader_epochs.retain(|(node, _), _| *node != id);
         trace(self.now, format_args!("node {id} restarts"));
         self.nodes.insert(id, node);
         Ok(())
