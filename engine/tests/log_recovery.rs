@@ -185,7 +185,7 @@ fn a_failed_fdatasync_poisons_the_log() {
     let disk = sim_disk(4, 1);
     let mut log = open(disk.clone(), &sim_dir(), LogConfig::default());
     let stored = fill(&mut log, 3);
-    log.append(&batch(9, 1, 0), 1).unwrap();
+    log.append(&batch(9, 1, 0), 3).unwrap();
     disk.fail_next_syncs(1);
     assert!(log.flush().is_err());
     assert!(matches!(log.flush(), Err(braid_engine::log::LogError::Poisoned(_))));

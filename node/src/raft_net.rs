@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 pub const PEER_QUEUE_DEPTH: usize = 65_536;
 /// Messages coalesced into one frame, at most.
 pub const FRAME_MESSAGES_MAX: usize = 4096;
+const _: () = assert!(FRAME_MESSAGES_MAX <= PEER_QUEUE_DEPTH);
 /// Reconnection backoff bounds.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(50);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(2);

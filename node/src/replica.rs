@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 /// Heartbeat every 2 ticks; an election after 10 to 20 ticks without a leader.
 pub const HEARTBEAT_TICKS: u32 = 2;
 pub const ELECTION_TICKS: u32 = 10;
+// A follower hears several heartbeats within its shortest election timeout.
+const _: () = assert!(HEARTBEAT_TICKS * 3 <= ELECTION_TICKS);
 /// File of the hard state, beside the group's segments.
 pub const HARD_STATE_FILE: &str = "raft-state";
 /// Files (.0 and .1) of the configuration changes, beside the group's segments.

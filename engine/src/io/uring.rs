@@ -23,6 +23,7 @@ use std::rc::Rc;
 const RING_ENTRIES: u32 = 128;
 /// Large writes are cut into chunks of this size and submitted together (a queue of them).
 pub const WRITE_CHUNK_BYTES: usize = 1 << 20;
+const _: () = assert!(WRITE_CHUNK_BYTES.is_multiple_of(super::DIRECT_IO_ALIGNMENT));
 
 /// A shard's io_uring and the completions reaped for operations not yet claimed: several files
 /// share the ring, so whoever waits collects every completion and leaves the others' behind.

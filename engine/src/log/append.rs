@@ -20,7 +20,8 @@ impl<S: Storage> Log<S> {
     pub fn append(&mut self, batch: &[u8], partition_leader_epoch: i32) -> Result<AppendInfo, LogError> {
         self.check_usable()?;
         let header = batch::validate(batch, self.config.max_batch_bytes).map_err(LogError::InvalidBatch)?;
-        self.append_validated(batch, header, partition_leader_epoch, None)
+        let result = self.append_validated(batch, header, partition_leader_epoch, None);
+        self.checked(result)
     }
 
     /// Appends several batches as one: every batch is checked (structure and CRC) before any is
@@ -32,7 +33,12 @@ impl<S: Storage> Log<S> {
             .map(|b| batch::validate(b, self.config.max_batch_bytes))
             .collect::<Result<Vec<_>, _>>()
             .map_err(LogError::InvalidBatch)?;
-        batches.iter().zip(headers).map(|(b, h)| self.append_validated(b, h, partition_leader_epoch, None)).collect()
+        let result = batches
+            .iter()
+            .zip(headers)
+            .map(|(b, h)| self.append_validated(b, h, partition_leader_epoch, None))
+            .collect();
+        self.checked(result)
     }
 
     /// `shared`: the batch's bytes, already stamped as they will be stored, for the recent
@@ -108,7 +114,8 @@ impl<S: Storage> Log<S> {
                 log_end_offset: self.log_end_offset(),
             });
         }
-        self.append_validated(batch, header, header.partition_leader_epoch, Some(batch))
+        let result = self.append_validated(batch, header, header.partition_leader_epoch, Some(batch));
+        self.checked(result)
     }
 
     /// Hands the whole blocks of the tail buffer to the device as a write-behind and keeps

@@ -25,6 +25,7 @@ pub const BATCH_HEADER_BYTES: usize = 61;
 pub const BATCH_LOG_OVERHEAD_BYTES: usize = 12;
 /// Smallest legal batchLength (a batch with no records).
 pub const BATCH_LENGTH_MIN: i32 = (BATCH_HEADER_BYTES - BATCH_LOG_OVERHEAD_BYTES) as i32;
+const _: () = assert!(CRC_POSITION + 4 == CRC_COVERED_FROM && CRC_COVERED_FROM < BATCH_HEADER_BYTES);
 const CRC_POSITION: usize = 17;
 const CRC_COVERED_FROM: usize = 21;
 const MAGIC_V2: i8 = 2;

@@ -28,6 +28,11 @@ impl<S: Storage> Log<S> {
     /// synced, then renamed over the segment, whose indexes are rebuilt.
     pub fn compact(&mut self, now_ms: i64, limit_offset: i64) -> Result<CompactionOutcome, LogError> {
         self.check_usable()?;
+        let result = self.compact_inner(now_ms, limit_offset);
+        self.checked(result)
+    }
+
+    fn compact_inner(&mut self, now_ms: i64, limit_offset: i64) -> Result<CompactionOutcome, LogError> {
         let mut outcome = CompactionOutcome::default();
         let limit = limit_offset.min(self.written_offset);
         // Sealed segments whose every offset lies below the limit.

@@ -60,7 +60,8 @@ impl<S: Storage> Log<S> {
     pub fn write(&mut self) -> Result<(), LogError> {
         self.check_usable()?;
         let result = self.write_tail(false);
-        self.poison_on_error(result)
+        let result = self.poison_on_error(result);
+        self.checked(result)
     }
 
     /// Writes appended batches and fdatasyncs the active segment: one write and one sync for
@@ -68,8 +69,8 @@ impl<S: Storage> Log<S> {
     pub fn flush(&mut self) -> Result<i64, LogError> {
         self.check_usable()?;
         let result = self.write_tail(true);
-        self.poison_on_error(result)?;
-        Ok(self.durable_offset)
+        let result = self.poison_on_error(result).map(|()| self.durable_offset);
+        self.checked(result)
     }
 
     /// Group commit with the fdatasync off the caller's thread: writes what was appended (no
@@ -80,6 +81,11 @@ impl<S: Storage> Log<S> {
     /// then this was a whole [`Log::flush`].
     pub fn begin_sync(&mut self) -> Result<Option<SyncTicket>, LogError> {
         self.check_usable()?;
+        let result = self.begin_sync_inner();
+        self.checked(result)
+    }
+
+    fn begin_sync_inner(&mut self) -> Result<Option<SyncTicket>, LogError> {
         let result = self.write_tail(false);
         self.poison_on_error(result)?;
         if self.durable_offset >= self.written_offset {
@@ -98,7 +104,20 @@ impl<S: Storage> Log<S> {
             .map_err(io_context(|| format!("duplicating the descriptor of {}", active.path.display())));
         let file = self.poison_on_error(file)?;
         let path = self.active().path.clone();
+        self.issue_ticket(self.written_offset);
         Ok(Some(SyncTicket { file, path, target: self.written_offset, epoch: self.sync_epoch }))
+    }
+
+    /// A flush or sync ticket targets `target`: never below the previous one's, unless the log
+    /// was cut back since (an invariant: see `invariants.rs`).
+    fn issue_ticket(&mut self, target: i64) {
+        let (truncations, previous) = self.ticket_target;
+        assert!(
+            truncations != self.truncations || target >= previous,
+            "log invariant (ticket targets never fall between truncations): {}: target {target} after {previous}",
+            self.dir.display()
+        );
+        self.ticket_target = (self.truncations, target);
     }
 
     /// Ends a sync from [`Log::begin_sync`] with its outcome: the durable offset moves to the
@@ -115,6 +134,7 @@ impl<S: Storage> Log<S> {
         if ticket.epoch == self.sync_epoch {
             self.durable_offset = self.durable_offset.max(ticket.target.min(self.written_offset));
         }
+        self.check_invariants();
         Ok(self.durable_offset)
     }
 
@@ -126,7 +146,8 @@ impl<S: Storage> Log<S> {
     pub fn begin_flush(&mut self) -> Result<Option<FlushTicket>, LogError> {
         self.check_usable()?;
         let result = self.begin_flush_inner();
-        self.poison_on_error(result)
+        let result = self.poison_on_error(result);
+        self.checked(result)
     }
 
     fn begin_flush_inner(&mut self) -> Result<Option<FlushTicket>, LogError> {
@@ -138,6 +159,7 @@ impl<S: Storage> Log<S> {
         if pending {
             self.write_tail_behind(true)?;
         }
+        self.issue_ticket(self.log_end_offset());
         let active = self.active();
         Ok(Some(FlushTicket {
             target: active.next_offset,
@@ -162,7 +184,8 @@ impl<S: Storage> Log<S> {
             return self.poison_on_error(ended);
         }
         let result = self.poll_flush_inner(ticket);
-        self.poison_on_error(result)
+        let result = self.poison_on_error(result);
+        self.checked(result)
     }
 
     /// Blocks until [`Log::poll_flush`] can move `ticket` on (its writes or its sync ended).
@@ -175,7 +198,8 @@ impl<S: Storage> Log<S> {
             }
             None => self.wait_behind((self.behind_submitted - ticket.behind) as usize),
         };
-        self.poison_on_error(result)
+        let result = self.poison_on_error(result);
+        self.checked(result)
     }
 
     fn poll_flush_inner(&mut self, ticket: &mut FlushTicket) -> Result<bool, LogError> {

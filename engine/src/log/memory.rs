@@ -74,6 +74,7 @@ impl<S: Storage> Log<S> {
             }
             self.positions.shrink_to_fit();
         }
+        self.check_invariants();
         Ok(before.saturating_sub(self.memory().total()))
     }
 

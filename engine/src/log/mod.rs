@@ -31,6 +31,7 @@ mod durability;
 mod epochs;
 mod flush;
 pub mod index;
+mod invariants;
 mod memory;
 mod open;
 mod read;
@@ -113,6 +114,12 @@ pub const PREALLOCATE_STEP_BYTES: u64 = 64 << 20;
 /// The first reservation of a segment; steps double with the segment's size up to
 /// `PREALLOCATE_STEP_BYTES`, so a quiet partition holds little disk it does not use.
 pub const PREALLOCATE_FIRST_BYTES: u64 = 1 << 20;
+// Preallocation grows a segment by whole direct-I/O blocks, the first step never past the later ones.
+const _: () = assert!(
+    PREALLOCATE_FIRST_BYTES <= PREALLOCATE_STEP_BYTES
+        && PREALLOCATE_FIRST_BYTES.is_multiple_of(crate::io::DIRECT_IO_ALIGNMENT as u64)
+        && PREALLOCATE_STEP_BYTES.is_multiple_of(crate::io::DIRECT_IO_ALIGNMENT as u64)
+);
 
 /// Finished write-behind buffers a log keeps for reuse while it is busy (none once idle, and
 /// none while its shard's write buffers are over their limit).
@@ -280,6 +287,11 @@ pub struct Log<S: Storage> {
     /// a disk read per write), and a read of recent batches finds them here instead of reading
     /// their headers from the file one by one.
     positions: std::collections::VecDeque<Position>,
+    /// The offsets as of the last invariant check (`invariants.rs`).
+    watermarks: invariants::Watermarks,
+    /// The truncation count and target of the last flush or sync ticket issued: targets never
+    /// fall between truncations.
+    ticket_target: (u64, i64),
 }
 
 /// One recently appended batch: its offsets, term, and place in its segment.

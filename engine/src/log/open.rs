@@ -51,6 +51,8 @@ impl<S: Storage> Log<S> {
             poisoned: None,
             recent,
             positions: std::collections::VecDeque::new(),
+            watermarks: Default::default(),
+            ticket_target: (0, i64::MIN),
         };
         let mut report = RecoveryReport::default();
         for (i, &base) in bases.iter().enumerate() {
@@ -80,6 +82,7 @@ impl<S: Storage> Log<S> {
         let end = log.log_end_offset();
         log.written_offset = end;
         log.durable_offset = end;
+        log.check_invariants();
         Ok((log, report))
     }
 

@@ -145,6 +145,7 @@ impl<S: Storage> Log<S> {
     /// [`Log::recent_from`]: a replicated log's leader sends them to followers from there.
     pub fn keep_recent(&mut self, max_bytes: usize) {
         self.recent.set_budget(max_bytes);
+        self.recent.check_invariants(self.log_end_offset());
     }
 
     /// Whole batches from the one starting at `from`, about `max_bytes` of them (at least one),
@@ -158,6 +159,7 @@ impl<S: Storage> Log<S> {
     /// Lets the recent batches ending at or before `end_offset` go (followers have them).
     pub fn release_recent_before(&mut self, end_offset: i64) {
         self.recent.release_before(end_offset);
+        self.recent.check_invariants(self.log_end_offset());
     }
 
     fn position_ending_at(&self, end_offset: i64) -> Option<&Position> {

@@ -151,6 +151,43 @@ impl Recent {
     }
 }
 
+impl Recent {
+    /// The invariants of the recent batches in a log ending at `log_end` (see `invariants.rs`):
+    /// within their budget and the log, always; contiguous and counted exactly, in debug builds.
+    pub(super) fn check_invariants(&self, log_end: i64) {
+        let last = self.entries.back().map(|e| (e.base, e.end));
+        assert!(
+            self.bytes <= self.max_bytes && last.is_none_or(|(_, end)| end <= log_end),
+            "log invariant (recent batches within their budget and the log): {} bytes of {}, last batch {last:?}, \
+             log end {log_end}",
+            self.bytes,
+            self.max_bytes
+        );
+        #[cfg(debug_assertions)]
+        {
+            let counted: usize = self.entries.iter().map(|e| e.bytes.len()).sum();
+            assert!(
+                counted == self.bytes,
+                "log invariant (recent bytes counted exactly): {} counted, {counted} held",
+                self.bytes
+            );
+            for (a, b) in self.entries.iter().zip(self.entries.iter().skip(1)) {
+                assert!(
+                    a.base < a.end && a.end == b.base && a.epoch <= b.epoch,
+                    "log invariant (recent batches contiguous, epochs never falling): [{}, {}) of epoch {} then \
+                     [{}, {}) of epoch {}",
+                    a.base,
+                    a.end,
+                    a.epoch,
+                    b.base,
+                    b.end,
+                    b.epoch
+                );
+            }
+        }
+    }
+}
+
 impl Drop for Recent {
     fn drop(&mut self) {
         self.clear();

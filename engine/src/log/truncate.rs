@@ -22,7 +22,8 @@ impl<S: Storage> Log<S> {
             self.recent.clear();
             self.positions.clear();
         }
-        self.poison_on_error(result)
+        let result = self.poison_on_error(result);
+        self.checked(result)
     }
 
     fn truncate_inner(&mut self, offset: i64) -> Result<i64, LogError> {
@@ -79,7 +80,8 @@ impl<S: Storage> Log<S> {
         self.recent.clear();
         self.positions.clear();
         let result = self.reset_inner(offset);
-        self.poison_on_error(result)
+        let result = self.poison_on_error(result);
+        self.checked(result)
     }
 
     fn reset_inner(&mut self, offset: i64) -> Result<(), LogError> {
@@ -159,6 +161,16 @@ impl<S: Storage> Log<S> {
 
     fn delete_segments(&mut self, now_ms: i64, limit_offset: i64, all: bool) -> Result<RetentionOutcome, LogError> {
         self.check_usable()?;
+        let result = self.delete_segments_inner(now_ms, limit_offset, all);
+        self.checked(result)
+    }
+
+    fn delete_segments_inner(
+        &mut self,
+        now_ms: i64,
+        limit_offset: i64,
+        all: bool,
+    ) -> Result<RetentionOutcome, LogError> {
         let mut outcome = RetentionOutcome::default();
         if !all && !self.config.cleanup_policy.deletes() {
             return Ok(outcome);

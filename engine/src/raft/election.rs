@@ -29,6 +29,11 @@ impl<L: RaftLog> Raft<L> {
         if self.quiesced {
             return;
         }
+        self.tick_awake();
+        self.check_invariants();
+    }
+
+    fn tick_awake(&mut self) {
         self.elapsed += 1;
         // What no follower will be sent again soon: below every follower's match on a leader,
         // below the commit point elsewhere.
@@ -133,6 +138,7 @@ impl<L: RaftLog> Raft<L> {
         // log has none: everything before its start is committed).
         self.term_start = last_end;
         if last_end > self.log.start() {
+            self.check_append_term(self.hard.term);
             let marker = self.log.leader_marker(self.hard.term);
             match self.log.append_new(&marker, self.hard.term) {
                 Ok(end) => self.term_start = end,
@@ -153,6 +159,7 @@ impl<L: RaftLog> Raft<L> {
     /// replicas, so that its preferred leader, retrying, wins: leaders spread as placed).
     pub fn defer_election(&mut self, ticks: u32) {
         self.timeout = self.timeout.saturating_add(ticks);
+        self.check_invariants();
     }
 
     /// Hands leadership to voter `to` (leader only): once `to` holds every entry, it is told to
@@ -165,6 +172,7 @@ impl<L: RaftLog> Raft<L> {
         self.wake();
         self.transfer_to = Some(to);
         self.maybe_send_timeout_now();
+        self.check_invariants();
         true
     }
 
@@ -187,6 +195,11 @@ impl<L: RaftLog> Raft<L> {
     /// The peer counts as unreachable until [`Raft::peer_back`]: a quiet group whose leader or
     /// voter it is wakes, and a leader goes quiet again without waiting for it.
     pub fn peer_lost(&mut self, id: NodeId) {
+        self.peer_lost_inner(id);
+        self.check_invariants();
+    }
+
+    fn peer_lost_inner(&mut self, id: NodeId) {
         self.unreachable.insert(id);
         if self.voters.contains(&id) && (self.role == Role::Leader || self.leader == Some(id)) {
             self.wake();
@@ -204,6 +217,7 @@ impl<L: RaftLog> Raft<L> {
         if self.role != Role::Leader && self.is_voter() {
             self.wake();
             self.start_pre_vote();
+            self.check_invariants();
         }
     }
 

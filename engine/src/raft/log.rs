@@ -20,6 +20,15 @@ pub trait RaftLog {
     fn start(&self) -> i64;
     /// End offset of the last entry and its term (`(start, 0)` when empty).
     fn last(&self) -> (i64, Term);
+    /// End offset of the last entry, without its term (cheaper where the term takes a lookup).
+    fn end(&self) -> i64 {
+        self.last().0
+    }
+    /// False once the log failed and refuses every call until reopened: what it says of its
+    /// bounds and terms then proves nothing (the raft invariants skip it).
+    fn usable(&self) -> bool {
+        true
+    }
     /// The term of the entry ending exactly at `end`; `Some(0)` for `end == start()`; None if
     /// no entry ends there.
     fn term_at(&self, end: i64) -> Option<Term>;
@@ -76,6 +85,14 @@ impl<S: Storage> RaftLog for Log<S> {
     fn last(&self) -> (i64, Term) {
         let end = self.log_end_offset();
         (end, self.term_at(end).unwrap_or(0))
+    }
+
+    fn end(&self) -> i64 {
+        self.log_end_offset()
+    }
+
+    fn usable(&self) -> bool {
+        !self.is_poisoned()
     }
 
     fn term_at(&self, end: i64) -> Option<Term> {

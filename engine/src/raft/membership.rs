@@ -101,7 +101,15 @@ impl<L: RaftLog> Raft<L> {
             return Err(ProposeError::ConfigChange("the leader has not committed an entry of its term yet".into()));
         }
         self.wake();
-        let entry = self.log.config_entry(self.hard.term, &voters);
+        let result = self.append_config(&voters);
+        self.check_invariants();
+        result
+    }
+
+    /// A leader's configuration entry making `voters` the group's voters, appended and sent.
+    fn append_config(&mut self, voters: &[NodeId]) -> Result<i64, ProposeError> {
+        self.check_append_term(self.hard.term);
+        let entry = self.log.config_entry(self.hard.term, voters);
         let end = self.log.append_new(&entry, self.hard.term).map_err(ProposeError::Log)?;
         self.on_appended(&entry, end, self.hard.term);
         for id in self.others() {

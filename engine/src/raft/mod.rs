@@ -41,6 +41,7 @@
 pub mod config_file;
 mod election;
 pub mod hard_state;
+mod invariants;
 pub mod journal;
 pub mod log;
 mod membership;
@@ -66,6 +67,7 @@ pub const INFLIGHT_MAX: usize = 8;
 /// taken for lost and the follower is probed again (a follower busy persisting a large
 /// backlog is slow, not lost; heartbeat replies report real losses at once).
 pub const STALL_HEARTBEATS: u32 = 5;
+const _: () = assert!(INFLIGHT_MAX >= 1 && STALL_HEARTBEATS > quiesce::IDLE_HEARTBEATS);
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -275,6 +277,8 @@ pub struct Raft<L: RaftLog> {
     idle_heartbeats: u32,
     /// Peers the driver reported lost and not back since ([`Raft::peer_lost`]).
     unreachable: BTreeSet<NodeId>,
+    /// The state as of the last invariant check (`invariants.rs`).
+    watermarks: invariants::Watermarks,
 }
 
 fn quorum(voters: usize) -> usize {
@@ -337,10 +341,12 @@ impl<L: RaftLog> Raft<L> {
             quiesced: false,
             idle_heartbeats: 0,
             unreachable: BTreeSet::new(),
+            watermarks: invariants::Watermarks { committed, hard },
         };
         if raft.voters == [raft.config.id] {
             raft.campaign_now();
         }
+        raft.check_invariants();
         raft
     }
 

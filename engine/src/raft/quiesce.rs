@@ -34,9 +34,14 @@ impl<L: RaftLog> Raft<L> {
     /// fresh check-quorum round (a leader, which heartbeats at its next tick: its followers
     /// learn it is awake, or all go quiet again if nothing is left to do).
     pub fn wake(&mut self) {
-        if !std::mem::take(&mut self.quiesced) {
-            return;
+        if self.quiesced {
+            self.wake_quiet();
+            self.check_invariants();
         }
+    }
+
+    fn wake_quiet(&mut self) {
+        self.quiesced = false;
         self.elapsed = 0;
         self.heartbeat_elapsed = self.config.heartbeat_ticks.saturating_sub(1);
         self.idle_heartbeats = 0;
@@ -61,6 +66,7 @@ impl<L: RaftLog> Raft<L> {
             p.next_end = p.match_end.max(self.log.start());
             p.inflight = 0;
         }
+        self.check_invariants();
     }
 
     /// Counts this heartbeat toward going quiet if the leader could ([`IDLE_HEARTBEATS`] in a

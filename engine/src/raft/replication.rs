@@ -19,8 +19,15 @@ impl<L: RaftLog> Raft<L> {
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader { leader: self.leader });
         }
+        let result = self.propose_all_as_leader(entries);
+        self.check_invariants();
+        result
+    }
+
+    fn propose_all_as_leader(&mut self, entries: &[&[u8]]) -> Result<Vec<(i64, i64)>, ProposeError> {
         self.wake();
         self.idle_heartbeats = 0;
+        self.check_append_term(self.hard.term);
         let positions = self.log.append_new_all(entries, self.hard.term).map_err(ProposeError::Log)?;
         for (entry, &(_, end)) in entries.iter().zip(&positions) {
             self.on_appended(entry, end, self.hard.term);
@@ -54,6 +61,7 @@ impl<L: RaftLog> Raft<L> {
         if self.role == Role::Leader {
             self.maybe_commit();
         }
+        self.check_invariants();
     }
 
     pub(super) fn send_append(&mut self, to: NodeId) {
@@ -213,6 +221,7 @@ impl<L: RaftLog> Raft<L> {
                 }
                 self.on_truncated(base);
             }
+            self.check_append_term(term);
             if self.log.append_copy(entry).is_err() {
                 break;
             }

@@ -8,6 +8,11 @@ use super::{Body, Message, Raft, RaftLog, Role};
 impl<L: RaftLog> Raft<L> {
     /// Handles one message (a quiet group wakes for anything but what keeps it quiet).
     pub fn step(&mut self, msg: Message) {
+        self.step_quiet_or_awake(msg);
+        self.check_invariants();
+    }
+
+    fn step_quiet_or_awake(&mut self, msg: Message) {
         if !self.quiesced {
             return self.step_awake(msg);
         }

@@ -44,6 +44,8 @@ pub const FRAME_MAX_BYTES: usize = 64 << 20;
 pub const ENTRIES_MAX: usize = 65_536;
 /// Voters in one reset, at most.
 pub const VOTERS_MAX: usize = 1024;
+// A leader's largest append fits a frame with room to spare.
+const _: () = assert!(super::APPEND_MAX_BYTES as usize <= FRAME_MAX_BYTES / 2);
 
 /// Which raft group a message belongs to: a partition (topic id, partition) or, with the nil id
 /// and partition -1, the metadata log.
