@@ -4,6 +4,7 @@
 //! Time arrives as arguments (`now_ms`), I/O goes through the [`io::Storage`] trait, so the same
 //! code runs on a shard's io_uring and inside the seeded simulator.
 
+pub mod buggify;
 pub mod hash;
 pub mod io;
 pub mod log;

@@ -54,7 +54,9 @@ impl<S: Storage> Log<S> {
         let active = self.active();
         let offset_span = base_offset + i64::from(header.last_offset_delta) - active.base_offset;
         if active.size > 0
-            && (active.size + batch.len() as u64 > self.config.segment_bytes || offset_span > i64::from(i32::MAX))
+            && (active.size + batch.len() as u64 > self.config.segment_bytes
+                || offset_span > i64::from(i32::MAX)
+                || crate::buggify!(20))
         {
             let result = self.roll();
             self.poison_on_error(result)?;

@@ -17,7 +17,7 @@
 //! - flush and sync tickets target offsets that never fall between truncations (checked as they
 //!   are issued, in `flush.rs`).
 //!
-//! In debug builds (and so in the simulators), O(log): every segment's offsets contiguous with
+//! In debug builds and in simulations ([`crate::buggify::expensive_checks`]), O(log): every segment's offsets contiguous with
 //! the next one's, sealed segments non-empty and wholly readable; the active segment's indexes
 //! strictly increasing and within it; the positions in order, within their segments, their epochs
 //! never falling, contiguous past the written offset; the recent batches contiguous and their
@@ -47,8 +47,9 @@ impl<S: Storage> Log<S> {
         self.check_tail();
         self.check_positions();
         self.recent.check_invariants(self.log_end_offset());
-        #[cfg(debug_assertions)]
-        self.check_expensive();
+        if crate::buggify::expensive_checks() {
+            self.check_expensive();
+        }
         self.watermarks = self.current_watermarks();
     }
 
@@ -158,7 +159,6 @@ impl<S: Storage> Log<S> {
 
     /// What walks the segments, the active index, the positions and the recent batches: debug
     /// builds only.
-    #[cfg(debug_assertions)]
     fn check_expensive(&self) {
         let dir = self.dir.display();
         let n = self.segments.len();
@@ -195,7 +195,6 @@ impl<S: Storage> Log<S> {
 
     /// Positions in order, each within its segment, their epochs never falling, contiguous past
     /// the written offset up to the log end.
-    #[cfg(debug_assertions)]
     fn check_positions_in_order(&self) {
         let dir = self.dir.display();
         let start = self.log_start_offset();

@@ -163,8 +163,7 @@ impl Recent {
             self.bytes,
             self.max_bytes
         );
-        #[cfg(debug_assertions)]
-        {
+        if crate::buggify::expensive_checks() {
             let counted: usize = self.entries.iter().map(|e| e.bytes.len()).sum();
             assert!(
                 counted == self.bytes,

@@ -52,6 +52,12 @@ impl<L: RaftLog> Raft<L> {
                     self.heartbeat_elapsed = 0;
                     self.broadcast_heartbeat();
                 }
+                if crate::buggify!(2) {
+                    // A leadership handed over for no reason (simulation only).
+                    if let Some(to) = self.others().into_iter().next() {
+                        self.transfer_leadership(to);
+                    }
+                }
                 if self.elapsed >= self.config.election_ticks {
                     self.elapsed = 0;
                     self.transfer_to = None;
@@ -60,7 +66,8 @@ impl<L: RaftLog> Raft<L> {
             }
             _ => {
                 // A node outside the configuration follows, but never stands.
-                if self.elapsed >= self.timeout && self.is_voter() {
+                // An election timeout may also end early (simulation only).
+                if (self.elapsed >= self.timeout || crate::buggify!(5)) && self.is_voter() {
                     self.start_pre_vote();
                 }
             }

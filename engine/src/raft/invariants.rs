@@ -20,7 +20,7 @@
 //! At each append (always): terms never fall along the log, and no entry is of a term above the
 //! node's.
 //!
-//! In debug builds (and so in the simulators): configuration changes sorted by end, each one
+//! In debug builds and in simulations ([`crate::buggify::expensive_checks`]): configuration changes sorted by end, each one
 //! still in the log ending where recorded with its term; a leader's first entry of its term in
 //! its term.
 
@@ -42,8 +42,9 @@ impl<L: RaftLog> Raft<L> {
         self.check_roles();
         if usable {
             self.check_against_log();
-            #[cfg(debug_assertions)]
-            self.check_expensive();
+            if crate::buggify::expensive_checks() {
+                self.check_expensive();
+            }
         }
         self.watermarks = Watermarks { committed: self.committed, hard: self.hard };
     }
@@ -232,7 +233,6 @@ impl<L: RaftLog> Raft<L> {
     }
 
     /// What costs a walk of the changes or term lookups in the log: debug builds only.
-    #[cfg(debug_assertions)]
     fn check_expensive(&self) {
         let id = self.config.id;
         let start = self.log.start();

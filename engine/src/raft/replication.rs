@@ -89,7 +89,12 @@ impl<L: RaftLog> Raft<L> {
             }
             return;
         };
-        let entries = if prev_end < last_end { self.log.entries_from(prev_end, APPEND_MAX_BYTES) } else { Vec::new() };
+        let mut entries =
+            if prev_end < last_end { self.log.entries_from(prev_end, APPEND_MAX_BYTES) } else { Vec::new() };
+        if crate::buggify!(100) {
+            // A shorter append than the limit allows (simulation only).
+            entries.truncate(1);
+        }
         let sent_end = entries.last().and_then(|e| log::entry_position(e)).map_or(prev_end, |(_, end, _)| end);
         let commit = self.committed.min(sent_end);
         let p = self.progress.get_mut(&to).expect("progress");

@@ -93,17 +93,16 @@ impl<S: NodeStorage> ShardState<S> {
             }
         };
         if idempotent {
-            if let Some((_, producers)) = p.producers.as_mut() {
-                let mut at = base_offset;
-                for h in &headers {
-                    producers.record(&BatchHeader { base_offset: at, ..*h });
-                    at += i64::from(h.last_offset_delta) + 1;
-                }
-            }
+            record_producers(p, &headers, base_offset);
         }
         // Followers persist while the leader does.
         send(&self.shared, p.replica.group, p.replica.raft.take_leader_messages());
-        if acks == -1 {
+        if acks == -1 && braid_engine::buggify!(20) {
+            // The producer's request timed out though its batch is appended (simulation only):
+            // it may commit, and the producer must not take it as acknowledged.
+            let error = ResponseError::RequestTimedOut.code();
+            let _ = reply.send(ProduceOutcome::failed(error, Some("timed out (simulated)".into())));
+        } else if acks == -1 {
             p.waiters.wait(end, (reply, base_offset, p.replica.raft.term()));
         } else {
             // acks=1 answers once the batch is in the leader's log file (a process that dies
@@ -120,6 +119,17 @@ impl<S: NodeStorage> ShardState<S> {
         }
         self.dirty.insert(key);
         self.flush_needed.notify_one();
+    }
+}
+
+/// Remembers the idempotent producers' batches just appended from `base_offset` on.
+fn record_producers<S: NodeStorage>(p: &mut Partition<S>, headers: &[BatchHeader], base_offset: i64) {
+    if let Some((_, producers)) = p.producers.as_mut() {
+        let mut at = base_offset;
+        for h in headers {
+            producers.record(&BatchHeader { base_offset: at, ..*h });
+            at += i64::from(h.last_offset_delta) + 1;
+        }
     }
 }
 

@@ -104,7 +104,9 @@ impl<S: NodeStorage> ShardState<S> {
 
     /// Opens up to [`OPEN_BATCH`] of the replicas waiting, as the current snapshot has them.
     pub fn open_pending(&mut self) {
-        for _ in 0..OPEN_BATCH {
+        // Fewer at a time in a simulation now and then.
+        let batch = if braid_engine::buggify!(200) { 1 } else { OPEN_BATCH };
+        for _ in 0..batch {
             let Some(key) = self.opening.pop_front() else { return };
             self.open_now(&key);
         }

@@ -47,6 +47,8 @@ pub struct NodeFaults {
     pub client_death: u64,
     /// Partition logs' write-behinds end in their own (seeded) time.
     pub slow_disk: bool,
+    /// The code's own fault points ([`braid_engine::buggify`]) may fire.
+    pub buggify: bool,
 }
 
 impl NodeFaults {
@@ -60,6 +62,7 @@ impl NodeFaults {
             heal: 1000,
             client_death: 0,
             slow_disk: false,
+            buggify: false,
         }
     }
 
@@ -73,6 +76,7 @@ impl NodeFaults {
             heal: 2,
             client_death: 1,
             slow_disk: true,
+            buggify: true,
         }
     }
 }
@@ -126,6 +130,8 @@ pub struct NodeSimOutcome {
     pub kafka_generations: i32,
     pub final_zxid: i64,
     pub messages: u64,
+    /// Times the code's fault points fired ([`braid_engine::buggify`]).
+    pub buggified: u64,
 }
 
 /// Settling after the load: long enough for every session timeout, an election or two and
@@ -185,12 +191,16 @@ pub(crate) fn trace(now: u64, what: std::fmt::Arguments<'_>) {
 /// Runs one seed; Err names the first violation (and the step).
 pub fn run_nodes(config: &NodeSimConfig) -> Result<NodeSimOutcome, String> {
     braid_node::mutation::set(config.mutation);
+    if config.faults.buggify {
+        braid_engine::buggify::enable(config.seed ^ crate::cluster::BUGGIFY_SALT);
+    }
     let outcome = Sim::new(config.clone()).and_then(|mut sim| {
         sim.run().map_err(|e| format!("seed {} step {}: {e}", config.seed, sim.now))?;
         Ok(sim.outcome)
     });
+    let fired: u64 = braid_engine::buggify::disable().iter().map(|(_, n)| n).sum();
     braid_node::mutation::set(None);
-    outcome
+    outcome.map(|outcome| NodeSimOutcome { buggified: fired, ..outcome })
 }
 
 impl Sim {
