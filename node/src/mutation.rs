@@ -18,6 +18,11 @@ pub enum Mutation {
     SessionsNeverExpire,
     /// The group coordinator accepts an offset commit whatever its generation.
     CommitsIgnoreGeneration,
+    /// A ZooKeeper `sync` is answered at once by the serving node, without the round through
+    /// the leader that makes it catch up.
+    SyncAnsweredAtOnce,
+    /// A data watch stays registered after it fires (watches are one-shot in ZooKeeper).
+    WatchesStay,
 }
 
 thread_local! {

@@ -81,3 +81,13 @@ fn the_simulator_catches_zookeeper_sessions_that_never_expire() {
 fn the_simulator_catches_commits_of_a_stale_consumer_group_generation() {
     assert_caught(Mutation::CommitsIgnoreGeneration, "was accepted after generation");
 }
+
+#[test]
+fn the_simulator_catches_a_zookeeper_sync_that_does_not_catch_up() {
+    assert_caught(Mutation::SyncAnsweredAtOnce, "(or synced past it)");
+}
+
+#[test]
+fn the_simulator_catches_a_zookeeper_watch_that_fires_twice() {
+    assert_caught(Mutation::WatchesStay, "fired with no registration left");
+}

@@ -401,6 +401,15 @@ impl ZkServer {
                     }
                 }
             }
+            Op::Sync { .. } if busy && crate::mutation::active(crate::mutation::Mutation::SyncAnsweredAtOnce) => {
+                return Err(Box::new(request));
+            }
+            Op::Sync { path } if crate::mutation::active(crate::mutation::Mutation::SyncAnsweredAtOnce) => {
+                let path = path.clone();
+                self.reply(conn, xid, zxid, err::OK, |w| {
+                    w.string(&path);
+                });
+            }
             Op::Sync { .. } => self.propose(Txn::Noop, waiting(request.op)),
             Op::CloseSession => {
                 let session = self.conns.get(&conn).and_then(|c| c.session).unwrap_or(0);

@@ -113,6 +113,10 @@ impl ZkServer {
 
     /// Takes the one-shot watchers of `kind` at `path`.
     fn take(&mut self, kind: WatchKind, path: &str, into: &mut BTreeSet<u64>) {
+        if crate::mutation::active(crate::mutation::Mutation::WatchesStay) {
+            into.extend(self.watches.get(&(kind, path.to_owned())).into_iter().flatten());
+            return;
+        }
         if let Some(set) = self.watches.remove(&(kind, path.to_owned())) {
             for conn in set {
                 if let Some(c) = self.conns.get_mut(&conn) {

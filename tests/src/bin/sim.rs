@@ -16,6 +16,8 @@ fn mutation(args: &[String]) -> Option<Mutation> {
         "stale-leader-reports" => Mutation::StaleLeaderReports,
         "sessions-never-expire" => Mutation::SessionsNeverExpire,
         "commits-ignore-generation" => Mutation::CommitsIgnoreGeneration,
+        "sync-answered-at-once" => Mutation::SyncAnsweredAtOnce,
+        "watches-stay" => Mutation::WatchesStay,
         other => panic!("unknown mutation {other}"),
     })
 }

@@ -8,18 +8,23 @@
 //!
 //! Checked as replies arrive:
 //! - replies come in the order of the requests, and their zxids never go back in a session;
-//! - no two acknowledged setData of a key got the same version, and a write's version is
-//!   above every version of that key its session saw before it (linearizable writes);
-//! - a read returns a value that was written to that key, the acknowledged one if that
-//!   version's write was acknowledged, and never a version older than its session saw
-//!   (monotonic reads, read-your-writes);
-//! - a watch fires at most once per registration, and events come in zxid order;
+//! - writes are linearizable: no two acknowledged setData of a key got the same version, and
+//!   the versions (the order the tree applied them in) respect real time across all sessions:
+//!   a write acknowledged before another was sent has the lower version; a write's version is
+//!   above every version of that key its session saw before it;
+//! - reads are sequentially consistent, as ZooKeeper promises: a read returns a value that was
+//!   written to that key, the acknowledged one if that version's write was acknowledged, never
+//!   a version older than its session saw (monotonic reads, read-your-writes), and after a
+//!   `sync` never older than what was acknowledged to anyone before the sync was sent;
+//! - a watch fires once for the registrations its connection made (however many getData set
+//!   it), never without one, and events come in zxid order;
 //! - sequential znodes never get the same name twice.
 //!
 //! Checked at the end, once the cluster settled ([`ZkWorkload::check_final`]): every
 //! acknowledged write of a key is in the final tree (its version reached, its data if last);
-//! every acknowledged ephemeral of a live session is there, and no ephemeral of an expired
-//! or dead session is.
+//! every watch still registered on a live connection is on a key that has not changed since it
+//! was read (else it should have fired); every acknowledged ephemeral of a live session is
+//! there, and no ephemeral of an expired or dead session is.
 
 use super::node::SimNode;
 use braid_engine::rng::SimRng;
@@ -67,12 +72,17 @@ struct Conn {
     conn: u64,
     out: mpsc::UnboundedReceiver<Out>,
     connected: bool,
-    pending: VecDeque<(i32, SimOp)>,
+    /// Requests sent, with when.
+    pending: VecDeque<(i32, SimOp, u64)>,
     last_sent: u64,
     last_heard: u64,
-    /// Data watches registered on this connection and not fired yet, per key.
-    watches: BTreeMap<usize, u32>,
+    /// Data watches registered on this connection (their getData answered) and not fired yet:
+    /// per key, the versions those reads returned.
+    watches: BTreeMap<usize, Vec<i32>>,
     last_event_zxid: i64,
+    /// For each `sync` in flight: per key, the highest version acknowledged to anyone when it
+    /// was sent (what the session must see once the sync is answered).
+    sync_floors: VecDeque<BTreeMap<usize, i32>>,
 }
 
 struct Session {
@@ -105,6 +115,8 @@ pub struct ZkWorkload {
     next_conn: u64,
     /// Acknowledged setData: (key, version) → data.
     acked_sets: BTreeMap<(usize, i32), Vec<u8>>,
+    /// Acknowledged setData: (key, version) → when it was sent and when its answer came.
+    set_times: BTreeMap<(usize, i32), (u64, u64)>,
     /// Every setData sent: data (unique) → key.
     written: HashMap<Vec<u8>, usize>,
     /// Acknowledged ephemeral creates: path → session; removed when a delete is acknowledged.
@@ -194,7 +206,7 @@ impl ZkWorkload {
             match conn.out.try_recv() {
                 Ok(Out::Frame(frame)) => {
                     conn.last_heard = now;
-                    self.frame(index, &frame)?;
+                    self.frame(index, now, &frame)?;
                 }
                 Ok(Out::Close) | Err(mpsc::error::TryRecvError::Disconnected) => {
                     self.disconnect(index, nodes);
@@ -265,6 +277,7 @@ impl ZkWorkload {
                 last_heard: now,
                 watches: BTreeMap::new(),
                 last_event_zxid: 0,
+                sync_floors: VecDeque::new(),
             });
         }
     }
@@ -320,20 +333,24 @@ impl ZkWorkload {
                 (client.next_xid, wire_op(other))
             }
         };
-        if let SimOp::Get { key, watch: true } = &op {
-            *conn.watches.entry(*key).or_default() += 1;
+        if let SimOp::Sync = &op {
+            let mut floor = BTreeMap::new();
+            for (key, version) in self.acked_sets.keys() {
+                floor.insert(*key, *version);
+            }
+            conn.sync_floors.push_back(floor);
         }
         let mut w = Writer::default();
         Request { xid, op: wire_op }.encode(&mut w);
         let frame = w.frame();
         let request = Request::decode(&frame[4..]).expect("the simulator's request decodes");
         if node.send(0, ShardMsg::Zk(ZkMsg::Request { conn: conn.conn, request })) {
-            conn.pending.push_back((xid, op));
+            conn.pending.push_back((xid, op, now));
             conn.last_sent = now;
         }
     }
 
-    fn frame(&mut self, index: usize, frame: &[u8]) -> Result<(), String> {
+    fn frame(&mut self, index: usize, now: u64, frame: &[u8]) -> Result<(), String> {
         let body = frame.get(4..).ok_or("a frame shorter than its length")?;
         let connected = self.clients[index].conn.as_ref().is_some_and(|c| c.connected);
         if !connected {
@@ -356,7 +373,7 @@ impl ZkWorkload {
             return self.event(index, zxid, &mut r);
         }
         let conn = client.conn.as_mut().expect("connected");
-        let Some((expected, op)) = conn.pending.pop_front() else {
+        let Some((expected, op, sent)) = conn.pending.pop_front() else {
             return Err(format!("client {client_id}: a reply (xid {xid}) to nothing it asked"));
         };
         if expected != xid {
@@ -368,7 +385,7 @@ impl ZkWorkload {
             self.session_gone(index);
             return Ok(());
         }
-        self.reply(index, op, code, zxid, &mut r)
+        self.reply(index, op, code, (sent, now), &mut r)
     }
 
     fn connected(&mut self, index: usize, body: &[u8]) -> Result<(), String> {
@@ -422,16 +439,43 @@ impl ZkWorkload {
         conn.last_event_zxid = zxid;
         let key = path.strip_prefix(&format!("{ROOT}/k")).and_then(|k| k.parse::<usize>().ok());
         if let (Some(key), 3) = (key, kind) {
-            let set = conn.watches.entry(key).or_default();
-            if *set == 0 {
-                return Err(format!("client {}: a data watch on {path} fired more often than it was set", client.id));
+            // One event for every registration of the key on this connection.
+            if conn.watches.remove(&key).is_none_or(|set| set.is_empty()) {
+                return Err(format!(
+                    "client {}: a data watch on {path} fired with no registration left (fired twice, or never set)",
+                    client.id
+                ));
             }
-            *set -= 1;
         }
         Ok(())
     }
 
-    fn reply(&mut self, index: usize, op: SimOp, code: i32, _zxid: i64, r: &mut Reader<'_>) -> Result<(), String> {
+    /// An acknowledged write of `key` at `version`, sent and answered at `times`: the versions
+    /// of the key's acknowledged writes follow real time (linearizable writes).
+    fn check_real_time(&self, key: usize, version: i32, (sent, answered): (u64, u64)) -> Result<(), String> {
+        for (&(_, other), &(other_sent, other_answered)) in self.set_times.range((key, i32::MIN)..=(key, i32::MAX)) {
+            let before = other_answered < sent && other > version;
+            let after = answered < other_sent && other < version;
+            if before || after {
+                return Err(format!(
+                    "key {key}: the write at version {version} (sent at {sent}, answered at {answered}) and the one at \
+                     version {other} (sent at {other_sent}, answered at {other_answered}): versions against real time \
+                     (writes not linearizable)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A request's answer; `times`: when it was sent and when the answer came.
+    fn reply(
+        &mut self,
+        index: usize,
+        op: SimOp,
+        code: i32,
+        times: (u64, u64),
+        r: &mut Reader<'_>,
+    ) -> Result<(), String> {
         let e = |e: jute::JuteError| format!("reply: {e:?}");
         let client = &mut self.clients[index];
         let client_id = client.id;
@@ -461,8 +505,10 @@ impl ZkWorkload {
                 }
                 client.seen.insert(key, version);
                 self.acked_sets.insert((key, version), data);
+                self.check_real_time(key, version, times)?;
+                self.set_times.insert((key, version), times);
             }
-            (SimOp::Get { key, .. }, err::OK) => {
+            (SimOp::Get { key, watch }, err::OK) => {
                 let data = r.buffer().map_err(e)?.unwrap_or_default();
                 let (_, version, _) = read_stat(r)?;
                 self.reads += 1;
@@ -484,10 +530,23 @@ impl ZkWorkload {
                 let seen = client.seen.get(&key).copied().unwrap_or(-1);
                 if version < seen {
                     return Err(format!(
-                        "client {client_id}: key {key} read version {version} after its session saw version {seen}"
+                        "client {client_id}: key {key} read version {version} after its session saw version {seen} \
+                         (or synced past it)"
                     ));
                 }
                 client.seen.insert(key, version);
+                if let Some(conn) = client.conn.as_mut().filter(|_| watch) {
+                    conn.watches.entry(key).or_default().push(version);
+                }
+            }
+            (SimOp::Sync, code) => {
+                let floor = client.conn.as_mut().and_then(|c| c.sync_floors.pop_front()).unwrap_or_default();
+                if code == err::OK {
+                    for (key, version) in floor {
+                        let seen = client.seen.entry(key).or_insert(version);
+                        *seen = (*seen).max(version);
+                    }
+                }
             }
             (SimOp::CreateEphemeral { path }, err::OK) => {
                 let created = r.string().map_err(e)?;
@@ -505,12 +564,6 @@ impl ZkWorkload {
                     return Err(format!("client {client_id}: sequential znode {created} was created twice"));
                 }
             }
-            (SimOp::Get { key, watch: true }, _) => {
-                // No watch was left (the node may be gone): the registration does not count.
-                if let Some(set) = client.conn.as_mut().and_then(|c| c.watches.get_mut(&key)) {
-                    *set = set.saturating_sub(1);
-                }
-            }
             _ => {}
         }
         Ok(())
@@ -518,6 +571,7 @@ impl ZkWorkload {
 
     /// The checks on the final tree (every node's, once they agree).
     pub fn check_final(&self, tree: &DataTree) -> Result<(), String> {
+        self.check_final_watches(tree)?;
         for key in 0..self.keys {
             let Some(node) = tree.get(&key_path(key)) else {
                 if self.acked_sets.keys().any(|(k, _)| *k == key) {
@@ -555,6 +609,25 @@ impl ZkWorkload {
             if let NodeKind::Ephemeral(owner) = NodeKind::of(node.stat.ephemeral_owner) {
                 if self.gone_sessions.contains(&owner) {
                     return Err(format!("ephemeral {path} of expired session {owner:#x} outlived its session"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A watch still registered on a live connection must be on a key that has not changed
+    /// since the read that set it: else its event was lost.
+    fn check_final_watches(&self, tree: &DataTree) -> Result<(), String> {
+        for client in self.clients.iter().filter(|c| !c.dead) {
+            let Some(conn) = client.conn.as_ref().filter(|c| c.connected) else { continue };
+            for (key, versions) in &conn.watches {
+                let now = tree.get(&key_path(*key)).map_or(i32::MAX, |n| n.stat.version);
+                if let Some(read) = versions.iter().min().filter(|&&read| read < now) {
+                    return Err(format!(
+                        "client {}: its data watch on key {key}, set reading version {read}, never fired; the key is \
+                         at version {now}",
+                        client.id
+                    ));
                 }
             }
         }
