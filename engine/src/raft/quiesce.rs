@@ -63,7 +63,7 @@ impl<L: RaftLog> Raft<L> {
         self.wake();
         if let Some(p) = self.progress.get_mut(&id) {
             p.mode = Mode::Probe;
-            p.next_end = p.match_end.max(self.log.start());
+            p.next_end = super::replication::probe_point(p.match_end, self.log.start(), self.log.last().0);
             p.inflight = 0;
         }
         self.check_invariants();

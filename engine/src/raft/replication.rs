@@ -122,7 +122,7 @@ impl<L: RaftLog> Raft<L> {
             if p.stalled_heartbeats >= STALL_HEARTBEATS {
                 p.stalled_heartbeats = 0;
                 p.mode = Mode::Probe;
-                p.next_end = p.match_end;
+                p.next_end = probe_point(p.match_end, self.log.start(), last_end);
             }
             p.match_at_heartbeat = p.match_end;
             let p = p.clone();
@@ -284,7 +284,7 @@ impl<L: RaftLog> Raft<L> {
             if p.mode == Mode::Replicate && p.inflight > 0 && end < sent_end && sent_end <= p.next_end {
                 // Appends sent before the heartbeat never reached the follower's log.
                 p.mode = Mode::Probe;
-                p.next_end = p.match_end;
+                p.next_end = probe_point(p.match_end, self.log.start(), self.log.last().0);
                 p.inflight = 0;
             }
             let lagging = p.match_end < self.log.last().0;
@@ -338,5 +338,18 @@ impl<L: RaftLog> Raft<L> {
             p.reset_needed = start > 0 && p.next_end <= start;
             self.send_append(from);
         }
+    }
+}
+
+/// Where a leader probes a follower again: where it last matched, if that is still in the log;
+/// else, not knowing, at its own log end, and the follower's refusal (with its log end) walks it
+/// back. Never at the log start for want of knowing: the term there is unknown (0), so a refusal
+/// there calls for a reset, which would throw away a follower's log that matches further on
+/// (and with it what a metadata follower had yet to apply).
+pub(super) fn probe_point(match_end: i64, start: i64, last_end: i64) -> i64 {
+    if match_end >= start {
+        match_end
+    } else {
+        last_end
     }
 }

@@ -16,16 +16,28 @@ pub struct Group {
     pub deliver_if: Box<dyn Fn(&Message) -> bool>,
     /// Messages delivered so far.
     pub delivered: usize,
+    disks: BTreeMap<NodeId, SimStorage>,
+    configs: BTreeMap<NodeId, Config>,
+    log_config: LogConfig,
 }
 
 impl Group {
     pub fn new(seed: u64, quiesce: bool) -> Group {
+        Group::with_log_config(seed, quiesce, LogConfig::default())
+    }
+
+    /// As [`Group::new`], the nodes' logs configured as `log_config` says.
+    #[allow(dead_code)]
+    pub fn with_log_config(seed: u64, quiesce: bool, log_config: LogConfig) -> Group {
         let voters = vec![1, 2, 3];
+        let mut disks = BTreeMap::new();
+        let mut configs = BTreeMap::new();
         let nodes = voters
             .iter()
             .map(|&id| {
                 let disk = SimStorage::new(seed ^ id, SimFaults::default());
-                let (log, _) = Log::open(disk, &PathBuf::from(format!("/data/{id}")), LogConfig::default()).unwrap();
+                disks.insert(id, disk.clone());
+                let (log, _) = Log::open(disk, &node_dir(id), log_config.clone()).unwrap();
                 let config = Config {
                     id,
                     voters: voters.clone(),
@@ -35,10 +47,22 @@ impl Group {
                     eager_commit: false,
                     quiesce,
                 };
+                configs.insert(id, config.clone());
                 (id, Raft::new(config, log, HardState::default()))
             })
             .collect();
-        Group { nodes, down: Vec::new(), deliver_if: Box::new(|_| true), delivered: 0 }
+        Group { nodes, down: Vec::new(), deliver_if: Box::new(|_| true), delivered: 0, disks, configs, log_config }
+    }
+
+    /// Node `id` restarts: its log reopened from its disk (everything flushed stays), its hard
+    /// state and configuration as persisted; it knows nothing of what committed.
+    #[allow(dead_code)]
+    pub fn restart(&mut self, id: NodeId) {
+        let old = self.nodes.remove(&id).expect("a node of the group");
+        let (hard, (_, changes)) = (old.hard_state(), old.config_state());
+        drop(old);
+        let (log, _) = Log::open(self.disks[&id].clone(), &node_dir(id), self.log_config.clone()).unwrap();
+        self.nodes.insert(id, Raft::restore(self.configs[&id].clone(), log, hard, changes));
     }
 
     /// Persists every live node's log and delivers every message until none is left.
@@ -110,4 +134,8 @@ impl Group {
     pub fn all_quiet(&self) -> bool {
         self.nodes.iter().filter(|(id, _)| !self.down.contains(id)).all(|(_, r)| r.quiesced())
     }
+}
+
+fn node_dir(id: NodeId) -> PathBuf {
+    PathBuf::from(format!("/data/{id}"))
 }

@@ -130,6 +130,9 @@ pub struct MetaStore<S: NodeStorage = UringStorage> {
     /// Partition leaders reported by this node's shards since the last round: (leader, leader
     /// epoch, replicas) by partition, the latest report of each.
     leader_reports: BTreeMap<(String, i32), (i32, i32, Vec<i32>)>,
+    /// The log starts past the tree (said once when found): nothing applies, the node does not
+    /// serve.
+    tree_stranded: bool,
 }
 
 /// Ticks without a metadata-group leader after which a node counts itself cut off: an election
@@ -180,15 +183,18 @@ impl<S: NodeStorage> MetaStore<S> {
             },
             Err(e) => anyhow::bail!("reading {}: {e}", snapshot_path.display()),
         };
-        let tree = tree.filter(|t| t.last_zxid() >= log_start).unwrap_or_default();
-        if tree.last_zxid() < log_start {
-            tracing::error!(
-                log_start,
-                "the metadata log starts past the tree's snapshot: the tree lacks what came before"
-            );
-        }
-        let applied = tree.last_zxid().max(log_start);
+        // A tree behind the log's start cannot catch up from it: it stays as it is, and the
+        // node does not serve (see the round's message for what the operator does).
+        let tree = tree.unwrap_or_default();
+        let applied = tree.last_zxid();
         let snapshot_zxid = tree.last_zxid();
+        tracing::info!(
+            log_start,
+            log_end = caught_up_at,
+            tree_zxid = snapshot_zxid,
+            term = replica.raft.term(),
+            "metadata group opened"
+        );
         Ok(MetaStore {
             replica,
             storage,
@@ -233,6 +239,7 @@ impl<S: NodeStorage> MetaStore<S> {
             snapshot_writing: None,
             published: false,
             leader_reports: BTreeMap::new(),
+            tree_stranded: false,
         })
     }
 
@@ -284,6 +291,23 @@ impl<S: NodeStorage> MetaStore<S> {
 
     pub fn leader(&self) -> Option<i32> {
         self.replica.raft.leader().map(|id| id as i32)
+    }
+
+    /// The metadata group's raft state in one line (diagnostics).
+    pub fn raft_summary(&self) -> String {
+        let raft = &self.replica.raft;
+        let log = raft.log();
+        format!(
+            "{:?} in term {}, leader {:?}, log {}..{} (durable {}), committed {}, tree at zxid {}",
+            raft.role(),
+            raft.term(),
+            raft.leader(),
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.durable_offset(),
+            raft.committed(),
+            self.tree.last_zxid()
+        )
     }
 
     pub fn tick(&mut self) {

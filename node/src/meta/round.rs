@@ -102,7 +102,21 @@ impl<S: NodeStorage> MetaStore<S> {
             }
         }
         let applied_before = self.applied;
-        if let Err(e) = self.apply_committed(&mut round) {
+        let log_start = self.replica.raft.log().log_start_offset();
+        if self.applied < log_start {
+            // The log was reset past the tree (this member lacked what the leader had deleted):
+            // nothing more can apply here. Said once; the node does not serve meanwhile
+            // (`ready` wants everything committed applied).
+            if !std::mem::replace(&mut self.tree_stranded, true) {
+                tracing::error!(
+                    tree_zxid = self.applied,
+                    log_start,
+                    "the metadata tree cannot catch up: the metadata log now starts past it (the \
+                     leader had deleted what this member lacked). Stop this node, copy tree.snap from a \
+                     healthy member's metadata directory into this one's, and start it again"
+                );
+            }
+        } else if let Err(e) = self.apply_committed(&mut round) {
             tracing::error!(error = %format!("{e:#}"), "metadata log: applying failed");
         }
         // The first round publishes whatever it has (a tree loaded from its snapshot may have

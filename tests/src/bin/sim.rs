@@ -3,7 +3,8 @@
 //! (quiet groups: on even seeds unless --quiesce says).
 //! Prints one line per seed; exits non-zero at the first failing seed, naming the replay command.
 //! `braid-sim --nodes-sim [--seed N | --seeds COUNT --first N] [--steps MS] [--nodes K] [--calm]`
-//! runs the whole-node simulator instead.
+//! runs the whole-node simulator instead. BRAID_SIM_TRACE=1 prints the run's story, BRAID_SIM_LOG=FILTER
+//! the nodes' own log lines (a tracing filter, e.g. `info` or `braid_node::meta=debug`).
 
 use braid_tests::node_sim::{run_nodes, Mutation, NodeFaults, NodeSimConfig};
 use braid_tests::{run, Faults, SimConfig};
@@ -62,6 +63,10 @@ fn nodes_sim(args: &[String], value: &dyn Fn(&str) -> Option<u64>) {
 }
 
 fn main() {
+    // BRAID_SIM_LOG=info (a tracing filter): the nodes' own log lines, on stderr.
+    if let Ok(filter) = std::env::var("BRAID_SIM_LOG") {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().init();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let value = |flag: &str| {
         args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).map(|v| v.parse::<u64>().expect(flag))

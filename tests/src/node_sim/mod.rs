@@ -394,8 +394,14 @@ impl Sim {
         let (first, zxid, digest) = trees.next().expect("nodes");
         for (id, other_zxid, other_digest) in trees {
             if (other_zxid, other_digest) != (zxid, digest) {
+                let states: Vec<String> = self
+                    .nodes
+                    .values()
+                    .map(|n| format!("node {}: {}", n.id, n.shard0().meta().expect("shard 0").raft_summary()))
+                    .collect();
                 return Err(format!(
-                    "after settling, node {id}'s tree (zxid {other_zxid}, digest {other_digest:x}) differs from node {first}'s (zxid {zxid}, digest {digest:x})"
+                    "after settling, node {id}'s tree (zxid {other_zxid}, digest {other_digest:x}) differs from node {first}'s (zxid {zxid}, digest {digest:x}); {}",
+                    states.join("; ")
                 ));
             }
         }

@@ -121,6 +121,15 @@ impl Network {
                 continue;
             }
             self.delivered += 1;
+            if std::env::var_os("BRAID_SIM_TRACE_META").is_some() && m.group == GroupId::METADATA {
+                let body = match &m.message.body {
+                    braid_engine::raft::Body::Append { prev_end, prev_term, entries, commit } => {
+                        format!("Append prev {prev_end}@{prev_term} +{} commit {commit}", entries.len())
+                    }
+                    other => format!("{other:?}").chars().take(120).collect(),
+                };
+                super::trace(now, format_args!("meta {} -> {} t{}: {body}", m.from, m.to, m.message.term));
+            }
             out.entry(m.to).or_default().push((m.group, m.message));
         }
         out

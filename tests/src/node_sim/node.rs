@@ -76,6 +76,7 @@ pub struct SimNode {
 impl SimNode {
     /// Starts node `id` over `storage` (its disk, as a crash left it).
     pub fn start(id: i32, settings: &NodeSettings, storage: &SimStorage, env: &Arc<SimEnv>) -> Result<SimNode, String> {
+        let _node = tracing::info_span!("node", id).entered();
         let config = node_config(id, settings);
         let mut senders = Vec::new();
         let mut inboxes = Vec::new();
@@ -150,6 +151,8 @@ impl SimNode {
     /// One millisecond of the node: every shard handles what is queued and runs its round,
     /// the metadata fdatasync ends when due, ticks and retention when their time comes.
     pub fn pump(&mut self, now: u64, settings: &NodeSettings, rng: &mut SimRng, retention: bool) {
+        // The node's own log lines name it (BRAID_SIM_LOG).
+        let _node = tracing::info_span!("node", id = self.id).entered();
         for _ in 0..3 {
             let mut busy = false;
             for index in 0..self.shards.len() {

@@ -1,0 +1,65 @@
+//! A leader that does not know how much of its log a follower holds (new in its term, or the
+//! follower just reconnected) probes at its own log end and walks back by the follower's
+//! answers: a follower whose log matches past the leader's deleted prefix keeps it. A reset
+//! (the follower's log thrown away) is only for a follower that lacks or contradicts what the
+//! leader still holds: a metadata follower reset past what it had applied could not rebuild its
+//! tree from the log.
+
+mod common;
+
+use braid_engine::raft::{Body, Role};
+use common::group::Group;
+use common::{batch, small_segments};
+use std::cell::Cell;
+use std::rc::Rc;
+
+#[test]
+fn a_reconnected_follower_matching_past_the_leaders_deleted_prefix_is_not_reset() {
+    let mut group = Group::with_log_config(11, false, small_segments());
+    group.ticks_to_leader();
+    let first = group.leader().unwrap();
+    for tag in 0..200 {
+        group.nodes.get_mut(&first).unwrap().propose(&batch(tag, 3, tag as i64)).unwrap();
+        group.settle();
+    }
+    for _ in 0..4 {
+        group.tick();
+    }
+    // One follower goes down; the other takes over (it knows nothing of what the one down
+    // holds) and deletes the oldest segments of its log: everything there is committed.
+    let next = *group.nodes.keys().find(|&&id| id != first).unwrap();
+    let follower = *group.nodes.keys().find(|&&id| id != next && id != first).unwrap();
+    group.down.push(follower);
+    assert!(group.nodes.get_mut(&first).unwrap().transfer_leadership(next));
+    group.settle();
+    for _ in 0..12 {
+        group.tick();
+    }
+    assert_eq!(group.leader(), Some(next));
+    let committed = group.nodes[&next].committed();
+    let leader_log = group.nodes.get_mut(&next).unwrap().log_mut();
+    leader_log.delete_below(committed * 3 / 4).unwrap();
+    let start = leader_log.log_start_offset();
+    assert!(start > 0, "the leader's log starts past 0 ({start})");
+    group.nodes.get_mut(&next).unwrap().peer_lost(follower);
+    // The follower restarts (it no longer knows what committed) and its connection comes back.
+    let resets = Rc::new(Cell::new(0));
+    let counted = Rc::clone(&resets);
+    group.deliver_if = Box::new(move |m| {
+        if matches!(m.body, Body::Reset { .. }) {
+            counted.set(counted.get() + 1);
+        }
+        true
+    });
+    group.restart(follower);
+    group.down.clear();
+    group.nodes.get_mut(&next).unwrap().peer_back(follower);
+    for _ in 0..12 {
+        group.tick();
+    }
+    assert_eq!(group.nodes[&next].role(), Role::Leader);
+    assert_eq!(resets.get(), 0, "no follower was reset");
+    let kept = group.nodes[&follower].log();
+    assert_eq!(kept.log_start_offset(), 0, "the follower kept its whole log");
+    assert_eq!(kept.log_end_offset(), group.nodes[&next].log().log_end_offset());
+}
