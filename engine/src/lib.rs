@@ -6,6 +6,7 @@
 
 pub mod buggify;
 pub mod hash;
+pub mod ids;
 pub mod io;
 pub mod log;
 pub mod raft;

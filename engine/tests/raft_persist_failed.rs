@@ -4,15 +4,15 @@
 
 use braid_engine::io::{SimFaults, SimStorage};
 use braid_engine::log::{Log, LogConfig};
-use braid_engine::raft::{Config, HardState, Message, Raft, Role};
+use braid_engine::raft::{Config, HardState, Message, NodeId, Raft, Role};
 use std::path::PathBuf;
 
 fn node(id: u64) -> Raft<Log<SimStorage>> {
     let disk = SimStorage::new(id, SimFaults::default());
     let (log, _) = Log::open(disk, &PathBuf::from(format!("/data/{id}")), LogConfig::default()).unwrap();
     let config = Config {
-        id,
-        voters: vec![1, 2, 3],
+        id: NodeId::from(id as u8),
+        voters: braid_engine::ids::node_ids(&[1, 2, 3]),
         election_ticks: 10,
         heartbeat_ticks: 2,
         seed: id,
@@ -27,7 +27,7 @@ fn node(id: u64) -> Raft<Log<SimStorage>> {
 fn deliver(nodes: &mut [Raft<Log<SimStorage>>], messages: Vec<Message>) -> Vec<Message> {
     let mut replies = Vec::new();
     for m in messages {
-        let to = &mut nodes[(m.to - 1) as usize];
+        let to = &mut nodes[(m.to.get() - 1) as usize];
         to.step(m);
         to.take_hard_state_dirty();
         to.log_mut().flush().unwrap();

@@ -2,6 +2,7 @@
 //! then the defaults of DESIGN.md (one node, `./braid-data`, loopback ports).
 
 use anyhow::{bail, Context};
+use braid_engine::raft::NodeId;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -168,6 +169,16 @@ pub struct NodeConfig {
 
 impl NodeConfig {
     /// Node ids of every member (just this node for a cluster of one).
+    /// This node's id in its raft groups (the same number: checked non-negative at start).
+    pub fn raft_id(&self) -> NodeId {
+        NodeId::new(self.node_id).expect("the node id is checked non-negative when the configuration is read")
+    }
+
+    /// The metadata group's members' raft ids.
+    pub fn raft_members(&self) -> Vec<NodeId> {
+        raft_ids(&self.members())
+    }
+
     pub fn members(&self) -> Vec<i32> {
         if self.peers.is_empty() {
             vec![self.node_id]
@@ -554,6 +565,9 @@ impl NodeConfig {
         };
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let node_id = args.node_id.or(file.node_id).unwrap_or(1);
+        if node_id < 0 {
+            bail!("--node-id {node_id}: a node id is a non-negative integer (it is the node's Kafka broker id)");
+        }
         let cpuset = match args.cpuset.as_ref().or(file.cpuset.as_ref()) {
             Some(list) => Some(parse_cpuset(list, cpus)?),
             None => None,
@@ -654,6 +668,12 @@ impl NodeConfig {
         }
         Ok(config)
     }
+}
+
+/// The raft ids of Kafka replica (broker) ids; an id that is none (negative: a replica list
+/// written into the tree by hand) is left out.
+pub fn raft_ids(replicas: &[i32]) -> Vec<NodeId> {
+    replicas.iter().filter_map(|&r| NodeId::new(r)).collect()
 }
 
 #[cfg(test)]

@@ -234,7 +234,7 @@ async fn send_loop(sending: Sending, mut queue: mpsc::Receiver<(GroupId, Message
         let attempt = connect(&addr).await;
         if unresolved && !matches!(attempt, Err(ConnectError::Resolve(_))) {
             unresolved = false;
-            tracing::info!(peer, %addr, "raft peer's address resolves again");
+            tracing::info!(%peer, %addr, "raft peer's address resolves again");
         }
         let mut stream = match attempt {
             Ok(stream) => {
@@ -246,13 +246,13 @@ async fn send_loop(sending: Sending, mut queue: mpsc::Receiver<(GroupId, Message
                 match failure {
                     ConnectError::Resolve(e) if !unresolved => {
                         unresolved = true;
-                        tracing::warn!(peer, %addr, error = %e, "raft peer's address does not resolve; retrying");
+                        tracing::warn!(%peer, %addr, error = %e, "raft peer's address does not resolve; retrying");
                     }
                     ConnectError::Resolve(e) => {
-                        tracing::debug!(peer, %addr, error = %e, "raft peer's address still does not resolve")
+                        tracing::debug!(%peer, %addr, error = %e, "raft peer's address still does not resolve")
                     }
                     ConnectError::Connect(e) => {
-                        tracing::debug!(peer, %addr, error = %e, "raft peer unreachable; retrying")
+                        tracing::debug!(%peer, %addr, error = %e, "raft peer unreachable; retrying")
                     }
                 }
                 tokio::time::sleep(backoff).await;
@@ -283,7 +283,7 @@ async fn send_loop(sending: Sending, mut queue: mpsc::Receiver<(GroupId, Message
             }
             wire::encode_frame_parts(&mut frame, local, &pending);
             if let Err(e) = write_all_vectored(&mut stream, &frame).await {
-                tracing::debug!(peer, error = %e, "raft connection lost; reconnecting");
+                tracing::debug!(%peer, error = %e, "raft connection lost; reconnecting");
                 stats.messages_dropped.fetch_add(pending.len() as u64, Relaxed);
                 pending.clear();
                 break;
@@ -322,13 +322,13 @@ impl Receiving {
     /// A frame from `peer`: it lives (reported back if it was lost).
     fn heard(&self, peer: NodeId) {
         if self.liveness.borrow_mut().heard(peer) {
-            tracing::info!(peer, "raft peer heard from again");
+            tracing::info!(%peer, "raft peer heard from again");
             (self.handlers.back)(peer);
         }
     }
 
     fn lost(&self, peer: NodeId, why: &str) {
-        tracing::info!(peer, why, "raft peer lost");
+        tracing::info!(%peer, why, "raft peer lost");
         self.stats.peers_lost.fetch_add(1, Relaxed);
         (self.handlers.lost)(peer);
     }
@@ -482,10 +482,11 @@ mod tests {
             let received: Rc<RefCell<Vec<(GroupId, Message)>>> = Rc::default();
             let sink = Rc::clone(&received);
             let events = Rc::default();
-            let peers = vec![(1, a1.to_string()), (2, a2.to_string())];
-            let net1 = RaftNet::start(1, l1, peers.clone(), TIMING, handlers(|_, _| {}, Rc::clone(&events)));
+            let peers = vec![(NodeId::from(1), a1.to_string()), (NodeId::from(2), a2.to_string())];
+            let net1 =
+                RaftNet::start(NodeId::from(1), l1, peers.clone(), TIMING, handlers(|_, _| {}, Rc::clone(&events)));
             let deliver = move |g, m| sink.borrow_mut().push((g, m));
-            let net2 = RaftNet::start(2, l2, peers, TIMING, handlers(deliver, events));
+            let net2 = RaftNet::start(NodeId::from(2), l2, peers, TIMING, handlers(deliver, events));
             let group = GroupId { topic_id: 42, partition: 3 };
             // Garbage first, on its own connection.
             let mut junk = TcpStream::connect(a2).await.unwrap();
@@ -493,7 +494,7 @@ mod tests {
             let count = 10_000u64;
             let mut sent = 0;
             for n in 0..count {
-                while !net1.send(group, message(1, 2, n)) {
+                while !net1.send(group, message(NodeId::from(1), NodeId::from(2), n)) {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 sent += 1;
@@ -513,7 +514,7 @@ mod tests {
             assert!(terms.windows(2).all(|w| w[0] < w[1]), "out of order");
             for (g, m) in got.iter() {
                 assert_eq!(*g, group);
-                assert_eq!(*m, message(1, 2, m.term));
+                assert_eq!(*m, message(NodeId::from(1), NodeId::from(2), m.term));
             }
             assert!(
                 net1.stats.frames_sent.load(Relaxed) < net1.stats.messages_sent.load(Relaxed),
@@ -532,22 +533,22 @@ mod tests {
             let l1 = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let l2 = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let peers = vec![
-                (1, format!("localhost:{}", l1.local_addr().unwrap().port())),
-                (2, format!("localhost:{}", l2.local_addr().unwrap().port())),
+                (NodeId::from(1), format!("localhost:{}", l1.local_addr().unwrap().port())),
+                (NodeId::from(2), format!("localhost:{}", l2.local_addr().unwrap().port())),
             ];
             let received: Rc<RefCell<Vec<Message>>> = Rc::default();
             let sink = Rc::clone(&received);
-            let net1 = RaftNet::start(1, l1, peers.clone(), TIMING, handlers(|_, _| {}, Rc::default()));
+            let net1 = RaftNet::start(NodeId::from(1), l1, peers.clone(), TIMING, handlers(|_, _| {}, Rc::default()));
             let deliver = move |_, m| sink.borrow_mut().push(m);
-            let _net2 = RaftNet::start(2, l2, peers, TIMING, handlers(deliver, Rc::default()));
+            let _net2 = RaftNet::start(NodeId::from(2), l2, peers, TIMING, handlers(deliver, Rc::default()));
             let group = GroupId { topic_id: 1, partition: 0 };
             // Raft resends what a connection not yet up lost: so does this test, bounded.
             let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
             while received.borrow().is_empty() && tokio::time::Instant::now() < deadline {
-                net1.send(group, message(1, 2, 0));
+                net1.send(group, message(NodeId::from(1), NodeId::from(2), 0));
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            assert_eq!(received.borrow().first(), Some(&message(1, 2, 0)));
+            assert_eq!(received.borrow().first(), Some(&message(NodeId::from(1), NodeId::from(2), 0)));
         });
     }
 
@@ -571,22 +572,30 @@ mod tests {
             let addr = listener.local_addr().unwrap();
             let events: Rc<RefCell<Vec<(&'static str, NodeId)>>> = Rc::default();
             // Node 7's own listener is nowhere: only its connection to us carries news.
-            let (net, outgoing) = RaftNet::new(2, &[(2, addr.to_string()), (7, "127.0.0.1:1".to_owned())]);
+            let (net, outgoing) = RaftNet::new(
+                NodeId::from(2),
+                &[(NodeId::from(2), addr.to_string()), (NodeId::from(7), "127.0.0.1:1".to_owned())],
+            );
             let slow = Timing { silence: Duration::from_secs(60), ..TIMING };
             net.spawn(listener, outgoing, slow, handlers(|_, _| {}, Rc::clone(&events)));
             // A connection that sends nothing, then one from node 7 that sends a message.
             drop(TcpStream::connect(addr).await.unwrap());
             let mut peer = TcpStream::connect(addr).await.unwrap();
             let group = GroupId { topic_id: 1, partition: 0 };
-            peer.write_all(&wire::encode_frame(7, &[(group, message(7, 2, 1))])).await.unwrap();
+            peer.write_all(&wire::encode_frame(
+                NodeId::from(7),
+                &[(group, message(NodeId::from(7), NodeId::from(2), 1))],
+            ))
+            .await
+            .unwrap();
             tokio::time::sleep(Duration::from_millis(50)).await;
             assert!(events.borrow().is_empty(), "reported while open");
             drop(peer);
-            wait_events(&events, &[("lost", 7)]).await;
+            wait_events(&events, &[("lost", NodeId::from(7))]).await;
             // Back: an empty frame (a liveness heartbeat) is enough.
             let mut peer = TcpStream::connect(addr).await.unwrap();
-            peer.write_all(&wire::encode_frame(7, &[])).await.unwrap();
-            wait_events(&events, &[("lost", 7), ("back", 7)]).await;
+            peer.write_all(&wire::encode_frame(NodeId::from(7), &[])).await.unwrap();
+            wait_events(&events, &[("lost", NodeId::from(7)), ("back", NodeId::from(7))]).await;
         });
     }
 
@@ -601,16 +610,21 @@ mod tests {
             let l3 = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let (a2, a3) = (l2.local_addr().unwrap(), l3.local_addr().unwrap());
             let events: Rc<RefCell<Vec<(&'static str, NodeId)>>> = Rc::default();
-            let peers = vec![(2, a2.to_string()), (3, a3.to_string()), (7, "127.0.0.1:1".to_owned())];
-            let _net2 = RaftNet::start(2, l2, peers.clone(), TIMING, handlers(|_, _| {}, Rc::clone(&events)));
-            let _net3 = RaftNet::start(3, l3, peers, TIMING, handlers(|_, _| {}, Rc::default()));
+            let peers = vec![
+                (NodeId::from(2), a2.to_string()),
+                (NodeId::from(3), a3.to_string()),
+                (NodeId::from(7), "127.0.0.1:1".to_owned()),
+            ];
+            let _net2 =
+                RaftNet::start(NodeId::from(2), l2, peers.clone(), TIMING, handlers(|_, _| {}, Rc::clone(&events)));
+            let _net3 = RaftNet::start(NodeId::from(3), l3, peers, TIMING, handlers(|_, _| {}, Rc::default()));
             let mut peer = TcpStream::connect(a2).await.unwrap();
-            peer.write_all(&wire::encode_frame(7, &[])).await.unwrap();
+            peer.write_all(&wire::encode_frame(NodeId::from(7), &[])).await.unwrap();
             // Node 7 goes silent; node 3 sends nothing but its heartbeats (a hundred in the
             // silence), so only node 7 is lost.
-            wait_events(&events, &[("lost", 7)]).await;
-            peer.write_all(&wire::encode_frame(7, &[])).await.unwrap();
-            wait_events(&events, &[("lost", 7), ("back", 7)]).await;
+            wait_events(&events, &[("lost", NodeId::from(7))]).await;
+            peer.write_all(&wire::encode_frame(NodeId::from(7), &[])).await.unwrap();
+            wait_events(&events, &[("lost", NodeId::from(7)), ("back", NodeId::from(7))]).await;
         });
     }
 }

@@ -98,11 +98,11 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
         receivers.push(rx);
     }
     let peers: Vec<(NodeId, String)> =
-        config.peers.iter().map(|(id, addr)| (*id as NodeId, addr.to_string())).collect();
+        config.peers.iter().filter_map(|(id, addr)| Some((NodeId::new(*id)?, addr.to_string()))).collect();
     let (net, outgoing) = if peers.is_empty() {
         (None, None)
     } else {
-        let (net, outgoing) = RaftNet::new(config.node_id as NodeId, &peers);
+        let (net, outgoing) = RaftNet::new(config.raft_id(), &peers);
         (Some(net), Some(outgoing))
     };
     let mut outgoing = outgoing;

@@ -22,7 +22,7 @@ fn slot_path(path: &Path, slot: u64) -> PathBuf {
 fn put_voters(out: &mut Vec<u8>, voters: &[NodeId]) {
     out.extend_from_slice(&(voters.len() as u32).to_be_bytes());
     for v in voters {
-        out.extend_from_slice(&v.to_be_bytes());
+        out.extend_from_slice(&v.wire().to_be_bytes());
     }
 }
 
@@ -57,7 +57,7 @@ impl Reader<'_> {
         if n > LIST_MAX {
             return None;
         }
-        (0..n).map(|_| self.take().map(u64::from_be_bytes)).collect()
+        (0..n).map(|_| self.take().map(u64::from_be_bytes).and_then(NodeId::from_wire)).collect()
     }
 }
 
@@ -129,6 +129,7 @@ pub fn store<S: Storage>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::node_ids;
     use crate::io::SimStorage;
 
     #[test]
@@ -137,14 +138,14 @@ mod tests {
         let path = Path::new("/g/raft-config");
         disk.create_dir_all(Path::new("/g")).unwrap();
         assert!(load(&disk, path).is_none());
-        let c1 = vec![ConfigChange { end: 10, term: 2, voters: vec![1, 2, 3, 4] }];
-        store(&disk, path, 1, &[1, 2, 3], &c1).unwrap();
-        assert_eq!(load(&disk, path), Some((1, vec![1, 2, 3], c1.clone())));
-        let c2 = vec![c1[0].clone(), ConfigChange { end: 20, term: 3, voters: vec![2, 3, 4] }];
-        store(&disk, path, 2, &[1, 2, 3], &c2).unwrap();
+        let c1 = vec![ConfigChange { end: 10, term: 2, voters: node_ids(&[1, 2, 3, 4]) }];
+        store(&disk, path, 1, &node_ids(&[1, 2, 3]), &c1).unwrap();
+        assert_eq!(load(&disk, path), Some((1, node_ids(&[1, 2, 3]), c1.clone())));
+        let c2 = vec![c1[0].clone(), ConfigChange { end: 20, term: 3, voters: node_ids(&[2, 3, 4]) }];
+        store(&disk, path, 2, &node_ids(&[1, 2, 3]), &c2).unwrap();
         assert_eq!(load(&disk, path).unwrap().2, c2);
         // A torn third write (into file 1) leaves the second.
-        let bytes = encode(3, &[9], &[]);
+        let bytes = encode(3, &node_ids(&[9]), &[]);
         let mut file = disk.open(&slot_path(path, 1), FileKind::Index).unwrap();
         file.write_at(0, &bytes[..bytes.len() - 3]).unwrap();
         file.write_at(bytes.len() as u64 - 3, &[0, 0, 0]).unwrap();

@@ -2,7 +2,7 @@
 //! lose the last synced value: two 32-byte slots used in turn, each with a sequence number and
 //! a CRC; the valid slot with the highest sequence wins.
 
-use super::HardState;
+use super::{HardState, NodeId};
 use crate::io::{FileKind, Storage, StorageFile};
 use std::path::Path;
 
@@ -12,7 +12,7 @@ fn encode(seq: u64, hard: HardState) -> [u8; SLOT_BYTES] {
     let mut slot = [0u8; SLOT_BYTES];
     slot[0..8].copy_from_slice(&seq.to_be_bytes());
     slot[8..16].copy_from_slice(&hard.term.to_be_bytes());
-    slot[16..24].copy_from_slice(&hard.voted_for.map_or(u64::MAX, |v| v).to_be_bytes());
+    slot[16..24].copy_from_slice(&hard.voted_for.map_or(u64::MAX, NodeId::wire).to_be_bytes());
     let crc = crc32c::crc32c(&slot[..28]);
     slot[28..32].copy_from_slice(&crc.to_be_bytes());
     slot
@@ -26,7 +26,7 @@ fn decode(slot: &[u8]) -> Option<(u64, HardState)> {
     let seq = u64::from_be_bytes(slot[0..8].try_into().ok()?);
     let term = u64::from_be_bytes(slot[8..16].try_into().ok()?);
     let vote = u64::from_be_bytes(slot[16..24].try_into().ok()?);
-    Some((seq, HardState { term, voted_for: (vote != u64::MAX).then_some(vote) }))
+    Some((seq, HardState { term, voted_for: if vote == u64::MAX { None } else { Some(NodeId::from_wire(vote)?) } }))
 }
 
 /// Reads the newest valid slot (the default hard state if none).

@@ -17,7 +17,7 @@
 //! Lives on one shard, like the storage it writes through.
 
 use super::wire::GroupId;
-use super::HardState;
+use super::{HardState, NodeId};
 use crate::hash::HashMap;
 use crate::io::{FileKind, Storage, StorageFile};
 use std::io;
@@ -34,7 +34,7 @@ fn encode(group: GroupId, hard: HardState, out: &mut Vec<u8>) {
     out.extend_from_slice(&group.topic_id.to_be_bytes());
     out.extend_from_slice(&group.partition.to_be_bytes());
     out.extend_from_slice(&hard.term.to_be_bytes());
-    out.extend_from_slice(&hard.voted_for.map_or(0, |v| v + 1).to_be_bytes());
+    out.extend_from_slice(&hard.voted_for.map_or(0, |v| v.wire() + 1).to_be_bytes());
     let crc = crc32c::crc32c(&out[start + 4..]);
     out[start..start + 4].copy_from_slice(&crc.to_be_bytes());
 }
@@ -48,7 +48,16 @@ fn decode(record: &[u8]) -> Option<(GroupId, HardState)> {
     let partition = i32::from_be_bytes(record[20..24].try_into().ok()?);
     let term = u64::from_be_bytes(record[24..32].try_into().ok()?);
     let vote = u64::from_be_bytes(record[32..40].try_into().ok()?);
-    Some((GroupId { topic_id, partition }, HardState { term, voted_for: vote.checked_sub(1) }))
+    Some((
+        GroupId { topic_id, partition },
+        HardState {
+            term,
+            voted_for: match vote.checked_sub(1) {
+                Some(v) => Some(NodeId::from_wire(v)?),
+                None => None,
+            },
+        },
+    ))
 }
 
 /// The greater of two hard states of one group (the later one: see the module docs).
@@ -190,7 +199,7 @@ mod tests {
     }
 
     fn hs(term: u64, vote: Option<u64>) -> HardState {
-        HardState { term, voted_for: vote }
+        HardState { term, voted_for: vote.map(|v| NodeId::from_wire(v).expect("a small id")) }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! partitionLeaderEpoch, and raft positions are batch boundaries (end offsets). So raft index =
 //! Kafka offset, and the commit index is the high watermark.
 
+use crate::ids::{leader_epoch as epoch_from_term, term_of_epoch as term_from_epoch, NodeId};
 use crate::io::Storage;
 use crate::log::batch::{self, BatchHeader};
 use crate::log::{Log, LogError};
@@ -55,9 +56,9 @@ pub trait RaftLog {
     /// The entry a new leader appends to commit its term (Kafka: a control batch).
     fn leader_marker(&self, term: Term) -> Vec<u8>;
     /// The entry that makes `voters` the group's configuration.
-    fn config_entry(&self, term: Term, voters: &[u64]) -> Vec<u8>;
+    fn config_entry(&self, term: Term, voters: &[NodeId]) -> Vec<u8>;
     /// The voters an entry sets, if it is a configuration entry.
-    fn entry_voters(&self, entry: &[u8]) -> Option<Vec<u64>>;
+    fn entry_voters(&self, entry: &[u8]) -> Option<Vec<NodeId>>;
 }
 
 /// Control record key of a configuration entry: version 0, type 6 (Kafka's KRaft voters).
@@ -66,15 +67,7 @@ const VOTERS_KEY: [u8; 4] = [0, 0, 0, 6];
 /// Term and end offset of an entry from its bytes.
 pub fn entry_position(entry: &[u8]) -> Option<(i64, i64, Term)> {
     let header = BatchHeader::parse(entry).ok()?;
-    Some((header.base_offset, header.next_offset(), header.partition_leader_epoch.max(0) as Term))
-}
-
-fn term_from_epoch(epoch: i32) -> Term {
-    epoch.max(0) as Term
-}
-
-fn epoch_from_term(term: Term) -> i32 {
-    i32::try_from(term).expect("raft terms stay below 2^31 (Kafka leader epochs are int32)")
+    Some((header.base_offset, header.next_offset(), term_from_epoch(header.partition_leader_epoch)))
 }
 
 impl<S: Storage> RaftLog for Log<S> {
@@ -165,14 +158,14 @@ impl<S: Storage> RaftLog for Log<S> {
         self.durable_offset()
     }
 
-    fn config_entry(&self, term: Term, voters: &[u64]) -> Vec<u8> {
-        let value: Vec<u8> = voters.iter().flat_map(|v| v.to_be_bytes()).collect();
+    fn config_entry(&self, term: Term, voters: &[NodeId]) -> Vec<u8> {
+        let value: Vec<u8> = voters.iter().flat_map(|v| v.wire().to_be_bytes()).collect();
         let mut entry = batch::build_control_batch_with_value(&VOTERS_KEY, Some(&value));
         batch::stamp(&mut entry, 0, epoch_from_term(term));
         entry
     }
 
-    fn entry_voters(&self, entry: &[u8]) -> Option<Vec<u64>> {
+    fn entry_voters(&self, entry: &[u8]) -> Option<Vec<NodeId>> {
         let header = BatchHeader::parse(entry).ok()?;
         if header.attributes & batch::CONTROL_ATTRIBUTE == 0 || header.record_count != 1 {
             return None;
@@ -185,7 +178,7 @@ impl<S: Storage> RaftLog for Log<S> {
         if value.is_empty() || value.len() % 8 != 0 {
             return None;
         }
-        Some(value.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes"))).collect())
+        value.chunks_exact(8).map(|c| NodeId::from_wire(u64::from_be_bytes(c.try_into().expect("8 bytes")))).collect()
     }
 
     fn leader_marker(&self, term: Term) -> Vec<u8> {

@@ -57,7 +57,7 @@ use crate::rng::SimRng;
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 
-pub type NodeId = u64;
+pub use crate::ids::NodeId;
 
 /// Bytes of entries per append message, at most (at least one entry is always sent).
 pub const APPEND_MAX_BYTES: u64 = 1 << 20;
@@ -314,7 +314,7 @@ impl<L: RaftLog> Raft<L> {
             }
         }
         let voters = kept.last().map_or_else(|| base_voters.clone(), |c| c.voters.clone());
-        let mut rng = SimRng::new(config.seed ^ config.id.rotate_left(17));
+        let mut rng = SimRng::new(config.seed ^ config.id.wire().rotate_left(17));
         let timeout = config.election_ticks + rng.below(u64::from(config.election_ticks)) as u32;
         let committed = log.start();
         let mut raft = Raft {

@@ -142,13 +142,13 @@ pub fn encode_frame_parts(frame: &mut EncodedFrame, sender: NodeId, messages: &[
     frame.head.clear();
     frame.head.extend_from_slice(&[0u8; 4]);
     frame.head.extend_from_slice(&WIRE_VERSION.to_be_bytes());
-    frame.head.extend_from_slice(&sender.to_be_bytes());
+    frame.head.extend_from_slice(&sender.wire().to_be_bytes());
     frame.head.extend_from_slice(&(messages.len() as u32).to_be_bytes());
     for (group, m) in messages {
         frame.head.extend_from_slice(&group.topic_id.to_be_bytes());
         frame.head.extend_from_slice(&group.partition.to_be_bytes());
-        frame.head.extend_from_slice(&m.from.to_be_bytes());
-        frame.head.extend_from_slice(&m.to.to_be_bytes());
+        frame.head.extend_from_slice(&m.from.wire().to_be_bytes());
+        frame.head.extend_from_slice(&m.to.wire().to_be_bytes());
         frame.head.extend_from_slice(&m.term.to_be_bytes());
         match &m.body {
             Body::PreVote { last_end, last_term } | Body::Vote { last_end, last_term, .. } => {
@@ -198,7 +198,7 @@ pub fn encode_frame_parts(frame: &mut EncodedFrame, sender: NodeId, messages: &[
                 frame.head.extend_from_slice(&start_term.to_be_bytes());
                 frame.head.extend_from_slice(&(voters.len() as u32).to_be_bytes());
                 for v in voters {
-                    frame.head.extend_from_slice(&v.to_be_bytes());
+                    frame.head.extend_from_slice(&v.wire().to_be_bytes());
                 }
             }
             Body::TimeoutNow => frame.head.push(11),
@@ -250,6 +250,12 @@ impl<'a> Reader<'a> {
     fn i64(&mut self) -> Result<i64, WireError> {
         Ok(self.u64()? as i64)
     }
+
+    /// A node id (a u64 on the wire that must fit one).
+    fn node_id(&mut self) -> Result<NodeId, WireError> {
+        let id = self.u64()?;
+        NodeId::from_wire(id).ok_or(WireError::TooLarge { what: "node id", value: id })
+    }
     fn remaining(&self) -> usize {
         self.bytes.len() - self.at
     }
@@ -274,7 +280,7 @@ pub fn decode_frame(body: &Bytes) -> Result<Frame, WireError> {
     if version != WIRE_VERSION {
         return Err(WireError::BadVersion(version));
     }
-    let sender = r.u64()?;
+    let sender = r.node_id()?;
     let count = r.u32()? as usize;
     // Every message takes at least 45 bytes: a count beyond that is a lie.
     if count > r.remaining() / 45 {
@@ -284,7 +290,7 @@ pub fn decode_frame(body: &Bytes) -> Result<Frame, WireError> {
     for _ in 0..count {
         let topic_id = u128::from_be_bytes(r.take(16)?.try_into().expect("16"));
         let partition = r.u32()? as i32;
-        let (from, to, term) = (r.u64()?, r.u64()?, r.u64()?);
+        let (from, to, term) = (r.node_id()?, r.node_id()?, r.u64()?);
         let body = match r.u8()? {
             1 => Body::PreVote { last_end: r.i64()?, last_term: r.u64()? },
             2 => Body::PreVoteReply { granted: r.flag()? },
@@ -323,7 +329,7 @@ pub fn decode_frame(body: &Bytes) -> Result<Frame, WireError> {
                 }
                 let mut voters = Vec::with_capacity(n);
                 for _ in 0..n {
-                    voters.push(r.u64()?);
+                    voters.push(r.node_id()?);
                 }
                 Body::Reset { start, start_term, voters }
             }
@@ -354,7 +360,7 @@ mod tests {
 
     fn sample() -> Vec<(GroupId, Message)> {
         let group = GroupId { topic_id: 0x1234_5678_9abc_def0_1122_3344_5566_7788, partition: 7 };
-        let m = |body| Message { from: 1, to: 2, term: 9, body };
+        let m = |body| Message { from: NodeId::from(1), to: NodeId::from(2), term: 9, body };
         vec![
             (GroupId::METADATA, m(Body::PreVote { last_end: 10, last_term: 3 })),
             (group, m(Body::PreVoteReply { granted: true })),
@@ -375,7 +381,7 @@ mod tests {
             (group, m(Body::Heartbeat { commit: 8, sent_end: 12, quiesce: false })),
             (group, m(Body::Heartbeat { commit: 12, sent_end: 12, quiesce: true })),
             (group, m(Body::HeartbeatReply { end: 10, sent_end: 12 })),
-            (group, m(Body::Reset { start: 100, start_term: 7, voters: vec![1, 2, 3] })),
+            (group, m(Body::Reset { start: 100, start_term: 7, voters: crate::ids::node_ids(&[1, 2, 3]) })),
             (group, m(Body::Forward { entry: crate::log::batch::build_batch(5, &[b"forwarded"]).into() })),
         ]
     }
@@ -383,12 +389,15 @@ mod tests {
     #[test]
     fn frames_round_trip() {
         let messages = sample();
-        let frame = encode_frame(1, &messages);
+        let frame = encode_frame(NodeId::from(1), &messages);
         let length = frame_length(frame[0..4].try_into().unwrap()).unwrap();
         assert_eq!(length, frame.len() - 4);
-        assert_eq!(decode_frame(&Bytes::copy_from_slice(&frame[4..])).unwrap(), (1, messages));
+        assert_eq!(decode_frame(&Bytes::copy_from_slice(&frame[4..])).unwrap(), (NodeId::from(1), messages));
         // An empty frame still names its sender: a node's liveness heartbeat.
-        assert_eq!(decode_frame(&Bytes::copy_from_slice(&encode_frame(7, &[])[4..])).unwrap(), (7, vec![]));
+        assert_eq!(
+            decode_frame(&Bytes::copy_from_slice(&encode_frame(NodeId::from(7), &[])[4..])).unwrap(),
+            (NodeId::from(7), vec![])
+        );
     }
 
     #[test]
@@ -398,9 +407,12 @@ mod tests {
         let group = GroupId { topic_id: 1, partition: 0 };
         let body =
             Body::Append { prev_end: 0, prev_term: 0, entries: vec![small, big.clone(), big.clone()], commit: 0 };
-        let messages = vec![(group, Message { from: 1, to: 2, term: 1, body }), (group, sample().remove(8).1)];
+        let messages = vec![
+            (group, Message { from: NodeId::from(1), to: NodeId::from(2), term: 1, body }),
+            (group, sample().remove(8).1),
+        ];
         let mut frame = EncodedFrame::default();
-        encode_frame_parts(&mut frame, 1, &messages);
+        encode_frame_parts(&mut frame, NodeId::from(1), &messages);
         let slices = frame.io_slices();
         assert_eq!(slices.len(), 5, "head, big, head, big, head");
         assert_eq!(slices[1].as_ptr(), big.as_ptr(), "the entry is not copied");
@@ -417,7 +429,7 @@ mod tests {
 
     #[test]
     fn any_cut_or_bit_flip_is_an_error_or_a_frame_never_a_panic() {
-        let frame = encode_frame(1, &sample());
+        let frame = encode_frame(NodeId::from(1), &sample());
         for cut in 0..frame.len() - 4 {
             assert!(decode_frame(&Bytes::copy_from_slice(&frame[4..4 + cut])).is_err(), "cut at {cut}");
         }

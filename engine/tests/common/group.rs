@@ -29,13 +29,13 @@ impl Group {
     /// As [`Group::new`], the nodes' logs configured as `log_config` says.
     #[allow(dead_code)]
     pub fn with_log_config(seed: u64, quiesce: bool, log_config: LogConfig) -> Group {
-        let voters = vec![1, 2, 3];
+        let voters = braid_engine::ids::node_ids(&[1, 2, 3]);
         let mut disks = BTreeMap::new();
         let mut configs = BTreeMap::new();
         let nodes = voters
             .iter()
             .map(|&id| {
-                let disk = SimStorage::new(seed ^ id, SimFaults::default());
+                let disk = SimStorage::new(seed ^ id.wire(), SimFaults::default());
                 disks.insert(id, disk.clone());
                 let (log, _) = Log::open(disk, &node_dir(id), log_config.clone()).unwrap();
                 let config = Config {
@@ -43,7 +43,7 @@ impl Group {
                     voters: voters.clone(),
                     election_ticks: ELECTION_TICKS,
                     heartbeat_ticks: 2,
-                    seed: seed * 31 + id,
+                    seed: seed * 31 + id.wire(),
                     eager_commit: false,
                     quiesce,
                 };

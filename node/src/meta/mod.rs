@@ -144,7 +144,7 @@ impl<S: NodeStorage> MetaStore<S> {
     /// Opens the metadata log under `data_dir/meta/group-0` as a member of group 0.
     pub fn open(storage: S, config: &NodeConfig, env: SharedEnv) -> anyhow::Result<Self> {
         let dir = config.data_dir.join("meta").join("group-0");
-        let voters = config.members().into_iter().map(|id| id as NodeId).collect();
+        let voters = config.raft_members();
         // Segments of 16 MiB: the log below a tree snapshot goes a segment at a time. Zeros 1 MiB
         // ahead of the data: a round's fdatasync then writes the data alone (decision 0006,
         // item 10).
@@ -156,7 +156,7 @@ impl<S: NodeStorage> MetaStore<S> {
             &dir,
             log_config,
             GroupId::METADATA,
-            config.node_id as NodeId,
+            config.raft_id(),
             voters,
             None,
             None,
@@ -290,7 +290,7 @@ impl<S: NodeStorage> MetaStore<S> {
     }
 
     pub fn leader(&self) -> Option<i32> {
-        self.replica.raft.leader().map(|id| id as i32)
+        self.replica.raft.leader().map(NodeId::get)
     }
 
     /// The metadata group's raft state in one line (diagnostics).
@@ -316,7 +316,7 @@ impl<S: NodeStorage> MetaStore<S> {
         let raft = &self.replica.raft;
         let tick_ms = self.tick_ms;
         self.zk.tick(&self.tree, now, self.replica.is_leader(), |node| {
-            raft.silent_ticks(node as NodeId).map(|t| i64::from(t) * tick_ms)
+            NodeId::new(node).and_then(|node| raft.silent_ticks(node)).map(|t| i64::from(t) * tick_ms)
         });
         if self.cut_off() {
             // As a ZooKeeper server that lost its quorum: no stale reads; clients go elsewhere.

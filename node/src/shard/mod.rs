@@ -340,7 +340,7 @@ impl<S: NodeStorage> ShardState<S> {
                     topic: topic.clone(),
                     partition: *partition,
                     shard: self.id,
-                    leader: p.replica.raft.leader().map_or(-1, |l| l as i32),
+                    leader: p.replica.raft.leader().map_or(-1, NodeId::get),
                     log_start_offset: log.log_start_offset(),
                     log_end_offset: log.log_end_offset(),
                     durable_offset: log.durable_offset(),

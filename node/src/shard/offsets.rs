@@ -19,7 +19,7 @@ pub fn leader_epoch_error<S: NodeStorage>(p: &Partition<S>, current_leader_epoch
     if current_leader_epoch < 0 {
         return None;
     }
-    let epoch = p.replica.raft.term() as i32;
+    let epoch = braid_engine::ids::leader_epoch(p.replica.raft.term());
     match current_leader_epoch.cmp(&epoch) {
         std::cmp::Ordering::Less => Some(ResponseError::FencedLeaderEpoch),
         std::cmp::Ordering::Greater => Some(ResponseError::UnknownLeaderEpoch),
@@ -83,7 +83,7 @@ impl<S: NodeStorage> ShardState<S> {
                 error: 0,
                 offset: p.replica.raft.committed(),
                 timestamp: -1,
-                leader_epoch: p.replica.raft.term() as i32,
+                leader_epoch: braid_engine::ids::leader_epoch(p.replica.raft.term()),
             },
             t if t < 0 => OffsetOutcome::failed(ResponseError::InvalidRequest),
             t => match log.offset_for_timestamp(t) {
@@ -114,7 +114,7 @@ impl<S: NodeStorage> ShardState<S> {
             Err(error) => return EpochEndOutcome::failed(error),
         };
         // This node leads: its term is the epoch appends get, whether or not a batch holds it.
-        let appending_epoch = p.replica.raft.term() as i32;
+        let appending_epoch = braid_engine::ids::leader_epoch(p.replica.raft.term());
         match p.replica.raft.log().end_offset_for_epoch(leader_epoch, appending_epoch) {
             Ok(Some((leader_epoch, end_offset))) => EpochEndOutcome { error: 0, leader_epoch, end_offset },
             Ok(None) => EpochEndOutcome { error: 0, leader_epoch: -1, end_offset: -1 },

@@ -69,7 +69,7 @@ impl<S: NodeStorage> ShardState<S> {
                     Some(p) => {
                         p.replica.raft.log_mut().set_config(config.clone());
                         p.max_message_bytes = max_message_bytes;
-                        p.voters = replicas.iter().map(|&r| r as NodeId).collect();
+                        p.voters = crate::config::raft_ids(replicas);
                     }
                     None if !self.opening_keys.contains_key(&key) => {
                         let group = group_of(meta.id, partition);
@@ -140,7 +140,7 @@ impl<S: NodeStorage> ShardState<S> {
         let group = group_of(meta.id, key.1);
         // Raft's voters start as the replicas before any move (a joining node is not one of
         // them: it becomes a voter when the leader's change reaches its log).
-        let base: Vec<NodeId> = meta.original(key.1).iter().map(|&r| r as NodeId).collect();
+        let base: Vec<NodeId> = crate::config::raft_ids(&meta.original(key.1));
         let journaled = self.journaled(group);
         let (mut replica, report) = match Replica::open(
             self.shared.env.random(),
@@ -148,7 +148,7 @@ impl<S: NodeStorage> ShardState<S> {
             &dir,
             config,
             group,
-            me as NodeId,
+            self.shared.config.raft_id(),
             base,
             None,
             journaled,
@@ -182,7 +182,7 @@ impl<S: NodeStorage> ShardState<S> {
             replica,
             dir,
             topic_id: meta.id,
-            voters: replicas.iter().map(|&r| r as NodeId).collect(),
+            voters: crate::config::raft_ids(replicas),
             waiters: DurabilityWaiters::new(),
             max_message_bytes: topic_config::max_message_bytes(&meta.configs),
             producers: None,

@@ -183,10 +183,15 @@ impl<S: NodeStorage> ShardState<S> {
         }
         if let Some((leader, term)) = p.replica.leader_changed() {
             tracing::info!(topic = %key.0, partition = key.1, ?leader, term, "partition leader");
-            let known = (leader.map_or(-1, |l| l as i32), term as i32);
+            let known = (leader.map_or(-1, NodeId::get), braid_engine::ids::leader_epoch(term));
             self.shared.leaders.write().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), known);
             if p.replica.is_leader() {
-                announce_leader(&self.shared, &key, (self.shared.config.node_id, term as i32), &p.voters);
+                announce_leader(
+                    &self.shared,
+                    &key,
+                    (self.shared.config.node_id, braid_engine::ids::leader_epoch(term)),
+                    &p.voters,
+                );
             }
             if !p.replica.is_leader() {
                 if let Some(coordinator) = p.coordinator.as_mut() {

@@ -76,7 +76,7 @@ impl<S: NodeStorage> ShardState<S> {
         self.ticks += 1;
         let announce = self.ticks.is_multiple_of(ANNOUNCE_EVERY_TICKS);
         let rebalance = self.ticks.is_multiple_of(REBALANCE_EVERY_TICKS);
-        let me = self.shared.config.node_id as NodeId;
+        let me = self.shared.config.raft_id();
         let now = self.shared.env.now_ms();
         // Only awake groups tick: ten thousand quiet ones cost nothing here. One that went quiet
         // (every follower has every entry) gives back what its log held for appends and
@@ -114,7 +114,7 @@ impl<S: NodeStorage> ShardState<S> {
                 if let Some(preferred) = p.voters.first().copied().filter(|&r| rebalance && r != me) {
                     p.replica.raft.transfer_leadership(preferred);
                 }
-                let mine = (self.shared.config.node_id, p.replica.raft.term() as i32);
+                let mine = (self.shared.config.node_id, braid_engine::ids::leader_epoch(p.replica.raft.term()));
                 if announce && self.snapshot.tree_leader(&key.0, key.1) != Some(mine) {
                     announce_leader(&self.shared, key, mine, p.replica.raft.voters());
                 }
@@ -168,7 +168,7 @@ impl<S: NodeStorage> ShardState<S> {
 /// Asks shard 0 to write this node into the tree as the partition's leader (dropped if its
 /// queue is full: the periodic check asks again).
 pub(super) fn announce_leader(shared: &Shared, key: &(String, i32), (leader, epoch): (i32, i32), voters: &[NodeId]) {
-    let replicas = voters.iter().map(|&v| v as i32).collect();
+    let replicas = voters.iter().map(|v| v.get()).collect();
     let msg = ShardMsg::PartitionLeader { topic: key.0.clone(), partition: key.1, leader, epoch, replicas };
     let _ = shared.senders[0].try_send(msg);
 }
@@ -192,8 +192,8 @@ pub(super) fn step_reassignment<S: NodeStorage>(
     if !raft.config_settled() {
         return;
     }
-    let me = shared.config.node_id as NodeId;
-    let target: Vec<NodeId> = target.iter().map(|&r| r as NodeId).collect();
+    let me = shared.config.raft_id();
+    let target: Vec<NodeId> = crate::config::raft_ids(target);
     let voters = raft.voters().to_vec();
     let next = if let Some(add) = target.iter().find(|n| !voters.contains(n)) {
         [voters.clone(), vec![*add]].concat()
@@ -213,7 +213,7 @@ pub(super) fn step_reassignment<S: NodeStorage>(
         }
     } else {
         if report {
-            let voters = voters.iter().map(|&v| v as i32).collect();
+            let voters = voters.iter().map(|v| v.get()).collect();
             let _ = shared.senders[0].try_send(ShardMsg::Reassigned { topic: key.0.clone(), partition: key.1, voters });
         }
         return;

@@ -74,7 +74,7 @@ impl Sim {
 
     pub(super) fn check_state_machine_safety(&mut self) -> Result<(), String> {
         // State machine safety: committed prefixes agree with the canonical committed log.
-        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         for id in ids {
             let Some(raft) = self.nodes[&id].raft.as_ref() else { continue };
             let committed = raft.committed();

@@ -7,7 +7,7 @@ use braid_engine::log::batch::{build_batch, records, BatchHeader, CONTROL_ATTRIB
 use braid_engine::log::{Log, LogConfig};
 use braid_engine::raft::log::entry_position;
 use braid_engine::raft::{config_file, hard_state};
-use braid_engine::raft::{wire, Config, Message, Raft, RaftLog, Role, Term};
+use braid_engine::raft::{wire, Config, Message, NodeId, Raft, RaftLog, Role, Term};
 use braid_engine::rng::SimRng;
 use braid_engine::tree::{Acl, DataTree, Txn};
 use std::collections::BTreeMap;
@@ -120,7 +120,7 @@ struct Node {
 }
 
 struct Proposal {
-    node: u64,
+    node: NodeId,
     end: i64,
     term: Term,
     invoked_at: u64,
@@ -137,7 +137,7 @@ struct Completed {
 /// A ZooKeeper-style linearizable read: sync (a no-op through the leader, ending at `end` in
 /// `term`), then a read of the tree of the client's node once it has applied the no-op.
 struct PendingRead {
-    node: u64,
+    node: NodeId,
     end: i64,
     term: Term,
     invoked_at: u64,
@@ -172,7 +172,7 @@ fn key_path(k: u64) -> String {
     format!("/k{k}")
 }
 
-fn node_dir(id: u64) -> PathBuf {
+fn node_dir(id: NodeId) -> PathBuf {
     PathBuf::from(format!("/node-{id}"))
 }
 
@@ -195,13 +195,13 @@ fn log_config() -> LogConfig {
 struct Sim {
     config: SimConfig,
     rng: SimRng,
-    nodes: BTreeMap<u64, Node>,
-    voters: Vec<u64>,
+    nodes: BTreeMap<NodeId, Node>,
+    voters: Vec<NodeId>,
     in_flight: Vec<(u64, u64, Message)>,
     sequence: u64,
     now: u64,
-    group: BTreeMap<u64, u8>,
-    leaders_by_term: BTreeMap<Term, u64>,
+    group: BTreeMap<NodeId, u8>,
+    leaders_by_term: BTreeMap<Term, NodeId>,
     proposals: Vec<Proposal>,
     acked: Vec<Acked>,
     /// (end, term, crc) of every committed entry, in order: what all nodes must agree on.
@@ -220,16 +220,16 @@ struct Sim {
     values: BTreeMap<(String, i64), Option<Vec<u8>>>,
     /// (observer, peer) pairs whose last liveness news to the observer was "lost" (absent:
     /// reachable, as a freshly started node assumes).
-    reported_lost: std::collections::BTreeSet<(u64, u64)>,
+    reported_lost: std::collections::BTreeSet<(NodeId, NodeId)>,
     /// Crashes of each node so far, and the last of a peer's crashes each observer has been
     /// told of: a process that dies closes its connections, so every peer hears it lost (then
     /// back) however soon it restarts.
-    incarnations: BTreeMap<u64, u64>,
-    seen_incarnations: BTreeMap<(u64, u64), u64>,
+    incarnations: BTreeMap<NodeId, u64>,
+    seen_incarnations: BTreeMap<(NodeId, NodeId), u64>,
 }
 
 impl Sim {
-    fn start_node(&mut self, id: u64) -> Result<(), String> {
+    fn start_node(&mut self, id: NodeId) -> Result<(), String> {
         let node = self.nodes.get_mut(&id).expect("node");
         let (seq, hard) = hard_state::load(&node.disk, &node_dir(id).join("raft-state"));
         let (config_seq, base, changes) = config_file::load(&node.disk, &node_dir(id).join("raft-config")).unwrap_or((
@@ -271,7 +271,7 @@ impl Sim {
         Ok(())
     }
 
-    fn linked(&self, a: u64, b: u64) -> bool {
+    fn linked(&self, a: NodeId, b: NodeId) -> bool {
         self.group.get(&a) == self.group.get(&b)
     }
 
@@ -286,8 +286,8 @@ impl Sim {
                 self.group.insert(id, 0);
             }
         }
-        let live: Vec<u64> = self.nodes.iter().filter(|(_, n)| n.raft.is_some()).map(|(id, _)| *id).collect();
-        let dead: Vec<u64> = self.nodes.iter().filter(|(_, n)| n.raft.is_none()).map(|(id, _)| *id).collect();
+        let live: Vec<NodeId> = self.nodes.iter().filter(|(_, n)| n.raft.is_some()).map(|(id, _)| *id).collect();
+        let dead: Vec<NodeId> = self.nodes.iter().filter(|(_, n)| n.raft.is_none()).map(|(id, _)| *id).collect();
         // Keep a majority able to run, so the group can make progress between faults.
         if !live.is_empty() && live.len() > self.voters.len() / 2 + 1 && self.rng.chance(f.crash, 1000) {
             let id = live[self.rng.below(live.len() as u64) as usize];
@@ -328,7 +328,7 @@ impl Sim {
     /// election timeout is lost; frames from it again, back): each observer learns of a change
     /// in whether it can hear a peer after a seeded delay.
     fn report_liveness(&mut self) {
-        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         for &observer in &ids {
             if self.nodes[&observer].raft.is_none() {
                 continue;
@@ -387,7 +387,7 @@ impl Sim {
     }
 
     fn propose(&mut self) {
-        let leaders: Vec<u64> = self
+        let leaders: Vec<NodeId> = self
             .nodes
             .iter()
             .filter(|(_, n)| n.raft.as_ref().is_some_and(|r| r.role() == Role::Leader))
@@ -399,7 +399,7 @@ impl Sim {
         let id = leaders[self.rng.below(leaders.len() as u64) as usize];
         if self.rng.chance(1, 4) {
             // A client on a random live node syncs, then reads there.
-            let live: Vec<u64> = self.nodes.iter().filter(|(_, n)| n.raft.is_some()).map(|(id, _)| *id).collect();
+            let live: Vec<NodeId> = self.nodes.iter().filter(|(_, n)| n.raft.is_some()).map(|(id, _)| *id).collect();
             let node = live[self.rng.below(live.len() as u64) as usize];
             let batch = build_batch(self.now as i64, &[&Txn::Noop.encode()]);
             let raft = self.nodes.get_mut(&id).and_then(|n| n.raft.as_mut()).expect("leader");
@@ -448,7 +448,7 @@ impl Sim {
             self.transmit(early).expect("messages encode");
             return;
         }
-        let missing: Vec<u64> = self.voters.iter().copied().filter(|v| !current.contains(v)).collect();
+        let missing: Vec<NodeId> = self.voters.iter().copied().filter(|v| !current.contains(v)).collect();
         let remove = !add_only && current.len() > 2 && (missing.is_empty() || self.rng.chance(1, 2));
         let mut next = current.clone();
         if remove {
@@ -580,7 +580,7 @@ impl Sim {
 
     /// Each live node's driver round: persist, flush, then send.
     fn drive(&mut self) -> Result<(), String> {
-        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         for id in ids {
             let node = self.nodes.get_mut(&id).expect("node");
             let Some(raft) = node.raft.as_mut() else { continue };
@@ -758,7 +758,7 @@ pub fn run(config: &SimConfig) -> Result<Outcome, String> {
 pub const BUGGIFY_SALT: u64 = 0xB066_1F1E_D5EE_D000;
 
 fn run_seed(config: &SimConfig) -> Result<Outcome, String> {
-    let voters: Vec<u64> = (1..=config.nodes as u64).collect();
+    let voters: Vec<NodeId> = (1..=config.nodes as u8).map(NodeId::from).collect();
     let mut sim = Sim {
         config: config.clone(),
         rng: SimRng::new(config.seed),
@@ -789,7 +789,7 @@ fn run_seed(config: &SimConfig) -> Result<Outcome, String> {
         // partial last block in the log's tail, to be written again with what follows.
         let alignment = if config.seed % 2 == 1 { 4096 } else { 1 };
         let faults = SimFaults { segment_write_alignment: alignment, ..SimFaults::default() };
-        let disk = SimStorage::new(config.seed.wrapping_mul(31).wrapping_add(id), faults);
+        let disk = SimStorage::new(config.seed.wrapping_mul(31).wrapping_add(id.wire()), faults);
         disk.create_dir_all(&node_dir(id)).map_err(|e| e.to_string())?;
         sim.nodes.insert(
             id,

@@ -95,7 +95,7 @@ impl Network {
             for _ in 0..copies {
                 let at = now + 1 + rng.below(self.faults.max_delay_ms.max(1));
                 self.sequence += 1;
-                let to = message.to as i32;
+                let to = message.to.get();
                 self.in_flight.push(InFlight {
                     at,
                     sequence: self.sequence,
@@ -149,7 +149,7 @@ impl Network {
                 let reported = self.reported.entry((a, b)).or_insert(true);
                 if *reported != reachable && now - since.1 >= silence && up.contains(&a) {
                     *reported = reachable;
-                    reports.push((a, b as NodeId, reachable));
+                    reports.push((a, NodeId::new(b).expect("simulated node ids are positive"), reachable));
                 }
             }
         }

@@ -85,9 +85,12 @@ impl SimNode {
             senders.push(tx);
             inboxes.push(rx);
         }
-        let peers: Vec<(NodeId, String)> =
-            config.peers.iter().map(|(peer, addr)| (*peer as NodeId, addr.to_string())).collect();
-        let (net, outgoing) = RaftNet::new(id as NodeId, &peers);
+        let peers: Vec<(NodeId, String)> = config
+            .peers
+            .iter()
+            .map(|(peer, addr)| (NodeId::new(*peer).expect("simulated node ids are positive"), addr.to_string()))
+            .collect();
+        let (net, outgoing) = RaftNet::new(config.raft_id(), &peers);
         let shared = Arc::new(Shared {
             config: config.clone(),
             env: Arc::clone(env) as Arc<dyn braid_node::env::Env>,
