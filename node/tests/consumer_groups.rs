@@ -370,3 +370,16 @@ fn a_kafka_python_member_checks_its_position_after_a_restart_and_reads_on() {
     let stderr = members_stderr(dir.path());
     assert!(!stderr.contains("OffsetForLeaderEpoch"), "the position check failed:\n{stderr}");
 }
+
+/// OffsetCommit and AlterConsumerGroupOffsets for a topic (or a partition) the cluster does not
+/// have: UNKNOWN_TOPIC_OR_PARTITION for those partitions, the others stored, as Kafka answers.
+#[test]
+fn offsets_committed_for_a_topic_that_does_not_exist_are_refused_per_partition() {
+    let node = Node::start();
+    let bootstrap = node.bootstrap();
+    let created = node.cli(&["topic", "create", "present", "--partitions", "1"], None);
+    assert!(created.status.success(), "{created:?}");
+    let output = run(python("commit_unknown_topic.py").args([&bootstrap, "present"]));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("ok"), "{text}{}", String::from_utf8_lossy(&output.stderr));
+}

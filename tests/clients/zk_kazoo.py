@@ -422,6 +422,14 @@ def sec_acl(c, b, base):
     c.delete(p)
     c.create(p)
     eq(c.set_acls(p, OPEN_ACL_UNSAFE, version=-1).aversion, 1, "set_acls version -1")
+    # The same entry twice is kept once, in the order first given (ZooKeeper's removeDuplicates).
+    ro = make_acl("world", "anyone", read=True)
+    dup = base + "/dupacl"
+    c.create(dup, b"", acl=[rwa[0], ro, rwa[0], ro])
+    eq(list(c.get_acls(dup)[0]), [rwa[0], ro], "duplicate ACL entries at create kept once")
+    c.set_acls(dup, [ro, ro, rwa[0]])
+    eq(list(c.get_acls(dup)[0]), [ro, rwa[0]], "duplicate ACL entries at set_acls kept once")
+    c.delete(dup)
 
     # digest
     c.add_auth("digest", "user:pw")

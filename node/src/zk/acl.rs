@@ -66,10 +66,18 @@ impl ZkServer {
 
     /// The ACL a create asks for, with "auth" entries made the session's identities; None if
     /// it is invalid.
+    /// Entries repeated in the request are kept once, in the order first given (ZooKeeper's
+    /// removeDuplicates, before "auth" expands).
     pub(super) fn fix_acl(&self, conn: u64, acl: &[Acl]) -> Option<Vec<Acl>> {
         let c = self.conns.get(&conn)?;
         let mut fixed = Vec::new();
+        let mut unique: Vec<&Acl> = Vec::with_capacity(acl.len());
         for a in acl {
+            if !unique.contains(&a) {
+                unique.push(a);
+            }
+        }
+        for a in unique {
             match a.scheme.as_str() {
                 "world" if a.id == "anyone" => fixed.push(a.clone()),
                 "auth" => {

@@ -231,38 +231,49 @@ pub async fn leave(ctx: Rc<ShardCtx>, version: i16, request: LeaveGroupRequest) 
     response
 }
 
+/// OffsetCommit: a partition this cluster does not have is answered UNKNOWN_TOPIC_OR_PARTITION
+/// and not stored; the others go to the coordinator (if none is known, it is not asked), as
+/// Kafka's broker does.
 pub async fn commit(ctx: Rc<ShardCtx>, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let group = request.group_id.0.to_string();
     let mut offsets = Vec::new();
     for topic in &request.topics {
-        for p in &topic.partitions {
+        let name = topic.name.0.to_string();
+        for p in topic.partitions.iter().filter(|p| ctx.has_partition(&name, p.partition_index)) {
             let committed = Committed {
                 offset: p.committed_offset,
                 leader_epoch: p.committed_leader_epoch,
                 metadata: p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
             };
-            offsets.push((topic.name.0.to_string(), p.partition_index, Some(committed)));
+            offsets.push((name.clone(), p.partition_index, Some(committed)));
         }
     }
     let (generation, member_id) = (request.generation_id_or_member_epoch, request.member_id.to_string());
-    let code =
+    let code = if offsets.is_empty() {
+        0
+    } else {
         ask(&ctx, &group, |reply| GroupRequest::Commit { group: group.clone(), generation, member_id, offsets, reply })
             .await
-            .unwrap_or_else(not_available);
+            .unwrap_or_else(not_available)
+    };
     let mut response = OffsetCommitResponse::default();
     for topic in request.topics {
+        let name = topic.name.0.to_string();
         let mut t = OffsetCommitResponseTopic::default();
-        t.name = topic.name;
         t.partitions = topic
             .partitions
             .iter()
             .map(|p| {
                 let mut r = OffsetCommitResponsePartition::default();
                 r.partition_index = p.partition_index;
-                r.error_code = code;
+                r.error_code = match ctx.has_partition(&name, p.partition_index) {
+                    true => code,
+                    false => ResponseError::UnknownTopicOrPartition.code(),
+                };
                 r
             })
             .collect();
+        t.name = topic.name;
         response.topics.push(t);
     }
     response
