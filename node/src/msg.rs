@@ -119,6 +119,8 @@ pub enum GroupRequest {
         group: String,
         generation: i32,
         member_id: String,
+        /// The member's group.instance.id (static membership), if it has one.
+        instance_id: Option<String>,
         assignments: Vec<(String, Bytes)>,
         reply: oneshot::Sender<SyncOutcome>,
     },
@@ -126,6 +128,7 @@ pub enum GroupRequest {
         group: String,
         generation: i32,
         member_id: String,
+        instance_id: Option<String>,
         reply: oneshot::Sender<Code>,
     },
     Leave {
@@ -138,6 +141,7 @@ pub enum GroupRequest {
         group: String,
         generation: i32,
         member_id: String,
+        instance_id: Option<String>,
         offsets: Vec<(String, i32, Option<Committed>)>,
         reply: oneshot::Sender<Code>,
     },

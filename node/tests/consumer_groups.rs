@@ -383,3 +383,18 @@ fn offsets_committed_for_a_topic_that_does_not_exist_are_refused_per_partition()
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("ok"), "{text}{}", String::from_utf8_lossy(&output.stderr));
 }
+
+/// Static membership (group.instance.id) with librdkafka: a member replaced by a new instance
+/// under its instance id is fenced (FENCED_INSTANCE_ID on its heartbeat, librdkafka's fatal
+/// error) while the new one keeps the partitions; the group's leader restarted under its
+/// instance id rejoins without rebalancing the others.
+#[test]
+fn static_members_are_fenced_when_replaced_and_a_restarted_static_leader_rebalances_nothing() {
+    let node = Node::start();
+    let bootstrap = node.bootstrap();
+    let created = node.cli(&["topic", "create", "statics", "--partitions", "4"], None);
+    assert!(created.status.success(), "{created:?}");
+    let output = run(python("static_members.py").args([&bootstrap, "statics"]));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("ok"), "{text}{}", String::from_utf8_lossy(&output.stderr));
+}

@@ -157,7 +157,20 @@ impl Group {
         self.maybe_complete_join(now_ms, false);
     }
 
-    pub(super) fn check_member(&self, member_id: &str, generation: i32) -> Result<(), ResponseError> {
+    /// A request's member is this generation's, and not a static member's old incarnation:
+    /// FENCED_INSTANCE_ID if its instance id now belongs to another member id (Kafka's
+    /// isStaticMemberFenced), else UNKNOWN_MEMBER_ID or ILLEGAL_GENERATION.
+    pub(super) fn check_member(
+        &self,
+        (member_id, instance_id): (&str, Option<&str>),
+        generation: i32,
+    ) -> Result<(), ResponseError> {
+        if let Some(instance) = instance_id {
+            let holder = self.members.iter().find(|(_, m)| m.instance_id.as_deref() == Some(instance));
+            if holder.is_some_and(|(id, _)| id != member_id) {
+                return Err(ResponseError::FencedInstanceId);
+            }
+        }
         if !self.members.contains_key(member_id) {
             return Err(ResponseError::UnknownMemberId);
         }
@@ -294,20 +307,28 @@ impl Coordinator {
         if g.leader.is_empty() {
             g.leader = member_id.clone();
         }
+        // A static member restarted: the same instance id under a new member id.
+        let static_restart = r.instance_id.is_some() && member_id != r.member_id;
         match g.state {
             State::Empty | State::CompletingRebalance => g.prepare_rebalance(now_ms),
-            // A new member, a changed subscription, or the leader (which must see every
+            // A new member, a changed subscription, or the leader rejoining (it must see every
             // member's metadata to assign again): a rebalance. A static member coming back
-            // under a new id is not new.
+            // under a new id is not new, and not even as the leader (Kafka's
+            // updateStaticMemberAndRebalance: the group's protocol stays, so no rebalance).
             State::Stable
-                if changed || (member_id != r.member_id && r.instance_id.is_none()) || member_id == g.leader =>
+                if changed
+                    || (member_id != r.member_id && r.instance_id.is_none())
+                    || (member_id == g.leader && !static_restart) =>
             {
                 g.prepare_rebalance(now_ms)
             }
             State::Stable => {
-                // A known follower rejoining with nothing new (or a static one restarted): it
-                // gets the current generation, and its assignment with its SyncGroup.
-                let outcome = g.joined(&member_id, Vec::new());
+                // A known follower rejoining with nothing new, or a static member restarted:
+                // it gets the current generation, and its assignment with its SyncGroup (the
+                // group being Stable, what a restarted leader assigns is not taken). The
+                // leader is given every member, as at a rebalance.
+                let members = if member_id == g.leader { g.member_metadata() } else { Vec::new() };
+                let outcome = g.joined(&member_id, members);
                 let m = g.members.get_mut(&member_id).expect("inserted");
                 if let Some(join) = m.join.take() {
                     let _ = join.send(outcome);
@@ -319,12 +340,17 @@ impl Coordinator {
         g.maybe_complete_join(now_ms, false);
     }
 
-    pub fn heartbeat(&mut self, group: &str, generation: i32, member_id: &str, now_ms: i64) -> i16 {
+    /// `member`: the member id and the static member's instance id, if any.
+    pub fn heartbeat(&mut self, group: &str, generation: i32, member: (&str, Option<&str>), now_ms: i64) -> i16 {
         self.restore(group, now_ms);
+        let member_id = member.0;
         let Some(g) = self.groups.get_mut(group) else { return code(ResponseError::UnknownMemberId) };
-        if let Err(e) = g.check_member(member_id, generation) {
+        if let Err(e) = g.check_member(member, generation) {
             // A member of the generation being formed hears of the rebalance, not an error.
-            if g.state == State::PreparingRebalance && g.members.contains_key(member_id) {
+            if e != ResponseError::FencedInstanceId
+                && g.state == State::PreparingRebalance
+                && g.members.contains_key(member_id)
+            {
                 return code(ResponseError::RebalanceInProgress);
             }
             return code(e);
@@ -395,10 +421,10 @@ mod tests {
         assert!(["range", "roundrobin"].contains(&ra.protocol_name.as_str()));
         // The leader's SyncGroup hands out the assignments.
         let (tb, mut sb) = oneshot::channel();
-        c.sync("g", 1, &b, vec![], 20, tb);
+        c.sync("g", 1, (&b, None), vec![], 20, tb);
         assert!(sb.try_recv().is_err(), "followers wait for the leader");
         let (ta, mut sa) = oneshot::channel();
-        c.sync("g", 1, &a, vec![(a.clone(), Bytes::from("A")), (b.clone(), Bytes::from("B"))], 20, ta);
+        c.sync("g", 1, (&a, None), vec![(a.clone(), Bytes::from("A")), (b.clone(), Bytes::from("B"))], 20, ta);
         assert!(sa.try_recv().is_err(), "answered once the group's record commits");
         let writes = c.take_writes(20);
         assert_eq!(writes.len(), 1, "the assignment is written");
@@ -407,21 +433,21 @@ mod tests {
         }
         assert_eq!(sa.try_recv().unwrap().assignment, Bytes::from("A"));
         assert_eq!(sb.try_recv().unwrap().assignment, Bytes::from("B"));
-        assert_eq!(c.heartbeat("g", 1, &a, 30), 0);
-        assert_eq!(c.heartbeat("g", 0, &a, 30), ResponseError::IllegalGeneration.code());
-        assert_eq!(c.check_commit("g", 1, &b, 20), Ok(()));
+        assert_eq!(c.heartbeat("g", 1, (&a, None), 30), 0);
+        assert_eq!(c.heartbeat("g", 0, (&a, None), 30), ResponseError::IllegalGeneration.code());
+        assert_eq!(c.check_commit("g", 1, (&b, None), 20), Ok(()));
         // b goes silent: its session expires, a is told to rejoin and does, alone.
         c.tick(30 + 5_000);
-        assert_eq!(c.heartbeat("g", 1, &a, 5_030), 0);
+        assert_eq!(c.heartbeat("g", 1, (&a, None), 5_030), 0);
         c.tick(10_031);
-        assert_eq!(c.heartbeat("g", 1, &a, 10_032), ResponseError::RebalanceInProgress.code());
-        assert_eq!(c.check_commit("g", 1, &a, 10_032), Ok(()), "the old generation commits before rejoining");
+        assert_eq!(c.heartbeat("g", 1, (&a, None), 10_032), ResponseError::RebalanceInProgress.code());
+        assert_eq!(c.check_commit("g", 1, (&a, None), 10_032), Ok(()), "the old generation commits before rejoining");
         let mut ja = join(&mut c, &a, &["range", "roundrobin"], 10_040);
         let ra = ja.try_recv().unwrap();
         assert_eq!((ra.error, ra.generation, ra.members.len()), (0, 2, 1));
         // Leaving empties the group.
         assert_eq!(c.leave("g", &[(a.clone(), None)], 10_050), vec![0]);
         assert!(c.is_empty("g"));
-        assert_eq!(c.heartbeat("g", 2, &a, 10_060), ResponseError::UnknownMemberId.code());
+        assert_eq!(c.heartbeat("g", 2, (&a, None), 10_060), ResponseError::UnknownMemberId.code());
     }
 }

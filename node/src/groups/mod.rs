@@ -284,7 +284,7 @@ mod tests {
         c.tick(INITIAL_REBALANCE_DELAY_MS + 1);
         assert_eq!(ja.try_recv().unwrap().generation, 1);
         let (ta, mut sa) = oneshot::channel();
-        c.sync("g", 1, &a, vec![(a.clone(), Bytes::from("A"))], 400, ta);
+        c.sync("g", 1, (&a, None), vec![(a.clone(), Bytes::from("A"))], 400, ta);
         let writes = c.take_writes(400);
         assert_eq!(writes.len(), 1, "a completed rebalance is written");
         assert!(c.take_writes(401).is_empty());
@@ -298,15 +298,15 @@ mod tests {
         for (k, v) in &writes {
             next.apply(k, v.as_deref());
         }
-        assert_eq!(next.heartbeat("g", 1, &a, 1_000), 0, "the member goes on, no rebalance");
-        assert_eq!(next.check_commit("g", 1, &a, 1_000), Ok(()));
+        assert_eq!(next.heartbeat("g", 1, (&a, None), 1_000), 0, "the member goes on, no rebalance");
+        assert_eq!(next.check_commit("g", 1, (&a, None), 1_000), Ok(()));
         assert_eq!(next.describe("g", 1_000).0, "Stable");
         let (ta, mut sa) = oneshot::channel();
-        next.sync("g", 1, &a, vec![], 1_000, ta);
+        next.sync("g", 1, (&a, None), vec![], 1_000, ta);
         assert_eq!(sa.try_recv().unwrap().assignment, Bytes::from("A"), "its assignment is kept");
         // Silent past its session timeout, it is dropped there too; the empty group is written.
         next.tick(12_000);
         assert_eq!(next.take_writes(12_000).len(), 1);
-        assert_eq!(next.heartbeat("g", 1, &a, 12_001), ResponseError::UnknownMemberId.code());
+        assert_eq!(next.heartbeat("g", 1, (&a, None), 12_001), ResponseError::UnknownMemberId.code());
     }
 }

@@ -21,7 +21,7 @@ impl Coordinator {
         &mut self,
         group: &str,
         generation: i32,
-        member_id: &str,
+        member: (&str, Option<&str>),
         now_ms: i64,
     ) -> Result<(), ResponseError> {
         self.restore(group, now_ms);
@@ -38,7 +38,7 @@ impl Coordinator {
             // consumed before giving their partitions up); between join and sync they may not.
             Some(g) if g.state == State::CompletingRebalance => Err(ResponseError::RebalanceInProgress),
             Some(_) if crate::mutation::active(crate::mutation::Mutation::CommitsIgnoreGeneration) => Ok(()),
-            Some(g) => g.check_member(member_id, generation),
+            Some(g) => g.check_member(member, generation),
         }
     }
 

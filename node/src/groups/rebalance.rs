@@ -72,11 +72,7 @@ impl Group {
             self.leader = self.members.keys().next().cloned().unwrap_or_default();
         }
         self.state = State::CompletingRebalance;
-        let everyone: Vec<(String, Option<String>, Bytes)> = self
-            .members
-            .iter()
-            .map(|(id, m)| (id.clone(), m.instance_id.clone(), metadata_for(m, &self.protocol)))
-            .collect();
+        let everyone = self.member_metadata();
         let ids: Vec<String> = self.members.keys().cloned().collect();
         for id in ids {
             let members = if id == self.leader { everyone.clone() } else { Vec::new() };
@@ -91,6 +87,15 @@ impl Group {
 
     /// A JoinGroup's answer for `member_id` in the current generation (`members`: what the
     /// leader is given to assign, empty for the others).
+    /// Every member's id, instance id and metadata for the group's protocol: what the leader
+    /// is given to assign.
+    pub(super) fn member_metadata(&self) -> Vec<(String, Option<String>, Bytes)> {
+        self.members
+            .iter()
+            .map(|(id, m)| (id.clone(), m.instance_id.clone(), metadata_for(m, &self.protocol)))
+            .collect()
+    }
+
     pub(super) fn joined(&self, member_id: &str, members: Vec<(String, Option<String>, Bytes)>) -> JoinOutcome {
         JoinOutcome {
             error: 0,
@@ -127,7 +132,7 @@ impl Coordinator {
         &mut self,
         group: &str,
         generation: i32,
-        member_id: &str,
+        member: (&str, Option<&str>),
         assignments: Vec<(String, Bytes)>,
         now_ms: i64,
         reply: oneshot::Sender<SyncOutcome>,
@@ -137,10 +142,11 @@ impl Coordinator {
             let _ = reply.send(SyncOutcome::error(ResponseError::UnknownMemberId));
             return;
         };
-        if let Err(e) = g.check_member(member_id, generation) {
+        if let Err(e) = g.check_member(member, generation) {
             let _ = reply.send(SyncOutcome::error(e));
             return;
         }
+        let member_id = member.0;
         let outcome = |g: &Group, id: &str| SyncOutcome {
             error: 0,
             protocol_type: g.protocol_type.clone(),

@@ -52,17 +52,17 @@ impl<S: NodeStorage> ShardState<S> {
         let mut to_write: Option<(Records, oneshot::Sender<Code>)> = None;
         match request {
             GroupRequest::Join { group, request, reply } => c.join(&group, request, now, self.shared.env.uuid(), reply),
-            GroupRequest::Sync { group, generation, member_id, assignments, reply } => {
-                c.sync(&group, generation, &member_id, assignments, now, reply)
+            GroupRequest::Sync { group, generation, member_id, instance_id, assignments, reply } => {
+                c.sync(&group, generation, (&member_id, instance_id.as_deref()), assignments, now, reply)
             }
-            GroupRequest::Heartbeat { group, generation, member_id, reply } => {
-                let _ = reply.send(c.heartbeat(&group, generation, &member_id, now));
+            GroupRequest::Heartbeat { group, generation, member_id, instance_id, reply } => {
+                let _ = reply.send(c.heartbeat(&group, generation, (&member_id, instance_id.as_deref()), now));
             }
             GroupRequest::Leave { group, members, reply } => {
                 let _ = reply.send(Ok(c.leave(&group, &members, now)));
             }
-            GroupRequest::Commit { group, generation, member_id, offsets, reply } => {
-                match c.check_commit(&group, generation, &member_id, now) {
+            GroupRequest::Commit { group, generation, member_id, instance_id, offsets, reply } => {
+                match c.check_commit(&group, generation, (&member_id, instance_id.as_deref()), now) {
                     Ok(()) => {
                         let records = offsets
                             .iter()

@@ -297,8 +297,14 @@ impl KafkaWorkload {
                     .collect();
                 let generation = outcome.generation;
                 let (reply, answer) = oneshot::channel();
-                let request =
-                    GroupRequest::Sync { group: GROUP.into(), generation, member_id: m.id.clone(), assignments, reply };
+                let request = GroupRequest::Sync {
+                    group: GROUP.into(),
+                    generation,
+                    member_id: m.id.clone(),
+                    instance_id: None,
+                    assignments,
+                    reply,
+                };
                 m.state =
                     if send(request) { MemberState::Syncing { generation, reply: answer } } else { MemberState::Idle };
             }
@@ -306,8 +312,13 @@ impl KafkaWorkload {
                 let generation = *generation;
                 if m.heartbeat.is_none() && now.saturating_sub(m.last_heartbeat) >= 100 {
                     let (reply, answer) = oneshot::channel();
-                    let request =
-                        GroupRequest::Heartbeat { group: GROUP.into(), generation, member_id: m.id.clone(), reply };
+                    let request = GroupRequest::Heartbeat {
+                        group: GROUP.into(),
+                        generation,
+                        member_id: m.id.clone(),
+                        instance_id: None,
+                        reply,
+                    };
                     if send(request) {
                         m.heartbeat = Some(answer);
                         m.last_heartbeat = now;
@@ -323,6 +334,7 @@ impl KafkaWorkload {
                         group: GROUP.into(),
                         generation,
                         member_id: m.id.clone(),
+                        instance_id: None,
                         offsets: offsets
                             .iter()
                             .map(|&(p, o)| {

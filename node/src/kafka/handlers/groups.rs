@@ -164,10 +164,12 @@ pub async fn sync(ctx: Rc<ShardCtx>, version: i16, request: SyncGroupRequest) ->
     let group = request.group_id.0.to_string();
     let assignments = request.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
     let (generation, member_id) = (request.generation_id, request.member_id.to_string());
+    let instance_id = request.group_instance_id.as_ref().map(|i| i.to_string());
     let outcome = ask(&ctx, &group, |reply| GroupRequest::Sync {
         group: group.clone(),
         generation,
         member_id,
+        instance_id,
         assignments,
         reply,
     })
@@ -186,11 +188,17 @@ pub async fn sync(ctx: Rc<ShardCtx>, version: i16, request: SyncGroupRequest) ->
 pub async fn heartbeat(ctx: Rc<ShardCtx>, request: HeartbeatRequest) -> HeartbeatResponse {
     let group = request.group_id.0.to_string();
     let (generation, member_id) = (request.generation_id, request.member_id.to_string());
+    let instance_id = request.group_instance_id.as_ref().map(|i| i.to_string());
     let mut response = HeartbeatResponse::default();
-    response.error_code =
-        ask(&ctx, &group, |reply| GroupRequest::Heartbeat { group: group.clone(), generation, member_id, reply })
-            .await
-            .unwrap_or_else(not_available);
+    response.error_code = ask(&ctx, &group, |reply| GroupRequest::Heartbeat {
+        group: group.clone(),
+        generation,
+        member_id,
+        instance_id,
+        reply,
+    })
+    .await
+    .unwrap_or_else(not_available);
     response
 }
 
@@ -249,12 +257,20 @@ pub async fn commit(ctx: Rc<ShardCtx>, request: OffsetCommitRequest) -> OffsetCo
         }
     }
     let (generation, member_id) = (request.generation_id_or_member_epoch, request.member_id.to_string());
+    let instance_id = request.group_instance_id.as_ref().map(|i| i.to_string());
     let code = if offsets.is_empty() {
         0
     } else {
-        ask(&ctx, &group, |reply| GroupRequest::Commit { group: group.clone(), generation, member_id, offsets, reply })
-            .await
-            .unwrap_or_else(not_available)
+        ask(&ctx, &group, |reply| GroupRequest::Commit {
+            group: group.clone(),
+            generation,
+            member_id,
+            instance_id,
+            offsets,
+            reply,
+        })
+        .await
+        .unwrap_or_else(not_available)
     };
     let mut response = OffsetCommitResponse::default();
     for topic in request.topics {
@@ -456,6 +472,7 @@ pub async fn offset_delete(ctx: Rc<ShardCtx>, request: OffsetDeleteRequest) -> O
                 group: group.clone(),
                 generation: -1,
                 member_id: String::new(),
+                instance_id: None,
                 offsets,
                 reply,
             })
