@@ -282,19 +282,7 @@ impl KafkaWorkload {
                 }
             }
             MemberState::Joined(outcome) => {
-                // The leader assigns the partitions round-robin; the others send nothing.
-                let assignments: Vec<(String, Bytes)> = outcome
-                    .members
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (member, _, _))| {
-                        let mine: Vec<String> = (0..PARTITIONS)
-                            .filter(|p| *p as usize % outcome.members.len() == i)
-                            .map(|p| p.to_string())
-                            .collect();
-                        (member.clone(), Bytes::from(mine.join(",")))
-                    })
-                    .collect();
+                let assignments = round_robin(&outcome.members);
                 let generation = outcome.generation;
                 let (reply, answer) = oneshot::channel();
                 let request = GroupRequest::Sync {
@@ -330,23 +318,7 @@ impl KafkaWorkload {
                     let offsets: Vec<(i32, i64)> =
                         highest.iter().map(|(&p, &o)| (p, o.max(committed.get(&p).copied().unwrap_or(0)))).collect();
                     let (reply, answer) = oneshot::channel();
-                    let request = GroupRequest::Commit {
-                        group: GROUP.into(),
-                        generation,
-                        member_id: m.id.clone(),
-                        instance_id: None,
-                        offsets: offsets
-                            .iter()
-                            .map(|&(p, o)| {
-                                (
-                                    TOPIC.to_owned(),
-                                    p,
-                                    Some(Committed { offset: o, leader_epoch: -1, metadata: String::new() }),
-                                )
-                            })
-                            .collect(),
-                        reply,
-                    };
+                    let request = commit_request(generation, &m.id, &offsets, reply);
                     if send(request) {
                         self.asked.extend(offsets.iter().copied());
                         m.commit = Some(PendingCommit { generation, offsets, synced_at_send: synced, reply: answer });
@@ -572,4 +544,40 @@ fn read_partition(node: &mut SimNode, partition: i32) -> Result<BTreeMap<i64, St
         }
     }
     Ok(records)
+}
+
+/// The leader's assignment: the partitions round-robin over the members (the others send
+/// nothing).
+fn round_robin(members: &[(String, Option<String>, Bytes)]) -> Vec<(String, Bytes)> {
+    members
+        .iter()
+        .enumerate()
+        .map(|(i, (member, _, _))| {
+            let mine: Vec<String> =
+                (0..PARTITIONS).filter(|p| *p as usize % members.len() == i).map(|p| p.to_string()).collect();
+            (member.clone(), Bytes::from(mine.join(",")))
+        })
+        .collect()
+}
+
+/// An OffsetCommit of `offsets` (partition, next offset) in `generation`.
+fn commit_request(
+    generation: i32,
+    member_id: &str,
+    offsets: &[(i32, i64)],
+    reply: oneshot::Sender<i16>,
+) -> GroupRequest {
+    GroupRequest::Commit {
+        group: GROUP.into(),
+        generation,
+        member_id: member_id.to_owned(),
+        instance_id: None,
+        offsets: offsets
+            .iter()
+            .map(|&(p, o)| {
+                (TOPIC.to_owned(), p, Some(Committed { offset: o, leader_epoch: -1, metadata: String::new() }))
+            })
+            .collect(),
+        reply,
+    }
 }
