@@ -63,3 +63,63 @@ fn a_reconnected_follower_matching_past_the_leaders_deleted_prefix_is_not_reset(
     assert_eq!(kept.log_start_offset(), 0, "the follower kept its whole log");
     assert_eq!(kept.log_end_offset(), group.nodes[&next].log().log_end_offset());
 }
+
+/// A deposed leader (restarted: it does not know what committed) whose uncommitted entries end where the new leader has no entry boundary (its
+/// batches differ in size): the leader backs up to its nearest boundary below the follower's
+/// log end and walks back from there; the follower loses only its uncommitted tail, never its
+/// committed prefix, and is not reset.
+#[test]
+fn a_deposed_leaders_tail_that_ends_between_the_new_leaders_entries_is_cut_not_reset() {
+    let mut group = Group::with_log_config(12, false, small_segments());
+    group.ticks_to_leader();
+    let old = group.leader().unwrap();
+    for tag in 0..120 {
+        group.nodes.get_mut(&old).unwrap().propose(&batch(tag, 3, tag as i64)).unwrap();
+        group.settle();
+    }
+    for _ in 0..4 {
+        group.tick();
+    }
+    let committed = group.nodes[&old].committed();
+    // The leader is cut off and appends alone: batches of 4 records, never committed.
+    group.down.push(old);
+    for tag in 0..7 {
+        group.nodes.get_mut(&old).unwrap().propose(&batch(1000 + tag, 4, 0)).unwrap();
+    }
+    group.nodes.get_mut(&old).unwrap().log_mut().flush().unwrap();
+    let old_end = group.nodes[&old].log().log_end_offset();
+    // The others elect a leader, which appends batches of 2 records and deletes its oldest
+    // segments.
+    group.ticks_to_leader();
+    let new = group.leader().unwrap();
+    assert_ne!(new, old);
+    for tag in 0..30 {
+        group.nodes.get_mut(&new).unwrap().propose(&batch(2000 + tag, 2, 0)).unwrap();
+        group.settle();
+    }
+    let new_log = group.nodes.get_mut(&new).unwrap().log_mut();
+    new_log.delete_below(committed * 3 / 4).unwrap();
+    assert!(new_log.log_start_offset() > 0);
+    assert!(new_log.base_of_batch_ending_at(old_end).unwrap().is_none(), "the old leader's end is no boundary here");
+    let resets = Rc::new(Cell::new(0));
+    let counted = Rc::clone(&resets);
+    group.deliver_if = Box::new(move |m| {
+        if matches!(m.body, Body::Reset { .. }) {
+            counted.set(counted.get() + 1);
+        }
+        true
+    });
+    // It restarts (no longer knowing what committed) and comes back: the leader, told it was
+    // lost and is back, probes it again knowing nothing of what it holds.
+    group.nodes.get_mut(&new).unwrap().peer_lost(old);
+    group.restart(old);
+    group.down.clear();
+    group.nodes.get_mut(&new).unwrap().peer_back(old);
+    for _ in 0..12 {
+        group.tick();
+    }
+    assert_eq!(resets.get(), 0, "the deposed leader was not reset");
+    let follower = group.nodes[&old].log();
+    assert_eq!(follower.log_start_offset(), 0, "its committed prefix kept");
+    assert_eq!(follower.log_end_offset(), group.nodes[&new].log().log_end_offset(), "caught up");
+}

@@ -35,6 +35,9 @@ pub trait RaftLog {
     fn term_at(&self, end: i64) -> Option<Term>;
     /// Start offset of the entry ending at `end` (the previous boundary).
     fn boundary_before(&self, end: i64) -> Option<i64>;
+    /// The greatest entry boundary at or below `end` in this log (`end` itself if an entry
+    /// ends there, the log start at the least); None past the log end.
+    fn boundary_at_or_below(&self, end: i64) -> Option<i64>;
     /// Whole entries starting at boundary `from`, up to about `max_bytes` (at least one).
     fn entries_from(&self, from: i64, max_bytes: u64) -> Vec<Bytes>;
     /// Appends a new entry in `term` (leader); returns its end offset.
@@ -93,6 +96,18 @@ impl<S: Storage> RaftLog for Log<S> {
             return Some(0);
         }
         self.epoch_of_batch_ending_at(end).ok().flatten().map(term_from_epoch)
+    }
+
+    fn boundary_at_or_below(&self, end: i64) -> Option<i64> {
+        let start = self.log_start_offset();
+        if end <= start || end > self.log_end_offset() {
+            return (end == start).then_some(start);
+        }
+        match self.batch_containing(end - 1).ok().flatten() {
+            Some((_, batch_end)) if batch_end == end => Some(end),
+            Some((base, _)) => Some(base.max(start)),
+            None => None,
+        }
     }
 
     fn boundary_before(&self, end: i64) -> Option<i64> {

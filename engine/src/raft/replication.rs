@@ -80,8 +80,9 @@ impl<L: RaftLog> Raft<L> {
             return;
         }
         let Some(prev_term) = self.log.term_at(prev_end) else {
-            // Not a boundary of ours (a stale hint): back up to one that is.
-            let back = self.log.boundary_before(prev_end).unwrap_or(self.log.start());
+            // Not a boundary of ours (a follower's hint: its log's entries differ from ours
+            // there): back up to the nearest one below, and probe there.
+            let back = self.log.boundary_at_or_below(prev_end).filter(|&b| b < prev_end).unwrap_or(self.log.start());
             let p = self.progress.get_mut(&to).expect("progress");
             p.next_end = back.max(p.match_end);
             if p.next_end != prev_end {
