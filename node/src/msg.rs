@@ -79,6 +79,9 @@ pub enum MetaOp {
         /// A Metadata request's auto-creation: on a node that is not the controller it is
         /// forwarded to the controller, and answered LEADER_NOT_AVAILABLE (retry shortly).
         forward: bool,
+        /// Replicas chosen by the client, partition by partition (CreateTopics' assignments);
+        /// None: the controller places them.
+        assignment: Option<Vec<Vec<i32>>>,
     },
     DeleteTopic {
         name: String,

@@ -173,3 +173,16 @@ fn bench_zk_pipelines_and_reports_what_the_node_received() {
         .unwrap_or_else(|| panic!("no Received line: {srvr}"));
     assert!(received >= 20_000, "{srvr}");
 }
+
+/// CreateTopics with a manual replica assignment on a three-node cluster (confluent-kafka's
+/// AdminClient): every partition gets the replicas asked for, records go through, and the
+/// assignments Kafka refuses (a node that is not a member, a node twice, uneven replica counts)
+/// are refused with INVALID_REPLICA_ASSIGNMENT.
+#[test]
+fn a_manual_replica_assignment_places_partitions_on_the_nodes_asked_for() {
+    let cluster = Cluster::start(3, &[]);
+    let bootstrap = cluster.nodes[1].bootstrap();
+    let output = run(python("manual_assignment.py").arg(&bootstrap));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("ok"), "{text}{}", String::from_utf8_lossy(&output.stderr));
+}

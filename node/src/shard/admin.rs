@@ -99,9 +99,21 @@ impl<S: NodeStorage> ShardState<S> {
         }
         let snapshot = meta.snapshot();
         match op {
-            MetaOp::CreateTopic { name, partitions, replication_factor, configs, validate_only, forward } => {
-                let topic =
-                    self.plan_create(&snapshot, &name, partitions, replication_factor, configs, validate_only)?;
+            MetaOp::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                configs,
+                validate_only,
+                forward,
+                assignment,
+            } => {
+                let (partitions, replication_factor) = match &assignment {
+                    Some(assignment) => (assignment.len() as i32, assignment.first().map_or(0, Vec::len) as i16),
+                    None => (partitions, replication_factor),
+                };
+                let create = Create { partitions, replication_factor, configs, validate_only, assignment };
+                let topic = self.plan_create(&snapshot, &name, create)?;
                 Ok(topic.map_or(Planned::Validated, |topic| Planned::Create { name, topic, forward }))
             }
             MetaOp::DeleteTopic { name } => match snapshot.topics.contains_key(&name) {
@@ -141,15 +153,11 @@ impl<S: NodeStorage> ShardState<S> {
     }
 
     /// A new topic as it is to be stored, or None when only validated.
-    fn plan_create(
-        &self,
-        snapshot: &MetaSnapshot,
-        name: &str,
-        partitions: i32,
-        replication_factor: i16,
-        configs: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<Option<TopicMeta>, Refusal> {
+    fn plan_create(&self, snapshot: &MetaSnapshot, name: &str, create: Create) -> Result<Option<TopicMeta>, Refusal> {
+        let Create { partitions, replication_factor, configs, validate_only, assignment } = create;
+        if let Some(assignment) = &assignment {
+            check_assignment(assignment, &self.shared.config.members())?;
+        }
         let members = self.shared.config.members().len();
         topic_config::validate_topic_name(name).map_err(|m| (ResponseError::InvalidTopicException.code(), m))?;
         let partitions = if partitions == -1 { self.shared.config.default_partitions } else { partitions };
@@ -178,7 +186,7 @@ impl<S: NodeStorage> ShardState<S> {
         }
         Ok(Some(TopicMeta {
             id: self.shared.env.uuid(),
-            partitions: self.place(name, 0, partitions, replication_factor as usize),
+            partitions: assignment.unwrap_or_else(|| self.place(name, 0, partitions, replication_factor as usize)),
             configs,
             reassigning: BTreeMap::new(),
         }))
@@ -220,4 +228,33 @@ impl<S: NodeStorage> ShardState<S> {
         topic.reassign(partition, target);
         Ok(topic)
     }
+}
+
+/// A topic to create, as asked.
+struct Create {
+    partitions: i32,
+    replication_factor: i16,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+    assignment: Option<Vec<Vec<i32>>>,
+}
+
+/// A manual assignment (CreateTopics' assignments), as Kafka checks it: every partition's
+/// replicas distinct members of the cluster, and as many for every partition.
+fn check_assignment(assignment: &[Vec<i32>], members: &[i32]) -> Result<(), Refusal> {
+    let factor = assignment.first().map_or(0, Vec::len);
+    for (partition, replicas) in assignment.iter().enumerate() {
+        let distinct: HashSet<i32> = replicas.iter().copied().collect();
+        if replicas.is_empty() || distinct.len() != replicas.len() || replicas.iter().any(|r| !members.contains(r)) {
+            let message = format!(
+                "partition {partition}: replicas {replicas:?} must be distinct members of the cluster {members:?}"
+            );
+            return Err((ResponseError::InvalidReplicaAssignment.code(), message));
+        }
+        if replicas.len() != factor {
+            let message = "All partitions should have the same number of replicas.".to_owned();
+            return Err((ResponseError::InvalidReplicaAssignment.code(), message));
+        }
+    }
+    Ok(())
 }

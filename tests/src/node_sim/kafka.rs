@@ -174,6 +174,7 @@ impl KafkaWorkload {
                 configs,
                 validate_only: false,
                 forward: true,
+                assignment: None,
             };
             if node.send(0, ShardMsg::Meta { op, now_ms: now as i64, reply }) {
                 self.topic_requests.push_back(answer);

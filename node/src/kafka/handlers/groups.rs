@@ -64,6 +64,7 @@ async fn coordinator(
             configs,
             validate_only: false,
             forward: true,
+            assignment: None,
         };
         let _ = meta_op(ctx, op).await;
         return Err((not_available(), "the offsets topic is being created".into()));

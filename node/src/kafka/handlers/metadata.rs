@@ -38,6 +38,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, listener: usize, version: i16, request: M
                 configs: BTreeMap::new(),
                 validate_only: false,
                 forward: true,
+                assignment: None,
             };
             match meta_op(&ctx, op).await {
                 Ok(()) => tracing::info!(topic = %name, "topic created by a Metadata request"),

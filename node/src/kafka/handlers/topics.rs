@@ -14,35 +14,45 @@ use kafka_protocol::ResponseError;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+/// A CreateTopics topic's manual assignment (its partitions' replicas, in partition order), as
+/// Kafka checks the request: partitions numbered 0.. without a gap, and numPartitions and
+/// replicationFactor left at -1 beside it.
+fn manual_assignment(
+    topic: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+) -> Result<Option<Vec<Vec<i32>>>, (i16, String)> {
+    if topic.assignments.is_empty() {
+        return Ok(None);
+    }
+    if topic.num_partitions != -1 || topic.replication_factor != -1 {
+        let message = "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.";
+        return Err((ResponseError::InvalidRequest.code(), message.to_owned()));
+    }
+    let mut by_partition: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    for a in &topic.assignments {
+        by_partition.insert(a.partition_index, a.broker_ids.iter().map(|b| b.0).collect());
+    }
+    if by_partition.keys().copied().ne(0..by_partition.len() as i32) || by_partition.len() != topic.assignments.len() {
+        let message = "partitions should be a consecutive 0-based integer sequence";
+        return Err((ResponseError::InvalidReplicaAssignment.code(), message.to_owned()));
+    }
+    Ok(Some(by_partition.into_values().collect()))
+}
+
 pub async fn create(ctx: Rc<ShardCtx>, version: i16, request: CreateTopicsRequest) -> CreateTopicsResponse {
-    let node_id = ctx.shared.config.node_id;
     let mut response = CreateTopicsResponse::default();
     for topic in request.topics {
         let name = topic.name.0.to_string();
         let mut result = CreatableTopicResult::default();
         result.name = topic.name.clone();
-        let mut partitions = topic.num_partitions;
-        let mut replication_factor = topic.replication_factor;
-        let outcome = if !topic.assignments.is_empty() {
-            // Manual assignment: every replica must be this node (the only one).
-            if topic.assignments.iter().any(|a| a.broker_ids.iter().any(|b| b.0 != node_id) || a.broker_ids.is_empty())
-            {
-                Err((ResponseError::InvalidReplicaAssignment.code(), format!("replicas must be on node {node_id}")))
-            } else {
-                partitions = topic.assignments.len() as i32;
-                replication_factor = topic.assignments[0].broker_ids.len() as i16;
-                Ok(())
-            }
-        } else {
-            Ok(())
-        };
+        let (partitions, replication_factor) = (topic.num_partitions, topic.replication_factor);
+        let outcome = manual_assignment(&topic);
         let configs: BTreeMap<String, String> = topic
             .configs
             .iter()
             .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
             .collect();
         let outcome = match outcome {
-            Ok(()) => {
+            Ok(assignment) => {
                 let op = MetaOp::CreateTopic {
                     name: name.clone(),
                     partitions,
@@ -50,6 +60,7 @@ pub async fn create(ctx: Rc<ShardCtx>, version: i16, request: CreateTopicsReques
                     configs,
                     validate_only: request.validate_only,
                     forward: false,
+                    assignment,
                 };
                 meta_op(&ctx, op).await
             }
@@ -64,7 +75,14 @@ pub async fn create(ctx: Rc<ShardCtx>, version: i16, request: CreateTopicsReques
                         if partitions == -1 { ctx.shared.config.default_partitions } else { partitions },
                         |m| m.partitions.len() as i32,
                     );
-                    result.replication_factor = 1;
+                    result.replication_factor = meta.and_then(|m| m.partitions.first()).map_or(
+                        if replication_factor == -1 {
+                            ctx.shared.config.default_replication_factor
+                        } else {
+                            replication_factor
+                        },
+                        |replicas| replicas.len() as i16,
+                    );
                     result.configs = Some(Vec::new());
                 }
                 if version >= 7 {
