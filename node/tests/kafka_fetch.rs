@@ -210,3 +210,32 @@ fn leader_epochs_fence_stale_clients_and_say_where_each_epoch_ends() {
     assert_eq!(list_offset(&mut client, "epochs", -1, first_epoch).0, FENCED_LEADER_EPOCH);
     assert_eq!(epoch_end(&mut client, "epochs", epoch + 1, first_epoch).0, UNKNOWN_LEADER_EPOCH);
 }
+
+/// A fetch's answer stays within the request's max_bytes even when a partition's own limit is
+/// larger (fetch.max.bytes below max.partition.fetch.bytes): Kafka reads each partition to the
+/// smaller of the two, and only a first batch larger than the limit may go past it (KIP-74).
+#[test]
+fn a_fetch_answer_stays_within_the_requests_max_bytes() {
+    let node = Node::start();
+    assert!(node.cli(&["topic", "create", "big"], None).status.success());
+    let line = "x".repeat(200);
+    let mut input = String::new();
+    for _ in 0..15_000 {
+        input.push_str(&line);
+        input.push('\n');
+    }
+    let out = node.cli(&["produce", "big", "--acks", "1"], Some(input.as_bytes()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut client = Client::connect(&node.bootstrap()).unwrap();
+    let version = client.version_for::<FetchRequest>().unwrap();
+    let limit = 256 << 10;
+    let mut request = fetch_request("big", 0, 1_000);
+    request.max_bytes = limit;
+    request.topics[0].partitions[0].partition_max_bytes = 64 << 20;
+    let response = client.call_version(request, version).unwrap();
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    assert!(partition.high_watermark > 10_000, "{}", partition.high_watermark);
+    let records = partition.records.as_ref().map_or(0, |r| r.len());
+    assert!(records > 0 && records <= limit as usize, "{records} bytes answered to a {limit}-byte fetch");
+}

@@ -80,6 +80,11 @@ pub fn start(
     request: FetchRequest,
 ) -> Pending {
     let ctx = Rc::clone(ctx);
+    let min_bytes = request.min_bytes.max(0) as u64;
+    let max_bytes = request.max_bytes.max(0) as u64;
+    // No partition reads past the request's own limit either (Kafka reads each partition to
+    // the smaller of the two): with the total then capped, an answer exceeds `max_bytes` only
+    // by a first batch that alone is larger (KIP-74).
     let wanted: Vec<Wanted> = request
         .topics
         .into_iter()
@@ -87,13 +92,14 @@ pub fn start(
             let partitions = t
                 .partitions
                 .into_iter()
-                .map(|p| (p.partition, p.fetch_offset, p.partition_max_bytes.max(0) as u64, p.current_leader_epoch))
+                .map(|p| {
+                    let limit = (p.partition_max_bytes.max(0) as u64).min(max_bytes);
+                    (p.partition, p.fetch_offset, limit, p.current_leader_epoch)
+                })
                 .collect();
             (t.topic.0.to_string(), partitions)
         })
         .collect();
-    let min_bytes = request.min_bytes.max(0) as u64;
-    let max_bytes = request.max_bytes.max(0) as u64;
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     Box::pin(async move {
