@@ -39,6 +39,11 @@ pub struct TopicMeta {
     pub configs: BTreeMap<String, String>,
     /// Partitions being moved to other nodes, by partition.
     pub reassigning: BTreeMap<i32, Reassignment>,
+    /// Where DeleteRecords moved a partition's log start offset (Kafka's logStartOffset), by
+    /// partition: the records below are gone for clients, and every replica deletes the whole
+    /// segments below it. Kept in the topic's znode (`braid_log_start_offsets`) so that every
+    /// replica, and every later leader, holds the same start.
+    pub log_start: BTreeMap<i32, i64>,
 }
 
 /// A partition on its way to another replica set, as Kafka writes it in the topic's znode:
@@ -143,7 +148,15 @@ pub fn parse_topic(topic_bytes: &[u8], config_bytes: Option<&[u8]>) -> anyhow::R
             }
         }
     }
-    Ok(TopicMeta { id, partitions, configs, reassigning })
+    let mut log_start = BTreeMap::new();
+    for (index, offset) in topic["braid_log_start_offsets"].as_object().into_iter().flatten() {
+        if let (Ok(p), Some(offset)) = (index.parse::<i32>(), offset.as_i64()) {
+            if (0..partitions.len() as i32).contains(&p) && offset > 0 {
+                log_start.insert(p, offset);
+            }
+        }
+    }
+    Ok(TopicMeta { id, partitions, configs, reassigning, log_start })
 }
 
 /// A snapshot shared with every shard.

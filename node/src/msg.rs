@@ -103,6 +103,13 @@ pub enum MetaOp {
         partition: i32,
         replicas: Option<Vec<i32>>,
     },
+    /// Moves a partition's log start offset up to `offset` (DeleteRecords; checked against
+    /// the partition's high watermark by its leader first).
+    DeleteRecords {
+        name: String,
+        partition: i32,
+        offset: i64,
+    },
 }
 
 pub type MetaReply = Result<(), (Code, String)>;

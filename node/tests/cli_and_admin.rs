@@ -186,3 +186,33 @@ fn a_manual_replica_assignment_places_partitions_on_the_nodes_asked_for() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("ok"), "{text}{}", String::from_utf8_lossy(&output.stderr));
 }
+
+/// DeleteRecords (confluent-kafka's AdminClient, as Kafka Streams purges repartition topics):
+/// the log start offset moves to the offset asked for and ListOffsets reports it, consumers
+/// start there, offsets past the high watermark are refused, and the start survives a restart.
+#[test]
+fn delete_records_moves_the_log_start_offset_that_list_offsets_reports() {
+    let mut node = Node::start();
+    let bootstrap = node.bootstrap();
+    assert!(node.cli(&["topic", "create", "purge"], None).status.success());
+    let output = run(python("delete_records.py").args([&bootstrap, "purge"]));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("ok"), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    node.restart();
+    let mut client = braid_node::client::Client::connect(&node.bootstrap()).unwrap();
+    let mut partition = kafka_protocol::messages::list_offsets_request::ListOffsetsPartition::default();
+    partition.timestamp = -2;
+    partition.current_leader_epoch = -1;
+    let mut topic = kafka_protocol::messages::list_offsets_request::ListOffsetsTopic::default();
+    topic.name = kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_static_str("purge"));
+    topic.partitions = vec![partition];
+    let mut request = kafka_protocol::messages::ListOffsetsRequest::default();
+    request.replica_id = kafka_protocol::messages::BrokerId(-1);
+    request.topics = vec![topic];
+    wait_for("the restarted node to answer ListOffsets earliest with the moved start", || {
+        let version = client.version_for::<kafka_protocol::messages::ListOffsetsRequest>().ok()?;
+        let response = client.call_version(request.clone(), version).ok()?;
+        let p = &response.topics[0].partitions[0];
+        (p.error_code == 0).then_some(()).and_then(|()| (p.offset == 100).then_some(()))
+    });
+}

@@ -185,26 +185,6 @@ impl<S: Storage> Log<S> {
         Ok(self.read(end_offset - 1, 1, None)?.filter(|s| s.next_offset == end_offset).map(|s| s.first_offset))
     }
 
-    /// Base and end offsets of the batch holding `offset`, if this log holds it (readable or
-    /// appended and not yet written).
-    pub fn batch_containing(&self, offset: i64) -> Result<Option<(i64, i64)>, LogError> {
-        if offset < self.log_start_offset() || offset >= self.log_end_offset() {
-            return Ok(None);
-        }
-        let i = self.positions.partition_point(|p| p.end <= offset);
-        if let Some(p) = self.positions.get(i).filter(|p| p.base <= offset) {
-            return Ok(Some((p.base, p.end)));
-        }
-        // Not written yet: `positions` holds every such batch.
-        if offset >= self.written_offset {
-            return Ok(None);
-        }
-        let segment = &self.segments[self.segment_index_for(offset)];
-        let found =
-            segment.find_offset(offset).map_err(io_context(|| format!("reading {}", segment.path.display())))?;
-        Ok(found.map(|f| (f.header.base_offset, f.header.next_offset())))
-    }
-
     /// The leader epoch (raft term) of the batch that ends right before `end_offset`, if a batch
     /// ends exactly there; `Ok(None)` if `end_offset` is not a batch boundary of this log.
     pub fn epoch_of_batch_ending_at(&self, end_offset: i64) -> Result<Option<i32>, LogError> {

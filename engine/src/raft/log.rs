@@ -103,9 +103,9 @@ impl<S: Storage> RaftLog for Log<S> {
         if end <= start || end > self.log_end_offset() {
             return (end == start).then_some(start);
         }
-        match self.batch_containing(end - 1).ok().flatten() {
-            Some((_, batch_end)) if batch_end == end => Some(end),
-            Some((base, _)) => Some(base.max(start)),
+        match self.batch_holding(end - 1).ok().flatten() {
+            Some(span) if span.next_offset == end => Some(end),
+            Some(span) => Some(span.base_offset.max(start)),
             None => None,
         }
     }

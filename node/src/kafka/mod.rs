@@ -61,6 +61,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
@@ -102,6 +103,7 @@ pub fn api_name(api_key: i16) -> Option<&'static str> {
         ApiKey::DescribeGroups => "DescribeGroups",
         ApiKey::DeleteGroups => "DeleteGroups",
         ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::DeleteRecords => "DeleteRecords",
         ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
         _ => "Other",
     })
@@ -349,6 +351,7 @@ async fn dispatch(
         RequestKind::DescribeGroups(r) => reply.with(groups::describe(c(), version, r)),
         RequestKind::DeleteGroups(r) => reply.with(groups::delete(c(), r)),
         RequestKind::OffsetDelete(r) => reply.with(groups::offset_delete(c(), r)),
+        RequestKind::DeleteRecords(r) => reply.with(delete_records::handle(c(), r)),
         RequestKind::OffsetForLeaderEpoch(r) => reply.with(offset_for_leader_epoch::handle(c(), r)),
         RequestKind::InitProducerId(r) => reply.with(producer_id::handle(c(), r)),
         _ => return Ok(Some(Box::pin(std::future::ready(Some(unsupported_version(corr)))))),

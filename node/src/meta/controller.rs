@@ -303,6 +303,7 @@ mod tests {
             partitions: vec![vec![1], vec![1]],
             configs: BTreeMap::from([("retention.ms".into(), "1000".into())]),
             reassigning: BTreeMap::new(),
+            log_start: BTreeMap::new(),
         };
         let cluster_id = {
             let mut store =
@@ -347,6 +348,7 @@ mod tests {
             partitions: vec![vec![1]],
             configs: BTreeMap::new(),
             reassigning: BTreeMap::new(),
+            log_start: BTreeMap::new(),
         };
         // Elected at once, but no round has run: the bootstrap znodes are not there yet.
         let (reply, mut early) = oneshot::channel();

@@ -100,15 +100,19 @@ pub(super) fn topic_json(meta: &TopicMeta) -> Vec<u8> {
         adding.insert(p.to_string(), serde_json::json!(r.adding));
         removing.insert(p.to_string(), serde_json::json!(r.removing));
     }
-    serde_json::json!({
+    let mut json = serde_json::json!({
         "version": 3,
         "topic_id": meta.id.to_string(),
         "partitions": partitions,
         "adding_replicas": adding,
         "removing_replicas": removing,
-    })
-    .to_string()
-    .into_bytes()
+    });
+    if !meta.log_start.is_empty() {
+        let starts: serde_json::Map<String, serde_json::Value> =
+            meta.log_start.iter().map(|(p, o)| (p.to_string(), serde_json::json!(o))).collect();
+        json["braid_log_start_offsets"] = serde_json::Value::Object(starts);
+    }
+    json.to_string().into_bytes()
 }
 
 pub(super) fn config_json(configs: &BTreeMap<String, String>) -> Vec<u8> {
@@ -127,6 +131,7 @@ mod tests {
             partitions: vec![vec![1, 2, 3], vec![2, 3, 1]],
             configs: BTreeMap::new(),
             reassigning: BTreeMap::new(),
+            log_start: BTreeMap::new(),
         };
         meta.reassign(0, vec![4, 2, 3]);
         assert_eq!(meta.partitions[0], vec![4, 2, 3, 1], "the target, then the replicas leaving");

@@ -149,6 +149,19 @@ impl<S: NodeStorage> ShardState<S> {
                 let topic = self.plan_reassign(&snapshot, &name, partition, replicas)?;
                 Ok(Planned::Update { name, topic })
             }
+            MetaOp::DeleteRecords { name, partition, offset } => {
+                let topic = snapshot
+                    .topics
+                    .get(&name)
+                    .filter(|t| (0..t.partitions.len() as i32).contains(&partition))
+                    .ok_or_else(|| unknown(&name))?;
+                if topic.log_start.get(&partition).is_some_and(|&start| start >= offset) {
+                    return Ok(Planned::Validated);
+                }
+                let mut topic = TopicMeta::clone(topic);
+                topic.log_start.insert(partition, offset);
+                Ok(Planned::Update { name, topic })
+            }
         }
     }
 
@@ -189,6 +202,7 @@ impl<S: NodeStorage> ShardState<S> {
             partitions: assignment.unwrap_or_else(|| self.place(name, 0, partitions, replication_factor as usize)),
             configs,
             reassigning: BTreeMap::new(),
+            log_start: BTreeMap::new(),
         }))
     }
 

@@ -24,7 +24,7 @@ impl<S: NodeStorage> ShardState<S> {
         };
         let log = p.replica.raft.log();
         let high_watermark = p.replica.raft.committed();
-        let log_start_offset = log.log_start_offset();
+        let log_start_offset = p.log_start();
         let out_of_range = FetchOutcome {
             error: ResponseError::OffsetOutOfRange.code(),
             high_watermark,

@@ -99,6 +99,16 @@ struct Partition<S: NodeStorage> {
     coordinator: Option<Coordinator>,
     /// Log size after the last compaction (compacted topics).
     compacted_size: u64,
+    /// Where DeleteRecords moved the partition's start (from the topic's metadata; 0: never).
+    records_start: i64,
+}
+
+impl<S: NodeStorage> Partition<S> {
+    /// The log start offset clients see (Kafka's logStartOffset): the log's first offset, or
+    /// past it where DeleteRecords moved it.
+    fn log_start(&self) -> i64 {
+        self.replica.raft.log().log_start_offset().max(self.records_start)
+    }
 }
 
 pub struct ShardState<S: NodeStorage = UringStorage> {
@@ -341,7 +351,7 @@ impl<S: NodeStorage> ShardState<S> {
                     partition: *partition,
                     shard: self.id,
                     leader: p.replica.raft.leader().map_or(-1, NodeId::get),
-                    log_start_offset: log.log_start_offset(),
+                    log_start_offset: p.log_start(),
                     log_end_offset: log.log_end_offset(),
                     durable_offset: log.durable_offset(),
                     high_watermark: p.replica.raft.committed(),

@@ -78,7 +78,7 @@ impl<S: NodeStorage> ShardState<S> {
         let found =
             |offset: i64, timestamp: i64| OffsetOutcome { error: 0, offset, timestamp, leader_epoch: epoch_of(offset) };
         match timestamp {
-            -2 => found(log.log_start_offset(), -1),
+            -2 => found(p.log_start(), -1),
             -1 => OffsetOutcome {
                 error: 0,
                 offset: p.replica.raft.committed(),
@@ -89,7 +89,8 @@ impl<S: NodeStorage> ShardState<S> {
             t => match log.offset_for_timestamp(t) {
                 Ok(Some((base, max_timestamp))) => {
                     let (offset, timestamp) = refine_by_record(log, base, t).unwrap_or((base, max_timestamp));
-                    found(offset, timestamp)
+                    // Never below where DeleteRecords moved the start.
+                    found(offset.max(p.log_start()), timestamp)
                 }
                 Ok(None) => OffsetOutcome { error: 0, offset: -1, timestamp: -1, leader_epoch: -1 },
                 Err(e) => {

@@ -57,7 +57,7 @@ impl<S: NodeStorage> ShardState<S> {
                     if acks == -1 && end > p.replica.raft.committed() {
                         p.waiters.wait(end, (reply, base_offset, p.replica.raft.term()));
                     } else {
-                        let log_start_offset = p.replica.raft.log().log_start_offset();
+                        let log_start_offset = p.log_start();
                         let _ = reply.send(ProduceOutcome { error: 0, message: None, base_offset, log_start_offset });
                     }
                     return;
@@ -114,7 +114,7 @@ impl<S: NodeStorage> ShardState<S> {
                 self.flush_needed.notify_one();
                 return;
             }
-            let log_start_offset = p.replica.raft.log().log_start_offset();
+            let log_start_offset = p.log_start();
             let _ = reply.send(ProduceOutcome { error: 0, message: None, base_offset, log_start_offset });
         }
         self.dirty.insert(key);

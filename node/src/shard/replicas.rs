@@ -70,6 +70,7 @@ impl<S: NodeStorage> ShardState<S> {
                         p.replica.raft.log_mut().set_config(config.clone());
                         p.max_message_bytes = max_message_bytes;
                         p.voters = crate::config::raft_ids(replicas);
+                        p.records_start = p.records_start.max(meta.log_start.get(&partition).copied().unwrap_or(0));
                     }
                     None if !self.opening_keys.contains_key(&key) => {
                         let group = group_of(meta.id, partition);
@@ -188,6 +189,7 @@ impl<S: NodeStorage> ShardState<S> {
             producers: None,
             coordinator: offsets.then(Coordinator::default),
             compacted_size: 0,
+            records_start: meta.log_start.get(&key.1).copied().unwrap_or(0),
         };
         self.partitions.insert(key, partition);
     }

@@ -24,6 +24,25 @@ impl<S: NodeStorage> ShardState<S> {
                 Ok(_) => {}
                 Err(e) => tracing::error!(topic, partition, error = %e, "retention failed"),
             }
+            // Whole segments below where DeleteRecords moved the start go too.
+            let below = p.records_start.min(committed);
+            if below > p.replica.raft.log().log_start_offset() {
+                match p.replica.raft.log_mut().delete_below(below) {
+                    Ok(outcome) if outcome.deleted_segments > 0 => {
+                        tracing::info!(
+                            topic,
+                            partition,
+                            below,
+                            segments = outcome.deleted_segments,
+                            "deleted records' segments removed"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(topic, partition, error = %e, "removing deleted records' segments failed")
+                    }
+                }
+            }
         }
     }
 

@@ -166,7 +166,7 @@ impl<S: NodeStorage> ShardState<S> {
         if let Some(coordinator) = p.coordinator.as_mut() {
             apply_offsets(coordinator, p.replica.raft.log(), committed);
         }
-        let log_start_offset = p.replica.raft.log().log_start_offset();
+        let log_start_offset = p.log_start();
         let (term, leading) = (p.replica.raft.term(), p.replica.is_leader());
         for (waiter, base_offset, appended) in p.waiters.release(committed) {
             // Committed where the batch was, and it is still the batch: this node has led
