@@ -358,3 +358,24 @@ async fn dispatch(
     };
     Ok(Some(pending))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/compatibility.md lists every API served with the versions advertised, and no other.
+    #[test]
+    fn the_compatibility_table_lists_every_api_served() {
+        let doc = include_str!("../../../docs/compatibility.md");
+        let rows: Vec<&str> = doc.lines().filter(|l| l.starts_with("| ") && l.contains(" | ")).collect();
+        for (key, min, max) in SUPPORTED_APIS {
+            let name = api_name(*key as i16).expect("served");
+            let row = format!("| {name} | {min}-{max} |");
+            assert!(rows.iter().any(|r| r.starts_with(&row)), "docs/compatibility.md lacks {row}");
+        }
+        let versions =
+            |v: &str| v.split_once('-').is_some_and(|(a, b)| a.parse::<i16>().is_ok() && b.parse::<i16>().is_ok());
+        let listed = rows.iter().filter(|r| r.split('|').nth(2).is_some_and(|v| versions(v.trim()))).count();
+        assert_eq!(listed, SUPPORTED_APIS.len(), "docs/compatibility.md lists an API that is not served");
+    }
+}
