@@ -123,6 +123,10 @@ pub struct StartArgs {
     /// [default: true].
     #[arg(long, env = "BRAID_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
+    /// Hand partition leadership back to preferred replicas every 10 s
+    /// (auto.leader.rebalance.enable); off, only ElectLeaders does [default: true].
+    #[arg(long, env = "BRAID_AUTO_LEADER_REBALANCE")]
+    pub auto_leader_rebalance: Option<bool>,
     /// How often retention and compaction run, in milliseconds [default: 30000].
     #[arg(long, env = "BRAID_RETENTION_CHECK_MS")]
     pub retention_check_ms: Option<u64>,
@@ -158,6 +162,7 @@ pub struct NodeConfig {
     pub direct_io: bool,
     pub default_partitions: i32,
     pub auto_create_topics: bool,
+    pub auto_leader_rebalance: bool,
     pub retention_check_ms: u64,
     /// Every member of the cluster with its raft address (not resolved: a name may resolve
     /// only once its node is up), sorted by id; empty for a cluster of one.
@@ -611,6 +616,7 @@ impl NodeConfig {
             direct_io: !(args.buffered_io || file.buffered_io),
             default_partitions: args.default_partitions.or(file.default_partitions).unwrap_or(1),
             auto_create_topics: args.auto_create_topics.or(file.auto_create_topics).unwrap_or(true),
+            auto_leader_rebalance: args.auto_leader_rebalance.or(file.auto_leader_rebalance).unwrap_or(true),
             retention_check_ms: args.retention_check_ms.or(file.retention_check_ms).unwrap_or(30_000),
             peers: Vec::new(),
             raft_addr: None,

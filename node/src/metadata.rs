@@ -28,6 +28,10 @@ pub struct MetaSnapshot {
     pub leaders: HashMap<String, Arc<Vec<(i32, i32)>>>,
     /// zxid of the last transaction the snapshot reflects.
     pub zxid: i64,
+    /// The last preferred-leader election asked for (ElectLeaders, written to
+    /// /admin/preferred_replica_election as Kafka's tools did): the zxid that wrote it, and its
+    /// partitions. The replicas leading them hand leadership to the preferred replica.
+    pub preferred_election: (i64, Vec<(String, i32)>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -103,6 +103,11 @@ pub enum MetaOp {
         partition: i32,
         replicas: Option<Vec<i32>>,
     },
+    /// Asks the leaders of these partitions to hand leadership to their preferred replicas
+    /// (ElectLeaders).
+    ElectPreferred {
+        partitions: Vec<(String, i32)>,
+    },
     /// Moves a partition's log start offset up to `offset` (DeleteRecords; checked against
     /// the partition's high watermark by its leader first).
     DeleteRecords {

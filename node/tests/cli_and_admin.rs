@@ -216,3 +216,27 @@ fn delete_records_moves_the_log_start_offset_that_list_offsets_reports() {
         (p.error_code == 0).then_some(()).and_then(|()| (p.offset == 100).then_some(()))
     });
 }
+
+/// ElectLeaders (confluent-kafka's AdminClient) on a cluster whose automatic leader rebalance is
+/// off: after a node's restart its partitions are led by others; a preferred election hands
+/// them back (no error), answers ELECTION_NOT_NEEDED for the others, and an unclean election is
+/// never needed while partitions have leaders.
+#[test]
+fn elect_leaders_hands_leadership_back_to_preferred_replicas() {
+    let mut cluster = Cluster::start(3, &["--auto-leader-rebalance", "false"]);
+    let bootstrap = cluster.nodes[1].bootstrap();
+    let output = run(python("elect_leaders.py").args([&bootstrap, "create"]));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ok"));
+    // Node 1 restarts: whatever it led is led by another node meanwhile, and stays so.
+    cluster.nodes[0].kill();
+    wait_for("node 1's partitions led elsewhere", || {
+        let out = cluster.nodes[1].cli(&["topic", "describe", "elect"], None);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (out.status.success() && !text.contains("leader 1 ") && !text.contains("leader: 1")).then_some(())
+    });
+    cluster.nodes[0].launch(&[]);
+    cluster.wait_formed();
+    let output = run(python("elect_leaders.py").args([&bootstrap, "elect"]));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("ok"), "{text}{}", String::from_utf8_lossy(&output.stderr));
+}

@@ -170,6 +170,30 @@ impl<S: NodeStorage> MetaStore<S> {
         self.propose_or_forward(&Txn::Multi(ops), now_ms)
     }
 
+    /// Asks the leaders of `partitions` to hand leadership to their preferred replicas: the
+    /// request is written where Kafka's tools wrote it, and every node's shards act on it.
+    pub fn request_preferred_election(
+        &mut self,
+        partitions: &[(String, i32)],
+        now_ms: i64,
+        reply: oneshot::Sender<MetaReply>,
+    ) {
+        let list: Vec<serde_json::Value> =
+            partitions.iter().map(|(t, p)| serde_json::json!({"topic": t, "partition": p})).collect();
+        let data = serde_json::json!({"version": 1, "partitions": list}).to_string().into_bytes();
+        let path = super::paths::PREFERRED_ELECTION.to_owned();
+        let mut ops = Vec::new();
+        if self.tree.get("/admin").is_none() {
+            ops.push(Txn::create("/admin", Vec::new()));
+        }
+        if self.tree.get(&path).is_some() {
+            ops.push(Txn::SetData { path, data, version: -1 });
+        } else {
+            ops.push(Txn::create(path, data));
+        }
+        self.propose_admin(&Txn::Multi(ops), now_ms, reply)
+    }
+
     pub fn delete_topic(&mut self, name: &str, now_ms: i64, reply: oneshot::Sender<MetaReply>) {
         // Children first: a znode with children cannot be deleted.
         let mut ops = Vec::new();

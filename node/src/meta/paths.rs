@@ -11,6 +11,9 @@ use kafka_protocol::ResponseError;
 use std::collections::BTreeMap;
 
 /// Paths of the tree whose changes every shard must see (the rest is ZooKeeper clients' own).
+/// Where an ElectLeaders asks for preferred leaders (Kafka's znode for it).
+pub(super) const PREFERRED_ELECTION: &str = "/admin/preferred_replica_election";
+
 pub(super) fn is_kafka_path(path: &str) -> bool {
     // The root too: creating or deleting one of these changes its children.
     path == "/"

@@ -77,6 +77,7 @@ impl<S: NodeStorage> MetaStore<S> {
                 .filter_map(|id| self.broker_endpoints(id).map(|endpoints| (id, endpoints)))
                 .collect();
             snapshot.controller = self.controller_id();
+            snapshot.preferred_election = self.preferred_election();
         }
         let topics = if dirty.all {
             self.tree.children("/brokers/topics").unwrap_or_default().into_iter().collect()
@@ -94,6 +95,20 @@ impl<S: NodeStorage> MetaStore<S> {
         }
         snapshot.zxid = self.tree.last_zxid();
         snapshot
+    }
+
+    /// The last preferred-leader election asked for: the zxid of its znode's last write and
+    /// the partitions it names (Kafka's JSON: {"version":1,"partitions":[{"topic","partition"}]}).
+    fn preferred_election(&self) -> (i64, Vec<(String, i32)>) {
+        let Some(node) = self.tree.get(super::paths::PREFERRED_ELECTION) else { return (0, Vec::new()) };
+        let json: serde_json::Value = serde_json::from_slice(&node.data).unwrap_or_default();
+        let partitions = json["partitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some((p["topic"].as_str()?.to_owned(), i32::try_from(p["partition"].as_i64()?).ok()?)))
+            .collect();
+        (node.stat.mzxid, partitions)
     }
 
     /// Reads topic `name` again (gone from the snapshot if gone from the tree).

@@ -22,6 +22,10 @@ enum Planned {
         name: String,
         topic: TopicMeta,
     },
+    /// Preferred leaders asked for these partitions.
+    Elect {
+        partitions: Vec<(String, i32)>,
+    },
 }
 
 type Refusal = (Code, String);
@@ -83,6 +87,7 @@ impl<S: NodeStorage> ShardState<S> {
             }
             Planned::Delete { name } => meta.delete_topic(&name, now, reply),
             Planned::Update { name, topic } => meta.update_topic(&name, &topic, now, reply),
+            Planned::Elect { partitions } => meta.request_preferred_election(&partitions, now, reply),
         }
         None
     }
@@ -149,6 +154,7 @@ impl<S: NodeStorage> ShardState<S> {
                 let topic = self.plan_reassign(&snapshot, &name, partition, replicas)?;
                 Ok(Planned::Update { name, topic })
             }
+            MetaOp::ElectPreferred { partitions } => Ok(Planned::Elect { partitions }),
             MetaOp::DeleteRecords { name, partition, offset } => {
                 let topic = snapshot
                     .topics

@@ -26,6 +26,9 @@ pub const OPEN_BATCH: usize = 128;
 impl<S: NodeStorage> ShardState<S> {
     pub(super) fn apply_snapshot(&mut self, snapshot: SharedSnapshot) {
         let old = std::mem::replace(&mut self.snapshot, Arc::clone(&snapshot));
+        if snapshot.preferred_election.0 > old.preferred_election.0 {
+            self.elect_preferred(&snapshot.preferred_election.1);
+        }
         let changed: BTreeSet<&String> = old
             .topics
             .iter()

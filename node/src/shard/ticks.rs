@@ -68,6 +68,22 @@ impl<S: NodeStorage> ShardState<S> {
         self.flush_needed.notify_one();
     }
 
+    /// ElectLeaders' preferred election: the partitions named here that this shard leads hand
+    /// leadership to their preferred replica (placement's first) if another leads.
+    pub(super) fn elect_preferred(&mut self, partitions: &[(String, i32)]) {
+        let me = self.shared.config.raft_id();
+        for key in partitions {
+            let Some(p) = self.partitions.get_mut(key).filter(|p| p.replica.is_leader()) else { continue };
+            if let Some(preferred) = p.voters.first().copied().filter(|&r| r != me) {
+                tracing::info!(topic = %key.0, partition = key.1, %preferred, "handing leadership to the preferred replica");
+                p.replica.raft.transfer_leadership(preferred);
+                self.awake.insert(key.clone());
+                self.dirty.insert(key.clone());
+            }
+        }
+        self.flush_needed.notify_one();
+    }
+
     /// One raft tick for every group this shard holds that is not quiet; coordinator timers;
     /// now and then a pass over every partition (leaders announced, leadership handed back to
     /// preferred replicas); a step of every move under way.
@@ -75,7 +91,7 @@ impl<S: NodeStorage> ShardState<S> {
         self.sync_liveness();
         self.ticks += 1;
         let announce = self.ticks.is_multiple_of(ANNOUNCE_EVERY_TICKS);
-        let rebalance = self.ticks.is_multiple_of(REBALANCE_EVERY_TICKS);
+        let rebalance = self.shared.config.auto_leader_rebalance && self.ticks.is_multiple_of(REBALANCE_EVERY_TICKS);
         let me = self.shared.config.raft_id();
         let now = self.shared.env.now_ms();
         // Only awake groups tick: ten thousand quiet ones cost nothing here. One that went quiet

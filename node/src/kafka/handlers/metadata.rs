@@ -122,6 +122,14 @@ pub fn leader_of(ctx: &ShardCtx, listener: usize, topic: &str, partition: i32) -
     Some((leader, addr))
 }
 
+/// The leader of a partition as this node knows it (as [`leader_of`] has it, without address).
+pub fn leader_id(ctx: &ShardCtx, topic: &str, partition: i32) -> Option<i32> {
+    let snapshot = ctx.snapshot.borrow();
+    let key = (topic.to_owned(), partition);
+    let local = ctx.shared.leaders.read().unwrap_or_else(|e| e.into_inner()).get(&key).copied();
+    newest_leader(local, snapshot.tree_leader(topic, partition), snapshot.node_id).map(|(leader, _)| leader)
+}
+
 /// The leader to tell clients about, from a local replica's view (leader or -1, term) and the
 /// tree's (leader, epoch): the newer term wins. At the same term a local "no leader" defers to
 /// the tree, unless the tree names this very node, which knows it no longer leads (a leader cut
