@@ -133,6 +133,8 @@ pub struct MetaStore<S: NodeStorage = UringStorage> {
     /// The log starts past the tree (said once when found): nothing applies, the node does not
     /// serve.
     tree_stranded: bool,
+    /// Bytes of the last tree snapshot written or read (the `dirs` four-letter word).
+    snapshot_bytes: u64,
 }
 
 /// Ticks without a metadata-group leader after which a node counts itself cut off: an election
@@ -169,7 +171,9 @@ impl<S: NodeStorage> MetaStore<S> {
         let log_start = replica.raft.log().log_start_offset();
         // The tree starts from its last snapshot, if any, and applies the log after it.
         let snapshot_path = dir.join(TREE_SNAPSHOT);
-        let tree = match storage.read_whole(&snapshot_path) {
+        let read = storage.read_whole(&snapshot_path);
+        let snapshot_bytes = read.as_ref().ok().and_then(Option::as_ref).map_or(0, |b| b.len() as u64);
+        let tree = match read {
             Ok(None) => None,
             Ok(Some(bytes)) => match DataTree::from_snapshot(&bytes) {
                 Ok(tree) => {
@@ -240,6 +244,7 @@ impl<S: NodeStorage> MetaStore<S> {
             published: false,
             leader_reports: BTreeMap::new(),
             tree_stranded: false,
+            snapshot_bytes,
         })
     }
 
@@ -262,7 +267,13 @@ impl<S: NodeStorage> MetaStore<S> {
                 } else {
                     "follower"
                 };
-                let _ = reply.send(self.zk.four_letter(&word, &self.tree, mode, !self.cut_off()));
+                let facts = crate::zk::four_letter::ServerFacts {
+                    mode,
+                    serving: !self.cut_off(),
+                    data_dir_bytes: self.snapshot_bytes,
+                    log_dir_bytes: self.replica.raft.log().size_bytes(),
+                };
+                let _ = reply.send(self.zk.four_letter(&word, &self.tree, &facts));
             }
         }
         self.propose_zk(now_ms);

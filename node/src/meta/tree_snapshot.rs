@@ -64,6 +64,7 @@ impl<S: NodeStorage> MetaStore<S> {
         let writing = self.snapshot_writing.take().expect("checked above");
         match outcome {
             Ok(bytes) => {
+                self.snapshot_bytes = bytes as u64;
                 // Only now may the log below it go.
                 self.snapshot_zxid = writing.zxid;
                 self.snapshot_due = writing.zxid + self.snap_count;

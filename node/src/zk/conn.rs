@@ -21,8 +21,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 /// The four-letter words ZooKeeper answers on its client port.
-const FOUR_LETTER_WORDS: [&str; 14] =
-    ["ruok", "srvr", "stat", "mntr", "conf", "cons", "wchs", "envi", "crst", "srst", "dump", "wchc", "wchp", "dirs"];
+const FOUR_LETTER_WORDS: [&str; 16] = [
+    "ruok", "srvr", "stat", "mntr", "conf", "cons", "wchs", "envi", "crst", "srst", "dump", "wchc", "wchp", "dirs",
+    "isro", "hash",
+];
 
 /// A connect must arrive this soon after the connection opens.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);

@@ -6,7 +6,7 @@
 
 mod acl;
 pub mod conn;
-mod four_letter;
+pub mod four_letter;
 pub mod jute;
 mod read;
 pub mod server;
