@@ -259,6 +259,11 @@ pub enum ShardMsg {
     },
     /// For shard 0: a ZooKeeper client's connect, request or close.
     Zk(crate::zk::server::ZkMsg),
+    /// A graceful stop begins: hand the leadership of every replicated group this shard leads
+    /// to another voter, and say how many it still leads (asked again until none).
+    HandOver {
+        reply: oneshot::Sender<usize>,
+    },
     /// Flush everything and stop.
     Shutdown {
         ack: oneshot::Sender<()>,

@@ -3,7 +3,8 @@
 //! the kernel spreads connections over shards).
 //!
 //! ```text
-//!  main thread: start shards, wait for SIGINT/SIGTERM, ask every shard to flush and stop
+//!  main thread: start shards, wait for SIGINT/SIGTERM, hand every leadership over (a cluster),
+//!               ask every shard to flush and stop
 //!  shard k:     accept loop ─► connections (kafka::serve) ─► ShardMsg to the owning shard
 //!               message loop (ShardState::handle)   flusher (group commit)   retention timer
 //!               raft ticker (every --raft-tick-ms)
@@ -179,6 +180,7 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
+        hand_over_leaderships(&shared).await;
         tracing::info!("stopping: flushing every partition");
         for tx in &shared.senders {
             let (ack, done) = oneshot::channel();
@@ -192,6 +194,40 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
         let _ = thread.join();
     }
     Ok(())
+}
+
+/// How long a stopping node waits for its leaderships to move before it stops anyway.
+const HAND_OVER_MS: u64 = 5_000;
+
+/// A graceful stop's first step (on a cluster): every group this node leads hands its
+/// leadership to another voter, and the node waits (bounded) until it leads none, so that
+/// clients meet other leaders at once instead of waiting for an election after it is gone.
+async fn hand_over_leaderships(shared: &Shared) {
+    if shared.config.peers.len() < 2 {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(HAND_OVER_MS);
+    let mut first = None;
+    loop {
+        let mut leading = 0;
+        for tx in &shared.senders {
+            let (reply, answer) = oneshot::channel();
+            if tx.send(ShardMsg::HandOver { reply }).await.is_ok() {
+                leading +=
+                    tokio::time::timeout(Duration::from_secs(1), answer).await.ok().and_then(Result::ok).unwrap_or(0);
+            }
+        }
+        let first = *first.get_or_insert(leading);
+        if leading == 0 {
+            tracing::info!(leaderships = first, "stopping: every leadership handed over");
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(still_leading = leading, of = first, "stopping: some leaderships did not move in time");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The Kafka listeners as the start-up line shows them: where each binds, with its name when

@@ -510,3 +510,35 @@ fn an_idempotent_producer_stores_every_message_once_through_leader_kills() {
     let dirs: Vec<&Path> = cluster.nodes.iter().map(|n| n.data_dir.as_path()).collect();
     assert_replicas_hold(&dirs, "once", &acked, "idempotent producer, three leader kills");
 }
+
+/// A node stopped with SIGTERM (a rolling restart) hands every leadership it holds to another
+/// node before it exits, and exits 0: the moment it is gone, the others already lead all its
+/// partitions (and the metadata group if it led it), so clients meet no election.
+#[test]
+fn sigterm_hands_every_leadership_over_before_the_node_exits() {
+    let (mut cluster, leader) = cluster_with_topic("handover", "6", "3", &[]);
+    let led =
+        |cluster: &mut Cluster, node: usize| (0..6).filter(|&p| cluster.leader_of("handover", p) == Some(node)).count();
+    assert!(led(&mut cluster, leader) > 0);
+    let child = cluster.nodes[leader].child.as_mut().expect("running");
+    // SAFETY: sending a signal to our own child process, whose pid is live (not yet waited).
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    let status = child.wait().expect("the node exits");
+    assert!(status.success(), "a graceful stop exits 0: {status:?}");
+    // The node is gone: what it led is led by the others already (each answers for the
+    // partitions it leads), with no election waited for.
+    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    for p in 0..6 {
+        let leads = others.iter().any(|&i| {
+            cluster.nodes[i].status().is_some_and(|s| {
+                s["partitions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|x| x["topic"] == "handover" && x["partition"] == p && x["leader"] == (i as i64 + 1))
+            })
+        });
+        assert!(leads, "partition {p} had no leader among the others the moment node {} exited", leader + 1);
+    }
+    assert!(cluster.nodes[leader].log().contains("every leadership handed over"), "{}", cluster.nodes[leader].log());
+}

@@ -393,6 +393,10 @@ impl<L: RaftLog> Raft<L> {
     pub fn term(&self) -> Term {
         self.hard.term
     }
+    /// The voter a leadership transfer under way goes to, if one is.
+    pub fn transferring_to(&self) -> Option<NodeId> {
+        self.transfer_to
+    }
     pub fn leader(&self) -> Option<NodeId> {
         self.leader
     }

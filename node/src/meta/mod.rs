@@ -304,6 +304,16 @@ impl<S: NodeStorage> MetaStore<S> {
         self.replica.raft.leader().map(NodeId::get)
     }
 
+    /// The metadata group's voters.
+    pub fn voters(&self) -> Vec<NodeId> {
+        self.replica.raft.voters().to_vec()
+    }
+
+    /// Hands the metadata group's leadership to `to` (a graceful stop).
+    pub fn transfer_leadership(&mut self, to: NodeId) -> bool {
+        self.replica.raft.transferring_to().is_some() || self.replica.raft.transfer_leadership(to)
+    }
+
     /// The metadata group's raft state in one line (diagnostics).
     pub fn raft_summary(&self) -> String {
         let raft = &self.replica.raft;

@@ -310,6 +310,9 @@ impl<S: NodeStorage> ShardState<S> {
                     self.flush_needed.notify_one();
                 }
             }
+            ShardMsg::HandOver { reply } => {
+                let _ = reply.send(self.hand_over());
+            }
             ShardMsg::Shutdown { ack } => {
                 self.flush_all();
                 let _ = ack.send(());

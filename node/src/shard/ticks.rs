@@ -68,6 +68,38 @@ impl<S: NodeStorage> ShardState<S> {
         self.flush_needed.notify_one();
     }
 
+    /// A graceful stop: every replicated group this shard leads (the metadata group too, on
+    /// shard 0) hands its leadership to a reachable voter, so clients find other leaders before
+    /// this node goes. Returns how many groups it still leads (the transfers take a round trip
+    /// or two; the caller asks again).
+    pub(super) fn hand_over(&mut self) -> usize {
+        let me = self.shared.config.raft_id();
+        let lost = self.lost_peers.clone();
+        let mut leading = 0;
+        let target = |voters: &[NodeId]| voters.iter().copied().find(|v| *v != me && !lost.contains(v));
+        for (key, p) in self.partitions.iter_mut().filter(|(_, p)| p.replica.is_leader()) {
+            let voters = p.replica.raft.voters().to_vec();
+            let Some(to) = target(&voters) else { continue };
+            leading += 1;
+            if p.replica.raft.transferring_to().is_none() {
+                p.replica.raft.transfer_leadership(to);
+            }
+            self.awake.insert(key.clone());
+            self.dirty.insert(key.clone());
+        }
+        if let Some(meta) = self.meta.as_mut() {
+            if meta.is_leader() {
+                if let Some(to) = target(&meta.voters()) {
+                    leading += 1;
+                    meta.transfer_leadership(to);
+                    self.meta_dirty = true;
+                }
+            }
+        }
+        self.flush_needed.notify_one();
+        leading
+    }
+
     /// ElectLeaders' preferred election: the partitions named here that this shard leads hand
     /// leadership to their preferred replica (placement's first) if another leads.
     pub(super) fn elect_preferred(&mut self, partitions: &[(String, i32)]) {
