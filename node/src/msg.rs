@@ -90,6 +90,9 @@ pub enum MetaOp {
         name: String,
         count: i32,
         validate_only: bool,
+        /// The new partitions' replicas, chosen by the client (CreatePartitions' assignments);
+        /// None: the controller places them.
+        assignment: Option<Vec<Vec<i32>>>,
     },
     /// Replaces the topic's overrides whole (AlterConfigs) or edits them (IncrementalAlterConfigs).
     SetConfigs {

@@ -1,6 +1,6 @@
-"""CreateTopics with a manual replica assignment on a cluster, through confluent-kafka's
-AdminClient: the topic's partitions get exactly the replicas asked for (Metadata names them),
-records go through it, and the assignments Kafka refuses are refused with its error codes.
+"""CreateTopics and CreatePartitions with a manual replica assignment on a cluster, through
+confluent-kafka's AdminClient: the partitions get exactly the replicas asked for (Metadata
+names them), records go through, and the assignments Kafka refuses are refused with its codes.
 Prints "ok".
 
 usage: manual_assignment.py BOOTSTRAP  (a cluster of nodes 1, 2 and 3)
@@ -9,7 +9,7 @@ import sys
 import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
 bootstrap = sys.argv[1]
 admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -52,6 +52,26 @@ def refused(assignment, code, what):
             return
     raise SystemExit(f"{what}: accepted")
 
+
+# CreatePartitions with the new partitions' replicas given.
+more = [[3, 2, 1], [1, 3, 2]]
+for _, f in admin.create_partitions([NewPartitions("manual", 6, replica_assignment=more)]).items():
+    f.result(timeout=30)
+deadline = time.monotonic() + 30
+while True:
+    grown = {p.id: sorted(p.replicas) for p in admin.list_topics(topic="manual", timeout=10).topics["manual"].partitions.values()}
+    if len(grown) == 6:
+        break
+    assert time.monotonic() < deadline, grown
+    time.sleep(0.2)
+assert [grown[4], grown[5]] == [sorted(r) for r in more], grown
+for bad, what in [([[1, 2]], "fewer replicas than the topic's"), ([[1, 2, 3], [1, 2, 3]], "more lists than partitions added")]:
+    for _, f in admin.create_partitions([NewPartitions("manual", 7, replica_assignment=bad)]).items():
+        try:
+            f.result(timeout=30)
+            raise SystemExit(f"CreatePartitions with {what} was accepted")
+        except KafkaException as e:
+            assert e.args[0].code() == KafkaError.INVALID_REPLICA_ASSIGNMENT, (what, e)
 
 refused([[1, 9]], KafkaError.INVALID_REPLICA_ASSIGNMENT, "a replica on a node that is not a member")
 refused([[1, 1]], KafkaError.INVALID_REPLICA_ASSIGNMENT, "the same node twice")

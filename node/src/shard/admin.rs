@@ -125,19 +125,38 @@ impl<S: NodeStorage> ShardState<S> {
                 true => Ok(Planned::Delete { name }),
                 false => Err(unknown(&name)),
             },
-            MetaOp::CreatePartitions { name, count, validate_only } => {
+            MetaOp::CreatePartitions { name, count, validate_only, assignment } => {
                 let topic = snapshot.topics.get(&name).ok_or_else(|| unknown(&name))?;
                 let current = topic.partitions.len() as i32;
                 if count <= current || count > 100_000 {
                     let message = format!("Topic currently has {current} partitions, which is higher than or equal to the requested {count}.");
                     return Err((ResponseError::InvalidPartitions.code(), message));
                 }
+                let replication_factor = topic.partitions.first().map_or(1, Vec::len);
+                if let Some(assignment) = &assignment {
+                    // Kafka's checks: one replica list per new partition, each as long as the
+                    // topic's replication factor, of distinct members.
+                    if assignment.len() as i32 != count - current {
+                        let message = format!(
+                            "Increasing the number of partitions by {} but {} assignments provided.",
+                            count - current,
+                            assignment.len()
+                        );
+                        return Err((ResponseError::InvalidReplicaAssignment.code(), message));
+                    }
+                    check_assignment(assignment, &self.shared.config.members())?;
+                    if assignment.first().is_some_and(|r| r.len() != replication_factor) {
+                        let message =
+                            format!("The replication factor of the new partitions must be {replication_factor}.");
+                        return Err((ResponseError::InvalidReplicaAssignment.code(), message));
+                    }
+                }
                 if validate_only {
                     return Ok(Planned::Validated);
                 }
-                let replication_factor = topic.partitions.first().map_or(1, Vec::len);
                 let mut topic = TopicMeta::clone(topic);
-                topic.partitions.extend(self.place(&name, current, count, replication_factor));
+                let added = assignment.unwrap_or_else(|| self.place(&name, current, count, replication_factor));
+                topic.partitions.extend(added);
                 Ok(Planned::Update { name, topic })
             }
             MetaOp::SetConfigs { name, configs, validate_only } => {

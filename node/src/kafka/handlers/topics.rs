@@ -142,10 +142,13 @@ pub async fn create_partitions(ctx: Rc<ShardCtx>, request: CreatePartitionsReque
     for topic in request.topics {
         let mut result = CreatePartitionsTopicResult::default();
         result.name = topic.name.clone();
+        let assignment =
+            topic.assignments.as_ref().map(|a| a.iter().map(|p| p.broker_ids.iter().map(|b| b.0).collect()).collect());
         let op = MetaOp::CreatePartitions {
             name: topic.name.0.to_string(),
             count: topic.count,
             validate_only: request.validate_only,
+            assignment,
         };
         if let Err((code, message)) = meta_op(&ctx, op).await {
             result.error_code = code;
