@@ -240,3 +240,14 @@ fn elect_leaders_hands_leadership_back_to_preferred_replicas() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("ok"), "{text}{}", String::from_utf8_lossy(&output.stderr));
 }
+
+/// DescribeLogDirs (kafka-python's KafkaAdminClient): the node's log directory with every
+/// partition it holds and its size, all partitions or those asked for.
+#[test]
+fn describe_log_dirs_names_the_log_directory_and_partition_sizes() {
+    let node = Node::start();
+    assert!(node.cli(&["topic", "create", "dirs", "--partitions", "2"], None).status.success());
+    let output = run(python("describe_log_dirs.py").args([&node.bootstrap(), "dirs"]));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("ok"), "{text}{}", String::from_utf8_lossy(&output.stderr));
+}

@@ -63,6 +63,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::DescribeLogDirs, 0, 4),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
@@ -106,6 +107,7 @@ pub fn api_name(api_key: i16) -> Option<&'static str> {
         ApiKey::OffsetDelete => "OffsetDelete",
         ApiKey::DeleteRecords => "DeleteRecords",
         ApiKey::ElectLeaders => "ElectLeaders",
+        ApiKey::DescribeLogDirs => "DescribeLogDirs",
         ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
         _ => "Other",
     })
@@ -355,6 +357,7 @@ async fn dispatch(
         RequestKind::OffsetDelete(r) => reply.with(groups::offset_delete(c(), r)),
         RequestKind::DeleteRecords(r) => reply.with(delete_records::handle(c(), r)),
         RequestKind::ElectLeaders(r) => reply.with(elect_leaders::handle(c(), r)),
+        RequestKind::DescribeLogDirs(r) => reply.with(log_dirs::handle(c(), r)),
         RequestKind::OffsetForLeaderEpoch(r) => reply.with(offset_for_leader_epoch::handle(c(), r)),
         RequestKind::InitProducerId(r) => reply.with(producer_id::handle(c(), r)),
         _ => return Ok(Some(Box::pin(std::future::ready(Some(unsupported_version(corr)))))),
