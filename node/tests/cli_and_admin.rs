@@ -251,3 +251,15 @@ fn describe_log_dirs_names_the_log_directory_and_partition_sizes() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("ok"), "{text}{}", String::from_utf8_lossy(&output.stderr));
 }
+
+/// Every topic config Kafka documents through librdkafka's AdminClient: accepted at creation
+/// and by IncrementalAlterConfigs, described with its value and whether it is a default; values
+/// Braid cannot honour refused INVALID_CONFIG with the reason (docs/compatibility.md says what
+/// each config does here).
+#[test]
+fn every_kafka_topic_config_is_accepted_and_described() {
+    let node = Node::start();
+    let output = run(python("topic_configs.py").arg(&node.bootstrap()));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("ok"), "{text}{}", String::from_utf8_lossy(&output.stderr));
+}

@@ -53,11 +53,15 @@ impl<S: NodeStorage> ShardState<S> {
         for ((topic, partition), p) in &mut self.partitions {
             let committed = p.replica.raft.committed();
             let log = p.replica.raft.log_mut();
-            // Only once the log has doubled since it was last compacted (Kafka's
-            // min.cleanable.dirty.ratio of 0.5, by size): each pass reads the whole log.
+            // Only once what was written since the last compaction is the topic's
+            // min.cleanable.dirty.ratio of the log (by size; 0.5 by default): each pass reads
+            // the whole log.
+            let ratio =
+                self.snapshot.topic(topic).map_or(0.5, |m| crate::topic_config::min_cleanable_dirty_ratio(&m.configs));
+            let (size, dirty) = (log.size_bytes(), log.size_bytes().saturating_sub(p.compacted_size));
             if log.config().cleanup_policy == braid_engine::log::CleanupPolicy::Delete
                 || log.segment_count() < 2
-                || log.size_bytes() < 2 * p.compacted_size
+                || (dirty as f64) < ratio * size as f64
             {
                 continue;
             }
