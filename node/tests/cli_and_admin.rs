@@ -259,7 +259,7 @@ fn describe_log_dirs_names_the_log_directory_and_partition_sizes() {
 #[test]
 fn every_kafka_topic_config_is_accepted_and_described() {
     let node = Node::start();
-    let output = run(python("topic_configs.py").arg(&node.bootstrap()));
+    let output = run(python("topic_configs.py").arg(node.bootstrap()));
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("ok"), "{text}{}", String::from_utf8_lossy(&output.stderr));
 }
