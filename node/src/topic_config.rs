@@ -101,7 +101,6 @@ fn unsupported(name: &str, value: &str) -> Option<String> {
     }
     let why = match name {
         "compression.type" => "Braid keeps each batch as its producer compressed it (compression.type=producer); recompression on the broker is not supported yet",
-        "message.timestamp.type" => "Braid keeps the producer's timestamps (CreateTime); LogAppendTime is not supported yet",
         "message.timestamp.after.max.ms" | "message.timestamp.before.max.ms" | "message.timestamp.difference.max.ms" => {
             "Braid does not check record timestamps against the broker's clock yet"
         }
@@ -183,6 +182,11 @@ pub fn log_config(overrides: &BTreeMap<String, String>) -> LogConfig {
 /// again (min.cleanable.dirty.ratio).
 pub fn min_cleanable_dirty_ratio(overrides: &BTreeMap<String, String>) -> f64 {
     effective(overrides, "min.cleanable.dirty.ratio").parse().unwrap_or(0.5)
+}
+
+/// True if the topic's batches take the broker's append time (message.timestamp.type).
+pub fn log_append_time(overrides: &BTreeMap<String, String>) -> bool {
+    effective(overrides, "message.timestamp.type") == "LogAppendTime"
 }
 
 pub fn max_message_bytes(overrides: &BTreeMap<String, String>) -> i64 {

@@ -263,3 +263,13 @@ fn every_kafka_topic_config_is_accepted_and_described() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("ok"), "{text}{}", String::from_utf8_lossy(&output.stderr));
 }
+
+/// message.timestamp.type=LogAppendTime (confluent-kafka): records take the leader's clock and
+/// the LogAppendTime type; a CreateTime topic keeps the producer's timestamps.
+#[test]
+fn log_append_time_topics_stamp_records_with_the_brokers_clock() {
+    let node = Node::start();
+    let output = run(python("log_append_time.py").arg(node.bootstrap()));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("ok"), "{text}{}", String::from_utf8_lossy(&output.stderr));
+}

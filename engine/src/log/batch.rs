@@ -212,6 +212,24 @@ pub fn restamp_time(bytes: &mut [u8], base_timestamp: i64) {
     bytes[CRC_POSITION..CRC_POSITION + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// The attribute bit of a batch whose timestamps are the broker's append time.
+pub const LOG_APPEND_TIME_ATTRIBUTE: i16 = 0x08;
+
+/// Gives a whole batch the broker's append time (Kafka's message.timestamp.type=LogAppendTime):
+/// the timestamp-type attribute set and the max timestamp `now_ms` (consumers read every
+/// record's timestamp as that), the CRC recomputed. Batches too short to hold a header are left
+/// alone.
+pub fn set_log_append_time(bytes: &mut [u8], now_ms: i64) {
+    if bytes.len() < BATCH_HEADER_BYTES {
+        return;
+    }
+    let attributes = i16::from_be_bytes(bytes[21..23].try_into().expect("2 bytes")) | LOG_APPEND_TIME_ATTRIBUTE;
+    bytes[21..23].copy_from_slice(&attributes.to_be_bytes());
+    bytes[35..43].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[CRC_COVERED_FROM..]);
+    bytes[CRC_POSITION..CRC_POSITION + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Builds a valid uncompressed batch whose records carry `values` (test data and tools).
 ///
 /// Record layout (varints are zig-zag): length, attributes(i8), timestampDelta, offsetDelta,
@@ -415,6 +433,15 @@ fn put_varint(out: &mut Vec<u8>, value: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_append_time_sets_the_type_and_max_timestamp_and_keeps_the_crc_valid() {
+        let mut b = build_batch(1_000, &[b"a", b"b"]);
+        set_log_append_time(&mut b, 99_000);
+        let header = validate(&b, usize::MAX).expect("a valid batch");
+        assert_eq!(header.attributes & LOG_APPEND_TIME_ATTRIBUTE, LOG_APPEND_TIME_ATTRIBUTE);
+        assert_eq!((header.base_timestamp, header.max_timestamp), (1_000, 99_000));
+    }
 
     #[test]
     fn a_restamped_batch_keeps_its_records_and_a_valid_crc() {

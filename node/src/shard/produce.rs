@@ -36,7 +36,7 @@ impl<S: NodeStorage> ShardState<S> {
             let _ = reply.send(not_leader(&p.replica));
             return;
         }
-        let records = records.unwrap_or_default();
+        let mut records = records.unwrap_or_default();
         let batches = match split_batches(&records, p.max_message_bytes) {
             Ok(batches) => batches,
             Err((error, message)) => {
@@ -44,6 +44,15 @@ impl<S: NodeStorage> ShardState<S> {
                 return;
             }
         };
+        if p.log_append_time {
+            match append_time(&records, &batches, self.shared.env.now_ms()) {
+                Ok(stamped) => records = stamped,
+                Err(refusal) => {
+                    let _ = reply.send(ProduceOutcome::failed(refusal.0.code(), Some(refusal.1)));
+                    return;
+                }
+            }
+        }
         let (slices, headers): (Vec<&[u8]>, Vec<BatchHeader>) =
             batches.into_iter().map(|(range, header)| (&records[range], header)).unzip();
         let idempotent = headers.iter().any(|h| h.producer_id >= 0);
@@ -120,6 +129,22 @@ impl<S: NodeStorage> ShardState<S> {
         self.dirty.insert(key);
         self.flush_needed.notify_one();
     }
+}
+
+/// The batches with the leader's clock as their timestamp (LogAppendTime), each CRC checked
+/// first (a corrupt batch must not get a fresh CRC) and recomputed after.
+fn append_time(
+    records: &Bytes,
+    batches: &[(std::ops::Range<usize>, BatchHeader)],
+    now_ms: i64,
+) -> Result<Bytes, ProduceRefusal> {
+    let mut stamped = records.to_vec();
+    for (range, header) in batches {
+        batch::check_crc(&records[range.clone()], header)
+            .map_err(|e| (ResponseError::CorruptMessage, e.to_string()))?;
+        batch::set_log_append_time(&mut stamped[range.clone()], now_ms);
+    }
+    Ok(Bytes::from(stamped))
 }
 
 /// Remembers the idempotent producers' batches just appended from `base_offset` on.
