@@ -36,23 +36,14 @@ impl<S: NodeStorage> ShardState<S> {
             let _ = reply.send(not_leader(&p.replica));
             return;
         }
-        let mut records = records.unwrap_or_default();
-        let batches = match split_batches(&records, p.max_message_bytes) {
-            Ok(batches) => batches,
+        let append_time = p.log_append_time.then(|| self.shared.env.now_ms());
+        let (records, batches) = match prepare(records.unwrap_or_default(), p.max_message_bytes, append_time) {
+            Ok(prepared) => prepared,
             Err((error, message)) => {
                 let _ = reply.send(ProduceOutcome::failed(error.code(), Some(message)));
                 return;
             }
         };
-        if p.log_append_time {
-            match append_time(&records, &batches, self.shared.env.now_ms()) {
-                Ok(stamped) => records = stamped,
-                Err(refusal) => {
-                    let _ = reply.send(ProduceOutcome::failed(refusal.0.code(), Some(refusal.1)));
-                    return;
-                }
-            }
-        }
         let (slices, headers): (Vec<&[u8]>, Vec<BatchHeader>) =
             batches.into_iter().map(|(range, header)| (&records[range], header)).unzip();
         let idempotent = headers.iter().any(|h| h.producer_id >= 0);
@@ -131,11 +122,28 @@ impl<S: NodeStorage> ShardState<S> {
     }
 }
 
+/// One batch of a request: where it is in the request's records, and its header.
+type Framed = (std::ops::Range<usize>, BatchHeader);
+
+/// A request's records split into batches (checked as [`split_batches`] checks them), with
+/// the leader's clock put on them if the topic wants its append time (`append_time`).
+fn prepare(
+    records: Bytes,
+    max_message_bytes: i64,
+    append_time: Option<i64>,
+) -> Result<(Bytes, Vec<Framed>), ProduceRefusal> {
+    let batches = split_batches(&records, max_message_bytes)?;
+    match append_time {
+        Some(now_ms) => Ok((stamp_append_time(&records, &batches, now_ms)?, batches)),
+        None => Ok((records, batches)),
+    }
+}
+
 /// The batches with the leader's clock as their timestamp (LogAppendTime), each CRC checked
 /// first (a corrupt batch must not get a fresh CRC) and recomputed after.
-fn append_time(
+fn stamp_append_time(
     records: &Bytes,
-    batches: &[(std::ops::Range<usize>, BatchHeader)],
+    batches: &[Framed],
     now_ms: i64,
 ) -> Result<Bytes, ProduceRefusal> {
     let mut stamped = records.to_vec();
