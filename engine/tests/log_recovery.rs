@@ -307,3 +307,26 @@ fn append_all_takes_every_batch_or_none() {
     log.flush().unwrap();
     assert_eq!(read_all(&log).len(), 2);
 }
+
+/// segment.ms: a batch whose timestamp is more than segment.ms past the active segment's first
+/// batch's starts a new segment (by record time, as Kafka rolls), also after a reopen.
+#[test]
+fn a_segment_rolls_by_record_time_past_segment_ms() {
+    let disk = sim_disk(8, 1);
+    let config = LogConfig { segment_ms: 1_000, ..LogConfig::default() };
+    let mut log = open(disk.clone(), &sim_dir(), config.clone());
+    for (tag, ts) in [(0, 10_000), (1, 10_500), (2, 11_000)] {
+        log.append(&batch(tag, 1, ts), 1).unwrap();
+    }
+    assert_eq!(log.segment_count(), 1, "within segment.ms of the first batch");
+    log.append(&batch(3, 1, 11_001), 1).unwrap();
+    assert_eq!(log.segment_count(), 2, "past segment.ms: a new segment");
+    log.flush().unwrap();
+    drop(log);
+    // Reopened, the active segment's first timestamp is read from its first batch.
+    let mut log = open(disk, &sim_dir(), config);
+    log.append(&batch(4, 1, 11_900), 1).unwrap();
+    assert_eq!(log.segment_count(), 2);
+    log.append(&batch(5, 1, 12_002), 1).unwrap();
+    assert_eq!(log.segment_count(), 3);
+}

@@ -105,7 +105,7 @@ fn unsupported(name: &str, value: &str) -> Option<String> {
             "Braid does not check record timestamps against the broker's clock yet"
         }
         "min.compaction.lag.ms" | "max.compaction.lag.ms" => "Braid compacts by the dirty ratio alone; compaction lags are not supported yet",
-        "segment.ms" | "segment.jitter.ms" => "Braid rolls segments by size (segment.bytes) only; rolling by age is not supported yet",
+        "segment.jitter.ms" => "Braid rolls segments at segment.ms exactly; jitter is not supported yet",
         "remote.storage.enable" => "Braid has no tiered storage",
         "unclean.leader.election.enable" => "Raft never elects a replica that lacks committed records",
         _ => return None,
@@ -169,6 +169,7 @@ pub fn log_config(overrides: &BTreeMap<String, String>) -> LogConfig {
         retention_ms: effective(overrides, "retention.ms").parse().unwrap_or(RETENTION_MS_DEFAULT),
         delete_retention_ms: effective(overrides, "delete.retention.ms").parse().unwrap_or(DELETE_RETENTION_MS_DEFAULT),
         index_interval_bytes: effective(overrides, "index.interval.bytes").parse().unwrap_or(4096),
+        segment_ms: effective(overrides, "segment.ms").parse().unwrap_or(braid_engine::log::SEGMENT_MS_DEFAULT),
         cleanup_policy: match (delete, compact) {
             (true, true) => CleanupPolicy::CompactDelete,
             (false, true) => CleanupPolicy::Compact,

@@ -273,3 +273,20 @@ fn log_append_time_topics_stamp_records_with_the_brokers_clock() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("ok"), "{text}{}", String::from_utf8_lossy(&output.stderr));
 }
+
+/// segment.ms (confluent-kafka sets it; records 2 s apart by timestamp): each record past
+/// segment.ms from its segment's first starts a new segment.
+#[test]
+fn segment_ms_rolls_segments_by_record_time() {
+    let node = Node::start();
+    let output = run(python("segment_ms.py").arg(node.bootstrap()));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ok"));
+    let status = node.status().expect("/v1/status");
+    let segments = status["partitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["topic"] == "aged" && p["partition"] == 0)
+        .and_then(|p| p["segments"].as_u64());
+    assert_eq!(segments, Some(3), "{status}");
+}

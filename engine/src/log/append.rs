@@ -56,6 +56,7 @@ impl<S: Storage> Log<S> {
         if active.size > 0
             && (active.size + batch.len() as u64 > self.config.segment_bytes
                 || offset_span > i64::from(i32::MAX)
+                || self.segment_aged(header.max_timestamp)
                 || crate::buggify!(20))
         {
             let result = self.roll();
@@ -319,5 +320,22 @@ impl<S: Storage> Log<S> {
                 self.spare_buffers.push(buffer);
             }
         }
+    }
+}
+
+impl<S: Storage> Log<S> {
+    /// True if a batch of `timestamp` is more than `segment.ms` past the active segment's
+    /// first batch (Kafka's time-based roll, by record time). A recovered segment's first
+    /// timestamp is read from its first batch once.
+    fn segment_aged(&mut self, timestamp: i64) -> bool {
+        let segment_ms = self.config.segment_ms;
+        let active = self.segments.last_mut().expect("a log always has a segment");
+        if active.size == 0 || timestamp < 0 {
+            return false;
+        }
+        if active.first_timestamp.is_none() {
+            active.first_timestamp = active.header_at(0).ok().flatten().map(|h| h.max_timestamp);
+        }
+        active.first_timestamp.is_some_and(|first| first >= 0 && timestamp.saturating_sub(first) > segment_ms)
     }
 }

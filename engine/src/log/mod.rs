@@ -81,6 +81,9 @@ const POSITIONS_KEPT: usize = 1024;
 pub struct LogConfig {
     /// `segment.bytes`: a segment is rolled before it would grow past this.
     pub segment_bytes: u64,
+    /// `segment.ms`: a segment is rolled before a batch whose timestamp is more than this past
+    /// the segment's first batch's (Kafka's rule: by record time, not the broker's clock).
+    pub segment_ms: i64,
     /// `index.interval.bytes`: bytes of batches between two offset index entries.
     pub index_interval_bytes: u64,
     /// `retention.bytes` (-1 = no limit): whole oldest segments go while the log stays above it.
@@ -129,6 +132,8 @@ pub const SPARE_BUFFERS_MAX: usize = 4;
 pub const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
 /// Kafka's default `delete.retention.ms` (1 day).
 pub const DELETE_RETENTION_MS_DEFAULT: i64 = 24 * 60 * 60 * 1000;
+/// Kafka's default `segment.ms` (7 days).
+pub const SEGMENT_MS_DEFAULT: i64 = 7 * 24 * 60 * 60 * 1000;
 /// Kafka's default `retention.ms` (7 days).
 pub const RETENTION_MS_DEFAULT: i64 = 7 * 24 * 60 * 60 * 1000;
 
@@ -136,6 +141,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         Self {
             segment_bytes: SEGMENT_BYTES_DEFAULT,
+            segment_ms: SEGMENT_MS_DEFAULT,
             index_interval_bytes: 4096,
             retention_bytes: -1,
             retention_ms: RETENTION_MS_DEFAULT,

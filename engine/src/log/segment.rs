@@ -64,6 +64,9 @@ pub struct Segment<F> {
     pub next_offset: i64,
     /// Largest batch max timestamp; -1 when empty.
     pub max_timestamp: i64,
+    /// The first batch's max timestamp (what `segment.ms` counts from, as Kafka's
+    /// rollingBasedTimestamp); None when empty or not read yet (a recovered segment).
+    pub first_timestamp: Option<i64>,
     pub offset_index: OffsetIndex,
     pub time_index: TimeIndex,
     pub bytes_since_index_entry: u64,
@@ -95,6 +98,9 @@ impl<F: StorageFile> Segment<F> {
             self.bytes_since_index_entry = 0;
         }
         self.bytes_since_index_entry += header.total_bytes() as u64;
+        if position == 0 {
+            self.first_timestamp = Some(header.max_timestamp);
+        }
         self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
         self.next_offset = header.next_offset();
     }
@@ -159,6 +165,7 @@ impl<F: StorageFile> Segment<F> {
         self.bytes_since_index_entry = 0;
         self.next_offset = self.base_offset;
         self.max_timestamp = -1;
+        self.first_timestamp = None;
         let mut position = 0u64;
         let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
         let mut corruption = None;

@@ -141,11 +141,7 @@ fn prepare(
 
 /// The batches with the leader's clock as their timestamp (LogAppendTime), each CRC checked
 /// first (a corrupt batch must not get a fresh CRC) and recomputed after.
-fn stamp_append_time(
-    records: &Bytes,
-    batches: &[Framed],
-    now_ms: i64,
-) -> Result<Bytes, ProduceRefusal> {
+fn stamp_append_time(records: &Bytes, batches: &[Framed], now_ms: i64) -> Result<Bytes, ProduceRefusal> {
     let mut stamped = records.to_vec();
     for (range, header) in batches {
         batch::check_crc(&records[range.clone()], header)
