@@ -448,3 +448,50 @@ fn every_four_letter_word_answers_in_zookeepers_format() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("ok"), "{text}{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A real ZooKeeper 3.8 server (Debian's package, started by perf/zk-anchor.sh), stopped when
+/// dropped.
+struct RealZooKeeper {
+    dir: tempfile::TempDir,
+    hosts: String,
+}
+
+impl RealZooKeeper {
+    fn start() -> RealZooKeeper {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port().to_string();
+        let script = repo_root().join("perf/zk-anchor.sh");
+        let out = run(Command::new(&script).args(["start", "1", &dir.path().display().to_string(), &port]));
+        let hosts = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_owned();
+        assert!(hosts.starts_with("127.0.0.1:"), "perf/zk-anchor.sh printed {hosts:?}");
+        RealZooKeeper { dir, hosts }
+    }
+}
+
+impl Drop for RealZooKeeper {
+    fn drop(&mut self) {
+        let script = repo_root().join("perf/zk-anchor.sh");
+        let _ = Command::new(script).args(["stop", &self.dir.path().display().to_string()]).status();
+    }
+}
+
+/// Differential testing against a real ZooKeeper 3.8: the same seeded operations (every kind of
+/// create, delete, setData, getData, exists, children with stats, multi, ACLs, sync, watches,
+/// errors on purpose) through kazoo against both, every reply and watch event compared; only
+/// the differences docs/compatibility.md lists may remain. More seeds: the script's --seeds.
+#[test]
+fn replies_match_a_real_zookeeper_for_seeded_operations() {
+    let zookeeper = RealZooKeeper::start();
+    let node = zk_node(&[]);
+    let out = run(python("zk_differential.py").args([
+        &node.zk.to_string(),
+        &zookeeper.hosts,
+        "--seeds",
+        "12",
+        "--ops",
+        "60",
+    ]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary = text.lines().last().unwrap_or_default();
+    assert!(summary.contains("operations: 720") && summary.ends_with("unlisted: 0"), "{text}");
+}
