@@ -182,9 +182,7 @@ fn bench_zk_pipelines_and_reports_what_the_node_received() {
 fn a_manual_replica_assignment_places_partitions_on_the_nodes_asked_for() {
     let cluster = Cluster::start(3, &[]);
     let bootstrap = cluster.nodes[1].bootstrap();
-    let output = run(python("manual_assignment.py").arg(&bootstrap));
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("ok"), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    python_ok("manual_assignment.py", &[&bootstrap]);
 }
 
 /// DeleteRecords (confluent-kafka's AdminClient, as Kafka Streams purges repartition topics):
@@ -195,9 +193,7 @@ fn delete_records_moves_the_log_start_offset_that_list_offsets_reports() {
     let mut node = Node::start();
     let bootstrap = node.bootstrap();
     assert!(node.cli(&["topic", "create", "purge"], None).status.success());
-    let output = run(python("delete_records.py").args([&bootstrap, "purge"]));
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("ok"), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    python_ok("delete_records.py", &[&bootstrap, "purge"]);
     node.restart();
     let mut client = braid_node::client::Client::connect(&node.bootstrap()).unwrap();
     let mut partition = kafka_protocol::messages::list_offsets_request::ListOffsetsPartition::default();
@@ -225,8 +221,7 @@ fn delete_records_moves_the_log_start_offset_that_list_offsets_reports() {
 fn elect_leaders_hands_leadership_back_to_preferred_replicas() {
     let mut cluster = Cluster::start(3, &["--auto-leader-rebalance", "false"]);
     let bootstrap = cluster.nodes[1].bootstrap();
-    let output = run(python("elect_leaders.py").args([&bootstrap, "create"]));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("ok"));
+    python_ok("elect_leaders.py", &[&bootstrap, "create"]);
     // Node 1 restarts: whatever it led is led by another node meanwhile, and stays so.
     cluster.nodes[0].kill();
     wait_for("node 1's partitions led elsewhere", || {
@@ -236,9 +231,7 @@ fn elect_leaders_hands_leadership_back_to_preferred_replicas() {
     });
     cluster.nodes[0].launch(&[]);
     cluster.wait_formed();
-    let output = run(python("elect_leaders.py").args([&bootstrap, "elect"]));
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("ok"), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    python_ok("elect_leaders.py", &[&bootstrap, "elect"]);
 }
 
 /// DescribeLogDirs (kafka-python's KafkaAdminClient): the node's log directory with every
@@ -247,9 +240,7 @@ fn elect_leaders_hands_leadership_back_to_preferred_replicas() {
 fn describe_log_dirs_names_the_log_directory_and_partition_sizes() {
     let node = Node::start();
     assert!(node.cli(&["topic", "create", "dirs", "--partitions", "2"], None).status.success());
-    let output = run(python("describe_log_dirs.py").args([&node.bootstrap(), "dirs"]));
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("ok"), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    python_ok("describe_log_dirs.py", &[&node.bootstrap(), "dirs"]);
 }
 
 /// Every topic config Kafka documents through librdkafka's AdminClient: accepted at creation
@@ -259,9 +250,7 @@ fn describe_log_dirs_names_the_log_directory_and_partition_sizes() {
 #[test]
 fn every_kafka_topic_config_is_accepted_and_described() {
     let node = Node::start();
-    let output = run(python("topic_configs.py").arg(node.bootstrap()));
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("ok"), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    python_ok("topic_configs.py", &[&node.bootstrap()]);
 }
 
 /// message.timestamp.type=LogAppendTime (confluent-kafka): records take the leader's clock and
@@ -269,9 +258,7 @@ fn every_kafka_topic_config_is_accepted_and_described() {
 #[test]
 fn log_append_time_topics_stamp_records_with_the_brokers_clock() {
     let node = Node::start();
-    let output = run(python("log_append_time.py").arg(node.bootstrap()));
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("ok"), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    python_ok("log_append_time.py", &[&node.bootstrap()]);
 }
 
 /// segment.ms (confluent-kafka sets it; records 2 s apart by timestamp): each record past
@@ -279,8 +266,7 @@ fn log_append_time_topics_stamp_records_with_the_brokers_clock() {
 #[test]
 fn segment_ms_rolls_segments_by_record_time() {
     let node = Node::start();
-    let output = run(python("segment_ms.py").arg(node.bootstrap()));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("ok"));
+    python_ok("segment_ms.py", &[&node.bootstrap()]);
     let status = node.status().expect("/v1/status");
     let segments = status["partitions"]
         .as_array()

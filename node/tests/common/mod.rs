@@ -251,6 +251,15 @@ pub fn run(command: &mut Command) -> Output {
     output
 }
 
+/// Runs a client script from tests/clients, which must exit 0 and print "ok" (its checks
+/// passed); fails the test with its output otherwise.
+#[allow(dead_code)]
+pub fn python_ok(script: &str, args: &[&str]) {
+    let output = run(python(script).args(args));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.lines().any(|l| l.ends_with("ok")), "{script}: {text}{}", String::from_utf8_lossy(&output.stderr));
+}
+
 pub fn python(script: &str) -> Command {
     let mut command = Command::new("python3");
     command.arg(repo_root().join("tests/clients").join(script));
