@@ -13,18 +13,25 @@ use common::{batch, small_segments};
 use std::cell::Cell;
 use std::rc::Rc;
 
-#[test]
-fn a_reconnected_follower_matching_past_the_leaders_deleted_prefix_is_not_reset() {
-    let mut group = Group::with_log_config(11, false, small_segments());
+/// A group of three on small segments whose leader has had `batches` batches committed by all;
+/// and that leader.
+fn committed_group(seed: u64, batches: u64) -> (Group, braid_engine::raft::NodeId) {
+    let mut group = Group::with_log_config(seed, false, small_segments());
     group.ticks_to_leader();
-    let first = group.leader().unwrap();
-    for tag in 0..200 {
-        group.nodes.get_mut(&first).unwrap().propose(&batch(tag, 3, tag as i64)).unwrap();
+    let leader = group.leader().unwrap();
+    for tag in 0..batches {
+        group.nodes.get_mut(&leader).unwrap().propose(&batch(tag, 3, tag as i64)).unwrap();
         group.settle();
     }
     for _ in 0..4 {
         group.tick();
     }
+    (group, leader)
+}
+
+#[test]
+fn a_reconnected_follower_matching_past_the_leaders_deleted_prefix_is_not_reset() {
+    let (mut group, first) = committed_group(11, 200);
     // One follower goes down; the other takes over (it knows nothing of what the one down
     // holds) and deletes the oldest segments of its log: everything there is committed.
     let next = *group.nodes.keys().find(|&&id| id != first).unwrap();
@@ -70,16 +77,7 @@ fn a_reconnected_follower_matching_past_the_leaders_deleted_prefix_is_not_reset(
 /// committed prefix, and is not reset.
 #[test]
 fn a_deposed_leaders_tail_that_ends_between_the_new_leaders_entries_is_cut_not_reset() {
-    let mut group = Group::with_log_config(12, false, small_segments());
-    group.ticks_to_leader();
-    let old = group.leader().unwrap();
-    for tag in 0..120 {
-        group.nodes.get_mut(&old).unwrap().propose(&batch(tag, 3, tag as i64)).unwrap();
-        group.settle();
-    }
-    for _ in 0..4 {
-        group.tick();
-    }
+    let (mut group, old) = committed_group(12, 120);
     let committed = group.nodes[&old].committed();
     // The leader is cut off and appends alone: batches of 4 records, never committed.
     group.down.push(old);
