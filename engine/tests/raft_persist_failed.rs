@@ -17,6 +17,7 @@ fn node(id: u64) -> Raft<Log<SimStorage>> {
         heartbeat_ticks: 2,
         seed: id,
         eager_commit: false,
+        prefix_held_by_all: false,
         quiesce: false,
     };
     Raft::new(config, log, HardState::default())

@@ -7,7 +7,7 @@
 
 mod common;
 
-use braid_engine::raft::{Body, Role};
+use braid_engine::raft::{Body, Message, Role};
 use common::group::Group;
 use common::{batch, small_segments};
 use std::cell::Cell;
@@ -16,7 +16,11 @@ use std::rc::Rc;
 /// A group of three on small segments whose leader has had `batches` batches committed by all;
 /// and that leader.
 fn committed_group(seed: u64, batches: u64) -> (Group, braid_engine::raft::NodeId) {
-    let mut group = Group::with_log_config(seed, false, small_segments());
+    fill(Group::with_log_config(seed, false, small_segments()), batches)
+}
+
+/// `group` once a leader has had `batches` batches committed by all; and that leader.
+fn fill(mut group: Group, batches: u64) -> (Group, braid_engine::raft::NodeId) {
     group.ticks_to_leader();
     let leader = group.leader().unwrap();
     for tag in 0..batches {
@@ -120,4 +124,35 @@ fn a_deposed_leaders_tail_that_ends_between_the_new_leaders_entries_is_cut_not_r
     let follower = group.nodes[&old].log();
     assert_eq!(follower.log_start_offset(), 0, "its committed prefix kept");
     assert_eq!(follower.log_end_offset(), group.nodes[&new].log().log_end_offset(), "caught up");
+}
+
+/// A metadata-group member restarted (it does not know what committed) whose log reaches the
+/// leader's log start is sent a reset to that start: it keeps its entries up to there (it may
+/// not have applied them yet: its tree would be stranded without them) and drops only what
+/// follows; a partition's replica (logs deleted by retention, each on its own) starts over.
+#[test]
+fn a_reset_keeps_a_metadata_members_prefix_up_to_the_leaders_start() {
+    for (metadata, kept) in [(true, true), (false, false)] {
+        let group = if metadata {
+            Group::metadata(13, small_segments())
+        } else {
+            Group::with_log_config(13, false, small_segments())
+        };
+        let (mut group, leader) = fill(group, 60);
+        let follower = *group.nodes.keys().find(|&&id| id != leader).unwrap();
+        group.restart(follower);
+        let log = group.nodes[&follower].log();
+        let (end, start) = (log.log_end_offset(), log.log_start_offset());
+        assert_eq!(start, 0);
+        // A boundary inside the follower's log: where the leader's log would start.
+        let at = braid_engine::raft::RaftLog::boundary_at_or_below(log, end / 2).unwrap();
+        let term = group.nodes[&leader].term();
+        let voters = group.nodes[&leader].voters().to_vec();
+        let reset =
+            Message { from: leader, to: follower, term, body: Body::Reset { start: at, start_term: term, voters } };
+        group.nodes.get_mut(&follower).unwrap().step(reset);
+        let log = group.nodes[&follower].log();
+        assert_eq!(log.log_end_offset(), at, "metadata {metadata}: what follows the start is dropped");
+        assert_eq!(log.log_start_offset() == 0, kept, "metadata {metadata}: the prefix kept: {kept}");
+    }
 }

@@ -120,6 +120,7 @@ impl<S: NodeStorage> Replica<S> {
             heartbeat_ticks: HEARTBEAT_TICKS,
             seed,
             eager_commit: metadata,
+            prefix_held_by_all: metadata,
             quiesce: !metadata,
         };
         let mut raft = Raft::restore(config, log, hard, changes);

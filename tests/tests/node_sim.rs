@@ -8,7 +8,7 @@ use braid_tests::node_sim::{run_nodes, Mutation, NodeSimConfig};
 /// Simulated milliseconds of load per seed (settling follows).
 const STEPS: u64 = 6_000;
 /// Seeds that once failed, kept whatever the default count.
-const REGRESSIONS: [u64; 6] = [152, 160, 240, 1002, 1084, 10343];
+const REGRESSIONS: [u64; 7] = [152, 160, 240, 1002, 1084, 10343, 25603];
 
 fn seeds() -> Vec<u64> {
     let count: u64 = std::env::var("BRAID_NODE_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(24);

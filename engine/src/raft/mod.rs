@@ -87,6 +87,12 @@ pub struct Config {
     /// node, whose idle heartbeats would otherwise cost CPU in proportion to their count; the
     /// driver must then tell it of peers lost and back ([`Raft::peer_lost`], [`Raft::peer_back`]).
     pub quiesce: bool,
+    /// The driver deletes the log only below what every member held (the metadata group:
+    /// `Txn::Truncatable`, from [`Raft::held_by_all`]), so a member whose own log has an entry
+    /// ending at the leader's log start holds the committed prefix there: a reset keeps it
+    /// (it may not have applied it yet) and drops only what follows. Partitions delete by
+    /// retention, each replica on its own: a reset there starts the log over.
+    pub prefix_held_by_all: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -259,8 +259,23 @@ impl<L: RaftLog> Raft<L> {
         self.become_follower(term, Some(from));
         // Our entries up to `start` can only be trusted if we know them committed; an
         // uncommitted suffix reaching past `start` may differ from what the leader
-        // deleted, so anything short of our commit point is dropped, not kept.
-        if start > self.committed {
+        // deleted, so anything short of our commit point is dropped, not kept. Where logs are
+        // deleted only below what every member held, an entry of ours ending at `start` is
+        // the committed one: the prefix stays, what follows it goes.
+        let holds_start = self.config.prefix_held_by_all
+            && start > self.committed
+            && start > self.log.start()
+            && start <= self.log.last().0
+            && self.log.term_at(start).is_some();
+        if holds_start {
+            if self.log.last().0 > start {
+                if self.log.truncate(start).is_err() {
+                    return;
+                }
+                self.on_truncated(start);
+            }
+            self.committed = start;
+        } else if start > self.committed {
             if self.log.reset(start).is_err() {
                 return;
             }

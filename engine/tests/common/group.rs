@@ -29,6 +29,17 @@ impl Group {
     /// As [`Group::new`], the nodes' logs configured as `log_config` says.
     #[allow(dead_code)]
     pub fn with_log_config(seed: u64, quiesce: bool, log_config: LogConfig) -> Group {
+        Group::build(seed, quiesce, log_config, false)
+    }
+
+    /// As the metadata group runs: logs deleted only below what every member held
+    /// (`Config::prefix_held_by_all`).
+    #[allow(dead_code)]
+    pub fn metadata(seed: u64, log_config: LogConfig) -> Group {
+        Group::build(seed, false, log_config, true)
+    }
+
+    fn build(seed: u64, quiesce: bool, log_config: LogConfig, prefix_held_by_all: bool) -> Group {
         let voters = braid_engine::ids::node_ids(&[1, 2, 3]);
         let mut disks = BTreeMap::new();
         let mut configs = BTreeMap::new();
@@ -45,6 +56,7 @@ impl Group {
                     heartbeat_ticks: 2,
                     seed: seed * 31 + id.wire(),
                     eager_commit: false,
+                    prefix_held_by_all,
                     quiesce,
                 };
                 configs.insert(id, config.clone());

@@ -248,6 +248,7 @@ impl Sim {
             heartbeat_ticks: 2,
             seed: self.config.seed ^ self.now,
             eager_commit: self.config.seed % 2 == 1,
+            prefix_held_by_all: false,
             quiesce: self.config.quiesce,
         };
         // A node starting afresh takes every peer for reachable until told otherwise.
