@@ -10,6 +10,9 @@ const STEPS: u64 = 6_000;
 /// Seeds that once failed, kept whatever the default count.
 const REGRESSIONS: [u64; 7] = [152, 160, 240, 1002, 1084, 10343, 25603];
 
+/// Seeds of five nodes that once failed.
+const REGRESSIONS_FIVE_NODES: [u64; 1] = [51243];
+
 fn seeds() -> Vec<u64> {
     let count: u64 = std::env::var("BRAID_NODE_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(24);
     (1..=count).chain(REGRESSIONS).collect()
@@ -42,6 +45,17 @@ fn whole_nodes_keep_what_they_acknowledged_under_faults() {
     );
     // The runs did what they are for: load acknowledged, and faults.
     assert!(totals.1 > 0 && totals.2 > 0 && totals.3 > 0, "the runs made no acknowledged writes or no crashes");
+}
+
+#[test]
+fn five_whole_nodes_keep_the_regression_seeds() {
+    for seed in REGRESSIONS_FIVE_NODES {
+        let mut config = NodeSimConfig::new(seed, STEPS);
+        config.settings.nodes = 5;
+        if let Err(e) = run_nodes(&config) {
+            panic!("{e}\nreplay: cargo run -p braid-tests --release --bin braid-sim -- --nodes-sim --seed {seed} --nodes 5");
+        }
+    }
 }
 
 /// Runs seeds with `mutation` on until one fails; the failure, or None after `limit` seeds.
