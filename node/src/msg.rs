@@ -111,12 +111,12 @@ pub enum MetaOp {
     ElectPreferred {
         partitions: Vec<(String, i32)>,
     },
-    /// Moves a partition's log start offset up to `offset` (DeleteRecords; checked against
-    /// the partition's high watermark by its leader first).
+    /// Moves partitions' log start offsets up: (partition, offset) of one topic
+    /// (DeleteRecords; each checked against the partition's high watermark by its leader
+    /// first). One metadata write for them all.
     DeleteRecords {
         name: String,
-        partition: i32,
-        offset: i64,
+        starts: Vec<(i32, i64)>,
     },
 }
 

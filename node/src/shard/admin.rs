@@ -174,17 +174,20 @@ impl<S: NodeStorage> ShardState<S> {
                 Ok(Planned::Update { name, topic })
             }
             MetaOp::ElectPreferred { partitions } => Ok(Planned::Elect { partitions }),
-            MetaOp::DeleteRecords { name, partition, offset } => {
-                let topic = snapshot
-                    .topics
-                    .get(&name)
-                    .filter(|t| (0..t.partitions.len() as i32).contains(&partition))
-                    .ok_or_else(|| unknown(&name))?;
-                if topic.log_start.get(&partition).is_some_and(|&start| start >= offset) {
+            MetaOp::DeleteRecords { name, starts } => {
+                let topic = snapshot.topics.get(&name).ok_or_else(|| unknown(&name))?;
+                if starts.iter().any(|(p, _)| !(0..topic.partitions.len() as i32).contains(p)) {
+                    return Err(unknown(&name));
+                }
+                let moved: Vec<(i32, i64)> = starts
+                    .into_iter()
+                    .filter(|(p, offset)| topic.log_start.get(p).is_none_or(|start| start < offset))
+                    .collect();
+                if moved.is_empty() {
                     return Ok(Planned::Validated);
                 }
                 let mut topic = TopicMeta::clone(topic);
-                topic.log_start.insert(partition, offset);
+                topic.log_start.extend(moved);
                 Ok(Planned::Update { name, topic })
             }
         }

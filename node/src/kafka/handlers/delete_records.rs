@@ -33,30 +33,41 @@ pub async fn handle(ctx: Rc<ShardCtx>, request: DeleteRecordsRequest) -> DeleteR
     .await;
     let mut response = DeleteRecordsResponse::default();
     for ((name, asked), (_, answers)) in topics.iter().zip(watermarks) {
+        // Each partition's checked offset, or its error.
+        let checked: Vec<(i32, Result<i64, i16>)> = asked
+            .iter()
+            .zip(answers)
+            .map(|(p, (index, outcome))| {
+                let offset = if p.offset == -1 { outcome.offset } else { p.offset };
+                let result = match outcome.error {
+                    0 if offset < 0 || offset > outcome.offset => Err(ResponseError::OffsetOutOfRange.code()),
+                    0 => Ok(offset),
+                    error => Err(error),
+                };
+                (index, result)
+            })
+            .collect();
+        // One metadata write for the topic's partitions that passed.
+        let starts: Vec<(i32, i64)> = checked.iter().filter_map(|(p, r)| r.ok().map(|o| (*p, o))).collect();
+        let written = match starts.is_empty() {
+            true => Ok(()),
+            false => {
+                meta_op(&ctx, MetaOp::DeleteRecords { name: name.clone(), starts }).await.map_err(|(code, _)| code)
+            }
+        };
+        let snapshot = ctx.snapshot.borrow().clone();
+        let start_of = |p: i32| snapshot.topic(name).and_then(|t| t.log_start.get(&p).copied()).unwrap_or(0);
         let mut topic = DeleteRecordsTopicResult::default();
         topic.name = TopicName(str_bytes(name.clone()));
-        for (p, (index, outcome)) in asked.iter().zip(answers) {
-            let mut result = DeleteRecordsPartitionResult::default();
-            result.partition_index = index;
-            result.low_watermark = -1;
-            let high_watermark = outcome.offset;
-            let offset = if p.offset == -1 { high_watermark } else { p.offset };
-            result.error_code = if outcome.error != 0 {
-                outcome.error
-            } else if offset < 0 || offset > high_watermark {
-                ResponseError::OffsetOutOfRange.code()
-            } else {
-                let op = MetaOp::DeleteRecords { name: name.clone(), partition: index, offset };
-                match meta_op(&ctx, op).await {
-                    Ok(()) => {
-                        let start = ctx.snapshot.borrow().topic(name).and_then(|t| t.log_start.get(&index).copied());
-                        result.low_watermark = start.unwrap_or(0).max(offset);
-                        0
-                    }
-                    Err((code, _)) => code,
-                }
-            };
-            topic.partitions.push(result);
+        for (index, result) in checked {
+            let mut r = DeleteRecordsPartitionResult::default();
+            r.partition_index = index;
+            r.low_watermark = -1;
+            match (result, written) {
+                (Ok(offset), Ok(())) => r.low_watermark = start_of(index).max(offset),
+                (Ok(_), Err(code)) | (Err(code), _) => r.error_code = code,
+            }
+            topic.partitions.push(r);
         }
         response.topics.push(topic);
     }
