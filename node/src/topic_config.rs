@@ -104,7 +104,7 @@ fn unsupported(name: &str, value: &str) -> Option<String> {
         "message.timestamp.after.max.ms" | "message.timestamp.before.max.ms" | "message.timestamp.difference.max.ms" => {
             "Braid does not check record timestamps against the broker's clock yet"
         }
-        "min.compaction.lag.ms" | "max.compaction.lag.ms" => "Braid compacts by the dirty ratio alone; compaction lags are not supported yet",
+        "max.compaction.lag.ms" => "Braid compacts by the dirty ratio alone; a maximum compaction lag is not supported yet",
         "segment.jitter.ms" => "Braid rolls segments at segment.ms exactly; jitter is not supported yet",
         "remote.storage.enable" => "Braid has no tiered storage",
         "unclean.leader.election.enable" => "Raft never elects a replica that lacks committed records",
@@ -170,6 +170,7 @@ pub fn log_config(overrides: &BTreeMap<String, String>) -> LogConfig {
         delete_retention_ms: effective(overrides, "delete.retention.ms").parse().unwrap_or(DELETE_RETENTION_MS_DEFAULT),
         index_interval_bytes: effective(overrides, "index.interval.bytes").parse().unwrap_or(4096),
         segment_ms: effective(overrides, "segment.ms").parse().unwrap_or(braid_engine::log::SEGMENT_MS_DEFAULT),
+        min_compaction_lag_ms: effective(overrides, "min.compaction.lag.ms").parse().unwrap_or(0),
         cleanup_policy: match (delete, compact) {
             (true, true) => CleanupPolicy::CompactDelete,
             (false, true) => CleanupPolicy::Compact,

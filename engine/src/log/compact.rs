@@ -35,9 +35,14 @@ impl<S: Storage> Log<S> {
     fn compact_inner(&mut self, now_ms: i64, limit_offset: i64) -> Result<CompactionOutcome, LogError> {
         let mut outcome = CompactionOutcome::default();
         let limit = limit_offset.min(self.written_offset);
-        // Sealed segments whose every offset lies below the limit.
+        // Sealed segments whose every offset lies below the limit, up to the first holding a
+        // record younger than min.compaction.lag.ms.
+        let lag = self.config.min_compaction_lag_ms;
+        let horizon = now_ms.saturating_sub(lag);
         let cleanable = (0..self.segments.len().saturating_sub(1))
-            .take_while(|&i| self.segments[i + 1].base_offset <= limit)
+            .take_while(|&i| {
+                self.segments[i + 1].base_offset <= limit && (lag <= 0 || self.segments[i].max_timestamp <= horizon)
+            })
             .count();
         if cleanable == 0 {
             return Ok(outcome);

@@ -94,6 +94,9 @@ pub struct LogConfig {
     /// `delete.retention.ms`: how long compaction keeps a key's tombstone (its delete marker)
     /// after the records it deleted are gone.
     pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: compaction leaves every segment holding a record younger than
+    /// this (by record time, against the `now_ms` it is given).
+    pub min_compaction_lag_ms: i64,
     /// Largest batch accepted, header included.
     pub max_batch_bytes: usize,
     /// Appended bytes held in memory before they are handed to the device as a write-behind
@@ -147,6 +150,7 @@ impl Default for LogConfig {
             retention_ms: RETENTION_MS_DEFAULT,
             cleanup_policy: CleanupPolicy::Delete,
             delete_retention_ms: DELETE_RETENTION_MS_DEFAULT,
+            min_compaction_lag_ms: 0,
             max_batch_bytes: 16 << 20,
             zero_ahead_bytes: 0,
             write_buffer_bytes: 1 << 20,
