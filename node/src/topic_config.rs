@@ -101,9 +101,6 @@ fn unsupported(name: &str, value: &str) -> Option<String> {
     }
     let why = match name {
         "compression.type" => "Braid keeps each batch as its producer compressed it (compression.type=producer); recompression on the broker is not supported yet",
-        "message.timestamp.after.max.ms" | "message.timestamp.before.max.ms" | "message.timestamp.difference.max.ms" => {
-            "Braid does not check record timestamps against the broker's clock yet"
-        }
         "max.compaction.lag.ms" => "Braid compacts by the dirty ratio alone; a maximum compaction lag is not supported yet",
         "segment.jitter.ms" => "Braid rolls segments at segment.ms exactly; jitter is not supported yet",
         "remote.storage.enable" => "Braid has no tiered storage",
@@ -186,9 +183,26 @@ pub fn min_cleanable_dirty_ratio(overrides: &BTreeMap<String, String>) -> f64 {
     effective(overrides, "min.cleanable.dirty.ratio").parse().unwrap_or(0.5)
 }
 
-/// True if the topic's batches take the broker's append time (message.timestamp.type).
-pub fn log_append_time(overrides: &BTreeMap<String, String>) -> bool {
-    effective(overrides, "message.timestamp.type") == "LogAppendTime"
+/// What a topic's leader does with record timestamps (message.timestamp.* configs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampPolicy {
+    /// The batches take the broker's append time (message.timestamp.type=LogAppendTime).
+    pub log_append_time: bool,
+    /// CreateTime batches are refused INVALID_TIMESTAMP with a timestamp more than this before
+    /// the broker's clock (message.timestamp.before.max.ms, or difference.max.ms if smaller)...
+    pub before_ms: i64,
+    /// ...or more than this after it (message.timestamp.after.max.ms, or difference.max.ms).
+    pub after_ms: i64,
+}
+
+pub fn timestamp_policy(overrides: &BTreeMap<String, String>) -> TimestampPolicy {
+    let long = |name| effective(overrides, name).parse::<i64>().unwrap_or(i64::MAX);
+    let difference = long("message.timestamp.difference.max.ms");
+    TimestampPolicy {
+        log_append_time: effective(overrides, "message.timestamp.type") == "LogAppendTime",
+        before_ms: long("message.timestamp.before.max.ms").min(difference),
+        after_ms: long("message.timestamp.after.max.ms").min(difference),
+    }
 }
 
 pub fn max_message_bytes(overrides: &BTreeMap<String, String>) -> i64 {

@@ -93,8 +93,8 @@ struct Partition<S: NodeStorage> {
     /// the leader term it was appended in.
     waiters: DurabilityWaiters<(ProduceReply, i64, Term)>,
     max_message_bytes: i64,
-    /// The topic's message.timestamp.type is LogAppendTime: batches get the leader's clock.
-    log_append_time: bool,
+    /// What the leader does with the batches' timestamps (message.timestamp.* configs).
+    timestamps: topic_config::TimestampPolicy,
     /// Idempotent producers' last batches, valid for the leader term they were built in.
     producers: Option<(Term, Producers)>,
     /// On partitions of `__consumer_offsets`: the group coordinator and its applied offsets.

@@ -36,8 +36,8 @@ impl<S: NodeStorage> ShardState<S> {
             let _ = reply.send(not_leader(&p.replica));
             return;
         }
-        let append_time = p.log_append_time.then(|| self.shared.env.now_ms());
-        let (records, batches) = match prepare(records.unwrap_or_default(), p.max_message_bytes, append_time) {
+        let now = self.shared.env.now_ms();
+        let (records, batches) = match prepare(records.unwrap_or_default(), p.max_message_bytes, p.timestamps, now) {
             Ok(prepared) => prepared,
             Err((error, message)) => {
                 let _ = reply.send(ProduceOutcome::failed(error.code(), Some(message)));
@@ -130,13 +130,30 @@ type Framed = (std::ops::Range<usize>, BatchHeader);
 fn prepare(
     records: Bytes,
     max_message_bytes: i64,
-    append_time: Option<i64>,
+    timestamps: topic_config::TimestampPolicy,
+    now_ms: i64,
 ) -> Result<(Bytes, Vec<Framed>), ProduceRefusal> {
     let batches = split_batches(&records, max_message_bytes)?;
-    match append_time {
-        Some(now_ms) => Ok((stamp_append_time(&records, &batches, now_ms)?, batches)),
-        None => Ok((records, batches)),
+    if timestamps.log_append_time {
+        return Ok((stamp_append_time(&records, &batches, now_ms)?, batches));
     }
+    // CreateTime: each batch's first and largest timestamps within the topic's bounds of the
+    // broker's clock (Kafka checks every record; a batch's records lie between those two
+    // unless a producer wrote negative deltas).
+    for (_, h) in &batches {
+        let too_old = h.base_timestamp < now_ms.saturating_sub(timestamps.before_ms);
+        let too_new = h.max_timestamp > now_ms.saturating_add(timestamps.after_ms);
+        if too_old || too_new {
+            let message = format!(
+                "timestamp {} of a batch is out of range (at most {} ms before and {} ms after the broker's {now_ms})",
+                if too_old { h.base_timestamp } else { h.max_timestamp },
+                timestamps.before_ms,
+                timestamps.after_ms
+            );
+            return Err((ResponseError::InvalidTimestamp, message));
+        }
+    }
+    Ok((records, batches))
 }
 
 /// The batches with the leader's clock as their timestamp (LogAppendTime), each CRC checked
