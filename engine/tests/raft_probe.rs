@@ -13,6 +13,19 @@ use common::{batch, small_segments};
 use std::cell::Cell;
 use std::rc::Rc;
 
+/// From now on, counts the resets the group's nodes send (every message still delivered).
+fn count_resets(group: &mut Group) -> Rc<Cell<usize>> {
+    let resets = Rc::new(Cell::new(0));
+    let counted = Rc::clone(&resets);
+    group.deliver_if = Box::new(move |m| {
+        if matches!(m.body, Body::Reset { .. }) {
+            counted.set(counted.get() + 1);
+        }
+        true
+    });
+    resets
+}
+
 /// A group of three on small segments whose leader has had `batches` batches committed by all;
 /// and that leader.
 fn committed_group(seed: u64, batches: u64) -> (Group, braid_engine::raft::NodeId) {
@@ -54,14 +67,7 @@ fn a_reconnected_follower_matching_past_the_leaders_deleted_prefix_is_not_reset(
     assert!(start > 0, "the leader's log starts past 0 ({start})");
     group.nodes.get_mut(&next).unwrap().peer_lost(follower);
     // The follower restarts (it no longer knows what committed) and its connection comes back.
-    let resets = Rc::new(Cell::new(0));
-    let counted = Rc::clone(&resets);
-    group.deliver_if = Box::new(move |m| {
-        if matches!(m.body, Body::Reset { .. }) {
-            counted.set(counted.get() + 1);
-        }
-        true
-    });
+    let resets = count_resets(&mut group);
     group.restart(follower);
     group.down.clear();
     group.nodes.get_mut(&next).unwrap().peer_back(follower);
@@ -103,14 +109,7 @@ fn a_deposed_leaders_tail_that_ends_between_the_new_leaders_entries_is_cut_not_r
     new_log.delete_below(committed * 3 / 4).unwrap();
     assert!(new_log.log_start_offset() > 0);
     assert!(new_log.base_of_batch_ending_at(old_end).unwrap().is_none(), "the old leader's end is no boundary here");
-    let resets = Rc::new(Cell::new(0));
-    let counted = Rc::clone(&resets);
-    group.deliver_if = Box::new(move |m| {
-        if matches!(m.body, Body::Reset { .. }) {
-            counted.set(counted.get() + 1);
-        }
-        true
-    });
+    let resets = count_resets(&mut group);
     // It restarts (no longer knowing what committed) and comes back: the leader, told it was
     // lost and is back, probes it again knowing nothing of what it holds.
     group.nodes.get_mut(&new).unwrap().peer_lost(old);
