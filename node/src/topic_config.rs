@@ -101,7 +101,6 @@ fn unsupported(name: &str, value: &str) -> Option<String> {
     }
     let why = match name {
         "compression.type" => "Braid keeps each batch as its producer compressed it (compression.type=producer); recompression on the broker is not supported yet",
-        "max.compaction.lag.ms" => "Braid compacts by the dirty ratio alone; a maximum compaction lag is not supported yet",
         "segment.jitter.ms" => "Braid rolls segments at segment.ms exactly; jitter is not supported yet",
         "remote.storage.enable" => "Braid has no tiered storage",
         "unclean.leader.election.enable" => "Raft never elects a replica that lacks committed records",
@@ -175,6 +174,11 @@ pub fn log_config(overrides: &BTreeMap<String, String>) -> LogConfig {
         },
         ..LogConfig::default()
     }
+}
+
+/// How long a record may wait for compaction at most (max.compaction.lag.ms).
+pub fn max_compaction_lag_ms(overrides: &BTreeMap<String, String>) -> i64 {
+    effective(overrides, "max.compaction.lag.ms").parse().unwrap_or(i64::MAX)
 }
 
 /// The share of a compacted log written since its last compaction at which it is compacted

@@ -89,3 +89,54 @@ fn a_compacted_topic_keeps_the_newest_value_of_each_key() {
         assert_eq!(i, *offset, "{key}: each value stays at its offset");
     }
 }
+
+/// max.compaction.lag.ms: a topic whose min.cleanable.dirty.ratio is never reached after its
+/// first compaction is compacted again once what was written since is older than the lag.
+#[test]
+fn max_compaction_lag_compacts_below_the_dirty_ratio() {
+    let node = Node::start_with(&["--retention-check-ms", "200"]);
+    let configs = [
+        "cleanup.policy=compact",
+        "segment.bytes=2048",
+        "min.cleanable.dirty.ratio=0.99",
+        "max.compaction.lag.ms=1000",
+    ];
+    let mut args = vec!["topic", "create", "lagged", "--partitions", "1"];
+    for c in &configs {
+        args.extend(["--config", c]);
+    }
+    let out = node.cli(&args, None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let produce = |first: usize, count: usize| {
+        for run_index in 0..count / 100 {
+            let file = dir.path().join(format!("input-{first}-{run_index}.txt"));
+            let from = first + run_index * 100;
+            let input: String = (from..from + 100).map(|i| format!("key{}:value{i}\n", i % 20)).collect();
+            std::fs::write(&file, &input).unwrap();
+            run(Command::new("kcat")
+                .args([
+                    "-b",
+                    &node.bootstrap(),
+                    "-P",
+                    "-t",
+                    "lagged",
+                    "-K:",
+                    "-X",
+                    "acks=all",
+                    "-X",
+                    "linger.ms=0",
+                    "-l",
+                ])
+                .arg(&file));
+        }
+    };
+    let compactions = || node.log().matches("compacted").count();
+    // The first pass (everything is dirty) ...
+    produce(0, 1000);
+    wait_for("the first compaction", || (compactions() >= 1).then_some(()));
+    // ... then a little more: far below the 0.99 ratio, so only the lag brings a second pass.
+    let before = compactions();
+    produce(1000, 300);
+    wait_for("a compaction forced by max.compaction.lag.ms", || (compactions() > before).then_some(()));
+}

@@ -101,6 +101,8 @@ struct Partition<S: NodeStorage> {
     coordinator: Option<Coordinator>,
     /// Log size after the last compaction (compacted topics).
     compacted_size: u64,
+    /// The commit point the last compaction ran to: the first record written since.
+    compacted_to: i64,
     /// Where DeleteRecords moved the partition's start (from the topic's metadata; 0: never).
     records_start: i64,
 }

@@ -195,6 +195,7 @@ impl<S: NodeStorage> ShardState<S> {
             producers: None,
             coordinator: offsets.then(Coordinator::default),
             compacted_size: 0,
+            compacted_to: 0,
             records_start: meta.log_start.get(&key.1).copied().unwrap_or(0),
         };
         self.partitions.insert(key, partition);

@@ -56,17 +56,23 @@ impl<S: NodeStorage> ShardState<S> {
             // Only once what was written since the last compaction is the topic's
             // min.cleanable.dirty.ratio of the log (by size; 0.5 by default): each pass reads
             // the whole log.
-            let ratio =
-                self.snapshot.topic(topic).map_or(0.5, |m| crate::topic_config::min_cleanable_dirty_ratio(&m.configs));
+            let configs = self.snapshot.topic(topic).map(|m| &m.configs);
+            let ratio = configs.map_or(0.5, crate::topic_config::min_cleanable_dirty_ratio);
+            let max_lag = configs.map_or(i64::MAX, crate::topic_config::max_compaction_lag_ms);
             let (size, dirty) = (log.size_bytes(), log.size_bytes().saturating_sub(p.compacted_size));
-            if log.config().cleanup_policy == braid_engine::log::CleanupPolicy::Delete
-                || log.segment_count() < 2
-                || (dirty as f64) < ratio * size as f64
-            {
+            if log.config().cleanup_policy == braid_engine::log::CleanupPolicy::Delete || log.segment_count() < 2 {
+                continue;
+            }
+            // Or once the oldest record written since the last compaction is older than
+            // max.compaction.lag.ms, whatever the ratio.
+            let overdue = max_lag < i64::MAX
+                && first_timestamp(log, p.compacted_to).is_some_and(|t| now.saturating_sub(t) > max_lag);
+            if (dirty as f64) < ratio * size as f64 && !overdue {
                 continue;
             }
             let result = log.compact(now, committed);
             p.compacted_size = log.size_bytes();
+            p.compacted_to = committed;
             match result {
                 Ok(outcome) if outcome.segments > 0 => tracing::info!(
                     topic,
@@ -82,6 +88,13 @@ impl<S: NodeStorage> ShardState<S> {
             }
         }
     }
+}
+
+/// The timestamp of the batch holding `offset` (its first record's), if the log holds it.
+fn first_timestamp<S: braid_engine::io::Storage>(log: &Log<S>, offset: i64) -> Option<i64> {
+    let slice = log.read(offset.max(log.log_start_offset()), 1, None).ok()??;
+    let bytes = log.read_bytes(&slice).ok()?;
+    BatchHeader::parse(&bytes).ok().map(|h| h.base_timestamp)
 }
 
 /// Removes partition directories of topics that no longer exist (left by a crash between a
