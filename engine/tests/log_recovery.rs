@@ -330,3 +330,32 @@ fn a_segment_rolls_by_record_time_past_segment_ms() {
     log.append(&batch(5, 1, 12_002), 1).unwrap();
     assert_eq!(log.segment_count(), 3);
 }
+
+/// segment.jitter.ms: a segment rolls up to the jitter before segment.ms (never after it).
+#[test]
+fn segment_jitter_rolls_no_later_than_segment_ms() {
+    let config = LogConfig { segment_ms: 1_000, segment_jitter_ms: 900, ..LogConfig::default() };
+    let mut rolled_early = false;
+    for seed in 0..20 {
+        let disk = sim_disk(100 + seed, 1);
+        let mut log = open(disk, &sim_dir(), config.clone());
+        // Start the segment at a base offset of its own, then step its records 50 ms apart.
+        for tag in 0..seed {
+            log.append(&batch(tag, 1, 0), 1).unwrap();
+        }
+        // The first stepped record starts a segment (it is far past the records at time 0).
+        log.append(&batch(1_000, 1, 100_000), 1).unwrap();
+        let first = log.segment_count();
+        let mut rolled_at = None;
+        for step in 1..=21 {
+            log.append(&batch(1_000 + step, 1, 100_000 + 50 * step as i64), 1).unwrap();
+            if rolled_at.is_none() && log.segment_count() > first {
+                rolled_at = Some(50 * step as i64);
+            }
+        }
+        let waited = rolled_at.expect("rolled");
+        assert!(waited <= 1_050, "seed {seed}: rolled {waited} ms after the segment's first record");
+        rolled_early |= waited < 1_000;
+    }
+    assert!(rolled_early, "the jitter rolls some segments before segment.ms");
+}

@@ -101,7 +101,6 @@ fn unsupported(name: &str, value: &str) -> Option<String> {
     }
     let why = match name {
         "compression.type" => "Braid keeps each batch as its producer compressed it (compression.type=producer); recompression on the broker is not supported yet",
-        "segment.jitter.ms" => "Braid rolls segments at segment.ms exactly; jitter is not supported yet",
         "remote.storage.enable" => "Braid has no tiered storage",
         "unclean.leader.election.enable" => "Raft never elects a replica that lacks committed records",
         _ => return None,
@@ -167,6 +166,7 @@ pub fn log_config(overrides: &BTreeMap<String, String>) -> LogConfig {
         index_interval_bytes: effective(overrides, "index.interval.bytes").parse().unwrap_or(4096),
         segment_ms: effective(overrides, "segment.ms").parse().unwrap_or(braid_engine::log::SEGMENT_MS_DEFAULT),
         min_compaction_lag_ms: effective(overrides, "min.compaction.lag.ms").parse().unwrap_or(0),
+        segment_jitter_ms: effective(overrides, "segment.jitter.ms").parse().unwrap_or(0),
         cleanup_policy: match (delete, compact) {
             (true, true) => CleanupPolicy::CompactDelete,
             (false, true) => CleanupPolicy::Compact,

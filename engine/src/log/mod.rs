@@ -84,6 +84,10 @@ pub struct LogConfig {
     /// `segment.ms`: a segment is rolled before a batch whose timestamp is more than this past
     /// the segment's first batch's (Kafka's rule: by record time, not the broker's clock).
     pub segment_ms: i64,
+    /// `segment.jitter.ms`: each segment rolls up to this much before `segment_ms`, by an
+    /// amount drawn from its base offset (deterministic), so that many partitions created
+    /// together do not all roll at once.
+    pub segment_jitter_ms: i64,
     /// `index.interval.bytes`: bytes of batches between two offset index entries.
     pub index_interval_bytes: u64,
     /// `retention.bytes` (-1 = no limit): whole oldest segments go while the log stays above it.
@@ -145,6 +149,7 @@ impl Default for LogConfig {
         Self {
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             segment_ms: SEGMENT_MS_DEFAULT,
+            segment_jitter_ms: 0,
             index_interval_bytes: 4096,
             retention_bytes: -1,
             retention_ms: RETENTION_MS_DEFAULT,
