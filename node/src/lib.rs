@@ -16,6 +16,7 @@ pub mod mutation;
 pub mod process;
 pub mod producers;
 pub mod raft_net;
+pub mod recompress;
 pub mod replica;
 pub mod runtime;
 pub mod shard;

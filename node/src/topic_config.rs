@@ -100,7 +100,6 @@ fn unsupported(name: &str, value: &str) -> Option<String> {
         return None;
     }
     let why = match name {
-        "compression.type" => "Braid keeps each batch as its producer compressed it (compression.type=producer); recompression on the broker is not supported yet",
         "remote.storage.enable" => "Braid has no tiered storage",
         "unclean.leader.election.enable" => "Raft never elects a replica that lacks committed records",
         _ => return None,
@@ -187,7 +186,8 @@ pub fn min_cleanable_dirty_ratio(overrides: &BTreeMap<String, String>) -> f64 {
     effective(overrides, "min.cleanable.dirty.ratio").parse().unwrap_or(0.5)
 }
 
-/// What a topic's leader does with record timestamps (message.timestamp.* configs).
+/// What a topic's leader does with the batches it is sent: their timestamps
+/// (message.timestamp.* configs) and their compression (compression.type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimestampPolicy {
     /// The batches take the broker's append time (message.timestamp.type=LogAppendTime).
@@ -197,6 +197,8 @@ pub struct TimestampPolicy {
     pub before_ms: i64,
     /// ...or more than this after it (message.timestamp.after.max.ms, or difference.max.ms).
     pub after_ms: i64,
+    /// The codec batches are stored with (compression.type; None: as the producer sent them).
+    pub compression: Option<i16>,
 }
 
 pub fn timestamp_policy(overrides: &BTreeMap<String, String>) -> TimestampPolicy {
@@ -206,6 +208,7 @@ pub fn timestamp_policy(overrides: &BTreeMap<String, String>) -> TimestampPolicy
         log_append_time: effective(overrides, "message.timestamp.type") == "LogAppendTime",
         before_ms: long("message.timestamp.before.max.ms").min(difference),
         after_ms: long("message.timestamp.after.max.ms").min(difference),
+        compression: crate::recompress::codec_of(effective(overrides, "compression.type")),
     }
 }
 
@@ -242,7 +245,11 @@ mod tests {
         assert!(validate("cleanup.policy", "shred").is_err());
         assert!(validate("no.such", "1").is_err());
         assert!(validate("compression.type", "producer").is_ok());
-        assert!(validate("compression.type", "lz4").unwrap_err().contains("recompression"));
+        assert!(validate("compression.type", "lz4").is_ok());
+        assert_eq!(
+            timestamp_policy(&BTreeMap::from([("compression.type".to_owned(), "lz4".to_owned())])).compression,
+            Some(3)
+        );
         assert!(validate("compression.type", "brotli").is_err());
         assert!(validate("min.insync.replicas", "2").is_ok());
         assert!(validate("min.insync.replicas", "0").is_err());

@@ -239,3 +239,29 @@ fn a_fetch_answer_stays_within_the_requests_max_bytes() {
     let records = partition.records.as_ref().map_or(0, |r| r.len());
     assert!(records > 0 && records <= limit as usize, "{records} bytes answered to a {limit}-byte fetch");
 }
+
+/// compression.type (confluent-kafka produces; the stored batches are read raw here): a topic
+/// with compression.type=zstd stores uncompressed producers' batches as zstd, one with
+/// compression.type=uncompressed stores gzip producers' batches uncompressed, and clients read
+/// every record back whole, duplicate header keys included.
+#[test]
+fn topics_store_batches_with_their_compression_type() {
+    let node = Node::start();
+    let output = run(python("recompress.py").arg(node.bootstrap()));
+    assert!(String::from_utf8_lossy(&output.stdout).lines().any(|l| l == "ok"));
+    let mut client = Client::connect(&node.bootstrap()).unwrap();
+    let version = client.version_for::<FetchRequest>().unwrap();
+    for (topic, codec) in [("zstd-stored", 4), ("plain-stored", 0)] {
+        let response = client.call_version(fetch_request(topic, 0, 1_000), version).unwrap();
+        let records = response.responses[0].partitions[0].records.clone().unwrap_or_default();
+        let mut at = 0;
+        let mut batches = 0;
+        while at + 61 <= records.len() {
+            let header = braid_engine::log::batch::BatchHeader::parse(&records[at..]).unwrap();
+            assert_eq!(header.compression(), codec, "{topic}: batch at {at}");
+            at += header.total_bytes();
+            batches += 1;
+        }
+        assert!(batches > 0, "{topic}: no batch read");
+    }
+}

@@ -38,7 +38,7 @@ admin.incremental_alter_configs([ConfigResource("topic", "configs", incremental_
 got = describe()
 assert got["preallocate"] == ("true", False) and got["flush.messages"] == ("1000", False), got
 
-for name, value in [("compression.type", "lz4"), ("message.timestamp.type", "BrokerTime"),
+for name, value in [("compression.type", "brotli"), ("message.timestamp.type", "BrokerTime"),
                     ("unclean.leader.election.enable", "true"), ("min.insync.replicas", "0"),
                     ("no.such.config", "1")]:
     ops = [ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)]

@@ -133,7 +133,15 @@ fn prepare(
     timestamps: topic_config::TimestampPolicy,
     now_ms: i64,
 ) -> Result<(Bytes, Vec<Framed>), ProduceRefusal> {
-    let batches = split_batches(&records, max_message_bytes)?;
+    let (records, batches) = match timestamps.compression {
+        Some(codec) => {
+            recompress_all(&records, &split_batches(&records, max_message_bytes)?, codec, max_message_bytes)?
+        }
+        None => {
+            let batches = split_batches(&records, max_message_bytes)?;
+            (records, batches)
+        }
+    };
     if timestamps.log_append_time {
         return Ok((stamp_append_time(&records, &batches, now_ms)?, batches));
     }
@@ -153,6 +161,27 @@ fn prepare(
             return Err((ResponseError::InvalidTimestamp, message));
         }
     }
+    Ok((records, batches))
+}
+
+/// The batches compressed with the topic's codec (compression.type), each CRC checked first (a
+/// corrupt batch must not get a fresh CRC); split again, and checked against
+/// max.message.bytes as stored.
+fn recompress_all(
+    records: &Bytes,
+    batches: &[Framed],
+    codec: i16,
+    max_message_bytes: i64,
+) -> Result<(Bytes, Vec<Framed>), ProduceRefusal> {
+    let mut out = Vec::with_capacity(records.len());
+    for (range, header) in batches {
+        let bytes = &records[range.clone()];
+        batch::check_crc(bytes, header).map_err(|e| (ResponseError::CorruptMessage, e.to_string()))?;
+        let stored = crate::recompress::recompress(bytes, codec).map_err(|e| (ResponseError::CorruptMessage, e))?;
+        out.extend_from_slice(&stored);
+    }
+    let records = Bytes::from(out);
+    let batches = split_batches(&records, max_message_bytes)?;
     Ok((records, batches))
 }
 
