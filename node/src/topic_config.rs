@@ -189,7 +189,7 @@ pub fn min_cleanable_dirty_ratio(overrides: &BTreeMap<String, String>) -> f64 {
 /// What a topic's leader does with the batches it is sent: their timestamps
 /// (message.timestamp.* configs) and their compression (compression.type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimestampPolicy {
+pub struct BatchPolicy {
     /// The batches take the broker's append time (message.timestamp.type=LogAppendTime).
     pub log_append_time: bool,
     /// CreateTime batches are refused INVALID_TIMESTAMP with a timestamp more than this before
@@ -201,10 +201,10 @@ pub struct TimestampPolicy {
     pub compression: Option<i16>,
 }
 
-pub fn timestamp_policy(overrides: &BTreeMap<String, String>) -> TimestampPolicy {
+pub fn batch_policy(overrides: &BTreeMap<String, String>) -> BatchPolicy {
     let long = |name| effective(overrides, name).parse::<i64>().unwrap_or(i64::MAX);
     let difference = long("message.timestamp.difference.max.ms");
-    TimestampPolicy {
+    BatchPolicy {
         log_append_time: effective(overrides, "message.timestamp.type") == "LogAppendTime",
         before_ms: long("message.timestamp.before.max.ms").min(difference),
         after_ms: long("message.timestamp.after.max.ms").min(difference),
@@ -247,7 +247,7 @@ mod tests {
         assert!(validate("compression.type", "producer").is_ok());
         assert!(validate("compression.type", "lz4").is_ok());
         assert_eq!(
-            timestamp_policy(&BTreeMap::from([("compression.type".to_owned(), "lz4".to_owned())])).compression,
+            batch_policy(&BTreeMap::from([("compression.type".to_owned(), "lz4".to_owned())])).compression,
             Some(3)
         );
         assert!(validate("compression.type", "brotli").is_err());

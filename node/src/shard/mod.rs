@@ -93,8 +93,8 @@ struct Partition<S: NodeStorage> {
     /// the leader term it was appended in.
     waiters: DurabilityWaiters<(ProduceReply, i64, Term)>,
     max_message_bytes: i64,
-    /// What the leader does with the batches' timestamps (message.timestamp.* configs).
-    timestamps: topic_config::TimestampPolicy,
+    /// How the leader stores the batches it is sent: compression and timestamps (topic configs).
+    batch_policy: topic_config::BatchPolicy,
     /// Idempotent producers' last batches, valid for the leader term they were built in.
     producers: Option<(Term, Producers)>,
     /// On partitions of `__consumer_offsets`: the group coordinator and its applied offsets.

@@ -37,7 +37,7 @@ impl<S: NodeStorage> ShardState<S> {
             return;
         }
         let now = self.shared.env.now_ms();
-        let (records, batches) = match prepare(records.unwrap_or_default(), p.max_message_bytes, p.timestamps, now) {
+        let (records, batches) = match prepare(records.unwrap_or_default(), p.max_message_bytes, p.batch_policy, now) {
             Ok(prepared) => prepared,
             Err((error, message)) => {
                 let _ = reply.send(ProduceOutcome::failed(error.code(), Some(message)));
@@ -125,15 +125,16 @@ impl<S: NodeStorage> ShardState<S> {
 /// One batch of a request: where it is in the request's records, and its header.
 type Framed = (std::ops::Range<usize>, BatchHeader);
 
-/// A request's records split into batches (checked as [`split_batches`] checks them), with
-/// the leader's clock put on them if the topic wants its append time (`append_time`).
+/// A request's records split into batches (checked as [`split_batches`] checks them), as the
+/// topic's `policy` wants them stored: recompressed, with the leader's clock, or their
+/// timestamps checked against it.
 fn prepare(
     records: Bytes,
     max_message_bytes: i64,
-    timestamps: topic_config::TimestampPolicy,
+    policy: topic_config::BatchPolicy,
     now_ms: i64,
 ) -> Result<(Bytes, Vec<Framed>), ProduceRefusal> {
-    let (records, batches) = match timestamps.compression {
+    let (records, batches) = match policy.compression {
         Some(codec) => {
             recompress_all(&records, &split_batches(&records, max_message_bytes)?, codec, max_message_bytes)?
         }
@@ -142,21 +143,21 @@ fn prepare(
             (records, batches)
         }
     };
-    if timestamps.log_append_time {
+    if policy.log_append_time {
         return Ok((stamp_append_time(&records, &batches, now_ms)?, batches));
     }
     // CreateTime: each batch's first and largest timestamps within the topic's bounds of the
     // broker's clock (Kafka checks every record; a batch's records lie between those two
     // unless a producer wrote negative deltas).
     for (_, h) in &batches {
-        let too_old = h.base_timestamp < now_ms.saturating_sub(timestamps.before_ms);
-        let too_new = h.max_timestamp > now_ms.saturating_add(timestamps.after_ms);
+        let too_old = h.base_timestamp < now_ms.saturating_sub(policy.before_ms);
+        let too_new = h.max_timestamp > now_ms.saturating_add(policy.after_ms);
         if too_old || too_new {
             let message = format!(
                 "timestamp {} of a batch is out of range (at most {} ms before and {} ms after the broker's {now_ms})",
                 if too_old { h.base_timestamp } else { h.max_timestamp },
-                timestamps.before_ms,
-                timestamps.after_ms
+                policy.before_ms,
+                policy.after_ms
             );
             return Err((ResponseError::InvalidTimestamp, message));
         }

@@ -65,7 +65,7 @@ impl<S: NodeStorage> ShardState<S> {
             let Some(meta) = meta else { continue };
             let config = topic_config::log_config(&meta.configs);
             let max_message_bytes = topic_config::max_message_bytes(&meta.configs);
-            let timestamps = topic_config::timestamp_policy(&meta.configs);
+            let batch_policy = topic_config::batch_policy(&meta.configs);
             for partition in 0..meta.partitions.len() as i32 {
                 let Some(replicas) = wanted(partition) else { continue };
                 let key = (name.clone(), partition);
@@ -73,7 +73,7 @@ impl<S: NodeStorage> ShardState<S> {
                     Some(p) => {
                         p.replica.raft.log_mut().set_config(config.clone());
                         p.max_message_bytes = max_message_bytes;
-                        p.timestamps = timestamps;
+                        p.batch_policy = batch_policy;
                         p.voters = crate::config::raft_ids(replicas);
                         p.records_start = p.records_start.max(meta.log_start.get(&partition).copied().unwrap_or(0));
                     }
@@ -191,7 +191,7 @@ impl<S: NodeStorage> ShardState<S> {
             voters: crate::config::raft_ids(replicas),
             waiters: DurabilityWaiters::new(),
             max_message_bytes: topic_config::max_message_bytes(&meta.configs),
-            timestamps: topic_config::timestamp_policy(&meta.configs),
+            batch_policy: topic_config::batch_policy(&meta.configs),
             producers: None,
             coordinator: offsets.then(Coordinator::default),
             compacted_size: 0,
