@@ -169,33 +169,26 @@ impl<S: Storage> Log<S> {
 
     /// Start offset of the batch ending exactly at `end_offset`, if one does.
     pub fn base_of_batch_ending_at(&self, end_offset: i64) -> Result<Option<i64>, LogError> {
-        if end_offset <= self.log_start_offset() || end_offset > self.log_end_offset() {
-            return Ok(None);
-        }
-        if let Some(p) = self.position_ending_at(end_offset) {
-            return Ok(Some(p.base));
-        }
-        if let Some(base) = self.recent.base_of_batch_ending_at(end_offset) {
-            return Ok(Some(base));
-        }
-        // Not written yet: `positions` holds every such batch, so this is no boundary.
-        if end_offset > self.written_offset {
-            return Ok(None);
-        }
-        Ok(self.read(end_offset - 1, 1, None)?.filter(|s| s.next_offset == end_offset).map(|s| s.first_offset))
+        Ok(self.batch_ending_at(end_offset)?.map(|(base, _)| base))
     }
 
     /// The leader epoch (raft term) of the batch that ends right before `end_offset`, if a batch
     /// ends exactly there; `Ok(None)` if `end_offset` is not a batch boundary of this log.
     pub fn epoch_of_batch_ending_at(&self, end_offset: i64) -> Result<Option<i32>, LogError> {
+        Ok(self.batch_ending_at(end_offset)?.map(|(_, epoch)| epoch))
+    }
+
+    /// Base offset and leader epoch of the batch ending exactly at `end_offset`: from the
+    /// positions of the last batches, the recent batches, else one read of the segment.
+    fn batch_ending_at(&self, end_offset: i64) -> Result<Option<(i64, i32)>, LogError> {
         if end_offset <= self.log_start_offset() || end_offset > self.log_end_offset() {
             return Ok(None);
         }
         if let Some(p) = self.position_ending_at(end_offset) {
-            return Ok(Some(p.epoch));
+            return Ok(Some((p.base, p.epoch)));
         }
-        if let Some(epoch) = self.recent.epoch_ending_at(end_offset) {
-            return Ok(Some(epoch));
+        if let Some(found) = self.recent.batch_ending_at(end_offset) {
+            return Ok(Some(found));
         }
         // Not written yet: `positions` holds every such batch, so this is no boundary.
         if end_offset > self.written_offset {
@@ -205,7 +198,7 @@ impl<S: Storage> Log<S> {
             Some(slice) if slice.next_offset == end_offset => {
                 let bytes = self.read_bytes(&ReadSlice { len: batch::BATCH_HEADER_BYTES as u64, ..slice })?;
                 let header = BatchHeader::parse(&bytes).map_err(LogError::InvalidBatch)?;
-                Ok(Some(header.partition_leader_epoch))
+                Ok(Some((slice.first_offset, header.partition_leader_epoch)))
             }
             _ => Ok(None),
         }

@@ -140,14 +140,9 @@ impl Recent {
         Some(out)
     }
 
-    /// The epoch of the batch ending exactly at `end`, if it is here.
-    pub fn epoch_ending_at(&self, end: i64) -> Option<i32> {
-        self.index_of_end(end).map(|i| self.entries[i].epoch)
-    }
-
-    /// Base offset of the batch ending exactly at `end`, if it is here.
-    pub fn base_of_batch_ending_at(&self, end: i64) -> Option<i64> {
-        self.index_of_end(end).map(|i| self.entries[i].base)
+    /// Base offset and leader epoch of the batch ending exactly at `end`, if it is here.
+    pub fn batch_ending_at(&self, end: i64) -> Option<(i64, i32)> {
+        self.index_of_end(end).map(|i| (self.entries[i].base, self.entries[i].epoch))
     }
 }
 
@@ -222,15 +217,15 @@ mod tests {
         assert_eq!(recent.from(4, u64::MAX).unwrap().len(), 3);
         assert_eq!(recent.from(6, 1).unwrap().len(), 1, "at least one");
         assert!(recent.from(5, u64::MAX).is_none(), "not a batch start");
-        assert_eq!(recent.epoch_ending_at(8), Some(2));
-        assert_eq!(recent.base_of_batch_ending_at(10), Some(8));
-        assert_eq!(recent.epoch_ending_at(9), None);
+        assert_eq!(recent.batch_ending_at(8).map(|(_, epoch)| epoch), Some(2));
+        assert_eq!(recent.batch_ending_at(10).map(|(base, _)| base), Some(8));
+        assert_eq!(recent.batch_ending_at(9), None);
         recent.truncate(6);
         assert!(recent.from(6, u64::MAX).is_none());
-        assert_eq!(recent.epoch_ending_at(6), Some(1));
+        assert_eq!(recent.batch_ending_at(6).map(|(_, epoch)| epoch), Some(1));
         let (h, b) = batch(6, 1, 3);
         recent.push(&h, b);
-        assert_eq!(recent.epoch_ending_at(7), Some(3));
+        assert_eq!(recent.batch_ending_at(7).map(|(_, epoch)| epoch), Some(3));
         // A batch that does not follow: the cache starts over.
         let (h, b) = batch(20, 1, 3);
         recent.push(&h, b);
