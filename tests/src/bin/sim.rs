@@ -23,17 +23,22 @@ fn mutation(args: &[String]) -> Option<Mutation> {
     })
 }
 
-/// `--nodes-sim`: whole nodes (shards, metadata store, ZooKeeper server, coordinators) driven
-/// by ZooKeeper and Kafka clients.
-fn nodes_sim(args: &[String], value: &dyn Fn(&str) -> Option<u64>) {
-    let steps = value("--steps").unwrap_or(6_000);
-    let seeds: Vec<u64> = match value("--seed") {
+/// The seeds to run: `--seed N`, or `--seeds COUNT` from `--first N` (100 from 1).
+fn seeds(value: &dyn Fn(&str) -> Option<u64>) -> Vec<u64> {
+    match value("--seed") {
         Some(seed) => vec![seed],
         None => {
             let first = value("--first").unwrap_or(1);
             (first..first + value("--seeds").unwrap_or(100)).collect()
         }
-    };
+    }
+}
+
+/// `--nodes-sim`: whole nodes (shards, metadata store, ZooKeeper server, coordinators) driven
+/// by ZooKeeper and Kafka clients.
+fn nodes_sim(args: &[String], value: &dyn Fn(&str) -> Option<u64>) {
+    let steps = value("--steps").unwrap_or(6_000);
+    let seeds = seeds(value);
     let mut total_steps = 0u64;
     for seed in seeds {
         let mut config = NodeSimConfig::new(seed, steps);
@@ -77,13 +82,7 @@ fn main() {
     let steps = value("--steps").unwrap_or(5_000);
     let nodes = value("--nodes").unwrap_or(3) as usize;
     let faults = if args.iter().any(|a| a == "--calm") { Faults::none() } else { Faults::harsh() };
-    let seeds: Vec<u64> = match value("--seed") {
-        Some(seed) => vec![seed],
-        None => {
-            let first = value("--first").unwrap_or(1);
-            (first..first + value("--seeds").unwrap_or(100)).collect()
-        }
-    };
+    let seeds = seeds(&value);
     let mut total_steps = 0u64;
     for seed in seeds {
         let config = SimConfig {
