@@ -3,6 +3,14 @@
 //! Hand-written rather than taken from `rand` so that a seed replays the same fault schedule on
 //! every platform and every future version of the code: the sequence is part of the test contract.
 
+/// SplitMix64's finalizer: spreads the bits of `z` over the whole word (a deterministic hash
+/// of a number, e.g. to draw an amount from an offset).
+pub fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// Seeded pseudo-random generator; the same seed always yields the same sequence.
 #[derive(Debug, Clone)]
 pub struct SimRng {
@@ -16,10 +24,7 @@ impl SimRng {
 
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        mix(self.state)
     }
 
     /// Uniform in `0..bound`; `bound` must be non-zero.

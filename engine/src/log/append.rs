@@ -329,18 +329,13 @@ impl<S: Storage> Log<S> {
     /// timestamp is read from its first batch once.
     fn segment_aged(&mut self, timestamp: i64) -> bool {
         let active = self.segments.last_mut().expect("a log always has a segment");
-        let jitter = self.config.segment_jitter_ms.clamp(0, self.config.segment_ms);
-        // The segment's own jitter, from its base offset (SplitMix64's finalizer).
-        let spread = |x: u64| {
-            let x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            let x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            x ^ (x >> 31)
-        };
-        let own = if jitter > 0 { (spread(active.base_offset as u64) % jitter as u64) as i64 } else { 0 };
-        let segment_ms = self.config.segment_ms - own;
         if active.size == 0 || timestamp < 0 {
             return false;
         }
+        // The segment's own jitter, drawn from its base offset.
+        let jitter = self.config.segment_jitter_ms.clamp(0, self.config.segment_ms);
+        let own = if jitter > 0 { (crate::rng::mix(active.base_offset as u64) % jitter as u64) as i64 } else { 0 };
+        let segment_ms = self.config.segment_ms - own;
         if active.first_timestamp.is_none() {
             active.first_timestamp = active.header_at(0).ok().flatten().map(|h| h.max_timestamp);
         }
