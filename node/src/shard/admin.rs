@@ -260,12 +260,8 @@ impl<S: NodeStorage> ShardState<S> {
             }
             Some(target) => target,
         };
-        let members = self.shared.config.members();
-        let distinct: HashSet<i32> = target.iter().copied().collect();
-        if target.is_empty() || distinct.len() != target.len() || target.iter().any(|r| !members.contains(r)) {
-            let message = format!("replicas {target:?} must be distinct members of the cluster {members:?}");
-            return Err((ResponseError::InvalidReplicaAssignment.code(), message));
-        }
+        check_replicas(&target, &self.shared.config.members())
+            .map_err(|message| (ResponseError::InvalidReplicaAssignment.code(), message))?;
         let mut topic = TopicMeta::clone(topic);
         topic.reassign(partition, target);
         Ok(topic)
@@ -281,18 +277,22 @@ struct Create {
     assignment: Option<Vec<Vec<i32>>>,
 }
 
+/// One partition's replicas: some, distinct, every one a member of the cluster.
+fn check_replicas(replicas: &[i32], members: &[i32]) -> Result<(), String> {
+    let distinct: HashSet<i32> = replicas.iter().copied().collect();
+    if replicas.is_empty() || distinct.len() != replicas.len() || replicas.iter().any(|r| !members.contains(r)) {
+        return Err(format!("replicas {replicas:?} must be distinct members of the cluster {members:?}"));
+    }
+    Ok(())
+}
+
 /// A manual assignment (CreateTopics' assignments), as Kafka checks it: every partition's
 /// replicas distinct members of the cluster, and as many for every partition.
 fn check_assignment(assignment: &[Vec<i32>], members: &[i32]) -> Result<(), Refusal> {
     let factor = assignment.first().map_or(0, Vec::len);
     for (partition, replicas) in assignment.iter().enumerate() {
-        let distinct: HashSet<i32> = replicas.iter().copied().collect();
-        if replicas.is_empty() || distinct.len() != replicas.len() || replicas.iter().any(|r| !members.contains(r)) {
-            let message = format!(
-                "partition {partition}: replicas {replicas:?} must be distinct members of the cluster {members:?}"
-            );
-            return Err((ResponseError::InvalidReplicaAssignment.code(), message));
-        }
+        check_replicas(replicas, members)
+            .map_err(|m| (ResponseError::InvalidReplicaAssignment.code(), format!("partition {partition}: {m}")))?;
         if replicas.len() != factor {
             let message = "All partitions should have the same number of replicas.".to_owned();
             return Err((ResponseError::InvalidReplicaAssignment.code(), message));
