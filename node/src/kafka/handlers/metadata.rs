@@ -114,11 +114,8 @@ fn broker_addr<'a>(
 /// The leader of a partition as this node knows it (its replica's view or the tree's), and its
 /// Kafka address for `listener`.
 pub fn leader_of(ctx: &ShardCtx, listener: usize, topic: &str, partition: i32) -> Option<(i32, HostPort)> {
-    let snapshot = ctx.snapshot.borrow();
-    let key = (topic.to_owned(), partition);
-    let local = ctx.shared.leaders.read().unwrap_or_else(|e| e.into_inner()).get(&key).copied();
-    let (leader, _) = newest_leader(local, snapshot.tree_leader(topic, partition), snapshot.node_id)?;
-    let addr = broker_addr(&snapshot, &ctx.shared.config, listener, leader)?.clone();
+    let leader = leader_id(ctx, topic, partition)?;
+    let addr = broker_addr(&ctx.snapshot.borrow(), &ctx.shared.config, listener, leader)?.clone();
     Some((leader, addr))
 }
 
