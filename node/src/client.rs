@@ -19,7 +19,7 @@ pub fn broker_address(broker: &MetadataResponseBroker) -> String {
 }
 
 /// Largest response the tools accept.
-const RESPONSE_MAX_BYTES: usize = 256 << 20;
+pub const RESPONSE_MAX_BYTES: usize = 256 << 20;
 /// Time allowed to open a connection to one address.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -267,18 +267,7 @@ impl Client {
     /// [`Client::receive`] in the order of their requests (pipelining).
     pub fn send<R: Request>(&mut self, request: R, version: i16) -> anyhow::Result<()> {
         self.correlation_id += 1;
-        let key = ApiKey::try_from(R::KEY).map_err(|()| anyhow::anyhow!("unknown API key {}", R::KEY))?;
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("braid-cli")));
-        let header_version = key.request_header_version(version);
-        let size = header.compute_size(header_version)? + request.compute_size(version)?;
-        let mut buf = BytesMut::with_capacity(4 + size);
-        buf.put_i32(size as i32);
-        header.encode(&mut buf, header_version)?;
-        request.encode(&mut buf, version)?;
+        let buf = encode_request(&request, version, self.correlation_id, "braid-cli")?;
         self.stream.write_all(&buf)?;
         self.in_flight.push_back(self.correlation_id);
         Ok(())
@@ -295,15 +284,42 @@ impl Client {
         }
         let mut body = vec![0u8; size as usize];
         self.stream.read_exact(&mut body)?;
-        let mut body = Bytes::from(body);
-        let response_header = ResponseHeader::decode(&mut body, R::Response::header_version(version))?;
-        if response_header.correlation_id != expected {
-            bail!("response to request {} arrived for {expected}", response_header.correlation_id);
-        }
-        let response = R::Response::decode(&mut body, version)?;
-        if body.has_remaining() {
-            tracing::debug!(left = body.remaining(), "response had trailing bytes");
-        }
-        Ok(response)
+        decode_response::<R>(Bytes::from(body), version, expected)
     }
+}
+
+/// A request framed for the wire: size, header (of the version the API's `version` uses) and
+/// body.
+pub fn encode_request<R: Request>(
+    request: &R,
+    version: i16,
+    correlation_id: i32,
+    client_id: &'static str,
+) -> anyhow::Result<BytesMut> {
+    let key = ApiKey::try_from(R::KEY).map_err(|()| anyhow::anyhow!("unknown API key {}", R::KEY))?;
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str(client_id)));
+    let header_version = key.request_header_version(version);
+    let size = header.compute_size(header_version)? + request.compute_size(version)?;
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.put_i32(size as i32);
+    header.encode(&mut buf, header_version)?;
+    request.encode(&mut buf, version)?;
+    Ok(buf)
+}
+
+/// Decodes a response frame (without its size) to request `expected` of type `R`.
+pub fn decode_response<R: Request>(mut body: Bytes, version: i16, expected: i32) -> anyhow::Result<R::Response> {
+    let response_header = ResponseHeader::decode(&mut body, R::Response::header_version(version))?;
+    if response_header.correlation_id != expected {
+        bail!("response to request {} arrived for {expected}", response_header.correlation_id);
+    }
+    let response = R::Response::decode(&mut body, version)?;
+    if body.has_remaining() {
+        tracing::debug!(left = body.remaining(), "response had trailing bytes");
+    }
+    Ok(response)
 }

@@ -23,4 +23,5 @@ pub mod shard;
 pub mod shared;
 pub mod storage;
 pub mod topic_config;
+pub mod txn;
 pub mod zk;

@@ -7,6 +7,7 @@
 use crate::groups::{Committed, Described, JoinOutcome, JoinRequest, OffsetsOf, SyncOutcome};
 use crate::metadata::SharedSnapshot;
 use crate::metrics::{PartitionStats, ShardStats};
+use crate::txn::{AbortedTxn, MarkerPlan, TxnMeta};
 use braid_engine::raft::wire::GroupId;
 use braid_engine::raft::Message;
 use bytes::Bytes;
@@ -63,9 +64,57 @@ impl RecordsChunk {
 pub struct FetchOutcome {
     pub error: Code,
     pub high_watermark: i64,
+    /// The last stable offset (transactions open before it: none), -1 if unknown.
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
     pub records: Option<RecordsChunk>,
+    /// For read_committed: the aborted transactions with records in what is returned.
+    pub aborted: Option<Vec<AbortedTxn>>,
 }
+
+/// What a transaction coordinator answers an InitProducerId.
+pub enum TxnInit {
+    /// A new producer id is needed: ask again with one.
+    NeedProducerId,
+    /// The answer, once the record (if any) commits: its outcome comes on the receiver.
+    Answer(Result<(i64, i16), Code>, Option<oneshot::Receiver<Code>>),
+}
+
+/// Requests to the transaction coordinator of a `__transaction_state` partition
+/// (NOT_COORDINATOR if this node does not lead it).
+pub enum TxnRequest {
+    Init {
+        id: String,
+        timeout_ms: i32,
+        /// The producer id and epoch a producer recovering from an error gives (KIP-360).
+        expected: Option<(i64, i16)>,
+        new_id: Option<i64>,
+        reply: oneshot::Sender<TxnInit>,
+    },
+    /// AddPartitionsToTxn, AddOffsetsToTxn (the group's offsets partition): answered once
+    /// recorded.
+    AddPartitions { id: String, producer: (i64, i16), partitions: Vec<(String, i32)>, reply: oneshot::Sender<Code> },
+    /// A partition leader asks whether a producer's transaction holds a partition (KIP-890).
+    Verify { id: String, producer: (i64, i16), partition: (String, i32), reply: oneshot::Sender<Code> },
+    /// EndTxn: answered once the markers are written and the transaction completed.
+    End { id: String, producer: (i64, i16), commit: bool, reply: oneshot::Sender<Code> },
+    /// The markers of a transaction are written.
+    Complete { plan: MarkerPlan },
+    /// Transactional ids coordinated here (ListTransactions, DescribeTransactions).
+    List { reply: oneshot::Sender<Vec<(String, TxnMeta)>> },
+}
+
+/// A transaction marker for a partition (WriteTxnMarkers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marker {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub commit: bool,
+    pub coordinator_epoch: i32,
+}
+
+/// Markers a coordinator's leader must write, with its partition and epoch.
+pub type MarkerWork = (i32, i32, MarkerPlan);
 
 /// Changes to topics; applied by shard 0's metadata store.
 #[derive(Debug, Clone)]
@@ -161,11 +210,15 @@ pub enum GroupRequest {
         member_id: String,
         instance_id: Option<String>,
         offsets: Vec<(String, i32, Option<Committed>)>,
+        /// TxnOffsetCommit: the transactional producer whose transaction holds the offsets.
+        producer: Option<(i64, i16)>,
         reply: oneshot::Sender<Code>,
     },
     Fetch {
         group: String,
         partitions: Option<Vec<(String, i32)>>,
+        /// OffsetFetch's require_stable: UNSTABLE_OFFSET_COMMIT while a transaction holds one.
+        require_stable: bool,
         reply: oneshot::Sender<Result<OffsetsOf, Code>>,
     },
     Describe {
@@ -197,6 +250,8 @@ pub enum ShardMsg {
         max_bytes: u64,
         /// The leader epoch the client believes current (-1: no check).
         current_leader_epoch: i32,
+        /// read_committed: up to the last stable offset, with the aborted transactions.
+        committed_only: bool,
         reply: oneshot::Sender<FetchOutcome>,
     },
     ListOffsets {
@@ -204,6 +259,8 @@ pub enum ShardMsg {
         partition: i32,
         timestamp: i64,
         current_leader_epoch: i32,
+        /// read_committed: the latest offset is the last stable offset.
+        committed_only: bool,
         reply: oneshot::Sender<OffsetOutcome>,
     },
     /// Where a leader epoch ends in the partition's log (OffsetForLeaderEpoch).
@@ -249,6 +306,18 @@ pub enum ShardMsg {
     Group {
         partition: i32,
         request: GroupRequest,
+    },
+    /// A transaction coordinator request, for `__transaction_state` partition `partition`.
+    Txn {
+        partition: i32,
+        request: TxnRequest,
+    },
+    /// A transaction marker to write on a partition this node leads; answered once committed.
+    TxnMarker {
+        topic: String,
+        partition: i32,
+        marker: Marker,
+        reply: oneshot::Sender<Code>,
     },
     /// For shard 0: a new producer id (InitProducerId).
     ProducerId {

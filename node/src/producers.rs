@@ -81,6 +81,11 @@ impl Producers {
             let message = format!("producer {} epoch {} is older than {}", h.producer_id, h.producer_epoch, p.epoch);
             return Verdict::Refuse(ResponseError::InvalidProducerEpoch, message);
         }
+        if h.base_sequence < 0 {
+            // A batch without a sequence (the node's own: transaction markers, transactional
+            // offset commits) is only checked against the producer's epoch.
+            return Verdict::Append;
+        }
         if h.producer_epoch > p.epoch {
             // A new epoch starts its sequence over.
             return if h.base_sequence == 0 {
@@ -113,6 +118,15 @@ impl Producers {
             return;
         }
         let p = self.producers.entry(h.producer_id).or_default();
+        if h.base_sequence < 0 {
+            // A marker (or an offset commit) of a transaction: a newer epoch fences the older
+            // one (a producer fenced while its transaction was open writes no more).
+            if h.producer_epoch > p.epoch {
+                p.epoch = h.producer_epoch;
+                p.batches.clear();
+            }
+            return;
+        }
         if h.producer_epoch != p.epoch {
             p.epoch = h.producer_epoch;
             p.batches.clear();
@@ -183,6 +197,12 @@ mod tests {
         // The same state comes back from the stored headers.
         let rebuilt = Producers::from_headers(&[first, next, bumped]);
         assert!(matches!(rebuilt.check(&header(1, 0, 1, 0)), Verdict::Duplicate { base_offset: 200, .. }));
+        // A transaction marker at a newer epoch fences the old one; it has no sequence.
+        let mut marked = Producers::default();
+        marked.record(&header(0, 0, 1, 0));
+        marked.record(&BatchHeader { base_sequence: -1, ..header(3, 0, 1, 1) });
+        assert!(matches!(marked.check(&header(0, 1, 1, 0)), Verdict::Refuse(ResponseError::InvalidProducerEpoch, _)));
+        assert_eq!(marked.check(&header(3, 0, 1, 0)), Verdict::Append, "the new epoch starts at 0");
         // Sequences wrap.
         let mut wrap = Producers::default();
         wrap.record(&header(0, i32::MAX - 1, 2, 0));

@@ -230,6 +230,23 @@ pub fn set_log_append_time(bytes: &mut [u8], now_ms: i64) {
     bytes[CRC_POSITION..CRC_POSITION + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Sets a built batch's producer (id and epoch, no sequence), its attributes and its
+/// timestamps, the CRC recomputed: for the batches a node writes on a producer's behalf
+/// (transaction markers, transactional offset commits).
+pub fn set_producer(bytes: &mut [u8], producer_id: i64, epoch: i16, attributes: i16, now_ms: i64) {
+    if bytes.len() < BATCH_HEADER_BYTES {
+        return;
+    }
+    bytes[21..23].copy_from_slice(&attributes.to_be_bytes());
+    bytes[27..35].copy_from_slice(&now_ms.to_be_bytes());
+    bytes[35..43].copy_from_slice(&now_ms.to_be_bytes());
+    bytes[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    bytes[51..53].copy_from_slice(&epoch.to_be_bytes());
+    bytes[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[CRC_COVERED_FROM..]);
+    bytes[CRC_POSITION..CRC_POSITION + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Builds a valid uncompressed batch whose records carry `values` (test data and tools).
 ///
 /// Record layout (varints are zig-zag): length, attributes(i8), timestampDelta, offsetDelta,

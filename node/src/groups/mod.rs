@@ -36,7 +36,7 @@ use braid_engine::hash::HashMap;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use membership::metadata_for;
-use records::get_string;
+pub(crate) use records::{get_string, put_string};
 use std::collections::BTreeMap;
 
 /// The internal topic holding committed offsets, and its partitions (Kafka's
@@ -115,6 +115,8 @@ pub struct Coordinator {
     offsets: HashMap<String, BTreeMap<(String, i32), Committed>>,
     /// Groups as last stored, applied from the partition's committed records.
     stored: HashMap<String, StoredGroup>,
+    /// Offset records of open transactions, by producer id (applied when they commit).
+    txn_offsets: HashMap<i64, Records>,
     /// End of the records applied to `offsets` and `stored`.
     pub applied: i64,
 }

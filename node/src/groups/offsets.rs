@@ -54,6 +54,32 @@ impl Coordinator {
     pub fn has_offsets(&self, group: &str) -> bool {
         self.offsets.contains_key(group)
     }
+
+    /// A transaction's offset record (TxnOffsetCommit), committed in the log but held until the
+    /// transaction's marker.
+    pub fn apply_pending(&mut self, producer_id: i64, key: &[u8], value: Option<&[u8]>) {
+        self.txn_offsets.entry(producer_id).or_default().push((key.to_vec(), value.map(<[u8]>::to_vec)));
+    }
+
+    /// A producer's transaction ended: its offsets apply if it committed.
+    pub fn end_transaction(&mut self, producer_id: i64, commit: bool) {
+        let Some(records) = self.txn_offsets.remove(&producer_id) else { return };
+        if commit {
+            for (key, value) in records {
+                self.apply(&key, value.as_deref());
+            }
+        }
+    }
+
+    /// True if an open transaction holds an offset of the group for one of `partitions` (all if
+    /// None): OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT then.
+    pub fn unstable(&self, group: &str, partitions: Option<&[(String, i32)]>) -> bool {
+        self.txn_offsets.values().flatten().any(|(key, _)| {
+            super::decode_offset(key, None).is_some_and(|((g, topic, partition), _)| {
+                g == group && partitions.is_none_or(|ps| ps.iter().any(|p| p.0 == topic && p.1 == partition))
+            })
+        })
+    }
 }
 
 #[cfg(test)]

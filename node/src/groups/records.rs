@@ -26,12 +26,12 @@ pub fn offset_value(c: &Committed, now_ms: i64) -> Vec<u8> {
     out
 }
 
-fn put_string(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_string(out: &mut Vec<u8>, s: &str) {
     out.put_i16(s.len() as i16);
     out.put_slice(s.as_bytes());
 }
 
-pub(super) fn get_string(b: &mut &[u8]) -> Option<String> {
+pub(crate) fn get_string(b: &mut &[u8]) -> Option<String> {
     if b.remaining() < 2 {
         return None;
     }

@@ -6,7 +6,8 @@
 //! throttle_time_ms int32 | [v7+ error_code int16, session_id int32]
 //! responses: array of { topic string, partitions: array of {
 //!     partition_index int32, error_code int16, high_watermark int64, last_stable_offset int64,
-//!     [v5+ log_start_offset int64], aborted_transactions array (empty),
+//!     [v5+ log_start_offset int64], aborted_transactions array of { producer_id int64,
+//!     first_offset int64, [v12: tags] },
 //!     [v11+ preferred_read_replica int32], records nullable bytes, [v12: tags] }
 //!   [v12: tags] }  [v12: tags]
 //! ```
@@ -83,11 +84,19 @@ pub fn encode_fetch_response(
             buf.put_i32(p.partition);
             buf.put_i16(o.error);
             buf.put_i64(o.high_watermark);
-            buf.put_i64(o.high_watermark); // last_stable_offset: no transactions yet
+            buf.put_i64(if o.last_stable_offset < 0 { o.high_watermark } else { o.last_stable_offset });
             if version >= 5 {
                 buf.put_i64(o.log_start_offset);
             }
-            put_array_len(&mut buf, 0, flexible); // aborted_transactions
+            let aborted = o.aborted.unwrap_or_default();
+            put_array_len(&mut buf, aborted.len(), flexible);
+            for a in aborted {
+                buf.put_i64(a.producer_id);
+                buf.put_i64(a.first_offset);
+                if flexible {
+                    put_uvarint(&mut buf, 0);
+                }
+            }
             if version >= 11 {
                 buf.put_i32(-1); // preferred_read_replica
             }
@@ -149,7 +158,13 @@ mod tests {
                         outcome: FetchOutcome {
                             error: 0,
                             high_watermark: 42,
+                            last_stable_offset: 40,
                             log_start_offset: 7,
+                            aborted: Some(vec![crate::txn::AbortedTxn {
+                                producer_id: 5,
+                                first_offset: 9,
+                                last_offset: 12,
+                            }]),
                             records: Some(RecordsChunk::File {
                                 file: Arc::clone(&file),
                                 position: 4,
@@ -159,7 +174,14 @@ mod tests {
                     },
                     FetchPartitionResult {
                         partition: 4,
-                        outcome: FetchOutcome { error: 1, high_watermark: 0, log_start_offset: 0, records: None },
+                        outcome: FetchOutcome {
+                            error: 1,
+                            high_watermark: 0,
+                            last_stable_offset: -1,
+                            log_start_offset: 0,
+                            records: None,
+                            aborted: None,
+                        },
                     },
                 ],
             }];
@@ -188,6 +210,9 @@ mod tests {
             assert_eq!(topic.topic.as_str(), "orders");
             assert_eq!(topic.partitions[0].partition_index, 3);
             assert_eq!(topic.partitions[0].high_watermark, 42);
+            assert_eq!(topic.partitions[0].last_stable_offset, 40);
+            let aborted = topic.partitions[0].aborted_transactions.as_ref().unwrap();
+            assert_eq!((aborted[0].producer_id.0, aborted[0].first_offset), (5, 9));
             assert_eq!(topic.partitions[0].records.as_deref(), Some(&records[..]), "v{version} records");
             assert_eq!(topic.partitions[1].error_code, 1);
             if version >= 5 {

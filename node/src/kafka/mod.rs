@@ -65,6 +65,11 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::DescribeLogDirs, 0, 4),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::TxnOffsetCommit, 0, 3),
+    (ApiKey::WriteTxnMarkers, 0, 1),
 ];
 
 /// The advertised range of an API key, if served.
@@ -109,6 +114,11 @@ pub fn api_name(api_key: i16) -> Option<&'static str> {
         ApiKey::ElectLeaders => "ElectLeaders",
         ApiKey::DescribeLogDirs => "DescribeLogDirs",
         ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
+        ApiKey::AddPartitionsToTxn => "AddPartitionsToTxn",
+        ApiKey::AddOffsetsToTxn => "AddOffsetsToTxn",
+        ApiKey::EndTxn => "EndTxn",
+        ApiKey::TxnOffsetCommit => "TxnOffsetCommit",
+        ApiKey::WriteTxnMarkers => "WriteTxnMarkers",
         _ => "Other",
     })
 }
@@ -360,6 +370,11 @@ async fn dispatch(
         RequestKind::DescribeLogDirs(r) => reply.with(log_dirs::handle(c(), r)),
         RequestKind::OffsetForLeaderEpoch(r) => reply.with(offset_for_leader_epoch::handle(c(), r)),
         RequestKind::InitProducerId(r) => reply.with(producer_id::handle(c(), r)),
+        RequestKind::AddPartitionsToTxn(r) => reply.with(txn::add_partitions(c(), r)),
+        RequestKind::AddOffsetsToTxn(r) => reply.with(txn::add_offsets(c(), r)),
+        RequestKind::EndTxn(r) => reply.with(txn::end(c(), r)),
+        RequestKind::TxnOffsetCommit(r) => reply.with(txn::offset_commit(c(), r)),
+        RequestKind::WriteTxnMarkers(r) => reply.with(txn::write_txn_markers(c(), r)),
         _ => return Ok(Some(Box::pin(std::future::ready(Some(unsupported_version(corr)))))),
     };
     Ok(Some(pending))

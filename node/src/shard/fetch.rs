@@ -1,51 +1,80 @@
 //! A partition leader's answer to a fetch: the committed batches from an offset, as a file range to
 //! send with sendfile.
 
+use super::txn::txn_index;
 use super::*;
 
 impl<S: NodeStorage> ShardState<S> {
+    /// The committed batches from `offset` (read_committed, `committed_only`: up to the last
+    /// stable offset, with the aborted transactions among them).
     pub(super) fn fetch(
         &mut self,
         topic: &str,
         partition: i32,
         offset: i64,
         max_bytes: u64,
-        current_leader_epoch: i32,
+        (current_leader_epoch, committed_only): (i32, bool),
     ) -> FetchOutcome {
         let empty = |error: ResponseError| FetchOutcome {
             error: error.code(),
             high_watermark: -1,
+            last_stable_offset: -1,
             log_start_offset: -1,
             records: None,
+            aborted: None,
         };
-        let p = match self.leading(topic, partition, current_leader_epoch) {
-            Ok(p) => p,
-            Err(error) => return empty(error),
+        if let Err(error) = self.leading(topic, partition, current_leader_epoch) {
+            return empty(error);
+        }
+        let Some(p) = self.partitions.get_mut(&(topic.to_owned(), partition)) else {
+            return empty(ResponseError::UnknownTopicOrPartition);
         };
-        let log = p.replica.raft.log();
         let high_watermark = p.replica.raft.committed();
+        // The index is read from the log for read_committed fetches; others report what an
+        // index built already says.
+        let last_stable_offset = if committed_only {
+            match txn_index(p) {
+                Ok(index) => index.last_stable(high_watermark),
+                Err(e) => {
+                    tracing::error!(topic, partition, error = %e, "reading the log's transactions failed");
+                    return empty(ResponseError::KafkaStorageError);
+                }
+            }
+        } else {
+            let term = p.replica.raft.term();
+            p.txns.as_ref().filter(|(t, _)| *t == term).map_or(high_watermark, |(_, i)| i.last_stable(high_watermark))
+        };
+        let limit = if committed_only { last_stable_offset } else { high_watermark };
+        let log = p.replica.raft.log();
         let log_start_offset = p.log_start();
-        let out_of_range = FetchOutcome {
-            error: ResponseError::OffsetOutOfRange.code(),
+        let answer = |records: Option<RecordsChunk>, to: i64| FetchOutcome {
+            error: 0,
             high_watermark,
+            last_stable_offset,
             log_start_offset,
-            records: None,
+            records,
+            aborted: committed_only
+                .then(|| p.txns.as_ref().map(|(_, i)| i.aborted_between(offset, to)).unwrap_or_default()),
         };
         if offset < log_start_offset || offset > log.log_end_offset() {
-            return out_of_range;
+            return FetchOutcome {
+                error: ResponseError::OffsetOutOfRange.code(),
+                records: None,
+                ..answer(None, offset)
+            };
         }
         // Batches that compaction left without a record are skipped: a response of nothing but
         // such batches stalls clients (librdkafka reports the "message" as too large), while a
         // response starting past the fetch offset is what they expect of a compacted topic.
-        let mut read = log.read(offset, max_bytes.max(1), Some(high_watermark));
+        let mut read = log.read(offset, max_bytes.max(1), Some(limit));
         while let Ok(Some(slice)) = &read {
-            if slice.records > 0 || slice.next_offset >= high_watermark {
+            if slice.records > 0 || slice.next_offset >= limit {
                 break;
             }
-            read = log.read(slice.next_offset, max_bytes.max(1), Some(high_watermark));
+            read = log.read(slice.next_offset, max_bytes.max(1), Some(limit));
         }
         match read {
-            Ok(None) => FetchOutcome { error: 0, high_watermark, log_start_offset, records: None },
+            Ok(None) => answer(None, offset),
             Ok(Some(slice)) => {
                 let fd = log.segment_file(slice.segment_base_offset).and_then(|f| {
                     use braid_engine::io::StorageFile;
@@ -69,9 +98,11 @@ impl<S: NodeStorage> ShardState<S> {
                         }
                     },
                 };
-                FetchOutcome { error: 0, high_watermark, log_start_offset, records: Some(records) }
+                answer(Some(records), slice.next_offset)
             }
-            Err(LogError::OffsetOutOfRange { .. }) => out_of_range,
+            Err(LogError::OffsetOutOfRange { .. }) => {
+                FetchOutcome { error: ResponseError::OffsetOutOfRange.code(), ..answer(None, offset) }
+            }
             Err(e) => {
                 tracing::error!(topic, partition, error = %e, "read failed");
                 empty(ResponseError::KafkaStorageError)

@@ -50,6 +50,7 @@ impl<S: NodeStorage> ShardState<S> {
         };
         let Some(c) = p.coordinator.as_mut() else { return };
         let mut to_write: Option<(Records, oneshot::Sender<Code>)> = None;
+        let mut producer = None;
         match request {
             GroupRequest::Join { group, request, reply } => c.join(&group, request, now, self.shared.env.uuid(), reply),
             GroupRequest::Sync { group, generation, member_id, instance_id, assignments, reply } => {
@@ -61,7 +62,8 @@ impl<S: NodeStorage> ShardState<S> {
             GroupRequest::Leave { group, members, reply } => {
                 let _ = reply.send(Ok(c.leave(&group, &members, now)));
             }
-            GroupRequest::Commit { group, generation, member_id, instance_id, offsets, reply } => {
+            GroupRequest::Commit { group, generation, member_id, instance_id, offsets, producer: txn, reply } => {
+                producer = txn;
                 match c.check_commit(&group, generation, (&member_id, instance_id.as_deref()), now) {
                     Ok(()) => {
                         let records = offsets
@@ -78,7 +80,11 @@ impl<S: NodeStorage> ShardState<S> {
                     }
                 }
             }
-            GroupRequest::Fetch { group, partitions, reply } => {
+            GroupRequest::Fetch { group, partitions, require_stable, reply } => {
+                if require_stable && c.unstable(&group, partitions.as_deref()) {
+                    let _ = reply.send(Err(ResponseError::UnstableOffsetCommit.code()));
+                    return;
+                }
                 let _ = reply.send(Ok(c.offsets(&group, partitions.as_deref())));
             }
             GroupRequest::Describe { group, reply } => {
@@ -108,48 +114,39 @@ impl<S: NodeStorage> ShardState<S> {
             }
         }
         let group_writes = c.take_writes(now);
-        self.write_group_records(partition, group_writes, now, ProduceReply::Nobody);
+        let key = (OFFSETS_TOPIC.to_owned(), partition);
+        self.write_records(key.clone(), group_writes, now, ProduceReply::Nobody);
         if let Some((records, reply)) = to_write {
             // Offsets are records of the partition, written like an acks=all produce; the map
             // changes when they commit (apply_offsets), before the answer.
-            self.write_group_records(partition, records, now, ProduceReply::GroupDeletion(reply));
+            self.write_txn_records(key, records, producer, now, ProduceReply::GroupDeletion(reply));
         }
-    }
-
-    /// Appends records to offsets partition `partition` (as an acks=all produce); `reply` is
-    /// answered once they commit.
-    pub(super) fn write_group_records(&mut self, partition: i32, records: Records, now: i64, reply: ProduceReply) {
-        if records.is_empty() {
-            let _ = reply.send(ProduceOutcome { error: 0, message: None, base_offset: -1, log_start_offset: -1 });
-            return;
-        }
-        let entries: Vec<batch::KeyValue<'_>> =
-            records.iter().map(|(k, v)| (Some(k.as_slice()), v.as_deref())).collect();
-        let batch = Bytes::from(batch::build_keyed_batch(now, &entries));
-        self.produce(OFFSETS_TOPIC.to_owned(), partition, Some(batch), -1, reply);
     }
 }
 
 /// Applies a coordinator's newly committed offset records (every replica does, so a new
-/// leader has them all).
+/// leader has them all). A transaction's offsets (TxnOffsetCommit) wait for its marker: applied
+/// on commit, dropped on abort.
 pub(super) fn apply_offsets<S: NodeStorage>(c: &mut Coordinator, log: &Log<S>, committed: i64) {
-    c.applied = c.applied.max(log.log_start_offset());
-    while c.applied < committed {
-        let Ok(Some(slice)) = log.read(c.applied, 1 << 20, Some(committed)) else { return };
-        let Ok(bytes) = log.read_bytes(&slice) else { return };
-        let mut at = 0;
-        while at < bytes.len() {
-            let Ok(header) = BatchHeader::parse(&bytes[at..]) else { return };
-            let end = (at + header.total_bytes()).min(bytes.len());
-            if header.attributes & batch::CONTROL_ATTRIBUTE == 0 {
-                for record in batch::records(&bytes[at..end]).unwrap_or_default() {
-                    if let Some(key) = record.key {
-                        c.apply(key, record.value);
-                    }
+    let mut applied = c.applied;
+    for_each_committed(&mut applied, log, committed, |header, bytes| {
+        let transactional = crate::txn::is_transactional(header);
+        if header.attributes & batch::CONTROL_ATTRIBUTE != 0 {
+            if transactional {
+                let commit = crate::txn::marker_type(bytes) == Some(crate::txn::COMMIT);
+                c.end_transaction(header.producer_id, commit);
+            }
+            return;
+        }
+        for record in batch::records(bytes).unwrap_or_default() {
+            if let Some(key) = record.key {
+                if transactional {
+                    c.apply_pending(header.producer_id, key, record.value);
+                } else {
+                    c.apply(key, record.value);
                 }
             }
-            c.applied = header.next_offset();
-            at = end;
         }
-    }
+    });
+    c.applied = applied;
 }

@@ -19,12 +19,14 @@ mod replicas;
 mod retention;
 mod round;
 mod ticks;
+mod txn;
 
 pub use retention::remove_orphan_dirs;
 
 use group_requests::apply_offsets;
 use produce::{not_leader, reopen};
 use ticks::announce_leader;
+use txn::{apply_txn_records, for_each_committed};
 
 use crate::groups::{self, Coordinator, JoinOutcome, Records, SyncOutcome, OFFSETS_TOPIC};
 use crate::meta::{MetaRound, MetaStore, RoundStart, SharedSnapshot, TopicMeta};
@@ -63,6 +65,8 @@ pub(super) enum ProduceReply {
     Producer(oneshot::Sender<ProduceOutcome>),
     /// A group's deletion (its records' tombstones): answered with the group API's code.
     GroupDeletion(oneshot::Sender<Code>),
+    /// One waiting for the error code alone (a transaction coordinator's request, a marker).
+    Code(oneshot::Sender<Code>),
     /// Nobody (a coordinator's own records: the next write retries what failed).
     Nobody,
 }
@@ -79,6 +83,7 @@ impl ProduceReply {
                 };
                 reply.send(code).map_err(drop)
             }
+            ProduceReply::Code(reply) => reply.send(outcome.error).map_err(drop),
             ProduceReply::Nobody => Ok(()),
         }
     }
@@ -99,6 +104,10 @@ struct Partition<S: NodeStorage> {
     producers: Option<(Term, Producers)>,
     /// On partitions of `__consumer_offsets`: the group coordinator and its applied offsets.
     coordinator: Option<Coordinator>,
+    /// On partitions of `__transaction_state`: the transaction coordinator.
+    txn_coordinator: Option<crate::txn::TxnCoordinator>,
+    /// The leader's index of open and aborted transactions, valid for the term it was built in.
+    txns: Option<(Term, crate::txn::TxnIndex)>,
     /// Log size after the last compaction (compacted topics).
     compacted_size: u64,
     /// The commit point the last compaction ran to: the first record written since.
@@ -147,7 +156,11 @@ pub struct ShardState<S: NodeStorage = UringStorage> {
     journaled_at_start: HashMap<GroupId, HardState>,
     /// Partitions whose group is not quiet (or was not when last looked at): only these tick.
     awake: HashSet<(String, i32)>,
-    /// Partitions of `__consumer_offsets` here, whose coordinators' timers run every tick.
+    /// Markers the transaction coordinators led here must write, for the shard's marker writer
+    /// (none in the simulator: no marker is written there).
+    markers: Option<mpsc::UnboundedSender<crate::msg::MarkerWork>>,
+    /// Partitions of `__consumer_offsets` and `__transaction_state` here, whose coordinators'
+    /// timers run every tick.
     coordinators: HashSet<(String, i32)>,
     /// Partitions here being moved, and the replicas each moves to (from the snapshot).
     moving: Vec<((String, i32), Vec<i32>)>,
@@ -157,6 +170,14 @@ pub struct ShardState<S: NodeStorage = UringStorage> {
     opening: std::collections::VecDeque<(String, i32)>,
     opening_keys: HashMap<(String, i32), GroupId>,
     opening_groups: HashMap<GroupId, (String, i32)>,
+}
+
+/// The error code for a failed log operation (a full disk is logged as such).
+fn storage_error(e: &LogError) -> Code {
+    if e.is_disk_full() {
+        tracing::error!(error = %e, "disk full: produce refused until space is freed");
+    }
+    ResponseError::KafkaStorageError.code()
 }
 
 /// Where the shards' hard-state journals are, under the data directory.
@@ -210,6 +231,7 @@ impl<S: NodeStorage> ShardState<S> {
             journaled_at_start,
             awake: HashSet::default(),
             coordinators: HashSet::default(),
+            markers: None,
             moving: Vec::new(),
             opening: Default::default(),
             opening_keys: HashMap::default(),
@@ -233,6 +255,11 @@ impl<S: NodeStorage> ShardState<S> {
         ))
     }
 
+    /// Where the transaction coordinators led here hand the markers they need written.
+    pub fn set_marker_writer(&mut self, markers: mpsc::UnboundedSender<crate::msg::MarkerWork>) {
+        self.markers = Some(markers);
+    }
+
     /// The metadata store (shard 0's).
     pub fn meta(&self) -> Option<&MetaStore<S>> {
         self.meta.as_ref()
@@ -248,11 +275,13 @@ impl<S: NodeStorage> ShardState<S> {
             ShardMsg::Produce { topic, partition, records, acks, reply } => {
                 self.produce(topic, partition, records, acks, ProduceReply::Producer(reply))
             }
-            ShardMsg::Fetch { topic, partition, offset, max_bytes, current_leader_epoch, reply } => {
-                let _ = reply.send(self.fetch(&topic, partition, offset, max_bytes, current_leader_epoch));
+            ShardMsg::Fetch { topic, partition, offset, max_bytes, current_leader_epoch, committed_only, reply } => {
+                let check = (current_leader_epoch, committed_only);
+                let _ = reply.send(self.fetch(&topic, partition, offset, max_bytes, check));
             }
-            ShardMsg::ListOffsets { topic, partition, timestamp, current_leader_epoch, reply } => {
-                let _ = reply.send(self.list_offsets(&topic, partition, timestamp, current_leader_epoch));
+            ShardMsg::ListOffsets { topic, partition, timestamp, current_leader_epoch, committed_only, reply } => {
+                let check = (current_leader_epoch, committed_only);
+                let _ = reply.send(self.list_offsets(&topic, partition, timestamp, check));
             }
             ShardMsg::EpochEnd { topic, partition, current_leader_epoch, leader_epoch, reply } => {
                 let _ = reply.send(self.end_offset_for_epoch(&topic, partition, current_leader_epoch, leader_epoch));
@@ -282,6 +311,10 @@ impl<S: NodeStorage> ShardState<S> {
                 }
             }
             ShardMsg::Group { partition, request } => self.group_request(partition, request),
+            ShardMsg::Txn { partition, request } => self.txn_request(partition, request),
+            ShardMsg::TxnMarker { topic, partition, marker, reply } => {
+                self.write_marker((topic, partition), marker, reply)
+            }
             ShardMsg::ProducerId { reply } => match self.meta.as_mut() {
                 Some(meta) => {
                     meta.producer_id(self.shared.env.now_ms(), reply);

@@ -57,15 +57,29 @@ impl<S: NodeStorage> ShardState<S> {
     /// ListOffsets: earliest (-2), latest (-1: the high watermark), or the first record at or
     /// after a timestamp, each with its leader epoch.
     pub(super) fn list_offsets(
-        &self,
+        &mut self,
         topic: &str,
         partition: i32,
         timestamp: i64,
-        current_leader_epoch: i32,
+        (current_leader_epoch, committed_only): (i32, bool),
     ) -> OffsetOutcome {
-        let p = match self.leading(topic, partition, current_leader_epoch) {
-            Ok(p) => p,
-            Err(error) => return OffsetOutcome::failed(error),
+        if let Err(error) = self.leading(topic, partition, current_leader_epoch) {
+            return OffsetOutcome::failed(error);
+        }
+        let Some(p) = self.partitions.get_mut(&(topic.to_owned(), partition)) else {
+            return OffsetOutcome::failed(ResponseError::UnknownTopicOrPartition);
+        };
+        // read_committed: the latest offset is the last stable one.
+        let high_watermark = p.replica.raft.committed();
+        let latest = match committed_only {
+            true => match super::txn::txn_index(p) {
+                Ok(index) => index.last_stable(high_watermark),
+                Err(e) => {
+                    tracing::error!(topic, partition, error = %e, "reading the log's transactions failed");
+                    return OffsetOutcome::failed(ResponseError::KafkaStorageError);
+                }
+            },
+            false => high_watermark,
         };
         let log = p.replica.raft.log();
         let epoch_of = |offset: i64| match log.batch_holding(offset) {
@@ -81,7 +95,7 @@ impl<S: NodeStorage> ShardState<S> {
             -2 => found(p.log_start(), -1),
             -1 => OffsetOutcome {
                 error: 0,
-                offset: p.replica.raft.committed(),
+                offset: latest,
                 timestamp: -1,
                 leader_epoch: braid_engine::ids::leader_epoch(p.replica.raft.term()),
             },

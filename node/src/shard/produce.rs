@@ -47,6 +47,11 @@ impl<S: NodeStorage> ShardState<S> {
         let (slices, headers): (Vec<&[u8]>, Vec<BatchHeader>) =
             batches.into_iter().map(|(range, header)| (&records[range], header)).unzip();
         let idempotent = headers.iter().any(|h| h.producer_id >= 0);
+        let transactional = headers.iter().any(crate::txn::is_transactional);
+        if let Some(Err(e)) = transactional.then(|| super::txn::txn_index(p).map(drop)) {
+            let _ = reply.send(ProduceOutcome::failed(storage_error(&e), Some(e.to_string())));
+            return;
+        }
         if idempotent {
             match check_producers(p, &headers) {
                 Ok(Verdict::Append) => {}
@@ -92,9 +97,9 @@ impl<S: NodeStorage> ShardState<S> {
                 return;
             }
         };
-        if idempotent {
-            record_producers(p, &headers, base_offset);
-        }
+        // Each keeps the batches of its kind (idempotent, transactional) if it was built.
+        record_producers(p, &headers, base_offset);
+        super::txn::record_transactions(p, &headers, base_offset);
         // Followers persist while the leader does.
         send(&self.shared, p.replica.group, p.replica.raft.take_leader_messages());
         if acks == -1 && braid_engine::buggify!(20) {
@@ -251,13 +256,6 @@ pub(super) fn not_leader<S: NodeStorage>(replica: &Replica<S>) -> ProduceOutcome
         None => "this partition has no leader right now".to_owned(),
     };
     ProduceOutcome::failed(ResponseError::NotLeaderOrFollower.code(), Some(message))
-}
-
-pub(super) fn storage_error(e: &LogError) -> Code {
-    if e.is_disk_full() {
-        tracing::error!(error = %e, "disk full: produce refused until space is freed");
-    }
-    ResponseError::KafkaStorageError.code()
 }
 
 /// The verdict on a produce request's batches from idempotent producers, with the state

@@ -181,7 +181,8 @@ impl<S: NodeStorage> ShardState<S> {
         self.groups.insert(group, key.clone());
         self.dirty.insert(key.clone());
         let offsets = key.0 == OFFSETS_TOPIC;
-        if offsets {
+        let transactions = key.0 == crate::txn::TXN_TOPIC;
+        if offsets || transactions {
             self.coordinators.insert(key.clone());
         }
         let partition = Partition {
@@ -194,6 +195,8 @@ impl<S: NodeStorage> ShardState<S> {
             batch_policy: topic_config::batch_policy(&meta.configs),
             producers: None,
             coordinator: offsets.then(Coordinator::default),
+            txn_coordinator: transactions.then(crate::txn::TxnCoordinator::default),
+            txns: None,
             compacted_size: 0,
             compacted_to: 0,
             records_start: meta.log_start.get(&key.1).copied().unwrap_or(0),

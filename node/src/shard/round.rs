@@ -166,6 +166,9 @@ impl<S: NodeStorage> ShardState<S> {
         if let Some(coordinator) = p.coordinator.as_mut() {
             apply_offsets(coordinator, p.replica.raft.log(), committed);
         }
+        if let Some(coordinator) = p.txn_coordinator.as_mut() {
+            apply_txn_records(coordinator, p.replica.raft.log(), committed);
+        }
         let log_start_offset = p.log_start();
         let (term, leading) = (p.replica.raft.term(), p.replica.is_leader());
         for (waiter, base_offset, appended) in p.waiters.release(committed) {
@@ -195,6 +198,9 @@ impl<S: NodeStorage> ShardState<S> {
             }
             if !p.replica.is_leader() {
                 if let Some(coordinator) = p.coordinator.as_mut() {
+                    coordinator.lose_leadership();
+                }
+                if let Some(coordinator) = p.txn_coordinator.as_mut() {
                     coordinator.lose_leadership();
                 }
                 // These batches are in the log but not committed: the next leader may keep

@@ -146,6 +146,11 @@ impl<S: NodeStorage> ShardState<S> {
             }
         }
         let mut group_writes = Vec::new();
+        let txn_coordinators: Vec<(String, i32)> =
+            self.coordinators.iter().filter(|k| k.0 == crate::txn::TXN_TOPIC).cloned().collect();
+        for key in &txn_coordinators {
+            self.txn_tick(key, now);
+        }
         for key in &self.coordinators {
             let Some(p) = self.partitions.get_mut(key) else { continue };
             if let Some(coordinator) = p.coordinator.as_mut().filter(|_| p.replica.is_leader()) {
@@ -174,7 +179,7 @@ impl<S: NodeStorage> ShardState<S> {
             }
         }
         for (partition, writes) in group_writes {
-            self.write_group_records(partition, writes, now, ProduceReply::Nobody);
+            self.write_records((OFFSETS_TOPIC.to_owned(), partition), writes, now, ProduceReply::Nobody);
         }
         if let Some(meta) = self.meta.as_mut() {
             meta.tick();

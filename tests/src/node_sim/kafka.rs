@@ -327,7 +327,8 @@ impl KafkaWorkload {
                 }
                 if m.fetch.is_none() && rng.chance(10, 1000) {
                     let (reply, answer) = oneshot::channel();
-                    let request = GroupRequest::Fetch { group: GROUP.into(), partitions: None, reply };
+                    let request =
+                        GroupRequest::Fetch { group: GROUP.into(), partitions: None, require_stable: false, reply };
                     if send(request) {
                         m.fetch = Some(PendingFetch { reply: answer });
                     }
@@ -482,7 +483,7 @@ impl KafkaWorkload {
             return Err("the group has no coordinator after settling".into());
         };
         let (reply, mut answer) = oneshot::channel();
-        let request = GroupRequest::Fetch { group: GROUP.into(), partitions: None, reply };
+        let request = GroupRequest::Fetch { group: GROUP.into(), partitions: None, require_stable: false, reply };
         nodes.get_mut(&node).expect("up").handle(shard, ShardMsg::Group { partition, request });
         let offsets = match answer.try_recv() {
             Ok(Ok(offsets)) => offsets,
@@ -517,6 +518,7 @@ fn read_partition(node: &mut SimNode, partition: i32) -> Result<BTreeMap<i64, St
             offset,
             max_bytes: 1 << 20,
             current_leader_epoch: -1,
+            committed_only: false,
             reply,
         };
         node.handle(shard, fetch);
@@ -579,6 +581,7 @@ fn commit_request(
                 (TOPIC.to_owned(), p, Some(Committed { offset: o, leader_epoch: -1, metadata: String::new() }))
             })
             .collect(),
+        producer: None,
         reply,
     }
 }

@@ -26,6 +26,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, request: DeleteRecordsRequest) -> DeleteR
             partition: p.partition_index,
             timestamp: -1,
             current_leader_epoch: -1,
+            committed_only: false,
             reply,
         },
         OffsetOutcome::failed,

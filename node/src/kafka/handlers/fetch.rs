@@ -20,10 +20,17 @@ pub const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 type Wanted = (String, Vec<(i32, i64, u64, i32)>);
 
 fn missing(error: ResponseError) -> FetchOutcome {
-    FetchOutcome { error: error.code(), high_watermark: -1, log_start_offset: -1, records: None }
+    FetchOutcome {
+        error: error.code(),
+        high_watermark: -1,
+        last_stable_offset: -1,
+        log_start_offset: -1,
+        records: None,
+        aborted: None,
+    }
 }
 
-async fn read_all(ctx: &ShardCtx, wanted: &[Wanted]) -> Vec<FetchTopicResult> {
+async fn read_all(ctx: &ShardCtx, wanted: &[Wanted], committed_only: bool) -> Vec<FetchTopicResult> {
     let answers = ask_owners(
         ctx,
         wanted,
@@ -34,6 +41,7 @@ async fn read_all(ctx: &ShardCtx, wanted: &[Wanted]) -> Vec<FetchTopicResult> {
             offset,
             max_bytes,
             current_leader_epoch,
+            committed_only,
             reply,
         },
         missing,
@@ -82,6 +90,7 @@ pub fn start(
     let ctx = Rc::clone(ctx);
     let min_bytes = request.min_bytes.max(0) as u64;
     let max_bytes = request.max_bytes.max(0) as u64;
+    let committed_only = request.isolation_level == 1;
     // No partition reads past the request's own limit either (Kafka reads each partition to
     // the smaller of the two): with the total then capped, an answer exceeds `max_bytes` only
     // by a first batch that alone is larger (KIP-74).
@@ -109,7 +118,7 @@ pub fn start(
             let appended = ctx.shared.appended.notified();
             tokio::pin!(appended);
             appended.as_mut().enable();
-            let mut results = read_all(&ctx, &wanted).await;
+            let mut results = read_all(&ctx, &wanted, committed_only).await;
             let total = cap_total(&mut results, max_bytes);
             let any_error = results.iter().flat_map(|t| &t.partitions).any(|p| p.outcome.error != 0);
             if total >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {

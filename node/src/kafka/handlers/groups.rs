@@ -36,7 +36,11 @@ use std::rc::Rc;
 use tokio::sync::oneshot;
 
 /// Sends a request to the coordinator shard of `group`, built around its reply channel.
-async fn ask<T>(ctx: &ShardCtx, group: &str, build: impl FnOnce(oneshot::Sender<T>) -> GroupRequest) -> Option<T> {
+pub(super) async fn ask<T>(
+    ctx: &ShardCtx,
+    group: &str,
+    build: impl FnOnce(oneshot::Sender<T>) -> GroupRequest,
+) -> Option<T> {
     let partition = partition_for(group);
     let shard = owner_shard(OFFSETS_TOPIC, partition, ctx.shared.senders.len());
     let (reply, answer) = oneshot::channel();
@@ -48,18 +52,25 @@ fn not_available() -> i16 {
     ResponseError::CoordinatorNotAvailable.code()
 }
 
-/// The coordinator of `key` (a group id): the leader of its offsets partition, at its address
-/// for `listener` (the client's).
-async fn coordinator(
+/// The coordinator of `key` (key type 0, a group id: the leader of its partition of the
+/// offsets topic; 1, a transactional id: of `__transaction_state`), at its address for
+/// `listener` (the client's). The internal topic is created on the first request.
+pub(super) async fn coordinator(
     ctx: &Rc<ShardCtx>,
     listener: usize,
+    key_type: i8,
     key: &str,
 ) -> Result<(i32, crate::config::HostPort), (i16, String)> {
-    if ctx.snapshot.borrow().topic(OFFSETS_TOPIC).is_none() {
+    let (topic, partitions, partition) = match key_type {
+        0 => (OFFSETS_TOPIC, OFFSETS_PARTITIONS, partition_for(key)),
+        1 => (crate::txn::TXN_TOPIC, crate::txn::TXN_PARTITIONS, crate::txn::partition_for(key)),
+        _ => return Err((ResponseError::InvalidRequest.code(), format!("unknown coordinator key type {key_type}"))),
+    };
+    if ctx.snapshot.borrow().topic(topic).is_none() {
         let configs = BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]);
         let op = MetaOp::CreateTopic {
-            name: OFFSETS_TOPIC.into(),
-            partitions: OFFSETS_PARTITIONS,
+            name: topic.into(),
+            partitions,
             replication_factor: -1,
             configs,
             validate_only: false,
@@ -67,10 +78,10 @@ async fn coordinator(
             assignment: None,
         };
         let _ = meta_op(ctx, op).await;
-        return Err((not_available(), "the offsets topic is being created".into()));
+        return Err((not_available(), format!("{topic} is being created")));
     }
-    leader_of(ctx, listener, OFFSETS_TOPIC, partition_for(key))
-        .ok_or_else(|| (not_available(), "the group's offsets partition has no leader right now".into()))
+    leader_of(ctx, listener, topic, partition)
+        .ok_or_else(|| (not_available(), format!("partition {partition} of {topic} has no leader right now")))
 }
 
 pub async fn find_coordinator(
@@ -90,11 +101,7 @@ pub async fn find_coordinator(
         c.key = str_bytes(key.clone());
         c.node_id = BrokerId(-1);
         c.port = -1;
-        let found = if request.key_type == 0 {
-            coordinator(&ctx, listener, &key).await
-        } else {
-            Err((ResponseError::CoordinatorNotAvailable.code(), "transactions are not supported".into()))
-        };
+        let found = coordinator(&ctx, listener, request.key_type, &key).await;
         match found {
             Ok((id, addr)) => {
                 c.node_id = BrokerId(id);
@@ -268,6 +275,7 @@ pub async fn commit(ctx: Rc<ShardCtx>, request: OffsetCommitRequest) -> OffsetCo
             member_id,
             instance_id,
             offsets,
+            producer: None,
             reply,
         })
         .await
@@ -296,22 +304,40 @@ pub async fn commit(ctx: Rc<ShardCtx>, request: OffsetCommitRequest) -> OffsetCo
     response
 }
 
-/// A partition's committed offset: (partition, offset, leader epoch, metadata).
-type FetchedPartition = (i32, i64, i32, Option<String>);
+/// A partition's committed offset: (partition, offset, leader epoch, metadata, error).
+type FetchedPartition = (i32, i64, i32, Option<String>, i16);
 /// One group's committed offsets by topic.
 type Fetched = Result<Vec<(String, Vec<FetchedPartition>)>, i16>;
 
-async fn fetch_group(ctx: &ShardCtx, group: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Fetched {
+/// A group's committed offsets (`require_stable`: UNSTABLE_OFFSET_COMMIT, on each partition
+/// asked for, while a transaction holds an offset of one).
+async fn fetch_group(
+    ctx: &ShardCtx,
+    group: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
+) -> Fetched {
     let wanted: Option<Vec<(String, i32)>> =
         topics.map(|ts| ts.into_iter().flat_map(|(t, ps)| ps.into_iter().map(move |p| (t.clone(), p))).collect());
-    let found = ask(ctx, group, |reply| GroupRequest::Fetch { group: group.to_owned(), partitions: wanted, reply })
-        .await
-        .unwrap_or(Err(not_available()))?;
+    let asked = wanted.clone();
+    let found = ask(ctx, group, |reply| GroupRequest::Fetch {
+        group: group.to_owned(),
+        partitions: wanted,
+        require_stable,
+        reply,
+    })
+    .await
+    .unwrap_or(Err(not_available()));
+    let unstable = ResponseError::UnstableOffsetCommit.code();
+    let (found, error) = match (found, asked) {
+        (Err(code), Some(asked)) if code == unstable => (asked.into_iter().map(|k| (k, None)).collect(), unstable),
+        (found, _) => (found?, 0),
+    };
     let mut by_topic: BTreeMap<String, Vec<FetchedPartition>> = BTreeMap::new();
     for ((topic, partition), committed) in found {
         let entry = match committed {
-            Some(c) => (partition, c.offset, c.leader_epoch, Some(c.metadata)),
-            None => (partition, -1, -1, Some(String::new())),
+            Some(c) => (partition, c.offset, c.leader_epoch, Some(c.metadata), 0),
+            None => (partition, -1, -1, Some(String::new()), error),
         };
         by_topic.entry(topic).or_default().push(entry);
     }
@@ -326,16 +352,17 @@ pub async fn fetch(ctx: Rc<ShardCtx>, version: i16, request: OffsetFetchRequest)
                 g.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
             let mut out = OffsetFetchResponseGroup::default();
             out.group_id = g.group_id.clone();
-            match fetch_group(&ctx, &g.group_id.0, topics).await {
+            match fetch_group(&ctx, &g.group_id.0, topics, request.require_stable).await {
                 Ok(found) => {
                     for (topic, partitions) in found {
                         let mut t = OffsetFetchResponseTopics::default();
                         t.name = TopicName(str_bytes(topic));
                         t.partitions = partitions
                             .into_iter()
-                            .map(|(index, offset, epoch, metadata)| {
+                            .map(|(index, offset, epoch, metadata, error)| {
                                 let mut p = OffsetFetchResponsePartitions::default();
                                 p.partition_index = index;
+                                p.error_code = error;
                                 p.committed_offset = offset;
                                 p.committed_leader_epoch = epoch;
                                 p.metadata = metadata.map(str_bytes);
@@ -352,16 +379,17 @@ pub async fn fetch(ctx: Rc<ShardCtx>, version: i16, request: OffsetFetchRequest)
         return response;
     }
     let topics = request.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
-    match fetch_group(&ctx, &request.group_id.0, topics).await {
+    match fetch_group(&ctx, &request.group_id.0, topics, request.require_stable).await {
         Ok(found) => {
             for (topic, partitions) in found {
                 let mut t = OffsetFetchResponseTopic::default();
                 t.name = TopicName(str_bytes(topic));
                 t.partitions = partitions
                     .into_iter()
-                    .map(|(index, offset, epoch, metadata)| {
+                    .map(|(index, offset, epoch, metadata, error)| {
                         let mut p = OffsetFetchResponsePartition::default();
                         p.partition_index = index;
+                        p.error_code = error;
                         p.committed_offset = offset;
                         if version >= 5 {
                             p.committed_leader_epoch = epoch;
@@ -475,6 +503,7 @@ pub async fn offset_delete(ctx: Rc<ShardCtx>, request: OffsetDeleteRequest) -> O
                 member_id: String::new(),
                 instance_id: None,
                 offsets,
+                producer: None,
                 reply,
             })
             .await

@@ -10,6 +10,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, TopicNam
 use std::rc::Rc;
 
 pub async fn handle(ctx: Rc<ShardCtx>, version: i16, request: ListOffsetsRequest) -> ListOffsetsResponse {
+    let isolation_level = request.isolation_level;
     let topics: Vec<_> = request.topics.into_iter().map(|t| (t.name.0.to_string(), t.partitions)).collect();
     let answers = ask_owners(
         &ctx,
@@ -20,6 +21,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, version: i16, request: ListOffsetsRequest
             partition: p.partition_index,
             timestamp: p.timestamp,
             current_leader_epoch: p.current_leader_epoch,
+            committed_only: isolation_level == 1,
             reply,
         },
         OffsetOutcome::failed,

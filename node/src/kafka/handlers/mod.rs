@@ -15,6 +15,7 @@ pub mod produce;
 pub mod producer_id;
 pub mod reassignments;
 pub mod topics;
+pub mod txn;
 
 use crate::msg::{MetaOp, MetaReply, ShardMsg};
 use crate::shared::{owner_shard, ShardCtx};
@@ -91,4 +92,24 @@ pub async fn meta_op(ctx: &Rc<ShardCtx>, op: MetaOp) -> MetaReply {
 
 pub fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
+}
+
+/// How long a request waits for a block of producer ids (no controller reachable: the client
+/// retries).
+const PRODUCER_ID_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A producer id no other producer of the cluster has.
+pub async fn new_producer_id(ctx: &ShardCtx) -> Result<i64, i16> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if ctx.shared.senders[0].send(ShardMsg::ProducerId { reply }).await.is_err() {
+        return Err(ResponseError::CoordinatorNotAvailable.code());
+    }
+    match tokio::time::timeout(PRODUCER_ID_WAIT, answer).await {
+        Ok(Ok(Ok(id))) => Ok(id),
+        Ok(Ok(Err((code, message)))) => {
+            tracing::warn!(code, %message, "no producer id");
+            Err(code)
+        }
+        _ => Err(ResponseError::CoordinatorNotAvailable.code()),
+    }
 }

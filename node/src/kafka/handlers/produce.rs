@@ -38,7 +38,6 @@ pub async fn start(
     let timeout_ms = request.timeout_ms.max(0);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64);
     let valid_acks = matches!(acks, -1..=1);
-    let transactional = request.transactional_id.is_some();
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
@@ -46,11 +45,6 @@ pub async fn start(
         for data in topic.partition_data {
             let answer = if !valid_acks {
                 Answer::Now(ResponseError::InvalidRequiredAcks.code(), None)
-            } else if transactional {
-                Answer::Now(
-                    ResponseError::TransactionalIdAuthorizationFailed.code(),
-                    Some("transactions are not supported yet".into()),
-                )
             } else if !ctx.has_partition(&name, data.index) {
                 Answer::Now(ResponseError::UnknownTopicOrPartition.code(), None)
             } else {

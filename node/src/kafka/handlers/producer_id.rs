@@ -2,25 +2,20 @@
 //! claimed through the metadata log, see `MetaStore::producer_id`) at epoch 0, or, for a
 //! producer that asks with its id and epoch (KIP-360, after an error it cannot otherwise
 //! recover from), the same id at the next epoch, which starts its sequences over.
-//! Transactions (a transactional id) are not served.
+//! A transactional id goes to its transaction coordinator (`txn`).
 
-use crate::msg::ShardMsg;
 use crate::shared::ShardCtx;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
-use kafka_protocol::ResponseError;
 use std::rc::Rc;
-use std::time::Duration;
-
-/// How long a request waits for a block of ids (no controller reachable: the client retries).
-const WAIT: Duration = Duration::from_secs(10);
 
 pub async fn handle(ctx: Rc<ShardCtx>, request: InitProducerIdRequest) -> InitProducerIdResponse {
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
-    if request.transactional_id.is_some() {
-        response.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
-        return response;
+    if let Some(id) = request.transactional_id.as_ref().filter(|id| !id.is_empty()) {
+        let id = id.to_string();
+        let expected = (request.producer_id.0 >= 0).then_some((request.producer_id.0, request.producer_epoch));
+        return super::txn::init(&ctx, id, request.transaction_timeout_ms, expected).await;
     }
     let (id, epoch) = (request.producer_id.0, request.producer_epoch);
     if id >= 0 && (0..i16::MAX - 1).contains(&epoch) {
@@ -28,21 +23,12 @@ pub async fn handle(ctx: Rc<ShardCtx>, request: InitProducerIdRequest) -> InitPr
         response.producer_epoch = epoch + 1;
         return response;
     }
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    if ctx.shared.senders[0].send(ShardMsg::ProducerId { reply }).await.is_err() {
-        response.error_code = ResponseError::CoordinatorNotAvailable.code();
-        return response;
-    }
-    match tokio::time::timeout(WAIT, answer).await {
-        Ok(Ok(Ok(id))) => {
+    match super::new_producer_id(&ctx).await {
+        Ok(id) => {
             response.producer_id = ProducerId(id);
             response.producer_epoch = 0;
         }
-        Ok(Ok(Err((code, message)))) => {
-            tracing::warn!(code, %message, "no producer id");
-            response.error_code = code;
-        }
-        _ => response.error_code = ResponseError::CoordinatorNotAvailable.code(),
+        Err(code) => response.error_code = code,
     }
     response
 }

@@ -1,0 +1,353 @@
+//! Transactions: InitProducerId with a transactional id, AddPartitionsToTxn, AddOffsetsToTxn and
+//! EndTxn go to the id's transaction coordinator (the shard owning its `__transaction_state`
+//! partition, `txn` holds the state machine); TxnOffsetCommit to the group's coordinator;
+//! WriteTxnMarkers to the leaders of the partitions. Each shard also runs the marker writer of
+//! the coordinators it leads ([`write_markers`]): markers to the leaders, on this node or over
+//! the Kafka protocol to others, then the transaction's completion.
+
+use super::metadata::leader_of;
+use super::{new_producer_id, str_bytes};
+use crate::groups::{Committed, OFFSETS_TOPIC};
+use crate::msg::{GroupRequest, Marker, MarkerWork, ShardMsg, TxnInit, TxnRequest};
+use crate::shared::{owner_shard, ShardCtx};
+use crate::txn::TXN_TOPIC;
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
+use kafka_protocol::messages::write_txn_markers_response::{
+    WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+};
+use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
+    EndTxnRequest, EndTxnResponse, InitProducerIdResponse, ProducerId, TopicName, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+};
+use kafka_protocol::ResponseError;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Sends a request to the coordinator shard of transactional id `id`.
+async fn ask<T>(ctx: &ShardCtx, id: &str, build: impl FnOnce(oneshot::Sender<T>) -> TxnRequest) -> Option<T> {
+    let partition = crate::txn::partition_for(id);
+    let shard = owner_shard(TXN_TOPIC, partition, ctx.shared.senders.len());
+    let (reply, answer) = oneshot::channel();
+    ctx.shared.senders[shard].send(ShardMsg::Txn { partition, request: build(reply) }).await.ok()?;
+    answer.await.ok()
+}
+
+/// A coordinator's record write that failed: the client looks for the coordinator again.
+fn written(code: i16) -> i16 {
+    if code == 0 {
+        0
+    } else {
+        ResponseError::NotCoordinator.code()
+    }
+}
+
+fn not_coordinator() -> i16 {
+    ResponseError::NotCoordinator.code()
+}
+
+/// InitProducerId with a transactional id.
+pub async fn init(ctx: &ShardCtx, id: String, timeout_ms: i32, expected: Option<(i64, i16)>) -> InitProducerIdResponse {
+    let mut response = InitProducerIdResponse::default();
+    response.producer_id = ProducerId(-1);
+    response.producer_epoch = -1;
+    let mut new_id = None;
+    let answer = loop {
+        let build = |reply| TxnRequest::Init { id: id.clone(), timeout_ms, expected, new_id, reply };
+        match ask(ctx, &id, build).await {
+            Some(TxnInit::NeedProducerId) if new_id.is_none() => match new_producer_id(ctx).await {
+                Ok(fresh) => new_id = Some(fresh),
+                Err(code) => break Err(code),
+            },
+            Some(TxnInit::NeedProducerId) | None => break Err(not_coordinator()),
+            Some(TxnInit::Answer(answer, write)) => {
+                let code = match write {
+                    Some(write) => written(write.await.unwrap_or(-1)),
+                    None => 0,
+                };
+                break if code == 0 { answer } else { Err(code) };
+            }
+        }
+    };
+    match answer {
+        Ok((producer_id, epoch)) => {
+            response.producer_id = ProducerId(producer_id);
+            response.producer_epoch = epoch;
+        }
+        Err(code) => response.error_code = code,
+    }
+    response
+}
+
+/// Adds partitions to a transaction; the error code for all of them.
+async fn add(ctx: &ShardCtx, id: &str, producer: (i64, i16), partitions: Vec<(String, i32)>) -> i16 {
+    let build = |reply| TxnRequest::AddPartitions { id: id.to_owned(), producer, partitions, reply };
+    match ask(ctx, id, build).await {
+        Some(code) if code == ResponseError::NotLeaderOrFollower.code() => not_coordinator(),
+        Some(code) if code == ResponseError::RequestTimedOut.code() => not_coordinator(),
+        Some(code) => code,
+        None => not_coordinator(),
+    }
+}
+
+pub async fn add_partitions(ctx: Rc<ShardCtx>, request: AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse {
+    let id = request.v3_and_below_transactional_id.0.to_string();
+    let producer = (request.v3_and_below_producer_id.0, request.v3_and_below_producer_epoch);
+    let wanted: Vec<(String, Vec<i32>)> =
+        request.v3_and_below_topics.iter().map(|t| (t.name.0.to_string(), t.partitions.clone())).collect();
+    let unknown = wanted.iter().any(|(t, ps)| ps.iter().any(|p| !ctx.has_partition(t, *p)));
+    let code = if unknown {
+        ResponseError::OperationNotAttempted.code()
+    } else {
+        let partitions = wanted.iter().flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p))).collect();
+        add(&ctx, &id, producer, partitions).await
+    };
+    let mut response = AddPartitionsToTxnResponse::default();
+    for (topic, partitions) in wanted {
+        let mut t = AddPartitionsToTxnTopicResult::default();
+        for p in partitions {
+            let mut r = AddPartitionsToTxnPartitionResult::default();
+            r.partition_index = p;
+            r.partition_error_code = match ctx.has_partition(&topic, p) {
+                false => ResponseError::UnknownTopicOrPartition.code(),
+                true => code,
+            };
+            t.results_by_partition.push(r);
+        }
+        t.name = TopicName(str_bytes(topic));
+        response.results_by_topic_v3_and_below.push(t);
+    }
+    response
+}
+
+pub async fn add_offsets(ctx: Rc<ShardCtx>, request: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
+    let id = request.transactional_id.0.to_string();
+    let partition = (OFFSETS_TOPIC.to_owned(), crate::groups::partition_for(&request.group_id.0));
+    let mut response = AddOffsetsToTxnResponse::default();
+    response.error_code = add(&ctx, &id, (request.producer_id.0, request.producer_epoch), vec![partition]).await;
+    response
+}
+
+pub async fn end(ctx: Rc<ShardCtx>, request: EndTxnRequest) -> EndTxnResponse {
+    let id = request.transactional_id.0.to_string();
+    let producer = (request.producer_id.0, request.producer_epoch);
+    let build = |reply| TxnRequest::End { id: id.clone(), producer, commit: request.committed, reply };
+    let mut response = EndTxnResponse::default();
+    response.error_code = ask(&ctx, &id, build).await.unwrap_or_else(not_coordinator);
+    response.producer_id = ProducerId(-1);
+    response.producer_epoch = -1;
+    response
+}
+
+/// TxnOffsetCommit: the offsets are written to the group's partition in the producer's
+/// transaction, and apply when its commit marker does. Members are checked as OffsetCommit
+/// checks them (KIP-447: generation, member id, instance id), unless the client sends none.
+pub async fn offset_commit(ctx: Rc<ShardCtx>, request: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
+    let group = request.group_id.0.to_string();
+    let mut offsets = Vec::new();
+    for t in &request.topics {
+        for p in &t.partitions {
+            let committed = Committed {
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
+            };
+            offsets.push((t.name.0.to_string(), p.partition_index, Some(committed)));
+        }
+    }
+    let producer = Some((request.producer_id.0, request.producer_epoch));
+    let code = super::groups::ask(&ctx, &group, |reply| GroupRequest::Commit {
+        group: group.clone(),
+        generation: request.generation_id,
+        member_id: request.member_id.to_string(),
+        instance_id: request.group_instance_id.as_ref().map(|i| i.to_string()),
+        offsets,
+        producer,
+        reply,
+    })
+    .await
+    .unwrap_or(ResponseError::CoordinatorNotAvailable.code());
+    let mut response = TxnOffsetCommitResponse::default();
+    for t in request.topics {
+        let mut topic = TxnOffsetCommitResponseTopic::default();
+        for p in t.partitions {
+            let mut r = TxnOffsetCommitResponsePartition::default();
+            r.partition_index = p.partition_index;
+            r.error_code = match ctx.has_partition(&t.name.0, p.partition_index) {
+                false => ResponseError::UnknownTopicOrPartition.code(),
+                true => code,
+            };
+            topic.partitions.push(r);
+        }
+        topic.name = t.name;
+        response.topics.push(topic);
+    }
+    response
+}
+
+/// Writes one marker on a partition of this node; its error code.
+async fn mark(ctx: &ShardCtx, topic: &str, partition: i32, marker: Marker) -> i16 {
+    let shard = owner_shard(topic, partition, ctx.shared.senders.len());
+    let (reply, answer) = oneshot::channel();
+    let msg = ShardMsg::TxnMarker { topic: topic.to_owned(), partition, marker, reply };
+    if ctx.shared.senders[shard].send(msg).await.is_err() {
+        return ResponseError::NotLeaderOrFollower.code();
+    }
+    answer.await.unwrap_or(ResponseError::NotLeaderOrFollower.code())
+}
+
+/// WriteTxnMarkers (sent by the transaction coordinators): each marker on each partition.
+pub async fn write_txn_markers(ctx: Rc<ShardCtx>, request: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse {
+    let mut response = WriteTxnMarkersResponse::default();
+    for m in request.markers {
+        let marker = Marker {
+            producer_id: m.producer_id.0,
+            epoch: m.producer_epoch,
+            commit: m.transaction_result,
+            coordinator_epoch: m.coordinator_epoch,
+        };
+        let mut result = WritableTxnMarkerResult::default();
+        result.producer_id = m.producer_id;
+        for t in m.topics {
+            let mut topic = WritableTxnMarkerTopicResult::default();
+            let writes = t.partition_indexes.iter().map(|&p| mark(&ctx, &t.name.0, p, marker));
+            for (&p, error_code) in t.partition_indexes.iter().zip(futures::future::join_all(writes).await) {
+                let mut r = WritableTxnMarkerPartitionResult::default();
+                r.partition_index = p;
+                r.error_code = error_code;
+                topic.partitions.push(r);
+            }
+            topic.name = t.name;
+            result.topics.push(topic);
+        }
+        response.markers.push(result);
+    }
+    response
+}
+
+/// The marker writer of a shard: every transaction its coordinators hand it is marked on its
+/// partitions, concurrently.
+pub async fn write_markers(ctx: Rc<ShardCtx>, mut work: mpsc::UnboundedReceiver<MarkerWork>) {
+    while let Some(work) = work.recv().await {
+        tokio::task::spawn_local(complete(Rc::clone(&ctx), work));
+    }
+}
+
+/// Longest wait between two rounds of markers for the partitions still unmarked.
+const MARKER_BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+/// Writes a transaction's markers on every partition (retrying those whose leader is moving,
+/// for as long as this node coordinates the transaction), then completes it.
+async fn complete(ctx: Rc<ShardCtx>, (partition, coordinator_epoch, plan): MarkerWork) {
+    let me = ctx.shared.config.node_id;
+    let marker = Marker { producer_id: plan.producer_id, epoch: plan.epoch, commit: plan.commit, coordinator_epoch };
+    let mut left = plan.partitions.clone();
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+        for (topic, p) in left {
+            let leader = leader_of(&ctx, 0, &topic, p).map_or(-1, |(id, _)| id);
+            by_leader.entry(leader).or_default().push((topic, p));
+        }
+        left = Vec::new();
+        for (leader, partitions) in by_leader {
+            let codes = match leader {
+                -1 => vec![ResponseError::NotLeaderOrFollower.code(); partitions.len()],
+                l if l == me => {
+                    futures::future::join_all(partitions.iter().map(|(t, p)| mark(&ctx, t, *p, marker))).await
+                }
+                l => remote_markers(&ctx, l, &partitions, marker).await,
+            };
+            for (key, code) in partitions.into_iter().zip(codes) {
+                // A partition deleted since needs no marker.
+                if code != 0 && code != ResponseError::UnknownTopicOrPartition.code() {
+                    left.push(key);
+                }
+            }
+        }
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MARKER_BACKOFF_MAX);
+        if leader_of(&ctx, 0, TXN_TOPIC, partition).map(|(id, _)| id) != Some(me) {
+            // The next coordinator writes them.
+            return;
+        }
+    }
+    let shard = owner_shard(TXN_TOPIC, partition, ctx.shared.senders.len());
+    let _ = ctx.shared.senders[shard].send(ShardMsg::Txn { partition, request: TxnRequest::Complete { plan } }).await;
+}
+
+/// Sends markers to another node's Kafka listener (WriteTxnMarkers v0); the error code of each
+/// partition.
+async fn remote_markers(ctx: &ShardCtx, node: i32, partitions: &[(String, i32)], marker: Marker) -> Vec<i16> {
+    let unreachable = vec![ResponseError::NotLeaderOrFollower.code(); partitions.len()];
+    let Some((_, addr)) = partitions.first().and_then(|(t, p)| leader_of(ctx, 0, t, *p)).filter(|(l, _)| *l == node)
+    else {
+        return unreachable;
+    };
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in partitions {
+        by_topic.entry(t).or_default().push(*p);
+    }
+    let mut m = WritableTxnMarker::default();
+    m.producer_id = ProducerId(marker.producer_id);
+    m.producer_epoch = marker.epoch;
+    m.transaction_result = marker.commit;
+    m.coordinator_epoch = marker.coordinator_epoch;
+    for (topic, ps) in &by_topic {
+        let mut t = WritableTxnMarkerTopic::default();
+        t.name = TopicName(str_bytes(topic.to_string()));
+        t.partition_indexes = ps.clone();
+        m.topics.push(t);
+    }
+    let mut request = WriteTxnMarkersRequest::default();
+    request.markers.push(m);
+    let response = match call(&addr.to_string(), request).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::debug!(node, error = %e, "writing transaction markers failed");
+            return unreachable;
+        }
+    };
+    let mut codes: BTreeMap<(String, i32), i16> = BTreeMap::new();
+    for r in response.markers {
+        for t in r.topics {
+            for p in t.partitions {
+                codes.insert((t.name.0.to_string(), p.partition_index), p.error_code);
+            }
+        }
+    }
+    partitions.iter().map(|k| codes.get(k).copied().unwrap_or(ResponseError::NotLeaderOrFollower.code())).collect()
+}
+
+/// Time allowed for a request to another node.
+const NODE_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One WriteTxnMarkers request to another node, on a connection of its own.
+async fn call(addr: &str, request: WriteTxnMarkersRequest) -> anyhow::Result<WriteTxnMarkersResponse> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let frame = crate::client::encode_request(&request, 0, 1, "braid-txn-coordinator")?;
+        stream.write_all(&frame).await?;
+        let size = stream.read_i32().await?;
+        if size < 4 || size as usize > crate::client::RESPONSE_MAX_BYTES {
+            anyhow::bail!("response size {size} out of range");
+        }
+        let mut body = vec![0u8; size as usize];
+        stream.read_exact(&mut body).await?;
+        crate::client::decode_response::<WriteTxnMarkersRequest>(bytes::Bytes::from(body), 0, 1)
+    };
+    tokio::time::timeout(NODE_REQUEST_TIMEOUT, exchange).await?
+}

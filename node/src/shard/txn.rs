@@ -1,0 +1,271 @@
+//! Transactions on a shard: requests to the transaction coordinators of the `__transaction_state`
+//! partitions it leads (their records written like acks=all produces and applied by every
+//! replica as they commit), the markers written on the partitions it leads, and each partition
+//! leader's index of open and aborted transactions (the last stable offset).
+
+use super::*;
+use crate::msg::{Marker, MarkerWork, TxnInit, TxnRequest};
+use crate::txn::{self, InitOutcome, TxnCoordinator, TxnIndex, TXN_TOPIC};
+
+impl<S: NodeStorage> ShardState<S> {
+    /// A request for the transaction coordinator of `__transaction_state` partition `partition`.
+    pub(super) fn txn_request(&mut self, partition: i32, request: TxnRequest) {
+        let key = (TXN_TOPIC.to_owned(), partition);
+        let now = self.shared.env.now_ms();
+        let error = match self.partitions.get(&key) {
+            Some(p) if p.replica.is_leader() && !txn_loading(p) => None,
+            Some(p) if p.replica.is_leader() => Some(ResponseError::CoordinatorLoadInProgress.code()),
+            _ => Some(ResponseError::NotCoordinator.code()),
+        };
+        let coordinator = self.partitions.get_mut(&key).and_then(|p| p.txn_coordinator.as_mut());
+        let (Some(c), None) = (coordinator, error) else {
+            let error = error.unwrap_or(ResponseError::NotCoordinator.code());
+            match request {
+                TxnRequest::Init { reply, .. } => {
+                    let _ = reply.send(TxnInit::Answer(Err(error), None));
+                }
+                TxnRequest::AddPartitions { reply, .. }
+                | TxnRequest::Verify { reply, .. }
+                | TxnRequest::End { reply, .. } => {
+                    let _ = reply.send(error);
+                }
+                TxnRequest::Complete { .. } => {}
+                TxnRequest::List { reply } => {
+                    let _ = reply.send(Vec::new());
+                }
+            }
+            return;
+        };
+        let write = |records: Records, reply: ProduceReply| (records, reply);
+        let (records, reply) = match request {
+            TxnRequest::Init { id, timeout_ms, expected, new_id, reply } => {
+                match c.init(&id, timeout_ms, expected, new_id, now) {
+                    InitOutcome::NeedProducerId => {
+                        let _ = reply.send(TxnInit::NeedProducerId);
+                        return;
+                    }
+                    InitOutcome::Error(e) => {
+                        let _ = reply.send(TxnInit::Answer(Err(e), None));
+                        return;
+                    }
+                    InitOutcome::Write { answer, records } => {
+                        let (written, outcome) = oneshot::channel();
+                        let _ = reply.send(TxnInit::Answer(answer, Some(outcome)));
+                        write(records, ProduceReply::Code(written))
+                    }
+                }
+            }
+            TxnRequest::AddPartitions { id, producer, partitions, reply } => {
+                match c.add_partitions(&id, producer, &partitions, now) {
+                    Ok(records) => write(records, ProduceReply::Code(reply)),
+                    Err(e) => {
+                        let _ = reply.send(e);
+                        return;
+                    }
+                }
+            }
+            TxnRequest::Verify { id, producer, partition, reply } => {
+                let _ = reply.send(c.verify(&id, producer, &partition));
+                return;
+            }
+            TxnRequest::End { id, producer, commit, reply } => {
+                write(c.end(&id, producer, commit, now, reply), ProduceReply::Nobody)
+            }
+            TxnRequest::Complete { plan } => write(c.complete(&plan, now), ProduceReply::Nobody),
+            TxnRequest::List { reply } => {
+                let _ = reply.send(c.list().into_iter().collect());
+                return;
+            }
+        };
+        self.write_records(key, records, now, reply);
+    }
+
+    /// Appends a coordinator's records to its internal partition `key` (as an acks=all
+    /// produce); `reply` is answered once they commit.
+    pub(super) fn write_records(&mut self, key: (String, i32), records: Records, now: i64, reply: ProduceReply) {
+        if records.is_empty() {
+            let _ = reply.send(ProduceOutcome { error: 0, message: None, base_offset: -1, log_start_offset: -1 });
+            return;
+        }
+        let entries: Vec<batch::KeyValue<'_>> =
+            records.iter().map(|(k, v)| (Some(k.as_slice()), v.as_deref())).collect();
+        let batch = Bytes::from(batch::build_keyed_batch(now, &entries));
+        self.produce(key.0, key.1, Some(batch), -1, reply);
+    }
+
+    /// Appends records of a transaction of `producer` (TxnOffsetCommit's offsets) to internal
+    /// partition `key`: they apply when its commit marker does (no producer: as
+    /// [`Self::write_records`]).
+    pub(super) fn write_txn_records(
+        &mut self,
+        key: (String, i32),
+        records: Records,
+        producer: Option<(i64, i16)>,
+        now: i64,
+        reply: ProduceReply,
+    ) {
+        let Some((producer_id, epoch)) = producer else { return self.write_records(key, records, now, reply) };
+        let entries: Vec<batch::KeyValue<'_>> =
+            records.iter().map(|(k, v)| (Some(k.as_slice()), v.as_deref())).collect();
+        let mut bytes = batch::build_keyed_batch(now, &entries);
+        batch::set_producer(&mut bytes, producer_id, epoch, txn::TRANSACTIONAL_ATTRIBUTE, now);
+        self.produce(key.0, key.1, Some(Bytes::from(bytes)), -1, reply);
+    }
+
+    /// Writes a transaction marker on partition `key`, which this node must lead; `reply` is
+    /// answered once it commits.
+    pub(super) fn write_marker(&mut self, key: (String, i32), marker: Marker, reply: oneshot::Sender<Code>) {
+        let Some(p) = self.partitions.get_mut(&key) else {
+            let error = if self.opening_keys.contains_key(&key) {
+                ResponseError::NotLeaderOrFollower
+            } else {
+                ResponseError::UnknownTopicOrPartition
+            };
+            let _ = reply.send(error.code());
+            return;
+        };
+        if !p.replica.is_leader() || p.replica.raft.log().is_poisoned() {
+            let _ = reply.send(ResponseError::NotLeaderOrFollower.code());
+            return;
+        }
+        let now = self.shared.env.now_ms();
+        let bytes = txn::marker_batch(marker.producer_id, marker.epoch, marker.commit, marker.coordinator_epoch, now);
+        if let Err(e) = txn_index(p) {
+            tracing::error!(topic = %key.0, partition = key.1, error = %e, "reading the log's transactions failed");
+            let _ = reply.send(storage_error(&e));
+            return;
+        }
+        let (base_offset, end) = match p.replica.raft.propose_all(&[&bytes]) {
+            Ok(positions) => (positions[0].0, positions[0].1),
+            Err(ProposeError::Log(e)) => {
+                let _ = reply.send(storage_error(&e));
+                return;
+            }
+            Err(_) => {
+                let _ = reply.send(ResponseError::NotLeaderOrFollower.code());
+                return;
+            }
+        };
+        let header = BatchHeader { base_offset, ..BatchHeader::parse(&bytes).expect("a marker built here") };
+        let kind = if marker.commit { txn::COMMIT } else { txn::ABORT };
+        if let Some((_, index)) = p.txns.as_mut() {
+            index.append(&header, Some(kind));
+        }
+        if let Some((_, producers)) = p.producers.as_mut() {
+            producers.record(&header);
+        }
+        send(&self.shared, p.replica.group, p.replica.raft.take_leader_messages());
+        p.waiters.wait(end, (ProduceReply::Code(reply), base_offset, p.replica.raft.term()));
+        self.dirty.insert(key);
+        self.flush_needed.notify_one();
+    }
+
+    /// The transaction coordinator of `key` leads and has loaded: its timers run, and the
+    /// markers due are handed to the shard's marker writer.
+    pub(super) fn txn_tick(&mut self, key: &(String, i32), now: i64) {
+        let Some(p) = self.partitions.get_mut(key) else { return };
+        if !p.replica.is_leader() || txn_loading(p) {
+            return;
+        }
+        let Some(c) = p.txn_coordinator.as_mut() else { return };
+        let records = c.tick(now);
+        let plans = c.take_plans();
+        let epoch = braid_engine::ids::leader_epoch(p.replica.raft.term());
+        for plan in plans {
+            let work: MarkerWork = (key.1, epoch, plan);
+            if let Some(markers) = self.markers.as_ref() {
+                let _ = markers.send(work);
+            }
+        }
+        self.write_records(key.clone(), records, now, ProduceReply::Nobody);
+    }
+}
+
+/// True while a new leader of a coordinator's partition has not applied everything its
+/// predecessors committed (Kafka's coordinator load).
+pub(super) fn txn_loading<S: NodeStorage>(p: &Partition<S>) -> bool {
+    !p.replica.raft.leader_ready()
+        || p.txn_coordinator.as_ref().is_some_and(|c| c.applied < p.replica.raft.term_start())
+}
+
+/// The leader's index of the partition's transactions, built from the whole log the first time
+/// in its term (every batch written first, so the headers cover the log).
+pub(super) fn txn_index<S: NodeStorage>(p: &mut Partition<S>) -> Result<&mut TxnIndex, LogError> {
+    let term = p.replica.raft.term();
+    if p.txns.as_ref().is_none_or(|(t, _)| *t != term) {
+        p.replica.raft.log_mut().write()?;
+        let log = p.replica.raft.log();
+        let mut index = TxnIndex::default();
+        for h in log.batch_headers(log.log_start_offset())? {
+            if !txn::is_transactional(&h) {
+                continue;
+            }
+            let marker = if h.attributes & batch::CONTROL_ATTRIBUTE != 0 {
+                read_batch(log, h.base_offset)?.and_then(|b| txn::marker_type(&b))
+            } else {
+                None
+            };
+            index.append(&h, marker);
+        }
+        p.txns = Some((term, index));
+    }
+    Ok(&mut p.txns.as_mut().expect("built above").1)
+}
+
+/// Takes the transactional batches just appended from `base_offset` on into the leader's index.
+pub(super) fn record_transactions<S: NodeStorage>(p: &mut Partition<S>, headers: &[BatchHeader], base_offset: i64) {
+    if let Some((_, index)) = p.txns.as_mut() {
+        let mut at = base_offset;
+        for h in headers {
+            index.append(&BatchHeader { base_offset: at, ..*h }, None);
+            at += i64::from(h.last_offset_delta) + 1;
+        }
+    }
+}
+
+/// The bytes of the batch at `offset`.
+fn read_batch<S: NodeStorage>(log: &Log<S>, offset: i64) -> Result<Option<Vec<u8>>, LogError> {
+    let Some(slice) = log.read(offset, 1, None)? else { return Ok(None) };
+    let bytes = log.read_bytes(&slice)?;
+    let Ok(h) = BatchHeader::parse(&bytes) else { return Ok(None) };
+    Ok(bytes.get(..h.total_bytes()).map(<[u8]>::to_vec))
+}
+
+/// Applies the newly committed records of a transaction coordinator's partition (every replica
+/// does, so a new leader has them all).
+pub(super) fn apply_txn_records<S: NodeStorage>(c: &mut TxnCoordinator, log: &Log<S>, committed: i64) {
+    let mut applied = c.applied;
+    for_each_committed(&mut applied, log, committed, |header, bytes| {
+        if header.attributes & batch::CONTROL_ATTRIBUTE == 0 {
+            for record in batch::records(bytes).unwrap_or_default() {
+                if let Some(key) = record.key {
+                    c.apply(key, record.value);
+                }
+            }
+        }
+    });
+    c.applied = applied;
+}
+
+/// Calls `f` with every committed batch from `*applied` to `committed`, moving `*applied` past
+/// each.
+pub(super) fn for_each_committed<S: NodeStorage>(
+    applied: &mut i64,
+    log: &Log<S>,
+    committed: i64,
+    mut f: impl FnMut(&BatchHeader, &[u8]),
+) {
+    *applied = (*applied).max(log.log_start_offset());
+    while *applied < committed {
+        let Ok(Some(slice)) = log.read(*applied, 1 << 20, Some(committed)) else { return };
+        let Ok(bytes) = log.read_bytes(&slice) else { return };
+        let mut at = 0;
+        while at < bytes.len() {
+            let Ok(header) = BatchHeader::parse(&bytes[at..]) else { return };
+            let end = (at + header.total_bytes()).min(bytes.len());
+            f(&header, &bytes[at..end]);
+            *applied = header.next_offset();
+            at = end;
+        }
+    }
+}
