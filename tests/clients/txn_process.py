@@ -4,9 +4,12 @@ each record's result to `eos-out` and commits the consumer's offsets in the same
 (send_offsets_to_transaction). Modes:
 
   prepare BOOTSTRAP COUNT   create both topics (2 partitions each) and write COUNT input records
-  run BOOTSTRAP COUNT SECS  process until the output holds COUNT results or SECS pass; errors a
-                            transaction cannot survive (a node killed under it) abort it, and
-                            a fatal one restarts the producer, as a processor does
+  run BOOTSTRAP COUNT SECS [BATCH]
+                            process until the output holds COUNT results or SECS pass, at most
+                            BATCH records (default 100) per transaction, printing "progress N"
+                            after each commit; errors a transaction cannot survive (a node
+                            killed under it) abort it, and a fatal one restarts the producer,
+                            as a processor does
   check BOOTSTRAP COUNT     the output read with read_committed holds each input's result
                             exactly once
 
@@ -66,7 +69,7 @@ def new_producer():
     return p
 
 
-def run(seconds):
+def run(seconds, batch):
     deadline = time.monotonic() + seconds
     consumer = Consumer(
         {
@@ -82,7 +85,7 @@ def run(seconds):
     producer = new_producer()
     done = 0
     while time.monotonic() < deadline:
-        msgs = [m for m in consumer.consume(100, 0.5) if m.error() is None]
+        msgs = [m for m in consumer.consume(batch, 0.5) if m.error() is None]
         if not msgs:
             if len(read_output(3)) >= count:
                 break
@@ -95,9 +98,20 @@ def run(seconds):
             producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), 30)
             producer.commit_transaction(30)
             done += len(msgs)
+            print(f"progress {done}", flush=True)
         except KafkaException as e:
             err = e.args[0]
             print(f"transaction failed: {err}", flush=True)
+            if err.retriable():
+                # librdkafka: a commit that timed out is resumed by calling it again.
+                try:
+                    producer.commit_transaction(60)
+                    done += len(msgs)
+                    print(f"progress {done}", flush=True)
+                    continue
+                except KafkaException as again:
+                    err = again.args[0]
+                    print(f"commit failed again: {err}", flush=True)
             if err.fatal():
                 producer = new_producer()
             else:
@@ -122,5 +136,5 @@ def check():
     assert not dup and not missing and len(got) == count, f"{len(got)} results, {dup} duplicated, {len(missing)} missing"
 
 
-{"prepare": prepare, "check": check}.get(mode, lambda: run(float(sys.argv[4])))()
+{"prepare": prepare, "check": check}.get(mode, lambda: run(float(sys.argv[4]), int((sys.argv + ["100"])[5])))()
 print("ok")

@@ -69,7 +69,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AddOffsetsToTxn, 0, 3),
     (ApiKey::EndTxn, 0, 3),
     (ApiKey::TxnOffsetCommit, 0, 3),
-    (ApiKey::WriteTxnMarkers, 0, 1),
+    (ApiKey::WriteTxnMarkers, 1, 1),
 ];
 
 /// The advertised range of an API key, if served.

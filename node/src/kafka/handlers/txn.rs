@@ -269,6 +269,9 @@ async fn complete(ctx: Rc<ShardCtx>, (partition, coordinator_epoch, plan): Marke
             for (key, code) in partitions.into_iter().zip(codes) {
                 // A partition deleted since needs no marker.
                 if code != 0 && code != ResponseError::UnknownTopicOrPartition.code() {
+                    if backoff >= MARKER_BACKOFF_MAX {
+                        tracing::info!(transactional_id = %plan.id, topic = %key.0, partition = key.1, leader, code, "transaction marker not written yet; retrying");
+                    }
                     left.push(key);
                 }
             }
@@ -287,7 +290,7 @@ async fn complete(ctx: Rc<ShardCtx>, (partition, coordinator_epoch, plan): Marke
     let _ = ctx.shared.senders[shard].send(ShardMsg::Txn { partition, request: TxnRequest::Complete { plan } }).await;
 }
 
-/// Sends markers to another node's Kafka listener (WriteTxnMarkers v0); the error code of each
+/// Sends markers to another node's Kafka listener (WriteTxnMarkers v1); the error code of each
 /// partition.
 async fn remote_markers(ctx: &ShardCtx, node: i32, partitions: &[(String, i32)], marker: Marker) -> Vec<i16> {
     let unreachable = vec![ResponseError::NotLeaderOrFollower.code(); partitions.len()];
@@ -315,7 +318,7 @@ async fn remote_markers(ctx: &ShardCtx, node: i32, partitions: &[(String, i32)],
     let response = match call(&addr.to_string(), request).await {
         Ok(response) => response,
         Err(e) => {
-            tracing::debug!(node, error = %e, "writing transaction markers failed");
+            tracing::warn!(node, error = %e, "writing transaction markers on another node failed");
             return unreachable;
         }
     };
@@ -339,7 +342,7 @@ async fn call(addr: &str, request: WriteTxnMarkersRequest) -> anyhow::Result<Wri
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let frame = crate::client::encode_request(&request, 0, 1, "braid-txn-coordinator")?;
+        let frame = crate::client::encode_request(&request, 1, 1, "braid-txn-coordinator")?;
         stream.write_all(&frame).await?;
         let size = stream.read_i32().await?;
         if size < 4 || size as usize > crate::client::RESPONSE_MAX_BYTES {
@@ -347,7 +350,7 @@ async fn call(addr: &str, request: WriteTxnMarkersRequest) -> anyhow::Result<Wri
         }
         let mut body = vec![0u8; size as usize];
         stream.read_exact(&mut body).await?;
-        crate::client::decode_response::<WriteTxnMarkersRequest>(bytes::Bytes::from(body), 0, 1)
+        crate::client::decode_response::<WriteTxnMarkersRequest>(bytes::Bytes::from(body), 1, 1)
     };
     tokio::time::timeout(NODE_REQUEST_TIMEOUT, exchange).await?
 }
