@@ -113,8 +113,16 @@ pub struct Marker {
     pub coordinator_epoch: i32,
 }
 
-/// Markers a coordinator's leader must write, with its partition and epoch.
-pub type MarkerWork = (i32, i32, MarkerPlan);
+/// What a shard hands its transaction worker (the async side of transactions).
+#[derive(Debug)]
+pub enum TxnWork {
+    /// Markers a coordinator's leader must write: its `__transaction_state` partition and
+    /// epoch, and the transaction.
+    Markers(i32, i32, MarkerPlan),
+    /// A partition leader asks the coordinator of transactional id `id` whether the producer's
+    /// transaction holds `partition` (KIP-890), answered with [`ShardMsg::Verified`].
+    Verify { id: String, producer: (i64, i16), partition: (String, i32) },
+}
 
 /// Changes to topics; applied by shard 0's metadata store.
 #[derive(Debug, Clone)]
@@ -241,6 +249,8 @@ pub enum ShardMsg {
         partition: i32,
         records: Option<Bytes>,
         acks: i16,
+        /// The transactional id a transactional producer sends with its records.
+        transactional_id: Option<String>,
         reply: oneshot::Sender<ProduceOutcome>,
     },
     Fetch {
@@ -318,6 +328,14 @@ pub enum ShardMsg {
         partition: i32,
         marker: Marker,
         reply: oneshot::Sender<Code>,
+    },
+    /// A transactional producer's transaction holds this partition (0) or why not: its batches
+    /// waiting for the answer are appended or refused.
+    Verified {
+        topic: String,
+        partition: i32,
+        producer_id: i64,
+        error: Code,
     },
     /// For shard 0: a new producer id (InitProducerId).
     ProducerId {

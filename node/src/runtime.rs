@@ -338,8 +338,8 @@ async fn shard_main(
 
     tokio::task::spawn_local(publish(Arc::clone(&shared), publish_rx));
     let (markers_tx, markers_rx) = mpsc::unbounded_channel();
-    state.borrow_mut().set_marker_writer(markers_tx);
-    tokio::task::spawn_local(crate::kafka::handlers::txn::write_markers(Rc::clone(&ctx), markers_rx));
+    state.borrow_mut().set_txn_worker(markers_tx);
+    tokio::task::spawn_local(crate::kafka::handlers::txn::worker(Rc::clone(&ctx), markers_rx));
     if let (Some(listener), Some(outgoing), Some(net)) = (start.raft_listener, outgoing, shared.net.as_ref()) {
         spawn_raft_net(&ctx, net, listener, outgoing);
     }

@@ -96,3 +96,85 @@ fn consume_transform_produce_is_exactly_once_through_node_kills() {
     }
     python_ok("txn_process.py", &["check", &bootstrap, &count.to_string()]);
 }
+
+/// KIP-890 part 1: a transactional batch for a partition its transaction does not hold is
+/// refused (INVALID_TXN_STATE) and opens nothing; once AddPartitionsToTxn added the partition
+/// it is taken; after the commit, a late batch of the ended transaction is refused again, and
+/// the last stable offset (read_committed ListOffsets) is the log end.
+#[test]
+fn a_transactional_batch_is_taken_only_for_a_partition_its_transaction_holds() {
+    use braid_engine::log::batch;
+    use braid_node::client::Client;
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    let node = Node::start();
+    let out = node.cli(&["topic", "create", "verified", "--partitions", "1"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut client = Client::connect(&node.bootstrap()).unwrap();
+    let id = || TransactionalId(StrBytes::from_static_str("verifying"));
+    let (producer_id, epoch) = wait_for("a transactional producer id", || {
+        // As clients do: the coordinator first (its topic is created on the first request).
+        let mut find = FindCoordinatorRequest::default();
+        find.key = StrBytes::from_static_str("verifying");
+        find.key_type = 1;
+        client.call_version(find, 3).ok().filter(|r| r.error_code == 0)?;
+        let mut r = InitProducerIdRequest::default();
+        r.transactional_id = Some(id());
+        r.transaction_timeout_ms = 60_000;
+        let response = client.call_version(r, 3).ok()?;
+        (response.error_code == 0).then_some((response.producer_id, response.producer_epoch))
+    });
+    let mut produce = |seq: i32| {
+        let mut bytes = batch::build_batch(0, &[b"x"]);
+        batch::set_producer(&mut bytes, producer_id.0, epoch, braid_node::txn::TRANSACTIONAL_ATTRIBUTE, 0);
+        batch::set_base_sequence(&mut bytes, seq);
+        let mut data = PartitionProduceData::default();
+        data.records = Some(bytes.into());
+        let mut topic = TopicProduceData::default();
+        topic.name = TopicName(StrBytes::from_static_str("verified"));
+        topic.partition_data = vec![data];
+        let mut r = ProduceRequest::default();
+        r.transactional_id = Some(id());
+        r.acks = -1;
+        r.timeout_ms = 10_000;
+        r.topic_data = vec![topic];
+        client.call_version(r, 8).unwrap().responses[0].partition_responses[0].error_code
+    };
+    assert_eq!(produce(0), kafka_protocol::ResponseError::InvalidTxnState.code(), "not added to the transaction");
+    let mut client = Client::connect(&node.bootstrap()).unwrap();
+    let mut add = AddPartitionsToTxnRequest::default();
+    add.v3_and_below_transactional_id = id();
+    add.v3_and_below_producer_id = producer_id;
+    add.v3_and_below_producer_epoch = epoch;
+    let mut topic = AddPartitionsToTxnTopic::default();
+    topic.name = TopicName(StrBytes::from_static_str("verified"));
+    topic.partitions = vec![0];
+    add.v3_and_below_topics = vec![topic];
+    let added = client.call_version(add, 3).unwrap();
+    assert_eq!(added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code, 0);
+    drop(client);
+    assert_eq!(produce(0), 0, "added: taken");
+    let mut client = Client::connect(&node.bootstrap()).unwrap();
+    let mut end = EndTxnRequest::default();
+    end.transactional_id = id();
+    end.producer_id = producer_id;
+    end.producer_epoch = epoch;
+    end.committed = true;
+    assert_eq!(client.call_version(end, 3).unwrap().error_code, 0);
+    drop(client);
+    assert_eq!(produce(1), kafka_protocol::ResponseError::InvalidTxnState.code(), "the transaction ended");
+    let mut client = Client::connect(&node.bootstrap()).unwrap();
+    let mut offsets = ListOffsetsRequest::default();
+    offsets.isolation_level = 1;
+    let mut partition = ListOffsetsPartition::default();
+    partition.timestamp = -1;
+    let mut topic = ListOffsetsTopic::default();
+    topic.name = TopicName(StrBytes::from_static_str("verified"));
+    topic.partitions = vec![partition];
+    offsets.topics = vec![topic];
+    let latest = client.call_version(offsets, 5).unwrap().topics[0].partitions[0].offset;
+    assert_eq!(latest, 2, "the record and its commit marker are stable");
+}

@@ -247,6 +247,17 @@ pub fn set_producer(bytes: &mut [u8], producer_id: i64, epoch: i16, attributes: 
     bytes[CRC_POSITION..CRC_POSITION + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Sets a built batch's first sequence number, the CRC recomputed (tools and tests that write
+/// as an idempotent producer would).
+pub fn set_base_sequence(bytes: &mut [u8], base_sequence: i32) {
+    if bytes.len() < BATCH_HEADER_BYTES {
+        return;
+    }
+    bytes[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[CRC_COVERED_FROM..]);
+    bytes[CRC_POSITION..CRC_POSITION + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Builds a valid uncompressed batch whose records carry `values` (test data and tools).
 ///
 /// Record layout (varints are zig-zag): length, attributes(i8), timestampDelta, offsetDelta,

@@ -56,6 +56,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Notify};
 
+/// A produce held for its transaction's verification: records, acks, and who waits.
+type HeldProduce = (Option<Bytes>, i16, oneshot::Sender<ProduceOutcome>);
+
 /// Why a produce request's records are refused: the error code and a message.
 type ProduceRefusal = (ResponseError, String);
 
@@ -156,9 +159,12 @@ pub struct ShardState<S: NodeStorage = UringStorage> {
     journaled_at_start: HashMap<GroupId, HardState>,
     /// Partitions whose group is not quiet (or was not when last looked at): only these tick.
     awake: HashSet<(String, i32)>,
-    /// Markers the transaction coordinators led here must write, for the shard's marker writer
-    /// (none in the simulator: no marker is written there).
-    markers: Option<mpsc::UnboundedSender<crate::msg::MarkerWork>>,
+    /// The shard's transaction worker: markers the coordinators led here must write, and
+    /// verifications of transactional batches (none in the simulator: no transaction runs there).
+    markers: Option<mpsc::UnboundedSender<crate::msg::TxnWork>>,
+    /// Transactional produces waiting for their coordinator's verification, by partition and
+    /// producer id, in arrival order.
+    verifying: HashMap<(String, i32, i64), Vec<HeldProduce>>,
     /// Partitions of `__consumer_offsets` and `__transaction_state` here, whose coordinators'
     /// timers run every tick.
     coordinators: HashSet<(String, i32)>,
@@ -232,6 +238,7 @@ impl<S: NodeStorage> ShardState<S> {
             awake: HashSet::default(),
             coordinators: HashSet::default(),
             markers: None,
+            verifying: HashMap::default(),
             moving: Vec::new(),
             opening: Default::default(),
             opening_keys: HashMap::default(),
@@ -255,8 +262,8 @@ impl<S: NodeStorage> ShardState<S> {
         ))
     }
 
-    /// Where the transaction coordinators led here hand the markers they need written.
-    pub fn set_marker_writer(&mut self, markers: mpsc::UnboundedSender<crate::msg::MarkerWork>) {
+    /// Where the shard hands the work of transactions done off its thread.
+    pub fn set_txn_worker(&mut self, markers: mpsc::UnboundedSender<crate::msg::TxnWork>) {
         self.markers = Some(markers);
     }
 
@@ -272,8 +279,11 @@ impl<S: NodeStorage> ShardState<S> {
     /// Handles one message; returns false on shutdown.
     pub fn handle(&mut self, msg: ShardMsg) -> bool {
         match msg {
-            ShardMsg::Produce { topic, partition, records, acks, reply } => {
-                self.produce(topic, partition, records, acks, ProduceReply::Producer(reply))
+            ShardMsg::Produce { topic, partition, records, acks, transactional_id, reply } => {
+                self.produce_verified(topic, partition, records, acks, transactional_id, reply)
+            }
+            ShardMsg::Verified { topic, partition, producer_id, error } => {
+                self.verified((topic, partition), producer_id, error)
             }
             ShardMsg::Fetch { topic, partition, offset, max_bytes, current_leader_epoch, committed_only, reply } => {
                 let check = (current_leader_epoch, committed_only);

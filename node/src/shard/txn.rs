@@ -4,7 +4,7 @@
 //! leader's index of open and aborted transactions (the last stable offset).
 
 use super::*;
-use crate::msg::{Marker, MarkerWork, TxnInit, TxnRequest};
+use crate::msg::{Marker, TxnInit, TxnRequest, TxnWork};
 use crate::txn::{self, InitOutcome, TxnCoordinator, TxnIndex, TXN_TOPIC};
 
 impl<S: NodeStorage> ShardState<S> {
@@ -172,12 +172,69 @@ impl<S: NodeStorage> ShardState<S> {
         let plans = c.take_plans();
         let epoch = braid_engine::ids::leader_epoch(p.replica.raft.term());
         for plan in plans {
-            let work: MarkerWork = (key.1, epoch, plan);
-            if let Some(markers) = self.markers.as_ref() {
-                let _ = markers.send(work);
+            if let Some(worker) = self.markers.as_ref() {
+                let _ = worker.send(TxnWork::Markers(key.1, epoch, plan));
             }
         }
         self.write_records(key.clone(), records, now, ProduceReply::Nobody);
+    }
+}
+
+impl<S: NodeStorage> ShardState<S> {
+    /// A produce, with its transactional batch held back if its producer has no transaction
+    /// open on the partition yet: the coordinator must first say the partition was added to
+    /// the transaction (KIP-890 part 1), so a batch of a transaction that ended (a late retry,
+    /// a zombie) never opens a transaction no one will end. Batches of the same producer behind
+    /// it wait too, in order.
+    pub(super) fn produce_verified(
+        &mut self,
+        topic: String,
+        partition: i32,
+        records: Option<Bytes>,
+        acks: i16,
+        transactional_id: Option<String>,
+        reply: oneshot::Sender<ProduceOutcome>,
+    ) {
+        let first = records.as_deref().and_then(|r| BatchHeader::parse(r).ok());
+        let (Some(id), Some(h)) = (transactional_id, first.filter(txn::is_transactional)) else {
+            return self.produce(topic, partition, records, acks, ProduceReply::Producer(reply));
+        };
+        let parked = (topic, partition, h.producer_id);
+        if let Some(waiting) = self.verifying.get_mut(&parked) {
+            waiting.push((records, acks, reply));
+            return;
+        }
+        let key = (parked.0.clone(), partition);
+        let open = match self.partitions.get_mut(&key).filter(|p| p.replica.is_leader()) {
+            Some(p) => match txn_index(p) {
+                Ok(index) => index.is_open(h.producer_id),
+                Err(_) => true, // produce() answers the storage error
+            },
+            None => true, // produce() answers why not
+        };
+        let Some(worker) = self.markers.as_ref().filter(|_| !open) else {
+            return self.produce(key.0, partition, records, acks, ProduceReply::Producer(reply));
+        };
+        let work = TxnWork::Verify { id, producer: (h.producer_id, h.producer_epoch), partition: key };
+        if worker.send(work).is_err() {
+            let _ = reply.send(ProduceOutcome::failed(ResponseError::NotEnoughReplicas.code(), None));
+            return;
+        }
+        self.verifying.insert(parked, vec![(records, acks, reply)]);
+    }
+
+    /// The coordinator answered a verification: the batches held for it are appended in order,
+    /// or refused.
+    pub(super) fn verified(&mut self, (topic, partition): (String, i32), producer_id: i64, error: Code) {
+        let Some(waiting) = self.verifying.remove(&(topic.clone(), partition, producer_id)) else { return };
+        for (records, acks, reply) in waiting {
+            if error == 0 {
+                self.produce(topic.clone(), partition, records, acks, ProduceReply::Producer(reply));
+            } else {
+                let message = format!("the transaction coordinator did not verify partition {topic}-{partition}");
+                let _ = reply.send(ProduceOutcome::failed(error, Some(message)));
+            }
+        }
     }
 }
 

@@ -202,8 +202,14 @@ impl KafkaWorkload {
         let batch = batch::build_keyed_batch(1_700_000_000_000 + now as i64, &[(None, Some(value.as_bytes()))]);
         let (reply, answer) = oneshot::channel();
         let shard = owner_shard(TOPIC, partition, node.shared.senders.len());
-        let msg =
-            ShardMsg::Produce { topic: TOPIC.into(), partition, records: Some(Bytes::from(batch)), acks: -1, reply };
+        let msg = ShardMsg::Produce {
+            topic: TOPIC.into(),
+            partition,
+            records: Some(Bytes::from(batch)),
+            acks: -1,
+            transactional_id: None,
+            reply,
+        };
         if node.send(shard, msg) {
             super::trace(now, format_args!("partition {partition}: {value} to node {}", node.id));
             self.in_flight.push(Produce { partition, value, reply: answer });

@@ -38,6 +38,7 @@ pub async fn start(
     let timeout_ms = request.timeout_ms.max(0);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64);
     let valid_acks = matches!(acks, -1..=1);
+    let transactional_id = request.transactional_id.as_ref().map(|id| id.to_string());
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
@@ -56,6 +57,7 @@ pub async fn start(
                     partition: index,
                     records,
                     acks,
+                    transactional_id: transactional_id.clone(),
                     reply,
                 })
                 .await

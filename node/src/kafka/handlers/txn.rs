@@ -8,11 +8,12 @@
 use super::metadata::leader_of;
 use super::{new_producer_id, str_bytes};
 use crate::groups::{Committed, OFFSETS_TOPIC};
-use crate::msg::{GroupRequest, Marker, MarkerWork, ShardMsg, TxnInit, TxnRequest};
+use crate::msg::{GroupRequest, Marker, ShardMsg, TxnInit, TxnRequest, TxnWork};
 use crate::shared::{owner_shard, ShardCtx};
 use crate::txn::TXN_TOPIC;
+use kafka_protocol::messages::add_partitions_to_txn_request::{AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction};
 use kafka_protocol::messages::add_partitions_to_txn_response::{
-    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
 };
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
@@ -23,8 +24,8 @@ use kafka_protocol::messages::write_txn_markers_response::{
 };
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
-    EndTxnRequest, EndTxnResponse, InitProducerIdResponse, ProducerId, TopicName, TxnOffsetCommitRequest,
-    TxnOffsetCommitResponse, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+    EndTxnRequest, EndTxnResponse, InitProducerIdResponse, ProducerId, TopicName, TransactionalId,
+    TxnOffsetCommitRequest, TxnOffsetCommitResponse, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use kafka_protocol::ResponseError;
 use std::collections::BTreeMap;
@@ -98,19 +99,61 @@ async fn add(ctx: &ShardCtx, id: &str, producer: (i64, i16), partitions: Vec<(St
     }
 }
 
-pub async fn add_partitions(ctx: Rc<ShardCtx>, request: AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse {
-    let id = request.v3_and_below_transactional_id.0.to_string();
-    let producer = (request.v3_and_below_producer_id.0, request.v3_and_below_producer_epoch);
-    let wanted: Vec<(String, Vec<i32>)> =
-        request.v3_and_below_topics.iter().map(|t| (t.name.0.to_string(), t.partitions.clone())).collect();
+/// AddPartitionsToTxn: a client's (v0-v3, one transaction), or a node's (v4, several, each
+/// added or, verify_only, checked).
+pub async fn add_partitions(
+    ctx: Rc<ShardCtx>,
+    version: i16,
+    request: AddPartitionsToTxnRequest,
+) -> AddPartitionsToTxnResponse {
+    if version < 4 {
+        let id = request.v3_and_below_transactional_id.0.to_string();
+        let producer = (request.v3_and_below_producer_id.0, request.v3_and_below_producer_epoch);
+        let results = add_one(&ctx, &id, producer, &request.v3_and_below_topics, false).await;
+        let mut response = AddPartitionsToTxnResponse::default();
+        response.results_by_topic_v3_and_below = results;
+        return response;
+    }
+    let mut response = AddPartitionsToTxnResponse::default();
+    for txn in request.transactions {
+        let producer = (txn.producer_id.0, txn.producer_epoch);
+        let mut result = AddPartitionsToTxnResult::default();
+        result.topic_results = add_one(&ctx, &txn.transactional_id.0, producer, &txn.topics, txn.verify_only).await;
+        result.transactional_id = txn.transactional_id;
+        response.results_by_transaction.push(result);
+    }
+    response
+}
+
+/// One transaction's partitions added (or verified), with each partition's error code.
+async fn add_one(
+    ctx: &ShardCtx,
+    id: &str,
+    producer: (i64, i16),
+    topics: &[AddPartitionsToTxnTopic],
+    verify_only: bool,
+) -> Vec<AddPartitionsToTxnTopicResult> {
+    let wanted: Vec<(String, Vec<i32>)> = topics.iter().map(|t| (t.name.0.to_string(), t.partitions.clone())).collect();
     let unknown = wanted.iter().any(|(t, ps)| ps.iter().any(|p| !ctx.has_partition(t, *p)));
+    let partitions: Vec<(String, i32)> =
+        wanted.iter().flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p))).collect();
     let code = if unknown {
         ResponseError::OperationNotAttempted.code()
+    } else if verify_only {
+        // Every partition must be in the transaction: the first that is not answers for all.
+        let mut code = 0;
+        for partition in partitions {
+            let build = |reply| TxnRequest::Verify { id: id.to_owned(), producer, partition, reply };
+            code = ask(ctx, id, build).await.unwrap_or_else(not_coordinator);
+            if code != 0 {
+                break;
+            }
+        }
+        code
     } else {
-        let partitions = wanted.iter().flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p))).collect();
-        add(&ctx, &id, producer, partitions).await
+        add(ctx, id, producer, partitions).await
     };
-    let mut response = AddPartitionsToTxnResponse::default();
+    let mut results = Vec::new();
     for (topic, partitions) in wanted {
         let mut t = AddPartitionsToTxnTopicResult::default();
         for p in partitions {
@@ -123,9 +166,9 @@ pub async fn add_partitions(ctx: Rc<ShardCtx>, request: AddPartitionsToTxnReques
             t.results_by_partition.push(r);
         }
         t.name = TopicName(str_bytes(topic));
-        response.results_by_topic_v3_and_below.push(t);
+        results.push(t);
     }
-    response
+    results
 }
 
 pub async fn add_offsets(ctx: Rc<ShardCtx>, request: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
@@ -233,11 +276,78 @@ pub async fn write_txn_markers(ctx: Rc<ShardCtx>, request: WriteTxnMarkersReques
     response
 }
 
-/// The marker writer of a shard: every transaction its coordinators hand it is marked on its
-/// partitions, concurrently.
-pub async fn write_markers(ctx: Rc<ShardCtx>, mut work: mpsc::UnboundedReceiver<MarkerWork>) {
+/// The transaction worker of a shard: every transaction its coordinators hand it is marked on
+/// its partitions, and every verification its partition leaders ask for is asked of the
+/// coordinator, concurrently.
+pub async fn worker(ctx: Rc<ShardCtx>, mut work: mpsc::UnboundedReceiver<TxnWork>) {
     while let Some(work) = work.recv().await {
-        tokio::task::spawn_local(complete(Rc::clone(&ctx), work));
+        match work {
+            TxnWork::Markers(partition, epoch, plan) => {
+                tokio::task::spawn_local(complete(Rc::clone(&ctx), (partition, epoch, plan)));
+            }
+            TxnWork::Verify { id, producer, partition } => {
+                tokio::task::spawn_local(verify(Rc::clone(&ctx), id, producer, partition));
+            }
+        }
+    }
+}
+
+/// Asks the coordinator of `id` whether the producer's transaction holds `partition` (here, or
+/// with AddPartitionsToTxn v4 verify_only on another node) and tells the partition's shard.
+/// A coordinator that cannot answer now makes the produce fail NOT_ENOUGH_REPLICAS, which
+/// clients retry, as Kafka does.
+async fn verify(ctx: Rc<ShardCtx>, id: String, producer: (i64, i16), partition: (String, i32)) {
+    let me = ctx.shared.config.node_id;
+    let error = match leader_of(&ctx, 0, TXN_TOPIC, crate::txn::partition_for(&id)) {
+        Some((leader, _)) if leader == me => {
+            let build = |reply| TxnRequest::Verify { id: id.clone(), producer, partition: partition.clone(), reply };
+            ask(&ctx, &id, build).await.unwrap_or_else(not_coordinator)
+        }
+        Some((_, addr)) => remote_verify(&addr.to_string(), &id, producer, &partition).await,
+        None => not_coordinator(),
+    };
+    let retriable = [
+        ResponseError::NotCoordinator,
+        ResponseError::CoordinatorNotAvailable,
+        ResponseError::CoordinatorLoadInProgress,
+        ResponseError::ConcurrentTransactions,
+    ];
+    let error =
+        if retriable.iter().any(|e| e.code() == error) { ResponseError::NotEnoughReplicas.code() } else { error };
+    let shard = owner_shard(&partition.0, partition.1, ctx.shared.senders.len());
+    let (topic, partition) = partition;
+    let msg = ShardMsg::Verified { topic, partition, producer_id: producer.0, error };
+    let _ = ctx.shared.senders[shard].send(msg).await;
+}
+
+/// AddPartitionsToTxn v4 with verify_only to the coordinator on another node: its answer for
+/// the partition.
+async fn remote_verify(addr: &str, id: &str, producer: (i64, i16), partition: &(String, i32)) -> i16 {
+    let mut topic = AddPartitionsToTxnTopic::default();
+    topic.name = TopicName(str_bytes(partition.0.clone()));
+    topic.partitions = vec![partition.1];
+    let mut txn = AddPartitionsToTxnTransaction::default();
+    txn.transactional_id = TransactionalId(str_bytes(id.to_owned()));
+    txn.producer_id = ProducerId(producer.0);
+    txn.producer_epoch = producer.1;
+    txn.verify_only = true;
+    txn.topics = vec![topic];
+    let mut request = AddPartitionsToTxnRequest::default();
+    request.transactions = vec![txn];
+    match call(addr, request, 4).await {
+        Ok(response) if response.error_code != 0 => response.error_code,
+        Ok(response) => response
+            .results_by_transaction
+            .iter()
+            .flat_map(|t| &t.topic_results)
+            .flat_map(|t| &t.results_by_partition)
+            .map(|p| p.partition_error_code)
+            .next()
+            .unwrap_or_else(not_coordinator),
+        Err(e) => {
+            tracing::warn!(addr, error = %e, "verifying a transaction with its coordinator failed");
+            not_coordinator()
+        }
     }
 }
 
@@ -246,7 +356,7 @@ const MARKER_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 /// Writes a transaction's markers on every partition (retrying those whose leader is moving,
 /// for as long as this node coordinates the transaction), then completes it.
-async fn complete(ctx: Rc<ShardCtx>, (partition, coordinator_epoch, plan): MarkerWork) {
+async fn complete(ctx: Rc<ShardCtx>, (partition, coordinator_epoch, plan): (i32, i32, crate::txn::MarkerPlan)) {
     let me = ctx.shared.config.node_id;
     let marker = Marker { producer_id: plan.producer_id, epoch: plan.epoch, commit: plan.commit, coordinator_epoch };
     let mut left = plan.partitions.clone();
@@ -315,7 +425,7 @@ async fn remote_markers(ctx: &ShardCtx, node: i32, partitions: &[(String, i32)],
     }
     let mut request = WriteTxnMarkersRequest::default();
     request.markers.push(m);
-    let response = match call(&addr.to_string(), request).await {
+    let response = match call(&addr.to_string(), request, 1).await {
         Ok(response) => response,
         Err(e) => {
             tracing::warn!(node, error = %e, "writing transaction markers on another node failed");
@@ -336,13 +446,17 @@ async fn remote_markers(ctx: &ShardCtx, node: i32, partitions: &[(String, i32)],
 /// Time allowed for a request to another node.
 const NODE_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One WriteTxnMarkers request to another node, on a connection of its own.
-async fn call(addr: &str, request: WriteTxnMarkersRequest) -> anyhow::Result<WriteTxnMarkersResponse> {
+/// One request to another node, on a connection of its own.
+async fn call<R: kafka_protocol::protocol::Request>(
+    addr: &str,
+    request: R,
+    version: i16,
+) -> anyhow::Result<R::Response> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let frame = crate::client::encode_request(&request, 1, 1, "braid-txn-coordinator")?;
+        let frame = crate::client::encode_request(&request, version, 1, "braid-transactions")?;
         stream.write_all(&frame).await?;
         let size = stream.read_i32().await?;
         if size < 4 || size as usize > crate::client::RESPONSE_MAX_BYTES {
@@ -350,7 +464,7 @@ async fn call(addr: &str, request: WriteTxnMarkersRequest) -> anyhow::Result<Wri
         }
         let mut body = vec![0u8; size as usize];
         stream.read_exact(&mut body).await?;
-        crate::client::decode_response::<WriteTxnMarkersRequest>(bytes::Bytes::from(body), 1, 1)
+        crate::client::decode_response::<R>(bytes::Bytes::from(body), version, 1)
     };
     tokio::time::timeout(NODE_REQUEST_TIMEOUT, exchange).await?
 }
