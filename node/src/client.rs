@@ -161,15 +161,17 @@ impl Client {
         }
     }
 
-    /// A client connected to the coordinator of consumer group `group` (waiting up to 10 s
-    /// while the offsets topic is created or its partition elects a leader).
-    pub fn connect_to_coordinator(bootstrap: &str, group: &str) -> anyhow::Result<Self> {
+    /// A client connected to the coordinator of `key`, a consumer group (`key_type` 0) or a
+    /// transactional id (1), waiting up to 10 s while the internal topic is created or its
+    /// partition elects a leader.
+    pub fn connect_to_coordinator(bootstrap: &str, key_type: i8, group: &str) -> anyhow::Result<Self> {
         use kafka_protocol::messages::FindCoordinatorRequest;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             let mut client = Client::connect(bootstrap)?;
             let version = client.version_for::<FindCoordinatorRequest>()?;
             let mut request = FindCoordinatorRequest::default();
+            request.key_type = key_type;
             if version >= 4 {
                 request.coordinator_keys = vec![StrBytes::from_string(group.to_owned())];
             } else {
@@ -188,7 +190,7 @@ impl Client {
                 return client.move_to(&broker);
             }
             if std::time::Instant::now() >= deadline {
-                bail!("no coordinator for group {group} (error {error})");
+                bail!("no coordinator for {group} (error {error})");
             }
             std::thread::sleep(Duration::from_millis(200));
         }

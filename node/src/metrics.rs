@@ -89,6 +89,10 @@ pub struct PartitionStats {
     pub memory_bytes: usize,
     /// Its raft group is quiet (idle: no ticks, no heartbeats).
     pub quiet: bool,
+    /// On a leader that has read its transactions: those open, and how far the last stable
+    /// offset lags the high watermark (what read_committed consumers wait for).
+    pub open_transactions: usize,
+    pub last_stable_lag: i64,
 }
 
 /// One shard's figures: its partitions, and its memory by kind against its limits.
@@ -219,6 +223,10 @@ impl Metrics {
         per_partition(&mut out, partitions, "braid_log_end_offset", "Next offset of a partition's log.", |p| {
             p.log_end_offset
         });
+        let help = "Transactions open on a partition this node leads.";
+        per_partition(&mut out, partitions, "braid_open_transactions", help, |p| p.open_transactions as i64);
+        let help = "Offsets between a led partition's high watermark and its last stable offset.";
+        per_partition(&mut out, partitions, "braid_last_stable_offset_lag", help, |p| p.last_stable_lag);
         out
     }
 }

@@ -101,7 +101,7 @@ pub enum TxnRequest {
     /// The markers of a transaction are written.
     Complete { plan: MarkerPlan },
     /// Transactional ids coordinated here (ListTransactions, DescribeTransactions).
-    List { reply: oneshot::Sender<Vec<(String, TxnMeta)>> },
+    List { reply: oneshot::Sender<Result<Vec<(String, TxnMeta)>, Code>> },
 }
 
 /// A transaction marker for a partition (WriteTxnMarkers).

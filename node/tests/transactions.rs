@@ -178,3 +178,31 @@ fn a_transactional_batch_is_taken_only_for_a_partition_its_transaction_holds() {
     let latest = client.call_version(offsets, 5).unwrap().topics[0].partitions[0].offset;
     assert_eq!(latest, 2, "the record and its commit marker are stable");
 }
+
+/// A producer that dies with its transaction open: `braid txn list|describe` show it Ongoing
+/// with its partition, /metrics counts it open and the last stable offset lagging; the
+/// coordinator aborts it once its timeout passes, and the lag goes back to 0.
+#[test]
+fn an_abandoned_transaction_is_listed_then_aborted_at_its_timeout() {
+    let node = Node::start();
+    let out = node.cli(&["topic", "create", "abandoned", "--partitions", "1"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    python_ok("txn_open.py", &[&node.bootstrap(), "abandoned", "left-open", "3000"]);
+    let list = node.cli(&["txn", "list"], None);
+    let listed = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(listed.lines().any(|l| l.starts_with("left-open producer") && l.ends_with("Ongoing")), "{listed}");
+    let describe = node.cli(&["txn", "describe", "left-open"], None);
+    let described = String::from_utf8_lossy(&describe.stdout).into_owned();
+    assert!(described.contains("state Ongoing") && described.contains("  abandoned 0"), "{described}");
+    let metrics = node.http_get("/metrics");
+    assert!(metrics.contains("braid_open_transactions{topic=\"abandoned\",partition=\"0\"} 1"), "{metrics}");
+    assert!(metrics.contains("braid_last_stable_offset_lag{topic=\"abandoned\",partition=\"0\"} 1"));
+    wait_for("the coordinator to abort the transaction at its timeout", || {
+        let list = node.cli(&["txn", "list", "--state", "CompleteAbort"], None);
+        String::from_utf8_lossy(&list.stdout).contains("left-open").then_some(())
+    });
+    let metrics = node.http_get("/metrics");
+    assert!(metrics.contains("braid_last_stable_offset_lag{topic=\"abandoned\",partition=\"0\"} 0"), "{metrics}");
+    let unknown = node.cli(&["txn", "describe", "never-used"], None);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("TransactionalIdNotFound"));
+}

@@ -143,7 +143,7 @@ fn with_coordinator<T>(
 ) -> anyhow::Result<(Client, T)> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let mut client = Client::connect_to_coordinator(bootstrap, group)?;
+        let mut client = Client::connect_to_coordinator(bootstrap, 0, group)?;
         let (code, value) = call(&mut client)?;
         match code {
             0 => return Ok((client, value)),

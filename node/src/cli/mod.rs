@@ -7,6 +7,7 @@ mod cluster;
 mod group;
 mod records;
 mod topic;
+mod txn;
 mod zk;
 
 use crate::config::{NodeConfig, StartArgs};
@@ -67,6 +68,14 @@ pub enum Command {
         #[arg(long, global = true, env = "BRAID_BOOTSTRAP", default_value = "127.0.0.1:9092")]
         bootstrap: String,
     },
+    /// List transactional ids and their transactions' states, or describe one.
+    Txn {
+        #[command(subcommand)]
+        command: txn::TxnCommand,
+        /// Nodes' Kafka addresses, host:port,... (tried in turn until one answers).
+        #[arg(long, global = true, env = "BRAID_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
     /// Load generator: produce or consume as fast as asked, with throughput and latency
     /// percentiles (and JSON for scripts).
     Bench {
@@ -122,6 +131,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic { command, bootstrap } => topic::run(&bootstrap, command),
         Command::Cluster { command, bootstrap } => cluster::run(&bootstrap, command),
         Command::Group { command, bootstrap } => group::run(&bootstrap, command),
+        Command::Txn { command, bootstrap } => txn::run(&bootstrap, command),
         Command::Bench { command } => bench::run(command),
         Command::Zk { command, server } => zk::run(command, &server),
         Command::Produce(args) => records::produce(args),

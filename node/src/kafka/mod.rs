@@ -70,6 +70,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::EndTxn, 0, 3),
     (ApiKey::TxnOffsetCommit, 0, 3),
     (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
 ];
 
 /// The advertised range of an API key, if served.
@@ -119,6 +121,8 @@ pub fn api_name(api_key: i16) -> Option<&'static str> {
         ApiKey::EndTxn => "EndTxn",
         ApiKey::TxnOffsetCommit => "TxnOffsetCommit",
         ApiKey::WriteTxnMarkers => "WriteTxnMarkers",
+        ApiKey::DescribeTransactions => "DescribeTransactions",
+        ApiKey::ListTransactions => "ListTransactions",
         _ => "Other",
     })
 }
@@ -375,6 +379,8 @@ async fn dispatch(
         RequestKind::EndTxn(r) => reply.with(txn::end(c(), r)),
         RequestKind::TxnOffsetCommit(r) => reply.with(txn::offset_commit(c(), r)),
         RequestKind::WriteTxnMarkers(r) => reply.with(txn::write_txn_markers(c(), r)),
+        RequestKind::DescribeTransactions(r) => reply.with(txn::describe(c(), r)),
+        RequestKind::ListTransactions(r) => reply.with(txn::list(c(), r)),
         _ => return Ok(Some(Box::pin(std::future::ready(Some(unsupported_version(corr)))))),
     };
     Ok(Some(pending))

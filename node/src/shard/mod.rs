@@ -409,6 +409,11 @@ impl<S: NodeStorage> ShardState<S> {
                     segments: log.segment_count(),
                     memory_bytes,
                     quiet,
+                    open_transactions: p.txns.as_ref().map_or(0, |(_, i)| i.open().len()),
+                    last_stable_lag: p.txns.as_ref().map_or(0, |(_, i)| {
+                        let high_watermark = p.replica.raft.committed();
+                        high_watermark - i.last_stable(high_watermark)
+                    }),
                 }
             })
             .collect();

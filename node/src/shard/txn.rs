@@ -31,7 +31,7 @@ impl<S: NodeStorage> ShardState<S> {
                 }
                 TxnRequest::Complete { .. } => {}
                 TxnRequest::List { reply } => {
-                    let _ = reply.send(Vec::new());
+                    let _ = reply.send(Err(error));
                 }
             }
             return;
@@ -73,7 +73,7 @@ impl<S: NodeStorage> ShardState<S> {
             }
             TxnRequest::Complete { plan } => write(c.complete(&plan, now), ProduceReply::Nobody),
             TxnRequest::List { reply } => {
-                let _ = reply.send(c.list().into_iter().collect());
+                let _ = reply.send(Ok(c.list().into_iter().collect()));
                 return;
             }
         };

@@ -15,6 +15,10 @@ use kafka_protocol::messages::add_partitions_to_txn_request::{AddPartitionsToTxn
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
 };
+use kafka_protocol::messages::describe_transactions_response::{
+    TopicData as DescribedTopic, TransactionState as DescribedTransaction,
+};
+use kafka_protocol::messages::list_transactions_response::TransactionState as ListedTransaction;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
@@ -24,8 +28,9 @@ use kafka_protocol::messages::write_txn_markers_response::{
 };
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
-    EndTxnRequest, EndTxnResponse, InitProducerIdResponse, ProducerId, TopicName, TransactionalId,
-    TxnOffsetCommitRequest, TxnOffsetCommitResponse, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+    DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse, InitProducerIdResponse,
+    ListTransactionsRequest, ListTransactionsResponse, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use kafka_protocol::ResponseError;
 use std::collections::BTreeMap;
@@ -467,4 +472,87 @@ async fn call<R: kafka_protocol::protocol::Request>(
         crate::client::decode_response::<R>(bytes::Bytes::from(body), version, 1)
     };
     tokio::time::timeout(NODE_REQUEST_TIMEOUT, exchange).await?
+}
+
+/// Every transactional id this node coordinates, with its state (ListTransactions; the admin
+/// client asks every node). Filters: states, producer ids, running longer than (v1).
+pub async fn list(ctx: Rc<ShardCtx>, request: ListTransactionsRequest) -> ListTransactionsResponse {
+    let mut response = ListTransactionsResponse::default();
+    let known = [
+        "Empty",
+        "Ongoing",
+        "PrepareCommit",
+        "PrepareAbort",
+        "CompleteCommit",
+        "CompleteAbort",
+        "Dead",
+        "PrepareEpochFence",
+    ];
+    let states: Vec<String> = request.state_filters.iter().map(|s| s.to_string()).collect();
+    response.unknown_state_filters =
+        states.iter().filter(|s| !known.contains(&s.as_str())).map(|s| str_bytes(s.clone())).collect();
+    let now = ctx.shared.env.now_ms();
+    for partition in 0..crate::txn::TXN_PARTITIONS {
+        let shard = owner_shard(TXN_TOPIC, partition, ctx.shared.senders.len());
+        let (reply, answer) = oneshot::channel();
+        let msg = ShardMsg::Txn { partition, request: TxnRequest::List { reply } };
+        if ctx.shared.senders[shard].send(msg).await.is_err() {
+            continue;
+        }
+        let Ok(Ok(ids)) = answer.await else { continue };
+        for (id, m) in ids {
+            let state_ok = states.is_empty() || states.iter().any(|s| s == m.state.name());
+            let producer_ok = request.producer_id_filters.is_empty()
+                || request.producer_id_filters.iter().any(|p| p.0 == m.producer_id);
+            let running_ok =
+                request.duration_filter < 0 || (m.start_ms >= 0 && now - m.start_ms >= request.duration_filter);
+            if state_ok && producer_ok && running_ok {
+                let mut t = ListedTransaction::default();
+                t.transactional_id = TransactionalId(str_bytes(id));
+                t.producer_id = ProducerId(m.producer_id);
+                t.transaction_state = str_bytes(m.state.name().to_owned());
+                response.transaction_states.push(t);
+            }
+        }
+    }
+    response
+}
+
+/// The state of transactional ids this node coordinates (DescribeTransactions; others get
+/// NOT_COORDINATOR, TRANSACTIONAL_ID_NOT_FOUND if unknown).
+pub async fn describe(ctx: Rc<ShardCtx>, request: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
+    let mut response = DescribeTransactionsResponse::default();
+    for id in request.transactional_ids {
+        let mut d = DescribedTransaction::default();
+        d.producer_id = ProducerId(-1);
+        d.producer_epoch = -1;
+        d.transaction_start_time_ms = -1;
+        match ask(&ctx, &id.0, |reply| TxnRequest::List { reply }).await {
+            Some(Ok(ids)) => match ids.into_iter().find(|(i, _)| *i == id.0.as_str()) {
+                Some((_, m)) => {
+                    d.transaction_state = str_bytes(m.state.name().to_owned());
+                    d.transaction_timeout_ms = m.timeout_ms;
+                    d.transaction_start_time_ms = m.start_ms;
+                    d.producer_id = ProducerId(m.producer_id);
+                    d.producer_epoch = m.epoch;
+                    let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+                    for (topic, p) in m.partitions {
+                        by_topic.entry(topic).or_default().push(p);
+                    }
+                    for (topic, partitions) in by_topic {
+                        let mut t = DescribedTopic::default();
+                        t.topic = TopicName(str_bytes(topic));
+                        t.partitions = partitions;
+                        d.topics.push(t);
+                    }
+                }
+                None => d.error_code = ResponseError::TransactionalIdNotFound.code(),
+            },
+            Some(Err(code)) => d.error_code = code,
+            None => d.error_code = not_coordinator(),
+        }
+        d.transactional_id = id;
+        response.transaction_states.push(d);
+    }
+    response
 }
