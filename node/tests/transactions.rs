@@ -206,3 +206,31 @@ fn an_abandoned_transaction_is_listed_then_aborted_at_its_timeout() {
     let unknown = node.cli(&["txn", "describe", "never-used"], None);
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("TransactionalIdNotFound"));
 }
+
+/// `braid bench produce --transactional`: every batch in a committed transaction, none refused;
+/// read_committed sees them all.
+#[test]
+fn the_load_generator_produces_in_transactions() {
+    let node = Node::start();
+    let out = node.cli(
+        &[
+            "bench",
+            "produce",
+            "--topic",
+            "tx-bench",
+            "--messages",
+            "20000",
+            "--batch-records",
+            "100",
+            "--transactional",
+            "--commit-ms",
+            "20",
+        ],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("20000 records") && text.contains("errors 0"), "{text}");
+    assert!(text.contains("commit latency us"), "{text}");
+    python_ok("txn_count.py", &[&node.bootstrap(), "tx-bench", "20000"]);
+}

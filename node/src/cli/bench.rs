@@ -72,6 +72,16 @@ pub struct ProduceBench {
     /// Records per second in all (0: as fast as possible).
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// As an idempotent producer: a producer id per connection, sequence numbers per partition.
+    #[arg(long)]
+    idempotent: bool,
+    /// As a transactional producer (idempotent too): each connection a transactional id, its
+    /// partitions added to each transaction, committed every --commit-ms (all its requests
+    /// answered first); commit latency is reported besides request latency.
+    #[arg(long)]
+    transactional: bool,
+    #[arg(long, default_value_t = 100)]
+    commit_ms: u64,
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -196,12 +206,13 @@ impl Run {
     }
 
     /// Waits for the workers (the first failure is the run's), stops the progress line, prints
-    /// the summary (after `note`) and writes it, with `config`, as JSON to `json`.
+    /// the summary (after the note `note` gives once the workers are done, with its JSON under
+    /// "extra") and writes it, with `config`, as JSON to `json`.
     fn finish(
         self,
         what: &str,
         workers: Vec<std::thread::JoinHandle<anyhow::Result<()>>>,
-        note: Option<&str>,
+        note: impl FnOnce() -> (String, serde_json::Value),
         config: serde_json::Value,
         json: Option<&std::path::Path>,
     ) -> anyhow::Result<()> {
@@ -219,12 +230,14 @@ impl Run {
         }
         let h = self.latency.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
         let p = &self.progress;
-        if let Some(note) = note {
+        let (note, extra) = note();
+        if !note.is_empty() {
             println!("{note}");
         }
         let mut summary =
             summary(what, p.records.load(Relaxed), p.bytes.load(Relaxed), p.errors.load(Relaxed), elapsed, &h);
         summary["config"] = config;
+        summary["extra"] = extra;
         if let Some(path) = json {
             std::fs::write(path, serde_json::to_vec_pretty(&summary)?)?;
         }
@@ -330,6 +343,135 @@ impl Links {
         }
         Ok(Links { links, route })
     }
+
+    /// Waits for the answer to every request in flight.
+    fn drain(&mut self, local: &mut Histogram<u64>, progress: &Progress, record_size: usize) -> anyhow::Result<()> {
+        for l in &mut self.links {
+            while !l.sent_at.is_empty() {
+                l.receive(local, progress, record_size)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An idempotent or transactional producer's identity, and its transaction's state.
+struct Identity {
+    producer_id: i64,
+    epoch: i16,
+    /// Next sequence number by partition.
+    sequences: HashMap<i32, i32>,
+    /// Transactional: the id, a connection to its coordinator, and when the open transaction
+    /// began (None: none open).
+    txn: Option<(String, Client, Option<Instant>)>,
+}
+
+impl Identity {
+    /// A producer id from InitProducerId (from the transactional id's coordinator, if any).
+    fn init(bootstrap: &str, transactional_id: Option<String>) -> anyhow::Result<Identity> {
+        use kafka_protocol::messages::{InitProducerIdRequest, TransactionalId};
+        let mut client = match &transactional_id {
+            Some(id) => Client::connect_to_coordinator(bootstrap, 1, id)?,
+            None => Client::connect(bootstrap)?,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut request = InitProducerIdRequest::default();
+            request.transactional_id = transactional_id.clone().map(|id| TransactionalId(StrBytes::from_string(id)));
+            request.transaction_timeout_ms = 60_000;
+            let response = client.call_version(request, 3)?;
+            if response.error_code == 0 {
+                let txn = transactional_id.map(|id| (id, client, None));
+                let (producer_id, epoch) = (response.producer_id.0, response.producer_epoch);
+                return Ok(Identity { producer_id, epoch, sequences: HashMap::new(), txn });
+            }
+            if Instant::now() > deadline {
+                bail!("InitProducerId: error {}", response.error_code);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stamps a batch as this producer's next one for `partition`.
+    fn stamp(&mut self, batch: &mut [u8], partition: i32, records: usize) {
+        use braid_engine::log::batch;
+        let attributes = if self.txn.is_some() { crate::txn::TRANSACTIONAL_ATTRIBUTE } else { 0 };
+        let timestamp = BatchHeader::parse(batch).map_or(0, |h| h.base_timestamp);
+        batch::set_producer(batch, self.producer_id, self.epoch, attributes, timestamp);
+        let sequence = self.sequences.entry(partition).or_insert(0);
+        batch::set_base_sequence(batch, *sequence);
+        *sequence = sequence.wrapping_add(records as i32) & i32::MAX;
+    }
+
+    /// Transactional: opens a transaction holding `partitions` if none is open.
+    fn begin(&mut self, topic: &str, partitions: &[i32]) -> anyhow::Result<()> {
+        use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+        use kafka_protocol::messages::{AddPartitionsToTxnRequest, ProducerId, TransactionalId};
+        let (producer_id, epoch) = (self.producer_id, self.epoch);
+        let Some((id, client, started @ None)) = self.txn.as_mut() else { return Ok(()) };
+        let mut t = AddPartitionsToTxnTopic::default();
+        t.name = name(topic);
+        t.partitions = partitions.to_vec();
+        let mut request = AddPartitionsToTxnRequest::default();
+        request.v3_and_below_transactional_id = TransactionalId(StrBytes::from_string(id.clone()));
+        request.v3_and_below_producer_id = ProducerId(producer_id);
+        request.v3_and_below_producer_epoch = epoch;
+        request.v3_and_below_topics = vec![t];
+        let response = client.call_version(request, 3)?;
+        let errors = response.results_by_topic_v3_and_below.iter().flat_map(|t| &t.results_by_partition);
+        if let Some(e) = errors.map(|p| p.partition_error_code).find(|&e| e != 0) {
+            bail!("AddPartitionsToTxn: error {e}");
+        }
+        *started = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Transactional: true once the open transaction has lasted `commit_ms`.
+    fn due(&self, commit_ms: u64) -> bool {
+        matches!(&self.txn, Some((_, _, Some(at))) if at.elapsed() >= Duration::from_millis(commit_ms))
+    }
+
+    /// Transactional: commits the open transaction (every request answered first); its
+    /// latency goes into `commits`.
+    fn commit(&mut self, commits: &mut Histogram<u64>) -> anyhow::Result<()> {
+        use kafka_protocol::messages::{EndTxnRequest, ProducerId, TransactionalId};
+        let (producer_id, epoch) = (self.producer_id, self.epoch);
+        let Some((id, client, started @ Some(_))) = self.txn.as_mut() else { return Ok(()) };
+        let mut request = EndTxnRequest::default();
+        request.transactional_id = TransactionalId(StrBytes::from_string(id.clone()));
+        request.producer_id = ProducerId(producer_id);
+        request.producer_epoch = epoch;
+        request.committed = true;
+        let at = Instant::now();
+        let response = client.call_version(request, 3)?;
+        if response.error_code != 0 {
+            bail!("EndTxn: error {}", response.error_code);
+        }
+        commits.saturating_record(at.elapsed().as_micros() as u64);
+        *started = None;
+        Ok(())
+    }
+}
+
+/// A batch as the producer's next (stamped with its identity, if it has one), to send.
+fn stamp(identity: Option<&mut Identity>, batch: &mut [u8], partition: i32, count: usize) -> bytes::Bytes {
+    if let Some(identity) = identity {
+        identity.stamp(batch, partition, count);
+    }
+    bytes::Bytes::copy_from_slice(batch)
+}
+
+/// The commit latency line and its JSON (nothing unless transactional).
+fn commit_summary(transactional: bool, commit_latency: &Mutex<Histogram<u64>>) -> (String, serde_json::Value) {
+    if !transactional {
+        return (String::new(), serde_json::Value::Null);
+    }
+    let h = commit_latency.lock().map(|h| h.clone()).unwrap_or_else(|_| histogram());
+    let q = |x: f64| if h.is_empty() { 0 } else { h.value_at_quantile(x) };
+    let (p50, p90, p99, p999, max, n) = (q(0.5), q(0.9), q(0.99), q(0.999), h.max(), h.len());
+    let line = format!("commit latency us: p50 {p50} p90 {p90} p99 {p99} p999 {p999} max {max} ({n} commits)");
+    let json = serde_json::json!({"commit_latency_us": {"p50": p50, "p90": p90, "p99": p99, "p999": p999, "max": max, "commits": n}});
+    (line, json)
 }
 
 pub fn produce(args: ProduceBench) -> anyhow::Result<()> {
@@ -341,12 +483,14 @@ pub fn produce(args: ProduceBench) -> anyhow::Result<()> {
     let run = Run::start(args.seconds);
     let (progress, latency, started, deadline) = (&run.progress, &run.latency, run.started, run.deadline);
     let per_producer = if args.messages > 0 { args.messages.div_ceil(args.producers as u64) } else { u64::MAX };
+    let commit_latency = Arc::new(Mutex::new(histogram()));
     let rate = args.rate as f64 / args.producers as f64;
     let args = Arc::new(args);
     let workers: Vec<_> = (0..args.producers)
         .map(|i| {
             let (args, progress, latency, value) =
                 (Arc::clone(&args), Arc::clone(progress), Arc::clone(latency), value.clone());
+            let commit_latency = Arc::clone(&commit_latency);
             std::thread::spawn(move || -> anyhow::Result<()> {
                 // This producer's partitions (i, i + producers, ...; or partition i mod the
                 // count when there are more producers), each batch to the next of them, on one
@@ -357,7 +501,12 @@ pub fn produce(args: ProduceBench) -> anyhow::Result<()> {
                     vec![(i as i32) % partitions]
                 };
                 let mut links = Links::connect(&args.bootstrap, &args.topic, &mine)?;
+                let transactional_id = args.transactional.then(|| format!("bench-{}-{i}", std::process::id()));
+                let mut identity = (args.idempotent || args.transactional)
+                    .then(|| Identity::init(&args.bootstrap, transactional_id))
+                    .transpose()?;
                 let mut local = histogram();
+                let mut commits = histogram();
                 let mut sent = 0u64;
                 let mut template = build_batch(crate::process::now_ms(), &vec![&value[..]; args.batch_records]);
                 let mut next = 0usize;
@@ -371,6 +520,13 @@ pub fn produce(args: ProduceBench) -> anyhow::Result<()> {
                     let (partition, link) = (mine[next % mine.len()], links.route[next % mine.len()]);
                     next += 1;
                     let count = (args.batch_records as u64).min(per_producer - sent) as usize;
+                    if let Some(identity) = identity.as_mut() {
+                        if identity.due(args.commit_ms) {
+                            links.drain(&mut local, &progress, args.record_size)?;
+                            identity.commit(&mut commits)?;
+                        }
+                        identity.begin(&args.topic, &mine)?;
+                    }
                     let mut data = PartitionProduceData::default();
                     data.index = partition;
                     data.records = Some(if count == args.batch_records {
@@ -378,14 +534,19 @@ pub fn produce(args: ProduceBench) -> anyhow::Result<()> {
                         // timestamps (and so its CRC) change. Building each one anew took most
                         // of the load generator's CPU.
                         restamp_time(&mut template, crate::process::now_ms());
-                        bytes::Bytes::copy_from_slice(&template)
+                        stamp(identity.as_mut(), &mut template, partition, count)
                     } else {
-                        build_batch(crate::process::now_ms(), &vec![&value[..]; count]).into()
+                        let mut batch = build_batch(crate::process::now_ms(), &vec![&value[..]; count]);
+                        stamp(identity.as_mut(), &mut batch, partition, count)
                     });
                     let mut topic = TopicProduceData::default();
                     topic.name = name(&args.topic);
                     topic.partition_data = vec![data];
                     let mut request = ProduceRequest::default();
+                    request.transactional_id = identity
+                        .as_ref()
+                        .and_then(|i| i.txn.as_ref())
+                        .map(|(id, _, _)| kafka_protocol::messages::TransactionalId(StrBytes::from_string(id.clone())));
                     request.acks = args.acks;
                     request.timeout_ms = 30_000;
                     request.topic_data = vec![topic];
@@ -402,12 +563,12 @@ pub fn produce(args: ProduceBench) -> anyhow::Result<()> {
                         l.receive(&mut local, &progress, args.record_size)?;
                     }
                 }
-                for l in &mut links.links {
-                    while !l.sent_at.is_empty() {
-                        l.receive(&mut local, &progress, args.record_size)?;
-                    }
+                links.drain(&mut local, &progress, args.record_size)?;
+                if let Some(identity) = identity.as_mut() {
+                    identity.commit(&mut commits)?;
                 }
                 latency.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.add(&local)?;
+                commit_latency.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.add(&commits)?;
                 Ok(())
             })
         })
@@ -415,9 +576,12 @@ pub fn produce(args: ProduceBench) -> anyhow::Result<()> {
     let config = serde_json::json!({
         "topic": args.topic, "partitions": partitions, "record_size": args.record_size,
         "batch_records": args.batch_records, "acks": args.acks, "producers": args.producers,
-        "in_flight": args.in_flight, "rate": args.rate,
+        "in_flight": args.in_flight, "rate": args.rate, "idempotent": args.idempotent,
+        "transactional": args.transactional, "commit_ms": args.commit_ms,
     });
-    run.finish("produce", workers, None, config, args.json.as_deref())
+    let transactional = args.transactional;
+    let commits = move || commit_summary(transactional, &commit_latency);
+    run.finish("produce", workers, commits, config, args.json.as_deref())
 }
 
 pub fn consume(args: ConsumeBench) -> anyhow::Result<()> {
@@ -492,7 +656,7 @@ pub fn consume(args: ConsumeBench) -> anyhow::Result<()> {
         .collect();
     let note = "end-to-end latency: now minus each batch's first timestamp (ms resolution)";
     let config = serde_json::json!({"topic": args.topic, "partitions": partitions, "fetch_bytes": args.fetch_bytes});
-    run.finish("consume", workers, Some(note), config, args.json.as_deref())
+    run.finish("consume", workers, || (note.to_owned(), serde_json::Value::Null), config, args.json.as_deref())
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {

@@ -168,6 +168,8 @@ impl<S: NodeStorage> ShardState<S> {
         }
         if let Some(coordinator) = p.txn_coordinator.as_mut() {
             apply_txn_records(coordinator, p.replica.raft.log(), committed);
+            // Markers of transactions just prepared are written at once, not at the next tick.
+            txn::hand_over_plans(&key, p, self.markers.as_ref());
         }
         let log_start_offset = p.log_start();
         let (term, leading) = (p.replica.raft.term(), p.replica.is_leader());

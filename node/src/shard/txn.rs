@@ -169,13 +169,7 @@ impl<S: NodeStorage> ShardState<S> {
         }
         let Some(c) = p.txn_coordinator.as_mut() else { return };
         let records = c.tick(now);
-        let plans = c.take_plans();
-        let epoch = braid_engine::ids::leader_epoch(p.replica.raft.term());
-        for plan in plans {
-            if let Some(worker) = self.markers.as_ref() {
-                let _ = worker.send(TxnWork::Markers(key.1, epoch, plan));
-            }
-        }
+        hand_over_plans(key, p, self.markers.as_ref());
         self.write_records(key.clone(), records, now, ProduceReply::Nobody);
     }
 }
@@ -235,6 +229,22 @@ impl<S: NodeStorage> ShardState<S> {
                 let _ = reply.send(ProduceOutcome::failed(error, Some(message)));
             }
         }
+    }
+}
+
+/// A coordinator that leads and has loaded hands the markers now due to the shard's worker.
+pub(super) fn hand_over_plans<S: NodeStorage>(
+    key: &(String, i32),
+    p: &mut Partition<S>,
+    worker: Option<&mpsc::UnboundedSender<TxnWork>>,
+) {
+    if !p.replica.is_leader() || txn_loading(p) {
+        return;
+    }
+    let epoch = braid_engine::ids::leader_epoch(p.replica.raft.term());
+    let (Some(c), Some(worker)) = (p.txn_coordinator.as_mut(), worker) else { return };
+    for plan in c.take_plans() {
+        let _ = worker.send(TxnWork::Markers(key.1, epoch, plan));
     }
 }
 
