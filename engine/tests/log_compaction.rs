@@ -134,3 +134,52 @@ fn compaction_leaves_segments_younger_than_the_lag() {
     assert!(after.len() < before, "old segments compacted: {} of {before} left", after.len());
     assert!(recent >= 140, "records younger than the lag are kept: {recent} of 150");
 }
+
+/// Transactions through compaction, as Kafka's cleaner keeps them: an aborted transaction's
+/// record is removed and never counts as its key's newest (the committed value stays), markers
+/// stay, and nothing at or past a transaction still open is cleaned.
+#[test]
+fn compaction_removes_aborted_records_and_stops_at_an_open_transaction() {
+    use braid_engine::log::batch::{
+        build_control_batch_with_value, set_producer, CONTROL_ATTRIBUTE, TRANSACTIONAL_ATTRIBUTE,
+    };
+    let disk = SimStorage::new(11, SimFaults::default());
+    let (mut log, _) = Log::open(disk, Path::new("/data/txn-compact"), config()).unwrap();
+    let txn = |log: &mut Log<SimStorage>, producer: i64, key: &[u8], value: &[u8]| {
+        let mut b = build_keyed_batch(0, &[(Some(key), Some(value))]);
+        set_producer(&mut b, producer, 0, TRANSACTIONAL_ATTRIBUTE, 0);
+        log.append(&b, 1).unwrap().base_offset
+    };
+    let marker = |log: &mut Log<SimStorage>, producer: i64, commit: bool| {
+        let mut b = build_control_batch_with_value(&[0, 0, 0, u8::from(commit)], Some(&[0, 0, 0, 0, 0, 0]));
+        set_producer(&mut b, producer, 0, CONTROL_ATTRIBUTE | TRANSACTIONAL_ATTRIBUTE, 0);
+        log.append(&b, 1).unwrap();
+    };
+    let filler = |log: &mut Log<SimStorage>, n: usize| {
+        for i in 0..n {
+            let key = format!("f{}", i % 10);
+            log.append(&build_keyed_batch(0, &[(Some(key.as_bytes()), Some(b"filler"))]), 1).unwrap();
+        }
+    };
+    txn(&mut log, 5, b"a", b"committed");
+    marker(&mut log, 5, true);
+    let aborted_at = txn(&mut log, 6, b"a", b"aborted");
+    marker(&mut log, 6, false);
+    filler(&mut log, 200);
+    let open_at = txn(&mut log, 7, b"b", b"open");
+    filler(&mut log, 200);
+    log.flush().unwrap();
+    let end = log.log_end_offset();
+    log.compact(10_000, end).unwrap();
+    let after = read_all(&log);
+    let value_of = |key: &[u8]| after.values().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect::<Vec<_>>();
+    assert_eq!(value_of(b"a"), vec![Some(b"committed".to_vec())], "the aborted record is gone, the committed stays");
+    assert!(!after.contains_key(&aborted_at));
+    assert_eq!(value_of(&[0, 0, 0, 1]).len(), 1, "the commit marker stays");
+    assert_eq!(value_of(&[0, 0, 0, 0]).len(), 1, "the abort marker stays");
+    assert_eq!(value_of(b"b"), vec![Some(b"open".to_vec())]);
+    let before_open = after.range(..open_at).filter(|(_, (k, _))| k.starts_with(b"f")).count();
+    let past_open = after.range(open_at..).filter(|(_, (k, _))| k.starts_with(b"f")).count();
+    assert!(before_open < 200, "below the open transaction, compacted: {before_open} left");
+    assert_eq!(past_open, 200, "at and past the open transaction, nothing cleaned");
+}

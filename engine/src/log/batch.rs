@@ -375,6 +375,18 @@ pub fn retain_records(batch: &[u8], keep: &[std::ops::Range<usize>]) -> Vec<u8> 
 
 /// Attributes bit marking a control batch.
 pub const CONTROL_ATTRIBUTE: i16 = 0x20;
+/// Attributes bit marking a transactional batch.
+pub const TRANSACTIONAL_ATTRIBUTE: i16 = 0x10;
+/// Control record types (the key's second field) of transaction markers.
+pub const ABORT_MARKER: i16 = 0;
+pub const COMMIT_MARKER: i16 = 1;
+
+/// The type of a transaction marker batch (None: not a marker, or unreadable).
+pub fn marker_type(bytes: &[u8]) -> Option<i16> {
+    let record = records(bytes).ok()?.into_iter().next()?;
+    let key = record.key?;
+    (key.len() >= 4).then(|| i16::from_be_bytes([key[2], key[3]])).filter(|t| *t == ABORT_MARKER || *t == COMMIT_MARKER)
+}
 
 /// One record of an uncompressed batch.
 #[derive(Debug, Clone, PartialEq, Eq)]

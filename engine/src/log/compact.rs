@@ -18,14 +18,50 @@ fn for_each_batch<F: StorageFile>(segment: &Segment<F>, mut f: impl FnMut(&[u8],
     Ok(())
 }
 
+/// The transactions in the batches below a limit: each producer's aborted ones (first offset,
+/// marker offset), and where the first one still open there begins.
+#[derive(Default)]
+struct Transactions {
+    aborted: crate::hash::HashMap<i64, Vec<(i64, i64)>>,
+    open: crate::hash::HashMap<i64, i64>,
+}
+
+impl Transactions {
+    fn take(&mut self, bytes: &[u8], header: &BatchHeader) {
+        if header.attributes & batch::TRANSACTIONAL_ATTRIBUTE == 0 || header.producer_id < 0 {
+            return;
+        }
+        if header.attributes & batch::CONTROL_ATTRIBUTE == 0 {
+            self.open.entry(header.producer_id).or_insert(header.base_offset);
+            return;
+        }
+        let Some(first) = self.open.remove(&header.producer_id) else { return };
+        if batch::marker_type(bytes) == Some(batch::ABORT_MARKER) {
+            self.aborted.entry(header.producer_id).or_default().push((first, header.base_offset));
+        }
+    }
+
+    /// True if the batch's records belong to an aborted transaction.
+    fn aborted(&self, header: &BatchHeader) -> bool {
+        header.attributes & batch::TRANSACTIONAL_ATTRIBUTE != 0
+            && header.attributes & batch::CONTROL_ATTRIBUTE == 0
+            && self.aborted.get(&header.producer_id).is_some_and(|ranges| {
+                ranges.iter().any(|&(first, marker)| (first..marker).contains(&header.base_offset))
+            })
+    }
+}
+
 impl<S: Storage> Log<S> {
     /// Compaction (cleanup.policy=compact): in the sealed segments wholly below `limit_offset`
     /// (the commit point), keeps only the newest record of each key, as of everything below
     /// `limit_offset`, and drops tombstones (null values) older than `delete.retention.ms`.
     /// Offsets never change: a batch keeps its offset range even with no record left, so
     /// positions and terms stay where raft expects them. Compressed batches are kept whole
-    /// (their records are not read here). A rewritten segment goes to a `.log.cleaned` file,
-    /// synced, then renamed over the segment, whose indexes are rebuilt.
+    /// (their records are not read here). Transactions keep their meaning (as Kafka's cleaner):
+    /// nothing at or past the first transaction still open is cleaned, the records of aborted
+    /// transactions are removed and never count as a key's newest, and markers stay. A
+    /// rewritten segment goes to a `.log.cleaned` file, synced, then renamed over the segment,
+    /// whose indexes are rebuilt.
     pub fn compact(&mut self, now_ms: i64, limit_offset: i64) -> Result<CompactionOutcome, LogError> {
         self.check_usable()?;
         let result = self.compact_inner(now_ms, limit_offset);
@@ -34,7 +70,22 @@ impl<S: Storage> Log<S> {
 
     fn compact_inner(&mut self, now_ms: i64, limit_offset: i64) -> Result<CompactionOutcome, LogError> {
         let mut outcome = CompactionOutcome::default();
-        let limit = limit_offset.min(self.written_offset);
+        let mut limit = limit_offset.min(self.written_offset);
+        let mut txns = Transactions::default();
+        for segment in &self.segments {
+            if segment.base_offset >= limit {
+                break;
+            }
+            for_each_batch(segment, |bytes, header| {
+                if header.next_offset() <= limit {
+                    txns.take(bytes, header);
+                }
+            })
+            .map_err(io_context(|| format!("reading {}", segment.path.display())))?;
+        }
+        if let Some(&first_open) = txns.open.values().min() {
+            limit = limit.min(first_open);
+        }
         // Sealed segments whose every offset lies below the limit, up to the first holding a
         // record younger than min.compaction.lag.ms.
         let lag = self.config.min_compaction_lag_ms;
@@ -54,7 +105,10 @@ impl<S: Storage> Log<S> {
                 break;
             }
             for_each_batch(segment, |bytes, header| {
-                if header.next_offset() > limit || header.attributes & batch::CONTROL_ATTRIBUTE != 0 {
+                if header.next_offset() > limit
+                    || header.attributes & batch::CONTROL_ATTRIBUTE != 0
+                    || txns.aborted(header)
+                {
                     return;
                 }
                 for record in batch::records(bytes).unwrap_or_default() {
@@ -79,8 +133,10 @@ impl<S: Storage> Log<S> {
                     cleaned.extend_from_slice(bytes);
                     return;
                 };
+                let aborted = txns.aborted(header);
                 let keep: Vec<std::ops::Range<usize>> = records
                     .iter()
+                    .filter(|_| !aborted)
                     .filter(|r| match r.key {
                         None => true,
                         Some(key) => {

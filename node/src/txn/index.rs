@@ -11,11 +11,10 @@
 use braid_engine::hash::HashMap;
 use braid_engine::log::batch::{self, BatchHeader};
 
+pub use batch::{marker_type, TRANSACTIONAL_ATTRIBUTE};
 /// Control record types (the key's second field) of transaction markers.
-pub const ABORT: i16 = 0;
-pub const COMMIT: i16 = 1;
-/// Attributes bit of a transactional batch.
-pub const TRANSACTIONAL_ATTRIBUTE: i16 = 0x10;
+pub const ABORT: i16 = batch::ABORT_MARKER;
+pub const COMMIT: i16 = batch::COMMIT_MARKER;
 
 /// An aborted transaction on this partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,13 +36,6 @@ pub struct TxnIndex {
 /// True if a batch with these attributes is transactional.
 pub fn is_transactional(h: &BatchHeader) -> bool {
     h.attributes & TRANSACTIONAL_ATTRIBUTE != 0 && h.producer_id >= 0
-}
-
-/// The marker type of a control batch (None: not a transaction marker, or unreadable).
-pub fn marker_type(bytes: &[u8]) -> Option<i16> {
-    let record = batch::records(bytes).ok()?.into_iter().next()?;
-    let key = record.key?;
-    (key.len() >= 4).then(|| i16::from_be_bytes([key[2], key[3]])).filter(|t| *t == ABORT || *t == COMMIT)
 }
 
 /// A transaction marker: a control batch of one record, of `producer_id` at `epoch`; the key is
