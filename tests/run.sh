@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test on a Debian or Ubuntu machine, installing first what the black-box tests
 # drive and is not installed yet: kcat, Debian's zookeeper (zkCli.sh, with a Java runtime) and
-# zookeeper-bin (the cli_mt C client), fio (perf/ scripts), and pinned Python clients. Uses
+# zookeeper-bin (the cli_mt C client), fio (perf/ scripts), pinned Python clients, and a
+# virtualenv (target/quix-venv) with quixstreams, whose confluent-kafka pin differs. Uses
 # sudo when not root. Extra arguments go to `cargo test --workspace --no-fail-fast`, e.g.
 # `tests/run.sh -- listener` runs only the tests whose names contain "listener".
 set -euo pipefail
@@ -28,6 +29,9 @@ for package in "${APT_PACKAGES[@]}"; do
 done
 if ! python3 -m pip --version >/dev/null 2>&1; then
   missing_apt+=(python3-pip)
+fi
+if ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+  missing_apt+=(python3-venv)
 fi
 if [ "${#missing_apt[@]}" -gt 0 ]; then
   echo "installing ${missing_apt[*]}"
@@ -61,6 +65,17 @@ if [ "${#missing_python[@]}" -gt 0 ]; then
   fi
   python3 -m pip install "${pip_args[@]}" "${missing_python[@]}"
 fi
+
+# quixstreams pins confluent-kafka below the version the other tests use: its own virtualenv.
+QUIX_PINNED=3.28.1
+quix_python=target/quix-venv/bin/python
+if [ "$("$quix_python" -c 'import quixstreams; print(quixstreams.__version__)' 2>/dev/null)" != "$QUIX_PINNED" ]; then
+  echo "installing quixstreams==$QUIX_PINNED in target/quix-venv"
+  rm -rf target/quix-venv
+  python3 -m venv target/quix-venv
+  target/quix-venv/bin/python -m pip install --quiet --disable-pip-version-check "quixstreams==$QUIX_PINNED"
+fi
+export BRAID_QUIX_PYTHON="$PWD/$quix_python"
 
 kcat -V | head -1
 python3 -c 'import confluent_kafka, kafka, aiokafka; print("confluent-kafka", confluent_kafka.version()[0], "kafka-python", kafka.__version__, "aiokafka", aiokafka.__version__)'

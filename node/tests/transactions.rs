@@ -234,3 +234,46 @@ fn the_load_generator_produces_in_transactions() {
     assert!(text.contains("commit latency us"), "{text}");
     python_ok("txn_count.py", &[&node.bootstrap(), "tx-bench", "20000"]);
 }
+
+/// A quixstreams application in exactly-once mode with a windowed count per key (state in
+/// RocksDB and its changelog topic), killed with SIGKILL mid-stream and started again: the
+/// final counts are exact. quixstreams runs from its own virtualenv (tests/run.sh makes it,
+/// BRAID_QUIX_PYTHON names its interpreter).
+#[test]
+fn a_quixstreams_exactly_once_count_survives_sigkill() {
+    let quix = std::env::var("BRAID_QUIX_PYTHON")
+        .unwrap_or_else(|_| repo_root().join("target/quix-venv/bin/python").display().to_string());
+    assert!(
+        std::path::Path::new(&quix).exists(),
+        "no quixstreams interpreter at {quix}: run tests/run.sh once (it makes target/quix-venv)"
+    );
+    let node = Node::start();
+    let bootstrap = node.bootstrap();
+    let count = "60000";
+    python_ok("quix_eos.py", &["prepare", &bootstrap, count]);
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().display().to_string();
+    let script = repo_root().join("tests/clients/quix_eos.py");
+    let mut app = std::process::Command::new(&quix)
+        .arg(&script)
+        .args(["run", &bootstrap, &state_dir, "120"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("quixstreams python");
+    // Killed once it has written some counts (mid-stream, with state and a transaction open).
+    wait_for("the application's first counts", || {
+        let metrics = node.http_get("/metrics");
+        let written: i64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("braid_log_end_offset{topic=\"quix-counts\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
+            .sum();
+        (written > 5000).then_some(())
+    });
+    app.kill().unwrap();
+    let _ = app.wait();
+    let rerun = run(std::process::Command::new(&quix).arg(&script).args(["run", &bootstrap, &state_dir, "30"]));
+    assert!(rerun.status.success(), "{}", String::from_utf8_lossy(&rerun.stderr));
+    python_ok("quix_eos.py", &["check", &bootstrap, count]);
+}
