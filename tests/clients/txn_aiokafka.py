@@ -49,6 +49,20 @@ async def main():
     await producer.start()
     committed = []
     try:
+        # Offsets committed in a transaction (TxnOffsetCommit as aiokafka sends it, without
+        # member) for a group with a member: applied when it commits, dropped when it aborts.
+        tp = TopicPartition(topic, 0)
+        group = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="aio-group", enable_auto_commit=False)
+        await group.start()
+        while not group.assignment():
+            await group.getmany(timeout_ms=200)
+        for offset, commit in ((3, True), (7, False)):
+            await producer.begin_transaction()
+            await producer.send_offsets_to_transaction({tp: offset}, "aio-group")
+            if commit:
+                await producer.commit_transaction()
+            else:
+                await producer.abort_transaction()
         for t in range(txns):
             await producer.begin_transaction()
             values = [f"{t}-{i}".encode() for i in range(per_txn)]
@@ -63,6 +77,11 @@ async def main():
         await producer.stop()
     seen = await consume("read_committed", len(committed))
     assert seen == committed, f"read_committed saw {seen}, committed {committed}"
+    try:
+        offset = await group.committed(TopicPartition(topic, 0))
+    finally:
+        await group.stop()
+    assert offset == 3, f"the group's committed offset is {offset}: the aborted commit must not apply"
     everything = await consume("read_uncommitted", txns * per_txn)
     assert len(everything) == txns * per_txn, f"read_uncommitted saw {len(everything)} of {txns * per_txn}"
     print("ok")

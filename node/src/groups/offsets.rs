@@ -42,6 +42,23 @@ impl Coordinator {
         }
     }
 
+    /// Checks an OffsetCommit, or a TxnOffsetCommit (`transactional`): one without member
+    /// (before v3, as aiokafka and faust send it) is not checked against the group, as Kafka
+    /// does for such clients.
+    pub fn check_any_commit(
+        &mut self,
+        group: &str,
+        generation: i32,
+        member: (&str, Option<&str>),
+        transactional: bool,
+        now_ms: i64,
+    ) -> Result<(), ResponseError> {
+        if transactional && generation < 0 && member.0.is_empty() {
+            return Ok(());
+        }
+        self.check_commit(group, generation, member, now_ms)
+    }
+
     /// Committed offsets of a group: the partitions asked for, or all.
     pub fn offsets(&self, group: &str, wanted: Option<&[(String, i32)]>) -> OffsetsOf {
         let committed = self.offsets.get(group);

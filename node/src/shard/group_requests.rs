@@ -64,7 +64,8 @@ impl<S: NodeStorage> ShardState<S> {
             }
             GroupRequest::Commit { group, generation, member_id, instance_id, offsets, producer: txn, reply } => {
                 producer = txn;
-                match c.check_commit(&group, generation, (&member_id, instance_id.as_deref()), now) {
+                let member = (member_id.as_str(), instance_id.as_deref());
+                match c.check_any_commit(&group, generation, member, producer.is_some(), now) {
                     Ok(()) => {
                         let records = offsets
                             .iter()
