@@ -337,6 +337,13 @@ pub enum ShardMsg {
         producer_id: i64,
         error: Code,
     },
+    /// The producers a partition's leader knows (DescribeProducers): each with the first
+    /// offset of its open transaction (-1: none).
+    DescribeProducers {
+        topic: String,
+        partition: i32,
+        reply: oneshot::Sender<Result<Vec<(crate::producers::ActiveProducer, i64)>, Code>>,
+    },
     /// For shard 0: a new producer id (InitProducerId).
     ProducerId {
         reply: oneshot::Sender<ProducerIdReply>,

@@ -32,7 +32,12 @@ struct Stored {
 struct Producer {
     epoch: i16,
     batches: VecDeque<Stored>,
+    /// The largest timestamp of its last batch.
+    last_timestamp: i64,
 }
+
+/// A producer as DescribeProducers shows it: id, epoch, last sequence, last timestamp.
+pub type ActiveProducer = (i64, i16, i32, i64);
 
 /// What to do with an incoming batch.
 #[derive(Debug, PartialEq, Eq)]
@@ -112,12 +117,24 @@ impl Producers {
         }
     }
 
+    /// Every producer known here, by id.
+    pub fn active(&self) -> Vec<ActiveProducer> {
+        let mut out: Vec<ActiveProducer> = self
+            .producers
+            .iter()
+            .map(|(id, p)| (*id, p.epoch, p.batches.back().map_or(-1, |s| s.last_seq), p.last_timestamp))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// A batch was stored (its header as stamped, with its offsets).
     pub fn record(&mut self, h: &BatchHeader) {
         if h.producer_id < 0 {
             return;
         }
         let p = self.producers.entry(h.producer_id).or_default();
+        p.last_timestamp = p.last_timestamp.max(h.max_timestamp);
         if h.base_sequence < 0 {
             // A marker (or an offset commit) of a transaction: a newer epoch fences the older
             // one (a producer fenced while its transaction was open writes no more).

@@ -72,6 +72,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::WriteTxnMarkers, 1, 1),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// The advertised range of an API key, if served.
@@ -123,6 +124,7 @@ pub fn api_name(api_key: i16) -> Option<&'static str> {
         ApiKey::WriteTxnMarkers => "WriteTxnMarkers",
         ApiKey::DescribeTransactions => "DescribeTransactions",
         ApiKey::ListTransactions => "ListTransactions",
+        ApiKey::DescribeProducers => "DescribeProducers",
         _ => "Other",
     })
 }
@@ -381,6 +383,7 @@ async fn dispatch(
         RequestKind::WriteTxnMarkers(r) => reply.with(txn::write_txn_markers(c(), r)),
         RequestKind::DescribeTransactions(r) => reply.with(txn::describe(c(), r)),
         RequestKind::ListTransactions(r) => reply.with(txn::list(c(), r)),
+        RequestKind::DescribeProducers(r) => reply.with(txn::describe_producers(c(), r)),
         _ => return Ok(Some(Box::pin(std::future::ready(Some(unsupported_version(corr)))))),
     };
     Ok(Some(pending))

@@ -186,6 +186,18 @@ fn storage_error(e: &LogError) -> Code {
     ResponseError::KafkaStorageError.code()
 }
 
+/// The leader's idempotent producers, rebuilt from the log first if this leader term has none
+/// yet.
+fn producers_of<S: NodeStorage>(p: &mut Partition<S>) -> Result<&Producers, LogError> {
+    let term = p.replica.raft.term();
+    if p.producers.as_ref().is_none_or(|(t, _)| *t != term) {
+        let log = p.replica.raft.log();
+        let from = (log.log_end_offset() - crate::producers::SCAN_OFFSETS).max(log.log_start_offset());
+        p.producers = Some((term, Producers::from_headers(&log.batch_headers(from)?)));
+    }
+    Ok(&p.producers.as_ref().expect("built above").1)
+}
+
 /// Where the shards' hard-state journals are, under the data directory.
 pub const JOURNAL_DIR: &str = "raft";
 
@@ -281,6 +293,9 @@ impl<S: NodeStorage> ShardState<S> {
         match msg {
             ShardMsg::Produce { topic, partition, records, acks, transactional_id, reply } => {
                 self.produce_verified(topic, partition, records, acks, transactional_id, reply)
+            }
+            ShardMsg::DescribeProducers { topic, partition, reply } => {
+                let _ = reply.send(self.describe_producers(&topic, partition));
             }
             ShardMsg::Verified { topic, partition, producer_id, error } => {
                 self.verified((topic, partition), producer_id, error)

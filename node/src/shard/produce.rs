@@ -266,13 +266,7 @@ pub(super) fn check_producers<S: NodeStorage>(
     p: &mut Partition<S>,
     headers: &[BatchHeader],
 ) -> Result<Verdict, LogError> {
-    let term = p.replica.raft.term();
-    if p.producers.as_ref().is_none_or(|(t, _)| *t != term) {
-        let log = p.replica.raft.log();
-        let from = (log.log_end_offset() - crate::producers::SCAN_OFFSETS).max(log.log_start_offset());
-        p.producers = Some((term, Producers::from_headers(&log.batch_headers(from)?)));
-    }
-    let (_, producers) = p.producers.as_ref().expect("built above");
+    let producers = producers_of(p)?;
     if let [only] = headers {
         return Ok(producers.check(only));
     }

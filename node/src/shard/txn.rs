@@ -217,6 +217,20 @@ impl<S: NodeStorage> ShardState<S> {
         self.verifying.insert(parked, vec![(records, acks, reply)]);
     }
 
+    /// The producers this leader knows, with their open transactions' first offsets.
+    pub(super) fn describe_producers(
+        &mut self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Vec<(crate::producers::ActiveProducer, i64)>, Code> {
+        self.leading(topic, partition, -1).map_err(|e| e.code())?;
+        let p =
+            self.partitions.get_mut(&(topic.to_owned(), partition)).ok_or(ResponseError::NotLeaderOrFollower.code())?;
+        let open: HashMap<i64, i64> = txn_index(p).map_err(|e| storage_error(&e))?.open().into_iter().collect();
+        let producers = producers_of(p).map_err(|e| storage_error(&e))?;
+        Ok(producers.active().into_iter().map(|a| (a, open.get(&a.0).copied().unwrap_or(-1))).collect())
+    }
+
     /// The coordinator answered a verification: the batches held for it are appended in order,
     /// or refused.
     pub(super) fn verified(&mut self, (topic, partition): (String, i32), producer_id: i64, error: Code) {

@@ -15,6 +15,9 @@ use kafka_protocol::messages::add_partitions_to_txn_request::{AddPartitionsToTxn
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
 };
+use kafka_protocol::messages::describe_producers_response::{
+    PartitionResponse as ProducersPartition, ProducerState, TopicResponse as ProducersTopic,
+};
 use kafka_protocol::messages::describe_transactions_response::{
     TopicData as DescribedTopic, TransactionState as DescribedTransaction,
 };
@@ -28,9 +31,10 @@ use kafka_protocol::messages::write_txn_markers_response::{
 };
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
-    DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse, InitProducerIdResponse,
-    ListTransactionsRequest, ListTransactionsResponse, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
-    TxnOffsetCommitResponse, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+    DescribeProducersRequest, DescribeProducersResponse, DescribeTransactionsRequest, DescribeTransactionsResponse,
+    EndTxnRequest, EndTxnResponse, InitProducerIdResponse, ListTransactionsRequest, ListTransactionsResponse,
+    ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse, WriteTxnMarkersRequest,
+    WriteTxnMarkersResponse,
 };
 use kafka_protocol::ResponseError;
 use std::collections::BTreeMap;
@@ -553,6 +557,43 @@ pub async fn describe(ctx: Rc<ShardCtx>, request: DescribeTransactionsRequest) -
         }
         d.transactional_id = id;
         response.transaction_states.push(d);
+    }
+    response
+}
+
+/// DescribeProducers: each partition's leader lists the producers it knows, with the first
+/// offset of each one's open transaction.
+pub async fn describe_producers(ctx: Rc<ShardCtx>, request: DescribeProducersRequest) -> DescribeProducersResponse {
+    let mut response = DescribeProducersResponse::default();
+    for t in request.topics {
+        let mut topic = ProducersTopic::default();
+        for p in t.partition_indexes {
+            let mut out = ProducersPartition::default();
+            out.partition_index = p;
+            let build = |reply| ShardMsg::DescribeProducers { topic: t.name.0.to_string(), partition: p, reply };
+            let answer = match super::ask_owner(&ctx, &t.name.0, p, build).await {
+                Some(rx) => rx.await.unwrap_or(Err(ResponseError::NotLeaderOrFollower.code())),
+                None => Err(ResponseError::NotLeaderOrFollower.code()),
+            };
+            match answer {
+                Ok(producers) => {
+                    for ((producer_id, epoch, last_sequence, last_timestamp), txn_start) in producers {
+                        let mut s = ProducerState::default();
+                        s.producer_id = ProducerId(producer_id);
+                        s.producer_epoch = i32::from(epoch);
+                        s.last_sequence = last_sequence;
+                        s.last_timestamp = last_timestamp;
+                        s.coordinator_epoch = -1;
+                        s.current_txn_start_offset = txn_start;
+                        out.active_producers.push(s);
+                    }
+                }
+                Err(code) => out.error_code = code,
+            }
+            topic.partitions.push(out);
+        }
+        topic.name = t.name;
+        response.topics.push(topic);
     }
     response
 }
