@@ -72,6 +72,20 @@ pub struct FetchOutcome {
     pub aborted: Option<Vec<AbortedTxn>>,
 }
 
+impl FetchOutcome {
+    /// A partition that cannot be read: the error and nothing else.
+    pub fn failed(error: ResponseError) -> Self {
+        FetchOutcome {
+            error: error.code(),
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            records: None,
+            aborted: None,
+        }
+    }
+}
+
 /// What a transaction coordinator answers an InitProducerId.
 pub enum TxnInit {
     /// A new producer id is needed: ask again with one.

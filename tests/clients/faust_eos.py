@@ -8,7 +8,6 @@ faust-streaming (run with the interpreter of the virtualenv tests/run.sh makes).
                             count is its exact number of inputs, else "incomplete" and them
 """
 import sys
-import time
 
 mode, bootstrap = sys.argv[1], sys.argv[2]
 KEYS = 10
@@ -61,30 +60,9 @@ def worker():
 
 
 def check(count):
-    import json
+    from last_counts import check_counts
 
-    from confluent_kafka import Consumer, TopicPartition
-
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"faust-check-{time.monotonic_ns()}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-        }
-    )
-    parts = c.list_topics("faust-counts", timeout=30).topics["faust-counts"].partitions
-    c.assign([TopicPartition("faust-counts", p, 0) for p in parts])
-    last = {}
-    idle = time.monotonic()
-    while time.monotonic() - idle < 2:
-        for m in c.consume(1000, 0.5):
-            if m.error() is None:
-                last[m.key().decode()] = json.loads(m.value())
-                idle = time.monotonic()
-    c.close()
-    expected = {f"k{i}": len(range(i, count, KEYS)) for i in range(KEYS)}
-    print("ok" if last == expected else f"incomplete {sorted(last.items())} expected {sorted(expected.items())}")
+    check_counts(bootstrap, "faust-counts", count, KEYS, lambda v: v)
 
 
 if mode == "prepare":

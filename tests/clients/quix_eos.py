@@ -14,7 +14,7 @@ Each mode but run prints "ok" when it holds.
 import sys
 import time
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 mode, bootstrap = sys.argv[1], sys.argv[2]
@@ -65,28 +65,9 @@ def run(state_dir, seconds):
 
 
 def check(count):
-    import json
+    from last_counts import check_counts
 
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"quix-check-{time.monotonic_ns()}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-        }
-    )
-    parts = c.list_topics("quix-counts", timeout=30).topics["quix-counts"].partitions
-    c.assign([TopicPartition("quix-counts", p, 0) for p in parts])
-    last = {}
-    idle = time.monotonic()
-    while time.monotonic() - idle < 3:
-        for m in c.consume(1000, 0.5):
-            if m.error() is None:
-                last[m.key().decode()] = json.loads(m.value())["count"]
-                idle = time.monotonic()
-    c.close()
-    expected = {f"k{i}": len(range(i, count, KEYS)) for i in range(KEYS)}
-    print("ok" if last == expected else f"incomplete {sorted(last.items())} expected {sorted(expected.items())}")
+    check_counts(bootstrap, "quix-counts", count, KEYS, lambda v: v["count"])
 
 
 if mode == "prepare":

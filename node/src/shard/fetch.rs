@@ -15,14 +15,7 @@ impl<S: NodeStorage> ShardState<S> {
         max_bytes: u64,
         (current_leader_epoch, committed_only): (i32, bool),
     ) -> FetchOutcome {
-        let empty = |error: ResponseError| FetchOutcome {
-            error: error.code(),
-            high_watermark: -1,
-            last_stable_offset: -1,
-            log_start_offset: -1,
-            records: None,
-            aborted: None,
-        };
+        let empty = FetchOutcome::failed;
         if let Err(error) = self.leading(topic, partition, current_leader_epoch) {
             return empty(error);
         }

@@ -7,7 +7,6 @@ use crate::kafka::{record_latency, Pending};
 use crate::msg::{FetchOutcome, ShardMsg};
 use crate::shared::ShardCtx;
 use kafka_protocol::messages::{ApiKey, FetchRequest};
-use kafka_protocol::ResponseError;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
@@ -18,17 +17,6 @@ pub const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 /// A topic and its partitions as asked: partition, fetch offset, max bytes, and the leader epoch
 /// the client believes current.
 type Wanted = (String, Vec<(i32, i64, u64, i32)>);
-
-fn missing(error: ResponseError) -> FetchOutcome {
-    FetchOutcome {
-        error: error.code(),
-        high_watermark: -1,
-        last_stable_offset: -1,
-        log_start_offset: -1,
-        records: None,
-        aborted: None,
-    }
-}
 
 async fn read_all(ctx: &ShardCtx, wanted: &[Wanted], committed_only: bool) -> Vec<FetchTopicResult> {
     let answers = ask_owners(
@@ -44,7 +32,7 @@ async fn read_all(ctx: &ShardCtx, wanted: &[Wanted], committed_only: bool) -> Ve
             committed_only,
             reply,
         },
-        missing,
+        FetchOutcome::failed,
     )
     .await;
     answers
