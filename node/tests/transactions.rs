@@ -214,6 +214,10 @@ fn an_abandoned_transaction_is_listed_then_aborted_at_its_timeout() {
     let metrics = node.http_get("/metrics");
     assert!(metrics.contains("braid_open_transactions{topic=\"abandoned\",partition=\"0\"} 1"), "{metrics}");
     assert!(metrics.contains("braid_last_stable_offset_lag{topic=\"abandoned\",partition=\"0\"} 1"));
+    let status = node.status().expect("/v1/status");
+    let partition = status["partitions"].as_array().into_iter().flatten().find(|p| p["topic"] == "abandoned");
+    let partition = partition.expect("the partition in /v1/status");
+    assert_eq!((partition["open_transactions"].as_i64(), partition["last_stable_lag"].as_i64()), (Some(1), Some(1)));
     wait_for("the coordinator to abort the transaction at its timeout", || {
         let list = node.cli(&["txn", "list", "--state", "CompleteAbort"], None);
         String::from_utf8_lossy(&list.stdout).contains("left-open").then_some(())
