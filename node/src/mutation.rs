@@ -23,6 +23,9 @@ pub enum Mutation {
     SyncAnsweredAtOnce,
     /// A data watch stays registered after it fires (watches are one-shot in ZooKeeper).
     WatchesStay,
+    /// A read_committed fetch gets no aborted transactions with its records, so the client
+    /// cannot drop them.
+    AbortedTransactionsHidden,
 }
 
 thread_local! {

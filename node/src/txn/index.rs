@@ -87,6 +87,9 @@ impl TxnIndex {
 
     /// Aborted transactions with records in [from, to): those a fetch of that range returns.
     pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        if crate::mutation::active(crate::mutation::Mutation::AbortedTransactionsHidden) {
+            return Vec::new();
+        }
         // Kafka's rule: every aborted transaction whose marker is at or past `from` and whose
         // first offset is before `to`.
         let start = self.aborted.partition_point(|a| a.last_offset < from);

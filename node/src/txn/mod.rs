@@ -41,6 +41,23 @@ pub const MAX_TIMEOUT_MS: i32 = 900_000;
 /// A transactional id unused this long is forgotten (Kafka's transactional.id.expiration.ms).
 pub const ID_EXPIRATION_MS: i64 = 7 * 24 * 3600 * 1000;
 
+/// What a partition leader answers a transactional batch whose verification got `code` from
+/// the coordinator: a coordinator that cannot answer now gives NOT_ENOUGH_REPLICAS, which
+/// clients retry, as Kafka does.
+pub fn verification_error(code: i16) -> i16 {
+    let retriable = [
+        ResponseError::NotCoordinator,
+        ResponseError::CoordinatorNotAvailable,
+        ResponseError::CoordinatorLoadInProgress,
+        ResponseError::ConcurrentTransactions,
+    ];
+    if retriable.iter().any(|e| e.code() == code) {
+        ResponseError::NotEnoughReplicas.code()
+    } else {
+        code
+    }
+}
+
 /// The `__transaction_state` partition whose leader coordinates `id`.
 pub fn partition_for(id: &str) -> i32 {
     (crc32c::crc32c(id.as_bytes()) % TXN_PARTITIONS as u32) as i32

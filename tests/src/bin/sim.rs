@@ -2,7 +2,9 @@
 //! [--retention PER_MILLE] [--membership PER_MILLE] [--propose PER_MILLE] [--quiesce 0|1] [--calm]`
 //! (quiet groups: on even seeds unless --quiesce says).
 //! Prints one line per seed; exits non-zero at the first failing seed, naming the replay command.
-//! `braid-sim --nodes-sim [--seed N | --seeds COUNT --first N] [--steps MS] [--nodes K] [--calm]`
+//! `braid-sim --nodes-sim [--seed N | --seeds COUNT --first N] [--steps MS] [--nodes K] [--calm]
+//! [--txn-ops PER_MILLE]` (transactions begun per mille per step, default 50; 0 replays the runs
+//! from before transactions)
 //! runs the whole-node simulator instead. BRAID_SIM_TRACE=1 prints the run's story, BRAID_SIM_LOG=FILTER
 //! the nodes' own log lines (a tracing filter, e.g. `info` or `braid_node::meta=debug`).
 
@@ -19,6 +21,7 @@ fn mutation(args: &[String]) -> Option<Mutation> {
         "commits-ignore-generation" => Mutation::CommitsIgnoreGeneration,
         "sync-answered-at-once" => Mutation::SyncAnsweredAtOnce,
         "watches-stay" => Mutation::WatchesStay,
+        "aborted-hidden" => Mutation::AbortedTransactionsHidden,
         other => panic!("unknown mutation {other}"),
     })
 }
@@ -47,6 +50,9 @@ fn nodes_sim(args: &[String], value: &dyn Fn(&str) -> Option<u64>) {
         }
         if let Some(nodes) = value("--nodes") {
             config.settings.nodes = nodes as usize;
+        }
+        if let Some(txn_ops) = value("--txn-ops") {
+            config.txn_ops = txn_ops;
         }
         config.mutation = mutation(args);
         match run_nodes(&config) {

@@ -457,7 +457,7 @@ impl KafkaWorkload {
             let Some(leader) = Self::leader(nodes, TOPIC, partition).map(|n| n.id) else {
                 return Err(format!("partition {partition} has no leader after settling"));
             };
-            let log = read_partition(nodes.get_mut(&leader).expect("up"), partition)?;
+            let log = read_partition(nodes.get_mut(&leader).expect("up"), TOPIC, partition, false)?;
             if std::env::var_os("BRAID_SIM_TRACE").is_some() {
                 eprintln!("partition {partition} leader {leader}: log {log:?}");
                 eprintln!("partition {partition} acked {batches:?}");
@@ -511,20 +511,26 @@ impl KafkaWorkload {
     }
 }
 
-/// A partition's records (offset → value), fetched from its leader a batch at a time.
-fn read_partition(node: &mut SimNode, partition: i32) -> Result<BTreeMap<i64, String>, String> {
-    let shard = owner_shard(TOPIC, partition, node.shared.senders.len());
+/// A partition's records (offset → value), fetched from its leader a batch at a time
+/// (`committed_only`: read_committed, its aborted transactions' records left out).
+pub(super) fn read_partition(
+    node: &mut SimNode,
+    topic: &str,
+    partition: i32,
+    committed_only: bool,
+) -> Result<BTreeMap<i64, String>, String> {
+    let shard = owner_shard(topic, partition, node.shared.senders.len());
     let mut records = BTreeMap::new();
     let mut offset = 0;
     loop {
         let (reply, answer) = oneshot::channel();
         let fetch = ShardMsg::Fetch {
-            topic: TOPIC.into(),
+            topic: topic.into(),
             partition,
             offset,
             max_bytes: 1 << 20,
             current_leader_epoch: -1,
-            committed_only: false,
+            committed_only,
             reply,
         };
         node.handle(shard, fetch);
@@ -541,14 +547,24 @@ fn read_partition(node: &mut SimNode, partition: i32) -> Result<BTreeMap<i64, St
         while at < bytes.len() {
             let header = batch::BatchHeader::parse(&bytes[at..]).map_err(|e| format!("batch at {offset}: {e:?}"))?;
             let end = at + header.total_bytes();
-            for record in batch::records(&bytes[at..end]).map_err(|e| format!("records: {e:?}"))? {
+            let control = header.attributes & batch::CONTROL_ATTRIBUTE != 0;
+            let aborted = outcome.aborted.iter().flatten().any(|a| {
+                a.producer_id == header.producer_id && (a.first_offset..a.last_offset).contains(&header.base_offset)
+            });
+            let kept = if control || aborted {
+                Vec::new()
+            } else {
+                batch::records(&bytes[at..end]).map_err(|e| format!("records: {e:?}"))?
+            };
+            for record in kept {
                 let value = record.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
                 records.insert(record.offset, value);
             }
             offset = header.base_offset + i64::from(header.last_offset_delta) + 1;
             at = end;
         }
-        if offset >= outcome.high_watermark {
+        let end = if committed_only { outcome.last_stable_offset } else { outcome.high_watermark };
+        if offset >= end {
             break;
         }
     }

@@ -19,6 +19,7 @@
 mod kafka;
 mod net;
 mod node;
+mod txn;
 mod zk;
 
 pub use braid_node::mutation::Mutation;
@@ -94,6 +95,9 @@ pub struct NodeSimConfig {
     pub zk_ops: u64,
     /// Kafka: producers' requests and consumers' group work per mille per step.
     pub kafka_ops: u64,
+    /// Transactions begun per mille per step (0: no transactional producer, no
+    /// `__transaction_state`: the runs before transactions existed replay as they were).
+    pub txn_ops: u64,
     /// A known bug put back for this run (the mutation tests): the checkers must catch it.
     pub mutation: Option<Mutation>,
 }
@@ -109,6 +113,7 @@ impl NodeSimConfig {
             zk_keys: 4,
             zk_ops: 100,
             kafka_ops: 50,
+            txn_ops: 50,
             mutation: None,
         }
     }
@@ -128,6 +133,8 @@ pub struct NodeSimOutcome {
     pub kafka_acked: u64,
     pub kafka_commits: u64,
     pub kafka_generations: i32,
+    /// Transactions committed, aborted, and of unknown outcome.
+    pub transactions: (usize, usize, usize),
     pub final_zxid: i64,
     pub messages: u64,
     /// Times the code's fault points fired ([`braid_engine::buggify`]).
@@ -163,6 +170,7 @@ struct Sim {
     net: net::Network,
     zk: zk::ZkWorkload,
     kafka: kafka::KafkaWorkload,
+    txn: txn::TxnWorkload,
     now: u64,
     outcome: NodeSimOutcome,
     /// BRAID_SIM_PARTITION: a partition of the workload's topic whose raft state the trace
@@ -228,6 +236,7 @@ impl Sim {
             net: net::Network::new(config.faults.net.clone()),
             zk: zk::ZkWorkload::new(config.zk_clients, config.zk_keys),
             kafka: kafka::KafkaWorkload::new(),
+            txn: txn::TxnWorkload::new(),
             now: 0,
             outcome: NodeSimOutcome::default(),
             watch_partition: std::env::var("BRAID_SIM_PARTITION").ok().and_then(|p| p.parse().ok()),
@@ -276,7 +285,8 @@ impl Sim {
         }
         if let Some(watched) = &self.watch_partition {
             for node in self.nodes.values() {
-                let status = node.raft_status("sim", *watched).unwrap_or_default();
+                let topic = std::env::var("BRAID_SIM_TOPIC").unwrap_or_else(|_| "sim".into());
+                let status = node.raft_status(&topic, *watched).unwrap_or_default();
                 if self.watched_status.get(&node.id) != Some(&status) {
                     trace(self.now, format_args!("node {} partition {watched}: {status}", node.id));
                     self.watched_status.insert(node.id, status);
@@ -294,6 +304,8 @@ impl Sim {
         self.zk.step(self.now, &self.nodes, &mut self.rng, zk_ops)?;
         let kafka_ops = if faults { self.config.kafka_ops } else { 0 };
         self.kafka.step(self.now, &self.nodes, &mut self.rng, kafka_ops)?;
+        let txn_ops = if faults { self.config.txn_ops } else { 0 };
+        self.txn.step(self.now, &mut self.nodes, &mut self.rng, txn_ops);
         Ok(())
     }
 
@@ -408,6 +420,8 @@ impl Sim {
         let tree = self.nodes[&first].shard0().meta().expect("shard 0").tree();
         self.zk.check_final(tree)?;
         self.kafka.check_final(&mut self.nodes)?;
+        self.txn.check_final(&mut self.nodes)?;
+        self.outcome.transactions = self.txn.counts();
         self.outcome.steps = self.now;
         self.outcome.final_zxid = zxid;
         self.outcome.zk_acked = self.zk.acked;

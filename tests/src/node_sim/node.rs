@@ -14,7 +14,7 @@ use braid_node::config::{NodeConfig, StartArgs};
 use braid_node::env::SimEnv;
 use braid_node::meta::MetaStore;
 use braid_node::metrics::Metrics;
-use braid_node::msg::{Publication, ShardMsg, SHARD_QUEUE_DEPTH};
+use braid_node::msg::{Publication, ShardMsg, TxnWork, SHARD_QUEUE_DEPTH};
 use braid_node::raft_net::{PeerQueue, RaftNet};
 use braid_node::replica::PendingPersist;
 use braid_node::shard::ShardState;
@@ -59,6 +59,8 @@ struct SimShard {
     state: ShardState<SimStorage>,
     inbox: mpsc::Receiver<ShardMsg>,
     publications: mpsc::UnboundedReceiver<Publication>,
+    /// What the shard hands its transaction worker (the simulator is the worker).
+    txn_work: mpsc::UnboundedReceiver<TxnWork>,
 }
 
 /// A running node.
@@ -119,7 +121,9 @@ impl SimNode {
             // Partition flushes as on a real node's ring: begun, then polled until the disk
             // says they ended.
             state.flush_partitions_on_ring();
-            shards.push(SimShard { state, inbox, publications });
+            let (worker, txn_work) = mpsc::unbounded_channel();
+            state.set_txn_worker(worker);
+            shards.push(SimShard { state, inbox, publications, txn_work });
         }
         let router = ShardCtx {
             id: 0,
@@ -128,6 +132,17 @@ impl SimNode {
             request_memory: Arc::new(Semaphore::new(1)),
         };
         Ok(SimNode { id, shared, shards, router, peer_queues: outgoing.into_queues(), meta_sync: None })
+    }
+
+    /// The work the shards handed their transaction worker since last asked.
+    pub fn take_txn_work(&mut self) -> Vec<TxnWork> {
+        let mut out = Vec::new();
+        for shard in &mut self.shards {
+            while let Ok(work) = shard.txn_work.try_recv() {
+                out.push(work);
+            }
+        }
+        out
     }
 
     /// Raft messages from a peer, to the shards that own their groups.

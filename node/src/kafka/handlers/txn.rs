@@ -315,14 +315,7 @@ async fn verify(ctx: Rc<ShardCtx>, id: String, producer: (i64, i16), partition: 
         Some((_, addr)) => remote_verify(&addr.to_string(), &id, producer, &partition).await,
         None => not_coordinator(),
     };
-    let retriable = [
-        ResponseError::NotCoordinator,
-        ResponseError::CoordinatorNotAvailable,
-        ResponseError::CoordinatorLoadInProgress,
-        ResponseError::ConcurrentTransactions,
-    ];
-    let error =
-        if retriable.iter().any(|e| e.code() == error) { ResponseError::NotEnoughReplicas.code() } else { error };
+    let error = crate::txn::verification_error(error);
     let shard = owner_shard(&partition.0, partition.1, ctx.shared.senders.len());
     let (topic, partition) = partition;
     let msg = ShardMsg::Verified { topic, partition, producer_id: producer.0, error };
@@ -386,8 +379,11 @@ async fn complete(ctx: Rc<ShardCtx>, (partition, coordinator_epoch, plan): (i32,
                 l => remote_markers(&ctx, l, &partitions, marker).await,
             };
             for (key, code) in partitions.into_iter().zip(codes) {
-                // A partition deleted since needs no marker.
-                if code != 0 && code != ResponseError::UnknownTopicOrPartition.code() {
+                // A partition deleted since needs no marker; one this node's metadata still
+                // has is only not open yet where it was asked (a node starting): again.
+                let deleted =
+                    code == ResponseError::UnknownTopicOrPartition.code() && !ctx.has_partition(&key.0, key.1);
+                if code != 0 && !deleted {
                     if backoff >= MARKER_BACKOFF_MAX {
                         tracing::info!(transactional_id = %plan.id, topic = %key.0, partition = key.1, leader, code, "transaction marker not written yet; retrying");
                     }
