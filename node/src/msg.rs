@@ -118,6 +118,10 @@ pub enum TxnRequest {
     List { reply: oneshot::Sender<Result<Vec<(String, TxnMeta)>, Code>> },
 }
 
+/// A producer as DescribeProducers shows it: id, epoch, last sequence and timestamp; the first
+/// offset of its open transaction (-1: none); its last marker's coordinator epoch (-1: none).
+pub type DescribedProducer = (crate::producers::ActiveProducer, i64, i32);
+
 /// A transaction marker for a partition (WriteTxnMarkers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Marker {
@@ -352,11 +356,11 @@ pub enum ShardMsg {
         error: Code,
     },
     /// The producers a partition's leader knows (DescribeProducers): each with the first
-    /// offset of its open transaction (-1: none).
+    /// offset of its open transaction (-1: none) and its last marker's coordinator epoch.
     DescribeProducers {
         topic: String,
         partition: i32,
-        reply: oneshot::Sender<Result<Vec<(crate::producers::ActiveProducer, i64)>, Code>>,
+        reply: oneshot::Sender<Result<Vec<DescribedProducer>, Code>>,
     },
     /// For shard 0: a new producer id (InitProducerId).
     ProducerId {

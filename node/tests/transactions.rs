@@ -170,17 +170,36 @@ fn a_transactional_batch_is_taken_only_for_a_partition_its_transaction_holds() {
         assert_eq!(p.error_code, 0);
         p.active_producers
             .iter()
-            .map(|s| (s.producer_id.0, s.last_sequence, s.current_txn_start_offset))
+            .map(|s| (s.producer_id.0, s.last_sequence, s.current_txn_start_offset, s.coordinator_epoch))
             .collect::<Vec<_>>()
     };
-    assert_eq!(describe(&mut client), vec![(producer_id.0, 0, 0)], "the transaction is open from offset 0");
+    assert_eq!(describe(&mut client), vec![(producer_id.0, 0, 0, -1)], "the transaction is open from offset 0");
     let mut end = EndTxnRequest::default();
     end.transactional_id = id();
     end.producer_id = producer_id;
     end.producer_epoch = epoch;
     end.committed = true;
     assert_eq!(client.call_version(end, 3).unwrap().error_code, 0);
-    assert_eq!(describe(&mut client), vec![(producer_id.0, 0, -1)], "no transaction open after the commit");
+    let after = describe(&mut client);
+    assert_eq!(after.len(), 1);
+    let coordinator_epoch = after[0].3;
+    assert!(coordinator_epoch >= 0, "the commit marker's coordinator epoch: {after:?}");
+    assert_eq!(after[0].2, -1, "no transaction open after the commit");
+    // A late marker from an older coordinator is refused: it could end the next transaction.
+    let mut late = write_txn_markers_request::WritableTxnMarker::default();
+    late.producer_id = producer_id;
+    late.producer_epoch = epoch;
+    late.transaction_result = true;
+    late.coordinator_epoch = coordinator_epoch - 1;
+    let mut topic = write_txn_markers_request::WritableTxnMarkerTopic::default();
+    topic.name = TopicName(StrBytes::from_static_str("verified"));
+    topic.partition_indexes = vec![0];
+    late.topics = vec![topic];
+    let mut request = WriteTxnMarkersRequest::default();
+    request.markers = vec![late];
+    let answer = client.call_version(request, 1).unwrap();
+    let code = answer.markers[0].topics[0].partitions[0].error_code;
+    assert_eq!(code, kafka_protocol::ResponseError::TransactionCoordinatorFenced.code());
     drop(client);
     assert_eq!(produce(1), kafka_protocol::ResponseError::InvalidTxnState.code(), "the transaction ended");
     let mut client = Client::connect(&node.bootstrap()).unwrap();

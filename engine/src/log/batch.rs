@@ -381,6 +381,13 @@ pub const TRANSACTIONAL_ATTRIBUTE: i16 = 0x10;
 pub const ABORT_MARKER: i16 = 0;
 pub const COMMIT_MARKER: i16 = 1;
 
+/// The coordinator epoch a transaction marker batch carries (its value: version, epoch).
+pub fn marker_coordinator_epoch(bytes: &[u8]) -> Option<i32> {
+    let record = records(bytes).ok()?.into_iter().next()?;
+    let value = record.value?;
+    (value.len() >= 6).then(|| i32::from_be_bytes([value[2], value[3], value[4], value[5]]))
+}
+
 /// The type of a transaction marker batch (None: not a marker, or unreadable).
 pub fn marker_type(bytes: &[u8]) -> Option<i16> {
     let record = records(bytes).ok()?.into_iter().next()?;

@@ -130,10 +130,19 @@ impl<S: NodeStorage> ShardState<S> {
         }
         let now = self.shared.env.now_ms();
         let bytes = txn::marker_batch(marker.producer_id, marker.epoch, marker.commit, marker.coordinator_epoch, now);
-        if let Err(e) = txn_index(p) {
-            tracing::error!(topic = %key.0, partition = key.1, error = %e, "reading the log's transactions failed");
-            let _ = reply.send(storage_error(&e));
-            return;
+        match txn_index(p) {
+            Err(e) => {
+                tracing::error!(topic = %key.0, partition = key.1, error = %e, "reading the log's transactions failed");
+                let _ = reply.send(storage_error(&e));
+                return;
+            }
+            // A deposed coordinator's late marker (Kafka's TRANSACTION_COORDINATOR_FENCED): it
+            // could end the producer's next transaction here.
+            Ok(index) if index.fenced(marker.producer_id, marker.coordinator_epoch) => {
+                let _ = reply.send(ResponseError::TransactionCoordinatorFenced.code());
+                return;
+            }
+            Ok(_) => {}
         }
         let (base_offset, end) = match p.replica.raft.propose_all(&[&bytes]) {
             Ok(positions) => (positions[0].0, positions[0].1),
@@ -150,6 +159,7 @@ impl<S: NodeStorage> ShardState<S> {
         let kind = if marker.commit { txn::COMMIT } else { txn::ABORT };
         if let Some((_, index)) = p.txns.as_mut() {
             index.append(&header, Some(kind));
+            index.marked_by(marker.producer_id, marker.coordinator_epoch);
         }
         if let Some((_, producers)) = p.producers.as_mut() {
             producers.record(&header);
@@ -222,13 +232,17 @@ impl<S: NodeStorage> ShardState<S> {
         &mut self,
         topic: &str,
         partition: i32,
-    ) -> Result<Vec<(crate::producers::ActiveProducer, i64)>, Code> {
+    ) -> Result<Vec<crate::msg::DescribedProducer>, Code> {
         self.leading(topic, partition, -1).map_err(|e| e.code())?;
         let p =
             self.partitions.get_mut(&(topic.to_owned(), partition)).ok_or(ResponseError::NotLeaderOrFollower.code())?;
-        let open: HashMap<i64, i64> = txn_index(p).map_err(|e| storage_error(&e))?.open().into_iter().collect();
-        let producers = producers_of(p).map_err(|e| storage_error(&e))?;
-        Ok(producers.active().into_iter().map(|a| (a, open.get(&a.0).copied().unwrap_or(-1))).collect())
+        let active = producers_of(p).map_err(|e| storage_error(&e))?.active();
+        let index = txn_index(p).map_err(|e| storage_error(&e))?;
+        let open: HashMap<i64, i64> = index.open().into_iter().collect();
+        let describe = |a: crate::producers::ActiveProducer| {
+            (a, open.get(&a.0).copied().unwrap_or(-1), index.coordinator_epoch(a.0))
+        };
+        Ok(active.into_iter().map(describe).collect())
     }
 
     /// The coordinator answered a verification: the batches held for it are appended in order,
@@ -281,11 +295,15 @@ pub(super) fn txn_index<S: NodeStorage>(p: &mut Partition<S>) -> Result<&mut Txn
             if !txn::is_transactional(&h) {
                 continue;
             }
-            let marker = if h.attributes & batch::CONTROL_ATTRIBUTE != 0 {
-                read_batch(log, h.base_offset)?.and_then(|b| txn::marker_type(&b))
-            } else {
-                None
-            };
+            let mut marker = None;
+            if h.attributes & batch::CONTROL_ATTRIBUTE != 0 {
+                if let Some(bytes) = read_batch(log, h.base_offset)? {
+                    marker = txn::marker_type(&bytes);
+                    if let Some(epoch) = txn::marker_coordinator_epoch(&bytes) {
+                        index.marked_by(h.producer_id, epoch);
+                    }
+                }
+            }
             index.append(&h, marker);
         }
         p.txns = Some((term, index));

@@ -11,7 +11,7 @@
 use braid_engine::hash::HashMap;
 use braid_engine::log::batch::{self, BatchHeader};
 
-pub use batch::{marker_type, TRANSACTIONAL_ATTRIBUTE};
+pub use batch::{marker_coordinator_epoch, marker_type, TRANSACTIONAL_ATTRIBUTE};
 /// Control record types (the key's second field) of transaction markers.
 pub const ABORT: i16 = batch::ABORT_MARKER;
 pub const COMMIT: i16 = batch::COMMIT_MARKER;
@@ -31,6 +31,9 @@ pub struct TxnIndex {
     open: HashMap<i64, i64>,
     /// Aborted transactions, in the order of their markers.
     aborted: Vec<AbortedTxn>,
+    /// The coordinator epoch of each producer's last marker: a marker from an older
+    /// coordinator (one deposed, its markers late) is refused.
+    coordinator_epochs: HashMap<i64, i32>,
 }
 
 /// True if a batch with these attributes is transactional.
@@ -65,6 +68,23 @@ impl TxnIndex {
             let producer_id = h.producer_id;
             self.aborted.push(AbortedTxn { producer_id, first_offset, last_offset: h.base_offset });
         }
+    }
+
+    /// A marker of `producer_id` from coordinator epoch `epoch` was written.
+    pub fn marked_by(&mut self, producer_id: i64, epoch: i32) {
+        let last = self.coordinator_epochs.entry(producer_id).or_insert(epoch);
+        *last = (*last).max(epoch);
+    }
+
+    /// True if a marker of `producer_id` from coordinator epoch `epoch` comes from a coordinator
+    /// older than one that wrote a marker here already.
+    pub fn fenced(&self, producer_id: i64, epoch: i32) -> bool {
+        self.coordinator_epochs.get(&producer_id).is_some_and(|&last| epoch < last)
+    }
+
+    /// The coordinator epoch of the producer's last marker here (-1: none).
+    pub fn coordinator_epoch(&self, producer_id: i64) -> i32 {
+        self.coordinator_epochs.get(&producer_id).copied().unwrap_or(-1)
     }
 
     /// True if `producer_id` has a transaction open here.
@@ -129,6 +149,15 @@ mod tests {
         assert!(index.aborted_between(0, 1).is_empty(), "the aborted records lie after the range");
         index.trim(5);
         assert!(index.aborted_between(0, 10).is_empty());
+    }
+
+    #[test]
+    fn a_marker_from_an_older_coordinator_is_fenced() {
+        let mut index = TxnIndex::default();
+        assert!(!index.fenced(7, 3));
+        index.marked_by(7, 5);
+        assert!(index.fenced(7, 4) && !index.fenced(7, 5) && !index.fenced(7, 6) && !index.fenced(8, 1));
+        assert_eq!(marker_coordinator_epoch(&marker_batch(7, 0, true, 5, 0)), Some(5));
     }
 
     #[test]

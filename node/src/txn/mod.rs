@@ -21,7 +21,8 @@ mod index;
 mod records;
 
 pub use index::{
-    is_transactional, marker_batch, marker_type, AbortedTxn, TxnIndex, ABORT, COMMIT, TRANSACTIONAL_ATTRIBUTE,
+    is_transactional, marker_batch, marker_coordinator_epoch, marker_type, AbortedTxn, TxnIndex, ABORT, COMMIT,
+    TRANSACTIONAL_ATTRIBUTE,
 };
 pub use records::{decode_key, decode_value, txn_key, txn_value};
 

@@ -28,6 +28,7 @@ use tokio::sync::oneshot;
 const TOPIC: &str = "sim-txn";
 const ID: &str = "sim-producer";
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const TRANSACTION_COORDINATOR_FENCED: i16 = 52;
 
 /// Markers a coordinator's leader asked for: its node, partition and epoch, the transaction,
 /// the partitions still to mark and the markers on their way.
@@ -225,6 +226,8 @@ impl TxnWorkload {
                 snapshot.topic(&key.0).is_some_and(|t| (0..t.partitions.len() as i32).contains(&key.1))
             });
             match got {
+                // A newer coordinator wrote markers for this producer: it completes it.
+                Ok(TRANSACTION_COORDINATOR_FENCED) => return None,
                 Ok(0) => {}
                 Ok(UNKNOWN_TOPIC_OR_PARTITION) if !exists => {}
                 Ok(_) | Err(oneshot::error::TryRecvError::Closed) => job.left.push(key),

@@ -378,6 +378,10 @@ async fn complete(ctx: Rc<ShardCtx>, (partition, coordinator_epoch, plan): (i32,
                 }
                 l => remote_markers(&ctx, l, &partitions, marker).await,
             };
+            if codes.contains(&ResponseError::TransactionCoordinatorFenced.code()) {
+                // A newer coordinator of this transaction wrote markers: it completes it.
+                return;
+            }
             for (key, code) in partitions.into_iter().zip(codes) {
                 // A partition deleted since needs no marker; one this node's metadata still
                 // has is only not open yet where it was asked (a node starting): again.
@@ -573,13 +577,14 @@ pub async fn describe_producers(ctx: Rc<ShardCtx>, request: DescribeProducersReq
             };
             match answer {
                 Ok(producers) => {
-                    for ((producer_id, epoch, last_sequence, last_timestamp), txn_start) in producers {
+                    for ((producer_id, epoch, last_sequence, last_timestamp), txn_start, coordinator_epoch) in producers
+                    {
                         let mut s = ProducerState::default();
                         s.producer_id = ProducerId(producer_id);
                         s.producer_epoch = i32::from(epoch);
                         s.last_sequence = last_sequence;
                         s.last_timestamp = last_timestamp;
-                        s.coordinator_epoch = -1;
+                        s.coordinator_epoch = coordinator_epoch;
                         s.current_txn_start_offset = txn_start;
                         out.active_producers.push(s);
                     }
