@@ -126,6 +126,15 @@ impl<S: Storage> Log<S> {
         Ok(bytes)
     }
 
+    /// The bytes of the batch at `offset` (the first one a read from there returns), whole.
+    pub fn batch_at(&self, offset: i64) -> Result<Option<Vec<u8>>, LogError> {
+        let Some(slice) = self.read(offset, 1, None)? else { return Ok(None) };
+        let mut bytes = self.read_bytes(&slice)?;
+        let Ok(header) = BatchHeader::parse(&bytes) else { return Ok(None) };
+        bytes.truncate(header.total_bytes());
+        Ok(Some(bytes))
+    }
+
     /// The first readable batch whose max timestamp is >= `timestamp`: its base offset and max
     /// timestamp (Kafka's ListOffsets by time, to batch precision).
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {

@@ -116,11 +116,11 @@ impl<S: NodeStorage> ShardState<S> {
         }
         let group_writes = c.take_writes(now);
         let key = (OFFSETS_TOPIC.to_owned(), partition);
-        self.write_records(key.clone(), group_writes, now, ProduceReply::Nobody);
+        self.write_records(key.clone(), group_writes, None, now, ProduceReply::Nobody);
         if let Some((records, reply)) = to_write {
             // Offsets are records of the partition, written like an acks=all produce; the map
             // changes when they commit (apply_offsets), before the answer.
-            self.write_txn_records(key, records, producer, now, ProduceReply::GroupDeletion(reply));
+            self.write_records(key, records, producer, now, ProduceReply::GroupDeletion(reply));
         }
     }
 }

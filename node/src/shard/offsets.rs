@@ -8,7 +8,7 @@
 use super::{Partition, ShardState};
 use crate::msg::{EpochEndOutcome, OffsetOutcome};
 use crate::storage::NodeStorage;
-use braid_engine::log::batch::{self, BatchHeader};
+use braid_engine::log::batch;
 use braid_engine::log::Log;
 use kafka_protocol::ResponseError;
 
@@ -144,9 +144,7 @@ impl<S: NodeStorage> ShardState<S> {
 /// For an uncompressed batch, the first record at or after `timestamp` (Kafka's answer is
 /// record-precise); compressed batches answer with the batch's base offset.
 fn refine_by_record<S: NodeStorage>(log: &Log<S>, base_offset: i64, timestamp: i64) -> Option<(i64, i64)> {
-    let slice = log.read(base_offset, 1, None).ok()??;
-    let bytes = log.read_bytes(&slice).ok()?;
-    let header = BatchHeader::parse(&bytes).ok()?;
-    let records = batch::records(&bytes[..header.total_bytes().min(bytes.len())]).ok()?;
+    let bytes = log.batch_at(base_offset).ok()??;
+    let records = batch::records(&bytes).ok()?;
     records.iter().find(|r| r.timestamp >= timestamp).map(|r| (r.offset, r.timestamp))
 }

@@ -92,8 +92,7 @@ impl<S: NodeStorage> ShardState<S> {
 
 /// The timestamp of the batch holding `offset` (its first record's), if the log holds it.
 fn first_timestamp<S: braid_engine::io::Storage>(log: &Log<S>, offset: i64) -> Option<i64> {
-    let slice = log.read(offset.max(log.log_start_offset()), 1, None).ok()??;
-    let bytes = log.read_bytes(&slice).ok()?;
+    let bytes = log.batch_at(offset.max(log.log_start_offset())).ok()??;
     BatchHeader::parse(&bytes).ok().map(|h| h.base_timestamp)
 }
 

@@ -179,7 +179,7 @@ impl<S: NodeStorage> ShardState<S> {
             }
         }
         for (partition, writes) in group_writes {
-            self.write_records((OFFSETS_TOPIC.to_owned(), partition), writes, now, ProduceReply::Nobody);
+            self.write_records((OFFSETS_TOPIC.to_owned(), partition), writes, None, now, ProduceReply::Nobody);
         }
         if let Some(meta) = self.meta.as_mut() {
             meta.tick();

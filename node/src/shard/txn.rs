@@ -36,7 +36,6 @@ impl<S: NodeStorage> ShardState<S> {
             }
             return;
         };
-        let write = |records: Records, reply: ProduceReply| (records, reply);
         let (records, reply) = match request {
             TxnRequest::Init { id, timeout_ms, expected, new_id, reply } => {
                 match c.init(&id, timeout_ms, expected, new_id, now) {
@@ -51,13 +50,13 @@ impl<S: NodeStorage> ShardState<S> {
                     InitOutcome::Write { answer, records } => {
                         let (written, outcome) = oneshot::channel();
                         let _ = reply.send(TxnInit::Answer(answer, Some(outcome)));
-                        write(records, ProduceReply::Code(written))
+                        (records, ProduceReply::Code(written))
                     }
                 }
             }
             TxnRequest::AddPartitions { id, producer, partitions, reply } => {
                 match c.add_partitions(&id, producer, &partitions, now) {
-                    Ok(records) => write(records, ProduceReply::Code(reply)),
+                    Ok(records) => (records, ProduceReply::Code(reply)),
                     Err(e) => {
                         let _ = reply.send(e);
                         return;
@@ -69,34 +68,21 @@ impl<S: NodeStorage> ShardState<S> {
                 return;
             }
             TxnRequest::End { id, producer, commit, reply } => {
-                write(c.end(&id, producer, commit, now, reply), ProduceReply::Nobody)
+                (c.end(&id, producer, commit, now, reply), ProduceReply::Nobody)
             }
-            TxnRequest::Complete { plan } => write(c.complete(&plan, now), ProduceReply::Nobody),
+            TxnRequest::Complete { plan } => (c.complete(&plan, now), ProduceReply::Nobody),
             TxnRequest::List { reply } => {
                 let _ = reply.send(Ok(c.list().into_iter().collect()));
                 return;
             }
         };
-        self.write_records(key, records, now, reply);
+        self.write_records(key, records, None, now, reply);
     }
 
     /// Appends a coordinator's records to its internal partition `key` (as an acks=all
-    /// produce); `reply` is answered once they commit.
-    pub(super) fn write_records(&mut self, key: (String, i32), records: Records, now: i64, reply: ProduceReply) {
-        if records.is_empty() {
-            let _ = reply.send(ProduceOutcome { error: 0, message: None, base_offset: -1, log_start_offset: -1 });
-            return;
-        }
-        let entries: Vec<batch::KeyValue<'_>> =
-            records.iter().map(|(k, v)| (Some(k.as_slice()), v.as_deref())).collect();
-        let batch = Bytes::from(batch::build_keyed_batch(now, &entries));
-        self.produce(key.0, key.1, Some(batch), -1, reply);
-    }
-
-    /// Appends records of a transaction of `producer` (TxnOffsetCommit's offsets) to internal
-    /// partition `key`: they apply when its commit marker does (no producer: as
-    /// [`Self::write_records`]).
-    pub(super) fn write_txn_records(
+    /// produce); `reply` is answered once they commit. With a `producer`, they are records of
+    /// its transaction (TxnOffsetCommit's offsets), which apply when its commit marker does.
+    pub(super) fn write_records(
         &mut self,
         key: (String, i32),
         records: Records,
@@ -104,11 +90,16 @@ impl<S: NodeStorage> ShardState<S> {
         now: i64,
         reply: ProduceReply,
     ) {
-        let Some((producer_id, epoch)) = producer else { return self.write_records(key, records, now, reply) };
+        if records.is_empty() {
+            let _ = reply.send(ProduceOutcome { error: 0, message: None, base_offset: -1, log_start_offset: -1 });
+            return;
+        }
         let entries: Vec<batch::KeyValue<'_>> =
             records.iter().map(|(k, v)| (Some(k.as_slice()), v.as_deref())).collect();
         let mut bytes = batch::build_keyed_batch(now, &entries);
-        batch::set_producer(&mut bytes, producer_id, epoch, txn::TRANSACTIONAL_ATTRIBUTE, now);
+        if let Some((producer_id, epoch)) = producer {
+            batch::set_producer(&mut bytes, producer_id, epoch, txn::TRANSACTIONAL_ATTRIBUTE, now);
+        }
         self.produce(key.0, key.1, Some(Bytes::from(bytes)), -1, reply);
     }
 
@@ -180,7 +171,7 @@ impl<S: NodeStorage> ShardState<S> {
         let Some(c) = p.txn_coordinator.as_mut() else { return };
         let records = c.tick(now);
         hand_over_plans(key, p, self.markers.as_ref());
-        self.write_records(key.clone(), records, now, ProduceReply::Nobody);
+        self.write_records(key.clone(), records, None, now, ProduceReply::Nobody);
     }
 }
 
@@ -297,7 +288,7 @@ pub(super) fn txn_index<S: NodeStorage>(p: &mut Partition<S>) -> Result<&mut Txn
             }
             let mut marker = None;
             if h.attributes & batch::CONTROL_ATTRIBUTE != 0 {
-                if let Some(bytes) = read_batch(log, h.base_offset)? {
+                if let Some(bytes) = log.batch_at(h.base_offset)? {
                     marker = txn::marker_type(&bytes);
                     if let Some(epoch) = txn::marker_coordinator_epoch(&bytes) {
                         index.marked_by(h.producer_id, epoch);
@@ -320,14 +311,6 @@ pub(super) fn record_transactions<S: NodeStorage>(p: &mut Partition<S>, headers:
             at += i64::from(h.last_offset_delta) + 1;
         }
     }
-}
-
-/// The bytes of the batch at `offset`.
-fn read_batch<S: NodeStorage>(log: &Log<S>, offset: i64) -> Result<Option<Vec<u8>>, LogError> {
-    let Some(slice) = log.read(offset, 1, None)? else { return Ok(None) };
-    let bytes = log.read_bytes(&slice)?;
-    let Ok(h) = BatchHeader::parse(&bytes) else { return Ok(None) };
-    Ok(bytes.get(..h.total_bytes()).map(<[u8]>::to_vec))
 }
 
 /// Applies the newly committed records of a transaction coordinator's partition (every replica

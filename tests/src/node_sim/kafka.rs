@@ -511,6 +511,29 @@ impl KafkaWorkload {
     }
 }
 
+/// One fetch of `topic`/`partition` from `offset` at this node (`committed_only`:
+/// read_committed).
+pub(super) fn fetch_at(
+    node: &mut SimNode,
+    (topic, partition): (&str, i32),
+    offset: i64,
+    committed_only: bool,
+) -> Result<FetchOutcome, String> {
+    let shard = owner_shard(topic, partition, node.shared.senders.len());
+    let (reply, answer) = oneshot::channel();
+    let fetch = ShardMsg::Fetch {
+        topic: topic.into(),
+        partition,
+        offset,
+        max_bytes: 1 << 20,
+        current_leader_epoch: -1,
+        committed_only,
+        reply,
+    };
+    node.handle(shard, fetch);
+    answer.blocking_recv().map_err(|_| "the leader did not answer a fetch".into())
+}
+
 /// A partition's records (offset → value), fetched from its leader a batch at a time
 /// (`committed_only`: read_committed, its aborted transactions' records left out).
 pub(super) fn read_partition(
@@ -519,22 +542,10 @@ pub(super) fn read_partition(
     partition: i32,
     committed_only: bool,
 ) -> Result<BTreeMap<i64, String>, String> {
-    let shard = owner_shard(topic, partition, node.shared.senders.len());
     let mut records = BTreeMap::new();
     let mut offset = 0;
     loop {
-        let (reply, answer) = oneshot::channel();
-        let fetch = ShardMsg::Fetch {
-            topic: topic.into(),
-            partition,
-            offset,
-            max_bytes: 1 << 20,
-            current_leader_epoch: -1,
-            committed_only,
-            reply,
-        };
-        node.handle(shard, fetch);
-        let outcome: FetchOutcome = answer.blocking_recv().map_err(|_| "the leader did not answer a fetch")?;
+        let outcome = fetch_at(node, (topic, partition), offset, committed_only)?;
         if outcome.error != 0 {
             return Err(format!("fetching partition {partition} at {offset}: error {}", outcome.error));
         }

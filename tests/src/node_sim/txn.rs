@@ -18,7 +18,9 @@
 use super::node::SimNode;
 use braid_engine::log::batch;
 use braid_engine::rng::SimRng;
-use braid_node::msg::{Marker, MetaOp, MetaReply, ProduceOutcome, ShardMsg, TxnInit, TxnRequest, TxnWork};
+use braid_node::msg::{
+    FetchOutcome, Marker, MetaOp, MetaReply, ProduceOutcome, RecordsChunk, ShardMsg, TxnInit, TxnRequest, TxnWork,
+};
 use braid_node::shared::owner_shard;
 use braid_node::txn::{partition_for, MarkerPlan, TRANSACTIONAL_ATTRIBUTE, TXN_PARTITIONS, TXN_TOPIC};
 use bytes::Bytes;
@@ -434,38 +436,16 @@ impl TxnWorkload {
                 let node = nodes.get_mut(&leader).expect("up");
                 let all = super::kafka::read_partition(node, TOPIC, missing.0, false)?;
                 let at = all.iter().find(|(_, v)| **v == missing.1).map(|(o, _)| *o);
-                let (reply, mut answer) = oneshot::channel();
-                let fetch = ShardMsg::Fetch {
-                    topic: TOPIC.into(),
-                    partition: missing.0,
-                    offset: at.unwrap_or(0),
-                    max_bytes: 1 << 20,
-                    current_leader_epoch: -1,
-                    committed_only: true,
-                    reply,
-                };
-                node.handle(owner_shard(TOPIC, missing.0, node.shared.senders.len()), fetch);
-                let read = answer.try_recv().map(|o| (o.high_watermark, o.last_stable_offset, o.aborted));
-                let (reply, mut answer) = oneshot::channel();
-                let fetch = ShardMsg::Fetch {
-                    topic: TOPIC.into(),
-                    partition: missing.0,
-                    offset: at.unwrap_or(0),
-                    max_bytes: 1 << 20,
-                    current_leader_epoch: -1,
-                    committed_only: false,
-                    reply,
-                };
-                node.handle(owner_shard(TOPIC, missing.0, node.shared.senders.len()), fetch);
+                let from = at.unwrap_or(0);
+                let read = super::kafka::fetch_at(node, (TOPIC, missing.0), from, true)
+                    .map(|o| (o.high_watermark, o.last_stable_offset, o.aborted));
                 let mut batches = Vec::new();
-                if let Ok(braid_node::msg::FetchOutcome {
-                    records: Some(braid_node::msg::RecordsChunk::Bytes(b)),
-                    ..
-                }) = answer.try_recv()
+                if let Ok(FetchOutcome { records: Some(RecordsChunk::Bytes(b)), .. }) =
+                    super::kafka::fetch_at(node, (TOPIC, missing.0), from, false)
                 {
                     let mut at = 0;
                     while let Ok(h) = batch::BatchHeader::parse(&b[at..]) {
-                        let kind = batch::marker_type(&b[at..at + h.total_bytes()]);
+                        let kind = batch::marker_type(&b[at..(at + h.total_bytes()).min(b.len())]);
                         batches.push((h.base_offset, h.producer_id, h.producer_epoch, h.attributes, kind));
                         at += h.total_bytes();
                         if at >= b.len() {
