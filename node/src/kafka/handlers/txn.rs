@@ -356,6 +356,9 @@ async fn remote_verify(addr: &str, id: &str, producer: (i64, i16), partition: &(
 /// Longest wait between two rounds of markers for the partitions still unmarked.
 const MARKER_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
+/// A leader's address (None: no leader known) and the partitions it leads.
+type Led = (Option<crate::config::HostPort>, Vec<(String, i32)>);
+
 /// Writes a transaction's markers on every partition (retrying those whose leader is moving,
 /// for as long as this node coordinates the transaction), then completes it.
 async fn complete(ctx: Rc<ShardCtx>, (partition, coordinator_epoch, plan): (i32, i32, crate::txn::MarkerPlan)) {
@@ -364,19 +367,19 @@ async fn complete(ctx: Rc<ShardCtx>, (partition, coordinator_epoch, plan): (i32,
     let mut left = plan.partitions.clone();
     let mut backoff = Duration::from_millis(10);
     loop {
-        let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+        let mut by_leader: BTreeMap<i32, Led> = BTreeMap::new();
         for (topic, p) in left {
-            let leader = leader_of(&ctx, 0, &topic, p).map_or(-1, |(id, _)| id);
-            by_leader.entry(leader).or_default().push((topic, p));
+            let (leader, addr) = leader_of(&ctx, 0, &topic, p).map_or((-1, None), |(id, addr)| (id, Some(addr)));
+            by_leader.entry(leader).or_insert((addr, Vec::new())).1.push((topic, p));
         }
         left = Vec::new();
-        for (leader, partitions) in by_leader {
-            let codes = match leader {
-                -1 => vec![ResponseError::NotLeaderOrFollower.code(); partitions.len()],
-                l if l == me => {
+        for (leader, (addr, partitions)) in by_leader {
+            let codes = match (leader, addr) {
+                (l, _) if l == me => {
                     futures::future::join_all(partitions.iter().map(|(t, p)| mark(&ctx, t, *p, marker))).await
                 }
-                l => remote_markers(&ctx, l, &partitions, marker).await,
+                (l, Some(addr)) if l >= 0 => remote_markers(l, &addr.to_string(), &partitions, marker).await,
+                _ => vec![ResponseError::NotLeaderOrFollower.code(); partitions.len()],
             };
             if codes.contains(&ResponseError::TransactionCoordinatorFenced.code()) {
                 // A newer coordinator of this transaction wrote markers: it completes it.
@@ -411,12 +414,8 @@ async fn complete(ctx: Rc<ShardCtx>, (partition, coordinator_epoch, plan): (i32,
 
 /// Sends markers to another node's Kafka listener (WriteTxnMarkers v1); the error code of each
 /// partition.
-async fn remote_markers(ctx: &ShardCtx, node: i32, partitions: &[(String, i32)], marker: Marker) -> Vec<i16> {
+async fn remote_markers(node: i32, addr: &str, partitions: &[(String, i32)], marker: Marker) -> Vec<i16> {
     let unreachable = vec![ResponseError::NotLeaderOrFollower.code(); partitions.len()];
-    let Some((_, addr)) = partitions.first().and_then(|(t, p)| leader_of(ctx, 0, t, *p)).filter(|(l, _)| *l == node)
-    else {
-        return unreachable;
-    };
     let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (t, p) in partitions {
         by_topic.entry(t).or_default().push(*p);
@@ -434,7 +433,7 @@ async fn remote_markers(ctx: &ShardCtx, node: i32, partitions: &[(String, i32)],
     }
     let mut request = WriteTxnMarkersRequest::default();
     request.markers.push(m);
-    let response = match call(&addr.to_string(), request, 1).await {
+    let response = match call(addr, request, 1).await {
         Ok(response) => response,
         Err(e) => {
             tracing::warn!(node, error = %e, "writing transaction markers on another node failed");
