@@ -103,15 +103,23 @@ pub enum TxnRequest {
         /// The producer id and epoch a producer recovering from an error gives (KIP-360).
         expected: Option<(i64, i16)>,
         new_id: Option<i64>,
+        /// The client connection's number in the node's accept order (None: not a client's).
+        conn: Option<u64>,
         reply: oneshot::Sender<TxnInit>,
     },
     /// AddPartitionsToTxn, AddOffsetsToTxn (the group's offsets partition): answered once
     /// recorded.
-    AddPartitions { id: String, producer: (i64, i16), partitions: Vec<(String, i32)>, reply: oneshot::Sender<Code> },
+    AddPartitions {
+        id: String,
+        producer: (i64, i16),
+        partitions: Vec<(String, i32)>,
+        conn: Option<u64>,
+        reply: oneshot::Sender<Code>,
+    },
     /// A partition leader asks whether a producer's transaction holds a partition (KIP-890).
     Verify { id: String, producer: (i64, i16), partition: (String, i32), reply: oneshot::Sender<Code> },
     /// EndTxn: answered once the markers are written and the transaction completed.
-    End { id: String, producer: (i64, i16), commit: bool, reply: oneshot::Sender<Code> },
+    End { id: String, producer: (i64, i16), commit: bool, conn: Option<u64>, reply: oneshot::Sender<Code> },
     /// The markers of a transaction are written.
     Complete { plan: MarkerPlan },
     /// Transactional ids coordinated here (ListTransactions, DescribeTransactions).

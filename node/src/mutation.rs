@@ -26,6 +26,9 @@ pub enum Mutation {
     /// A read_committed fetch gets no aborted transactions with its records, so the client
     /// cannot drop them.
     AbortedTransactionsHidden,
+    /// The transaction coordinator acts on a request from a connection the client has left (a
+    /// late EndTxn ends the client's next transaction).
+    StaleConnectionsHeard,
 }
 
 thread_local! {

@@ -117,6 +117,7 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
         leaders: RwLock::default(),
         published: RwLock::default(),
         cut_off: Default::default(),
+        connections_accepted: Default::default(),
         lost_peers: RwLock::default(),
         serving: tokio::sync::watch::Sender::new(false),
     });

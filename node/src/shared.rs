@@ -34,6 +34,9 @@ pub struct Shared {
     /// This node has known no metadata-group leader for a while: it is cut off from a majority
     /// of the cluster, and sends Kafka clients away (set by shard 0).
     pub cut_off: std::sync::atomic::AtomicBool,
+    /// Kafka connections accepted so far: each connection's number in that order (the
+    /// transaction coordinator tells a client's newest connection from one it left).
+    pub connections_accepted: std::sync::atomic::AtomicU64,
     /// Peers the raft transport reports lost (closed connection, or silent for an election
     /// timeout), and how many times that set changed: every shard brings its groups in line
     /// (`ShardState::sync_liveness`) when told, and at each tick in case the

@@ -215,6 +215,80 @@ fn a_transactional_batch_is_taken_only_for_a_partition_its_transaction_holds() {
     assert_eq!(latest, 2, "the record and its commit marker are stable");
 }
 
+/// KAFKA-17754 with a client that keeps its epoch across transactions (librdkafka, aiokafka):
+/// an EndTxn that stalled on a connection the client then left (it reconnected, finished that
+/// transaction and began the next) is read only after the next transaction's requests on the
+/// newer connection. It must end nothing: the old connection is closed unanswered, and the
+/// transaction stays open until the client ends it.
+#[test]
+fn a_late_end_txn_from_a_connection_the_client_left_ends_nothing() {
+    use braid_node::client::Client;
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    let node = Node::start();
+    let out = node.cli(&["topic", "create", "late-end", "--partitions", "1"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = || TransactionalId(StrBytes::from_static_str("late-end"));
+    let mut old = Client::connect(&node.bootstrap()).unwrap();
+    let (producer_id, epoch) = wait_for("a transactional producer id", || {
+        let mut find = FindCoordinatorRequest::default();
+        find.key = StrBytes::from_static_str("late-end");
+        find.key_type = 1;
+        old.call_version(find, 3).ok().filter(|r| r.error_code == 0)?;
+        let mut r = InitProducerIdRequest::default();
+        r.transactional_id = Some(id());
+        r.transaction_timeout_ms = 60_000;
+        let response = old.call_version(r, 3).ok()?;
+        (response.error_code == 0).then_some((response.producer_id, response.producer_epoch))
+    });
+    let add = |client: &mut Client| {
+        let mut add = AddPartitionsToTxnRequest::default();
+        add.v3_and_below_transactional_id = id();
+        add.v3_and_below_producer_id = producer_id;
+        add.v3_and_below_producer_epoch = epoch;
+        let mut topic = AddPartitionsToTxnTopic::default();
+        topic.name = TopicName(StrBytes::from_static_str("late-end"));
+        topic.partitions = vec![0];
+        add.v3_and_below_topics = vec![topic];
+        client.call_version(add, 3).unwrap().results_by_topic_v3_and_below[0].results_by_partition[0]
+            .partition_error_code
+    };
+    let end = |commit: bool| {
+        let mut end = EndTxnRequest::default();
+        end.transactional_id = id();
+        end.producer_id = producer_id;
+        end.producer_epoch = epoch;
+        end.committed = commit;
+        end
+    };
+    let state = |client: &mut Client| {
+        let mut r = DescribeTransactionsRequest::default();
+        r.transactional_ids = vec![id()];
+        let response = client.call_version(r, 0).unwrap();
+        response.transaction_states[0].transaction_state.to_string()
+    };
+    // The first transaction, on the connection the client will leave.
+    assert_eq!(add(&mut old), 0);
+    // Its EndTxn "times out": the client reconnects, ends the transaction there and begins the
+    // next one.
+    let mut new = Client::connect(&node.bootstrap()).unwrap();
+    assert_eq!(new.call_version(end(true), 3).unwrap().error_code, 0);
+    assert_eq!(add(&mut new), 0);
+    assert_eq!(state(&mut new), "Ongoing");
+    // The stalled EndTxn is read now.
+    old.send(end(true), 3).unwrap();
+    assert!(old.receive::<EndTxnRequest>(3).is_err(), "the left connection is closed unanswered");
+    assert_eq!(state(&mut new), "Ongoing", "the late EndTxn ended nothing");
+    // The client ends its transaction as it wants; a new connection is heard.
+    assert_eq!(new.call_version(end(false), 3).unwrap().error_code, 0);
+    assert_eq!(state(&mut new), "CompleteAbort");
+    let mut newer = Client::connect(&node.bootstrap()).unwrap();
+    assert_eq!(add(&mut newer), 0);
+    assert_eq!(newer.call_version(end(true), 3).unwrap().error_code, 0);
+    assert_eq!(state(&mut newer), "CompleteCommit");
+}
+
 /// A producer that dies with its transaction open: `braid txn list|describe` show it Ongoing
 /// with its partition, /metrics counts it open and the last stable offset lagging; the
 /// coordinator aborts it once its timeout passes, and the lag goes back to 0.

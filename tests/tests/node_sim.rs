@@ -76,7 +76,8 @@ fn five_whole_nodes_keep_the_regression_seeds() {
 fn first_failure(mutation: Mutation, limit: u64) -> Option<String> {
     (1..=limit).find_map(|seed| {
         // The mutations of before transactions run as they were calibrated, without them.
-        let txn_ops = if mutation == Mutation::AbortedTransactionsHidden { 50 } else { 0 };
+        let txn_mutations = [Mutation::AbortedTransactionsHidden, Mutation::StaleConnectionsHeard];
+        let txn_ops = if txn_mutations.contains(&mutation) { 50 } else { 0 };
         let config = NodeSimConfig { mutation: Some(mutation), txn_ops, ..NodeSimConfig::new(seed, STEPS) };
         run_nodes(&config).err()
     })
@@ -120,6 +121,11 @@ fn the_simulator_catches_a_zookeeper_sync_that_does_not_catch_up() {
 #[test]
 fn the_simulator_catches_a_zookeeper_watch_that_fires_twice() {
     assert_caught(Mutation::WatchesStay, "fired with no registration left");
+}
+
+#[test]
+fn the_simulator_catches_a_late_end_txn_ending_the_next_transaction() {
+    assert_caught(Mutation::StaleConnectionsHeard, "read in part");
 }
 
 #[test]

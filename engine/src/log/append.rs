@@ -92,6 +92,7 @@ impl<S: Storage> Log<S> {
             position,
             len: batch.len() as u32,
         });
+        self.take_transactional(&stamped, batch);
         if self.recent.enabled() {
             let bytes =
                 shared.cloned().unwrap_or_else(|| Bytes::copy_from_slice(&self.tail.as_slice()[at..at + batch.len()]));

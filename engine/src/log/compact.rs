@@ -188,6 +188,7 @@ impl<S: Storage> Log<S> {
             }
         }
         self.storage.rename(&cleaned_path, &path).map_err(context("renaming"))?;
+        self.resize_transactions(base, next_base, self.segments[i].size, bytes.len() as u64)?;
         self.storage.sync_dir(&self.dir).map_err(io_context(|| format!("syncing {}", self.dir.display())))?;
         let mut report = RecoveryReport::default();
         let (segment, corruption) = self.open_segment(base, Some(next_base), &mut report)?;

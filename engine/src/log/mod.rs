@@ -38,6 +38,7 @@ mod read;
 mod recent;
 pub mod segment;
 mod truncate;
+pub mod txn;
 
 pub use batch::{BatchError, BatchHeader};
 pub use durability::DurabilityWaiters;
@@ -307,6 +308,8 @@ pub struct Log<S: Storage> {
     /// The truncation count and target of the last flush or sync ticket issued: targets never
     /// fall between truncations.
     ticket_target: (u64, i64),
+    /// The log's transactions, once asked for (`txn.rs`).
+    txns: Option<txn::Transactions>,
 }
 
 /// One recently appended batch: its offsets, term, and place in its segment.

@@ -6,6 +6,7 @@
 
 use super::index::{OffsetIndex, TimeIndex};
 use super::segment::{self, file_name, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use super::txn::TXN_INDEX_SUFFIX;
 use super::{
     io_context, next_sync_epoch, recent, Corruption, Log, LogConfig, LogError, RecoveryReport, CLEANED_SUFFIX,
 };
@@ -53,6 +54,7 @@ impl<S: Storage> Log<S> {
             positions: std::collections::VecDeque::new(),
             watermarks: Default::default(),
             ticket_target: (0, i64::MIN),
+            txns: None,
         };
         let mut report = RecoveryReport::default();
         for (i, &base) in bases.iter().enumerate() {
@@ -230,7 +232,7 @@ impl<S: Storage> Log<S> {
     }
 
     pub(super) fn remove_segment_files(&mut self, base: i64) -> Result<(), LogError> {
-        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX] {
             let path = self.dir.join(file_name(base, suffix));
             if self.storage.exists(&path) {
                 self.storage.remove(&path).map_err(io_context(|| format!("removing {}", path.display())))?;

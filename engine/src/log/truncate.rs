@@ -3,6 +3,7 @@
 //! retention (whole oldest segments by age or size, or every segment below a snapshot).
 
 use super::segment::{file_name, INDEX_SUFFIX, TIME_INDEX_SUFFIX};
+use super::txn::TXN_INDEX_SUFFIX;
 use super::{io_context, next_sync_epoch, Log, LogError, RetentionOutcome};
 use crate::io::{AlignedBuf, Storage, StorageFile};
 
@@ -31,6 +32,8 @@ impl<S: Storage> Log<S> {
             return Ok(self.log_end_offset());
         }
         self.write_tail_before_cut(false)?;
+        // Rebuilt when next asked for, from the files of the segments left whole.
+        self.txns = None;
         let restart = offset <= self.log_start_offset();
         let keep = if restart { 0 } else { self.segment_index_for(offset) };
         while self.segments.len() > keep + 1 {
@@ -48,7 +51,7 @@ impl<S: Storage> Log<S> {
             let interval = self.config.index_interval_bytes;
             let max_batch_bytes = self.config.max_batch_bytes;
             let base = self.segments[keep].base_offset;
-            for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX] {
                 let path = self.dir.join(file_name(base, suffix));
                 if self.storage.exists(&path) {
                     self.storage.remove(&path).map_err(io_context(|| format!("removing {}", path.display())))?;
@@ -86,6 +89,7 @@ impl<S: Storage> Log<S> {
 
     fn reset_inner(&mut self, offset: i64) -> Result<(), LogError> {
         self.write_tail_before_cut(false)?;
+        self.txns = None;
         while let Some(segment) = self.segments.pop() {
             self.remove_segment_files(segment.base_offset)?;
         }
@@ -132,6 +136,7 @@ impl<S: Storage> Log<S> {
         active.time_index = time_index;
         let segment = self.create_segment(next_offset)?;
         self.segments.push(segment);
+        self.seal_transactions()?;
         let old = std::mem::replace(&mut self.tail, AlignedBuf::with_capacity(0));
         self.keep_spares(vec![old]);
         self.tail = self.take_buffer(crate::io::TAIL_FIRST_BYTES);
@@ -198,6 +203,7 @@ impl<S: Storage> Log<S> {
             self.poison_on_error(result)?;
         }
         if outcome.deleted_segments > 0 {
+            self.trim_transactions();
             let result =
                 self.storage.sync_dir(&self.dir).map_err(io_context(|| format!("syncing {}", self.dir.display())));
             self.poison_on_error(result)?;

@@ -194,13 +194,25 @@ pub fn unsupported_version(correlation_id: i32) -> Vec<Chunk> {
     vec![Chunk::Bytes(bytes)]
 }
 
+/// A client connection as handlers see it: its number in the node's accept order, and whether
+/// a handler asked for it to be closed (the writer closes it instead of sending the response:
+/// the transaction coordinator does so to a request from a connection the client has left,
+/// `txn/connections.rs`).
+#[derive(Clone)]
+pub struct ClientConn {
+    pub seq: u64,
+    pub closing: Rc<std::cell::Cell<bool>>,
+}
+
 /// Serves one Kafka connection until the client closes it or sends something unreadable.
 /// `listener` is the index of the Kafka listener it came through: Metadata and its kin answer
 /// with that listener's addresses.
 pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, peer: SocketAddr, listener: usize) {
     let (mut reader, writer) = stream.into_split();
     let (queue, pending) = mpsc::channel::<Pending>(IN_FLIGHT_MAX);
-    let writer_task = tokio::task::spawn_local(writer::write_responses(Rc::clone(&ctx), writer, pending));
+    let conn = ClientConn { seq: ctx.shared.connections_accepted.fetch_add(1, Relaxed), closing: Rc::default() };
+    let closing = Rc::clone(&conn.closing);
+    let writer_task = tokio::task::spawn_local(writer::write_responses(Rc::clone(&ctx), writer, pending, closing));
     let max = ctx.shared.config.max_request_bytes;
     loop {
         let mut size = [0u8; 4];
@@ -246,7 +258,7 @@ pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, peer: SocketAddr, liste
             tracing::debug!(%peer, "cut off from the cluster; closing a client connection");
             break;
         }
-        match dispatch(&ctx, listener, frame.freeze(), permit).await {
+        match dispatch(&ctx, (listener, &conn), frame.freeze(), permit).await {
             Ok(Some(response)) => {
                 if queue.send(response).await.is_err() {
                     break;
@@ -316,7 +328,7 @@ impl Reply<'_> {
 /// Decodes one request and starts its handler.
 async fn dispatch(
     ctx: &Rc<ShardCtx>,
-    listener: usize,
+    (listener, conn): (usize, &ClientConn),
     frame: Bytes,
     permit: OwnedSemaphorePermit,
 ) -> anyhow::Result<Option<Pending>> {
@@ -375,10 +387,10 @@ async fn dispatch(
         RequestKind::ElectLeaders(r) => reply.with(elect_leaders::handle(c(), r)),
         RequestKind::DescribeLogDirs(r) => reply.with(log_dirs::handle(c(), r)),
         RequestKind::OffsetForLeaderEpoch(r) => reply.with(offset_for_leader_epoch::handle(c(), r)),
-        RequestKind::InitProducerId(r) => reply.with(producer_id::handle(c(), r)),
-        RequestKind::AddPartitionsToTxn(r) => reply.with(txn::add_partitions(c(), version, r)),
-        RequestKind::AddOffsetsToTxn(r) => reply.with(txn::add_offsets(c(), r)),
-        RequestKind::EndTxn(r) => reply.with(txn::end(c(), r)),
+        RequestKind::InitProducerId(r) => reply.with(producer_id::handle(c(), conn.clone(), r)),
+        RequestKind::AddPartitionsToTxn(r) => reply.with(txn::add_partitions(c(), version, conn.clone(), r)),
+        RequestKind::AddOffsetsToTxn(r) => reply.with(txn::add_offsets(c(), conn.clone(), r)),
+        RequestKind::EndTxn(r) => reply.with(txn::end(c(), conn.clone(), r)),
         RequestKind::TxnOffsetCommit(r) => reply.with(txn::offset_commit(c(), r)),
         RequestKind::WriteTxnMarkers(r) => reply.with(txn::write_txn_markers(c(), r)),
         RequestKind::DescribeTransactions(r) => reply.with(txn::describe(c(), r)),

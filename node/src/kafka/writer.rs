@@ -35,9 +35,15 @@ pub async fn write_responses(
     ctx: Rc<ShardCtx>,
     mut writer: OwnedWriteHalf,
     mut pending: mpsc::Receiver<super::Pending>,
+    closing: std::rc::Rc<std::cell::Cell<bool>>,
 ) {
     while let Some(response) = pending.recv().await {
-        let Some(chunks) = response.await else { continue };
+        let chunks = response.await;
+        if closing.get() {
+            tracing::info!("closing a connection its client has left for a newer one (a late transactional request)");
+            break;
+        }
+        let Some(chunks) = chunks else { continue };
         for chunk in chunks {
             let len = chunk.len();
             let result = match chunk {

@@ -23,8 +23,8 @@ impl<S: NodeStorage> ShardState<S> {
             return empty(ResponseError::UnknownTopicOrPartition);
         };
         let high_watermark = p.replica.raft.committed();
-        // The index is read from the log for read_committed fetches; others report what an
-        // index built already says.
+        // The log's transactions are read for read_committed fetches; others report what they
+        // say if they were read already.
         let last_stable_offset = if committed_only {
             match txn_index(p) {
                 Ok(index) => index.last_stable(high_watermark),
@@ -34,8 +34,7 @@ impl<S: NodeStorage> ShardState<S> {
                 }
             }
         } else {
-            let term = p.replica.raft.term();
-            p.txns.as_ref().filter(|(t, _)| *t == term).map_or(high_watermark, |(_, i)| i.last_stable(high_watermark))
+            p.replica.raft.log().transactions_if_built().map_or(high_watermark, |t| t.last_stable(high_watermark))
         };
         let limit = if committed_only { last_stable_offset } else { high_watermark };
         let log = p.replica.raft.log();
@@ -46,8 +45,7 @@ impl<S: NodeStorage> ShardState<S> {
             last_stable_offset,
             log_start_offset,
             records,
-            aborted: committed_only
-                .then(|| p.txns.as_ref().map(|(_, i)| i.aborted_between(offset, to)).unwrap_or_default()),
+            aborted: committed_only.then(|| aborted_between(log, offset, to)),
         };
         if offset < log_start_offset || offset > log.log_end_offset() {
             return FetchOutcome {
@@ -102,4 +100,16 @@ impl<S: NodeStorage> ShardState<S> {
             }
         }
     }
+}
+
+/// The aborted transactions a read_committed fetch of [from, to) returns.
+fn aborted_between<S: braid_engine::io::Storage>(
+    log: &braid_engine::log::Log<S>,
+    from: i64,
+    to: i64,
+) -> Vec<crate::txn::AbortedTxn> {
+    if crate::mutation::active(crate::mutation::Mutation::AbortedTransactionsHidden) {
+        return Vec::new();
+    }
+    log.transactions_if_built().map(|t| t.aborted_between(from, to)).unwrap_or_default()
 }

@@ -110,7 +110,6 @@ struct Partition<S: NodeStorage> {
     /// On partitions of `__transaction_state`: the transaction coordinator.
     txn_coordinator: Option<crate::txn::TxnCoordinator>,
     /// The leader's index of open and aborted transactions, valid for the term it was built in.
-    txns: Option<(Term, crate::txn::TxnIndex)>,
     /// Log size after the last compaction (compacted topics).
     compacted_size: u64,
     /// The commit point the last compaction ran to: the first record written since.
@@ -424,10 +423,10 @@ impl<S: NodeStorage> ShardState<S> {
                     segments: log.segment_count(),
                     memory_bytes,
                     quiet,
-                    open_transactions: p.txns.as_ref().map_or(0, |(_, i)| i.open().len()),
-                    last_stable_lag: p.txns.as_ref().map_or(0, |(_, i)| {
+                    open_transactions: log.transactions_if_built().map_or(0, |t| t.open().len()),
+                    last_stable_lag: log.transactions_if_built().map_or(0, |t| {
                         let high_watermark = p.replica.raft.committed();
-                        high_watermark - i.last_stable(high_watermark)
+                        high_watermark - t.last_stable(high_watermark)
                     }),
                 }
             })

@@ -99,7 +99,6 @@ impl<S: NodeStorage> ShardState<S> {
         };
         // Each keeps the batches of its kind (idempotent, transactional) if it was built.
         record_producers(p, &headers, base_offset);
-        super::txn::record_transactions(p, &headers, base_offset);
         // Followers persist while the leader does.
         send(&self.shared, p.replica.group, p.replica.raft.take_leader_messages());
         if acks == -1 && braid_engine::buggify!(20) {

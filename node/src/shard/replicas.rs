@@ -196,7 +196,6 @@ impl<S: NodeStorage> ShardState<S> {
             producers: None,
             coordinator: offsets.then(Coordinator::default),
             txn_coordinator: transactions.then(crate::txn::TxnCoordinator::default),
-            txns: None,
             compacted_size: 0,
             compacted_to: 0,
             records_start: meta.log_start.get(&key.1).copied().unwrap_or(0),

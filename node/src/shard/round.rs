@@ -167,7 +167,8 @@ impl<S: NodeStorage> ShardState<S> {
             apply_offsets(coordinator, p.replica.raft.log(), committed);
         }
         if let Some(coordinator) = p.txn_coordinator.as_mut() {
-            apply_txn_records(coordinator, p.replica.raft.log(), committed);
+            let accepted = self.shared.connections_accepted.load(std::sync::atomic::Ordering::Relaxed);
+            apply_txn_records(coordinator, p.replica.raft.log(), committed, accepted);
             // Markers of transactions just prepared are written at once, not at the next tick.
             txn::hand_over_plans(&key, p, self.markers.as_ref());
         }

@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::msg::{Marker, TxnInit, TxnRequest, TxnWork};
-use crate::txn::{self, InitOutcome, TxnCoordinator, TxnIndex, TXN_TOPIC};
+use crate::txn::{self, InitOutcome, Transactions, TxnCoordinator, TXN_TOPIC};
 
 impl<S: NodeStorage> ShardState<S> {
     /// A request for the transaction coordinator of `__transaction_state` partition `partition`.
@@ -37,7 +37,8 @@ impl<S: NodeStorage> ShardState<S> {
             return;
         };
         let (records, reply) = match request {
-            TxnRequest::Init { id, timeout_ms, expected, new_id, reply } => {
+            TxnRequest::Init { id, timeout_ms, expected, new_id, conn, reply } => {
+                c.connections.note(&id, conn);
                 match c.init(&id, timeout_ms, expected, new_id, now) {
                     InitOutcome::NeedProducerId => {
                         let _ = reply.send(TxnInit::NeedProducerId);
@@ -54,7 +55,11 @@ impl<S: NodeStorage> ShardState<S> {
                     }
                 }
             }
-            TxnRequest::AddPartitions { id, producer, partitions, reply } => {
+            TxnRequest::AddPartitions { id, conn, reply, .. } if !c.admit(&id, conn, true) => {
+                let _ = reply.send(txn::STALE_CONNECTION);
+                return;
+            }
+            TxnRequest::AddPartitions { id, producer, partitions, reply, .. } => {
                 match c.add_partitions(&id, producer, &partitions, now) {
                     Ok(records) => (records, ProduceReply::Code(reply)),
                     Err(e) => {
@@ -67,7 +72,11 @@ impl<S: NodeStorage> ShardState<S> {
                 let _ = reply.send(c.verify(&id, producer, &partition));
                 return;
             }
-            TxnRequest::End { id, producer, commit, reply } => {
+            TxnRequest::End { id, conn, reply, .. } if !c.admit(&id, conn, false) => {
+                let _ = reply.send(txn::STALE_CONNECTION);
+                return;
+            }
+            TxnRequest::End { id, producer, commit, reply, .. } => {
                 (c.end(&id, producer, commit, now, reply), ProduceReply::Nobody)
             }
             TxnRequest::Complete { plan } => (c.complete(&plan, now), ProduceReply::Nobody),
@@ -147,11 +156,6 @@ impl<S: NodeStorage> ShardState<S> {
             }
         };
         let header = BatchHeader { base_offset, ..BatchHeader::parse(&bytes).expect("a marker built here") };
-        let kind = if marker.commit { txn::COMMIT } else { txn::ABORT };
-        if let Some((_, index)) = p.txns.as_mut() {
-            index.append(&header, Some(kind));
-            index.marked_by(marker.producer_id, marker.coordinator_epoch);
-        }
         if let Some((_, producers)) = p.producers.as_mut() {
             producers.record(&header);
         }
@@ -274,54 +278,20 @@ pub(super) fn txn_loading<S: NodeStorage>(p: &Partition<S>) -> bool {
         || p.txn_coordinator.as_ref().is_some_and(|c| c.applied < p.replica.raft.term_start())
 }
 
-/// The leader's index of the partition's transactions, built from the whole log the first time
-/// in its term (every batch written first, so the headers cover the log).
-pub(super) fn txn_index<S: NodeStorage>(p: &mut Partition<S>) -> Result<&mut TxnIndex, LogError> {
-    let term = p.replica.raft.term();
-    if p.txns.as_ref().is_none_or(|(t, _)| *t != term) {
-        p.replica.raft.log_mut().write()?;
-        let log = p.replica.raft.log();
-        let mut index = TxnIndex::default();
-        for h in log.batch_headers(log.log_start_offset())? {
-            if !txn::is_transactional(&h) {
-                continue;
-            }
-            let mut marker = None;
-            if h.attributes & batch::CONTROL_ATTRIBUTE != 0 {
-                if let Some(bytes) = log.batch_at(h.base_offset)? {
-                    marker = txn::marker_type(&bytes);
-                    if let Some(epoch) = txn::marker_coordinator_epoch(&bytes) {
-                        index.marked_by(h.producer_id, epoch);
-                    }
-                }
-            }
-            index.append(&h, marker);
-        }
-        p.txns = Some((term, index));
-    }
-    Ok(&mut p.txns.as_mut().expect("built above").1)
-}
-
-/// Takes the transactional batches just appended from `base_offset` on into the leader's index.
-pub(super) fn record_transactions<S: NodeStorage>(p: &mut Partition<S>, headers: &[BatchHeader], base_offset: i64) {
-    if let Some((_, index)) = p.txns.as_mut() {
-        let mut at = base_offset;
-        for h in headers {
-            index.append(&BatchHeader { base_offset: at, ..*h }, None);
-            at += i64::from(h.last_offset_delta) + 1;
-        }
-    }
+/// The partition's transactions, as its log keeps them (built from the log the first time).
+pub(super) fn txn_index<S: NodeStorage>(p: &mut Partition<S>) -> Result<&Transactions, LogError> {
+    p.replica.raft.log_mut().transactions()
 }
 
 /// Applies the newly committed records of a transaction coordinator's partition (every replica
 /// does, so a new leader has them all).
-pub(super) fn apply_txn_records<S: NodeStorage>(c: &mut TxnCoordinator, log: &Log<S>, committed: i64) {
+pub(super) fn apply_txn_records<S: NodeStorage>(c: &mut TxnCoordinator, log: &Log<S>, committed: i64, accepted: u64) {
     let mut applied = c.applied;
     for_each_committed(&mut applied, log, committed, |header, bytes| {
         if header.attributes & batch::CONTROL_ATTRIBUTE == 0 {
             for record in batch::records(bytes).unwrap_or_default() {
                 if let Some(key) = record.key {
-                    c.apply(key, record.value);
+                    c.apply(key, record.value, accepted);
                 }
             }
         }

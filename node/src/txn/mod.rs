@@ -1,5 +1,6 @@
 //! Transactions: the transaction coordinator of one `__transaction_state` partition, and what a
-//! partition leader keeps of the transactions writing to it (`index`).
+//! partition knows of the transactions writing to it (`markers`; the log keeps its open and
+//! aborted transactions itself, `braid_engine::log::txn`).
 //!
 //! As Kafka's, the coordinator of a transactional id is the leader of the id's partition of
 //! `__transaction_state`, and a transaction's state is a record of that partition, in Kafka's
@@ -17,11 +18,14 @@
 //!
 //! Time comes in from the shard (`now_ms`); the coordinator does no I/O.
 
-mod index;
+mod connections;
+mod markers;
 mod records;
 
-pub use index::{
-    is_transactional, marker_batch, marker_coordinator_epoch, marker_type, AbortedTxn, TxnIndex, ABORT, COMMIT,
+pub use connections::Connections;
+
+pub use markers::{
+    is_transactional, marker_batch, marker_coordinator_epoch, marker_type, AbortedTxn, Transactions, ABORT, COMMIT,
     TRANSACTIONAL_ATTRIBUTE,
 };
 pub use records::{decode_key, decode_value, txn_key, txn_value};
@@ -36,6 +40,10 @@ use tokio::sync::oneshot;
 /// `transaction.state.log.num.partitions` defaults to 50; fewer raft groups suit small
 /// clusters, as for `__consumer_offsets`).
 pub const TXN_TOPIC: &str = "__transaction_state";
+
+/// A coordinator's answer (never sent to a client) to a request from a connection the client
+/// has left (`connections.rs`): the connection is closed.
+pub const STALE_CONNECTION: i16 = i16::MIN;
 pub const TXN_PARTITIONS: i32 = 16;
 /// Longest transaction timeout a producer may ask for (Kafka's transaction.max.timeout.ms).
 pub const MAX_TIMEOUT_MS: i32 = 900_000;
@@ -165,6 +173,8 @@ pub struct TxnCoordinator {
     end_waiters: HashMap<String, Vec<(bool, oneshot::Sender<i16>)>>,
     /// End of the records applied to `committed`.
     pub applied: i64,
+    /// Which client connection may speak for each id (`connections.rs`).
+    pub connections: Connections,
 }
 
 impl TxnCoordinator {
@@ -255,6 +265,13 @@ impl TxnCoordinator {
             return Err(code(ResponseError::ConcurrentTransactions));
         }
         Ok(m.clone())
+    }
+
+    /// True if a request for `id` from client connection `conn` may act (`adds`: it adds
+    /// partitions, so it may begin a transaction); see `connections.rs`.
+    pub fn admit(&mut self, id: &str, conn: Option<u64>, adds: bool) -> bool {
+        let begins = adds && self.current(id).is_none_or(|m| m.state != TxnState::Ongoing);
+        self.connections.admit(id, conn, begins)
     }
 
     /// AddPartitionsToTxn (and AddOffsetsToTxn, with the group's offsets partition): the
@@ -395,10 +412,14 @@ impl TxnCoordinator {
         records
     }
 
-    /// Applies a committed record.
-    pub fn apply(&mut self, key: &[u8], value: Option<&[u8]>) {
+    /// Applies a committed record; `accepted`: the node's count of accepted connections.
+    pub fn apply(&mut self, key: &[u8], value: Option<&[u8]>, accepted: u64) {
         let Some(id) = decode_key(key) else { return };
         let meta = value.and_then(records::decode_value);
+        if self.working.get(&id).is_none_or(|w| w.pending == 0) {
+            // Not this leader's own write: the client may have gone on elsewhere.
+            self.connections.changed_elsewhere(&id, accepted);
+        }
         if let Some(w) = self.working.get_mut(&id) {
             w.pending = w.pending.saturating_sub(1);
             if w.pending == 0 && meta.is_none() {
@@ -429,6 +450,7 @@ impl TxnCoordinator {
             None => {
                 self.committed.remove(&id);
                 self.preparing.remove(&id);
+                self.connections.forget(&id);
             }
         }
     }

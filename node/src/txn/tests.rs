@@ -2,7 +2,7 @@ use super::*;
 
 fn apply_all(c: &mut TxnCoordinator, records: &Records) {
     for (k, v) in records {
-        c.apply(k, v.as_deref());
+        c.apply(k, v.as_deref(), 0);
     }
 }
 

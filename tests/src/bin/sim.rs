@@ -22,6 +22,7 @@ fn mutation(args: &[String]) -> Option<Mutation> {
         "sync-answered-at-once" => Mutation::SyncAnsweredAtOnce,
         "watches-stay" => Mutation::WatchesStay,
         "aborted-hidden" => Mutation::AbortedTransactionsHidden,
+        "stale-connections-heard" => Mutation::StaleConnectionsHeard,
         other => panic!("unknown mutation {other}"),
     })
 }

@@ -103,6 +103,7 @@ impl SimNode {
             leaders: RwLock::default(),
             published: RwLock::default(),
             cut_off: Default::default(),
+            connections_accepted: Default::default(),
             lost_peers: RwLock::default(),
             serving: tokio::sync::watch::Sender::new(false),
         });

@@ -9,7 +9,10 @@
 //! The producer runs transactions of one batch on each of two partitions of `sim-txn`,
 //! committing or aborting them at random; any error makes it start over with InitProducerId
 //! (a new epoch, which aborts what it left open), and the transaction it was in has an unknown
-//! outcome.
+//! outcome. It speaks to each node on a connection numbered as the node numbers the ones it
+//! accepts; at times its EndTxn stalls in the node's socket: it reconnects and sends it again,
+//! and the stalled one is read later, once the next transaction has begun (the producer's
+//! epoch is the same: the coordinator must tell it by its connection).
 //!
 //! Checked at the end ([`TxnWorkload::check_final`]), reading each partition with
 //! read_committed: every committed transaction's records are there, no aborted one's is, and
@@ -25,6 +28,8 @@ use braid_node::shared::owner_shard;
 use braid_node::txn::{partition_for, MarkerPlan, TRANSACTIONAL_ATTRIBUTE, TXN_PARTITIONS, TXN_TOPIC};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use tokio::sync::oneshot;
 
 const TOPIC: &str = "sim-txn";
@@ -59,6 +64,8 @@ enum Producer {
     Adding(oneshot::Receiver<i16>),
     Producing(usize, oneshot::Receiver<ProduceOutcome>),
     Ending(bool, oneshot::Receiver<i16>),
+    /// Batch `.0` of the transaction goes out at `.1`.
+    Paused(usize, u64),
 }
 
 pub struct TxnWorkload {
@@ -78,6 +85,11 @@ pub struct TxnWorkload {
     unknown: Vec<Vec<(i32, String)>>,
     /// When the producer's current request went out (it gives up on a stuck one).
     sent_at: u64,
+    /// The producer's connection to each node (its number in the node's accept order).
+    conns: BTreeMap<i32, (usize, u64)>,
+    /// An EndTxn stalled in a node's socket: the node, the transaction it ended (by
+    /// `next_value`), and the request.
+    late: Option<(i32, u64, TxnRequest)>,
 }
 
 impl TxnWorkload {
@@ -97,6 +109,8 @@ impl TxnWorkload {
             aborted: Vec::new(),
             unknown: Vec::new(),
             sent_at: 0,
+            conns: BTreeMap::new(),
+            late: None,
         }
     }
 
@@ -268,6 +282,8 @@ impl TxnWorkload {
 impl TxnWorkload {
     /// The open transaction ends with an unknown outcome; the producer starts over.
     fn fail(&mut self) {
+        // A client gives up on its connections with the request (it reconnects).
+        self.conns.clear();
         if !self.values.is_empty() {
             self.unknown.push(std::mem::take(&mut self.values));
         }
@@ -275,7 +291,7 @@ impl TxnWorkload {
     }
 
     fn produce_step(&mut self, now: u64, nodes: &BTreeMap<i32, SimNode>, rng: &mut SimRng, ops: u64) {
-        let waiting = !matches!(self.state, Producer::Start | Producer::Ready);
+        let waiting = !matches!(self.state, Producer::Start | Producer::Ready | Producer::Paused(..));
         if waiting && now.saturating_sub(self.sent_at) > 3_000 {
             // A request stuck (its node crashed, its reply lost): what it was for is unknown.
             self.fail();
@@ -315,6 +331,8 @@ impl TxnWorkload {
                 Err(oneshot::error::TryRecvError::Empty) => self.state = Producer::GettingId(id),
                 _ => {}
             },
+            Producer::Paused(i, until) if now >= until => self.produce(now, nodes, i),
+            paused @ Producer::Paused(..) => self.state = paused,
             Producer::Ready if rng.chance(ops, 1000) => self.begin(now, nodes),
             Producer::Ready => self.state = Producer::Ready,
             Producer::Adding(mut reply) => match reply.try_recv() {
@@ -323,8 +341,15 @@ impl TxnWorkload {
                 _ => self.fail(),
             },
             Producer::Producing(i, mut reply) => match reply.try_recv() {
+                // The stalled EndTxn is read now, the client's next batch a little later.
+                Ok(outcome) if outcome.error == 0 && i + 1 < self.values.len() && self.deliver_late(nodes) => {
+                    self.state = Producer::Paused(i + 1, now + 100)
+                }
                 Ok(outcome) if outcome.error == 0 && i + 1 < self.values.len() => self.produce(now, nodes, i + 1),
-                Ok(outcome) if outcome.error == 0 => self.end(now, nodes, rng.chance(2, 3)),
+                Ok(outcome) if outcome.error == 0 => {
+                    let commit = rng.chance(2, 3);
+                    self.end(now, nodes, rng, commit)
+                }
                 Err(oneshot::error::TryRecvError::Empty) => self.state = Producer::Producing(i, reply),
                 _ => self.fail(),
             },
@@ -345,18 +370,50 @@ impl TxnWorkload {
         }
     }
 
-    /// Sends a request for transactional id `ID` to its coordinator's leader.
-    fn ask_coordinator(&mut self, now: u64, nodes: &BTreeMap<i32, SimNode>, request: TxnRequest) -> bool {
+    /// Sends a request for transactional id `ID` to its coordinator's leader, on the producer's
+    /// connection to it (a new one if it has none).
+    fn ask_coordinator(
+        &mut self,
+        now: u64,
+        nodes: &BTreeMap<i32, SimNode>,
+        request: impl FnOnce(Option<u64>) -> TxnRequest,
+    ) -> bool {
         let partition = partition_for(ID);
         self.sent_at = now;
         let Some(leader) = Self::leader(nodes, TXN_TOPIC, partition) else { return false };
-        Self::send(nodes, leader, TXN_TOPIC, partition, ShardMsg::Txn { partition, request })
+        let Some(node) = nodes.get(&leader) else { return false };
+        let conn = Self::connection(&mut self.conns, leader, node);
+        Self::send(nodes, leader, TXN_TOPIC, partition, ShardMsg::Txn { partition, request: request(Some(conn)) })
+    }
+
+    /// The producer's connection to `node` (a new one if it has none, or if the node restarted
+    /// since: a process's connections end with it).
+    fn connection(conns: &mut BTreeMap<i32, (usize, u64)>, id: i32, node: &SimNode) -> u64 {
+        let process = Arc::as_ptr(&node.shared) as usize;
+        let accept = || (process, node.shared.connections_accepted.fetch_add(1, Relaxed));
+        let conn = conns.entry(id).or_insert_with(accept);
+        if conn.0 != process {
+            *conn = accept();
+        }
+        conn.1
+    }
+
+    /// The stalled EndTxn is read once the producer has written the first half of its next
+    /// transaction (or never, if its node went down); true if it was.
+    fn deliver_late(&mut self, nodes: &BTreeMap<i32, SimNode>) -> bool {
+        if self.late.as_ref().is_none_or(|(_, txn, _)| self.next_value <= *txn) {
+            return false;
+        }
+        let (node, _, request) = self.late.take().expect("due");
+        let partition = partition_for(ID);
+        super::trace(0, format_args!("a stalled EndTxn read by node {node}"));
+        Self::send(nodes, node, TXN_TOPIC, partition, ShardMsg::Txn { partition, request })
     }
 
     fn init(&mut self, now: u64, nodes: &BTreeMap<i32, SimNode>) {
         let (reply, answer) = oneshot::channel();
-        let request =
-            TxnRequest::Init { id: ID.into(), timeout_ms: 1_000, expected: None, new_id: self.new_id.take(), reply };
+        let new_id = self.new_id.take();
+        let request = |conn| TxnRequest::Init { id: ID.into(), timeout_ms: 1_000, expected: None, new_id, conn, reply };
         if self.ask_coordinator(now, nodes, request) {
             self.state = Producer::Initing(answer, None);
         }
@@ -367,7 +424,8 @@ impl TxnWorkload {
         self.values = (0..2).map(|p| (p, format!("t{}-{p}", self.next_value))).collect();
         let (reply, answer) = oneshot::channel();
         let partitions = vec![(TOPIC.to_owned(), 0), (TOPIC.to_owned(), 1)];
-        let request = TxnRequest::AddPartitions { id: ID.into(), producer: self.producer, partitions, reply };
+        let producer = self.producer;
+        let request = |conn| TxnRequest::AddPartitions { id: ID.into(), producer, partitions, conn, reply };
         if self.ask_coordinator(now, nodes, request) {
             self.state = Producer::Adding(answer);
         } else {
@@ -403,9 +461,20 @@ impl TxnWorkload {
         }
     }
 
-    fn end(&mut self, now: u64, nodes: &BTreeMap<i32, SimNode>, commit: bool) {
+    fn end(&mut self, now: u64, nodes: &BTreeMap<i32, SimNode>, rng: &mut SimRng, commit: bool) {
+        let producer = self.producer;
+        let leader = Self::leader(nodes, TXN_TOPIC, partition_for(ID));
+        if let (Some(leader), true, None) = (leader, rng.chance(1, 4), &self.late) {
+            // Stalled in the node's socket: the client times out, reconnects and sends it again.
+            let conn = nodes.get(&leader).map(|n| Self::connection(&mut self.conns, leader, n));
+            self.conns.remove(&leader);
+            let (reply, _) = oneshot::channel();
+            let request = TxnRequest::End { id: ID.into(), producer, commit, conn, reply };
+            super::trace(now, format_args!("EndTxn stalls on connection {conn:?} to node {leader}"));
+            self.late = Some((leader, self.next_value, request));
+        }
         let (reply, answer) = oneshot::channel();
-        let request = TxnRequest::End { id: ID.into(), producer: self.producer, commit, reply };
+        let request = |conn| TxnRequest::End { id: ID.into(), producer, commit, conn, reply };
         if self.ask_coordinator(now, nodes, request) {
             self.state = Producer::Ending(commit, answer);
         } else {

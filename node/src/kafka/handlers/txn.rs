@@ -8,6 +8,7 @@
 use super::metadata::leader_of;
 use super::{new_producer_id, str_bytes};
 use crate::groups::{Committed, OFFSETS_TOPIC};
+use crate::kafka::ClientConn;
 use crate::msg::{GroupRequest, Marker, ShardMsg, TxnInit, TxnRequest, TxnWork};
 use crate::shared::{owner_shard, ShardCtx};
 use crate::txn::TXN_TOPIC;
@@ -64,14 +65,30 @@ fn not_coordinator() -> i16 {
     ResponseError::NotCoordinator.code()
 }
 
+/// The coordinator refused a request from a connection the client has left: that connection
+/// is closed instead of answered (`txn/connections.rs`).
+fn stale(answer: Option<i16>, conn: Option<&ClientConn>) {
+    if answer == Some(crate::txn::STALE_CONNECTION) {
+        if let Some(conn) = conn {
+            tracing::info!(conn = conn.seq, "a transactional request from a connection its client has left");
+            conn.closing.set(true);
+        }
+    }
+}
+
 /// InitProducerId with a transactional id.
-pub async fn init(ctx: &ShardCtx, id: String, timeout_ms: i32, expected: Option<(i64, i16)>) -> InitProducerIdResponse {
+pub async fn init(
+    ctx: &ShardCtx,
+    id: String,
+    (timeout_ms, conn): (i32, Option<u64>),
+    expected: Option<(i64, i16)>,
+) -> InitProducerIdResponse {
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
     let mut new_id = None;
     let answer = loop {
-        let build = |reply| TxnRequest::Init { id: id.clone(), timeout_ms, expected, new_id, reply };
+        let build = |reply| TxnRequest::Init { id: id.clone(), timeout_ms, expected, new_id, conn, reply };
         match ask(ctx, &id, build).await {
             Some(TxnInit::NeedProducerId) if new_id.is_none() => match new_producer_id(ctx).await {
                 Ok(fresh) => new_id = Some(fresh),
@@ -97,10 +114,20 @@ pub async fn init(ctx: &ShardCtx, id: String, timeout_ms: i32, expected: Option<
     response
 }
 
-/// Adds partitions to a transaction; the error code for all of them.
-async fn add(ctx: &ShardCtx, id: &str, producer: (i64, i16), partitions: Vec<(String, i32)>) -> i16 {
-    let build = |reply| TxnRequest::AddPartitions { id: id.to_owned(), producer, partitions, reply };
-    match ask(ctx, id, build).await {
+/// Adds partitions to a transaction; the error code for all of them. A client's request from
+/// a connection it has left closes that connection.
+async fn add(
+    ctx: &ShardCtx,
+    id: &str,
+    producer: (i64, i16),
+    partitions: Vec<(String, i32)>,
+    conn: Option<&ClientConn>,
+) -> i16 {
+    let seq = conn.map(|c| c.seq);
+    let build = |reply| TxnRequest::AddPartitions { id: id.to_owned(), producer, partitions, conn: seq, reply };
+    let answer = ask(ctx, id, build).await;
+    stale(answer, conn);
+    match answer {
         Some(code) if code == ResponseError::NotLeaderOrFollower.code() => not_coordinator(),
         Some(code) if code == ResponseError::RequestTimedOut.code() => not_coordinator(),
         Some(code) => code,
@@ -113,12 +140,13 @@ async fn add(ctx: &ShardCtx, id: &str, producer: (i64, i16), partitions: Vec<(St
 pub async fn add_partitions(
     ctx: Rc<ShardCtx>,
     version: i16,
+    conn: ClientConn,
     request: AddPartitionsToTxnRequest,
 ) -> AddPartitionsToTxnResponse {
     if version < 4 {
         let id = request.v3_and_below_transactional_id.0.to_string();
         let producer = (request.v3_and_below_producer_id.0, request.v3_and_below_producer_epoch);
-        let results = add_one(&ctx, &id, producer, &request.v3_and_below_topics, false).await;
+        let results = add_one(&ctx, (&id, Some(&conn)), producer, &request.v3_and_below_topics, false).await;
         let mut response = AddPartitionsToTxnResponse::default();
         response.results_by_topic_v3_and_below = results;
         return response;
@@ -127,7 +155,8 @@ pub async fn add_partitions(
     for txn in request.transactions {
         let producer = (txn.producer_id.0, txn.producer_epoch);
         let mut result = AddPartitionsToTxnResult::default();
-        result.topic_results = add_one(&ctx, &txn.transactional_id.0, producer, &txn.topics, txn.verify_only).await;
+        let id = (&*txn.transactional_id.0, None);
+        result.topic_results = add_one(&ctx, id, producer, &txn.topics, txn.verify_only).await;
         result.transactional_id = txn.transactional_id;
         response.results_by_transaction.push(result);
     }
@@ -137,7 +166,7 @@ pub async fn add_partitions(
 /// One transaction's partitions added (or verified), with each partition's error code.
 async fn add_one(
     ctx: &ShardCtx,
-    id: &str,
+    (id, conn): (&str, Option<&ClientConn>),
     producer: (i64, i16),
     topics: &[AddPartitionsToTxnTopic],
     verify_only: bool,
@@ -160,7 +189,7 @@ async fn add_one(
         }
         code
     } else {
-        add(ctx, id, producer, partitions).await
+        add(ctx, id, producer, partitions, conn).await
     };
     let mut results = Vec::new();
     for (topic, partitions) in wanted {
@@ -180,20 +209,28 @@ async fn add_one(
     results
 }
 
-pub async fn add_offsets(ctx: Rc<ShardCtx>, request: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
+pub async fn add_offsets(
+    ctx: Rc<ShardCtx>,
+    conn: ClientConn,
+    request: AddOffsetsToTxnRequest,
+) -> AddOffsetsToTxnResponse {
     let id = request.transactional_id.0.to_string();
     let partition = (OFFSETS_TOPIC.to_owned(), crate::groups::partition_for(&request.group_id.0));
     let mut response = AddOffsetsToTxnResponse::default();
-    response.error_code = add(&ctx, &id, (request.producer_id.0, request.producer_epoch), vec![partition]).await;
+    let producer = (request.producer_id.0, request.producer_epoch);
+    response.error_code = add(&ctx, &id, producer, vec![partition], Some(&conn)).await;
     response
 }
 
-pub async fn end(ctx: Rc<ShardCtx>, request: EndTxnRequest) -> EndTxnResponse {
+pub async fn end(ctx: Rc<ShardCtx>, conn: ClientConn, request: EndTxnRequest) -> EndTxnResponse {
     let id = request.transactional_id.0.to_string();
     let producer = (request.producer_id.0, request.producer_epoch);
-    let build = |reply| TxnRequest::End { id: id.clone(), producer, commit: request.committed, reply };
+    let (commit, seq) = (request.committed, Some(conn.seq));
+    let build = |reply| TxnRequest::End { id: id.clone(), producer, commit, conn: seq, reply };
     let mut response = EndTxnResponse::default();
-    response.error_code = ask(&ctx, &id, build).await.unwrap_or_else(not_coordinator);
+    let answer = ask(&ctx, &id, build).await;
+    stale(answer, Some(&conn));
+    response.error_code = answer.unwrap_or_else(not_coordinator);
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
     response
