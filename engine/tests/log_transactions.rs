@@ -2,10 +2,11 @@
 //! appends, rolls, truncations, compaction and reopens with a `.txnindex` per sealed segment,
 //! always equal to what a scan of the whole log gives.
 
+mod common;
+
 use braid_engine::io::{SimFaults, SimStorage, Storage, StorageFile};
 use braid_engine::log::batch::{
-    build_control_batch_with_value, build_keyed_batch, set_producer, BatchHeader, CONTROL_ATTRIBUTE,
-    TRANSACTIONAL_ATTRIBUTE,
+    build_control_batch_with_value, build_keyed_batch, set_producer, CONTROL_ATTRIBUTE, TRANSACTIONAL_ATTRIBUTE,
 };
 use braid_engine::log::txn::{Transactions, TXN_INDEX_SUFFIX};
 use braid_engine::log::{CleanupPolicy, Log, LogConfig};
@@ -20,16 +21,8 @@ fn config() -> LogConfig {
 /// What a scan of every batch of the log gives.
 fn scanned<S: Storage>(log: &Log<S>) -> Transactions {
     let mut txns = Transactions::default();
-    let mut offset = log.log_start_offset();
-    while let Some(slice) = log.read(offset, 1 << 20, None).unwrap() {
-        let bytes = log.read_bytes(&slice).unwrap();
-        let mut at = 0;
-        while at < bytes.len() {
-            let h = BatchHeader::parse(&bytes[at..]).unwrap();
-            txns.take(&h, &bytes[at..at + h.total_bytes()]);
-            at += h.total_bytes();
-        }
-        offset = slice.next_offset;
+    for (header, bytes) in common::read_all(log) {
+        txns.take(&header, &bytes);
     }
     txns
 }

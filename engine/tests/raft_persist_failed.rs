@@ -18,6 +18,7 @@ fn node(id: u64) -> Raft<Log<SimStorage>> {
         seed: id,
         eager_commit: false,
         prefix_held_by_all: false,
+        replaced_disk: true,
         quiesce: false,
     };
     Raft::new(config, log, HardState::default())

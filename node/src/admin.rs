@@ -87,6 +87,7 @@ async fn handle(shared: Arc<Shared>, mut stream: TcpStream) {
                 "serving": *shared.serving.borrow()
                     && !shared.cut_off.load(std::sync::atomic::Ordering::Relaxed),
                 "direct_io": shared.config.direct_io,
+                "replaced_disk": shared.replaced_disk.load(std::sync::atomic::Ordering::Relaxed),
                 "partitions": stats,
                 "shard_stats": shards,
                 "resident_bytes": resident_bytes,

@@ -93,6 +93,9 @@ pub struct PartitionStats {
     /// offset lags the high watermark (what read_committed consumers wait for).
     pub open_transactions: usize,
     pub last_stable_lag: i64,
+    /// The replica lost what it held (its node's disk was replaced) and has not caught up yet:
+    /// it votes for no one.
+    pub rejoining: bool,
 }
 
 /// One shard's figures: its partitions, and its memory by kind against its limits.

@@ -82,16 +82,19 @@ pub struct Replica<S: NodeStorage = UringStorage> {
     recent_budget: usize,
     /// The seed of raft's election timeouts (from the node's environment).
     seed: u64,
+    /// The node's data directory may have been replaced (`Config::replaced_disk`).
+    replaced_disk: bool,
 }
 
 impl<S: NodeStorage> Replica<S> {
     /// Opens (recovers) the group's log in `dir`, its hard state (its own file's, or
     /// `journaled`, the shard journal's, whichever is later) and its configuration (`voters`
     /// for a new group; what the group changed them to, if it did); the log is cut back to
-    /// `cut` first if it reaches past it. `seed` seeds raft's randomized election timeouts.
+    /// `cut` first if it reaches past it. `seed` seeds raft's randomized election timeouts;
+    /// `replaced_disk` as raft's `Config::replaced_disk`.
     #[allow(clippy::too_many_arguments)]
     pub fn open(
-        seed: u64,
+        (seed, replaced_disk): (u64, bool),
         storage: S,
         dir: &Path,
         config: LogConfig,
@@ -122,6 +125,7 @@ impl<S: NodeStorage> Replica<S> {
             eager_commit: metadata,
             prefix_held_by_all: metadata,
             quiesce: !metadata,
+            replaced_disk,
         };
         let mut raft = Raft::restore(config, log, hard, changes);
         let recent_budget = if raft.voters().len() > 1 { RECENT_BYTES } else { 0 };
@@ -136,6 +140,7 @@ impl<S: NodeStorage> Replica<S> {
             seen_leader: (None, 0),
             recent_budget,
             seed,
+            replaced_disk,
         };
         Ok((replica, report))
     }
@@ -160,7 +165,7 @@ impl<S: NodeStorage> Replica<S> {
         // repeat the timeouts it had.
         let seed = self.seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         let (replica, report) = Replica::open(
-            seed,
+            (seed, self.replaced_disk),
             self.storage.clone(),
             &dir,
             config,

@@ -118,6 +118,7 @@ pub fn run(mut config: NodeConfig) -> anyhow::Result<()> {
         published: RwLock::default(),
         cut_off: Default::default(),
         connections_accepted: Default::default(),
+        replaced_disk: Default::default(),
         lost_peers: RwLock::default(),
         serving: tokio::sync::watch::Sender::new(false),
     });

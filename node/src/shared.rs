@@ -37,6 +37,10 @@ pub struct Shared {
     /// Kafka connections accepted so far: each connection's number in that order (the
     /// transaction coordinator tells a client's newest connection from one it left).
     pub connections_accepted: std::sync::atomic::AtomicU64,
+    /// This node's data directory was replaced (it started empty and found the cluster had a
+    /// history, or a marker says so): partition replicas it opens with no hard state rejoin
+    /// before they vote (raft's `Config::replaced_disk`).
+    pub replaced_disk: std::sync::atomic::AtomicBool,
     /// Peers the raft transport reports lost (closed connection, or silent for an election
     /// timeout), and how many times that set changed: every shard brings its groups in line
     /// (`ShardState::sync_liveness`) when told, and at each tick in case the

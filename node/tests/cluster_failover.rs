@@ -86,12 +86,7 @@ fn positions(cluster: &Cluster, topic: &str, partition: i32) -> Vec<Option<(i64,
         .nodes
         .iter()
         .map(|node| {
-            let status = node.status()?;
-            let p = status["partitions"]
-                .as_array()?
-                .iter()
-                .find(|p| p["topic"] == topic && p["partition"] == partition)?
-                .clone();
+            let p = node.partition_status(topic, partition)?;
             Some((p["log_end_offset"].as_i64()?, p["high_watermark"].as_i64()?, p["durable_offset"].as_i64()?))
         })
         .collect()

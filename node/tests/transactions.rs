@@ -6,6 +6,27 @@ mod common;
 
 use common::*;
 
+/// FindCoordinator then InitProducerId for transactional id `id`, as clients do (the
+/// coordinator's topic is created on the first request): the producer id and epoch.
+fn init_transactional(
+    client: &mut braid_node::client::Client,
+    id: &'static str,
+) -> (kafka_protocol::messages::ProducerId, i16) {
+    use kafka_protocol::messages::{FindCoordinatorRequest, InitProducerIdRequest, TransactionalId};
+    use kafka_protocol::protocol::StrBytes;
+    wait_for("a transactional producer id", || {
+        let mut find = FindCoordinatorRequest::default();
+        find.key = StrBytes::from_static_str(id);
+        find.key_type = 1;
+        client.call_version(find, 3).ok().filter(|r| r.error_code == 0)?;
+        let mut r = InitProducerIdRequest::default();
+        r.transactional_id = Some(TransactionalId(StrBytes::from_static_str(id)));
+        r.transaction_timeout_ms = 60_000;
+        let response = client.call_version(r, 3).ok()?;
+        (response.error_code == 0).then_some((response.producer_id, response.producer_epoch))
+    })
+}
+
 /// Every other transaction aborted: read_committed consumers see exactly the committed records,
 /// in order, without markers; read_uncommitted ones see all; a second producer with the same
 /// transactional.id fences the first, whose open transaction never becomes readable.
@@ -115,18 +136,7 @@ fn a_transactional_batch_is_taken_only_for_a_partition_its_transaction_holds() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mut client = Client::connect(&node.bootstrap()).unwrap();
     let id = || TransactionalId(StrBytes::from_static_str("verifying"));
-    let (producer_id, epoch) = wait_for("a transactional producer id", || {
-        // As clients do: the coordinator first (its topic is created on the first request).
-        let mut find = FindCoordinatorRequest::default();
-        find.key = StrBytes::from_static_str("verifying");
-        find.key_type = 1;
-        client.call_version(find, 3).ok().filter(|r| r.error_code == 0)?;
-        let mut r = InitProducerIdRequest::default();
-        r.transactional_id = Some(id());
-        r.transaction_timeout_ms = 60_000;
-        let response = client.call_version(r, 3).ok()?;
-        (response.error_code == 0).then_some((response.producer_id, response.producer_epoch))
-    });
+    let (producer_id, epoch) = init_transactional(&mut client, "verifying");
     let mut produce = |seq: i32| {
         let mut bytes = batch::build_batch(0, &[b"x"]);
         batch::set_producer(&mut bytes, producer_id.0, epoch, braid_node::txn::TRANSACTIONAL_ATTRIBUTE, 0);
@@ -231,17 +241,7 @@ fn a_late_end_txn_from_a_connection_the_client_left_ends_nothing() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let id = || TransactionalId(StrBytes::from_static_str("late-end"));
     let mut old = Client::connect(&node.bootstrap()).unwrap();
-    let (producer_id, epoch) = wait_for("a transactional producer id", || {
-        let mut find = FindCoordinatorRequest::default();
-        find.key = StrBytes::from_static_str("late-end");
-        find.key_type = 1;
-        old.call_version(find, 3).ok().filter(|r| r.error_code == 0)?;
-        let mut r = InitProducerIdRequest::default();
-        r.transactional_id = Some(id());
-        r.transaction_timeout_ms = 60_000;
-        let response = old.call_version(r, 3).ok()?;
-        (response.error_code == 0).then_some((response.producer_id, response.producer_epoch))
-    });
+    let (producer_id, epoch) = init_transactional(&mut old, "late-end");
     let add = |client: &mut Client| {
         let mut add = AddPartitionsToTxnRequest::default();
         add.v3_and_below_transactional_id = id();

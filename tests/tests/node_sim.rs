@@ -32,6 +32,10 @@ fn whole_nodes_keep_what_they_acknowledged_under_faults() {
             // As they were found: before transactions, whose traffic changes every draw.
             config.txn_ops = 0;
         }
+        if REGRESSIONS.contains(&seed) || TXN_REGRESSIONS.contains(&seed) {
+            // As they were found: before replaced disks.
+            config.faults.disk_replaced = 0;
+        }
         match run_nodes(&config) {
             Ok(outcome) => {
                 totals.0 += outcome.steps;
@@ -66,6 +70,7 @@ fn five_whole_nodes_keep_the_regression_seeds() {
         let mut config = NodeSimConfig::new(seed, STEPS);
         config.settings.nodes = 5;
         config.txn_ops = 0;
+        config.faults.disk_replaced = 0;
         if let Err(e) = run_nodes(&config) {
             panic!("{e}\nreplay: cargo run -p braid-tests --release --bin braid-sim -- --nodes-sim --seed {seed} --nodes 5");
         }
@@ -78,7 +83,9 @@ fn first_failure(mutation: Mutation, limit: u64) -> Option<String> {
         // The mutations of before transactions run as they were calibrated, without them.
         let txn_mutations = [Mutation::AbortedTransactionsHidden, Mutation::StaleConnectionsHeard];
         let txn_ops = if txn_mutations.contains(&mutation) { 50 } else { 0 };
-        let config = NodeSimConfig { mutation: Some(mutation), txn_ops, ..NodeSimConfig::new(seed, STEPS) };
+        let mut config = NodeSimConfig { mutation: Some(mutation), txn_ops, ..NodeSimConfig::new(seed, STEPS) };
+        // As they were calibrated: before replaced disks.
+        config.faults.disk_replaced = 0;
         run_nodes(&config).err()
     })
 }

@@ -13,11 +13,15 @@ impl<L: RaftLog> Raft<L> {
 
     pub(super) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
         if term > self.hard.term {
-            self.hard = HardState { term, voted_for: None };
+            self.hard = HardState { term, voted_for: None, ..self.hard };
             self.hard_dirty = true;
         }
         self.role = Role::Follower;
         self.leader = leader;
+        if leader.is_some() && !self.hard.knew_leader {
+            self.hard.knew_leader = true;
+            self.hard_dirty = true;
+        }
         self.votes.clear();
         self.progress.clear();
         self.transfer_to = None;
@@ -66,7 +70,9 @@ impl<L: RaftLog> Raft<L> {
             }
             _ => {
                 // A node outside the configuration follows, but never stands.
-                // An election timeout may also end early (simulation only).
+                // An election timeout may also end early (simulation only). A rejoining
+                // node asks too but never stands (`rejoin.rs`): its asking wakes quiet
+                // followers still trusting it as their leader from before its restart.
                 if (self.elapsed >= self.timeout || crate::buggify!(5)) && self.is_voter() {
                     self.start_pre_vote();
                 }
@@ -92,9 +98,10 @@ impl<L: RaftLog> Raft<L> {
         self.votes = BTreeSet::from([self.config.id]);
         self.reset_timeout();
         let (last_end, last_term) = self.last_position();
-        let term = self.hard.term + 1;
+        let (term, knew_leader) = (self.hard.term + 1, self.hard.knew_leader);
         for to in self.others() {
-            self.outbox.push(Message { from: self.config.id, to, term, body: Body::PreVote { last_end, last_term } });
+            let body = Body::PreVote { last_end, last_term, knew_leader };
+            self.outbox.push(Message { from: self.config.id, to, term, body });
         }
         self.maybe_win_pre_vote();
     }
@@ -105,7 +112,7 @@ impl<L: RaftLog> Raft<L> {
     }
 
     fn maybe_win_pre_vote(&mut self) {
-        if self.role == Role::PreCandidate && self.won() {
+        if self.role == Role::PreCandidate && self.won() && self.may_vote() {
             self.campaign_now();
         }
     }
@@ -116,14 +123,14 @@ impl<L: RaftLog> Raft<L> {
 
     fn campaign_with(&mut self, transfer: bool) {
         self.role = Role::Candidate;
-        self.hard = HardState { term: self.hard.term + 1, voted_for: Some(self.config.id) };
+        self.hard = HardState { term: self.hard.term + 1, voted_for: Some(self.config.id), ..self.hard };
         self.hard_dirty = true;
         self.leader = None;
         self.votes = BTreeSet::from([self.config.id]);
         self.reset_timeout();
         let (last_end, last_term) = self.last_position();
         for to in self.others() {
-            self.send(to, Body::Vote { last_end, last_term, transfer });
+            self.send(to, Body::Vote { last_end, last_term, knew_leader: self.hard.knew_leader, transfer });
         }
         self.maybe_win_vote();
     }
@@ -136,6 +143,10 @@ impl<L: RaftLog> Raft<L> {
 
     fn become_leader(&mut self) {
         self.role = Role::Leader;
+        self.hard.knew_leader = true;
+        self.hard_dirty = true;
+        // Elected: what it holds is what the group holds (`rejoin.rs`).
+        self.fresh = false;
         self.leader = Some(self.config.id);
         self.elapsed = 0;
         self.heartbeat_elapsed = 0;
@@ -221,7 +232,7 @@ impl<L: RaftLog> Raft<L> {
 
     /// Starts an election now instead of at the next timeout (a new group's preferred leader).
     pub fn campaign(&mut self) {
-        if self.role != Role::Leader && self.is_voter() {
+        if self.role != Role::Leader && self.is_voter() && self.may_vote() {
             self.wake();
             self.start_pre_vote();
             self.check_invariants();
@@ -255,13 +266,15 @@ impl<L: RaftLog> Raft<L> {
 
     /// A pre-vote request: would this node vote for `msg.from` at `msg.term`? Answered without
     /// changing this node's term or vote.
-    pub(super) fn handle_pre_vote(&mut self, msg: &Message, last_end: i64, last_term: Term) {
+    pub(super) fn handle_pre_vote(&mut self, msg: &Message, (last_end, last_term): (i64, Term), knew_leader: bool) {
         if self.leader == Some(msg.from) && self.role == Role::Follower && msg.term > self.hard.term {
             // Our leader stands for election: it no longer leads (it lost its
             // quorum), so its lease is over here too.
             self.leader = None;
         }
-        let granted = msg.term > self.hard.term && !self.in_lease() && self.up_to_date(last_end, last_term);
+        self.saw_candidate(last_end, knew_leader);
+        let granted =
+            msg.term > self.hard.term && !self.in_lease() && self.may_vote() && self.up_to_date(last_end, last_term);
         // Granted: echo the proposed term. Refused: our term, so a requester behind us
         // learns it.
         let term = if granted { msg.term } else { self.hard.term };
@@ -277,11 +290,15 @@ impl<L: RaftLog> Raft<L> {
             self.role = Role::Follower;
             self.votes.clear();
         }
-        self.outbox.push(Message { from: self.config.id, to: msg.from, term, body: Body::PreVoteReply { granted } });
+        let body = Body::PreVoteReply { granted, knew_leader: self.hard.knew_leader };
+        self.outbox.push(Message { from: self.config.id, to: msg.from, term, body });
     }
 
     /// A reply to this node's pre-vote request.
-    pub(super) fn handle_pre_vote_reply(&mut self, msg: &Message, granted: bool) {
+    pub(super) fn handle_pre_vote_reply(&mut self, msg: &Message, granted: bool, knew_leader: bool) {
+        if !self.counts_reply(knew_leader) {
+            return;
+        }
         if self.role == Role::PreCandidate && msg.term == self.hard.term + 1 && granted {
             self.votes.insert(msg.from);
             self.maybe_win_pre_vote();
@@ -291,19 +308,23 @@ impl<L: RaftLog> Raft<L> {
     }
 
     /// A vote request, once the term rules of [`Raft::step`] are applied (so in this node's term).
-    pub(super) fn handle_vote(&mut self, from: NodeId, last_end: i64, last_term: Term) {
-        let can_vote = self.hard.voted_for.is_none_or(|v| v == from) && self.leader.is_none();
+    pub(super) fn handle_vote(&mut self, from: NodeId, (last_end, last_term): (i64, Term), knew_leader: bool) {
+        self.saw_candidate(last_end, knew_leader);
+        let can_vote = self.hard.voted_for.is_none_or(|v| v == from) && self.leader.is_none() && self.may_vote();
         let granted = can_vote && self.up_to_date(last_end, last_term);
         if granted {
             self.hard.voted_for = Some(from);
             self.hard_dirty = true;
             self.reset_timeout();
         }
-        self.send(from, Body::VoteReply { granted });
+        self.send(from, Body::VoteReply { granted, knew_leader: self.hard.knew_leader });
     }
 
     /// A reply to this node's vote request, in its term.
-    pub(super) fn handle_vote_reply(&mut self, from: NodeId, granted: bool) {
+    pub(super) fn handle_vote_reply(&mut self, from: NodeId, granted: bool, knew_leader: bool) {
+        if !self.counts_reply(knew_leader) {
+            return;
+        }
         if self.role == Role::Candidate && granted {
             self.votes.insert(from);
             self.maybe_win_vote();
@@ -312,7 +333,7 @@ impl<L: RaftLog> Raft<L> {
 
     /// The leader hands leadership to this node (see [`Raft::transfer_leadership`]).
     pub(super) fn handle_timeout_now(&mut self, from: NodeId) {
-        if self.leader == Some(from) && self.is_voter() && self.role == Role::Follower {
+        if self.leader == Some(from) && self.is_voter() && self.may_vote() && self.role == Role::Follower {
             self.campaign_with(true);
         }
     }

@@ -13,6 +13,7 @@ fn encode(seq: u64, hard: HardState) -> [u8; SLOT_BYTES] {
     slot[0..8].copy_from_slice(&seq.to_be_bytes());
     slot[8..16].copy_from_slice(&hard.term.to_be_bytes());
     slot[16..24].copy_from_slice(&hard.voted_for.map_or(u64::MAX, NodeId::wire).to_be_bytes());
+    slot[24] = u8::from(hard.rejoining) | u8::from(hard.knew_leader) << 1;
     let crc = crc32c::crc32c(&slot[..28]);
     slot[28..32].copy_from_slice(&crc.to_be_bytes());
     slot
@@ -26,7 +27,9 @@ fn decode(slot: &[u8]) -> Option<(u64, HardState)> {
     let seq = u64::from_be_bytes(slot[0..8].try_into().ok()?);
     let term = u64::from_be_bytes(slot[8..16].try_into().ok()?);
     let vote = u64::from_be_bytes(slot[16..24].try_into().ok()?);
-    Some((seq, HardState { term, voted_for: if vote == u64::MAX { None } else { Some(NodeId::from_wire(vote)?) } }))
+    let voted_for = if vote == u64::MAX { None } else { Some(NodeId::from_wire(vote)?) };
+    let (rejoining, knew_leader) = (slot[24] & 1 != 0, slot[24] & 2 != 0);
+    Some((seq, HardState { term, voted_for, rejoining, knew_leader }))
 }
 
 /// Reads the newest valid slot (the default hard state if none).

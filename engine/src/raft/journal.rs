@@ -5,7 +5,9 @@
 //!
 //! ```text
 //!  <dir>/hard-states.<shard>   record* : u32 crc32c (of the rest) | 16-byte topic id |
-//!                                        i32 partition | u64 term | u64 vote + 1 (0: none)
+//!                                        i32 partition | u64 term | u64 vote + 1 (0: none),
+//!                                        its top bit set while the replica rejoins, the next
+//!                                        once it has heard from a leader
 //! ```
 //! Records are appended; a group's latest record is its hard state. A hard state only moves
 //! forward (the term grows; within a term the vote goes from none to one node), so where
@@ -34,7 +36,10 @@ fn encode(group: GroupId, hard: HardState, out: &mut Vec<u8>) {
     out.extend_from_slice(&group.topic_id.to_be_bytes());
     out.extend_from_slice(&group.partition.to_be_bytes());
     out.extend_from_slice(&hard.term.to_be_bytes());
-    out.extend_from_slice(&hard.voted_for.map_or(0, |v| v.wire() + 1).to_be_bytes());
+    let vote = hard.voted_for.map_or(0, |v| v.wire() + 1)
+        | u64::from(hard.rejoining) << 63
+        | u64::from(hard.knew_leader) << 62;
+    out.extend_from_slice(&vote.to_be_bytes());
     let crc = crc32c::crc32c(&out[start + 4..]);
     out[start..start + 4].copy_from_slice(&crc.to_be_bytes());
 }
@@ -47,7 +52,8 @@ fn decode(record: &[u8]) -> Option<(GroupId, HardState)> {
     let topic_id = u128::from_be_bytes(record[4..20].try_into().ok()?);
     let partition = i32::from_be_bytes(record[20..24].try_into().ok()?);
     let term = u64::from_be_bytes(record[24..32].try_into().ok()?);
-    let vote = u64::from_be_bytes(record[32..40].try_into().ok()?);
+    let field = u64::from_be_bytes(record[32..40].try_into().ok()?);
+    let (vote, rejoining, knew_leader) = (field & !(3 << 62), field >> 63 == 1, field >> 62 & 1 == 1);
     Some((
         GroupId { topic_id, partition },
         HardState {
@@ -56,16 +62,22 @@ fn decode(record: &[u8]) -> Option<(GroupId, HardState)> {
                 Some(v) => Some(NodeId::from_wire(v)?),
                 None => None,
             },
+            rejoining,
+            knew_leader,
         },
     ))
 }
 
 /// The greater of two hard states of one group (the later one: see the module docs).
+/// Of two with the same term and vote, rejoining wins (which came later is unknown; a replica
+/// that rejoins needlessly only waits for its leader).
 pub fn newer(a: HardState, b: HardState) -> HardState {
-    if (b.term, b.voted_for.is_some()) > (a.term, a.voted_for.is_some()) {
-        b
-    } else {
-        a
+    match (b.term, b.voted_for.is_some()).cmp(&(a.term, a.voted_for.is_some())) {
+        std::cmp::Ordering::Greater => b,
+        std::cmp::Ordering::Less => a,
+        std::cmp::Ordering::Equal => {
+            HardState { rejoining: a.rejoining || b.rejoining, knew_leader: a.knew_leader || b.knew_leader, ..a }
+        }
     }
 }
 
@@ -199,7 +211,12 @@ mod tests {
     }
 
     fn hs(term: u64, vote: Option<u64>) -> HardState {
-        HardState { term, voted_for: vote.map(|v| NodeId::from_wire(v).expect("a small id")) }
+        HardState {
+            term,
+            voted_for: vote.map(|v| NodeId::from_wire(v).expect("a small id")),
+            rejoining: false,
+            knew_leader: false,
+        }
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub mod journal;
 pub mod log;
 mod membership;
 mod quiesce;
+mod rejoin;
 mod replication;
 mod step;
 pub mod wire;
@@ -93,6 +94,10 @@ pub struct Config {
     /// (it may not have applied it yet) and drops only what follows. Partitions delete by
     /// retention, each replica on its own: a reset there starts the log over.
     pub prefix_held_by_all: bool,
+    /// This node's data directory may have been replaced (it started empty, or the node found
+    /// out it had): a group here with no hard state and an empty log may have held entries
+    /// before, and rejoins before it votes (`rejoin.rs`). False: such a group is new here.
+    pub replaced_disk: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,27 +113,41 @@ pub enum Role {
 pub struct HardState {
     pub term: Term,
     pub voted_for: Option<NodeId>,
+    /// The replica lost what it held and has not caught up yet: it neither votes nor stands
+    /// (`rejoin.rs`).
+    pub rejoining: bool,
+    /// The replica has heard from a leader of the group (or led it): the group may have a
+    /// history (`rejoin.rs`).
+    pub knew_leader: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
-    /// Would you vote for me at `term` (the message's)? My log ends at `last_end` in `last_term`.
+    /// Would you vote for me at `term` (the message's)? My log ends at `last_end` in `last_term`;
+    /// `knew_leader`: I have heard from a leader of this group (a replica whose disk was
+    /// replaced votes for no such candidate before it caught up, `rejoin.rs`).
     PreVote {
         last_end: i64,
         last_term: Term,
+        knew_leader: bool,
     },
+    /// `knew_leader`: the voter has heard from a leader of the group (a fresh candidate counts
+    /// no such grant, `rejoin.rs`).
     PreVoteReply {
         granted: bool,
+        knew_leader: bool,
     },
     Vote {
         last_end: i64,
         last_term: Term,
+        knew_leader: bool,
         /// Asked for by the leader handing over ([`Body::TimeoutNow`]): granted even by nodes
         /// that heard from that leader within the election timeout.
         transfer: bool,
     },
     VoteReply {
         granted: bool,
+        knew_leader: bool,
     },
     Append {
         prev_end: i64,
@@ -285,6 +304,13 @@ pub struct Raft<L: RaftLog> {
     unreachable: BTreeSet<NodeId>,
     /// The state as of the last invariant check (`invariants.rs`).
     watermarks: invariants::Watermarks,
+    /// Started with no hard state ever stored and an empty log, and not told yet whether the
+    /// group has a history (`rejoin.rs`).
+    fresh: bool,
+    /// While rejoining: the commit point to reach (the leader's, when first heard).
+    rejoin_target: Option<i64>,
+    /// Started fresh and found the group had a history (`rejoin.rs`).
+    found_history: bool,
 }
 
 fn quorum(voters: usize) -> usize {
@@ -323,7 +349,13 @@ impl<L: RaftLog> Raft<L> {
         let mut rng = SimRng::new(config.seed ^ config.id.wire().rotate_left(17));
         let timeout = config.election_ticks + rng.below(u64::from(config.election_ticks)) as u32;
         let committed = log.start();
+        let fresh = config.replaced_disk && hard == HardState::default() && log.last().0 == 0;
+        // Entries come only from leaders (hard states written before `knew_leader` existed).
+        let hard = HardState { knew_leader: hard.knew_leader || log.last().0 > 0, ..hard };
         let mut raft = Raft {
+            fresh,
+            rejoin_target: None,
+            found_history: false,
             config,
             log,
             role: Role::Follower,

@@ -297,7 +297,14 @@ impl<L: RaftLog> Raft<L> {
         if let Some(p) = self.progress.get_mut(&from) {
             p.recent = true;
             p.silent_ticks = 0;
-            if p.mode == Mode::Replicate && p.inflight > 0 && end < sent_end && sent_end <= p.next_end {
+            if end < p.match_end {
+                // The follower no longer holds what it acknowledged (its disk was replaced):
+                // that no longer counts, and it is probed from its log's end (`rejoin.rs`).
+                p.match_end = end;
+                p.mode = Mode::Probe;
+                p.next_end = end;
+                p.inflight = 0;
+            } else if p.mode == Mode::Replicate && p.inflight > 0 && end < sent_end && sent_end <= p.next_end {
                 // Appends sent before the heartbeat never reached the follower's log.
                 p.mode = Mode::Probe;
                 p.next_end = probe_point(p.match_end, self.log.start(), self.log.last().0);
@@ -342,6 +349,11 @@ impl<L: RaftLog> Raft<L> {
                 self.maybe_send_timeout_now();
             }
         } else {
+            if end < p.match_end {
+                // The follower no longer holds what it acknowledged (its disk was replaced):
+                // that no longer counts (`rejoin.rs`).
+                p.match_end = end;
+            }
             // Back up: to the follower's log end if shorter, else one entry before the probe.
             let back = self.log.boundary_before(p.next_end).unwrap_or(self.log.start());
             let start = self.log.start();

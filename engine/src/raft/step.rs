@@ -35,12 +35,12 @@ impl<L: RaftLog> Raft<L> {
                 }
                 return;
             }
-            Body::PreVote { last_end, last_term } => {
-                self.handle_pre_vote(&msg, *last_end, *last_term);
+            Body::PreVote { last_end, last_term, knew_leader } => {
+                self.handle_pre_vote(&msg, (*last_end, *last_term), *knew_leader);
                 return;
             }
-            Body::PreVoteReply { granted } => {
-                self.handle_pre_vote_reply(&msg, *granted);
+            Body::PreVoteReply { granted, knew_leader } => {
+                self.handle_pre_vote_reply(&msg, *granted, *knew_leader);
                 return;
             }
             Body::Vote { transfer: false, .. } if msg.term > self.hard.term && self.in_lease() => return,
@@ -59,17 +59,22 @@ impl<L: RaftLog> Raft<L> {
             return;
         }
         match msg.body {
-            Body::Vote { last_end, last_term, .. } => self.handle_vote(msg.from, last_end, last_term),
-            Body::VoteReply { granted } => self.handle_vote_reply(msg.from, granted),
+            Body::Vote { last_end, last_term, knew_leader, .. } => {
+                self.handle_vote(msg.from, (last_end, last_term), knew_leader)
+            }
+            Body::VoteReply { granted, knew_leader } => self.handle_vote_reply(msg.from, granted, knew_leader),
             Body::Append { prev_end, prev_term, entries, commit } => {
                 self.become_follower(msg.term, Some(msg.from));
                 self.handle_append(msg.from, prev_end, prev_term, entries, commit);
+                self.heard_leader(commit);
             }
             Body::Heartbeat { commit, sent_end, quiesce } => {
-                self.handle_heartbeat(msg.from, msg.term, commit, sent_end, quiesce)
+                self.handle_heartbeat(msg.from, msg.term, commit, sent_end, quiesce);
+                self.heard_leader(commit);
             }
             Body::Reset { start, start_term, voters } => {
-                self.handle_reset(msg.from, msg.term, start, start_term, voters)
+                self.handle_reset(msg.from, msg.term, start, start_term, voters);
+                self.heard_leader(start);
             }
             Body::AppendReply { accepted, end } => self.handle_append_reply(msg.from, accepted, end),
             Body::TimeoutNow => self.handle_timeout_now(msg.from),

@@ -3,12 +3,12 @@
 //! nodes travel together.
 //!
 //! ```text
-//! frame    : u32 length (bytes after it) | u16 version = 4 | u64 sender | u32 count | count × message
+//! frame    : u32 length (bytes after it) | u16 version = 5 | u64 sender | u32 count | count × message
 //! message  : group (16-byte topic id | i32 partition) | u64 from | u64 to | u64 term | u8 kind | body
-//! bodies   : 1 PreVote      i64 last_end | u64 last_term
-//!            2 PreVoteReply u8 granted
-//!            3 Vote         i64 last_end | u64 last_term
-//!            4 VoteReply    u8 granted
+//! bodies   : 1 PreVote      i64 last_end | u64 last_term | u8 knew_leader (version 5)
+//!            2 PreVoteReply u8 granted | u8 knew_leader (version 5)
+//!            3 Vote         i64 last_end | u64 last_term | u8 knew_leader (version 5)
+//!            4 VoteReply    u8 granted | u8 knew_leader (version 5)
 //!            5 Append       i64 prev_end | u64 prev_term | i64 commit | u32 n | n × (u32 len | batch)
 //!            6 AppendReply  u8 accepted | i64 end
 //!            7 Heartbeat    i64 commit | i64 sent_end
@@ -36,8 +36,10 @@ use std::ops::Range;
 /// Version 2: heartbeats carry the end of the appends sent before them, and replies the
 /// follower's log end. Version 3: a reset carries the term at the new log start. Version 4:
 /// the frame names its sender (an empty frame is a node's liveness heartbeat), and heartbeats
-/// may quiesce a group (kind 13).
-pub const WIRE_VERSION: u16 = 4;
+/// may quiesce a group (kind 13). Version 5: vote requests say whether the candidate has heard
+/// from a leader (`rejoin.rs`); version 4 frames are still read (their candidates count as
+/// having heard one).
+pub const WIRE_VERSION: u16 = 5;
 /// Largest frame accepted.
 pub const FRAME_MAX_BYTES: usize = 64 << 20;
 /// Entries in one append, at most.
@@ -151,7 +153,8 @@ pub fn encode_frame_parts(frame: &mut EncodedFrame, sender: NodeId, messages: &[
         frame.head.extend_from_slice(&m.to.wire().to_be_bytes());
         frame.head.extend_from_slice(&m.term.to_be_bytes());
         match &m.body {
-            Body::PreVote { last_end, last_term } | Body::Vote { last_end, last_term, .. } => {
+            Body::PreVote { last_end, last_term, knew_leader }
+            | Body::Vote { last_end, last_term, knew_leader, .. } => {
                 frame.head.push(match m.body {
                     Body::PreVote { .. } => 1,
                     Body::Vote { transfer: false, .. } => 3,
@@ -159,9 +162,14 @@ pub fn encode_frame_parts(frame: &mut EncodedFrame, sender: NodeId, messages: &[
                 });
                 frame.head.extend_from_slice(&last_end.to_be_bytes());
                 frame.head.extend_from_slice(&last_term.to_be_bytes());
+                frame.head.push(u8::from(*knew_leader));
             }
-            Body::PreVoteReply { granted } => frame.head.extend_from_slice(&[2, u8::from(*granted)]),
-            Body::VoteReply { granted } => frame.head.extend_from_slice(&[4, u8::from(*granted)]),
+            Body::PreVoteReply { granted, knew_leader } => {
+                frame.head.extend_from_slice(&[2, u8::from(*granted), u8::from(*knew_leader)])
+            }
+            Body::VoteReply { granted, knew_leader } => {
+                frame.head.extend_from_slice(&[4, u8::from(*granted), u8::from(*knew_leader)])
+            }
             Body::Append { prev_end, prev_term, entries, commit } => {
                 frame.head.push(5);
                 frame.head.extend_from_slice(&prev_end.to_be_bytes());
@@ -277,9 +285,10 @@ pub type Frame = (NodeId, Vec<(GroupId, Message)>);
 pub fn decode_frame(body: &Bytes) -> Result<Frame, WireError> {
     let mut r = Reader { bytes: body, at: 0 };
     let version = r.u16()?;
-    if version != WIRE_VERSION {
+    if version != WIRE_VERSION && version != 4 {
         return Err(WireError::BadVersion(version));
     }
+    let knew_leader = |r: &mut Reader| if version == 4 { Ok(true) } else { r.flag() };
     let sender = r.node_id()?;
     let count = r.u32()? as usize;
     // Every message takes at least 45 bytes: a count beyond that is a lie.
@@ -292,12 +301,22 @@ pub fn decode_frame(body: &Bytes) -> Result<Frame, WireError> {
         let partition = r.u32()? as i32;
         let (from, to, term) = (r.node_id()?, r.node_id()?, r.u64()?);
         let body = match r.u8()? {
-            1 => Body::PreVote { last_end: r.i64()?, last_term: r.u64()? },
-            2 => Body::PreVoteReply { granted: r.flag()? },
-            3 => Body::Vote { last_end: r.i64()?, last_term: r.u64()?, transfer: false },
-            12 => Body::Vote { last_end: r.i64()?, last_term: r.u64()?, transfer: true },
+            1 => Body::PreVote { last_end: r.i64()?, last_term: r.u64()?, knew_leader: knew_leader(&mut r)? },
+            2 => Body::PreVoteReply { granted: r.flag()?, knew_leader: knew_leader(&mut r)? },
+            3 => Body::Vote {
+                last_end: r.i64()?,
+                last_term: r.u64()?,
+                knew_leader: knew_leader(&mut r)?,
+                transfer: false,
+            },
+            12 => Body::Vote {
+                last_end: r.i64()?,
+                last_term: r.u64()?,
+                knew_leader: knew_leader(&mut r)?,
+                transfer: true,
+            },
             11 => Body::TimeoutNow,
-            4 => Body::VoteReply { granted: r.flag()? },
+            4 => Body::VoteReply { granted: r.flag()?, knew_leader: knew_leader(&mut r)? },
             5 => {
                 let (prev_end, prev_term, commit) = (r.i64()?, r.u64()?, r.i64()?);
                 let n = r.u32()? as usize;
@@ -362,12 +381,12 @@ mod tests {
         let group = GroupId { topic_id: 0x1234_5678_9abc_def0_1122_3344_5566_7788, partition: 7 };
         let m = |body| Message { from: NodeId::from(1), to: NodeId::from(2), term: 9, body };
         vec![
-            (GroupId::METADATA, m(Body::PreVote { last_end: 10, last_term: 3 })),
-            (group, m(Body::PreVoteReply { granted: true })),
-            (group, m(Body::Vote { last_end: -1, last_term: 0, transfer: false })),
-            (group, m(Body::Vote { last_end: 7, last_term: 2, transfer: true })),
+            (GroupId::METADATA, m(Body::PreVote { last_end: 10, last_term: 3, knew_leader: true })),
+            (group, m(Body::PreVoteReply { granted: true, knew_leader: false })),
+            (group, m(Body::Vote { last_end: -1, last_term: 0, knew_leader: false, transfer: false })),
+            (group, m(Body::Vote { last_end: 7, last_term: 2, knew_leader: true, transfer: true })),
             (group, m(Body::TimeoutNow)),
-            (group, m(Body::VoteReply { granted: false })),
+            (group, m(Body::VoteReply { granted: false, knew_leader: true })),
             (
                 group,
                 m(Body::Append {

@@ -58,6 +58,7 @@ impl Group {
                     eager_commit: false,
                     prefix_held_by_all,
                     quiesce,
+                    replaced_disk: true,
                 };
                 configs.insert(id, config.clone());
                 (id, Raft::new(config, log, HardState::default()))
@@ -75,6 +76,17 @@ impl Group {
         drop(old);
         let (log, _) = Log::open(self.disks[&id].clone(), &node_dir(id), self.log_config.clone()).unwrap();
         self.nodes.insert(id, Raft::restore(self.configs[&id].clone(), log, hard, changes));
+    }
+
+    /// Node `id` restarts with its disk replaced: an empty log, no hard state, the group's
+    /// first voters as its configuration.
+    #[allow(dead_code)]
+    pub fn restart_wiped(&mut self, id: NodeId, seed: u64) {
+        drop(self.nodes.remove(&id).expect("a node of the group"));
+        let disk = SimStorage::new(seed, SimFaults::default());
+        self.disks.insert(id, disk.clone());
+        let (log, _) = Log::open(disk, &node_dir(id), self.log_config.clone()).unwrap();
+        self.nodes.insert(id, Raft::new(self.configs[&id].clone(), log, HardState::default()));
     }
 
     /// Persists every live node's log and delivers every message until none is left.

@@ -108,6 +108,10 @@ pub struct MetaStore<S: NodeStorage = UringStorage> {
     /// Where the tree's snapshot is kept, the zxid of the last one written (the log below it
     /// may go), and the zxid from which the next one is due.
     snapshot_path: std::path::PathBuf,
+    /// `<data>/replaced-disk`: this node's data directory was replaced, so partition replicas
+    /// it opens with no hard state rejoin before they vote ([`MetaStore::note_replaced_disk`]).
+    replaced_marker: std::path::PathBuf,
+    replaced_disk: bool,
     snapshot_zxid: i64,
     snapshot_due: i64,
     /// Transactions between snapshots.
@@ -142,6 +146,9 @@ pub struct MetaStore<S: NodeStorage = UringStorage> {
 /// election timeouts after it last heard from a leader).
 pub const CUT_OFF_TICKS: u32 = crate::replica::ELECTION_TICKS;
 
+/// The file under the data directory that says its disk was replaced.
+pub const REPLACED_DISK_MARKER: &str = "replaced-disk";
+
 impl<S: NodeStorage> MetaStore<S> {
     /// Opens the metadata log under `data_dir/meta/group-0` as a member of group 0.
     pub fn open(storage: S, config: &NodeConfig, env: SharedEnv) -> anyhow::Result<Self> {
@@ -152,8 +159,10 @@ impl<S: NodeStorage> MetaStore<S> {
         // item 10).
         let log_config =
             LogConfig { retention_ms: -1, segment_bytes: 16 << 20, zero_ahead_bytes: 1 << 20, ..LogConfig::default() };
+        // The metadata group is fresh only where the directory started empty: then it learns from
+        // the others whether the cluster has a history (raft's rejoin.rs).
         let (replica, report) = Replica::open(
-            env.random(),
+            (env.random(), true),
             storage.clone(),
             &dir,
             log_config,
@@ -166,6 +175,14 @@ impl<S: NodeStorage> MetaStore<S> {
         .with_context(|| format!("opening the metadata log in {}", dir.display()))?;
         if let Some(corruption) = &report.corruption {
             tracing::warn!(%corruption, "metadata log: cut at a torn or corrupt batch");
+        }
+        let replaced_marker = config.data_dir.join(REPLACED_DISK_MARKER);
+        // The marker holds for this run; once the metadata group has rejoined, the next run goes
+        // without it (the replicas opened meanwhile persisted their own rejoining state).
+        let replaced_disk = storage.exists(&replaced_marker);
+        if replaced_disk && !replica.raft.rejoining() {
+            let removed = storage.remove(&replaced_marker);
+            tracing::info!(?removed, "this node's replaced data directory has caught up: marker removed");
         }
         let caught_up_at = replica.raft.log().log_end_offset();
         let log_start = replica.raft.log().log_start_offset();
@@ -231,6 +248,8 @@ impl<S: NodeStorage> MetaStore<S> {
             dirty: SnapshotDirty { all: true, ..SnapshotDirty::default() },
             current: SharedSnapshot::default(),
             snapshot_path,
+            replaced_marker,
+            replaced_disk,
             snapshot_zxid,
             snapshot_due: snapshot_zxid + config.zk_snap_count as i64,
             snap_count: config.zk_snap_count as i64,
@@ -312,6 +331,38 @@ impl<S: NodeStorage> MetaStore<S> {
     /// Hands the metadata group's leadership to `to` (a graceful stop).
     pub fn transfer_leadership(&mut self, to: NodeId) -> bool {
         self.replica.raft.transferring_to().is_some() || self.replica.raft.transfer_leadership(to)
+    }
+
+    /// True if this node's data directory was replaced: marked at start, or the metadata group,
+    /// started empty, found the cluster had a history (it rejoins). Then the marker is written,
+    /// so a restart before the replicas caught up still knows.
+    pub fn note_replaced_disk(&mut self) -> bool {
+        if !self.replaced_disk && (self.replica.raft.found_history() || self.replica.raft.rejoining()) {
+            self.replaced_disk = true;
+            tracing::warn!(
+                "this node started with an empty data directory in a cluster with a history (a replaced \
+                 disk): its replicas rejoin, voting for no one until they hold what their groups committed"
+            );
+            let path = &self.replaced_marker;
+            let dir = path.parent().unwrap_or(path);
+            let written = self.storage.create_dir_all(dir).and_then(|()| {
+                self.storage.open(path, braid_engine::io::FileKind::Index).and_then(|mut f| {
+                    use braid_engine::io::StorageFile;
+                    f.write_at(0, b"replaced\n")?;
+                    f.sync_data()
+                })
+            });
+            let synced = written.and_then(|()| self.storage.sync_dir(dir));
+            if let Err(e) = synced {
+                tracing::error!(path = %path.display(), error = %e, "cannot write the replaced-disk marker");
+            }
+        }
+        self.replaced_disk
+    }
+
+    /// Where the metadata log starts (0 until a snapshot let the log below it go).
+    pub fn log_start(&self) -> i64 {
+        self.replica.raft.log().log_start_offset()
     }
 
     /// The metadata group's raft state in one line (diagnostics).

@@ -428,6 +428,7 @@ impl<S: NodeStorage> ShardState<S> {
                         let high_watermark = p.replica.raft.committed();
                         high_watermark - t.last_stable(high_watermark)
                     }),
+                    rejoining: p.replica.raft.rejoining(),
                 }
             })
             .collect();

@@ -148,8 +148,9 @@ impl<S: NodeStorage> ShardState<S> {
         // them: it becomes a voter when the leader's change reaches its log).
         let base: Vec<NodeId> = crate::config::raft_ids(&meta.original(key.1));
         let journaled = self.journaled(group);
+        let replaced_disk = self.shared.replaced_disk.load(std::sync::atomic::Ordering::Relaxed);
         let (mut replica, report) = match Replica::open(
-            self.shared.env.random(),
+            (self.shared.env.random(), replaced_disk),
             self.storage.clone(),
             &dir,
             config,

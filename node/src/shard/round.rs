@@ -261,6 +261,10 @@ impl<S: NodeStorage> ShardState<S> {
     }
 
     pub(super) fn publish_meta_round(&mut self, round: MetaRound) {
+        // Before the tree goes to the shards: the replicas they open know.
+        if self.meta.as_mut().is_some_and(MetaStore::note_replaced_disk) {
+            self.shared.replaced_disk.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         send(&self.shared, GroupId::METADATA, round.messages);
         if let Some(snapshot) = round.snapshot {
             if round.caught_up {

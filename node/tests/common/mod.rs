@@ -176,6 +176,12 @@ impl Node {
         self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
+    /// A partition replica's entry in this node's /v1/status, if it holds one.
+    pub fn partition_status(&self, topic: &str, partition: i32) -> Option<serde_json::Value> {
+        let status = self.status()?;
+        status["partitions"].as_array()?.iter().find(|p| p["topic"] == topic && p["partition"] == partition).cloned()
+    }
+
     /// Runs the braid CLI against this node.
     pub fn cli(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let mut child = Command::new(env!("CARGO_BIN_EXE_braid"))

@@ -3,8 +3,9 @@
 //! (quiet groups: on even seeds unless --quiesce says).
 //! Prints one line per seed; exits non-zero at the first failing seed, naming the replay command.
 //! `braid-sim --nodes-sim [--seed N | --seeds COUNT --first N] [--steps MS] [--nodes K] [--calm]
-//! [--txn-ops PER_MILLE]` (transactions begun per mille per step, default 50; 0 replays the runs
-//! from before transactions)
+//! [--txn-ops PER_MILLE] [--disk-replaced PER_100]` (transactions begun per mille per step,
+//! default 50; 0 replays the runs from before transactions; disks replaced per 100 restarts,
+//! default 20; 0 replays the runs from before that fault)
 //! runs the whole-node simulator instead. BRAID_SIM_TRACE=1 prints the run's story, BRAID_SIM_LOG=FILTER
 //! the nodes' own log lines (a tracing filter, e.g. `info` or `braid_node::meta=debug`).
 
@@ -54,6 +55,9 @@ fn nodes_sim(args: &[String], value: &dyn Fn(&str) -> Option<u64>) {
         }
         if let Some(txn_ops) = value("--txn-ops") {
             config.txn_ops = txn_ops;
+        }
+        if let Some(replaced) = value("--disk-replaced") {
+            config.faults.disk_replaced = replaced;
         }
         config.mutation = mutation(args);
         match run_nodes(&config) {

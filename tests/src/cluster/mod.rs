@@ -249,6 +249,7 @@ impl Sim {
             seed: self.config.seed ^ self.now,
             eager_commit: self.config.seed % 2 == 1,
             prefix_held_by_all: false,
+            replaced_disk: false,
             quiesce: self.config.quiesce,
         };
         // A node starting afresh takes every peer for reachable until told otherwise.

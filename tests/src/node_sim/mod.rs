@@ -50,6 +50,14 @@ pub struct NodeFaults {
     pub slow_disk: bool,
     /// The code's own fault points ([`braid_engine::buggify`]) may fire.
     pub buggify: bool,
+    /// A node that restarts had its disk replaced (per 100 restarts): it starts with an empty
+    /// data directory under its id. Once a run, while every other node is up (one lost disk is
+    /// the fault a majority survives; two at once are not), none of them counts itself as on
+    /// a replaced disk (a late first start looks the same), and only while every live node's
+    /// metadata log still starts at 0 (a replaced disk cannot rebuild its tree past a deleted
+    /// prefix: no snapshot install yet). 0: no draw, so the runs of before replay as they were
+    /// found.
+    pub disk_replaced: u64,
 }
 
 impl NodeFaults {
@@ -64,6 +72,7 @@ impl NodeFaults {
             client_death: 0,
             slow_disk: false,
             buggify: false,
+            disk_replaced: 0,
         }
     }
 
@@ -78,6 +87,7 @@ impl NodeFaults {
             client_death: 1,
             slow_disk: true,
             buggify: true,
+            disk_replaced: 20,
         }
     }
 }
@@ -124,6 +134,7 @@ pub struct NodeSimOutcome {
     pub steps: u64,
     pub crashes: u64,
     pub power_losses: u64,
+    pub disks_replaced: u64,
     pub partitions: u64,
     pub zk_acked: u64,
     pub zk_reads: u64,
@@ -371,6 +382,15 @@ impl Sim {
 
     fn restart_one(&mut self) -> Result<(), String> {
         let Some(&id) = self.ids.iter().find(|id| !self.nodes.contains_key(id)) else { return Ok(()) };
+        let replaced = self.config.faults.disk_replaced;
+        let alone = self.nodes.len() + 1 == self.ids.len() && self.outcome.disks_replaced == 0;
+        if replaced > 0 && alone && self.rng.chance(replaced, 100) && self.metadata_logs_whole() {
+            let slow = self.config.faults.slow_disk;
+            let faults = SimFaults { slow_write_behinds: slow, slow_syncs: slow, ..SimFaults::default() };
+            self.disks.insert(id, SimStorage::new(self.rng.next_u64(), faults));
+            trace(self.now, format_args!("node {id}'s disk is replaced"));
+            self.outcome.disks_replaced += 1;
+        }
         let node = SimNode::start(id, &self.config.settings, &self.disks[&id], &self.env)?;
         self.net.restarted(id, &self.ids);
         // Its tree starts again from its snapshot and log: what it showed before is not a floor.
@@ -378,6 +398,16 @@ impl Sim {
         trace(self.now, format_args!("node {id} restarts"));
         self.nodes.insert(id, node);
         Ok(())
+    }
+
+    /// True if every live node's metadata log still starts at 0, and none counts itself as
+    /// on a replaced disk (a node that first started after the others had committed looks
+    /// just like one: a second such node is a second fault).
+    fn metadata_logs_whole(&self) -> bool {
+        self.nodes.values().all(|n| {
+            n.shard0().meta().is_some_and(|m| m.log_start() == 0)
+                && !n.shared.replaced_disk.load(std::sync::atomic::Ordering::Relaxed)
+        })
     }
 
     /// The network heals, every node comes back, and the cluster runs without faults until

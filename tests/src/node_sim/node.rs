@@ -104,6 +104,7 @@ impl SimNode {
             published: RwLock::default(),
             cut_off: Default::default(),
             connections_accepted: Default::default(),
+            replaced_disk: Default::default(),
             lost_peers: RwLock::default(),
             serving: tokio::sync::watch::Sender::new(false),
         });

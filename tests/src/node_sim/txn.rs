@@ -87,9 +87,10 @@ pub struct TxnWorkload {
     sent_at: u64,
     /// The producer's connection to each node (its number in the node's accept order).
     conns: BTreeMap<i32, (usize, u64)>,
-    /// An EndTxn stalled in a node's socket: the node, the transaction it ended (by
-    /// `next_value`), and the request.
-    late: Option<(i32, u64, TxnRequest)>,
+    /// An EndTxn stalled in a node's socket: the node (and its process: a restart ends the
+    /// connection and what it held), the transaction it ended (by `next_value`), and the
+    /// request.
+    late: Option<((i32, usize), u64, TxnRequest)>,
 }
 
 impl TxnWorkload {
@@ -404,7 +405,10 @@ impl TxnWorkload {
         if self.late.as_ref().is_none_or(|(_, txn, _)| self.next_value <= *txn) {
             return false;
         }
-        let (node, _, request) = self.late.take().expect("due");
+        let ((node, process), _, request) = self.late.take().expect("due");
+        if nodes.get(&node).is_none_or(|n| Arc::as_ptr(&n.shared) as usize != process) {
+            return false;
+        }
         let partition = partition_for(ID);
         super::trace(0, format_args!("a stalled EndTxn read by node {node}"));
         Self::send(nodes, node, TXN_TOPIC, partition, ShardMsg::Txn { partition, request })
@@ -471,7 +475,8 @@ impl TxnWorkload {
             let (reply, _) = oneshot::channel();
             let request = TxnRequest::End { id: ID.into(), producer, commit, conn, reply };
             super::trace(now, format_args!("EndTxn stalls on connection {conn:?} to node {leader}"));
-            self.late = Some((leader, self.next_value, request));
+            let process = nodes.get(&leader).map_or(0, |n| Arc::as_ptr(&n.shared) as usize);
+            self.late = Some(((leader, process), self.next_value, request));
         }
         let (reply, answer) = oneshot::channel();
         let request = |conn| TxnRequest::End { id: ID.into(), producer, commit, conn, reply };
