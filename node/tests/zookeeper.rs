@@ -129,6 +129,38 @@ fn kazoo_on_three_nodes_keeps_its_session_when_its_node_dies() {
     });
 }
 
+/// ZooKeeper's read-only mode: a node whose peers are stopped gives a kazoo client that allows
+/// it (read_only=True) a read-only session: reads from its tree, NotReadOnlyCallError for
+/// writes, `isro` says "ro"; a client that does not allow it is refused. Once the peers are
+/// back, the read-only session ends and the client goes on read-write with a new session.
+#[test]
+fn a_read_only_kazoo_client_keeps_reading_from_a_node_whose_peers_are_stopped() {
+    let mut cluster = Cluster::start(3, &[]);
+    let host = cluster.nodes[0].zk.to_string();
+    let out = run(python("zk_read_only.py").args(["prepare", &host]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("prepared"));
+    cluster.nodes[1].kill();
+    cluster.nodes[2].kill();
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    let client = std::process::Command::new("python3")
+        .arg(repo_root().join("tests/clients/zk_read_only.py"))
+        .args(["run", &host, ready.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the read-only checks", || ready.exists().then_some(()));
+    assert_eq!(four_letter(cluster.nodes[0].zk, "isro"), "ro");
+    cluster.nodes[1].restart();
+    cluster.nodes[2].restart();
+    let output = client.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("read-only checks passed") && stdout.contains("read-write again"), "{stdout}{stderr}");
+    assert_eq!(four_letter(cluster.nodes[0].zk, "isro"), "rw");
+}
+
 #[test]
 fn zkcli_braid_zk_and_cli_mt_read_and_change_the_tree() {
     let node = zk_node(&[]);

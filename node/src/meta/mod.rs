@@ -391,8 +391,12 @@ impl<S: NodeStorage> MetaStore<S> {
             NodeId::new(node).and_then(|node| raft.silent_ticks(node)).map(|t| i64::from(t) * tick_ms)
         });
         if self.cut_off() {
-            // As a ZooKeeper server that lost its quorum: no stale reads; clients go elsewhere.
-            self.zk.close_all("no metadata-group leader reachable");
+            // As a ZooKeeper server that lost its quorum: clients go elsewhere, or, if they
+            // allow it, come back read-only (ZooKeeper's read-only mode).
+            self.zk.close_all(false, "no metadata-group leader reachable");
+        } else {
+            // The quorum is back: read-only clients reconnect and find a read-write server.
+            self.zk.close_all(true, "the metadata group has a leader again: ending read-only sessions");
         }
         self.propose_zk(now);
         self.duty_wait = self.duty_wait.saturating_sub(1);

@@ -23,13 +23,13 @@ pub struct ServerFacts<'a> {
 
 impl ZkServer {
     /// Connections and watches, for the four-letter words. Out of its quorum a server answers
-    /// only ruok, conf, envi and isro ("null"), as ZooKeeper's does; the rest get
-    /// [`NOT_SERVING`].
+    /// only ruok, conf, envi and isro ("ro": it takes read-only sessions), as ZooKeeper's
+    /// read-only server does; the rest get [`NOT_SERVING`].
     pub fn four_letter(&mut self, word: &str, tree: &DataTree, facts: &ServerFacts<'_>) -> String {
         let (mode, serving) = (facts.mode, facts.serving);
         if word == "isro" {
-            // No read-only mode: a server in its quorum is read-write.
-            return if serving { "rw" } else { "null" }.to_owned();
+            // Out of its quorum a server is in read-only mode (it takes read-only sessions).
+            return if serving { "rw" } else { "ro" }.to_owned();
         }
         if !serving && !matches!(word, "ruok" | "conf" | "envi") {
             return NOT_SERVING.to_owned();

@@ -63,6 +63,8 @@ pub mod err {
     pub const INVALID_ACL: i32 = -114;
     pub const AUTH_FAILED: i32 = -115;
     pub const SESSION_MOVED: i32 = -118;
+    /// A write to a server in read-only mode.
+    pub const NOT_READ_ONLY: i32 = -119;
     pub const NO_WATCHER: i32 = -121;
     pub const THROTTLED_OP: i32 = -127;
 }

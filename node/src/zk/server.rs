@@ -108,6 +108,9 @@ pub(super) struct Conn {
     pub(super) received: u64,
     pub(super) sent: u64,
     pub(super) closing: bool,
+    /// A read-only session (ZooKeeper's read-only mode): made here while this node reaches no
+    /// majority, for a client that allows it; local, never in the tree; writes are refused.
+    pub(super) read_only: bool,
 }
 
 /// A request waiting its turn.
@@ -199,6 +202,23 @@ fn request_key(node: i32, request: u64) -> Vec<u8> {
 pub fn own_request(node: i32, key: Option<&[u8]>) -> Option<u64> {
     let key = key.filter(|k| k.len() == 12)?;
     (i32::from_be_bytes(key[..4].try_into().ok()?) == node).then(|| u64::from_be_bytes(key[4..].try_into().unwrap()))
+}
+
+impl ZkServer {
+    /// A request on a read-only session: reads answer from this node's tree, writes (and
+    /// sync) get NOTREADONLY, as ZooKeeper's read-only server answers them; closing the
+    /// session ends the connection.
+    fn read_only_request(&mut self, tree: &DataTree, conn: u64, request: Request) {
+        let zxid = tree.last_zxid();
+        match &request.op {
+            Op::CloseSession => {
+                self.reply(conn, request.xid, zxid, err::OK, |_| {});
+                self.close(conn);
+            }
+            op if is_write(op) => self.reply(conn, request.xid, zxid, err::NOT_READ_ONLY, |_| {}),
+            _ => self.read(tree, conn, request),
+        }
+    }
 }
 
 fn is_write(op: &Op) -> bool {
@@ -372,6 +392,10 @@ impl ZkServer {
         let zxid = tree.last_zxid();
         let xid = request.xid;
         let waiting = |op: Op| Some(Waiting::Reply { conn, xid, request: op, proposed_ms: now_ms });
+        if self.conns.get(&conn).is_some_and(|c| c.read_only) {
+            self.read_only_request(tree, conn, request);
+            return Ok(());
+        }
         match &request.op {
             Op::Create { .. } | Op::Delete { .. } | Op::SetData { .. } | Op::SetAcl { .. } | Op::Check { .. } => {
                 match self.write_txn(tree, conn, &request.op) {

@@ -31,9 +31,12 @@ impl ZkServer {
             received: 1,
             sent: 0,
             closing: false,
+            read_only: false,
         };
         self.conns.insert(conn, c);
-        if cut_off {
+        if cut_off && request.read_only != Some(true) {
+            // No majority: the client goes elsewhere (one that allows read-only mode gets a
+            // read-only session below, as from ZooKeeper's read-only server).
             self.close(conn);
             return;
         }
@@ -42,6 +45,10 @@ impl ZkServer {
             // close, and the client tries another server (its reads never go back in time).
             tracing::info!(%peer, seen = request.last_zxid_seen, here = tree.last_zxid(), "ZooKeeper client is ahead of this node; closing");
             self.close(conn);
+            return;
+        }
+        if cut_off {
+            self.read_only_session(tree, conn, request.timeout_ms, now_ms);
             return;
         }
         let timeout_ms = request.timeout_ms.clamp(self.settings.min_timeout_ms, self.settings.max_timeout_ms);
@@ -92,6 +99,27 @@ impl ZkServer {
         }
     }
 
+    /// A read-only session for `conn` (this node reaches no majority): local to this node,
+    /// never in the tree, gone with its connection. A client that later reaches a read-write
+    /// server starts a new session there (ZooKeeper's clients send session 0 when they have
+    /// seen no read-write server).
+    fn read_only_session(&mut self, tree: &DataTree, conn: u64, timeout_ms: i32, now_ms: i64) {
+        let timeout_ms = timeout_ms.clamp(self.settings.min_timeout_ms, self.settings.max_timeout_ms);
+        let random = (self.settings.env.random() as i64) & ((1 << 56) - 1);
+        let session = (i64::from(self.settings.node_id & 0x7f) << 56) | random.max(1);
+        let mut password = vec![0u8; 16];
+        password.copy_from_slice(&self.settings.env.uuid().as_bytes()[..]);
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        c.session = Some(session);
+        c.read_only = true;
+        tracing::info!(peer = %c.peer, session = format!("{session:#x}"), "ZooKeeper read-only session (no majority reachable)");
+        let mut w = Writer::default();
+        ConnectResponse { protocol_version: 0, timeout_ms, session_id: session, password, read_only: true }
+            .encode(&mut w);
+        self.send(conn, w.frame(), false);
+        self.pump(tree, conn, now_ms);
+    }
+
     /// The session is live on this connection: answer the ConnectRequest.
     pub(super) fn attach(
         &mut self,
@@ -135,8 +163,10 @@ impl ZkServer {
     }
 
     /// Closes every client connection (this node cannot reach a majority).
-    pub fn close_all(&mut self, why: &str) {
-        let open: Vec<u64> = self.conns.iter().filter(|(_, c)| !c.closing).map(|(id, _)| *id).collect();
+    /// Closes every connection whose session is (`read_only`) or is not read-only.
+    pub fn close_all(&mut self, read_only: bool, why: &str) {
+        let open: Vec<u64> =
+            self.conns.iter().filter(|(_, c)| !c.closing && c.read_only == read_only).map(|(id, _)| *id).collect();
         if !open.is_empty() {
             tracing::warn!(connections = open.len(), why, "closing ZooKeeper connections");
         }
