@@ -537,3 +537,69 @@ fn sigterm_hands_every_leadership_over_before_the_node_exits() {
     }
     assert!(cluster.nodes[leader].log().contains("every leadership handed over"), "{}", cluster.nodes[leader].log());
 }
+
+/// Issue 20's rolling restart: every node stopped with SIGTERM and started again in turn, twice,
+/// while an idempotent confluent-kafka producer (acks=all) and a kazoo client run: no
+/// produce fails, every acknowledged record is stored once, and the ZooKeeper session never
+/// expires (its ephemeral stays, its watch never fires).
+#[test]
+fn a_rolling_restart_twice_under_load_fails_no_produce_and_expires_no_session() {
+    let (mut cluster, _) = cluster_with_topic("rolling", "3", "3", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stop) = (dir.path().join("acked"), dir.path().join("stop"));
+    let producer =
+        start_producer_with(&cluster, "rolling", &out, &stop, 240, 300, &[("FAILOVER_PRODUCER_IDEMPOTENT", "1")]);
+    let zk_stop = dir.path().join("zk-stop");
+    let keeper = Command::new("python3")
+        .arg(repo_root().join("tests/clients/zk_session_keeper.py"))
+        .args([&cluster.zk_hosts(), zk_stop.to_str().unwrap(), "240"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    for round in 0..2 {
+        for i in 0..3 {
+            let child = cluster.nodes[i].child.as_mut().expect("running");
+            // SAFETY: sending a signal to our own child process, whose pid is live.
+            assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+            let status = child.wait().expect("the node exits");
+            assert!(status.success(), "round {round}, node {}: a graceful stop exits 0: {status:?}", i + 1);
+            cluster.nodes[i].child = None;
+            cluster.nodes[i].launch(&[]);
+            // Back and caught up before the next one goes.
+            cluster.wait_formed();
+            for p in 0..3 {
+                wait_for("the restarted replica to catch up", || {
+                    let all = positions(&cluster, "rolling", p);
+                    let mine = all[i]?;
+                    all.iter().flatten().all(|o| o.1 == mine.1).then_some(())
+                });
+            }
+        }
+    }
+    std::fs::write(&zk_stop, b"").unwrap();
+    let summary = stop_producer(producer, &out, &stop);
+    let keeper = keeper.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&keeper.stdout);
+    assert!(
+        keeper.status.success() && said.contains("session kept"),
+        "{said}{}",
+        String::from_utf8_lossy(&keeper.stderr)
+    );
+    eprintln!("{}", said.trim());
+    assert!(summary.ends_with("failed 0"), "{summary}");
+    let acked = read_acked(&out);
+    assert!(acked.len() > 1000, "{summary}");
+    // Every record of every partition, by value (each value is sent once: never twice stored).
+    let bootstrap = cluster.bootstrap();
+    let mut stored: HashMap<String, i64> = HashMap::new();
+    for p in 0..3 {
+        for (offset, value) in stored_records(&bootstrap, "rolling", p) {
+            assert!(stored.insert(value.clone(), offset).is_none(), "{value} is stored twice");
+        }
+    }
+    for (_, offset, value) in &acked {
+        assert_eq!(stored.get(value), Some(offset), "acknowledged {value} at {offset}");
+    }
+}
