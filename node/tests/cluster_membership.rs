@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use std::process::Command;
 
 fn produce(node: &Node, topic: &str, partition: &str, from: usize, count: usize) {
     let input: String = (from..from + count).map(|i| format!("r{i}\n")).collect();
@@ -75,4 +76,58 @@ fn a_node_whose_disk_is_replaced_rebuilds_and_then_votes_again() {
     cluster.nodes[down].restart();
     cluster.nodes[replaced].restart();
     wait_for("the marker to go", || (!cluster.nodes[replaced].data_dir.join("replaced-disk").exists()).then_some(()));
+}
+
+/// A replaced disk after the metadata log was deleted below a tree snapshot (every member held
+/// it): the node cannot rebuild its tree from the log, so it gets the leader's tree snapshot in
+/// chunks (snapshot_install.rs), installs it, applies the log after it and serves ZooKeeper
+/// clients the same tree as the others.
+#[test]
+fn a_replaced_node_rebuilds_its_tree_from_the_leaders_snapshot_once_the_log_is_gone() {
+    let mut cluster = Cluster::start(3, &["--zk-snap-count", "50"]);
+    let hosts = cluster.zk_hosts();
+    // About 24 MB of tree writes: the metadata log's first 16 MiB segment fills, snapshots are
+    // written every 50 transactions, and the segment below them goes on every node.
+    let script = r#"
+import sys
+from kazoo.client import KazooClient
+zk = KazooClient(hosts=sys.argv[1], timeout=10)
+zk.start(timeout=30)
+zk.ensure_path("/keep")
+for i in range(20):
+    zk.create(f"/keep/n{i}", str(i).encode())
+zk.create("/big", b"")
+for i in range(240):
+    zk.set("/big", b"x" * 100_000 + str(i).encode())
+zk.stop()
+print("written")
+"#;
+    let out = run(Command::new("python3").args(["-c", script, &hosts]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("written"), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for("the metadata log truncated on every node", || {
+        cluster.nodes.iter().all(|n| n.log().contains("metadata log truncated below the tree snapshot")).then_some(())
+    });
+    let replaced = 2;
+    cluster.nodes[replaced].kill();
+    std::fs::remove_dir_all(&cluster.nodes[replaced].data_dir).unwrap();
+    cluster.nodes[replaced].restart();
+    wait_for("the replaced node to install the leader's snapshot", || {
+        cluster.nodes[replaced].log().contains("tree installed from the leader's snapshot").then_some(())
+    });
+    cluster.wait_formed();
+    let check = r#"
+import sys
+from kazoo.client import KazooClient
+zk = KazooClient(hosts=sys.argv[1], timeout=10)
+zk.start(timeout=30)
+assert sorted(zk.get_children("/keep")) == sorted(f"n{i}" for i in range(20))
+assert zk.get("/keep/n7")[0] == b"7"
+assert zk.get("/big")[0].endswith(b"239")
+zk.create("/after-install", b"ok")
+zk.stop()
+print("tree served")
+"#;
+    let node = cluster.nodes[replaced].zk.to_string();
+    let out = run(Command::new("python3").args(["-c", check, &node]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tree served"), "{}", String::from_utf8_lossy(&out.stderr));
 }

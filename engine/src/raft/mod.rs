@@ -194,6 +194,20 @@ pub enum Body {
     Forward {
         entry: Bytes,
     },
+    /// A piece of the state machine's snapshot, from a leader to a member whose log it reset
+    /// past what that member had applied (the metadata group's tree): `transfer` names the
+    /// snapshot, `data` its bytes from `offset` of `total`. Not raft's: the driver handles it.
+    SnapshotChunk {
+        transfer: u64,
+        offset: u64,
+        total: u64,
+        data: Bytes,
+    },
+    /// The member has the snapshot's bytes up to `next` (the driver's, as `SnapshotChunk`).
+    SnapshotAck {
+        transfer: u64,
+        next: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

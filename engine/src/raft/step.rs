@@ -39,6 +39,8 @@ impl<L: RaftLog> Raft<L> {
                 self.handle_pre_vote(&msg, (*last_end, *last_term), *knew_leader);
                 return;
             }
+            // The driver's (a state machine snapshot on its way): nothing for raft.
+            Body::SnapshotChunk { .. } | Body::SnapshotAck { .. } => return,
             Body::PreVoteReply { granted, knew_leader } => {
                 self.handle_pre_vote_reply(&msg, *granted, *knew_leader);
                 return;
@@ -79,7 +81,11 @@ impl<L: RaftLog> Raft<L> {
             Body::AppendReply { accepted, end } => self.handle_append_reply(msg.from, accepted, end),
             Body::TimeoutNow => self.handle_timeout_now(msg.from),
             Body::HeartbeatReply { end, sent_end } => self.handle_heartbeat_reply(msg.from, end, sent_end),
-            Body::PreVote { .. } | Body::PreVoteReply { .. } | Body::Forward { .. } => {
+            Body::PreVote { .. }
+            | Body::PreVoteReply { .. }
+            | Body::Forward { .. }
+            | Body::SnapshotChunk { .. }
+            | Body::SnapshotAck { .. } => {
                 unreachable!("handled above")
             }
         }

@@ -18,6 +18,8 @@
 //!           10 Forward      u32 len | batch
 //!           11 TimeoutNow
 //!           12 Vote, asked for by a leader handing over: as 3
+//!           14 SnapshotChunk u64 transfer | u64 offset | u64 total | u32 len | bytes (version 5)
+//!           15 SnapshotAck   u64 transfer | u64 next (version 5)
 //! ```
 //! All integers big-endian. Decoding checks every length against what is left and against the
 //! limits below, so any bytes at all give a frame or an error, never a panic or a huge
@@ -210,6 +212,19 @@ pub fn encode_frame_parts(frame: &mut EncodedFrame, sender: NodeId, messages: &[
                 }
             }
             Body::TimeoutNow => frame.head.push(11),
+            Body::SnapshotChunk { transfer, offset, total, data } => {
+                frame.head.push(14);
+                for v in [transfer, offset, total] {
+                    frame.head.extend_from_slice(&v.to_be_bytes());
+                }
+                frame.head.extend_from_slice(&(data.len() as u32).to_be_bytes());
+                frame.head.extend_from_slice(data);
+            }
+            Body::SnapshotAck { transfer, next } => {
+                frame.head.push(15);
+                frame.head.extend_from_slice(&transfer.to_be_bytes());
+                frame.head.extend_from_slice(&next.to_be_bytes());
+            }
             Body::Forward { entry } => {
                 frame.head.push(10);
                 frame.head.extend_from_slice(&(entry.len() as u32).to_be_bytes());
@@ -316,6 +331,14 @@ pub fn decode_frame(body: &Bytes) -> Result<Frame, WireError> {
                 transfer: true,
             },
             11 => Body::TimeoutNow,
+            14 => {
+                let (transfer, offset, total) = (r.u64()?, r.u64()?, r.u64()?);
+                let len = r.u32()? as usize;
+                let at = r.at;
+                r.take(len)?;
+                Body::SnapshotChunk { transfer, offset, total, data: body.slice(at..at + len) }
+            }
+            15 => Body::SnapshotAck { transfer: r.u64()?, next: r.u64()? },
             4 => Body::VoteReply { granted: r.flag()?, knew_leader: knew_leader(&mut r)? },
             5 => {
                 let (prev_end, prev_term, commit) = (r.i64()?, r.u64()?, r.i64()?);
@@ -386,6 +409,8 @@ mod tests {
             (group, m(Body::Vote { last_end: -1, last_term: 0, knew_leader: false, transfer: false })),
             (group, m(Body::Vote { last_end: 7, last_term: 2, knew_leader: true, transfer: true })),
             (group, m(Body::TimeoutNow)),
+            (group, m(Body::SnapshotChunk { transfer: 9, offset: 4, total: 10, data: Bytes::from_static(b"snap") })),
+            (group, m(Body::SnapshotAck { transfer: 9, next: 8 })),
             (group, m(Body::VoteReply { granted: false, knew_leader: true })),
             (
                 group,

@@ -57,6 +57,7 @@ mod paths;
 mod producer_ids;
 mod round;
 mod snapshot;
+mod snapshot_install;
 mod tree_snapshot;
 
 pub use crate::metadata::{MetaSnapshot, Reassignment, SharedSnapshot, TopicMeta};
@@ -139,6 +140,11 @@ pub struct MetaStore<S: NodeStorage = UringStorage> {
     tree_stranded: bool,
     /// Bytes of the last tree snapshot written or read (the `dirs` four-letter word).
     snapshot_bytes: u64,
+    /// Tree snapshots on their way to members the log was reset past, and from the leader to
+    /// this member (`snapshot_install.rs`), and their messages for the next round.
+    sending: braid_engine::hash::HashMap<NodeId, snapshot_install::Sending>,
+    receiving: Option<snapshot_install::Receiving>,
+    snapshot_out: Vec<Message>,
 }
 
 /// Ticks without a metadata-group leader after which a node counts itself cut off: an election
@@ -264,6 +270,9 @@ impl<S: NodeStorage> MetaStore<S> {
             leader_reports: BTreeMap::new(),
             tree_stranded: false,
             snapshot_bytes,
+            sending: Default::default(),
+            receiving: None,
+            snapshot_out: Vec::new(),
         })
     }
 
@@ -384,6 +393,7 @@ impl<S: NodeStorage> MetaStore<S> {
 
     pub fn tick(&mut self) {
         self.replica.raft.tick();
+        self.snapshot_tick();
         let now = self.env.now_ms();
         let raft = &self.replica.raft;
         let tick_ms = self.tick_ms;
@@ -449,6 +459,16 @@ impl<S: NodeStorage> MetaStore<S> {
     }
 
     pub fn step(&mut self, mut message: Message) {
+        match &message.body {
+            braid_engine::raft::Body::SnapshotChunk { transfer, offset, total, data } => {
+                let data = data.clone();
+                return self.snapshot_chunk(message.from, *transfer, *offset, *total, &data);
+            }
+            braid_engine::raft::Body::SnapshotAck { transfer, next } => {
+                return self.snapshot_ack(message.from, *transfer, *next);
+            }
+            _ => {}
+        }
         if let braid_engine::raft::Body::Forward { entry } = &mut message.body {
             if self.replica.is_leader() {
                 // The tree's times (ctime, mtime, TTLs) come from the leader's clock, whichever

@@ -108,12 +108,11 @@ impl<S: NodeStorage> MetaStore<S> {
             // nothing more can apply here. Said once; the node does not serve meanwhile
             // (`ready` wants everything committed applied).
             if !std::mem::replace(&mut self.tree_stranded, true) {
-                tracing::error!(
+                tracing::warn!(
                     tree_zxid = self.applied,
                     log_start,
-                    "the metadata tree cannot catch up: the metadata log now starts past it (the \
-                     leader had deleted what this member lacked). Stop this node, copy tree.snap from a \
-                     healthy member's metadata directory into this one's, and start it again"
+                    "the metadata log now starts past the tree (the leader had deleted what this \
+                     member lacked): asking the leader for its tree snapshot"
                 );
             }
         } else if let Err(e) = self.apply_committed(&mut round) {

@@ -28,6 +28,14 @@ pub(super) struct SnapshotWriting {
     outcome: std::sync::mpsc::Receiver<Result<usize, String>>,
 }
 
+impl SnapshotWriting {
+    /// A snapshot of `zxid` that a thread writes (from `started`, in ms), its outcome to come on
+    /// `outcome`.
+    pub(super) fn new(zxid: i64, started: i64, outcome: std::sync::mpsc::Receiver<Result<usize, String>>) -> Self {
+        SnapshotWriting { zxid, started, serialized_ms: 0, outcome }
+    }
+}
+
 impl<S: NodeStorage> MetaStore<S> {
     /// Serializes the next slice of the tree's running snapshot here; once the last is done,
     /// the storage writes the bytes off this thread (a new file synced, renamed over the old one:

@@ -266,6 +266,9 @@ impl<S: NodeStorage> ShardState<S> {
             self.shared.replaced_disk.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         send(&self.shared, GroupId::METADATA, round.messages);
+        if let Some(meta) = self.meta.as_mut() {
+            send(&self.shared, GroupId::METADATA, meta.take_snapshot_messages());
+        }
         if let Some(snapshot) = round.snapshot {
             if round.caught_up {
                 remove_orphan_dirs(&self.storage, &self.shared.config.data_dir, &snapshot);
