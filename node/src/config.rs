@@ -66,6 +66,10 @@ pub struct StartArgs {
     /// metadata log below a snapshot every node holds is then deleted [default: 100000].
     #[arg(long, env = "BRAID_ZK_SNAP_COUNT")]
     pub zk_snap_count: Option<u64>,
+    /// Bytes of one metadata-log segment (the log below a tree snapshot goes a segment at a
+    /// time) [default: 16 MiB]. For tests and the simulator, which want the log deleted early.
+    #[arg(long, hide = true, env = "BRAID_META_SEGMENT_BYTES")]
+    pub meta_segment_bytes: Option<u64>,
     /// Admin HTTP listener: /metrics and /v1/status [default: 127.0.0.1:9644].
     #[arg(long, env = "BRAID_ADMIN_ADDR")]
     pub admin_addr: Option<SocketAddr>,
@@ -151,6 +155,8 @@ pub struct NodeConfig {
     pub zk_max_data_bytes: usize,
     pub zk_reaper_ms: u64,
     pub zk_snap_count: u64,
+    /// Bytes of one metadata-log segment.
+    pub meta_segment_bytes: u64,
     pub cores: usize,
     /// The CPU each shard is pinned to (shard k: `cpuset[k % len]`).
     pub cpuset: Vec<usize>,
@@ -597,6 +603,7 @@ impl NodeConfig {
             zk_max_data_bytes: args.zk_max_data_bytes.or(file.zk_max_data_bytes).unwrap_or(0xfffff),
             zk_reaper_ms: args.zk_reaper_ms.or(file.zk_reaper_ms).unwrap_or(1000),
             zk_snap_count: args.zk_snap_count.or(file.zk_snap_count).unwrap_or(100_000).max(1),
+            meta_segment_bytes: args.meta_segment_bytes.unwrap_or(16 << 20).clamp(4096, 1 << 30),
             cores: args.cores.or(file.cores).unwrap_or(cpuset.as_ref().map_or(cpus, Vec::len)),
             cpuset: cpuset.unwrap_or_else(|| (0..cpus).collect()),
             max_request_bytes: args.max_request_bytes.or(file.max_request_bytes).unwrap_or(MAX_REQUEST_BYTES_DEFAULT),

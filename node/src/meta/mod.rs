@@ -163,8 +163,9 @@ impl<S: NodeStorage> MetaStore<S> {
         // Segments of 16 MiB: the log below a tree snapshot goes a segment at a time. Zeros 1 MiB
         // ahead of the data: a round's fdatasync then writes the data alone (decision 0006,
         // item 10).
+        let segment_bytes = config.meta_segment_bytes;
         let log_config =
-            LogConfig { retention_ms: -1, segment_bytes: 16 << 20, zero_ahead_bytes: 1 << 20, ..LogConfig::default() };
+            LogConfig { retention_ms: -1, segment_bytes, zero_ahead_bytes: 1 << 20, ..LogConfig::default() };
         // The metadata group is fresh only where the directory started empty: then it learns from
         // the others whether the cluster has a history (raft's rejoin.rs).
         let (replica, report) = Replica::open(

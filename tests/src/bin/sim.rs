@@ -5,7 +5,8 @@
 //! `braid-sim --nodes-sim [--seed N | --seeds COUNT --first N] [--steps MS] [--nodes K] [--calm]
 //! [--txn-ops PER_MILLE] [--disk-replaced PER_100]` (transactions begun per mille per step,
 //! default 50; 0 replays the runs from before transactions; disks replaced per 100 restarts,
-//! default 20; 0 replays the runs from before that fault)
+//! default 20; 0 replays the runs from before that fault) [--meta-segment-bytes N] (metadata
+//! log segments of N bytes, so the log below tree snapshots is deleted during a run)
 //! runs the whole-node simulator instead. BRAID_SIM_TRACE=1 prints the run's story, BRAID_SIM_LOG=FILTER
 //! the nodes' own log lines (a tracing filter, e.g. `info` or `braid_node::meta=debug`).
 
@@ -58,6 +59,9 @@ fn nodes_sim(args: &[String], value: &dyn Fn(&str) -> Option<u64>) {
         }
         if let Some(replaced) = value("--disk-replaced") {
             config.faults.disk_replaced = replaced;
+        }
+        if let Some(bytes) = value("--meta-segment-bytes") {
+            config.settings.meta_segment_bytes = Some(bytes);
         }
         config.mutation = mutation(args);
         match run_nodes(&config) {

@@ -52,11 +52,10 @@ pub struct NodeFaults {
     pub buggify: bool,
     /// A node that restarts had its disk replaced (per 100 restarts): it starts with an empty
     /// data directory under its id. Once a run, while every other node is up (one lost disk is
-    /// the fault a majority survives; two at once are not), none of them counts itself as on
-    /// a replaced disk (a late first start looks the same), and only while every live node's
-    /// metadata log still starts at 0 (a replaced disk cannot rebuild its tree past a deleted
-    /// prefix: no snapshot install yet). 0: no draw, so the runs of before replay as they were
-    /// found.
+    /// the fault a majority survives; two at once are not) and none of them counts itself as
+    /// on a replaced disk (a late first start looks the same). Where the metadata log was
+    /// deleted below a snapshot (`NodeSettings::meta_segment_bytes`), the node rebuilds its tree
+    /// from the leader's snapshot. 0: no draw, so the runs of before replay as they were found.
     pub disk_replaced: u64,
 }
 
@@ -117,7 +116,14 @@ impl NodeSimConfig {
         NodeSimConfig {
             seed,
             steps,
-            settings: NodeSettings { nodes: 3, shards: 2, raft_tick_ms: 10, zk_tick_ms: 100, max_sync_ms: 4 },
+            settings: NodeSettings {
+                nodes: 3,
+                shards: 2,
+                raft_tick_ms: 10,
+                zk_tick_ms: 100,
+                max_sync_ms: 4,
+                meta_segment_bytes: None,
+            },
             faults: NodeFaults::harsh(),
             zk_clients: 4,
             zk_keys: 4,
@@ -384,7 +390,7 @@ impl Sim {
         let Some(&id) = self.ids.iter().find(|id| !self.nodes.contains_key(id)) else { return Ok(()) };
         let replaced = self.config.faults.disk_replaced;
         let alone = self.nodes.len() + 1 == self.ids.len() && self.outcome.disks_replaced == 0;
-        if replaced > 0 && alone && self.rng.chance(replaced, 100) && self.metadata_logs_whole() {
+        if replaced > 0 && alone && self.rng.chance(replaced, 100) && self.none_replaced() {
             let slow = self.config.faults.slow_disk;
             let faults = SimFaults { slow_write_behinds: slow, slow_syncs: slow, ..SimFaults::default() };
             self.disks.insert(id, SimStorage::new(self.rng.next_u64(), faults));
@@ -400,14 +406,11 @@ impl Sim {
         Ok(())
     }
 
-    /// True if every live node's metadata log still starts at 0, and none counts itself as
-    /// on a replaced disk (a node that first started after the others had committed looks
-    /// just like one: a second such node is a second fault).
-    fn metadata_logs_whole(&self) -> bool {
-        self.nodes.values().all(|n| {
-            n.shard0().meta().is_some_and(|m| m.log_start() == 0)
-                && !n.shared.replaced_disk.load(std::sync::atomic::Ordering::Relaxed)
-        })
+    /// True if no live node counts itself as on a replaced disk (a node that first started
+    /// after the others had committed looks just like one: a second such node is a second
+    /// fault).
+    fn none_replaced(&self) -> bool {
+        self.nodes.values().all(|n| !n.shared.replaced_disk.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// The network heals, every node comes back, and the cluster runs without faults until

@@ -32,6 +32,9 @@ pub struct NodeSettings {
     pub zk_tick_ms: u32,
     /// Longest a metadata fdatasync stays in flight (ms).
     pub max_sync_ms: u64,
+    /// Bytes of a metadata-log segment (None: the node's default, 16 MiB, which a run never
+    /// fills: the log below tree snapshots is then never deleted).
+    pub meta_segment_bytes: Option<u64>,
 }
 
 /// The address the node's peers are listed at (never bound: the network is simulated).
@@ -50,6 +53,7 @@ pub fn node_config(id: i32, settings: &NodeSettings) -> NodeConfig {
         zk_tick_ms: Some(settings.zk_tick_ms),
         zk_reaper_ms: Some(100),
         zk_snap_count: Some(200),
+        meta_segment_bytes: settings.meta_segment_bytes,
         ..Default::default()
     };
     NodeConfig::resolve(args).expect("the simulator's node settings are valid")
@@ -66,6 +70,10 @@ struct SimShard {
 /// A running node.
 pub struct SimNode {
     pub id: i32,
+    /// This process among every one the simulator started (a restart is a new one): what a
+    /// connection belongs to. (A pointer would not do: a restarted node's may reuse the old
+    /// one's address.)
+    pub process: u64,
     pub shared: Arc<Shared>,
     shards: Vec<SimShard>,
     /// Routes arriving raft messages to shards by the node's last published snapshot.
@@ -133,7 +141,9 @@ impl SimNode {
             snapshot: RefCell::new(Arc::default()),
             request_memory: Arc::new(Semaphore::new(1)),
         };
-        Ok(SimNode { id, shared, shards, router, peer_queues: outgoing.into_queues(), meta_sync: None })
+        static PROCESSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let process = PROCESSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(SimNode { id, process, shared, shards, router, peer_queues: outgoing.into_queues(), meta_sync: None })
     }
 
     /// The work the shards handed their transaction worker since last asked.

@@ -29,7 +29,6 @@ use braid_node::txn::{partition_for, MarkerPlan, TRANSACTIONAL_ATTRIBUTE, TXN_PA
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use tokio::sync::oneshot;
 
 const TOPIC: &str = "sim-txn";
@@ -86,11 +85,11 @@ pub struct TxnWorkload {
     /// When the producer's current request went out (it gives up on a stuck one).
     sent_at: u64,
     /// The producer's connection to each node (its number in the node's accept order).
-    conns: BTreeMap<i32, (usize, u64)>,
+    conns: BTreeMap<i32, (u64, u64)>,
     /// An EndTxn stalled in a node's socket: the node (and its process: a restart ends the
     /// connection and what it held), the transaction it ended (by `next_value`), and the
     /// request.
-    late: Option<((i32, usize), u64, TxnRequest)>,
+    late: Option<((i32, u64), u64, TxnRequest)>,
 }
 
 impl TxnWorkload {
@@ -389,8 +388,8 @@ impl TxnWorkload {
 
     /// The producer's connection to `node` (a new one if it has none, or if the node restarted
     /// since: a process's connections end with it).
-    fn connection(conns: &mut BTreeMap<i32, (usize, u64)>, id: i32, node: &SimNode) -> u64 {
-        let process = Arc::as_ptr(&node.shared) as usize;
+    fn connection(conns: &mut BTreeMap<i32, (u64, u64)>, id: i32, node: &SimNode) -> u64 {
+        let process = node.process;
         let accept = || (process, node.shared.connections_accepted.fetch_add(1, Relaxed));
         let conn = conns.entry(id).or_insert_with(accept);
         if conn.0 != process {
@@ -406,7 +405,7 @@ impl TxnWorkload {
             return false;
         }
         let ((node, process), _, request) = self.late.take().expect("due");
-        if nodes.get(&node).is_none_or(|n| Arc::as_ptr(&n.shared) as usize != process) {
+        if nodes.get(&node).is_none_or(|n| n.process != process) {
             return false;
         }
         let partition = partition_for(ID);
@@ -475,7 +474,7 @@ impl TxnWorkload {
             let (reply, _) = oneshot::channel();
             let request = TxnRequest::End { id: ID.into(), producer, commit, conn, reply };
             super::trace(now, format_args!("EndTxn stalls on connection {conn:?} to node {leader}"));
-            let process = nodes.get(&leader).map_or(0, |n| Arc::as_ptr(&n.shared) as usize);
+            let process = nodes.get(&leader).map_or(0, |n| n.process);
             self.late = Some(((leader, process), self.next_value, request));
         }
         let (reply, answer) = oneshot::channel();
