@@ -63,14 +63,17 @@ impl<L: RaftLog> Raft<L> {
         true
     }
 
-    /// A message from the leader, whose commit point is `commit`.
-    pub(super) fn heard_leader(&mut self, commit: i64) {
+    /// A message from the leader, whose commit point is `commit` (None: a reset, which says
+    /// the group has a history but not how far it committed: the next message does).
+    pub(super) fn heard_leader(&mut self, commit: Option<i64>) {
         if std::mem::take(&mut self.fresh) {
-            if commit > 0 {
-                self.start_rejoining(Some(commit));
+            match commit {
+                Some(0) => {}
+                Some(commit) => self.start_rejoining(Some(commit)),
+                None => self.start_rejoining(None),
             }
         } else if self.hard.rejoining && self.rejoin_target.is_none() {
-            self.rejoin_target = Some(commit);
+            self.rejoin_target = commit;
         }
         if self.hard.rejoining && self.rejoin_target.is_some_and(|target| self.committed >= target) {
             self.hard.rejoining = false;

@@ -68,15 +68,15 @@ impl<L: RaftLog> Raft<L> {
             Body::Append { prev_end, prev_term, entries, commit } => {
                 self.become_follower(msg.term, Some(msg.from));
                 self.handle_append(msg.from, prev_end, prev_term, entries, commit);
-                self.heard_leader(commit);
+                self.heard_leader(Some(commit));
             }
             Body::Heartbeat { commit, sent_end, quiesce } => {
                 self.handle_heartbeat(msg.from, msg.term, commit, sent_end, quiesce);
-                self.heard_leader(commit);
+                self.heard_leader(Some(commit));
             }
             Body::Reset { start, start_term, voters } => {
                 self.handle_reset(msg.from, msg.term, start, start_term, voters);
-                self.heard_leader(start);
+                self.heard_leader(None);
             }
             Body::AppendReply { accepted, end } => self.handle_append_reply(msg.from, accepted, end),
             Body::TimeoutNow => self.handle_timeout_now(msg.from),
