@@ -274,7 +274,17 @@ fn partitions_spread_over_a_cluster_serve_clients_through_any_node() {
     let out = cluster.nodes[2].cli(&["cluster", "status"], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let status = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(status.lines().filter(|l| l.starts_with("broker ")).count(), 3, "{status}");
+    let brokers: Vec<&str> = status.lines().filter(|l| l.starts_with("broker ")).collect();
+    assert_eq!(brokers.len(), 3, "{status}");
+    // Each broker's counts: 8 partitions of 2 replicas, every one led (other topics may add).
+    let count = |line: &str, what: &str| -> usize {
+        let words: Vec<&str> = line.split(' ').collect();
+        let at = words.iter().position(|w| *w == what).expect("a count");
+        words[at + 1].parse().unwrap()
+    };
+    let replicas: usize = brokers.iter().map(|l| count(l, "replicas")).sum();
+    let leaders: usize = brokers.iter().map(|l| count(l, "leaders")).sum();
+    assert!(replicas >= 16 && leaders >= 8, "{status}");
     assert!(!status.contains("controller -1"), "{status}");
     let led: Vec<&str> = status.lines().filter(|l| l.starts_with("partition spread-")).collect();
     assert_eq!(led.len(), 8, "{status}");

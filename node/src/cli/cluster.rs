@@ -1,4 +1,5 @@
-//! `braid cluster status`: the cluster as a node's Metadata shows it.
+//! `braid cluster status`: the cluster as a node's Metadata shows it: each broker with the
+//! replicas it holds and the partitions it leads, then every partition.
 
 use crate::client::Client;
 use clap::Subcommand;
@@ -6,7 +7,8 @@ use kafka_protocol::messages::MetadataRequest;
 
 #[derive(Subcommand, Debug)]
 pub enum ClusterCommand {
-    /// Brokers, the controller, and every partition's leader and replicas.
+    /// Brokers (with their replica and leader counts), the controller, and every partition's
+    /// leader and replicas.
     Status,
 }
 
@@ -20,8 +22,16 @@ pub fn run(bootstrap: &str, command: ClusterCommand) -> anyhow::Result<()> {
             let metadata = client.call(request)?;
             let cluster_id = metadata.cluster_id.as_ref().map_or("", |id| id.as_str());
             println!("cluster {cluster_id} controller {}", metadata.controller_id.0);
+            let partitions = || metadata.topics.iter().flat_map(|t| t.partitions.iter());
             for broker in &metadata.brokers {
-                println!("broker {} {}", broker.node_id.0, crate::client::broker_address(broker));
+                let id = broker.node_id;
+                let replicas = partitions().filter(|p| p.replica_nodes.contains(&id)).count();
+                let leaders = partitions().filter(|p| p.leader_id == id).count();
+                println!(
+                    "broker {} {} replicas {replicas} leaders {leaders}",
+                    id.0,
+                    crate::client::broker_address(broker)
+                );
             }
             let mut topics: Vec<_> = metadata.topics.iter().collect();
             topics.sort_by(|a, b| a.name.as_ref().map(|n| n.0.as_str()).cmp(&b.name.as_ref().map(|n| n.0.as_str())));
