@@ -5,6 +5,7 @@ pub mod admin;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod data_format;
 pub mod env;
 pub mod groups;
 pub mod kafka;

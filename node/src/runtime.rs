@@ -64,6 +64,7 @@ fn preflight(config: &mut NodeConfig) -> anyhow::Result<()> {
     tracing::info!(open_files, "open-file limit (each partition replica holds one to two descriptors)");
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    crate::data_format::check(&config.data_dir)?;
     UringStorage::new(config.direct_io)?;
     if config.direct_io {
         use std::os::unix::fs::OpenOptionsExt;

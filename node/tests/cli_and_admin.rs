@@ -276,3 +276,31 @@ fn segment_ms_rolls_segments_by_record_time() {
         .and_then(|p| p["segments"].as_u64());
     assert_eq!(segments, Some(3), "{status}");
 }
+
+/// The data directory records its format (`FORMAT`); a directory written by a newer braid is
+/// refused at start with a message that says so, and nothing in it is touched.
+#[test]
+fn a_data_directory_of_a_newer_format_is_refused_at_start() {
+    let mut node = Node::start();
+    let format = node.data_dir.join(braid_node::data_format::FORMAT_FILE);
+    let written = std::fs::read_to_string(&format).unwrap();
+    assert_eq!(written, format!("braid-data {}\n", braid_node::data_format::DATA_FORMAT));
+    node.kill();
+    let newer = format!("braid-data {}\n", braid_node::data_format::DATA_FORMAT + 1);
+    std::fs::write(&format, &newer).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args(["start", "--data-dir"])
+        .arg(&node.data_dir)
+        .arg("--kafka-addr")
+        .arg(node.kafka.to_string())
+        .arg("--zk-addr")
+        .arg(node.zk.to_string())
+        .arg("--admin-addr")
+        .arg(node.admin.to_string())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("written by a newer braid"), "{said}");
+    assert_eq!(std::fs::read_to_string(&format).unwrap(), newer, "left as it was");
+}
