@@ -19,7 +19,15 @@ start() {
     --admin-addr 127.0.0.1:2964$1 --data-dir $ROOT/n$1 --cores 2 >> $ROOT/log$1 2>&1 &
   echo $! > $ROOT/pid$1
 }
-stop_all() { for i in 1 2 3; do kill $(cat $ROOT/pid$i) 2>/dev/null || true; done; sleep 1; rm -rf $ROOT; }
+stop_all() {
+  for i in 1 2 3; do kill $(cat $ROOT/pid$i) 2>/dev/null || true; done
+  # A stopping node flushes: wait (10 s at most) until every one is gone, then delete.
+  for _ in $(seq 100); do
+    alive=0; for i in 1 2 3; do kill -0 $(cat $ROOT/pid$i) 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break; sleep 0.1
+  done
+  rm -rf $ROOT
+}
 trap stop_all EXIT
 for i in 1 2 3; do start $i; done
 BOOT=127.0.0.1:29091,127.0.0.1:29092,127.0.0.1:29093
