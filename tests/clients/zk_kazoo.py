@@ -699,6 +699,18 @@ def sec_ephemeral_sessions(b, base):
     eq(b.exists(e), None, "ephemeral gone")
 
 
+def sec_reconfig(c):
+    # Dynamic reconfiguration is off, as in ZooKeeper 3.8 by default (reconfigEnabled=false).
+    raises(
+        ke.ReconfigDisabledError,
+        c.reconfig,
+        joining="server.9=127.0.0.1:2888:3888:participant;127.0.0.1:2189",
+        leaving=None,
+        new_members=None,
+        what="reconfig answered ZRECONFIGDISABLED",
+    )
+
+
 def sec_children_number(c, base):
     n = base + "/count"
     c.create(n + "/a/b/c", makepath=True)
@@ -835,6 +847,7 @@ def main():
         ("session expiry", lambda: sec_session_expiry(b, base)),
         ("session resume", lambda: sec_session_resume(b, base)),
         ("large data", lambda: sec_large(a, b, base)),
+        ("reconfig", lambda: sec_reconfig(a)),
     ]
     STATE.verbose = args.verbose
     for name, fn in sections:

@@ -5,7 +5,8 @@
 //! ZooKeeper does. Every frame length is checked against the configured maximum (ZooKeeper's
 //! jute.maxbuffer) before it is read; a frame that does not decode closes the connection after
 //! a log line saying what and from where, except a request whose op is unknown, which gets
-//! UNIMPLEMENTED.
+//! UNIMPLEMENTED (reconfig gets RECONFIG_DISABLED, as from ZooKeeper with its default
+//! reconfigEnabled=false: members change through `--peers` here, not through the tree).
 
 use super::jute::{err, ConnectRequest, JuteError, Request};
 use super::server::{Out, Outbox, ZkMsg, MAX_OUTSTANDING};
@@ -88,7 +89,11 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, con
             Err(e @ (JuteError::UnknownOp(_) | JuteError::BadMultiOp(_))) if body.len() >= 8 => {
                 let xid = i32::from_be_bytes(body[..4].try_into().expect("4 bytes"));
                 tracing::info!(%peer, error = %e, "ZooKeeper request refused");
-                ZkMsg::Refused { conn, xid, code: err::UNIMPLEMENTED }
+                let code = match e {
+                    JuteError::UnknownOp(super::jute::op::RECONFIG) => err::RECONFIG_DISABLED,
+                    _ => err::UNIMPLEMENTED,
+                };
+                ZkMsg::Refused { conn, xid, code }
             }
             Err(e) => {
                 let op = body.get(4..8).map(|b| i32::from_be_bytes(b.try_into().expect("4 bytes")));

@@ -28,6 +28,8 @@ pub mod op {
     pub const CHECK: i32 = 13;
     pub const MULTI: i32 = 14;
     pub const CREATE2: i32 = 15;
+    /// Dynamic reconfiguration: answered RECONFIG_DISABLED, as ZooKeeper 3.8 by default.
+    pub const RECONFIG: i32 = 16;
     pub const CHECK_WATCHES: i32 = 17;
     pub const REMOVE_WATCHES: i32 = 18;
     pub const CREATE_CONTAINER: i32 = 19;
@@ -66,6 +68,8 @@ pub mod err {
     /// A write to a server in read-only mode.
     pub const NOT_READ_ONLY: i32 = -119;
     pub const NO_WATCHER: i32 = -121;
+    /// reconfig on a server whose dynamic reconfiguration is off (ZooKeeper's default).
+    pub const RECONFIG_DISABLED: i32 = -123;
     pub const THROTTLED_OP: i32 = -127;
 }
 
