@@ -2,6 +2,7 @@
 //! newest record of each key; see [`Log::compact`].
 
 use super::segment::{file_name, Segment, INDEX_SUFFIX, TIME_INDEX_SUFFIX};
+use super::txn::{is_transactional, Transactions};
 use super::{batch, io_context, BatchHeader, CompactionOutcome, Log, LogError, RecoveryReport, CLEANED_SUFFIX};
 use crate::io::{FileKind, Storage, StorageFile};
 use std::io;
@@ -18,34 +19,25 @@ fn for_each_batch<F: StorageFile>(segment: &Segment<F>, mut f: impl FnMut(&[u8],
     Ok(())
 }
 
-/// The transactions in the batches below a limit: each producer's aborted ones (first offset,
-/// marker offset), and where the first one still open there begins.
+/// Each producer's aborted transactions (first offset, marker offset) below a limit, from the
+/// transactions there ([`Transactions`], as the log keeps them past the limit too).
 #[derive(Default)]
-struct Transactions {
-    aborted: crate::hash::HashMap<i64, Vec<(i64, i64)>>,
-    open: crate::hash::HashMap<i64, i64>,
-}
+struct Aborted(crate::hash::HashMap<i64, Vec<(i64, i64)>>);
 
-impl Transactions {
-    fn take(&mut self, bytes: &[u8], header: &BatchHeader) {
-        if header.attributes & batch::TRANSACTIONAL_ATTRIBUTE == 0 || header.producer_id < 0 {
-            return;
+impl Aborted {
+    fn of(txns: &Transactions) -> Self {
+        let mut by_producer = Aborted::default();
+        for a in txns.aborted_between(i64::MIN, i64::MAX) {
+            by_producer.0.entry(a.producer_id).or_default().push((a.first_offset, a.last_offset));
         }
-        if header.attributes & batch::CONTROL_ATTRIBUTE == 0 {
-            self.open.entry(header.producer_id).or_insert(header.base_offset);
-            return;
-        }
-        let Some(first) = self.open.remove(&header.producer_id) else { return };
-        if batch::marker_type(bytes) == Some(batch::ABORT_MARKER) {
-            self.aborted.entry(header.producer_id).or_default().push((first, header.base_offset));
-        }
+        by_producer
     }
 
     /// True if the batch's records belong to an aborted transaction.
-    fn aborted(&self, header: &BatchHeader) -> bool {
-        header.attributes & batch::TRANSACTIONAL_ATTRIBUTE != 0
+    fn holds(&self, header: &BatchHeader) -> bool {
+        is_transactional(header)
             && header.attributes & batch::CONTROL_ATTRIBUTE == 0
-            && self.aborted.get(&header.producer_id).is_some_and(|ranges| {
+            && self.0.get(&header.producer_id).is_some_and(|ranges| {
                 ranges.iter().any(|&(first, marker)| (first..marker).contains(&header.base_offset))
             })
     }
@@ -78,14 +70,14 @@ impl<S: Storage> Log<S> {
             }
             for_each_batch(segment, |bytes, header| {
                 if header.next_offset() <= limit {
-                    txns.take(bytes, header);
+                    txns.take(header, bytes);
                 }
             })
             .map_err(io_context(|| format!("reading {}", segment.path.display())))?;
         }
-        if let Some(&first_open) = txns.open.values().min() {
-            limit = limit.min(first_open);
-        }
+        // Nothing at or past the first transaction still open.
+        limit = txns.last_stable(limit);
+        let aborted = Aborted::of(&txns);
         // Sealed segments whose every offset lies below the limit, up to the first holding a
         // record younger than min.compaction.lag.ms.
         let lag = self.config.min_compaction_lag_ms;
@@ -107,7 +99,7 @@ impl<S: Storage> Log<S> {
             for_each_batch(segment, |bytes, header| {
                 if header.next_offset() > limit
                     || header.attributes & batch::CONTROL_ATTRIBUTE != 0
-                    || txns.aborted(header)
+                    || aborted.holds(header)
                 {
                     return;
                 }
@@ -133,10 +125,10 @@ impl<S: Storage> Log<S> {
                     cleaned.extend_from_slice(bytes);
                     return;
                 };
-                let aborted = txns.aborted(header);
+                let dropped = aborted.holds(header);
                 let keep: Vec<std::ops::Range<usize>> = records
                     .iter()
-                    .filter(|_| !aborted)
+                    .filter(|_| !dropped)
                     .filter(|r| match r.key {
                         None => true,
                         Some(key) => {

@@ -105,13 +105,6 @@ impl Transactions {
         self.aborted[start..].iter().filter(|a| a.first_offset < to).copied().collect()
     }
 
-    /// True if the records of the batch belong to an aborted transaction.
-    pub fn aborted_batch(&self, h: &BatchHeader) -> bool {
-        is_transactional(h)
-            && h.attributes & batch::CONTROL_ATTRIBUTE == 0
-            && self.aborted_between(h.base_offset, h.base_offset + 1).iter().any(|a| a.producer_id == h.producer_id)
-    }
-
     /// Forgets the aborted transactions wholly before `log_start` (retention removed them).
     fn trim(&mut self, log_start: i64) {
         self.aborted.retain(|a| a.last_offset >= log_start);
@@ -371,7 +364,6 @@ mod tests {
         assert_eq!(t.aborted_between(0, 10), vec![AbortedTxn { producer_id: 2, first_offset: 1, last_offset: 4 }]);
         assert!(t.aborted_between(5, 10).is_empty(), "the abort lies before the range");
         assert!(t.aborted_between(0, 1).is_empty(), "the aborted records lie after the range");
-        assert!(t.aborted_batch(&BatchHeader { base_offset: 1, ..BatchHeader::parse(&batch_of(2, None, 0)).unwrap() }));
         t.trim(5);
         assert!(t.aborted_between(0, 10).is_empty());
     }
