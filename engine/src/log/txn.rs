@@ -235,13 +235,8 @@ impl<S: Storage> Log<S> {
         for i in 0..sealed {
             let (base, next, size) =
                 (self.segments[i].base_offset, self.segments[i + 1].base_offset, self.segments[i].size);
-            let path = self.dir.join(file_name(base, TXN_INDEX_SUFFIX));
-            let loaded = self.storage.exists(&path)
-                && self.storage.open(&path, FileKind::Index).ok().and_then(|file| {
-                    let mut bytes = vec![0u8; usize::try_from(file.len().ok()?).ok()?];
-                    file.read_exact_at(0, &mut bytes).ok()?;
-                    txns.take_encoded(&bytes, next, size)
-                }) == Some(());
+            let bytes = self.read_txn_index(base).ok().flatten();
+            let loaded = bytes.and_then(|bytes| txns.take_encoded(&bytes, next, size)).is_some();
             if !loaded {
                 let segment = &self.segments[i];
                 scan(segment, &mut txns).map_err(io_context(|| format!("reading {}", segment.path.display())))?;
@@ -257,12 +252,31 @@ impl<S: Storage> Log<S> {
     fn persist_transactions(&self, txns: &Transactions, i: usize) -> Result<(), LogError> {
         let segment = &self.segments[i];
         let next = self.segments.get(i + 1).map_or(segment.next_offset, |s| s.base_offset);
-        let path = self.dir.join(file_name(segment.base_offset, TXN_INDEX_SUFFIX));
-        let bytes = txns.encode(segment.base_offset, next, segment.size);
+        self.write_txn_index(segment.base_offset, &txns.encode(segment.base_offset, next, segment.size))
+    }
+
+    /// The `.txnindex` of the segment at `base` (None: there is none).
+    fn read_txn_index(&self, base: i64) -> Result<Option<Vec<u8>>, LogError> {
+        let path = self.dir.join(file_name(base, TXN_INDEX_SUFFIX));
+        if !self.storage.exists(&path) {
+            return Ok(None);
+        }
+        let read = || -> io::Result<Vec<u8>> {
+            let file = self.storage.open(&path, FileKind::Index)?;
+            let mut bytes = vec![0u8; usize::try_from(file.len()?).map_err(io::Error::other)?];
+            file.read_exact_at(0, &mut bytes)?;
+            Ok(bytes)
+        };
+        read().map(Some).map_err(io_context(|| format!("reading {}", path.display())))
+    }
+
+    /// Writes (replaces) the `.txnindex` of the segment at `base`, synced.
+    fn write_txn_index(&self, base: i64, bytes: &[u8]) -> Result<(), LogError> {
+        let path = self.dir.join(file_name(base, TXN_INDEX_SUFFIX));
         let write = || -> io::Result<()> {
             let mut file = self.storage.open(&path, FileKind::Index)?;
             file.set_len(0)?;
-            file.write_at(0, &bytes)?;
+            file.write_at(0, bytes)?;
             file.sync_data()
         };
         write().map_err(io_context(|| format!("writing {}", path.display())))
@@ -301,22 +315,13 @@ impl<S: Storage> Log<S> {
         old_size: u64,
         new_size: u64,
     ) -> Result<(), LogError> {
-        let path = self.dir.join(file_name(base, TXN_INDEX_SUFFIX));
-        if !self.storage.exists(&path) {
-            return Ok(());
-        }
-        let context = || io_context(|| format!("rewriting {}", path.display()));
-        let mut file = self.storage.open(&path, FileKind::Index).map_err(context())?;
-        let mut bytes = vec![0u8; file.len().map_err(context())? as usize];
-        file.read_exact_at(0, &mut bytes).map_err(context())?;
+        let Some(bytes) = self.read_txn_index(base)? else { return Ok(()) };
         let mut txns = Transactions::default();
         let bytes = match txns.take_encoded(&bytes, next, old_size) {
             Some(()) => txns.encode(base, next, new_size),
             None => Vec::new(), // damaged: the next build scans the segment
         };
-        file.set_len(0).map_err(context())?;
-        file.write_at(0, &bytes).map_err(context())?;
-        file.sync_data().map_err(context())
+        self.write_txn_index(base, &bytes)
     }
 
     /// Segments before `log_start` were deleted.
