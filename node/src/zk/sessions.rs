@@ -53,12 +53,7 @@ impl ZkServer {
         }
         let timeout_ms = request.timeout_ms.clamp(self.settings.min_timeout_ms, self.settings.max_timeout_ms);
         if request.session_id == 0 {
-            let mut password = vec![0u8; 16];
-            password.copy_from_slice(&self.settings.env.uuid().as_bytes()[..]);
-            // Top byte: this node (ZooKeeper's layout), below it random: unique with
-            // overwhelming odds, and a collision is refused by the tree (the client retries).
-            let random = (self.settings.env.random() as i64) & ((1 << 56) - 1);
-            let session = (i64::from(self.settings.node_id & 0x7f) << 56) | random.max(1);
+            let (session, password) = self.new_session();
             let txn = Txn::CreateSession {
                 id: session,
                 timeout_ms,
@@ -105,17 +100,35 @@ impl ZkServer {
     /// seen no read-write server).
     fn read_only_session(&mut self, tree: &DataTree, conn: u64, timeout_ms: i32, now_ms: i64) {
         let timeout_ms = timeout_ms.clamp(self.settings.min_timeout_ms, self.settings.max_timeout_ms);
-        let random = (self.settings.env.random() as i64) & ((1 << 56) - 1);
-        let session = (i64::from(self.settings.node_id & 0x7f) << 56) | random.max(1);
-        let mut password = vec![0u8; 16];
-        password.copy_from_slice(&self.settings.env.uuid().as_bytes()[..]);
+        let (session, password) = self.new_session();
         let Some(c) = self.conns.get_mut(&conn) else { return };
         c.session = Some(session);
         c.read_only = true;
         tracing::info!(peer = %c.peer, session = format!("{session:#x}"), "ZooKeeper read-only session (no majority reachable)");
+        self.answer_connect(tree, conn, (session, timeout_ms, password), true, now_ms);
+    }
+
+    /// A new session's id and password. The id's top byte is this node (ZooKeeper's layout),
+    /// below it random: unique with overwhelming odds, and a collision is refused by the tree
+    /// (the client retries).
+    fn new_session(&self) -> (i64, Vec<u8>) {
+        let mut password = vec![0u8; 16];
+        password.copy_from_slice(&self.settings.env.uuid().as_bytes()[..]);
+        let random = (self.settings.env.random() as i64) & ((1 << 56) - 1);
+        ((i64::from(self.settings.node_id & 0x7f) << 56) | random.max(1), password)
+    }
+
+    /// Answers a ConnectRequest with the session now live on `conn`, then serves what it sent.
+    fn answer_connect(
+        &mut self,
+        tree: &DataTree,
+        conn: u64,
+        (session, timeout_ms, password): (i64, i32, Vec<u8>),
+        read_only: bool,
+        now_ms: i64,
+    ) {
         let mut w = Writer::default();
-        ConnectResponse { protocol_version: 0, timeout_ms, session_id: session, password, read_only: true }
-            .encode(&mut w);
+        ConnectResponse { protocol_version: 0, timeout_ms, session_id: session, password, read_only }.encode(&mut w);
         self.send(conn, w.frame(), false);
         self.pump(tree, conn, now_ms);
     }
@@ -137,11 +150,7 @@ impl ZkServer {
             self.close(old);
         }
         self.last_seen.insert(session, now_ms);
-        let mut w = Writer::default();
-        ConnectResponse { protocol_version: 0, timeout_ms, session_id: session, password, read_only: false }
-            .encode(&mut w);
-        self.send(conn, w.frame(), false);
-        self.pump(tree, conn, now_ms);
+        self.answer_connect(tree, conn, (session, timeout_ms, password), false, now_ms);
     }
 
     /// A connection went away.
