@@ -59,9 +59,12 @@ impl<S: NodeStorage> MetaStore<S> {
             return;
         }
         let Some(leader) = self.replica.raft.leader().filter(|l| *l != self.replica.raft.id()) else { return };
-        let receiving = self.receiving.get_or_insert_with(Receiving::default);
-        receiving.quiet_ticks += 1;
-        if receiving.quiet_ticks < ASK_TICKS && receiving.transfer != 0 {
+        // At once the first time, then after ASK_TICKS without a chunk (each ask of nothing
+        // makes the leader read its snapshot again).
+        let first = || Receiving { quiet_ticks: ASK_TICKS, ..Receiving::default() };
+        let receiving = self.receiving.get_or_insert_with(first);
+        if receiving.quiet_ticks < ASK_TICKS {
+            receiving.quiet_ticks += 1;
             return;
         }
         receiving.quiet_ticks = 0;
