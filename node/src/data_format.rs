@@ -33,12 +33,11 @@ pub fn check(dir: &Path) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    if found < DATA_FORMAT || !path.exists() {
+    if found < DATA_FORMAT {
         std::fs::write(&path, format!("braid-data {DATA_FORMAT}\n"))
             .with_context(|| format!("writing {}", path.display()))?;
-        if found < DATA_FORMAT
-            && dir.read_dir().is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.file_name() != FORMAT_FILE)))
-        {
+        // A new directory holds nothing else: only an old one's upgrade is worth a line.
+        if dir.read_dir().is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.file_name() != FORMAT_FILE))) {
             tracing::info!(
                 from = found,
                 to = DATA_FORMAT,
