@@ -47,6 +47,7 @@ impl<S: NodeStorage> ShardState<S> {
         let (slices, headers): (Vec<&[u8]>, Vec<BatchHeader>) =
             batches.into_iter().map(|(range, header)| (&records[range], header)).unzip();
         let idempotent = headers.iter().any(|h| h.producer_id >= 0);
+        // Read before the first transactional batch: fetches report the last stable offset.
         let transactional = headers.iter().any(crate::txn::is_transactional);
         if let Some(Err(e)) = transactional.then(|| super::txn::txn_index(p).map(drop)) {
             let _ = reply.send(ProduceOutcome::failed(storage_error(&e), Some(e.to_string())));
@@ -97,7 +98,7 @@ impl<S: NodeStorage> ShardState<S> {
                 return;
             }
         };
-        // Each keeps the batches of its kind (idempotent, transactional) if it was built.
+        // Kept if built (the log keeps its transactions itself).
         record_producers(p, &headers, base_offset);
         // Followers persist while the leader does.
         send(&self.shared, p.replica.group, p.replica.raft.take_leader_messages());
