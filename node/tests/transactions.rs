@@ -8,6 +8,27 @@ use common::*;
 
 /// FindCoordinator then InitProducerId for transactional id `id`, as clients do (the
 /// coordinator's topic is created on the first request): the producer id and epoch.
+/// AddPartitionsToTxn v3 of partition 0 of `topic` to transactional id `id`: its error code.
+fn add_partition(
+    client: &mut braid_node::client::Client,
+    id: &'static str,
+    (producer_id, epoch): (kafka_protocol::messages::ProducerId, i16),
+    topic: &'static str,
+) -> i16 {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::{AddPartitionsToTxnRequest, TopicName, TransactionalId};
+    use kafka_protocol::protocol::StrBytes;
+    let mut add = AddPartitionsToTxnRequest::default();
+    add.v3_and_below_transactional_id = TransactionalId(StrBytes::from_static_str(id));
+    add.v3_and_below_producer_id = producer_id;
+    add.v3_and_below_producer_epoch = epoch;
+    let mut t = AddPartitionsToTxnTopic::default();
+    t.name = TopicName(StrBytes::from_static_str(topic));
+    t.partitions = vec![0];
+    add.v3_and_below_topics = vec![t];
+    client.call_version(add, 3).unwrap().results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+}
+
 fn init_transactional(
     client: &mut braid_node::client::Client,
     id: &'static str,
@@ -126,7 +147,6 @@ fn consume_transform_produce_is_exactly_once_through_node_kills() {
 fn a_transactional_batch_is_taken_only_for_a_partition_its_transaction_holds() {
     use braid_engine::log::batch;
     use braid_node::client::Client;
-    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
     use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::*;
@@ -155,16 +175,7 @@ fn a_transactional_batch_is_taken_only_for_a_partition_its_transaction_holds() {
     };
     assert_eq!(produce(0), kafka_protocol::ResponseError::InvalidTxnState.code(), "not added to the transaction");
     let mut client = Client::connect(&node.bootstrap()).unwrap();
-    let mut add = AddPartitionsToTxnRequest::default();
-    add.v3_and_below_transactional_id = id();
-    add.v3_and_below_producer_id = producer_id;
-    add.v3_and_below_producer_epoch = epoch;
-    let mut topic = AddPartitionsToTxnTopic::default();
-    topic.name = TopicName(StrBytes::from_static_str("verified"));
-    topic.partitions = vec![0];
-    add.v3_and_below_topics = vec![topic];
-    let added = client.call_version(add, 3).unwrap();
-    assert_eq!(added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code, 0);
+    assert_eq!(add_partition(&mut client, "verifying", (producer_id, epoch), "verified"), 0);
     drop(client);
     assert_eq!(produce(0), 0, "added: taken");
     let mut client = Client::connect(&node.bootstrap()).unwrap();
@@ -233,7 +244,6 @@ fn a_transactional_batch_is_taken_only_for_a_partition_its_transaction_holds() {
 #[test]
 fn a_late_end_txn_from_a_connection_the_client_left_ends_nothing() {
     use braid_node::client::Client;
-    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
     use kafka_protocol::messages::*;
     use kafka_protocol::protocol::StrBytes;
     let node = Node::start();
@@ -242,18 +252,7 @@ fn a_late_end_txn_from_a_connection_the_client_left_ends_nothing() {
     let id = || TransactionalId(StrBytes::from_static_str("late-end"));
     let mut old = Client::connect(&node.bootstrap()).unwrap();
     let (producer_id, epoch) = init_transactional(&mut old, "late-end");
-    let add = |client: &mut Client| {
-        let mut add = AddPartitionsToTxnRequest::default();
-        add.v3_and_below_transactional_id = id();
-        add.v3_and_below_producer_id = producer_id;
-        add.v3_and_below_producer_epoch = epoch;
-        let mut topic = AddPartitionsToTxnTopic::default();
-        topic.name = TopicName(StrBytes::from_static_str("late-end"));
-        topic.partitions = vec![0];
-        add.v3_and_below_topics = vec![topic];
-        client.call_version(add, 3).unwrap().results_by_topic_v3_and_below[0].results_by_partition[0]
-            .partition_error_code
-    };
+    let add = |client: &mut Client| add_partition(client, "late-end", (producer_id, epoch), "late-end");
     let end = |commit: bool| {
         let mut end = EndTxnRequest::default();
         end.transactional_id = id();
