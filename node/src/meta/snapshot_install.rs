@@ -120,10 +120,11 @@ impl<S: NodeStorage> MetaStore<S> {
                 self.snapshot_message(from, Body::SnapshotAck { transfer: 0, next: 0 });
                 return;
             }
-            *receiving = Receiving { transfer, bytes: Vec::with_capacity(total.min(1 << 30) as usize), quiet_ticks: 0 };
+            // Grown as chunks come, not sized by what the message claims.
+            *receiving = Receiving { transfer, ..Receiving::default() };
         }
         receiving.quiet_ticks = 0;
-        if offset == receiving.bytes.len() as u64 {
+        if offset == receiving.bytes.len() as u64 && offset + data.len() as u64 <= total {
             receiving.bytes.extend_from_slice(data);
         }
         let next = receiving.bytes.len() as u64;
