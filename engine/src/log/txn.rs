@@ -114,7 +114,8 @@ impl Transactions {
     /// markers lie in it and the state at its end; `size` is the segment's, so a file left
     /// from another segment at the same base does not pass for this one's.
     fn encode(&self, base: i64, next: i64, size: u64) -> Vec<u8> {
-        let aborted: Vec<&AbortedTxn> = self.aborted.iter().filter(|a| a.last_offset >= base).collect();
+        // In marker order: those of this segment are the tail.
+        let aborted = &self.aborted[self.aborted.partition_point(|a| a.last_offset < base)..];
         let mut out = MAGIC.to_vec();
         for v in [next, size as i64] {
             out.extend_from_slice(&v.to_be_bytes());
